@@ -1,0 +1,397 @@
+//! Op geometry: the shapes and settings of one op call. These structs are `#[repr(C)]` with `i32`
+//! fields because the CUDA kernels take them by value (mirrored in `kernels/geometry.cuh`); the CPU
+//! reference reads the very same structs, so every backend is driven by one description of each call.
+//!
+//! Constructors validate and derive the output sizes; the fields are public for the kernels' sake
+//! but should only be filled in through the constructors.
+
+use crate::tensor::Shape;
+use crate::{shape_err, Result};
+
+/// Padding of a convolution.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Padding {
+    /// TensorFlow `SAME`: output = ceil(input / stride); the total padding needed is split with
+    /// ⌊total/2⌋ before and the rest after (so even kernels pad one more at the bottom/right).
+    Same,
+    /// No padding: output = ⌊(input − k) / stride⌋ + 1.
+    Valid,
+    /// Explicit padding (top, bottom, left, right).
+    Explicit { top: usize, bottom: usize, left: usize, right: usize },
+}
+
+/// A 2-D convolution: x (N, C_in, H_in, W_in) * w (C_out, C_in, K_h, K_w) + b (C_out) -> y (N, C_out, H_out, W_out),
+/// optionally followed by ReLU.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, bytemuck::Pod, bytemuck::Zeroable)]
+pub struct ConvGeom {
+    pub n: i32,
+    pub c_in: i32,
+    pub h_in: i32,
+    pub w_in: i32,
+    pub c_out: i32,
+    pub k_h: i32,
+    pub k_w: i32,
+    pub stride: i32,
+    pub pad_top: i32,
+    pub pad_left: i32,
+    pub h_out: i32,
+    pub w_out: i32,
+    /// 1: y = max(0, conv + b); 0: y = conv + b.
+    pub relu: i32,
+}
+
+fn same_padding(input: usize, k: usize, stride: usize) -> (usize, usize, usize) {
+    let out = input.div_ceil(stride);
+    let total = ((out - 1) * stride + k).saturating_sub(input);
+    (out, total / 2, total - total / 2)
+}
+
+fn to_i32(what: &str, v: usize) -> Result<i32> {
+    i32::try_from(v).map_err(|_| shape_err!("{what} = {v} does not fit in 32 bits"))
+}
+
+impl ConvGeom {
+    /// Validate and build. `input` is (N, C_in, H_in, W_in); the kernel is `k_h`×`k_w`.
+    pub fn new(
+        input: Shape,
+        c_out: usize,
+        (k_h, k_w): (usize, usize),
+        stride: usize,
+        padding: Padding,
+        relu: bool,
+    ) -> Result<Self> {
+        if input.is_empty() || c_out == 0 || k_h == 0 || k_w == 0 || stride == 0 {
+            return Err(shape_err!(
+                "conv2d needs non-empty input, filters, kernel and stride ≥ 1; got input {input}, {c_out} filters of {k_h}×{k_w}, stride {stride}"
+            ));
+        }
+        let (h_out, pad_top, w_out, pad_left) = match padding {
+            Padding::Same => {
+                let (ho, pt, _) = same_padding(input.h, k_h, stride);
+                let (wo, pl, _) = same_padding(input.w, k_w, stride);
+                (ho, pt, wo, pl)
+            }
+            Padding::Valid | Padding::Explicit { .. } => {
+                let (t, b, l, r) = match padding {
+                    Padding::Explicit { top, bottom, left, right } => (top, bottom, left, right),
+                    _ => (0, 0, 0, 0),
+                };
+                let (hp, wp) = (input.h + t + b, input.w + l + r);
+                if hp < k_h || wp < k_w {
+                    return Err(shape_err!(
+                        "conv2d kernel {k_h}×{k_w} is larger than the padded input {hp}×{wp} (input {input})"
+                    ));
+                }
+                ((hp - k_h) / stride + 1, t, (wp - k_w) / stride + 1, l)
+            }
+        };
+        if pad_top >= k_h || pad_left >= k_w {
+            return Err(shape_err!(
+                "conv2d padding ({pad_top}, {pad_left}) must be smaller than the kernel {k_h}×{k_w}"
+            ));
+        }
+        Ok(ConvGeom {
+            n: to_i32("batch", input.n)?,
+            c_in: to_i32("input channels", input.c)?,
+            h_in: to_i32("input height", input.h)?,
+            w_in: to_i32("input width", input.w)?,
+            c_out: to_i32("output channels", c_out)?,
+            k_h: to_i32("kernel height", k_h)?,
+            k_w: to_i32("kernel width", k_w)?,
+            stride: to_i32("stride", stride)?,
+            pad_top: to_i32("padding", pad_top)?,
+            pad_left: to_i32("padding", pad_left)?,
+            h_out: to_i32("output height", h_out)?,
+            w_out: to_i32("output width", w_out)?,
+            relu: relu as i32,
+        })
+    }
+    pub fn input(&self) -> Shape {
+        Shape::new(self.n as usize, self.c_in as usize, self.h_in as usize, self.w_in as usize)
+    }
+    pub fn output(&self) -> Shape {
+        Shape::new(self.n as usize, self.c_out as usize, self.h_out as usize, self.w_out as usize)
+    }
+    /// Number of weights (C_out·C_in·K_h·K_w); the bias adds C_out.
+    pub fn weight_len(&self) -> usize {
+        (self.c_out * self.c_in * self.k_h * self.k_w) as usize
+    }
+    /// The same convolution for another batch size.
+    pub fn with_batch(self, n: usize) -> Self {
+        ConvGeom { n: n as i32, ..self }
+    }
+    /// Multiply-adds of the forward pass, ×2 (the usual FLOP count, padding included).
+    pub fn forward_flops(&self) -> f64 {
+        2.0 * self.output().len() as f64 * (self.c_in * self.k_h * self.k_w) as f64
+    }
+}
+
+/// Max-pooling with a k×k window and stride s, floor mode (windows that would run past the edge are
+/// dropped): x (N, C, H_in, W_in) -> y (N, C, H_out, W_out) and argmax (N, C, H_out, W_out), the
+/// index h·W_in + w of the maximum inside its input plane (first maximum in row-major window order).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, bytemuck::Pod, bytemuck::Zeroable)]
+pub struct PoolGeom {
+    pub n: i32,
+    pub c: i32,
+    pub h_in: i32,
+    pub w_in: i32,
+    pub k: i32,
+    pub stride: i32,
+    pub h_out: i32,
+    pub w_out: i32,
+}
+
+impl PoolGeom {
+    pub fn new(input: Shape, k: usize, stride: usize) -> Result<Self> {
+        if k == 0 || stride == 0 {
+            return Err(shape_err!("max-pool needs window and stride ≥ 1, got {k} and {stride}"));
+        }
+        if input.is_empty() || input.h < k || input.w < k {
+            return Err(shape_err!("max-pool window {k}×{k} does not fit input {input}"));
+        }
+        Ok(PoolGeom {
+            n: to_i32("batch", input.n)?,
+            c: to_i32("channels", input.c)?,
+            h_in: to_i32("input height", input.h)?,
+            w_in: to_i32("input width", input.w)?,
+            k: k as i32,
+            stride: stride as i32,
+            h_out: ((input.h - k) / stride + 1) as i32,
+            w_out: ((input.w - k) / stride + 1) as i32,
+        })
+    }
+    pub fn input(&self) -> Shape {
+        Shape::new(self.n as usize, self.c as usize, self.h_in as usize, self.w_in as usize)
+    }
+    pub fn output(&self) -> Shape {
+        Shape::new(self.n as usize, self.c as usize, self.h_out as usize, self.w_out as usize)
+    }
+    pub fn with_batch(self, n: usize) -> Self {
+        PoolGeom { n: n as i32, ..self }
+    }
+}
+
+/// The paper's multi-level residual identity map: `dst[n,c,h,w] += mean over the r×r window at
+/// (h·r, w·r) of src[n, c mod C_src]`, where r = H_src/H_dst = W_src/W_dst is a whole number.
+/// src is (N, C_src, H_src, W_src), dst is (N, C_dst, H_dst, W_dst). Parameter-free.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, bytemuck::Pod, bytemuck::Zeroable)]
+pub struct ShortcutGeom {
+    pub n: i32,
+    pub c_src: i32,
+    pub h_src: i32,
+    pub w_src: i32,
+    pub c_dst: i32,
+    pub h_dst: i32,
+    pub w_dst: i32,
+    /// r: the side of the averaging window.
+    pub ratio: i32,
+}
+
+impl ShortcutGeom {
+    pub fn new(src: Shape, dst: Shape) -> Result<Self> {
+        let fail = || {
+            shape_err!(
+                "shortcut from {src} into {dst}: the source's height and width must both be the same whole multiple of the target's, and the batches must match"
+            )
+        };
+        if src.n != dst.n || src.is_empty() || dst.is_empty() {
+            return Err(fail());
+        }
+        if src.h % dst.h != 0 || src.w % dst.w != 0 || src.h / dst.h != src.w / dst.w {
+            return Err(fail());
+        }
+        Ok(ShortcutGeom {
+            n: to_i32("batch", src.n)?,
+            c_src: to_i32("source channels", src.c)?,
+            h_src: to_i32("source height", src.h)?,
+            w_src: to_i32("source width", src.w)?,
+            c_dst: to_i32("target channels", dst.c)?,
+            h_dst: to_i32("target height", dst.h)?,
+            w_dst: to_i32("target width", dst.w)?,
+            ratio: (src.h / dst.h) as i32,
+        })
+    }
+    pub fn source(&self) -> Shape {
+        Shape::new(self.n as usize, self.c_src as usize, self.h_src as usize, self.w_src as usize)
+    }
+    pub fn target(&self) -> Shape {
+        Shape::new(self.n as usize, self.c_dst as usize, self.h_dst as usize, self.w_dst as usize)
+    }
+    pub fn with_batch(self, n: usize) -> Self {
+        ShortcutGeom { n: n as i32, ..self }
+    }
+}
+
+/// A fully connected layer: x (N, IN) · wᵀ, with w (OUT, IN) row-major, + b (OUT) -> y (N, OUT),
+/// optionally followed by ReLU.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, bytemuck::Pod, bytemuck::Zeroable)]
+pub struct DenseGeom {
+    pub n: i32,
+    pub in_features: i32,
+    pub out_features: i32,
+    pub relu: i32,
+}
+
+impl DenseGeom {
+    pub fn new(n: usize, in_features: usize, out_features: usize, relu: bool) -> Result<Self> {
+        if n == 0 || in_features == 0 || out_features == 0 {
+            return Err(shape_err!(
+                "dense layer needs a non-empty batch and features; got batch {n}, {in_features} -> {out_features}"
+            ));
+        }
+        Ok(DenseGeom {
+            n: to_i32("batch", n)?,
+            in_features: to_i32("input features", in_features)?,
+            out_features: to_i32("output features", out_features)?,
+            relu: relu as i32,
+        })
+    }
+    pub fn with_batch(self, n: usize) -> Self {
+        DenseGeom { n: n as i32, ..self }
+    }
+    pub fn weight_len(&self) -> usize {
+        (self.in_features * self.out_features) as usize
+    }
+}
+
+/// Softmax cross-entropy over `classes` logits per row: logits (N, CLASSES), labels (N).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, bytemuck::Pod, bytemuck::Zeroable)]
+pub struct XentGeom {
+    pub n: i32,
+    pub classes: i32,
+}
+
+impl XentGeom {
+    pub fn new(n: usize, classes: usize) -> Result<Self> {
+        if n == 0 || classes < 2 {
+            return Err(shape_err!(
+                "softmax cross-entropy needs a non-empty batch and at least 2 classes; got {n} rows of {classes}"
+            ));
+        }
+        Ok(XentGeom { n: to_i32("batch", n)?, classes: to_i32("classes", classes)? })
+    }
+}
+
+/// What one softmax cross-entropy call reports back to the host.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct XentStats {
+    /// Mean of the per-sample losses.
+    pub mean_loss: f64,
+    /// Rows whose argmax (first maximum) equals the label.
+    pub correct: usize,
+}
+
+/// The RMSProp update of the paper's formulas (3) and (4), for one parameter tensor of `len` values:
+///
+/// ```text
+/// g' = g + weight_decay · w
+/// r  ← rho · r + (1 − rho) · g'²
+/// w  ← w − lr_t · g' / sqrt(r + eps),   lr_t = lr / (1 + decay · step)
+/// ```
+///
+/// `step` is the number of updates applied before this one (0 for the first), as in Keras.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, bytemuck::Pod, bytemuck::Zeroable)]
+pub struct RmsPropParams {
+    pub len: i32,
+    /// lr_t, already time-decayed (computed once on the host by [`RmsPropConfig::params`]).
+    pub lr: f32,
+    pub rho: f32,
+    pub eps: f32,
+    pub weight_decay: f32,
+}
+
+/// RMSProp settings; defaults are the paper's Table III (α = 0.001, decay 1e-6) with η = 0.9, ε = 1e-7.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct RmsPropConfig {
+    pub lr: f64,
+    pub decay: f64,
+    pub rho: f64,
+    pub eps: f64,
+    pub weight_decay: f64,
+}
+
+impl Default for RmsPropConfig {
+    fn default() -> Self {
+        RmsPropConfig { lr: 1e-3, decay: 1e-6, rho: 0.9, eps: 1e-7, weight_decay: 0.0 }
+    }
+}
+
+impl RmsPropConfig {
+    /// The time-decayed learning rate α_t = α / (1 + decay · t).
+    pub fn lr_at(&self, step: u64) -> f64 {
+        self.lr / (1.0 + self.decay * step as f64)
+    }
+    /// Kernel parameters for update number `step` (0-based) of a tensor of `len` values.
+    pub fn params(&self, step: u64, len: usize) -> Result<RmsPropParams> {
+        Ok(RmsPropParams {
+            len: to_i32("parameter count", len)?,
+            lr: self.lr_at(step) as f32,
+            rho: self.rho as f32,
+            eps: self.eps as f32,
+            weight_decay: self.weight_decay as f32,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn same_padding_matches_tensorflow_for_even_kernels() {
+        // TF SAME, stride 1, k = 4: total 3, 1 before, 2 after.
+        let g = ConvGeom::new(Shape::new(1, 3, 16, 12), 8, (4, 4), 1, Padding::Same, true).unwrap();
+        assert_eq!((g.h_out, g.w_out, g.pad_top, g.pad_left), (16, 12, 1, 1));
+        // k = 10: total 9, 4 before.
+        let g = ConvGeom::new(Shape::new(1, 3, 16, 12), 8, (10, 10), 1, Padding::Same, true).unwrap();
+        assert_eq!((g.h_out, g.w_out, g.pad_top, g.pad_left), (16, 12, 4, 4));
+        // stride 2, in 7, k 3: out 4, total (3*2+3)-7 = 2, 1 before.
+        let g = ConvGeom::new(Shape::new(1, 1, 7, 7), 1, (3, 3), 2, Padding::Same, false).unwrap();
+        assert_eq!((g.h_out, g.pad_top), (4, 1));
+        // stride 2, in 8, k 4: out 4, total (3*2+4)-8 = 2, 1 before.
+        let g = ConvGeom::new(Shape::new(1, 1, 8, 8), 1, (4, 4), 2, Padding::Same, false).unwrap();
+        assert_eq!((g.h_out, g.pad_top), (4, 1));
+    }
+
+    #[test]
+    fn valid_and_explicit_padding() {
+        let g = ConvGeom::new(Shape::new(2, 1, 9, 8), 4, (3, 2), 2, Padding::Valid, false).unwrap();
+        assert_eq!((g.h_out, g.w_out), (4, 4));
+        let p = Padding::Explicit { top: 1, bottom: 0, left: 0, right: 2 };
+        let g = ConvGeom::new(Shape::new(2, 1, 5, 5), 4, (3, 3), 1, p, false).unwrap();
+        assert_eq!((g.h_out, g.w_out, g.pad_top, g.pad_left), (4, 5, 1, 0));
+        assert!(ConvGeom::new(Shape::new(1, 1, 2, 2), 1, (3, 3), 1, Padding::Valid, false).is_err());
+    }
+
+    #[test]
+    fn pool_floor_mode() {
+        let g = PoolGeom::new(Shape::new(1, 2, 7, 6), 2, 2).unwrap();
+        assert_eq!((g.h_out, g.w_out), (3, 3));
+        let g = PoolGeom::new(Shape::new(1, 2, 7, 6), 3, 2).unwrap();
+        assert_eq!((g.h_out, g.w_out), (3, 2));
+        assert!(PoolGeom::new(Shape::new(1, 1, 1, 5), 2, 2).is_err());
+    }
+
+    #[test]
+    fn shortcut_rejects_non_dividing_shapes_naming_both() {
+        let ok = ShortcutGeom::new(Shape::new(2, 3, 32, 24), Shape::new(2, 64, 8, 6)).unwrap();
+        assert_eq!(ok.ratio, 4);
+        let err = ShortcutGeom::new(Shape::new(2, 3, 30, 30), Shape::new(2, 64, 8, 8)).unwrap_err();
+        let msg = err.to_string();
+        assert!(msg.contains("(2, 3, 30, 30)") && msg.contains("(2, 64, 8, 8)"), "{msg}");
+        assert!(ShortcutGeom::new(Shape::new(2, 3, 32, 16), Shape::new(2, 8, 8, 8)).is_err());
+    }
+
+    #[test]
+    fn rmsprop_time_decay() {
+        let c = RmsPropConfig { decay: 0.5, ..Default::default() };
+        assert_eq!(c.lr_at(0), 1e-3);
+        assert!((c.lr_at(2) - 0.5e-3).abs() < 1e-18);
+    }
+}

@@ -1,0 +1,180 @@
+//! The op contract: one trait, [`Backend`], that every compute backend implements — the CPU reference
+//! ([`cpu`]), the emulated device and the CUDA device. The network, the trainer and every test body are
+//! written once against this trait.
+//!
+//! # Buffers
+//! A backend owns its memory: [`Backend::Buf`] holds `Elem` values, [`Backend::Idx`] holds `u32`
+//! (max-pool argmax, class labels). Ops take geometry structs ([`geometry`]) that say how much of each
+//! buffer they use; a buffer may be longer than its geometry needs (a batch buffer sized for the largest
+//! batch serves a smaller last batch), and ops read and write only the prefix the geometry describes.
+//!
+//! # Write or accumulate
+//! - Forward outputs are WRITTEN, except [`Backend::shortcut_forward`], which adds into its target.
+//! - Gradients with respect to an op's DATA inputs (`dx`, `d_src`) are ACCUMULATED (`+=`): a tensor
+//!   that feeds two places (a pooled map that feeds the next convolution and a later shortcut) gets the
+//!   sum of both contributions, in whatever order the backward pass visits them. The caller zeroes
+//!   these buffers once per step.
+//! - Gradients with respect to PARAMETERS (`dw`, `db`) are WRITTEN: every parameter is used exactly once
+//!   per step.
+//! - With a fused ReLU, the backward pass first multiplies `dy` IN PLACE by `[y > 0]`, turning it into
+//!   the gradient of the pre-activation; `y` is the op's forward output.
+
+pub mod geometry;
+
+pub use geometry::{
+    ConvGeom, DenseGeom, Padding, PoolGeom, RmsPropConfig, RmsPropParams, ShortcutGeom, XentGeom,
+    XentStats,
+};
+
+use crate::tensor::Real;
+use crate::Result;
+
+/// The operations the network is built from, forward and backward. See the module documentation for
+/// which outputs are written and which are accumulated.
+pub trait Backend {
+    /// The element type this backend computes in (the devices: f32; the CPU reference: f32 or f64).
+    type Elem: Real;
+    /// A buffer of `Elem` in this backend's memory.
+    type Buf;
+    /// A buffer of `u32` in this backend's memory.
+    type Idx;
+
+    /// Human-readable name, e.g. "cpu (f64)", "emulated", "cuda: NVIDIA H100 80GB HBM3".
+    fn name(&self) -> String;
+
+    // ---- memory -------------------------------------------------------------------------------
+    /// A new buffer of `len` zeros.
+    fn zeros(&self, len: usize) -> Result<Self::Buf>;
+    /// A new buffer holding a copy of `host`.
+    fn upload(&self, host: &[Self::Elem]) -> Result<Self::Buf>;
+    /// Overwrite the first `host.len()` values of `buf` (no allocation; used inside the training loop).
+    fn write(&self, buf: &mut Self::Buf, host: &[Self::Elem]) -> Result<()>;
+    /// Copy the whole buffer back to the host.
+    fn download(&self, buf: &Self::Buf) -> Result<Vec<Self::Elem>>;
+    /// Set every value of `buf` to zero.
+    fn fill_zero(&self, buf: &mut Self::Buf) -> Result<()>;
+    /// Number of values in `buf`.
+    fn len(&self, buf: &Self::Buf) -> usize;
+    /// A new index buffer of `len` zeros.
+    fn zeros_idx(&self, len: usize) -> Result<Self::Idx>;
+    /// Overwrite the first `host.len()` values of an index buffer.
+    fn write_idx(&self, buf: &mut Self::Idx, host: &[u32]) -> Result<()>;
+    /// Copy an index buffer back to the host.
+    fn download_idx(&self, buf: &Self::Idx) -> Result<Vec<u32>>;
+    /// Wait until all queued work has finished (a no-op for synchronous backends).
+    fn synchronize(&self) -> Result<()>;
+
+    // ---- convolution ----------------------------------------------------------------------------
+    /// y (N, C_out, H_out, W_out) = [ReLU](x (N, C_in, H_in, W_in) ⋆ w (C_out, C_in, K_h, K_w) + b (C_out)). Writes y.
+    fn conv2d_forward(
+        &self,
+        g: &ConvGeom,
+        x: &Self::Buf,
+        w: &Self::Buf,
+        b: &Self::Buf,
+        y: &mut Self::Buf,
+    ) -> Result<()>;
+
+    /// Backward of [`Backend::conv2d_forward`]. With `g.relu`, first masks `dy` in place by `y > 0`.
+    /// ACCUMULATES dx (N, C_in, H_in, W_in) when given (pass `None` for the first layer, whose input
+    /// needs no gradient); WRITES dw (C_out, C_in, K_h, K_w) and db (C_out).
+    #[allow(clippy::too_many_arguments)]
+    fn conv2d_backward(
+        &self,
+        g: &ConvGeom,
+        x: &Self::Buf,
+        w: &Self::Buf,
+        y: &Self::Buf,
+        dy: &mut Self::Buf,
+        dx: Option<&mut Self::Buf>,
+        dw: &mut Self::Buf,
+        db: &mut Self::Buf,
+    ) -> Result<()>;
+
+    // ---- max-pool -------------------------------------------------------------------------------
+    /// y (N, C, H_out, W_out) = max over each window of x (N, C, H_in, W_in); argmax (N, C, H_out, W_out)
+    /// records the winner's index h·W_in + w in its input plane (first maximum in row-major window order).
+    /// Writes y and argmax.
+    fn maxpool_forward(
+        &self,
+        g: &PoolGeom,
+        x: &Self::Buf,
+        y: &mut Self::Buf,
+        argmax: &mut Self::Idx,
+    ) -> Result<()>;
+
+    /// Routes each dy (N, C, H_out, W_out) to its argmax; ACCUMULATES dx (N, C, H_in, W_in).
+    fn maxpool_backward(
+        &self,
+        g: &PoolGeom,
+        dy: &Self::Buf,
+        argmax: &Self::Idx,
+        dx: &mut Self::Buf,
+    ) -> Result<()>;
+
+    // ---- shortcut (multi-level residual identity map) -------------------------------------------
+    /// dst (N, C_dst, H_dst, W_dst) += r×r-mean of src (N, C_src, H_src, W_src), channel c reading
+    /// source channel c mod C_src. ACCUMULATES into dst.
+    fn shortcut_forward(&self, g: &ShortcutGeom, src: &Self::Buf, dst: &mut Self::Buf) -> Result<()>;
+
+    /// Backward of [`Backend::shortcut_forward`]: ACCUMULATES d_src (N, C_src, H_src, W_src) from
+    /// d_dst (N, C_dst, H_dst, W_dst).
+    fn shortcut_backward(
+        &self,
+        g: &ShortcutGeom,
+        d_dst: &Self::Buf,
+        d_src: &mut Self::Buf,
+    ) -> Result<()>;
+
+    // ---- dense ----------------------------------------------------------------------------------
+    /// y (N, OUT) = [ReLU](x (N, IN) · wᵀ + b), w (OUT, IN), b (OUT). Writes y.
+    fn dense_forward(
+        &self,
+        g: &DenseGeom,
+        x: &Self::Buf,
+        w: &Self::Buf,
+        b: &Self::Buf,
+        y: &mut Self::Buf,
+    ) -> Result<()>;
+
+    /// Backward of [`Backend::dense_forward`]. With `g.relu`, first masks `dy` in place by `y > 0`.
+    /// ACCUMULATES dx (N, IN) when given; WRITES dw (OUT, IN) and db (OUT).
+    #[allow(clippy::too_many_arguments)]
+    fn dense_backward(
+        &self,
+        g: &DenseGeom,
+        x: &Self::Buf,
+        w: &Self::Buf,
+        y: &Self::Buf,
+        dy: &mut Self::Buf,
+        dx: Option<&mut Self::Buf>,
+        dw: &mut Self::Buf,
+        db: &mut Self::Buf,
+    ) -> Result<()>;
+
+    // ---- loss -----------------------------------------------------------------------------------
+    /// Fused softmax cross-entropy of logits (N, CLASSES) against labels (N). WRITES losses (N), the
+    /// per-sample losses, and d_logits (N, CLASSES), the gradient of the MEAN loss ((softmax − onehot)/N).
+    /// Returns the mean loss and the number of rows whose first-maximum argmax equals the label.
+    /// Stable for logits of any finite magnitude (±1e4 and beyond): the row maximum is subtracted first.
+    fn softmax_xent(
+        &self,
+        g: &XentGeom,
+        logits: &Self::Buf,
+        labels: &Self::Idx,
+        losses: &mut Self::Buf,
+        d_logits: &mut Self::Buf,
+    ) -> Result<XentStats>;
+
+    // ---- optimiser ------------------------------------------------------------------------------
+    /// One RMSProp update (see [`RmsPropConfig`]) of w from gradient g with running mean square r, all of
+    /// the same length; `step` is the number of updates applied before this one. Updates w and r in place.
+    fn rmsprop_update(
+        &self,
+        cfg: &RmsPropConfig,
+        step: u64,
+        w: &mut Self::Buf,
+        g: &Self::Buf,
+        r: &mut Self::Buf,
+    ) -> Result<()>;
+}

@@ -1,0 +1,11 @@
+//! rescnn: speech emotion recognition with the multi-level residual CNN of Zheng et al., trained on
+//! handwritten CUDA kernels, a CPU reference, or an emulated device that runs the same kernels on the CPU.
+//!
+//! The modules follow the data: audio → features → data → model → backends → training.
+
+pub mod backends;
+pub mod error;
+pub mod tensor;
+
+pub use error::{Error, Result};
+pub use tensor::{Real, Shape, Tensor};
