@@ -5,6 +5,7 @@
 
 pub mod backends;
 pub mod error;
+pub mod model;
 pub mod tensor;
 
 pub use error::{Error, Result};
