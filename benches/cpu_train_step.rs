@@ -96,17 +96,26 @@ fn main() -> rescnn::Result<()> {
         );
 
         let steps = steps_override.unwrap_or(case.steps);
-        let t = Instant::now();
+        let (t, cpu0) = (Instant::now(), process_cpu_seconds());
         for _ in 0..steps {
             net.train_step(&f32s, &images, &labels, &cfg)?;
         }
         let secs = t.elapsed().as_secs_f64();
+        // On a shared machine wall time depends on the other load; CPU time per FLOP does much less.
+        let cpu_note = match (cpu0, process_cpu_seconds()) {
+            (Some(a), Some(b)) if b > a => format!(
+                "; {:.1} GFLOP per CPU-second",
+                net.plan().train_flops() * (steps * case.batch) as f64 / (b - a) / 1e9
+            ),
+            _ => String::new(),
+        };
         let images_per_s = (steps * case.batch) as f64 / secs;
         let gflops = net.plan().train_flops() * images_per_s / 1e9;
         println!(
-            "{side}×{side} RGB, batch {b}: {images_per_s:6.2} images/s, {gflops:6.1} GFLOP/s ({:.3} s/step over {steps} steps; TensorFlow reference {tf} images/s, ratio {:.2}; validated: f32/f64 logits max |Δ| {worst:.1e})",
+            "{side}×{side} RGB, batch {b}: {images_per_s:6.2} images/s, {gflops:6.1} GFLOP/s ({:.3} s/step over {steps} steps; TensorFlow reference {tf} images/s, ratio {:.2}; validated: f32/f64 logits max |Δ| {worst:.1e}{cpu_note}; load average {})",
             secs / steps as f64,
             images_per_s / case.tf_images_per_s,
+            load_average(),
             side = case.side,
             b = case.batch,
             tf = case.tf_images_per_s,
@@ -118,4 +127,20 @@ fn main() -> rescnn::Result<()> {
 fn f32s_name(b: &CpuBackend<f32>) -> String {
     use rescnn::backends::Backend;
     b.name()
+}
+
+/// User + system CPU time of this process (Linux; None elsewhere).
+fn process_cpu_seconds() -> Option<f64> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    let fields: Vec<&str> = stat.rsplit(')').next()?.split_whitespace().collect();
+    let ticks: f64 = fields.get(11)?.parse::<f64>().ok()? + fields.get(12)?.parse::<f64>().ok()?;
+    Some(ticks / 100.0) // USER_HZ is 100 on Linux
+}
+
+/// The 1-minute load average, so a reader can tell a busy machine's figures from a quiet one's.
+fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|s| s.split_whitespace().next().map(str::to_string))
+        .unwrap_or_else(|| "unknown".into())
 }

@@ -158,17 +158,6 @@ fn relu_mask<T: Real>(dy: &mut [T], y: &[T]) {
         });
 }
 
-/// dst += src, elementwise.
-fn add_into<T: Real>(dst: &mut [T], src: &[T]) {
-    dst.par_chunks_mut(1 << 14)
-        .zip(src.par_chunks(1 << 14))
-        .for_each(|(d, s)| {
-            for (d, &s) in d.iter_mut().zip(s) {
-                *d += s;
-            }
-        });
-}
-
 impl<T: Real> Backend for CpuBackend<T> {
     type Elem = T;
     type Buf = Vec<T>;
