@@ -11,12 +11,24 @@ fn every_kernel_file_has_entry_points_with_named_parameters() {
     let sources = kernel_sources::discover(&dir).unwrap();
     let modules: Vec<&str> = sources.iter().map(|s| s.module.as_str()).collect();
     for expected in ["maxpool", "rmsprop", "shortcut", "softmax_xent"] {
-        assert!(modules.contains(&expected), "kernels/{expected}.cu not found in {modules:?}");
+        assert!(
+            modules.contains(&expected),
+            "kernels/{expected}.cu not found in {modules:?}"
+        );
     }
     for source in &sources {
-        assert!(!source.entries.is_empty(), "{}: no entry points", source.path.display());
+        assert!(
+            !source.entries.is_empty(),
+            "{}: no entry points",
+            source.path.display()
+        );
         for entry in &source.entries {
-            assert!(!entry.params.is_empty(), "{}: {} takes nothing", source.module, entry.name);
+            assert!(
+                !entry.params.is_empty(),
+                "{}: {} takes nothing",
+                source.module,
+                entry.name
+            );
         }
     }
 }
