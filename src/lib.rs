@@ -5,8 +5,10 @@
 
 pub mod backends;
 pub mod error;
+pub mod fsutil;
 pub mod model;
 pub mod tensor;
+pub mod training;
 
 pub use error::{Error, Result};
 pub use tensor::{Real, Shape, Tensor};

@@ -19,8 +19,13 @@
 //! - With a fused ReLU, the backward pass first multiplies `dy` IN PLACE by `[y > 0]`, turning it into
 //!   the gradient of the pre-activation; `y` is the op's forward output.
 
+pub mod check;
 pub mod cpu;
+pub mod device;
+pub mod emu;
 pub mod geometry;
+pub mod kernel_backend;
+pub mod kernels;
 
 pub use geometry::{
     ConvGeom, DenseGeom, Padding, PoolGeom, RmsPropConfig, RmsPropParams, ShortcutGeom, XentGeom,
@@ -116,7 +121,12 @@ pub trait Backend {
     // ---- shortcut (multi-level residual identity map) -------------------------------------------
     /// dst (N, C_dst, H_dst, W_dst) += r×r-mean of src (N, C_src, H_src, W_src), channel c reading
     /// source channel c mod C_src. ACCUMULATES into dst.
-    fn shortcut_forward(&self, g: &ShortcutGeom, src: &Self::Buf, dst: &mut Self::Buf) -> Result<()>;
+    fn shortcut_forward(
+        &self,
+        g: &ShortcutGeom,
+        src: &Self::Buf,
+        dst: &mut Self::Buf,
+    ) -> Result<()>;
 
     /// Backward of [`Backend::shortcut_forward`]: ACCUMULATES d_src (N, C_src, H_src, W_src) from
     /// d_dst (N, C_dst, H_dst, W_dst).

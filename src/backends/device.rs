@@ -1,0 +1,212 @@
+//! The one launch path shared by the two kernel-running devices: the CUDA device (cudarc, driver API)
+//! and the emulated device (the same `.cu` sources compiled for the host).
+//!
+//! A kernel wrapper module (one per `kernels/*.cu`) computes a [`LaunchConfig`] and packs
+//! [`KernelArgs`] once, then hands `(kernel, config, arguments)` to a [`Device`]. Neither device knows
+//! anything about the ops; the wrappers know nothing about the devices.
+
+use std::ffi::c_void;
+
+use crate::Result;
+
+/// A raw device address: a `CUdeviceptr` on the CUDA device, a host address on the emulated device.
+/// This is what a pointer parameter of a kernel receives.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, bytemuck::Pod, bytemuck::Zeroable)]
+#[repr(transparent)]
+pub struct DevicePtr(pub u64);
+
+/// Which kernel to launch: the `.cu` file's stem (the module) and the `extern "C"` entry point's name.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Kernel {
+    pub module: &'static str,
+    pub name: &'static str,
+}
+
+/// Grid and block dimensions and dynamic shared memory of one launch.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LaunchConfig {
+    pub grid: (u32, u32, u32),
+    pub block: (u32, u32, u32),
+    pub dynamic_shared_bytes: u32,
+    /// The kernel opts in to more than 48 KiB of shared memory (static + dynamic) per block. Without
+    /// it, both devices refuse a launch over 48 KiB, the limit of every GPU (and the only one on the
+    /// paper's GTX 1080, sm_61). With it, the CUDA device sets the function's
+    /// `CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES` to `dynamic_shared_bytes` (cuFuncSetAttribute)
+    /// before launching, and the emulated device allows up to 227 KiB (the H100's maximum). Set by the
+    /// kernel's wrapper module, never at call sites.
+    pub large_shared: bool,
+}
+
+impl LaunchConfig {
+    /// A 1-D launch of `blocks` × `threads`.
+    pub fn linear(blocks: u32, threads: u32) -> Self {
+        LaunchConfig {
+            grid: (blocks, 1, 1),
+            block: (threads, 1, 1),
+            dynamic_shared_bytes: 0,
+            large_shared: false,
+        }
+    }
+    /// The same launch with `bytes` of dynamic shared memory.
+    pub fn with_dynamic_shared(self, bytes: u32) -> Self {
+        LaunchConfig {
+            dynamic_shared_bytes: bytes,
+            ..self
+        }
+    }
+    /// The same launch opting in to more than 48 KiB of shared memory (see [`LaunchConfig::large_shared`]).
+    pub fn with_large_shared(self) -> Self {
+        LaunchConfig {
+            large_shared: true,
+            ..self
+        }
+    }
+    /// Enough blocks of `threads` threads to cover `n` items with one thread each.
+    pub fn cover(n: usize, threads: u32) -> Self {
+        let blocks = n.div_ceil(threads as usize).max(1) as u32;
+        Self::linear(blocks, threads)
+    }
+    pub fn threads_per_block(&self) -> u32 {
+        self.block.0 * self.block.1 * self.block.2
+    }
+}
+
+/// Kernel arguments packed the way `cuLaunchKernel` takes them: one pointer per kernel parameter,
+/// each pointing at that parameter's value. Values are copied into 8-byte-aligned slots owned by this
+/// struct, so the pointer array stays valid for as long as the `KernelArgs` lives and is not modified.
+#[derive(Default, Debug)]
+pub struct KernelArgs {
+    /// Backing storage, in u64 words so every slot is 8-byte aligned (kernel parameters of the
+    /// types we pass — pointers, i32, f32, repr(C) structs of those — need at most 8).
+    words: Vec<u64>,
+    /// (word offset, byte size) of each argument, in parameter order.
+    slots: Vec<(usize, usize)>,
+}
+
+impl KernelArgs {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Append one by-value parameter (an `i32`, `f32`, `u32`, a [`DevicePtr`] or a repr(C) geometry struct).
+    pub fn push<T: bytemuck::Pod>(&mut self, value: T) -> &mut Self {
+        assert!(
+            std::mem::align_of::<T>() <= 8,
+            "kernel parameter alignment above 8 bytes"
+        );
+        let bytes = bytemuck::bytes_of(&value);
+        let offset = self.words.len();
+        self.words
+            .resize(offset + bytes.len().div_ceil(8).max(1), 0);
+        bytemuck::cast_slice_mut::<u64, u8>(&mut self.words[offset..])[..bytes.len()]
+            .copy_from_slice(bytes);
+        self.slots.push((offset, bytes.len()));
+        self
+    }
+
+    /// Number of parameters pushed.
+    pub fn len(&self) -> usize {
+        self.slots.len()
+    }
+    pub fn is_empty(&self) -> bool {
+        self.slots.is_empty()
+    }
+    /// Byte size of each parameter, in order (the emulator checks them against the kernel's signature).
+    pub fn sizes(&self) -> impl Iterator<Item = usize> + '_ {
+        self.slots.iter().map(|&(_, size)| size)
+    }
+
+    /// The `void**` array for `cuLaunchKernel` (or the emulator's trampolines). The pointers point
+    /// into `self` and are valid until `self` is next modified or dropped.
+    pub fn pointers(&mut self) -> Vec<*mut c_void> {
+        let base = self.words.as_mut_ptr();
+        self.slots
+            .iter()
+            // SAFETY: every offset was produced by `push` and lies inside `words`.
+            .map(|&(offset, _)| unsafe { base.add(offset) } as *mut c_void)
+            .collect()
+    }
+}
+
+/// A device that runs the kernels in `kernels/*.cu`.
+pub trait Device: Send + Sync {
+    /// A buffer of `T` in the device's memory.
+    type Buffer<T: bytemuck::Pod + Send + Sync>: Send + Sync;
+
+    /// Human-readable description, e.g. "NVIDIA H100 80GB HBM3 (sm_90)" or "emulated (2 host threads)".
+    fn name(&self) -> String;
+
+    /// A new buffer of `len` zero values.
+    fn alloc_zeroed<T: bytemuck::Pod + Send + Sync>(&self, len: usize) -> Result<Self::Buffer<T>>;
+    /// Copy `src` into the first `src.len()` values of `dst` (error if `dst` is shorter).
+    fn copy_to_device<T: bytemuck::Pod + Send + Sync>(
+        &self,
+        src: &[T],
+        dst: &mut Self::Buffer<T>,
+    ) -> Result<()>;
+    /// Copy the whole of `src` back to the host.
+    fn copy_to_host<T: bytemuck::Pod + Send + Sync>(&self, src: &Self::Buffer<T>)
+        -> Result<Vec<T>>;
+    /// Set every byte of `buf` to zero.
+    fn memset_zero<T: bytemuck::Pod + Send + Sync>(&self, buf: &mut Self::Buffer<T>) -> Result<()>;
+    /// Number of values in `buf`.
+    fn buffer_len<T: bytemuck::Pod + Send + Sync>(&self, buf: &Self::Buffer<T>) -> usize;
+    /// The address a kernel's pointer parameter receives for `buf`.
+    fn device_ptr<T: bytemuck::Pod + Send + Sync>(&self, buf: &Self::Buffer<T>) -> DevicePtr;
+
+    /// Launch `kernel` with `config` and `args`. Both devices check the launch limits (at most 1024
+    /// threads per block, block z ≤ 64, grid y and z ≤ 65535, static + dynamic shared memory ≤ 48 KiB
+    /// unless `config.large_shared`) and return an error naming the kernel when one is exceeded.
+    ///
+    /// # Safety
+    /// `args` must match the kernel's parameter list in number, order and type, and every pointer in
+    /// it must address a live buffer of this device large enough for every access the kernel makes
+    /// under `config`. The kernel wrappers establish this; nothing else should call `launch`.
+    unsafe fn launch(
+        &self,
+        kernel: Kernel,
+        config: &LaunchConfig,
+        args: &mut KernelArgs,
+    ) -> Result<()>;
+
+    /// Wait for all launched work to finish, reporting any asynchronous error.
+    fn synchronize(&self) -> Result<()>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn args_are_packed_one_pointer_per_parameter() {
+        #[repr(C)]
+        #[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+        struct Geo {
+            a: i32,
+            b: i32,
+            c: i32,
+        }
+        let mut args = KernelArgs::new();
+        args.push(DevicePtr(0xdead_beef_0000))
+            .push(7i32)
+            .push(Geo { a: 1, b: 2, c: 3 })
+            .push(2.5f32);
+        assert_eq!(args.sizes().collect::<Vec<_>>(), vec![8, 4, 12, 4]);
+        let p = args.pointers();
+        // SAFETY: each pointer addresses the slot of the value pushed in that position.
+        unsafe {
+            assert_eq!(*(p[0] as *const u64), 0xdead_beef_0000);
+            assert_eq!(*(p[1] as *const i32), 7);
+            let g = *(p[2] as *const Geo);
+            assert_eq!((g.a, g.b, g.c), (1, 2, 3));
+            assert_eq!(*(p[3] as *const f32), 2.5);
+        }
+        assert!(p.iter().all(|ptr| (*ptr as usize) % 8 == 0));
+    }
+
+    #[test]
+    fn cover_rounds_up() {
+        assert_eq!(LaunchConfig::cover(1000, 256).grid.0, 4);
+        assert_eq!(LaunchConfig::cover(0, 256).grid.0, 1);
+    }
+}
