@@ -204,6 +204,33 @@ mod tests {
         );
     }
 
+    /// The README's Table IV section lists every table4 preset (and paper-plain) with the same spec,
+    /// accuracy and certainty as the code.
+    #[test]
+    fn readme_table_matches_the_presets() {
+        let readme = include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md"));
+        let mut seen = 0;
+        for line in readme
+            .lines()
+            .filter(|l| l.starts_with("| `table4-") || l.starts_with("| `paper-plain`"))
+        {
+            let cells: Vec<&str> = line.split('|').map(str::trim).collect();
+            let name = cells[1].split('`').nth(1).unwrap();
+            let spec = cells[2].trim_matches('`');
+            let accuracy: f64 = cells[3].split_whitespace().next().unwrap().parse().unwrap();
+            let certainty = cells[4].split_whitespace().next().unwrap();
+            let p = preset(name).unwrap_or_else(|| panic!("README names unknown preset {name}"));
+            assert_eq!(spec, p.spec, "{name}: README spec");
+            assert_eq!(accuracy, p.paper_accuracy, "{name}: README accuracy");
+            assert_eq!(certainty, p.certainty.as_str(), "{name}: README certainty");
+            seen += 1;
+        }
+        assert_eq!(
+            seen, 12,
+            "README should list table4-1 … table4-11 and paper-plain"
+        );
+    }
+
     #[test]
     fn shortcut_counts_match_the_table() {
         let count = |n: &str| preset(n).unwrap().spec.matches('+').count();
