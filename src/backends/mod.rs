@@ -19,6 +19,7 @@
 //! - With a fused ReLU, the backward pass first multiplies `dy` IN PLACE by `[y > 0]`, turning it into
 //!   the gradient of the pre-activation; `y` is the op's forward output.
 
+pub mod cuda;
 pub mod device;
 pub mod geometry;
 
