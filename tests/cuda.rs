@@ -133,7 +133,10 @@ fn without_nvrtc_the_table_is_empty_and_says_how_to_install_it() {
 }
 
 #[test]
-#[cfg_attr(rescnn_gpu, ignore = "a GPU is present: the device starts")]
+#[cfg_attr(
+    all(rescnn_gpu, rescnn_nvrtc),
+    ignore = "a GPU is present and the kernels are compiled: the device starts"
+)]
 fn without_a_gpu_the_cuda_device_refuses_to_start_and_says_why() {
     let err = CudaDevice::new(0)
         .err()
@@ -164,7 +167,10 @@ fn gpu() -> CudaDevice {
 }
 
 #[test]
-#[cfg_attr(not(rescnn_gpu), ignore = "needs a CUDA GPU")]
+#[cfg_attr(
+    not(all(rescnn_gpu, rescnn_nvrtc)),
+    ignore = "needs a CUDA GPU and the kernels NVRTC compiles"
+)]
 fn gpu_buffers_round_trip() {
     use rescnn::backends::device::Device;
     let dev = gpu();
@@ -185,7 +191,10 @@ fn gpu_buffers_round_trip() {
 }
 
 #[test]
-#[cfg_attr(not(rescnn_gpu), ignore = "needs a CUDA GPU")]
+#[cfg_attr(
+    not(all(rescnn_gpu, rescnn_nvrtc)),
+    ignore = "needs a CUDA GPU and the kernels NVRTC compiles"
+)]
 fn gpu_loads_every_module_from_cubin_or_ptx() {
     use rescnn::backends::cuda::{ImagePolicy, LoadedImage};
     let dev = gpu();
@@ -208,7 +217,10 @@ fn gpu_loads_every_module_from_cubin_or_ptx() {
 }
 
 #[test]
-#[cfg_attr(not(rescnn_gpu), ignore = "needs a CUDA GPU")]
+#[cfg_attr(
+    not(all(rescnn_gpu, rescnn_nvrtc)),
+    ignore = "needs a CUDA GPU and the kernels NVRTC compiles"
+)]
 fn gpu_launch_rejects_arguments_that_do_not_match_the_kernel() {
     use rescnn::backends::device::{Device, Kernel, KernelArgs, LaunchConfig};
     let dev = gpu();
@@ -253,7 +265,10 @@ fn gpu_launch_rejects_arguments_that_do_not_match_the_kernel() {
 }
 
 #[test]
-#[cfg_attr(not(rescnn_gpu), ignore = "needs a CUDA GPU")]
+#[cfg_attr(
+    not(all(rescnn_gpu, rescnn_nvrtc)),
+    ignore = "needs a CUDA GPU and the kernels NVRTC compiles"
+)]
 fn gpu_timer_measures_and_cublas_matches_a_host_product() {
     use rescnn::backends::cuda::cublas::{Cublas, Transpose};
     use rescnn::backends::cuda::peak;

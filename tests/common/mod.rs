@@ -18,7 +18,8 @@ pub fn emulated(order: ThreadOrder) -> KernelBackend<EmuDevice> {
     KernelBackend::new(EmuDevice::new(order).expect("emulated device")).expect("emulated backend")
 }
 
-/// The CUDA device on GPU 0 (only called where build.rs saw a GPU: see `rescnn_gpu`).
+/// The CUDA device on GPU 0 (only called where build.rs saw a GPU and NVRTC compiled the kernels:
+/// the cfgs `rescnn_gpu` and `rescnn_nvrtc`).
 pub fn cuda() -> KernelBackend<CudaDevice> {
     let dev =
         CudaDevice::new(0).unwrap_or_else(|e| panic!("a GPU was seen at build time, but: {e}"));
@@ -74,11 +75,12 @@ macro_rules! backend_tests {
             )*
         }
         // Compiled everywhere (a change that breaks the CUDA instantiation shows on every build), run
-        // where build.rs saw a GPU: `cargo test --release` on a GPU machine, or RESCNN_GPU_TESTS=1.
+        // where build.rs saw a GPU and NVRTC compiled the kernels: `cargo test --release` on a GPU
+        // machine (RESCNN_GPU_TESTS=1 forces GPU detection on).
         mod cuda {
             $(
                 #[test]
-                #[cfg_attr(not(rescnn_gpu), ignore = "needs a CUDA GPU")]
+                #[cfg_attr(not(all(rescnn_gpu, rescnn_nvrtc)), ignore = "needs a CUDA GPU and the kernels NVRTC compiles")]
                 fn $test() {
                     super::$test(&crate::common::cuda());
                 }

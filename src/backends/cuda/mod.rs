@@ -225,7 +225,10 @@ impl CudaDevice {
                 problems.join("; and ")
             )));
         }
-        no_panic("opening the CUDA device", || Self::open(ordinal, policy))
+        no_panic("opening the CUDA device", || Self::open(ordinal, policy)).map_err(|e| match e {
+            Error::Device(m) => Error::Device(format!("the CUDA device cannot start: {m}")),
+            other => other,
+        })
     }
 
     fn open(ordinal: usize, policy: ImagePolicy) -> Result<Self> {
