@@ -11,9 +11,15 @@ pub enum Error {
     /// An invalid setting: a CLI option, a config value, an architecture spec.
     Config(String),
     /// A file that could not be read or written, with the path.
-    Io { path: PathBuf, source: std::io::Error },
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     /// Input data that is malformed (a WAV, a manifest, a checkpoint).
-    Data { path: Option<PathBuf>, message: String },
+    Data {
+        path: Option<PathBuf>,
+        message: String,
+    },
     /// A compute device failed or is unavailable (CUDA, NVRTC, the emulator).
     Device(String),
 }
@@ -22,10 +28,16 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 impl Error {
     pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
-        Error::Io { path: path.into(), source }
+        Error::Io {
+            path: path.into(),
+            source,
+        }
     }
     pub fn data(path: impl Into<PathBuf>, message: impl Into<String>) -> Self {
-        Error::Data { path: Some(path.into()), message: message.into() }
+        Error::Data {
+            path: Some(path.into()),
+            message: message.into(),
+        }
     }
 }
 
@@ -35,8 +47,14 @@ impl fmt::Display for Error {
             Error::Shape(m) => write!(f, "shape error: {m}"),
             Error::Config(m) => write!(f, "{m}"),
             Error::Io { path, source } => write!(f, "{}: {source}", path.display()),
-            Error::Data { path: Some(p), message } => write!(f, "{}: {message}", p.display()),
-            Error::Data { path: None, message } => write!(f, "{message}"),
+            Error::Data {
+                path: Some(p),
+                message,
+            } => write!(f, "{}: {message}", p.display()),
+            Error::Data {
+                path: None,
+                message,
+            } => write!(f, "{message}"),
             Error::Device(m) => write!(f, "device error: {m}"),
         }
     }

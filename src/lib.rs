@@ -3,8 +3,12 @@
 //!
 //! The modules follow the data: audio → features → data → model → backends → training.
 
+pub mod audio;
 pub mod backends;
+pub mod cli;
+pub mod data;
 pub mod error;
+pub mod features;
 pub mod tensor;
 
 pub use error::{Error, Result};

@@ -20,7 +20,12 @@ impl Shape {
     }
     /// A batch of `n` feature vectors of length `f`, stored as (N, F, 1, 1).
     pub const fn flat(n: usize, f: usize) -> Self {
-        Shape { n, c: f, h: 1, w: 1 }
+        Shape {
+            n,
+            c: f,
+            h: 1,
+            w: 1,
+        }
     }
     /// Number of elements.
     pub const fn len(&self) -> usize {
@@ -59,7 +64,10 @@ pub struct Tensor<T> {
 
 impl<T: Real> Tensor<T> {
     pub fn zeros(shape: Shape) -> Self {
-        Tensor { shape, data: vec![T::ZERO; shape.len()] }
+        Tensor {
+            shape,
+            data: vec![T::ZERO; shape.len()],
+        }
     }
     pub fn from_vec(shape: Shape, data: Vec<T>) -> crate::Result<Self> {
         if data.len() != shape.len() {

@@ -17,7 +17,12 @@ pub enum Padding {
     /// No padding: output = ⌊(input − k) / stride⌋ + 1.
     Valid,
     /// Explicit padding (top, bottom, left, right).
-    Explicit { top: usize, bottom: usize, left: usize, right: usize },
+    Explicit {
+        top: usize,
+        bottom: usize,
+        left: usize,
+        right: usize,
+    },
 }
 
 /// A 2-D convolution: x (N, C_in, H_in, W_in) * w (C_out, C_in, K_h, K_w) + b (C_out) -> y (N, C_out, H_out, W_out),
@@ -74,7 +79,12 @@ impl ConvGeom {
             }
             Padding::Valid | Padding::Explicit { .. } => {
                 let (t, b, l, r) = match padding {
-                    Padding::Explicit { top, bottom, left, right } => (top, bottom, left, right),
+                    Padding::Explicit {
+                        top,
+                        bottom,
+                        left,
+                        right,
+                    } => (top, bottom, left, right),
                     _ => (0, 0, 0, 0),
                 };
                 let (hp, wp) = (input.h + t + b, input.w + l + r);
@@ -108,10 +118,20 @@ impl ConvGeom {
         })
     }
     pub fn input(&self) -> Shape {
-        Shape::new(self.n as usize, self.c_in as usize, self.h_in as usize, self.w_in as usize)
+        Shape::new(
+            self.n as usize,
+            self.c_in as usize,
+            self.h_in as usize,
+            self.w_in as usize,
+        )
     }
     pub fn output(&self) -> Shape {
-        Shape::new(self.n as usize, self.c_out as usize, self.h_out as usize, self.w_out as usize)
+        Shape::new(
+            self.n as usize,
+            self.c_out as usize,
+            self.h_out as usize,
+            self.w_out as usize,
+        )
     }
     /// Number of weights (C_out·C_in·K_h·K_w); the bias adds C_out.
     pub fn weight_len(&self) -> usize {
@@ -119,7 +139,10 @@ impl ConvGeom {
     }
     /// The same convolution for another batch size.
     pub fn with_batch(self, n: usize) -> Self {
-        ConvGeom { n: n as i32, ..self }
+        ConvGeom {
+            n: n as i32,
+            ..self
+        }
     }
     /// Multiply-adds of the forward pass, ×2 (the usual FLOP count, padding included).
     pub fn forward_flops(&self) -> f64 {
@@ -146,10 +169,14 @@ pub struct PoolGeom {
 impl PoolGeom {
     pub fn new(input: Shape, k: usize, stride: usize) -> Result<Self> {
         if k == 0 || stride == 0 {
-            return Err(shape_err!("max-pool needs window and stride ≥ 1, got {k} and {stride}"));
+            return Err(shape_err!(
+                "max-pool needs window and stride ≥ 1, got {k} and {stride}"
+            ));
         }
         if input.is_empty() || input.h < k || input.w < k {
-            return Err(shape_err!("max-pool window {k}×{k} does not fit input {input}"));
+            return Err(shape_err!(
+                "max-pool window {k}×{k} does not fit input {input}"
+            ));
         }
         Ok(PoolGeom {
             n: to_i32("batch", input.n)?,
@@ -163,13 +190,26 @@ impl PoolGeom {
         })
     }
     pub fn input(&self) -> Shape {
-        Shape::new(self.n as usize, self.c as usize, self.h_in as usize, self.w_in as usize)
+        Shape::new(
+            self.n as usize,
+            self.c as usize,
+            self.h_in as usize,
+            self.w_in as usize,
+        )
     }
     pub fn output(&self) -> Shape {
-        Shape::new(self.n as usize, self.c as usize, self.h_out as usize, self.w_out as usize)
+        Shape::new(
+            self.n as usize,
+            self.c as usize,
+            self.h_out as usize,
+            self.w_out as usize,
+        )
     }
     pub fn with_batch(self, n: usize) -> Self {
-        PoolGeom { n: n as i32, ..self }
+        PoolGeom {
+            n: n as i32,
+            ..self
+        }
     }
 }
 
@@ -215,13 +255,26 @@ impl ShortcutGeom {
         })
     }
     pub fn source(&self) -> Shape {
-        Shape::new(self.n as usize, self.c_src as usize, self.h_src as usize, self.w_src as usize)
+        Shape::new(
+            self.n as usize,
+            self.c_src as usize,
+            self.h_src as usize,
+            self.w_src as usize,
+        )
     }
     pub fn target(&self) -> Shape {
-        Shape::new(self.n as usize, self.c_dst as usize, self.h_dst as usize, self.w_dst as usize)
+        Shape::new(
+            self.n as usize,
+            self.c_dst as usize,
+            self.h_dst as usize,
+            self.w_dst as usize,
+        )
     }
     pub fn with_batch(self, n: usize) -> Self {
-        ShortcutGeom { n: n as i32, ..self }
+        ShortcutGeom {
+            n: n as i32,
+            ..self
+        }
     }
 }
 
@@ -251,7 +304,10 @@ impl DenseGeom {
         })
     }
     pub fn with_batch(self, n: usize) -> Self {
-        DenseGeom { n: n as i32, ..self }
+        DenseGeom {
+            n: n as i32,
+            ..self
+        }
     }
     pub fn weight_len(&self) -> usize {
         (self.in_features * self.out_features) as usize
@@ -273,7 +329,10 @@ impl XentGeom {
                 "softmax cross-entropy needs a non-empty batch and at least 2 classes; got {n} rows of {classes}"
             ));
         }
-        Ok(XentGeom { n: to_i32("batch", n)?, classes: to_i32("classes", classes)? })
+        Ok(XentGeom {
+            n: to_i32("batch", n)?,
+            classes: to_i32("classes", classes)?,
+        })
     }
 }
 
@@ -318,7 +377,13 @@ pub struct RmsPropConfig {
 
 impl Default for RmsPropConfig {
     fn default() -> Self {
-        RmsPropConfig { lr: 1e-3, decay: 1e-6, rho: 0.9, eps: 1e-7, weight_decay: 0.0 }
+        RmsPropConfig {
+            lr: 1e-3,
+            decay: 1e-6,
+            rho: 0.9,
+            eps: 1e-7,
+            weight_decay: 0.0,
+        }
     }
 }
 
@@ -349,7 +414,15 @@ mod tests {
         let g = ConvGeom::new(Shape::new(1, 3, 16, 12), 8, (4, 4), 1, Padding::Same, true).unwrap();
         assert_eq!((g.h_out, g.w_out, g.pad_top, g.pad_left), (16, 12, 1, 1));
         // k = 10: total 9, 4 before.
-        let g = ConvGeom::new(Shape::new(1, 3, 16, 12), 8, (10, 10), 1, Padding::Same, true).unwrap();
+        let g = ConvGeom::new(
+            Shape::new(1, 3, 16, 12),
+            8,
+            (10, 10),
+            1,
+            Padding::Same,
+            true,
+        )
+        .unwrap();
         assert_eq!((g.h_out, g.w_out, g.pad_top, g.pad_left), (16, 12, 4, 4));
         // stride 2, in 7, k 3: out 4, total (3*2+3)-7 = 2, 1 before.
         let g = ConvGeom::new(Shape::new(1, 1, 7, 7), 1, (3, 3), 2, Padding::Same, false).unwrap();
@@ -363,10 +436,17 @@ mod tests {
     fn valid_and_explicit_padding() {
         let g = ConvGeom::new(Shape::new(2, 1, 9, 8), 4, (3, 2), 2, Padding::Valid, false).unwrap();
         assert_eq!((g.h_out, g.w_out), (4, 4));
-        let p = Padding::Explicit { top: 1, bottom: 0, left: 0, right: 2 };
+        let p = Padding::Explicit {
+            top: 1,
+            bottom: 0,
+            left: 0,
+            right: 2,
+        };
         let g = ConvGeom::new(Shape::new(2, 1, 5, 5), 4, (3, 3), 1, p, false).unwrap();
         assert_eq!((g.h_out, g.w_out, g.pad_top, g.pad_left), (4, 5, 1, 0));
-        assert!(ConvGeom::new(Shape::new(1, 1, 2, 2), 1, (3, 3), 1, Padding::Valid, false).is_err());
+        assert!(
+            ConvGeom::new(Shape::new(1, 1, 2, 2), 1, (3, 3), 1, Padding::Valid, false).is_err()
+        );
     }
 
     #[test]
@@ -384,13 +464,19 @@ mod tests {
         assert_eq!(ok.ratio, 4);
         let err = ShortcutGeom::new(Shape::new(2, 3, 30, 30), Shape::new(2, 64, 8, 8)).unwrap_err();
         let msg = err.to_string();
-        assert!(msg.contains("(2, 3, 30, 30)") && msg.contains("(2, 64, 8, 8)"), "{msg}");
+        assert!(
+            msg.contains("(2, 3, 30, 30)") && msg.contains("(2, 64, 8, 8)"),
+            "{msg}"
+        );
         assert!(ShortcutGeom::new(Shape::new(2, 3, 32, 16), Shape::new(2, 8, 8, 8)).is_err());
     }
 
     #[test]
     fn rmsprop_time_decay() {
-        let c = RmsPropConfig { decay: 0.5, ..Default::default() };
+        let c = RmsPropConfig {
+            decay: 0.5,
+            ..Default::default()
+        };
         assert_eq!(c.lr_at(0), 1e-3);
         assert!((c.lr_at(2) - 0.5e-3).abs() < 1e-18);
     }

@@ -115,7 +115,12 @@ pub trait Backend {
     // ---- shortcut (multi-level residual identity map) -------------------------------------------
     /// dst (N, C_dst, H_dst, W_dst) += r×r-mean of src (N, C_src, H_src, W_src), channel c reading
     /// source channel c mod C_src. ACCUMULATES into dst.
-    fn shortcut_forward(&self, g: &ShortcutGeom, src: &Self::Buf, dst: &mut Self::Buf) -> Result<()>;
+    fn shortcut_forward(
+        &self,
+        g: &ShortcutGeom,
+        src: &Self::Buf,
+        dst: &mut Self::Buf,
+    ) -> Result<()>;
 
     /// Backward of [`Backend::shortcut_forward`]: ACCUMULATES d_src (N, C_src, H_src, W_src) from
     /// d_dst (N, C_dst, H_dst, W_dst).
