@@ -174,7 +174,8 @@ fn decode_wav<R: Read + Seek>(reader: R, path: &Path) -> Result<Audio> {
 
 fn wav_error(e: hound::Error, path: &Path) -> Error {
     let message = match e {
-        hound::Error::IoError(io) if io.kind() == std::io::ErrorKind::UnexpectedEof => {
+        // hound reports a short read as `Other` ("Failed to read enough bytes") or as EOF.
+        hound::Error::IoError(io) if matches!(io.kind(), std::io::ErrorKind::UnexpectedEof | std::io::ErrorKind::Other) => {
             "not a complete WAV file: it ends inside the header".to_string()
         }
         hound::Error::IoError(io) => return Error::io(path, io),
@@ -191,7 +192,7 @@ fn wav_error(e: hound::Error, path: &Path) -> Error {
 
 fn sample_error(e: hound::Error, path: &Path, read: usize, declared: usize) -> Error {
     match e {
-        hound::Error::IoError(io) if io.kind() == std::io::ErrorKind::UnexpectedEof => Error::data(
+        hound::Error::IoError(io) if matches!(io.kind(), std::io::ErrorKind::UnexpectedEof | std::io::ErrorKind::Other) => Error::data(
             path,
             format!(
                 "truncated: the header declares {declared} samples but the data ends after {read}"
