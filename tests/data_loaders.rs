@@ -21,11 +21,21 @@ fn class_index(name: &str) -> usize {
 #[test]
 fn emodb_names_labels_speakers_and_bad_files() {
     let dir = tempfile::tempdir().unwrap();
-    let good = ["03a01Wa", "03a02Lb", "08b01Ea", "08b02Ac", "09a05Fa", "10b03Ta", "11a04Nd"];
+    let good = [
+        "03a01Wa", "03a02Lb", "08b01Ea", "08b02Ac", "09a05Fa", "10b03Ta", "11a04Nd",
+    ];
     for (k, name) in good.iter().enumerate() {
-        tone_file(&dir.path().join(format!("{name}.wav")), 0.5 + k as f32 * 0.1, 16_000);
+        tone_file(
+            &dir.path().join(format!("{name}.wav")),
+            0.5 + k as f32 * 0.1,
+            16_000,
+        );
     }
-    std::fs::write(dir.path().join("README.txt"), "not audio, not a .wav: ignored").unwrap();
+    std::fs::write(
+        dir.path().join("README.txt"),
+        "not audio, not a .wav: ignored",
+    )
+    .unwrap();
     // Three bad files: a name off the convention, a truncated WAV, text with a .wav name.
     tone_file(&dir.path().join("hello.wav"), 0.2, 16_000);
     tone_file(&dir.path().join("12a01Xa.wav"), 0.2, 16_000);
@@ -33,7 +43,9 @@ fn emodb_names_labels_speakers_and_bad_files() {
     std::fs::write(dir.path().join("13a01Wa.wav"), &full[..full.len() / 2]).unwrap();
     std::fs::write(dir.path().join("14a01Wa.wav"), b"definitely not RIFF").unwrap();
 
-    let err = emodb::load(dir.path(), &LoadOptions::default()).unwrap_err().to_string();
+    let err = emodb::load(dir.path(), &LoadOptions::default())
+        .unwrap_err()
+        .to_string();
     for bad in ["hello.wav", "12a01Xa.wav", "13a01Wa.wav", "14a01Wa.wav"] {
         assert!(err.contains(bad), "the error must list {bad}: {err}");
     }
@@ -43,7 +55,10 @@ fn emodb_names_labels_speakers_and_bad_files() {
 
     let c = emodb::load(dir.path(), &LoadOptions { skip_bad: true }).unwrap();
     assert_eq!(c.len(), good.len());
-    assert_eq!(c.classes, EMOTIONS.iter().map(|s| s.to_string()).collect::<Vec<_>>());
+    assert_eq!(
+        c.classes,
+        EMOTIONS.iter().map(|s| s.to_string()).collect::<Vec<_>>()
+    );
     assert_eq!(c.class_counts(), vec![1; 7], "one file per emotion letter");
     let u = &c.utterances[c.find("08b02Ac.wav").unwrap()];
     assert_eq!((u.label, u.speaker.as_str()), (class_index("fear"), "08"));
@@ -53,11 +68,24 @@ fn emodb_names_labels_speakers_and_bad_files() {
     assert_eq!(c.speakers(), vec!["03", "08", "09", "10", "11"]);
 
     let summary = c.summary().to_string();
-    assert!(summary.contains("7 utterances") && summary.contains("5 speakers"), "{summary}");
-    assert!(summary.contains("anger 1") && summary.contains("03 2"), "{summary}");
+    assert!(
+        summary.contains("7 utterances") && summary.contains("5 speakers"),
+        "{summary}"
+    );
+    assert!(
+        summary.contains("anger 1") && summary.contains("03 2"),
+        "{summary}"
+    );
 
     let parsed = emodb::parse_name("16b10Tb").unwrap();
-    assert_eq!((parsed.speaker.as_str(), parsed.text.as_str(), parsed.version), ("16", "b10", 'b'));
+    assert_eq!(
+        (
+            parsed.speaker.as_str(),
+            parsed.text.as_str(),
+            parsed.version
+        ),
+        ("16", "b10", 'b')
+    );
     assert!(emodb::parse_name("16b10T").is_err());
     assert!(emodb::load(dir.path().join("nope"), &LoadOptions::default()).is_err());
 }
@@ -71,7 +99,11 @@ fn ravdess_names_and_both_label_sets() {
     std::fs::create_dir_all(&actor2).unwrap();
     // Speech, emotions 1..8 for actor 1; a song file; two emotions for actor 2.
     for e in 1..=8 {
-        tone_file(&actor.join(format!("03-01-{e:02}-01-01-01-01.wav")), 0.3, 48_000);
+        tone_file(
+            &actor.join(format!("03-01-{e:02}-01-01-01-01.wav")),
+            0.3,
+            48_000,
+        );
     }
     tone_file(&actor.join("03-02-05-01-01-01-01.wav"), 0.3, 48_000);
     tone_file(&actor2.join("03-01-05-02-02-01-02.wav"), 0.3, 48_000);
@@ -79,7 +111,10 @@ fn ravdess_names_and_both_label_sets() {
 
     let native = ravdess::load(
         dir.path(),
-        &RavdessOptions { labels: RavdessLabels::Native, ..RavdessOptions::default() },
+        &RavdessOptions {
+            labels: RavdessLabels::Native,
+            ..RavdessOptions::default()
+        },
     )
     .unwrap();
     assert_eq!(native.classes.len(), 8);
@@ -88,26 +123,44 @@ fn ravdess_names_and_both_label_sets() {
     assert_eq!(native.speakers(), vec!["actor01", "actor02"]);
 
     let mapped = ravdess::load(dir.path(), &RavdessOptions::default()).unwrap();
-    assert_eq!(mapped.classes, EMOTIONS.iter().map(|s| s.to_string()).collect::<Vec<_>>());
+    assert_eq!(
+        mapped.classes,
+        EMOTIONS.iter().map(|s| s.to_string()).collect::<Vec<_>>()
+    );
     assert_eq!(mapped.len(), 9, "surprised is left out");
     let counts = mapped.class_counts();
     assert_eq!(counts[class_index("neutral")], 3, "neutral + calm ×2");
     assert_eq!(counts[class_index("anger")], 2);
     assert_eq!(counts[class_index("boredom")], 0);
 
-    let with_song =
-        ravdess::load(dir.path(), &RavdessOptions { include_song: true, ..RavdessOptions::default() }).unwrap();
+    let with_song = ravdess::load(
+        dir.path(),
+        &RavdessOptions {
+            include_song: true,
+            ..RavdessOptions::default()
+        },
+    )
+    .unwrap();
     assert_eq!(with_song.len(), 10);
 
     tone_file(&actor.join("03-01-09-01-01-01-01.wav"), 0.3, 48_000);
-    let err = ravdess::load(dir.path(), &RavdessOptions::default()).unwrap_err().to_string();
-    assert!(err.contains("03-01-09-01-01-01-01.wav") && err.contains("emotion code 09"), "{err}");
+    let err = ravdess::load(dir.path(), &RavdessOptions::default())
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("03-01-09-01-01-01-01.wav") && err.contains("emotion code 09"),
+        "{err}"
+    );
 }
 
 #[test]
 fn folder_per_class_layout() {
     let dir = tempfile::tempdir().unwrap();
-    for (class, speaker, n) in [("anger", Some("s1"), 2), ("anger", Some("s2"), 1), ("sadness", None, 3)] {
+    for (class, speaker, n) in [
+        ("anger", Some("s1"), 2),
+        ("anger", Some("s2"), 1),
+        ("sadness", None, 3),
+    ] {
         let d = match speaker {
             Some(s) => dir.path().join(class).join(s),
             None => dir.path().join(class),
@@ -118,7 +171,11 @@ fn folder_per_class_layout() {
         }
     }
     let c = folders::load(dir.path(), &LoadOptions::default()).unwrap();
-    assert_eq!(c.classes.len(), 7, "all emotion names: the canonical seven-class order");
+    assert_eq!(
+        c.classes.len(),
+        7,
+        "all emotion names: the canonical seven-class order"
+    );
     assert_eq!(c.len(), 6);
     assert_eq!(c.class_counts()[class_index("anger")], 3);
     assert_eq!(c.class_counts()[class_index("sadness")], 3);
@@ -136,7 +193,9 @@ fn folder_per_class_layout() {
 
     // A broken file is reported with its path.
     std::fs::write(other.path().join("apple").join("bad.wav"), b"RIFF").unwrap();
-    let err = folders::load(other.path(), &LoadOptions::default()).unwrap_err().to_string();
+    let err = folders::load(other.path(), &LoadOptions::default())
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("bad.wav"), "{err}");
 }
 
@@ -169,7 +228,11 @@ fn csv_manifest_round_trip_and_errors() {
             .iter()
             .map(|u| {
                 let Source::File(p) = &u.source else { panic!() };
-                (std::fs::canonicalize(p).unwrap().display().to_string(), c.classes[u.label].clone(), u.speaker.clone())
+                (
+                    std::fs::canonicalize(p).unwrap().display().to_string(),
+                    c.classes[u.label].clone(),
+                    u.speaker.clone(),
+                )
             })
             .collect();
         v.sort();
@@ -180,11 +243,25 @@ fn csv_manifest_round_trip_and_errors() {
     // Bad header, bad lines and missing files: all named.
     let bad = dir.path().join("bad.csv");
     std::fs::write(&bad, "file,label\nx.wav,anger\n").unwrap();
-    let e = manifest::read(&bad, &LoadOptions::default()).unwrap_err().to_string();
-    assert!(e.contains("bad.csv") && e.contains("expected 'path,label,speaker'"), "{e}");
-    std::fs::write(&bad, "path,label,speaker\nc.wav,anger,s\nmissing.wav,fear,s\nonly-two,fields\n\"open,quote\n").unwrap();
-    let e = manifest::read(&bad, &LoadOptions::default()).unwrap_err().to_string();
-    assert!(e.contains("missing.wav") && e.contains("line 4") && e.contains("line 5"), "{e}");
+    let e = manifest::read(&bad, &LoadOptions::default())
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("bad.csv") && e.contains("expected 'path,label,speaker'"),
+        "{e}"
+    );
+    std::fs::write(
+        &bad,
+        "path,label,speaker\nc.wav,anger,s\nmissing.wav,fear,s\nonly-two,fields\n\"open,quote\n",
+    )
+    .unwrap();
+    let e = manifest::read(&bad, &LoadOptions::default())
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("missing.wav") && e.contains("line 4") && e.contains("line 5"),
+        "{e}"
+    );
     let skipped = manifest::read(&bad, &LoadOptions { skip_bad: true }).unwrap();
     assert_eq!(skipped.len(), 1);
 

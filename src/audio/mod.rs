@@ -175,7 +175,12 @@ fn decode_wav<R: Read + Seek>(reader: R, path: &Path) -> Result<Audio> {
 fn wav_error(e: hound::Error, path: &Path) -> Error {
     let message = match e {
         // hound reports a short read as `Other` ("Failed to read enough bytes") or as EOF.
-        hound::Error::IoError(io) if matches!(io.kind(), std::io::ErrorKind::UnexpectedEof | std::io::ErrorKind::Other) => {
+        hound::Error::IoError(io)
+            if matches!(
+                io.kind(),
+                std::io::ErrorKind::UnexpectedEof | std::io::ErrorKind::Other
+            ) =>
+        {
             "not a complete WAV file: it ends inside the header".to_string()
         }
         hound::Error::IoError(io) => return Error::io(path, io),
@@ -192,12 +197,19 @@ fn wav_error(e: hound::Error, path: &Path) -> Error {
 
 fn sample_error(e: hound::Error, path: &Path, read: usize, declared: usize) -> Error {
     match e {
-        hound::Error::IoError(io) if matches!(io.kind(), std::io::ErrorKind::UnexpectedEof | std::io::ErrorKind::Other) => Error::data(
-            path,
-            format!(
+        hound::Error::IoError(io)
+            if matches!(
+                io.kind(),
+                std::io::ErrorKind::UnexpectedEof | std::io::ErrorKind::Other
+            ) =>
+        {
+            Error::data(
+                path,
+                format!(
                 "truncated: the header declares {declared} samples but the data ends after {read}"
             ),
-        ),
+            )
+        }
         other => wav_error(other, path),
     }
 }

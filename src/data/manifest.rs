@@ -150,13 +150,15 @@ pub fn write(path: impl AsRef<Path>, corpus: &Corpus) -> Result<()> {
     for u in &corpus.utterances {
         let file = match &u.source {
             Source::File(p) => p,
-            Source::Samples { .. } => return Err(Error::data(
-                path,
-                format!(
+            Source::Samples { .. } => {
+                return Err(Error::data(
+                    path,
+                    format!(
                     "utterance '{}' has no file (in-memory audio); export the corpus as WAV first",
                     u.id
                 ),
-            )),
+                ))
+            }
         };
         let abs = std::fs::canonicalize(file).unwrap_or_else(|_| file.clone());
         let shown = match abs.strip_prefix(&base_abs) {

@@ -115,7 +115,7 @@ impl StftConfig {
                 self.sample_rate
             ));
         }
-        if !(self.power_floor > 0.0) {
+        if self.power_floor.is_nan() || self.power_floor <= 0.0 {
             return Err(config_err!(
                 "power floor must be positive, got {}",
                 self.power_floor
@@ -190,7 +190,7 @@ impl ImageConfig {
                 self.width
             ));
         }
-        if !(self.top_db > 0.0) {
+        if self.top_db.is_nan() || self.top_db <= 0.0 {
             return Err(config_err!(
                 "top_db (dynamic range) must be positive, got {}",
                 self.top_db

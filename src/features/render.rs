@@ -229,6 +229,19 @@ impl Renderer {
     /// [`Renderer::intensity`], mutable, for augmentations that draw on the image before colouring
     /// it with [`Renderer::colorize_chw`].
     pub fn intensity_mut(&mut self, spec: &Spectrogram, region: &Region) -> &mut [f32] {
+        self.resize_time(spec, region);
+        let (h, w) = (self.cfg.height, self.cfg.width);
+        self.intensity.resize(h * w, 0.0);
+        for (y, dst) in self.intensity.chunks_exact_mut(w).enumerate() {
+            let (start, wts) = self.freq.taps(h - 1 - y);
+            weighted_rows(dst, &self.transposed, start, wts);
+        }
+        &mut self.intensity
+    }
+
+    /// Normalise, resize the time axis, and transpose (bins × width, ready for the frequency pass);
+    /// also prepares the frequency table.
+    fn resize_time(&mut self, spec: &Spectrogram, region: &Region) {
         let (h, w) = (self.cfg.height, self.cfg.width);
         let (frames, bins) = (spec.frames, spec.bins);
 
@@ -241,10 +254,8 @@ impl Renderer {
         }
 
         let fixed = self.cfg.time_axis == TimeAxis::Fixed;
-        self.time
-            .prepare(frames, region.t0, region.t1 - region.t0, w, fixed);
-        self.freq
-            .prepare(bins, region.f0, region.f1 - region.f0, h, false);
+        self.time.prepare(frames, region.t0, region.t1 - region.t0, w, fixed);
+        self.freq.prepare(bins, region.f0, region.f1 - region.f0, h, false);
 
         self.resized_time.resize(w * bins, 0.0);
         for (x, dst) in self.resized_time.chunks_exact_mut(bins).enumerate() {
@@ -253,12 +264,6 @@ impl Renderer {
         }
         self.transposed.resize(bins * w, 0.0);
         transpose(&self.resized_time, w, bins, &mut self.transposed);
-        self.intensity.resize(h * w, 0.0);
-        for (y, dst) in self.intensity.chunks_exact_mut(w).enumerate() {
-            let (start, wts) = self.freq.taps(h - 1 - y);
-            weighted_rows(dst, &self.transposed, start, wts);
-        }
-        &mut self.intensity
     }
 
     /// Colour the last computed intensities into planar f32 (`channels × height × width`); with
@@ -270,9 +275,19 @@ impl Renderer {
     /// The default image of `spec` as interleaved u8 (`height × width × channels`), for PNG.
     pub fn render_u8(&mut self, spec: &Spectrogram, out: &mut Vec<u8>) {
         let region = self.default_region(spec);
-        self.intensity(spec, &region);
-        out.resize(self.intensity.len() * self.cfg.channels(), 0);
-        colorize_u8(&self.table, &self.intensity, out);
+        self.resize_time(spec, &region);
+        // Frequency pass and colour fused row by row: the row stays in L1 instead of a round trip
+        // through a full-image intensity buffer.
+        let (h, w, c) = (self.cfg.height, self.cfg.width, self.cfg.channels());
+        out.resize(h * w * c, 0);
+        let mut row = std::mem::take(&mut self.intensity);
+        row.resize(w, 0.0);
+        for (y, dst) in out.chunks_exact_mut(w * c).enumerate() {
+            let (start, wts) = self.freq.taps(h - 1 - y);
+            weighted_rows(&mut row[..w], &self.transposed, start, wts);
+            colorize_u8(&self.table, &row[..w], dst);
+        }
+        self.intensity = row;
     }
 
     /// The default image of `spec` as planar f32 (`channels × height × width`) in [0, 1].

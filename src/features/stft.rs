@@ -86,16 +86,10 @@ impl StftPlan {
         window
             .iter_mut()
             .for_each(|w| *w = (*w as f64 * gain) as f32);
-        let mel = match cfg.mel_bands {
-            Some(n) => Some(MelBank::new(
-                n,
-                cfg.n_fft,
-                cfg.sample_rate,
-                cfg.fmin_hz,
-                cfg.fmax_hz.unwrap_or(cfg.sample_rate as f32 / 2.0),
-            )),
-            None => None,
-        };
+        let fmax = cfg.fmax_hz.unwrap_or(cfg.sample_rate as f32 / 2.0);
+        let mel = cfg
+            .mel_bands
+            .map(|n| MelBank::new(n, cfg.n_fft, cfg.sample_rate, cfg.fmin_hz, fmax));
         Ok(StftPlan {
             frame: fft.make_input_vec(),
             spectrum: fft.make_output_vec(),
@@ -195,7 +189,7 @@ pub fn fast_db(x: f32) -> f32 {
     let s2 = s * s;
     let ln_m = 2.0 * s * (1.0 + s2 * (1.0 / 3.0 + s2 * (1.0 / 5.0 + s2 * (1.0 / 7.0))));
     // 10·log10(x) = 10·log10(2)·(e + ln(m)/ln 2)
-    const DB_PER_OCTAVE: f32 = 3.010_299_956_639_812;
+    const DB_PER_OCTAVE: f32 = 10.0 * std::f32::consts::LOG10_2;
     const LOG2_E: f32 = std::f32::consts::LOG2_E;
     DB_PER_OCTAVE * (exponent + ln_m * LOG2_E)
 }
