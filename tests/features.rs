@@ -66,7 +66,10 @@ fn fast_db_is_accurate() {
         worst = worst.max((fast_db(x) as f64 - want).abs());
         x *= 1.0137;
     }
-    assert!(worst < 1e-4, "fast dB error {worst}");
+    println!("fast dB worst error {worst:.2e} dB");
+    // f32 rounding of the result and the intermediate sums alone reaches ~2e-5 dB; the series'
+    // truncation error (its s^9 term) is below 1e-6 dB.
+    assert!(worst < 5e-5, "fast dB error {worst}");
 }
 
 #[test]
