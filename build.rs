@@ -11,7 +11,8 @@ fn main() {
 fn detect_emodb() {
     println!("cargo:rustc-check-cfg=cfg(rescnn_emodb)");
     println!("cargo:rerun-if-env-changed=RESCNN_EMODB_DIR");
-    let dir = match std::env::var_os("RESCNN_EMODB_DIR") {
+    let from_env = std::env::var_os("RESCNN_EMODB_DIR");
+    let dir = match &from_env {
         Some(d) => std::path::PathBuf::from(d),
         None => {
             let root =
@@ -19,17 +20,16 @@ fn detect_emodb() {
             std::path::Path::new(&root).join("../shared/data/emodb-dev")
         }
     };
-    // Watch the folder, or while it is absent its nearest existing ancestor (whose mtime changes when
-    // the folder appears); watching a missing path would re-run this script, and rebuild, every time.
-    let mut watched = dir.as_path();
-    while !watched.exists() {
-        match watched.parent() {
-            Some(p) if !p.as_os_str().is_empty() => watched = p,
-            _ => break,
-        }
-    }
-    println!("cargo:rerun-if-changed={}", watched.display());
     if dir.is_dir() {
         println!("cargo:rustc-cfg=rescnn_emodb");
+        println!("cargo:rerun-if-changed={}", dir.display());
+    } else if from_env.is_none() {
+        // While the default folder is absent, watch its parent (`../shared/data`) if that exists, so
+        // the folder's arrival is noticed. Never a missing path (cargo would re-run this script on
+        // every build) and never an arbitrary ancestor (cargo scans a watched folder recursively);
+        // a missing RESCNN_EMODB_DIR is re-checked when the variable changes.
+        if let Some(parent) = dir.parent().filter(|p| p.is_dir()) {
+            println!("cargo:rerun-if-changed={}", parent.display());
+        }
     }
 }

@@ -63,11 +63,21 @@ fn one_image(plan: &mut StftPlan, renderer: &mut Renderer, samples: &[f32], pixe
 /// CPU time this thread has run, from Linux's /proc/thread-self/schedstat (nanoseconds); `None`
 /// elsewhere. On a shared machine wall-clock rates understate speed; CPU-time rates do much less so.
 fn thread_cpu_ns() -> Option<u64> {
-    std::fs::read_to_string("/proc/thread-self/schedstat").ok()?.split_whitespace().next()?.parse().ok()
+    std::fs::read_to_string("/proc/thread-self/schedstat")
+        .ok()?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
 }
 
 /// (images per wall-clock second, images per CPU second of the calling thread when `threads` = 1).
-fn measure(threads: usize, samples: &[f32], cfg: &SpectrogramConfig, budget: Duration) -> (f64, Option<f64>) {
+fn measure(
+    threads: usize,
+    samples: &[f32],
+    cfg: &SpectrogramConfig,
+    budget: Duration,
+) -> (f64, Option<f64>) {
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(threads)
         .build()
@@ -139,11 +149,56 @@ fn main() {
 
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let (one, one_cpu) = measure(1, &samples, &cfg, budget);
-    let cpu = one_cpu.map_or(String::new(), |c| format!(" ({c:.0} per CPU-second of the thread)"));
+    let cpu = one_cpu.map_or(String::new(), |c| {
+        format!(" ({c:.0} per CPU-second of the thread)")
+    });
     println!("spectrogram 512x512 jet from 3 s @ 16 kHz, 1 thread:  {one:.0} images/s{cpu}");
     if cores > 1 {
         let (all, _) = measure(cores, &samples, &cfg, budget);
         println!("spectrogram 512x512 jet from 3 s @ 16 kHz, {cores} threads: {all:.0} images/s");
     }
-    println!("(load average now: {})", std::fs::read_to_string("/proc/loadavg").unwrap_or_default().trim());
+    synthetic_pipeline();
+    println!(
+        "(load average now: {})",
+        std::fs::read_to_string("/proc/loadavg")
+            .unwrap_or_default()
+            .trim()
+    );
+}
+
+/// The trainer's no-argument data path: generate the synthetic corpus, featurise it, and render one
+/// augmented epoch of 64×64 gray batches (all cores).
+fn synthetic_pipeline() {
+    use rescnn::data::batch::{BatchConfig, Batcher, InputNorm};
+    use rescnn::data::cache::{CacheOptions, FeatureStore};
+    use rescnn::data::{split, AugmentConfig};
+    let t = Instant::now();
+    let corpus = synth::generate(&SynthConfig::default()).unwrap();
+    let generate = t.elapsed();
+    let cfg = SpectrogramConfig::small_gray(64);
+    let t = Instant::now();
+    let store = FeatureStore::build(&corpus, &cfg.stft, &CacheOptions::in_memory()).unwrap();
+    let featurise = t.elapsed();
+    let s = split::random(&corpus, 0.2, &split::SplitOptions::default()).unwrap();
+    let t = Instant::now();
+    let norm = InputNorm::from_training(&store, &cfg.image, &s.train).unwrap();
+    let batcher = Batcher::new(
+        &store,
+        &cfg.image,
+        &s.train,
+        BatchConfig::training(50, 0, Some(AugmentConfig::default())),
+        norm,
+    )
+    .unwrap();
+    let n: usize = batcher.epoch(0).map(|b| b.labels.len()).sum();
+    let epoch = t.elapsed();
+    println!(
+        "synthetic corpus ({} utterances, {:.0} s of audio): generate {:.0} ms, featurise {:.0} ms, \
+         statistics + one augmented 64x64 epoch ({n} images) {:.0} ms",
+        corpus.len(),
+        corpus.summary().total_s,
+        generate.as_secs_f64() * 1e3,
+        featurise.as_secs_f64() * 1e3,
+        epoch.as_secs_f64() * 1e3
+    );
 }

@@ -274,3 +274,32 @@ fn csv_manifest_round_trip_and_errors() {
     .unwrap();
     assert!(manifest::write(out_dir.path().join("s.csv"), &synth).is_err());
 }
+
+#[test]
+fn corpus_specs_parse_and_load() {
+    use rescnn::data::CorpusSpec;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("anger")).unwrap();
+    tone_file(&dir.path().join("anger").join("a.wav"), 0.2, 16_000);
+    std::fs::create_dir_all(dir.path().join("fear")).unwrap();
+    tone_file(&dir.path().join("fear").join("b.wav"), 0.2, 16_000);
+    let spec: CorpusSpec = format!("folders:{}", dir.path().display()).parse().unwrap();
+    assert_eq!(spec.load(&LoadOptions::default()).unwrap().len(), 2);
+    let synth: CorpusSpec = "synthetic:3".parse().unwrap();
+    let CorpusSpec::Synthetic(cfg) = &synth else {
+        panic!("{synth:?}")
+    };
+    assert_eq!(cfg.seed, 3);
+    assert!(matches!(
+        "list.CSV".parse::<CorpusSpec>().unwrap(),
+        CorpusSpec::Manifest(_)
+    ));
+    assert!(matches!(
+        "emodb".parse::<CorpusSpec>().unwrap(),
+        CorpusSpec::Emodb(_)
+    ));
+    let e = "wav:/x".parse::<CorpusSpec>().unwrap_err().to_string();
+    assert!(e.contains("unknown corpus 'wav:/x'"), "{e}");
+    assert!("folders:".parse::<CorpusSpec>().is_err());
+    assert!("synthetic:abc".parse::<CorpusSpec>().is_err());
+}

@@ -338,9 +338,15 @@ fn featurise(
         };
         let stored = StoredSpectrogram::from_f32(&plan.compute(&samples));
         if let Some(f) = &file {
-            // A cache that cannot be written costs speed, not correctness: warn and go on.
+            // A cache that cannot be written costs speed, not correctness: warn (once) and go on.
             if let Err(e) = super::write_bytes_atomically(f, &stored.encode()) {
-                eprintln!("warning: feature cache not written: {e}");
+                static WARNED: std::sync::atomic::AtomicBool =
+                    std::sync::atomic::AtomicBool::new(false);
+                if !WARNED.swap(true, std::sync::atomic::Ordering::Relaxed) {
+                    eprintln!(
+                        "warning: feature cache not written (features are still computed): {e}"
+                    );
+                }
             }
         }
         out.push(stored);

@@ -339,3 +339,83 @@ pub fn write_bytes_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
         f.write_all(bytes).map_err(|e| Error::io(path, e))
     })
 }
+
+/// Which corpus to load, as written on a command line:
+///
+/// | text | corpus |
+/// |---|---|
+/// | `synthetic` or `synthetic:SEED` | the built-in synthetic corpus ([`synth`]) |
+/// | `emodb:DIR` (or `emodb` for [`emodb::default_dir`]) | EMO-DB |
+/// | `ravdess:DIR` | RAVDESS mapped onto EMO-DB's seven classes |
+/// | `ravdess8:DIR` | RAVDESS with its own eight classes |
+/// | `folders:DIR` | folder per class |
+/// | `manifest:FILE` or any `*.csv` path | CSV manifest |
+#[derive(Clone, Debug, PartialEq)]
+pub enum CorpusSpec {
+    Synthetic(SynthConfig),
+    Emodb(PathBuf),
+    Ravdess {
+        dir: PathBuf,
+        labels: ravdess::RavdessLabels,
+    },
+    Folders(PathBuf),
+    Manifest(PathBuf),
+}
+
+impl std::str::FromStr for CorpusSpec {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        let (kind, arg) = match s.split_once(':') {
+            Some((k, a)) => (k, Some(a)),
+            None => (s, None),
+        };
+        let path = |what: &str| {
+            arg.filter(|a| !a.is_empty())
+                .map(PathBuf::from)
+                .ok_or_else(|| crate::config_err!("corpus '{s}': expected {what}:PATH"))
+        };
+        Ok(match kind {
+            "synthetic" => {
+                let seed = match arg {
+                    Some(a) => a
+                        .parse()
+                        .map_err(|_| crate::config_err!("corpus '{s}': the seed must be a whole number"))?,
+                    None => 0,
+                };
+                CorpusSpec::Synthetic(SynthConfig { seed, ..SynthConfig::default() })
+            }
+            "emodb" => CorpusSpec::Emodb(if arg.is_some() { path("emodb")? } else { emodb::default_dir() }),
+            "ravdess" => CorpusSpec::Ravdess { dir: path("ravdess")?, labels: ravdess::RavdessLabels::Emodb },
+            "ravdess8" => CorpusSpec::Ravdess { dir: path("ravdess8")?, labels: ravdess::RavdessLabels::Native },
+            "folders" => CorpusSpec::Folders(path("folders")?),
+            "manifest" => CorpusSpec::Manifest(path("manifest")?),
+            _ if s.to_ascii_lowercase().ends_with(".csv") => CorpusSpec::Manifest(PathBuf::from(s)),
+            _ => {
+                return Err(crate::config_err!(
+                    "unknown corpus '{s}': expected synthetic[:SEED], emodb[:DIR], ravdess:DIR, ravdess8:DIR, \
+                     folders:DIR, manifest:FILE or a .csv file"
+                ))
+            }
+        })
+    }
+}
+
+impl CorpusSpec {
+    /// Load the corpus (checking every file; see [`LoadOptions`]).
+    pub fn load(&self, opts: &LoadOptions) -> Result<Corpus> {
+        match self {
+            CorpusSpec::Synthetic(cfg) => synth::generate(cfg),
+            CorpusSpec::Emodb(dir) => emodb::load(dir, opts),
+            CorpusSpec::Ravdess { dir, labels } => ravdess::load(
+                dir,
+                &ravdess::RavdessOptions {
+                    labels: *labels,
+                    include_song: false,
+                    load: opts.clone(),
+                },
+            ),
+            CorpusSpec::Folders(dir) => folders::load(dir, opts),
+            CorpusSpec::Manifest(file) => manifest::read(file, opts),
+        }
+    }
+}

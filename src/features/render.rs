@@ -254,8 +254,10 @@ impl Renderer {
         }
 
         let fixed = self.cfg.time_axis == TimeAxis::Fixed;
-        self.time.prepare(frames, region.t0, region.t1 - region.t0, w, fixed);
-        self.freq.prepare(bins, region.f0, region.f1 - region.f0, h, false);
+        self.time
+            .prepare(frames, region.t0, region.t1 - region.t0, w, fixed);
+        self.freq
+            .prepare(bins, region.f0, region.f1 - region.f0, h, false);
 
         self.resized_time.resize(w * bins, 0.0);
         for (x, dst) in self.resized_time.chunks_exact_mut(bins).enumerate() {
