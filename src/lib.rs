@@ -3,9 +3,12 @@
 //!
 //! The modules follow the data: audio → features → data → model → backends → training.
 
+pub mod audio;
 pub mod backends;
 pub mod cli;
+pub mod data;
 pub mod error;
+pub mod features;
 pub mod fsutil;
 pub mod model;
 pub mod tensor;

@@ -1,3 +1,111 @@
-//! The `rescnn` subcommands, one module each; src/bin/rescnn.rs parses the command line and dispatches.
+//! The `rescnn` command line: one subcommand per file (`src/cli/<name>.rs`), each with an `Args`
+//! struct and a `run` function; [`Command`] lists them and [`run`] dispatches.
+//!
+//! [`SpectrogramArgs`] is the shared set of feature options, so every subcommand that turns audio into
+//! network inputs spells them the same way.
 
 pub mod info;
+pub mod spectrogram;
+
+use clap::{Parser, Subcommand};
+
+use crate::features::{Colormap, ImageConfig, SpectrogramConfig, StftConfig, TimeAxis};
+use crate::Result;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "rescnn",
+    version,
+    about = "Speech emotion recognition with multi-level residual CNNs"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Draw the spectrogram image the network sees for a WAV file, as PNG.
+    Spectrogram(spectrogram::Args),
+    /// Show the compute devices, the NVRTC used at build time and the compiled CUDA kernels.
+    Info(info::InfoArgs),
+}
+
+pub fn run(cli: Cli) -> Result<()> {
+    match cli.command {
+        Command::Spectrogram(args) => spectrogram::run(&args),
+        Command::Info(args) => info::run(&args),
+    }
+}
+
+/// Feature settings on the command line; defaults are the paper's (see [`SpectrogramConfig`]).
+#[derive(clap::Args, Debug, Clone)]
+pub struct SpectrogramArgs {
+    /// Analysis sample rate in Hz (audio is resampled to it).
+    #[arg(long, default_value_t = 16_000)]
+    pub sample_rate: u32,
+    /// STFT (Hamming) window length in ms.
+    #[arg(long, default_value_t = 25.0)]
+    pub window_ms: f32,
+    /// STFT hop in ms.
+    #[arg(long, default_value_t = 10.0)]
+    pub hop_ms: f32,
+    /// FFT length in samples (≥ the window).
+    #[arg(long, default_value_t = 512)]
+    pub n_fft: usize,
+    /// Use N mel bands instead of linear FFT bins.
+    #[arg(long, value_name = "N")]
+    pub mel: Option<usize>,
+    /// Lowest mel frequency in Hz.
+    #[arg(long, default_value_t = 0.0)]
+    pub fmin: f32,
+    /// Highest mel frequency in Hz (default: Nyquist).
+    #[arg(long)]
+    pub fmax: Option<f32>,
+    /// Image height in pixels (frequency axis).
+    #[arg(long, default_value_t = 512)]
+    pub height: usize,
+    /// Image width in pixels (time axis).
+    #[arg(long, default_value_t = 512)]
+    pub width: usize,
+    /// Colormap: jet (3 channels, as in the paper) or gray (1 channel).
+    #[arg(long, default_value = "jet")]
+    pub colormap: Colormap,
+    /// Fixed time resolution: one column per frame, cropped or padded to the width, instead of
+    /// stretching the whole utterance to the width.
+    #[arg(long)]
+    pub fixed_time: bool,
+    /// Dynamic range shown, in dB below the utterance's maximum.
+    #[arg(long, default_value_t = 80.0)]
+    pub top_db: f32,
+}
+
+impl SpectrogramArgs {
+    pub fn to_config(&self) -> Result<SpectrogramConfig> {
+        let cfg = SpectrogramConfig {
+            stft: StftConfig {
+                sample_rate: self.sample_rate,
+                window_ms: self.window_ms,
+                hop_ms: self.hop_ms,
+                n_fft: self.n_fft,
+                mel_bands: self.mel,
+                fmin_hz: self.fmin,
+                fmax_hz: self.fmax,
+                ..StftConfig::default()
+            },
+            image: ImageConfig {
+                height: self.height,
+                width: self.width,
+                colormap: self.colormap,
+                time_axis: if self.fixed_time {
+                    TimeAxis::Fixed
+                } else {
+                    TimeAxis::Whole
+                },
+                top_db: self.top_db,
+            },
+        };
+        cfg.validate()?;
+        Ok(cfg)
+    }
+}
