@@ -1,0 +1,457 @@
+// conv2d.cu — 2-D convolution, forward and backward, as implicit GEMMs on the shared tiled core
+// (gemm_tile.cuh: 64 x 128 block tile, BK = 8, 128 threads, 8 x 8 accumulators per thread,
+// double-buffered shared memory, one barrier per K step). No im2col buffer is ever built: the loaders
+// below gather the virtual im2col matrix straight from the NCHW tensors, with SAME/explicit padding
+// (asymmetric: only pad_top/pad_left are needed, the far side falls out of the bounds checks) and any
+// stride. Pixel index math is done once per thread per block; along K the loaders step their
+// (channel, kh, kw) or (image, row, column) counters instead of dividing.
+//
+// Kernels (P = N·H_out·W_out output pixels, KK = K_h·K_w):
+//   conv2d_forward           y = [ReLU](w · im2col(x) + b): GEMM M = C_out, N = P, K = C_in·KK.
+//                            A = w rows (float4 along K when aligned); B gathered: thread t owns pixel
+//                            column t of the tile and loads its 8 (ci, kh, kw) rows per step — lanes are
+//                            consecutive pixels, so for stride 1 a warp reads 32 consecutive floats of a
+//                            row. Epilogue: bias + optional ReLU, float4 stores when H_out·W_out % 4 == 0.
+//                            Compute-bound for the paper's 8x8/10x10 layers (K = 2048 / 6400): 12.8k flop
+//                            per output, 8 flop per byte moved into shared memory.
+//   conv2d_backward_data     dx += w^T · col2im(dy): GEMM M = C_in, N = N·H_in·W_in, K = C_out·KK.
+//                            A gathered from w (thread fixes one k offset, 4 ci rows); B gathered from dy:
+//                            oh = (ih + pad_top − kh) / stride when that divides exactly and lies in range
+//                            (stride 1 skips the divisibility test). Each dx element is owned by one thread:
+//                            accumulated without atomics.
+//   conv2d_backward_filter   dw = dy · im2col(x)^T: GEMM M = C_out, N = C_in·KK, K = P (huge: 3.3M for the
+//                            paper's conv2). Split-K over gridDim.z contiguous pixel chunks; each block writes
+//                            its tile of partial sums to partials[z] (plain stores), and
+//                            conv2d_sum_partials adds the chunks in fixed order — deterministic, no float
+//                            atomics. With one chunk the kernel writes dw directly.
+//   conv2d_bias_grad_partial db, first stage (and the ReLU mask): block (c, z) sums dy over chunk z of
+//                            channel c's N·H_out·W_out values (with g.relu, first zeroing dy in place where
+//                            y <= 0), tree-reduces in the block (warp shuffles), writes partials[z][c].
+//                            Memory-bound: one read of dy (and y), one write of the masked dy.
+//   conv2d_sum_partials      out[i] = sum over z in order of partials[z][i]: the second stage of both.
+//
+// All K and N edges are handled by zero-filled loads and guarded stores, so no size needs to be a
+// multiple of any tile. Offsets inside one image are 32-bit; image bases are 64-bit.
+#include "common.cuh"
+#include "gemm_tile.cuh"
+
+namespace {
+
+using gemm::BK;
+using gemm::LDA;
+using gemm::LDB;
+using gemm::THREADS;
+
+// B of the forward GEMM: B[k = (ci, kh, kw)][p = (n, oh, ow)] = x[n, ci, oh·s − pad_top + kh, ow·s − pad_left + kw].
+struct ImageColumns {
+    const float* image;  // x[n] of this thread's pixel; unused when !valid
+    int h, w, channels, kh_size, kw_size;
+    int ih0, iw0;
+    int c, r, s;  // (ci, kh, kw) of the next K step's first row
+    bool valid;
+    float v[BK];
+
+    __device__ ImageColumns(const ConvGeom& g, const float* x, int p0) {
+        h = g.h_in;
+        w = g.w_in;
+        channels = g.c_in;
+        kh_size = g.k_h;
+        kw_size = g.k_w;
+        c = r = s = 0;
+        const int hw_out = g.h_out * g.w_out;
+        const int p = p0 + (int)threadIdx.x;
+        valid = p < g.n * hw_out;
+        const int n = valid ? p / hw_out : 0;
+        const int q = p - n * hw_out;
+        const int oh = q / g.w_out;
+        const int ow = q - oh * g.w_out;
+        ih0 = oh * g.stride - g.pad_top;
+        iw0 = ow * g.stride - g.pad_left;
+        image = x + (long long)n * g.c_in * h * w;
+    }
+    __device__ __forceinline__ void fetch() {
+#pragma unroll
+        for (int j = 0; j < BK; ++j) {
+            const int ih = ih0 + r;
+            const int iw = iw0 + s;
+            const bool ok = valid && c < channels && (unsigned)ih < (unsigned)h && (unsigned)iw < (unsigned)w;
+            v[j] = ok ? image[(c * h + ih) * w + iw] : 0.0f;
+            if (++s == kw_size) {
+                s = 0;
+                if (++r == kh_size) {
+                    r = 0;
+                    ++c;
+                }
+            }
+        }
+    }
+    __device__ __forceinline__ void store(float* tile) const {
+#pragma unroll
+        for (int j = 0; j < BK; ++j) tile[j * LDB + threadIdx.x] = v[j];
+    }
+};
+
+// A of the backward-data GEMM: A[ci][k = (co, kh, kw)] = w[co, ci, kh, kw]. Thread t loads k offset
+// t % BK of each step for the 4 rows ci = t / BK + 16·i; (co, kh·K_w + kw) advance by BK per step.
+struct FilterRowsTransposed {
+    static constexpr int ROW_STEP = THREADS / BK;                 // 16
+    static constexpr int PER_THREAD = gemm::BM * BK / THREADS;  // 4
+    const float* w;
+    int c_in, c_out, kk, ci0;
+    int co, khw;
+    float v[PER_THREAD];
+
+    __device__ FilterRowsTransposed(const ConvGeom& g, const float* w_, int m0) : w(w_) {
+        c_in = g.c_in;
+        c_out = g.c_out;
+        kk = g.k_h * g.k_w;
+        ci0 = m0 + (int)threadIdx.x / BK;
+        const int k = (int)threadIdx.x % BK;
+        co = k / kk;
+        khw = k - co * kk;
+    }
+    __device__ __forceinline__ void fetch() {
+#pragma unroll
+        for (int i = 0; i < PER_THREAD; ++i) {
+            const int ci = ci0 + i * ROW_STEP;
+            v[i] = (co < c_out && ci < c_in) ? w[(co * c_in + ci) * kk + khw] : 0.0f;
+        }
+        khw += BK;
+        if (khw >= kk) {
+            co += khw / kk;
+            khw %= kk;
+        }
+    }
+    __device__ __forceinline__ void store(float* tile) const {
+#pragma unroll
+        for (int i = 0; i < PER_THREAD; ++i)
+            tile[((int)threadIdx.x % BK) * LDA + (int)threadIdx.x / BK + i * ROW_STEP] = v[i];
+    }
+};
+
+// B of the backward-data GEMM: B[k = (co, kh, kw)][p = (n, ih, iw)] = dy[n, co, oh, ow] where
+// oh·s = ih + pad_top − kh and ow·s = iw + pad_left − kw exactly, inside the output; 0 otherwise.
+struct GradientColumns {
+    const float* grad;  // dy[n] of this thread's pixel
+    int h_out, w_out, channels, kh_size, kw_size, stride;
+    int th0, tw0;
+    int c, r, s;
+    bool valid;
+    float v[BK];
+
+    __device__ GradientColumns(const ConvGeom& g, const float* dy, int p0) {
+        h_out = g.h_out;
+        w_out = g.w_out;
+        channels = g.c_out;
+        kh_size = g.k_h;
+        kw_size = g.k_w;
+        stride = g.stride;
+        c = r = s = 0;
+        const int hw_in = g.h_in * g.w_in;
+        const int p = p0 + (int)threadIdx.x;
+        valid = p < g.n * hw_in;
+        const int n = valid ? p / hw_in : 0;
+        const int q = p - n * hw_in;
+        const int ih = q / g.w_in;
+        const int iw = q - ih * g.w_in;
+        th0 = ih + g.pad_top;
+        tw0 = iw + g.pad_left;
+        grad = dy + (long long)n * g.c_out * h_out * w_out;
+    }
+    __device__ __forceinline__ void fetch() {
+#pragma unroll
+        for (int j = 0; j < BK; ++j) {
+            const int th = th0 - r;
+            const int tw = tw0 - s;
+            bool ok = valid && c < channels && th >= 0 && tw >= 0;
+            int oh = th, ow = tw;
+            if (stride != 1) {
+                ok = ok && th % stride == 0 && tw % stride == 0;
+                oh = th / stride;
+                ow = tw / stride;
+            }
+            ok = ok && oh < h_out && ow < w_out;
+            v[j] = ok ? grad[(c * h_out + oh) * w_out + ow] : 0.0f;
+            if (++s == kw_size) {
+                s = 0;
+                if (++r == kh_size) {
+                    r = 0;
+                    ++c;
+                }
+            }
+        }
+    }
+    __device__ __forceinline__ void store(float* tile) const {
+#pragma unroll
+        for (int j = 0; j < BK; ++j) tile[j * LDB + threadIdx.x] = v[j];
+    }
+};
+
+// A of the backward-filter GEMM: A[co][p = (n, oh, ow)] = dy[n, co, oh, ow] over the pixel range
+// [k, k_end). Thread t loads pixel offset t % BK of each step (8 lanes read 32 consecutive bytes of a
+// row) for the 4 rows co = t / BK + 16·i.
+struct GradientRows {
+    static constexpr int ROW_STEP = THREADS / BK;
+    static constexpr int PER_THREAD = gemm::BM * BK / THREADS;
+    const float* dy;
+    int c_out, hw_out, co0;
+    int p, p_end, n, q;  // this thread's pixel p = (n, q)
+    float v[PER_THREAD];
+
+    __device__ GradientRows(const ConvGeom& g, const float* dy_, int m0, int k_begin, int k_end) : dy(dy_) {
+        c_out = g.c_out;
+        hw_out = g.h_out * g.w_out;
+        co0 = m0 + (int)threadIdx.x / BK;
+        p = k_begin + (int)threadIdx.x % BK;
+        p_end = k_end;
+        n = p / hw_out;
+        q = p - n * hw_out;
+    }
+    __device__ __forceinline__ void fetch() {
+        const long long image = (long long)n * c_out;
+#pragma unroll
+        for (int i = 0; i < PER_THREAD; ++i) {
+            const int co = co0 + i * ROW_STEP;
+            v[i] = (p < p_end && co < c_out) ? dy[(image + co) * hw_out + q] : 0.0f;
+        }
+        p += BK;
+        q += BK;
+        if (q >= hw_out) {
+            n += q / hw_out;
+            q %= hw_out;
+        }
+    }
+    __device__ __forceinline__ void store(float* tile) const {
+#pragma unroll
+        for (int i = 0; i < PER_THREAD; ++i)
+            tile[((int)threadIdx.x % BK) * LDA + (int)threadIdx.x / BK + i * ROW_STEP] = v[i];
+    }
+};
+
+// B of the backward-filter GEMM: B[p = (n, oh, ow)][j = (ci, kh, kw)] = x[n, ci, oh·s − pad_top + kh,
+// ow·s − pad_left + kw]. Thread t owns filter column j = n0 + t for the whole pixel range (lanes are
+// consecutive kw, hence mostly consecutive addresses) and steps the shared pixel counter by one per row.
+struct PatchColumns {
+    const float* x;
+    int h, w, h_out, w_out, stride, chw;
+    int offset, dh, dw;  // ci·H·W, kh − pad_top, kw − pad_left of this thread's column
+    int p, p_end, n, oh, ow;  // the next K step's first pixel
+    bool valid;
+    float v[BK];
+
+    __device__ PatchColumns(const ConvGeom& g, const float* x_, int n0, int k_begin, int k_end) : x(x_) {
+        h = g.h_in;
+        w = g.w_in;
+        h_out = g.h_out;
+        w_out = g.w_out;
+        stride = g.stride;
+        chw = g.c_in * h * w;
+        const int kk = g.k_h * g.k_w;
+        const int j = n0 + (int)threadIdx.x;
+        valid = j < g.c_in * kk;
+        const int ci = j / kk;
+        const int khw = j - ci * kk;
+        const int kh = khw / g.k_w;
+        offset = ci * h * w;
+        dh = kh - g.pad_top;
+        dw = khw - kh * g.k_w - g.pad_left;
+        p = k_begin;
+        p_end = k_end;
+        const int hw_out = h_out * w_out;
+        n = p / hw_out;
+        const int q = p - n * hw_out;
+        oh = q / w_out;
+        ow = q - oh * w_out;
+    }
+    __device__ __forceinline__ void fetch() {
+#pragma unroll
+        for (int j = 0; j < BK; ++j) {
+            const int ih = oh * stride + dh;
+            const int iw = ow * stride + dw;
+            const bool ok = valid && p + j < p_end && (unsigned)ih < (unsigned)h && (unsigned)iw < (unsigned)w;
+            v[j] = ok ? x[(long long)n * chw + offset + ih * w + iw] : 0.0f;
+            if (++ow == w_out) {
+                ow = 0;
+                if (++oh == h_out) {
+                    oh = 0;
+                    ++n;
+                }
+            }
+        }
+        p += BK;
+    }
+    __device__ __forceinline__ void store(float* tile) const {
+#pragma unroll
+        for (int j = 0; j < BK; ++j) tile[j * LDB + threadIdx.x] = v[j];
+    }
+};
+
+// GEMM (m = channel, p = pixel) -> NCHW tensor out[n, m, q] with p = n·HW + q: (+ bias[m]) (then
+// ReLU), written, or added when `accumulate`. float4 stores when HW % 4 == 0 (then the 4 columns of a
+// group share one image) and the address is aligned.
+struct StoreImages {
+    float* out;
+    const float* bias;  // (C) or nullptr
+    int channels, hw, pixels;
+    bool relu, accumulate;
+
+    __device__ __forceinline__ float finish(float v, float b) const {
+        v += b;
+        return relu ? fmaxf(v, 0.0f) : v;
+    }
+    __device__ __forceinline__ void operator()(int m, int p, float v0, float v1, float v2, float v3) const {
+        if (m >= channels) return;
+        const float b = bias ? bias[m] : 0.0f;
+        if (hw % 4 == 0 && p + 3 < pixels) {
+            const int n = p / hw;
+            float* dst = out + ((long long)n * channels + m) * hw + (p - n * hw);
+            if (gemm::aligned16(dst)) {
+                float4 v = make_float4(finish(v0, b), finish(v1, b), finish(v2, b), finish(v3, b));
+                if (accumulate) {
+                    const float4 o = *reinterpret_cast<const float4*>(dst);
+                    v.x += o.x;
+                    v.y += o.y;
+                    v.z += o.z;
+                    v.w += o.w;
+                }
+                *reinterpret_cast<float4*>(dst) = v;
+                return;
+            }
+        }
+        const float vs[4] = {v0, v1, v2, v3};
+#pragma unroll
+        for (int j = 0; j < 4; ++j) {
+            if (p + j >= pixels) break;
+            const int n = (p + j) / hw;
+            float* dst = out + ((long long)n * channels + m) * hw + (p + j - n * hw);
+            const float v = finish(vs[j], b);
+            *dst = accumulate ? *dst + v : v;
+        }
+    }
+};
+
+constexpr int REDUCE_THREADS = 256;
+
+// Sum of `v` over the block (REDUCE_THREADS threads), valid in thread 0. Fixed tree: deterministic.
+__device__ __forceinline__ float block_sum(float v) {
+    __shared__ float warp_sums[REDUCE_THREADS / 32];
+#pragma unroll
+    for (int offset = 16; offset > 0; offset >>= 1) v += __shfl_down_sync(0xffffffffu, v, offset);
+    const int lane = threadIdx.x % 32;
+    const int warp = threadIdx.x / 32;
+    if (lane == 0) warp_sums[warp] = v;
+    __syncthreads();
+    v = 0.0f;
+    if (warp == 0) {
+        v = lane < REDUCE_THREADS / 32 ? warp_sums[lane] : 0.0f;
+#pragma unroll
+        for (int offset = 16; offset > 0; offset >>= 1) v += __shfl_down_sync(0xffffffffu, v, offset);
+    }
+    return v;
+}
+
+}  // namespace
+
+extern "C" __global__ void __launch_bounds__(gemm::THREADS) conv2d_forward(
+    ConvGeom g,
+    const float* __restrict__ x,  // (N, C_in, H_in, W_in)
+    const float* __restrict__ w,  // (C_out, C_in, K_h, K_w)
+    const float* __restrict__ b,  // (C_out)
+    float* __restrict__ y)        // (N, C_out, H_out, W_out)
+{
+    DYNAMIC_SHARED_FLOATS(smem);
+    const int k = g.c_in * g.k_h * g.k_w;
+    const int m0 = blockIdx.y * gemm::BM;
+    const int p0 = blockIdx.x * gemm::BN;
+    gemm::LoadKContiguous<gemm::BM> a(w, g.c_out, k, m0, 0, k, k);
+    ImageColumns bcols(g, x, p0);
+    float acc[gemm::TM][gemm::TN];
+    gemm::mainloop(a, bcols, (k + BK - 1) / BK, smem, acc);
+    StoreImages store{y, b, g.c_out, g.h_out * g.w_out, g.n * g.h_out * g.w_out, g.relu != 0, false};
+    gemm::store_tile(acc, m0, p0, store);
+}
+
+extern "C" __global__ void __launch_bounds__(gemm::THREADS) conv2d_backward_data(
+    ConvGeom g,
+    const float* __restrict__ w,   // (C_out, C_in, K_h, K_w)
+    const float* __restrict__ dy,  // (N, C_out, H_out, W_out), already ReLU-masked
+    float* __restrict__ dx)        // (N, C_in, H_in, W_in), accumulated
+{
+    DYNAMIC_SHARED_FLOATS(smem);
+    const int k = g.c_out * g.k_h * g.k_w;
+    const int m0 = blockIdx.y * gemm::BM;
+    const int p0 = blockIdx.x * gemm::BN;
+    FilterRowsTransposed a(g, w, m0);
+    GradientColumns bcols(g, dy, p0);
+    float acc[gemm::TM][gemm::TN];
+    gemm::mainloop(a, bcols, (k + BK - 1) / BK, smem, acc);
+    StoreImages store{dx, nullptr, g.c_in, g.h_in * g.w_in, g.n * g.h_in * g.w_in, false, true};
+    gemm::store_tile(acc, m0, p0, store);
+}
+
+extern "C" __global__ void __launch_bounds__(gemm::THREADS) conv2d_backward_filter(
+    ConvGeom g,
+    const float* __restrict__ x,     // (N, C_in, H_in, W_in)
+    const float* __restrict__ dy,    // (N, C_out, H_out, W_out), already ReLU-masked
+    float* __restrict__ partials,    // (gridDim.z, C_out, C_in·K_h·K_w); with gridDim.z == 1 this is dw
+    int k_chunk)                     // output pixels per split, a multiple of BK
+{
+    DYNAMIC_SHARED_FLOATS(smem);
+    const int cols = g.c_in * g.k_h * g.k_w;
+    const int pixels = g.n * g.h_out * g.w_out;
+    const int m0 = blockIdx.y * gemm::BM;
+    const int n0 = blockIdx.x * gemm::BN;
+    const int k_begin = blockIdx.z * k_chunk;
+    const int k_end = min(pixels, k_begin + k_chunk);
+    GradientRows a(g, dy, m0, k_begin, k_end);
+    PatchColumns bcols(g, x, n0, k_begin, k_end);
+    float acc[gemm::TM][gemm::TN];
+    gemm::mainloop(a, bcols, (k_end - k_begin + BK - 1) / BK, smem, acc);
+    gemm::StoreRowMajor store{partials + (long long)blockIdx.z * g.c_out * cols, nullptr, g.c_out, cols, cols,
+                              false, false};
+    gemm::store_tile(acc, m0, n0, store);
+}
+
+extern "C" __global__ void __launch_bounds__(REDUCE_THREADS) conv2d_bias_grad_partial(
+    ConvGeom g,
+    const float* __restrict__ y,   // (N, C_out, H_out, W_out); read only with g.relu
+    float* __restrict__ dy,        // (N, C_out, H_out, W_out); with g.relu, zeroed in place where y <= 0
+    float* __restrict__ partials,  // (gridDim.y, C_out)
+    int chunk)                     // (n, h, w) positions per block, a multiple of REDUCE_THREADS
+{
+    const int c = blockIdx.x;
+    const int hw = g.h_out * g.w_out;
+    const int total = g.n * hw;
+    const int begin = blockIdx.y * chunk;
+    const int end = min(total, begin + chunk);
+    int t = begin + (int)threadIdx.x;
+    int n = t / hw;
+    int q = t - n * hw;
+    float sum = 0.0f;
+    for (; t < end; t += REDUCE_THREADS) {
+        const long long at = ((long long)n * g.c_out + c) * hw + q;
+        float v = dy[at];
+        if (g.relu && !(y[at] > 0.0f)) {
+            v = 0.0f;
+            dy[at] = 0.0f;
+        }
+        sum += v;
+        q += REDUCE_THREADS;
+        if (q >= hw) {
+            n += q / hw;
+            q %= hw;
+        }
+    }
+    sum = block_sum(sum);
+    if (threadIdx.x == 0) partials[blockIdx.y * g.c_out + c] = sum;
+}
+
+extern "C" __global__ void __launch_bounds__(REDUCE_THREADS) conv2d_sum_partials(
+    int len,
+    int splits,
+    const float* __restrict__ partials,  // (splits, len)
+    float* __restrict__ out)             // (len)
+{
+    gemm::StoreRowMajor store{out, nullptr, 1, len, len, false, false};
+    gemm::splitk_reduce(1, len, splits, partials, store);
+}
