@@ -188,31 +188,33 @@ struct GradientColumns {
 };
 
 // A of the backward-filter GEMM: A[co][p = (n, oh, ow)] = dy[n, co, oh, ow] over the pixel range
-// [k, k_end). Thread t loads pixel offset t % BK of each step (8 lanes read 32 consecutive bytes of a
-// row) for the 4 rows co = t / BK + 16·i.
+// [k_begin, k_end). Thread t loads pixel offset t % BK of each step (8 lanes read 32 consecutive bytes
+// of a row) for the 4 rows co = t / BK + 16·i.
 struct GradientRows {
     static constexpr int ROW_STEP = THREADS / BK;
     static constexpr int PER_THREAD = gemm::BM * BK / THREADS;
+    const ConvGeom& g;
     const float* dy;
-    int c_out, hw_out, co0;
+    int co0;
     int p, p_end, n, q;  // this thread's pixel p = (n, q)
     float v[PER_THREAD];
 
-    __device__ GradientRows(const ConvGeom& g, const float* dy_, int m0, int k_begin, int k_end) : dy(dy_) {
-        c_out = g.c_out;
-        hw_out = g.h_out * g.w_out;
+    __device__ GradientRows(const ConvGeom& g_, const float* dy_, int m0, int k_begin, int k_end)
+        : g(g_), dy(dy_) {
         co0 = m0 + (int)threadIdx.x / BK;
         p = k_begin + (int)threadIdx.x % BK;
         p_end = k_end;
+        const int hw_out = g.h_out * g.w_out;
         n = p / hw_out;
         q = p - n * hw_out;
     }
     __device__ __forceinline__ void fetch() {
-        const long long image = (long long)n * c_out;
+        const int hw_out = g.h_out * g.w_out;
+        const float* image = dy + (long long)n * g.c_out * hw_out + q;
 #pragma unroll
         for (int i = 0; i < PER_THREAD; ++i) {
             const int co = co0 + i * ROW_STEP;
-            v[i] = (p < p_end && co < c_out) ? dy[(image + co) * hw_out + q] : 0.0f;
+            v[i] = (p < p_end && co < g.c_out) ? image[co * hw_out] : 0.0f;
         }
         p += BK;
         q += BK;
@@ -230,51 +232,51 @@ struct GradientRows {
 
 // B of the backward-filter GEMM: B[p = (n, oh, ow)][j = (ci, kh, kw)] = x[n, ci, oh·s − pad_top + kh,
 // ow·s − pad_left + kw]. Thread t owns filter column j = n0 + t for the whole pixel range (lanes are
-// consecutive kw, hence mostly consecutive addresses) and steps the shared pixel counter by one per row.
+// consecutive kw, hence mostly consecutive addresses) and walks the pixels one row at a time, carrying
+// the input coordinates (ih, iw) along instead of recomputing them.
 struct PatchColumns {
-    const float* x;
-    int h, w, h_out, w_out, stride, chw;
-    int offset, dh, dw;  // ci·H·W, kh − pad_top, kw − pad_left of this thread's column
-    int p, p_end, n, oh, ow;  // the next K step's first pixel
-    bool valid;
+    const ConvGeom& g;
+    const float* plane;  // x[n, ci] for the next pixel's image n and this thread's channel ci
+    int dh, dw;          // kh − pad_top, kw − pad_left of this thread's column
+    int p, p_end;        // the next K step's first pixel and the end of this split's range
+    int ow, ih, iw;      // its column, and input coordinates ih = oh·s + dh, iw = ow·s + dw
     float v[BK];
 
-    __device__ PatchColumns(const ConvGeom& g, const float* x_, int n0, int k_begin, int k_end) : x(x_) {
-        h = g.h_in;
-        w = g.w_in;
-        h_out = g.h_out;
-        w_out = g.w_out;
-        stride = g.stride;
-        chw = g.c_in * h * w;
+    __device__ PatchColumns(const ConvGeom& g_, const float* x, int n0, int k_begin, int k_end) : g(g_) {
         const int kk = g.k_h * g.k_w;
         const int j = n0 + (int)threadIdx.x;
-        valid = j < g.c_in * kk;
-        const int ci = j / kk;
+        const bool valid = j < g.c_in * kk;
+        const int ci = valid ? j / kk : 0;
         const int khw = j - ci * kk;
         const int kh = khw / g.k_w;
-        offset = ci * h * w;
-        dh = kh - g.pad_top;
+        // A column past the filter gets a row offset that keeps ih far below 0 for the whole walk, so
+        // the bounds test alone zeroes it.
+        dh = valid ? kh - g.pad_top : -(1 << 30);
         dw = khw - kh * g.k_w - g.pad_left;
         p = k_begin;
         p_end = k_end;
-        const int hw_out = h_out * w_out;
-        n = p / hw_out;
+        const int hw_out = g.h_out * g.w_out;
+        const int n = p / hw_out;
         const int q = p - n * hw_out;
-        oh = q / w_out;
-        ow = q - oh * w_out;
+        const int oh = q / g.w_out;
+        ow = q - oh * g.w_out;
+        ih = oh * g.stride + dh;
+        iw = ow * g.stride + dw;
+        plane = x + ((long long)n * g.c_in + ci) * g.h_in * g.w_in;
     }
     __device__ __forceinline__ void fetch() {
 #pragma unroll
         for (int j = 0; j < BK; ++j) {
-            const int ih = oh * stride + dh;
-            const int iw = ow * stride + dw;
-            const bool ok = valid && p + j < p_end && (unsigned)ih < (unsigned)h && (unsigned)iw < (unsigned)w;
-            v[j] = ok ? x[(long long)n * chw + offset + ih * w + iw] : 0.0f;
-            if (++ow == w_out) {
+            const bool ok = p + j < p_end && (unsigned)ih < (unsigned)g.h_in && (unsigned)iw < (unsigned)g.w_in;
+            v[j] = ok ? plane[ih * g.w_in + iw] : 0.0f;
+            iw += g.stride;
+            if (++ow == g.w_out) {
                 ow = 0;
-                if (++oh == h_out) {
-                    oh = 0;
-                    ++n;
+                iw = dw;
+                ih += g.stride;
+                if (ih == dh + g.h_out * g.stride) {  // past the last output row: next image
+                    ih = dh;
+                    plane += (long long)g.c_in * g.h_in * g.w_in;
                 }
             }
         }
@@ -333,10 +335,11 @@ struct StoreImages {
 constexpr int REDUCE_THREADS = 256;
 
 // Sum of `v` over the block (REDUCE_THREADS threads), valid in thread 0. Fixed tree: deterministic.
-__device__ __forceinline__ float block_sum(float v) {
-    __shared__ float warp_sums[REDUCE_THREADS / 32];
+// `warp_sums` is the caller's __shared__ float[REDUCE_THREADS / 32] (declared in the kernel so that the
+// build's static shared-memory accounting sees it).
+__device__ __forceinline__ float block_sum(float v, float* warp_sums) {
 #pragma unroll
-    for (int offset = 16; offset > 0; offset >>= 1) v += __shfl_down_sync(0xffffffffu, v, offset);
+    for (int offset = 16; offset > 0; offset >>= 1) v += __shfl_down_sync(RESCNN_FULL_MASK, v, offset);
     const int lane = threadIdx.x % 32;
     const int warp = threadIdx.x / 32;
     if (lane == 0) warp_sums[warp] = v;
@@ -345,21 +348,21 @@ __device__ __forceinline__ float block_sum(float v) {
     if (warp == 0) {
         v = lane < REDUCE_THREADS / 32 ? warp_sums[lane] : 0.0f;
 #pragma unroll
-        for (int offset = 16; offset > 0; offset >>= 1) v += __shfl_down_sync(0xffffffffu, v, offset);
+        for (int offset = 16; offset > 0; offset >>= 1) v += __shfl_down_sync(RESCNN_FULL_MASK, v, offset);
     }
     return v;
 }
 
 }  // namespace
 
-extern "C" __global__ void __launch_bounds__(gemm::THREADS) conv2d_forward(
+extern "C" __global__ void __launch_bounds__(gemm::THREADS, gemm::MIN_BLOCKS) conv2d_forward(
     ConvGeom g,
     const float* __restrict__ x,  // (N, C_in, H_in, W_in)
     const float* __restrict__ w,  // (C_out, C_in, K_h, K_w)
     const float* __restrict__ b,  // (C_out)
     float* __restrict__ y)        // (N, C_out, H_out, W_out)
 {
-    DYNAMIC_SHARED_FLOATS(smem);
+    RESCNN_DYNAMIC_SHARED(float, smem);
     const int k = g.c_in * g.k_h * g.k_w;
     const int m0 = blockIdx.y * gemm::BM;
     const int p0 = blockIdx.x * gemm::BN;
@@ -371,13 +374,13 @@ extern "C" __global__ void __launch_bounds__(gemm::THREADS) conv2d_forward(
     gemm::store_tile(acc, m0, p0, store);
 }
 
-extern "C" __global__ void __launch_bounds__(gemm::THREADS) conv2d_backward_data(
+extern "C" __global__ void __launch_bounds__(gemm::THREADS, gemm::MIN_BLOCKS) conv2d_backward_data(
     ConvGeom g,
     const float* __restrict__ w,   // (C_out, C_in, K_h, K_w)
     const float* __restrict__ dy,  // (N, C_out, H_out, W_out), already ReLU-masked
     float* __restrict__ dx)        // (N, C_in, H_in, W_in), accumulated
 {
-    DYNAMIC_SHARED_FLOATS(smem);
+    RESCNN_DYNAMIC_SHARED(float, smem);
     const int k = g.c_out * g.k_h * g.k_w;
     const int m0 = blockIdx.y * gemm::BM;
     const int p0 = blockIdx.x * gemm::BN;
@@ -389,14 +392,14 @@ extern "C" __global__ void __launch_bounds__(gemm::THREADS) conv2d_backward_data
     gemm::store_tile(acc, m0, p0, store);
 }
 
-extern "C" __global__ void __launch_bounds__(gemm::THREADS) conv2d_backward_filter(
+extern "C" __global__ void __launch_bounds__(gemm::THREADS, gemm::MIN_BLOCKS) conv2d_backward_filter(
     ConvGeom g,
     const float* __restrict__ x,     // (N, C_in, H_in, W_in)
     const float* __restrict__ dy,    // (N, C_out, H_out, W_out), already ReLU-masked
     float* __restrict__ partials,    // (gridDim.z, C_out, C_in·K_h·K_w); with gridDim.z == 1 this is dw
     int k_chunk)                     // output pixels per split, a multiple of BK
 {
-    DYNAMIC_SHARED_FLOATS(smem);
+    RESCNN_DYNAMIC_SHARED(float, smem);
     const int cols = g.c_in * g.k_h * g.k_w;
     const int pixels = g.n * g.h_out * g.w_out;
     const int m0 = blockIdx.y * gemm::BM;
@@ -442,7 +445,8 @@ extern "C" __global__ void __launch_bounds__(REDUCE_THREADS) conv2d_bias_grad_pa
             q %= hw;
         }
     }
-    sum = block_sum(sum);
+    __shared__ float warp_sums[REDUCE_THREADS / 32];
+    sum = block_sum(sum, warp_sums);
     if (threadIdx.x == 0) partials[blockIdx.y * g.c_out + c] = sum;
 }
 

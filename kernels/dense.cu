@@ -27,7 +27,7 @@ namespace {
 constexpr int BIAS_THREADS = 128;
 }
 
-extern "C" __global__ void __launch_bounds__(gemm::THREADS) dense_forward(
+extern "C" __global__ void __launch_bounds__(gemm::THREADS, gemm::MIN_BLOCKS) dense_forward(
     DenseGeom g,
     const float* __restrict__ x,  // (N, IN)
     const float* __restrict__ w,  // (OUT, IN)
@@ -36,7 +36,7 @@ extern "C" __global__ void __launch_bounds__(gemm::THREADS) dense_forward(
     float* __restrict__ partials, // (gridDim.z, N, OUT), written when gridDim.z > 1
     int k_chunk)                  // IN values per split, a multiple of BK
 {
-    DYNAMIC_SHARED_FLOATS(smem);
+    RESCNN_DYNAMIC_SHARED(float, smem);
     const int m0 = blockIdx.y * gemm::BM;
     const int n0 = blockIdx.x * gemm::BN;
     const int k_begin = blockIdx.z * k_chunk;
@@ -55,7 +55,7 @@ extern "C" __global__ void __launch_bounds__(gemm::THREADS) dense_forward(
     }
 }
 
-extern "C" __global__ void __launch_bounds__(gemm::THREADS) dense_backward_data(
+extern "C" __global__ void __launch_bounds__(gemm::THREADS, gemm::MIN_BLOCKS) dense_backward_data(
     DenseGeom g,
     const float* __restrict__ dy,  // (N, OUT), already ReLU-masked
     const float* __restrict__ w,   // (OUT, IN)
@@ -63,7 +63,7 @@ extern "C" __global__ void __launch_bounds__(gemm::THREADS) dense_backward_data(
     float* __restrict__ partials,  // (gridDim.z, N, IN), written when gridDim.z > 1
     int k_chunk)                   // OUT values per split, a multiple of BK
 {
-    DYNAMIC_SHARED_FLOATS(smem);
+    RESCNN_DYNAMIC_SHARED(float, smem);
     const int m0 = blockIdx.y * gemm::BM;
     const int n0 = blockIdx.x * gemm::BN;
     const int k_begin = blockIdx.z * k_chunk;
@@ -78,7 +78,7 @@ extern "C" __global__ void __launch_bounds__(gemm::THREADS) dense_backward_data(
     gemm::store_tile(acc, m0, n0, store);
 }
 
-extern "C" __global__ void __launch_bounds__(gemm::THREADS) dense_backward_filter(
+extern "C" __global__ void __launch_bounds__(gemm::THREADS, gemm::MIN_BLOCKS) dense_backward_filter(
     DenseGeom g,
     const float* __restrict__ dy,  // (N, OUT), already ReLU-masked
     const float* __restrict__ x,   // (N, IN)
@@ -86,7 +86,7 @@ extern "C" __global__ void __launch_bounds__(gemm::THREADS) dense_backward_filte
     float* __restrict__ partials,  // (gridDim.z, OUT, IN), written when gridDim.z > 1
     int k_chunk)                   // batch rows per split, a multiple of BK
 {
-    DYNAMIC_SHARED_FLOATS(smem);
+    RESCNN_DYNAMIC_SHARED(float, smem);
     const int m0 = blockIdx.y * gemm::BM;
     const int n0 = blockIdx.x * gemm::BN;
     const int k_begin = blockIdx.z * k_chunk;

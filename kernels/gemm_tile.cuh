@@ -47,6 +47,10 @@ constexpr int A_TILE = BK * LDA;
 constexpr int B_TILE = BK * LDB;
 constexpr int SMEM_FLOATS = 2 * (A_TILE + B_TILE);
 constexpr int SMEM_BYTES = SMEM_FLOATS * (int)sizeof(float);
+// __launch_bounds__ minimum of resident blocks per SM: caps registers at 65536 / (4 x 128) = 128 per
+// thread, i.e. 16 warps per SM on sm_61 .. sm_90 — the usual SGEMM operating point (64 accumulators,
+// 16 fragment registers, loader staging), where ILP rather than occupancy hides latency.
+constexpr int MIN_BLOCKS = 4;
 
 static_assert(BN == THREADS, "the gather loaders give each thread one B column");
 static_assert(THREADS % BK == 0, "loaders keep one k offset per thread");
@@ -97,7 +101,7 @@ __device__ __forceinline__ void mainloop(LoaderA& la, LoaderB& lb, int k_steps, 
 #pragma unroll
             for (int i = 0; i < TM; ++i)
 #pragma unroll
-                for (int j = 0; j < TN; ++j) acc[i][j] = fmaf(ar[i], br[j], acc[i][j]);
+                for (int j = 0; j < TN; ++j) acc[i][j] += ar[i] * br[j];  // one FFMA (NVRTC contracts by default)
         }
         if (more) {  // the other buffer was last read before the previous barrier
             la.store(As + (cur ^ 1) * A_TILE);
@@ -122,125 +126,116 @@ __device__ __forceinline__ void store_tile(const float (&acc)[TM][TN], int m0, i
 
 // ---- loaders for plain row-major matrices -----------------------------------------------------------
 
-// An R x K slab whose element (r, k) is p[r * ld + k] (contiguous along K), rows r0 .. r0+R of `rows`,
-// K range [k, k_end). float4 loads along K when the pointer is 16-byte aligned and ld and K are
-// multiples of 4 (k_end is then too: split-K chunks are multiples of BK); scalar otherwise.
-// Vector mapping: vector e = tid + i*THREADS -> r = e / 2, k = 4 * (e % 2): two lanes per 32-byte
-// sector of a row, 16 rows per warp. Scalar mapping: element e -> r = e / BK, k = e % BK.
+// Both plain loaders move "quads": 4 consecutive elements along the operand's contiguous dimension,
+// one float4 load when the pointer is 16-byte aligned and the leading dimension and the contiguous
+// extent are multiples of 4 (then a quad is entirely in or out of range), else 4 guarded scalar loads
+// from the same addresses. The quad a thread moves sits at a fixed row for the whole K loop, so the
+// loader keeps one pointer per quad and bumps it by BK along K: no index math in the main loop.
+
+// An R x K slab whose element (r, k) is p[r * ld + k] (contiguous along K): rows r0 .. r0+R of `rows`,
+// K range [k_begin, k_end). Quad e = tid + i*THREADS -> r = e / 2, k = 4 * (e % 2): two lanes per
+// 32-byte sector of a row, 16 rows per warp. Stored transposed into tile[k][r] (conflict-free thanks
+// to the +4 padding).
 template <int R>
 struct LoadKContiguous {
-    static constexpr int PER_THREAD = R * BK / THREADS;
+    static constexpr int QUADS = R * BK / THREADS / 4;
     static constexpr int LD = R + PAD;
-    const float* p;
-    int rows, ld, r0, k, k_end;
+    static constexpr int QUADS_PER_ROW = BK / 4;
+    const float* ptr[QUADS];
+    bool row_ok[QUADS];
+    int k, k_end;  // K position of the thread's first quad column (tile k + 4 * (tid % 2))
     bool vec;
-    float v[PER_THREAD];
+    float v[4 * QUADS];
 
-    __device__ LoadKContiguous(const float* p_, int rows_, int ld_, int r0_, int k_begin, int k_end_, int K)
-        : p(p_), rows(rows_), ld(ld_), r0(r0_), k(k_begin), k_end(k_end_) {
-        vec = aligned16(p_) && ld_ % 4 == 0 && K % 4 == 0;
+    __device__ LoadKContiguous(const float* p, int rows, int ld, int r0, int k_begin, int k_end_, int K) {
+        vec = aligned16(p) && ld % 4 == 0 && K % 4 == 0;
+        k = k_begin + 4 * ((int)threadIdx.x % QUADS_PER_ROW);
+        k_end = k_end_;
+#pragma unroll
+        for (int i = 0; i < QUADS; ++i) {
+            const int r = r0 + ((int)threadIdx.x + i * THREADS) / QUADS_PER_ROW;
+            row_ok[i] = r < rows;
+            ptr[i] = p + (long long)(row_ok[i] ? r : 0) * ld + k;
+        }
     }
     __device__ __forceinline__ void fetch() {
-        if (vec) {
 #pragma unroll
-            for (int i = 0; i < PER_THREAD / 4; ++i) {
-                const int e = threadIdx.x + i * THREADS;
-                const int r = r0 + e / (BK / 4);
-                const int kk = k + 4 * (e % (BK / 4));
+        for (int i = 0; i < QUADS; ++i) {
+            if (vec) {
                 float4 x = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
-                if (r < rows && kk < k_end) x = *reinterpret_cast<const float4*>(p + (long long)r * ld + kk);
+                if (row_ok[i] && k < k_end) x = *reinterpret_cast<const float4*>(ptr[i]);
                 v[4 * i] = x.x;
                 v[4 * i + 1] = x.y;
                 v[4 * i + 2] = x.z;
                 v[4 * i + 3] = x.w;
-            }
-        } else {
+            } else {
 #pragma unroll
-            for (int i = 0; i < PER_THREAD; ++i) {
-                const int e = threadIdx.x + i * THREADS;
-                const int r = r0 + e / BK;
-                const int kk = k + e % BK;
-                v[i] = (r < rows && kk < k_end) ? p[(long long)r * ld + kk] : 0.0f;
+                for (int j = 0; j < 4; ++j) v[4 * i + j] = (row_ok[i] && k + j < k_end) ? ptr[i][j] : 0.0f;
             }
+            ptr[i] += BK;
         }
         k += BK;
     }
     __device__ __forceinline__ void store(float* tile) const {
-        if (vec) {
 #pragma unroll
-            for (int i = 0; i < PER_THREAD / 4; ++i) {
-                const int e = threadIdx.x + i * THREADS;
-                const int r = e / (BK / 4);
-                const int kk = 4 * (e % (BK / 4));
+        for (int i = 0; i < QUADS; ++i) {
+            const int e = (int)threadIdx.x + i * THREADS;
+            const int r = e / QUADS_PER_ROW;
+            const int kq = 4 * (e % QUADS_PER_ROW);
 #pragma unroll
-                for (int j = 0; j < 4; ++j) tile[(kk + j) * LD + r] = v[4 * i + j];
-            }
-        } else {
-#pragma unroll
-            for (int i = 0; i < PER_THREAD; ++i) {
-                const int e = threadIdx.x + i * THREADS;
-                tile[(e % BK) * LD + e / BK] = v[i];
-            }
+            for (int j = 0; j < 4; ++j) tile[(kq + j) * LD + r] = v[4 * i + j];
         }
     }
 };
 
-// An R x K slab whose element (r, k) is p[k * ld + r] (contiguous along R). float4 loads along R when
-// aligned (ld and rows multiples of 4): a warp reads 512 contiguous bytes, and the float4 goes to
-// shared memory unchanged. Vector mapping: e -> k = e / (R/4), r = 4 * (e % (R/4)); scalar:
-// e -> k = e / R, r = e % R.
+// An R x K slab whose element (r, k) is p[k * ld + r] (contiguous along R). Quad e -> k = e / (R/4),
+// r = 4 * (e % (R/4)): a warp reads 512 contiguous bytes, and each quad goes to shared memory as one
+// float4.
 template <int R>
 struct LoadRContiguous {
-    static constexpr int PER_THREAD = R * BK / THREADS;
+    static constexpr int QUADS = R * BK / THREADS / 4;
     static constexpr int LD = R + PAD;
-    const float* p;
-    int rows, ld, r0, k, k_end;
+    static constexpr int QUADS_PER_K = R / 4;
+    static constexpr int K_PER_PASS = THREADS / QUADS_PER_K;  // k rows covered by one pass of the block
+    const float* ptr[QUADS];
+    int r, rows, k, k_end, ld;
     bool vec;
-    float v[PER_THREAD];
+    float v[4 * QUADS];
 
-    __device__ LoadRContiguous(const float* p_, int rows_, int ld_, int r0_, int k_begin, int k_end_)
-        : p(p_), rows(rows_), ld(ld_), r0(r0_), k(k_begin), k_end(k_end_) {
-        vec = aligned16(p_) && ld_ % 4 == 0 && rows_ % 4 == 0;
+    __device__ LoadRContiguous(const float* p, int rows_, int ld_, int r0, int k_begin, int k_end_)
+        : rows(rows_), k_end(k_end_), ld(ld_) {
+        static_assert(THREADS % QUADS_PER_K == 0, "a thread's quads share one r");
+        vec = aligned16(p) && ld_ % 4 == 0 && rows_ % 4 == 0;
+        r = r0 + 4 * ((int)threadIdx.x % QUADS_PER_K);
+        k = k_begin + (int)threadIdx.x / QUADS_PER_K;
+#pragma unroll
+        for (int i = 0; i < QUADS; ++i) ptr[i] = p + (long long)(k + i * K_PER_PASS) * ld + r;
     }
     __device__ __forceinline__ void fetch() {
-        if (vec) {
 #pragma unroll
-            for (int i = 0; i < PER_THREAD / 4; ++i) {
-                const int e = threadIdx.x + i * THREADS;
-                const int kk = k + e / (R / 4);
-                const int r = r0 + 4 * (e % (R / 4));
+        for (int i = 0; i < QUADS; ++i) {
+            const bool k_ok = k + i * K_PER_PASS < k_end;
+            if (vec) {
                 float4 x = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
-                if (r < rows && kk < k_end) x = *reinterpret_cast<const float4*>(p + (long long)kk * ld + r);
+                if (r < rows && k_ok) x = *reinterpret_cast<const float4*>(ptr[i]);
                 v[4 * i] = x.x;
                 v[4 * i + 1] = x.y;
                 v[4 * i + 2] = x.z;
                 v[4 * i + 3] = x.w;
-            }
-        } else {
+            } else {
 #pragma unroll
-            for (int i = 0; i < PER_THREAD; ++i) {
-                const int e = threadIdx.x + i * THREADS;
-                const int kk = k + e / R;
-                const int r = r0 + e % R;
-                v[i] = (r < rows && kk < k_end) ? p[(long long)kk * ld + r] : 0.0f;
+                for (int j = 0; j < 4; ++j) v[4 * i + j] = (r + j < rows && k_ok) ? ptr[i][j] : 0.0f;
             }
+            ptr[i] += (long long)BK * ld;
         }
         k += BK;
     }
     __device__ __forceinline__ void store(float* tile) const {
-        if (vec) {
 #pragma unroll
-            for (int i = 0; i < PER_THREAD / 4; ++i) {
-                const int e = threadIdx.x + i * THREADS;
-                *reinterpret_cast<float4*>(tile + (e / (R / 4)) * LD + 4 * (e % (R / 4))) =
-                    make_float4(v[4 * i], v[4 * i + 1], v[4 * i + 2], v[4 * i + 3]);
-            }
-        } else {
-#pragma unroll
-            for (int i = 0; i < PER_THREAD; ++i) {
-                const int e = threadIdx.x + i * THREADS;
-                tile[(e / R) * LD + e % R] = v[i];
-            }
+        for (int i = 0; i < QUADS; ++i) {
+            const int e = (int)threadIdx.x + i * THREADS;
+            *reinterpret_cast<float4*>(tile + (e / QUADS_PER_K) * LD + 4 * (e % QUADS_PER_K)) =
+                make_float4(v[4 * i], v[4 * i + 1], v[4 * i + 2], v[4 * i + 3]);
         }
     }
 };
