@@ -21,6 +21,7 @@
 
 pub mod device;
 pub mod geometry;
+pub mod kernels;
 
 pub use geometry::{
     ConvGeom, DenseGeom, Padding, PoolGeom, RmsPropConfig, RmsPropParams, ShortcutGeom, XentGeom,

@@ -1,0 +1,224 @@
+//! Wrapper of `kernels/conv2d.cu`: kernel names, argument order and launch configuration of the
+//! convolution, forward and backward, in one place. See the `.cu` header for each kernel's strategy.
+
+use super::gemm::{self, check_int_range, check_len, Scratch, SplitK};
+use crate::backends::device::{Device, Kernel, KernelArgs, LaunchConfig};
+use crate::backends::geometry::ConvGeom;
+use crate::Result;
+
+const MODULE: &str = "conv2d";
+const FORWARD: Kernel = Kernel {
+    module: MODULE,
+    name: "conv2d_forward",
+};
+const BACKWARD_DATA: Kernel = Kernel {
+    module: MODULE,
+    name: "conv2d_backward_data",
+};
+const BACKWARD_FILTER: Kernel = Kernel {
+    module: MODULE,
+    name: "conv2d_backward_filter",
+};
+const BIAS_GRAD_PARTIAL: Kernel = Kernel {
+    module: MODULE,
+    name: "conv2d_bias_grad_partial",
+};
+const SUM_PARTIALS: Kernel = Kernel {
+    module: MODULE,
+    name: "conv2d_sum_partials",
+};
+
+/// Threads of `conv2d_bias_grad_partial` (its `REDUCE_THREADS`).
+const REDUCE_THREADS: usize = 256;
+/// Blocks the bias-gradient reduction aims for: enough 256-thread blocks to keep every SM's memory
+/// pipeline busy on an H100 (about 8 per SM).
+const BIAS_TARGET_BLOCKS: usize = 1024;
+/// Fewest (n, h, w) positions per bias-gradient block.
+const BIAS_MIN_CHUNK: usize = 16 * REDUCE_THREADS;
+
+/// Sizes every kernel of this family indexes with 32-bit ints: the tensors and the GEMM extents,
+/// plus a tile of slack for the last block's overshoot.
+fn check_geometry(g: &ConvGeom) -> Result<()> {
+    let slack = gemm::BN * gemm::BK;
+    let (input, output) = (g.input(), g.output());
+    check_int_range(
+        "conv2d",
+        &[
+            input.len() + slack,
+            output.len() + slack,
+            g.weight_len() + slack,
+        ],
+    )
+}
+
+/// y (N, C_out, H_out, W_out) = [ReLU](conv(x (N, C_in, H_in, W_in), w (C_out, C_in, K_h, K_w)) + b (C_out)). Writes y.
+pub fn forward<D: Device>(
+    dev: &D,
+    g: &ConvGeom,
+    x: &D::Buffer<f32>,
+    w: &D::Buffer<f32>,
+    b: &D::Buffer<f32>,
+    y: &mut D::Buffer<f32>,
+) -> Result<()> {
+    check_geometry(g)?;
+    check_len(dev, x, g.input().len(), "conv2d forward: x")?;
+    check_len(dev, w, g.weight_len(), "conv2d forward: w")?;
+    check_len(dev, b, g.c_out as usize, "conv2d forward: b")?;
+    check_len(dev, y, g.output().len(), "conv2d forward: y")?;
+    let pixels = g.output().len() / g.c_out as usize;
+    let cfg = gemm::launch(g.c_out as usize, pixels, 1)?;
+    let mut args = KernelArgs::new();
+    args.push(*g)
+        .push(dev.device_ptr(x))
+        .push(dev.device_ptr(w))
+        .push(dev.device_ptr(b))
+        .push(dev.device_ptr(y));
+    // SAFETY: conv2d_forward(ConvGeom, const float* x, const float* w, const float* b, float* y) — the
+    // same five parameters in this order. The buffers were checked above to hold the input, filter,
+    // bias and output of `g`; the kernel reads and writes nothing outside them (every load and store
+    // is guarded by the geometry), whatever the grid's overshoot past C_out or the pixel count.
+    unsafe { dev.launch(FORWARD, &cfg, &mut args) }
+}
+
+/// How the bias-gradient reduction is split: `splits` blocks per channel of `chunk` positions.
+fn bias_plan(g: &ConvGeom) -> (usize, usize) {
+    let total = g.output().len() / g.c_out as usize;
+    let wanted = BIAS_TARGET_BLOCKS.div_ceil(g.c_out as usize);
+    let splits = wanted.min(total.div_ceil(BIAS_MIN_CHUNK)).max(1);
+    let chunk = total.div_ceil(splits).next_multiple_of(REDUCE_THREADS);
+    (total.div_ceil(chunk), chunk)
+}
+
+/// Backward of [`forward`]. With `g.relu`, first zeroes dy in place where y <= 0. ACCUMULATES dx
+/// (N, C_in, H_in, W_in) when given; WRITES dw (C_out, C_in, K_h, K_w) and db (C_out). Partial sums
+/// live in `scratch`.
+#[allow(clippy::too_many_arguments)]
+pub fn backward<D: Device>(
+    dev: &D,
+    scratch: &Scratch<D>,
+    g: &ConvGeom,
+    x: &D::Buffer<f32>,
+    w: &D::Buffer<f32>,
+    y: &D::Buffer<f32>,
+    dy: &mut D::Buffer<f32>,
+    dx: Option<&mut D::Buffer<f32>>,
+    dw: &mut D::Buffer<f32>,
+    db: &mut D::Buffer<f32>,
+) -> Result<()> {
+    check_geometry(g)?;
+    let (input, output) = (g.input().len(), g.output().len());
+    check_len(dev, x, input, "conv2d backward: x")?;
+    check_len(dev, w, g.weight_len(), "conv2d backward: w")?;
+    check_len(dev, y, output, "conv2d backward: y")?;
+    check_len(dev, dy, output, "conv2d backward: dy")?;
+    if let Some(dx) = dx.as_deref() {
+        check_len(dev, dx, input, "conv2d backward: dx")?;
+    }
+    check_len(dev, dw, g.weight_len(), "conv2d backward: dw")?;
+    check_len(dev, db, g.c_out as usize, "conv2d backward: db")?;
+
+    let c_out = g.c_out as usize;
+    let cols = g.weight_len() / c_out;
+    let pixels = output / c_out;
+    let (bias_splits, bias_chunk) = bias_plan(g);
+    let filter_split = SplitK::plan(c_out, cols, pixels);
+    let scratch_len = (bias_splits * c_out).max(filter_split.scratch_len(c_out, cols));
+
+    scratch.with(dev, scratch_len, |partials| {
+        // 1. ReLU mask of dy (in place) and the bias gradient: it must run first, the GEMMs read the
+        //    masked dy.
+        let cfg = LaunchConfig {
+            grid: (c_out as u32, bias_splits as u32, 1),
+            ..LaunchConfig::linear(1, REDUCE_THREADS as u32)
+        };
+        let mut args = KernelArgs::new();
+        args.push(*g)
+            .push(dev.device_ptr(y))
+            .push(dev.device_ptr(dy))
+            .push(dev.device_ptr(partials))
+            .push(bias_chunk as i32);
+        // SAFETY: conv2d_bias_grad_partial(ConvGeom, const float* y, float* dy, float* partials, int
+        // chunk). y and dy hold the output of `g` (checked above); block (c, z) touches channel c < C_out
+        // at positions [z·chunk, min(total, (z+1)·chunk)) only, and writes partials[z·C_out + c] with
+        // z < bias_splits: inside the scratch, sized for bias_splits·C_out values.
+        unsafe { dev.launch(BIAS_GRAD_PARTIAL, &cfg, &mut args)? };
+        sum_partials(dev, c_out, bias_splits, partials, db)?;
+
+        // 2. dx += w^T · col2im(dy).
+        if let Some(dx) = dx {
+            let cfg = gemm::launch(g.c_in as usize, input / g.c_in as usize, 1)?;
+            let mut args = KernelArgs::new();
+            args.push(*g)
+                .push(dev.device_ptr(w))
+                .push(dev.device_ptr(dy))
+                .push(dev.device_ptr(dx));
+            // SAFETY: conv2d_backward_data(ConvGeom, const float* w, const float* dy, float* dx). w, dy
+            // and dx hold the filter, output and input of `g` (checked above); all accesses are guarded
+            // by the geometry.
+            unsafe { dev.launch(BACKWARD_DATA, &cfg, &mut args)? };
+        }
+
+        // 3. dw = dy · im2col(x)^T, split over pixel chunks when the filter has few tiles.
+        let cfg = gemm::launch(c_out, cols, filter_split.splits)?;
+        let direct = filter_split.splits == 1;
+        let out_ptr = if direct {
+            dev.device_ptr(dw)
+        } else {
+            dev.device_ptr(partials)
+        };
+        let mut args = KernelArgs::new();
+        args.push(*g)
+            .push(dev.device_ptr(x))
+            .push(dev.device_ptr(dy))
+            .push(out_ptr)
+            .push(filter_split.chunk as i32);
+        // SAFETY: conv2d_backward_filter(ConvGeom, const float* x, const float* dy, float* partials, int
+        // k_chunk). x and dy hold the input and output of `g`; block z writes the C_out × cols slab z of
+        // `partials`, z < splits: with one split that is dw (weight_len values, checked above), else the
+        // scratch, sized for splits·C_out·cols values. k_chunk·splits covers the pixel count.
+        unsafe { dev.launch(BACKWARD_FILTER, &cfg, &mut args)? };
+        if !direct {
+            sum_partials(dev, c_out * cols, filter_split.splits, partials, dw)?;
+        }
+        Ok(())
+    })
+}
+
+/// out[i] = sum over z of partials[z·len + i], for i < len.
+fn sum_partials<D: Device>(
+    dev: &D,
+    len: usize,
+    splits: usize,
+    partials: &D::Buffer<f32>,
+    out: &mut D::Buffer<f32>,
+) -> Result<()> {
+    check_len(dev, partials, len * splits, "conv2d partial sums")?;
+    check_len(dev, out, len, "conv2d reduced output")?;
+    let cfg = gemm::reduce_launch(len);
+    let mut args = KernelArgs::new();
+    args.push(len as i32)
+        .push(splits as i32)
+        .push(dev.device_ptr(partials))
+        .push(dev.device_ptr(out));
+    // SAFETY: conv2d_sum_partials(int len, int splits, const float* partials, float* out); partials holds
+    // splits·len values and out len values (checked just above); the kernel touches nothing else.
+    unsafe { dev.launch(SUM_PARTIALS, &cfg, &mut args) }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::backends::geometry::Padding;
+    use crate::tensor::Shape;
+
+    #[test]
+    fn bias_plan_covers_every_position() {
+        for &(n, c, h) in &[(50usize, 64usize, 256usize), (1, 3, 5), (3, 70, 17)] {
+            let g = ConvGeom::new(Shape::new(n, 2, h, h), c, (3, 3), 1, Padding::Same, true).unwrap();
+            let (splits, chunk) = bias_plan(&g);
+            let total = n * h * h;
+            assert!(splits * chunk >= total && (splits - 1) * chunk < total);
+            assert!(splits * c <= 2 * BIAS_TARGET_BLOCKS);
+        }
+    }
+}

@@ -1,0 +1,205 @@
+//! Wrapper of `kernels/dense.cu`: kernel names, argument order and launch configuration of the fully
+//! connected layer, forward and backward, in one place. See the `.cu` header for each kernel's strategy.
+
+use super::gemm::{self, check_int_range, check_len, Scratch, SplitK};
+use crate::backends::device::{Device, Kernel, KernelArgs, LaunchConfig};
+use crate::backends::geometry::DenseGeom;
+use crate::Result;
+
+const MODULE: &str = "dense";
+const FORWARD: Kernel = Kernel {
+    module: MODULE,
+    name: "dense_forward",
+};
+const FORWARD_REDUCE: Kernel = Kernel {
+    module: MODULE,
+    name: "dense_forward_reduce",
+};
+const BACKWARD_DATA: Kernel = Kernel {
+    module: MODULE,
+    name: "dense_backward_data",
+};
+const BACKWARD_FILTER: Kernel = Kernel {
+    module: MODULE,
+    name: "dense_backward_filter",
+};
+const REDUCE_PARTIALS: Kernel = Kernel {
+    module: MODULE,
+    name: "dense_reduce_partials",
+};
+const BIAS_GRAD: Kernel = Kernel {
+    module: MODULE,
+    name: "dense_bias_grad",
+};
+/// Threads of `dense_bias_grad` (its `BIAS_THREADS`).
+const BIAS_THREADS: u32 = 128;
+
+fn sizes(g: &DenseGeom) -> (usize, usize, usize) {
+    (g.n as usize, g.in_features as usize, g.out_features as usize)
+}
+
+fn check_geometry(g: &DenseGeom) -> Result<()> {
+    let (n, inp, out) = sizes(g);
+    let slack = gemm::BN * gemm::BK;
+    check_int_range(
+        "dense",
+        &[n * inp + slack, n * out + slack, inp * out + slack],
+    )
+}
+
+/// y (N, OUT) = [ReLU](x (N, IN) · wᵀ + b), w (OUT, IN), b (OUT). Writes y. Split-K partial sums live
+/// in `scratch`.
+pub fn forward<D: Device>(
+    dev: &D,
+    scratch: &Scratch<D>,
+    g: &DenseGeom,
+    x: &D::Buffer<f32>,
+    w: &D::Buffer<f32>,
+    b: &D::Buffer<f32>,
+    y: &mut D::Buffer<f32>,
+) -> Result<()> {
+    check_geometry(g)?;
+    let (n, inp, out) = sizes(g);
+    check_len(dev, x, n * inp, "dense forward: x")?;
+    check_len(dev, w, inp * out, "dense forward: w")?;
+    check_len(dev, b, out, "dense forward: b")?;
+    check_len(dev, y, n * out, "dense forward: y")?;
+    let split = SplitK::plan(n, out, inp);
+    let cfg = gemm::launch(n, out, split.splits)?;
+    scratch.with(dev, split.scratch_len(n, out), |partials| {
+        let mut args = KernelArgs::new();
+        args.push(*g)
+            .push(dev.device_ptr(x))
+            .push(dev.device_ptr(w))
+            .push(dev.device_ptr(b))
+            .push(dev.device_ptr(y))
+            .push(dev.device_ptr(partials))
+            .push(split.chunk as i32);
+        // SAFETY: dense_forward(DenseGeom, const float* x, const float* w, const float* b, float* y,
+        // float* partials, int k_chunk) — seven parameters in this order. x, w, b, y hold N·IN, OUT·IN,
+        // OUT and N·OUT values (checked above); with gridDim.z > 1 block z writes slab z of partials,
+        // z < splits, and the scratch holds splits·N·OUT values; loads stop at IN.
+        unsafe { dev.launch(FORWARD, &cfg, &mut args)? };
+        if split.splits > 1 {
+            let cfg = gemm::reduce_launch(n * out);
+            let mut args = KernelArgs::new();
+            args.push(*g)
+                .push(split.splits as i32)
+                .push(dev.device_ptr(partials))
+                .push(dev.device_ptr(b))
+                .push(dev.device_ptr(y));
+            // SAFETY: dense_forward_reduce(DenseGeom, int splits, const float* partials, const float*
+            // b, float* y): partials holds splits·N·OUT values written above, b OUT and y N·OUT values.
+            unsafe { dev.launch(FORWARD_REDUCE, &cfg, &mut args)? };
+        }
+        Ok(())
+    })
+}
+
+/// Backward of [`forward`]. With `g.relu`, first zeroes dy in place where y <= 0. ACCUMULATES dx
+/// (N, IN) when given; WRITES dw (OUT, IN) and db (OUT).
+#[allow(clippy::too_many_arguments)]
+pub fn backward<D: Device>(
+    dev: &D,
+    scratch: &Scratch<D>,
+    g: &DenseGeom,
+    x: &D::Buffer<f32>,
+    w: &D::Buffer<f32>,
+    y: &D::Buffer<f32>,
+    dy: &mut D::Buffer<f32>,
+    dx: Option<&mut D::Buffer<f32>>,
+    dw: &mut D::Buffer<f32>,
+    db: &mut D::Buffer<f32>,
+) -> Result<()> {
+    check_geometry(g)?;
+    let (n, inp, out) = sizes(g);
+    check_len(dev, x, n * inp, "dense backward: x")?;
+    check_len(dev, w, inp * out, "dense backward: w")?;
+    check_len(dev, y, n * out, "dense backward: y")?;
+    check_len(dev, dy, n * out, "dense backward: dy")?;
+    if let Some(dx) = dx.as_deref() {
+        check_len(dev, dx, n * inp, "dense backward: dx")?;
+    }
+    check_len(dev, dw, inp * out, "dense backward: dw")?;
+    check_len(dev, db, out, "dense backward: db")?;
+
+    // 1. ReLU mask (in place) and db: first, the GEMMs read the masked dy.
+    let cfg = LaunchConfig::cover(out, BIAS_THREADS);
+    let mut args = KernelArgs::new();
+    args.push(*g)
+        .push(dev.device_ptr(y))
+        .push(dev.device_ptr(dy))
+        .push(dev.device_ptr(db));
+    // SAFETY: dense_bias_grad(DenseGeom, const float* y, float* dy, float* db): y and dy hold N·OUT
+    // values and db OUT (checked above); thread o < OUT touches column o only.
+    unsafe { dev.launch(BIAS_GRAD, &cfg, &mut args)? };
+
+    let data_split = SplitK::plan(n, inp, out);
+    let filter_split = SplitK::plan(out, inp, n);
+    let scratch_len = data_split
+        .scratch_len(n, inp)
+        .max(filter_split.scratch_len(out, inp));
+    scratch.with(dev, scratch_len, |partials| {
+        // 2. dx += dy · w.
+        if let Some(dx) = dx {
+            let cfg = gemm::launch(n, inp, data_split.splits)?;
+            let mut args = KernelArgs::new();
+            args.push(*g)
+                .push(dev.device_ptr(dy))
+                .push(dev.device_ptr(w))
+                .push(dev.device_ptr(dx))
+                .push(dev.device_ptr(partials))
+                .push(data_split.chunk as i32);
+            // SAFETY: dense_backward_data(DenseGeom, const float* dy, const float* w, float* dx, float*
+            // partials, int k_chunk): dy N·OUT, w OUT·IN, dx N·IN values (checked above); with several
+            // splits block z writes slab z of partials, and the scratch holds splits·N·IN values.
+            unsafe { dev.launch(BACKWARD_DATA, &cfg, &mut args)? };
+            if data_split.splits > 1 {
+                reduce_partials(dev, n, inp, data_split.splits, true, partials, dx)?;
+            }
+        }
+        // 3. dw = dyᵀ · x.
+        let cfg = gemm::launch(out, inp, filter_split.splits)?;
+        let mut args = KernelArgs::new();
+        args.push(*g)
+            .push(dev.device_ptr(dy))
+            .push(dev.device_ptr(x))
+            .push(dev.device_ptr(dw))
+            .push(dev.device_ptr(partials))
+            .push(filter_split.chunk as i32);
+        // SAFETY: dense_backward_filter(DenseGeom, const float* dy, const float* x, float* dw, float*
+        // partials, int k_chunk): dy N·OUT, x N·IN, dw OUT·IN values (checked above); with several
+        // splits block z writes slab z of partials, and the scratch holds splits·OUT·IN values.
+        unsafe { dev.launch(BACKWARD_FILTER, &cfg, &mut args)? };
+        if filter_split.splits > 1 {
+            reduce_partials(dev, out, inp, filter_split.splits, false, partials, dw)?;
+        }
+        Ok(())
+    })
+}
+
+/// out (rows, cols) (+)= sum over z of partials[z] (rows, cols).
+fn reduce_partials<D: Device>(
+    dev: &D,
+    rows: usize,
+    cols: usize,
+    splits: usize,
+    accumulate: bool,
+    partials: &D::Buffer<f32>,
+    out: &mut D::Buffer<f32>,
+) -> Result<()> {
+    check_len(dev, partials, splits * rows * cols, "dense partial sums")?;
+    check_len(dev, out, rows * cols, "dense reduced output")?;
+    let cfg = gemm::reduce_launch(rows * cols);
+    let mut args = KernelArgs::new();
+    args.push(rows as i32)
+        .push(cols as i32)
+        .push(splits as i32)
+        .push(accumulate as i32)
+        .push(dev.device_ptr(partials))
+        .push(dev.device_ptr(out));
+    // SAFETY: dense_reduce_partials(int rows, int cols, int splits, int accumulate, const float*
+    // partials, float* out): partials holds splits·rows·cols values and out rows·cols (checked just
+    // above); nothing else is touched.
+    unsafe { dev.launch(REDUCE_PARTIALS, &cfg, &mut args) }
+}
