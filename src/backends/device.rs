@@ -28,6 +28,13 @@ pub struct LaunchConfig {
     pub grid: (u32, u32, u32),
     pub block: (u32, u32, u32),
     pub dynamic_shared_bytes: u32,
+    /// The kernel opts in to more than 48 KiB of shared memory (static + dynamic) per block. Without
+    /// it, both devices refuse a launch over 48 KiB, the limit of every GPU (and the only one on the
+    /// paper's GTX 1080, sm_61). With it, the CUDA device sets the function's
+    /// `CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES` to `dynamic_shared_bytes` (cuFuncSetAttribute)
+    /// before launching, and the emulated device allows up to 227 KiB (the H100's maximum). Set by the
+    /// kernel's wrapper module, never at call sites.
+    pub large_shared: bool,
 }
 
 impl LaunchConfig {
@@ -37,6 +44,21 @@ impl LaunchConfig {
             grid: (blocks, 1, 1),
             block: (threads, 1, 1),
             dynamic_shared_bytes: 0,
+            large_shared: false,
+        }
+    }
+    /// The same launch with `bytes` of dynamic shared memory.
+    pub fn with_dynamic_shared(self, bytes: u32) -> Self {
+        LaunchConfig {
+            dynamic_shared_bytes: bytes,
+            ..self
+        }
+    }
+    /// The same launch opting in to more than 48 KiB of shared memory (see [`LaunchConfig::large_shared`]).
+    pub fn with_large_shared(self) -> Self {
+        LaunchConfig {
+            large_shared: true,
+            ..self
         }
     }
     /// Enough blocks of `threads` threads to cover `n` items with one thread each.
@@ -132,7 +154,9 @@ pub trait Device: Send + Sync {
     /// The address a kernel's pointer parameter receives for `buf`.
     fn device_ptr<T: bytemuck::Pod + Send + Sync>(&self, buf: &Self::Buffer<T>) -> DevicePtr;
 
-    /// Launch `kernel` with `config` and `args`.
+    /// Launch `kernel` with `config` and `args`. Both devices check the launch limits (at most 1024
+    /// threads per block, block z ≤ 64, grid y and z ≤ 65535, static + dynamic shared memory ≤ 48 KiB
+    /// unless `config.large_shared`) and return an error naming the kernel when one is exceeded.
     ///
     /// # Safety
     /// `args` must match the kernel's parameter list in number, order and type, and every pointer in

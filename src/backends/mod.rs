@@ -19,8 +19,12 @@
 //! - With a fused ReLU, the backward pass first multiplies `dy` IN PLACE by `[y > 0]`, turning it into
 //!   the gradient of the pre-activation; `y` is the op's forward output.
 
+pub mod check;
+pub mod cpu;
 pub mod device;
+pub mod emu;
 pub mod geometry;
+pub mod kernel_backend;
 pub mod kernels;
 
 pub use geometry::{

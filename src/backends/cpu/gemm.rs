@@ -1,0 +1,155 @@
+//! The one place the CPU reference multiplies matrices. Every matrix is described by its element
+//! strides, so the convolution and dense layers pass transposed views without copying.
+//!
+//! Backed by the `gemm` crate, chosen over `matrixmultiply` because it has AVX-512 kernels for both
+//! f32 and f64, dispatches on the element type at run time (so one generic call serves `Real`), and
+//! measured at least as fast on the convolution shapes here (see the commit introducing it).
+
+use crate::tensor::Real;
+
+/// A read-only matrix view: `rows`×`cols` elements of `data`, element (i, j) at `i·row_stride + j·col_stride`.
+#[derive(Clone, Copy)]
+pub(super) struct View<'a, T> {
+    pub data: &'a [T],
+    pub row_stride: usize,
+    pub col_stride: usize,
+}
+
+impl<'a, T> View<'a, T> {
+    /// A row-major matrix with rows `row_stride` apart.
+    pub fn rows(data: &'a [T], row_stride: usize) -> Self {
+        View { data, row_stride, col_stride: 1 }
+    }
+    /// The transpose of a row-major matrix whose rows are `row_stride` apart.
+    pub fn transposed(data: &'a [T], row_stride: usize) -> Self {
+        View { data, row_stride: 1, col_stride: row_stride }
+    }
+    fn covers(&self, rows: usize, cols: usize) -> bool {
+        rows == 0
+            || cols == 0
+            || (rows - 1) * self.row_stride + (cols - 1) * self.col_stride < self.data.len()
+    }
+}
+
+/// Whether the product may use several threads. Calls made from inside a rayon task pass `Single`:
+/// the batch-level parallelism already occupies the cores, and nesting would only add overhead.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(super) enum Threads {
+    Single,
+    All,
+}
+
+/// `dst (m×n, rows dst_row_stride apart) = [dst +] a (m×k) · b (k×n)`: with `accumulate` the product
+/// is added to dst, otherwise dst is overwritten (and never read).
+///
+/// # Safety
+/// `dst` must be valid for reads and writes of every element (i, j), i < m, j < n, at
+/// `i·dst_row_stride + j`, and no other reference may access those elements during the call.
+#[allow(clippy::too_many_arguments)]
+pub(super) unsafe fn gemm_raw<T: Real>(
+    m: usize,
+    n: usize,
+    k: usize,
+    dst: *mut T,
+    dst_row_stride: usize,
+    accumulate: bool,
+    a: View<'_, T>,
+    b: View<'_, T>,
+    threads: Threads,
+) {
+    assert!(a.covers(m, k) && b.covers(k, n), "gemm operand views are out of bounds");
+    if m == 0 || n == 0 {
+        return;
+    }
+    let parallelism = match threads {
+        Threads::Single => gemm::Parallelism::None,
+        Threads::All => gemm::Parallelism::Rayon(rayon::current_num_threads()),
+    };
+    // SAFETY: the asserts above keep every operand read inside its slice; the caller guarantees dst.
+    // gemm reads dst only when `read_dst` (accumulate) is set. Strides fit isize because they index
+    // slices that exist.
+    unsafe {
+        gemm::gemm(
+            m,
+            n,
+            k,
+            dst,
+            1,
+            dst_row_stride as isize,
+            accumulate,
+            a.data.as_ptr(),
+            a.col_stride as isize,
+            a.row_stride as isize,
+            b.data.as_ptr(),
+            b.col_stride as isize,
+            b.row_stride as isize,
+            T::ONE,
+            T::ONE,
+            false,
+            false,
+            false,
+            parallelism,
+        )
+    }
+}
+
+/// Safe form of [`gemm_raw`] for a destination that is one slice.
+#[allow(clippy::too_many_arguments)]
+pub(super) fn gemm<T: Real>(
+    m: usize,
+    n: usize,
+    k: usize,
+    dst: &mut [T],
+    dst_row_stride: usize,
+    accumulate: bool,
+    a: View<'_, T>,
+    b: View<'_, T>,
+    threads: Threads,
+) {
+    assert!(
+        m == 0 || n == 0 || (m - 1) * dst_row_stride + n <= dst.len(),
+        "gemm destination is out of bounds"
+    );
+    // SAFETY: the assert keeps every destination element inside `dst`, which we borrow exclusively.
+    unsafe { gemm_raw(m, n, k, dst.as_mut_ptr(), dst_row_stride, accumulate, a, b, threads) }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn naive(m: usize, n: usize, k: usize, a: View<'_, f64>, b: View<'_, f64>) -> Vec<f64> {
+        let mut c = vec![0.0; m * n];
+        for i in 0..m {
+            for j in 0..n {
+                for l in 0..k {
+                    c[i * n + j] += a.data[i * a.row_stride + l * a.col_stride]
+                        * b.data[l * b.row_stride + j * b.col_stride];
+                }
+            }
+        }
+        c
+    }
+
+    #[test]
+    fn strided_views_and_accumulate_match_a_naive_product() {
+        let (m, n, k) = (5, 7, 3);
+        let a: Vec<f64> = (0..m * k).map(|i| i as f64 * 0.5 - 3.0).collect();
+        let b: Vec<f64> = (0..k * n).map(|i| (i as f64).sin()).collect();
+        // a as a transposed (k×m) row-major matrix, b as a plain k×n one.
+        let at: Vec<f64> = (0..k * m).map(|i| a[(i % m) * k + i / m]).collect();
+        let want = naive(m, n, k, View::rows(&a, k), View::rows(&b, n));
+        for threads in [Threads::Single, Threads::All] {
+            let mut dst = vec![1.0; m * 9];
+            gemm(m, n, k, &mut dst, 9, true, View::transposed(&at, m), View::rows(&b, n), threads);
+            for i in 0..m {
+                for j in 0..9 {
+                    let expect = if j < n { want[i * n + j] + 1.0 } else { 1.0 };
+                    assert!((dst[i * 9 + j] - expect).abs() < 1e-12, "({i},{j})");
+                }
+            }
+            gemm(m, n, k, &mut dst, 9, false, View::rows(&a, k), View::rows(&b, n), threads);
+            assert!((dst[2 * 9 + 3] - want[2 * n + 3]).abs() < 1e-12);
+        }
+    }
+}

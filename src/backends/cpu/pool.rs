@@ -1,0 +1,98 @@
+//! Max-pool on the CPU: one rayon task per (image, channel) plane, so the backward pass can add into
+//! overlapping windows (stride < k) without races.
+
+use rayon::prelude::*;
+
+use super::check_len;
+use crate::backends::geometry::PoolGeom;
+use crate::tensor::Real;
+use crate::{shape_err, Result};
+
+struct Dims {
+    planes: usize,
+    h_in: usize,
+    w_in: usize,
+    k: usize,
+    stride: usize,
+    h_out: usize,
+    w_out: usize,
+}
+
+impl Dims {
+    fn new(g: &PoolGeom) -> Result<Self> {
+        let f = [g.n, g.c, g.h_in, g.w_in, g.k, g.stride, g.h_out, g.w_out];
+        let bad_window = g.k > 0
+            && g.stride > 0
+            && ((g.h_out - 1) * g.stride + g.k > g.h_in || (g.w_out - 1) * g.stride + g.k > g.w_in);
+        if f.iter().any(|&v| v < 0) || f[1..].contains(&0) || bad_window {
+            return Err(shape_err!("invalid max-pool geometry {g:?}"));
+        }
+        let u = |v: i32| v as usize;
+        Ok(Dims {
+            planes: u(g.n) * u(g.c),
+            h_in: u(g.h_in),
+            w_in: u(g.w_in),
+            k: u(g.k),
+            stride: u(g.stride),
+            h_out: u(g.h_out),
+            w_out: u(g.w_out),
+        })
+    }
+    fn in_plane(&self) -> usize {
+        self.h_in * self.w_in
+    }
+    fn out_plane(&self) -> usize {
+        self.h_out * self.w_out
+    }
+}
+
+/// WRITES y and argmax (the first maximum in row-major window order, as h·W_in + w).
+pub(super) fn forward<T: Real>(g: &PoolGeom, x: &[T], y: &mut [T], argmax: &mut [u32]) -> Result<()> {
+    let d = Dims::new(g)?;
+    let (ip, op) = (d.in_plane(), d.out_plane());
+    check_len("max-pool x", x.len(), d.planes * ip)?;
+    check_len("max-pool y", y.len(), d.planes * op)?;
+    check_len("max-pool argmax", argmax.len(), d.planes * op)?;
+    y[..d.planes * op]
+        .par_chunks_mut(op)
+        .zip(argmax[..d.planes * op].par_chunks_mut(op))
+        .enumerate()
+        .for_each(|(p, (y, am))| {
+            let x = &x[p * ip..][..ip];
+            for oh in 0..d.h_out {
+                for ow in 0..d.w_out {
+                    let first = oh * d.stride * d.w_in + ow * d.stride;
+                    let (mut best, mut at) = (x[first], first);
+                    for i in 0..d.k {
+                        for j in 0..d.k {
+                            let idx = first + i * d.w_in + j;
+                            if x[idx] > best {
+                                (best, at) = (x[idx], idx);
+                            }
+                        }
+                    }
+                    y[oh * d.w_out + ow] = best;
+                    am[oh * d.w_out + ow] = at as u32;
+                }
+            }
+        });
+    Ok(())
+}
+
+/// ACCUMULATES dx[argmax] += dy.
+pub(super) fn backward<T: Real>(g: &PoolGeom, dy: &[T], argmax: &[u32], dx: &mut [T]) -> Result<()> {
+    let d = Dims::new(g)?;
+    let (ip, op) = (d.in_plane(), d.out_plane());
+    check_len("max-pool dy", dy.len(), d.planes * op)?;
+    check_len("max-pool argmax", argmax.len(), d.planes * op)?;
+    check_len("max-pool dx", dx.len(), d.planes * ip)?;
+    if argmax[..d.planes * op].iter().any(|&a| a as usize >= ip) {
+        return Err(shape_err!("max-pool argmax holds an index outside the {ip}-element input plane"));
+    }
+    dx[..d.planes * ip].par_chunks_mut(ip).enumerate().for_each(|(p, dx)| {
+        for (&a, &g) in argmax[p * op..][..op].iter().zip(&dy[p * op..][..op]) {
+            dx[a as usize] += g;
+        }
+    });
+    Ok(())
+}
