@@ -355,7 +355,7 @@ __device__ __forceinline__ float block_sum(float v, float* warp_sums) {
 
 }  // namespace
 
-extern "C" __global__ void __launch_bounds__(gemm::THREADS, gemm::MIN_BLOCKS) conv2d_forward(
+extern "C" __global__ __launch_bounds__(gemm::THREADS, gemm::MIN_BLOCKS) void conv2d_forward(
     ConvGeom g,
     const float* __restrict__ x,  // (N, C_in, H_in, W_in)
     const float* __restrict__ w,  // (C_out, C_in, K_h, K_w)
@@ -374,7 +374,7 @@ extern "C" __global__ void __launch_bounds__(gemm::THREADS, gemm::MIN_BLOCKS) co
     gemm::store_tile(acc, m0, p0, store);
 }
 
-extern "C" __global__ void __launch_bounds__(gemm::THREADS, gemm::MIN_BLOCKS) conv2d_backward_data(
+extern "C" __global__ __launch_bounds__(gemm::THREADS, gemm::MIN_BLOCKS) void conv2d_backward_data(
     ConvGeom g,
     const float* __restrict__ w,   // (C_out, C_in, K_h, K_w)
     const float* __restrict__ dy,  // (N, C_out, H_out, W_out), already ReLU-masked
@@ -392,7 +392,7 @@ extern "C" __global__ void __launch_bounds__(gemm::THREADS, gemm::MIN_BLOCKS) co
     gemm::store_tile(acc, m0, p0, store);
 }
 
-extern "C" __global__ void __launch_bounds__(gemm::THREADS, gemm::MIN_BLOCKS) conv2d_backward_filter(
+extern "C" __global__ __launch_bounds__(gemm::THREADS, gemm::MIN_BLOCKS) void conv2d_backward_filter(
     ConvGeom g,
     const float* __restrict__ x,     // (N, C_in, H_in, W_in)
     const float* __restrict__ dy,    // (N, C_out, H_out, W_out), already ReLU-masked
@@ -415,7 +415,7 @@ extern "C" __global__ void __launch_bounds__(gemm::THREADS, gemm::MIN_BLOCKS) co
     gemm::store_tile(acc, m0, n0, store);
 }
 
-extern "C" __global__ void __launch_bounds__(REDUCE_THREADS) conv2d_bias_grad_partial(
+extern "C" __global__ __launch_bounds__(REDUCE_THREADS) void conv2d_bias_grad_partial(
     ConvGeom g,
     const float* __restrict__ y,   // (N, C_out, H_out, W_out); read only with g.relu
     float* __restrict__ dy,        // (N, C_out, H_out, W_out); with g.relu, zeroed in place where y <= 0
@@ -450,7 +450,7 @@ extern "C" __global__ void __launch_bounds__(REDUCE_THREADS) conv2d_bias_grad_pa
     if (threadIdx.x == 0) partials[blockIdx.y * g.c_out + c] = sum;
 }
 
-extern "C" __global__ void __launch_bounds__(REDUCE_THREADS) conv2d_sum_partials(
+extern "C" __global__ __launch_bounds__(REDUCE_THREADS) void conv2d_sum_partials(
     int len,
     int splits,
     const float* __restrict__ partials,  // (splits, len)

@@ -27,7 +27,7 @@ namespace {
 constexpr int BIAS_THREADS = 128;
 }
 
-extern "C" __global__ void __launch_bounds__(gemm::THREADS, gemm::MIN_BLOCKS) dense_forward(
+extern "C" __global__ __launch_bounds__(gemm::THREADS, gemm::MIN_BLOCKS) void dense_forward(
     DenseGeom g,
     const float* __restrict__ x,  // (N, IN)
     const float* __restrict__ w,  // (OUT, IN)
@@ -55,7 +55,7 @@ extern "C" __global__ void __launch_bounds__(gemm::THREADS, gemm::MIN_BLOCKS) de
     }
 }
 
-extern "C" __global__ void __launch_bounds__(gemm::THREADS, gemm::MIN_BLOCKS) dense_backward_data(
+extern "C" __global__ __launch_bounds__(gemm::THREADS, gemm::MIN_BLOCKS) void dense_backward_data(
     DenseGeom g,
     const float* __restrict__ dy,  // (N, OUT), already ReLU-masked
     const float* __restrict__ w,   // (OUT, IN)
@@ -78,7 +78,7 @@ extern "C" __global__ void __launch_bounds__(gemm::THREADS, gemm::MIN_BLOCKS) de
     gemm::store_tile(acc, m0, n0, store);
 }
 
-extern "C" __global__ void __launch_bounds__(gemm::THREADS, gemm::MIN_BLOCKS) dense_backward_filter(
+extern "C" __global__ __launch_bounds__(gemm::THREADS, gemm::MIN_BLOCKS) void dense_backward_filter(
     DenseGeom g,
     const float* __restrict__ dy,  // (N, OUT), already ReLU-masked
     const float* __restrict__ x,   // (N, IN)
@@ -124,7 +124,7 @@ extern "C" __global__ void dense_reduce_partials(
     gemm::splitk_reduce(rows, cols, splits, partials, store);
 }
 
-extern "C" __global__ void __launch_bounds__(BIAS_THREADS) dense_bias_grad(
+extern "C" __global__ __launch_bounds__(BIAS_THREADS) void dense_bias_grad(
     DenseGeom g,
     const float* __restrict__ y,  // (N, OUT); read only with g.relu
     float* __restrict__ dy,       // (N, OUT); with g.relu, zeroed in place where y <= 0
