@@ -189,7 +189,11 @@ fn compile(
                     ))
                 }
                 Ok(_) => {}
-                Err(err) => return Err(format!("emulated device: cannot run the C++ compiler: {err}")),
+                Err(err) => {
+                    return Err(format!(
+                        "emulated device: cannot run the C++ compiler: {err}"
+                    ))
+                }
             }
         }
         return Err(format!("emulated device: building lib{name}.a failed: {e}"));
@@ -236,7 +240,10 @@ fn static_shared_bytes(
         let [_, size, _, symbol] = fields[..] else {
             continue;
         };
-        if let Some((_, kernel)) = prefixes.iter().find(|(p, _)| symbol.starts_with(p.as_str())) {
+        if let Some((_, kernel)) = prefixes
+            .iter()
+            .find(|(p, _)| symbol.starts_with(p.as_str()))
+        {
             let size = u64::from_str_radix(size, 16)
                 .map_err(|_| format!("cannot read the size in nm's line `{line}`"))?;
             *bytes.entry(kernel.clone()).or_default() += size;
@@ -256,7 +263,11 @@ fn write_table(
     );
     let entries: BTreeMap<(&str, &str), ()> = sources
         .iter()
-        .flat_map(|s| s.entries.iter().map(move |e| ((s.module.as_str(), e.name.as_str()), ())))
+        .flat_map(|s| {
+            s.entries
+                .iter()
+                .map(move |e| ((s.module.as_str(), e.name.as_str()), ()))
+        })
         .collect();
     text.push_str("extern \"C\" {\n");
     for &(_, k) in entries.keys() {

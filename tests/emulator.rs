@@ -45,7 +45,12 @@ fn launch(
     unsafe { dev.launch(kernel(name), &config, args) }
 }
 
-fn launch_err(dev: &EmuDevice, name: &'static str, config: LaunchConfig, args: &mut KernelArgs) -> String {
+fn launch_err(
+    dev: &EmuDevice,
+    name: &'static str,
+    config: LaunchConfig,
+    args: &mut KernelArgs,
+) -> String {
     match launch(dev, name, config, args) {
         Ok(()) => panic!("launching {name} should have failed"),
         Err(e) => e.to_string(),
@@ -65,7 +70,13 @@ fn every_thread_sees_its_own_indices_in_a_3d_launch() {
         let blocks = 12;
         let threads = 24;
         let out = dev.alloc_zeroed::<i32>(blocks * threads * 6).unwrap();
-        launch(&dev, "selftest_indices", config, KernelArgs::new().push(ptr(&dev, &out))).unwrap();
+        launch(
+            &dev,
+            "selftest_indices",
+            config,
+            KernelArgs::new().push(ptr(&dev, &out)),
+        )
+        .unwrap();
         let got = dev.copy_to_host(&out).unwrap();
         for (i, rec) in got.chunks(6).enumerate() {
             let (b, t) = (i / threads, i % threads);
@@ -97,7 +108,11 @@ fn a_reduction_with_its_barriers_is_right_in_both_orders() {
     let expect: Vec<f32> = x.chunks(256).map(|c| c.iter().sum()).collect();
     for order in ORDERS {
         let dev = device(order, 2);
-        assert_eq!(block_sums(&dev, "selftest_block_sum", &x), expect, "{order:?}");
+        assert_eq!(
+            block_sums(&dev, "selftest_block_sum", &x),
+            expect,
+            "{order:?}"
+        );
     }
 }
 
@@ -162,8 +177,14 @@ fn a_deadlock_is_reported_instead_of_hanging() {
             LaunchConfig::linear(1, 32),
             KernelArgs::new().push(ptr(&dev, &out)),
         );
-        assert!(msg.contains("deadlock: thread 0 waits in __shfl_sync"), "{msg}");
-        assert!(msg.contains("for thread 1 (lane 1), which waits at __syncthreads()"), "{msg}");
+        assert!(
+            msg.contains("deadlock: thread 0 waits in __shfl_sync"),
+            "{msg}"
+        );
+        assert!(
+            msg.contains("for thread 1 (lane 1), which waits at __syncthreads()"),
+            "{msg}"
+        );
     }
 }
 
@@ -208,7 +229,8 @@ fn shuffle_model(input: &[i32], mask: u32, op: i32, arg: i32, width: i32) -> Vec
                         4 => bits
                             .iter()
                             .filter(|&&l| input[base + l] & 1 != 0)
-                            .fold(0u32, |acc, &l| acc | (1 << l)) as i32,
+                            .fold(0u32, |acc, &l| acc | (1 << l))
+                            as i32,
                         5 => bits.iter().any(|&l| input[base + l] > arg) as i32,
                         _ => bits.iter().all(|&l| input[base + l] > arg) as i32,
                     };
@@ -288,7 +310,10 @@ fn eight_byte_shuffles_sum_within_segments() {
                 &dev,
                 "selftest_warp_sum_f64",
                 LaunchConfig::linear(1, 64),
-                KernelArgs::new().push(ptr(&dev, &inb)).push(ptr(&dev, &out)).push(width),
+                KernelArgs::new()
+                    .push(ptr(&dev, &inb))
+                    .push(ptr(&dev, &out))
+                    .push(width),
             )
             .unwrap();
             let got = dev.copy_to_host(&out).unwrap();
@@ -304,11 +329,27 @@ fn eight_byte_shuffles_sum_within_segments() {
 #[test]
 fn bad_masks_are_reported() {
     let expectations: [(i32, u32, &str); 5] = [
-        (0, 32, "with mask 0x00000001, which does not include its own lane"),
-        (1, 48, "but warp 1 has only 16 lanes (the block has 48 threads)"),
-        (2, 32, "but thread 31 (lane 31), named in the mask, has exited"),
+        (
+            0,
+            32,
+            "with mask 0x00000001, which does not include its own lane",
+        ),
+        (
+            1,
+            48,
+            "but warp 1 has only 16 lanes (the block has 48 threads)",
+        ),
+        (
+            2,
+            32,
+            "but thread 31 (lane 31), named in the mask, has exited",
+        ),
         (3, 32, "reads lane 20 in __shfl_sync(mask 0x0000ffff)"),
-        (4, 32, "every lane of a mask must call the same warp operation"),
+        (
+            4,
+            32,
+            "every lane of a mask must call the same warp operation",
+        ),
     ];
     for order in ORDERS {
         let dev = device(order, 1);
@@ -338,7 +379,11 @@ fn blocks_on_parallel_host_threads_have_their_own_shared_memory() {
             KernelArgs::new().push(ptr(&dev, &out)).push(40i32),
         )
         .unwrap();
-        assert_eq!(dev.copy_to_host(&out).unwrap(), vec![0; blocks], "{order:?}");
+        assert_eq!(
+            dev.copy_to_host(&out).unwrap(),
+            vec![0; blocks],
+            "{order:?}"
+        );
     }
 }
 
@@ -355,7 +400,10 @@ fn dynamic_shared_memory_is_nan_filled_before_every_block() {
     )
     .unwrap();
     let got = dev.copy_to_host(&out).unwrap();
-    assert!(got.iter().all(|&bits| f32::from_bits(bits).is_nan()), "{got:x?}");
+    assert!(
+        got.iter().all(|&bits| f32::from_bits(bits).is_nan()),
+        "{got:x?}"
+    );
 }
 
 #[test]
@@ -378,9 +426,18 @@ fn launch_limits_are_enforced() {
         large_shared: false,
     };
     let refused = [
-        (cfg((1, 1, 1), (1056, 1, 1)), "exceeds the per-dimension limits"),
-        (cfg((1, 1, 1), (32, 33, 1)), "has 1056 threads; at most 1024"),
-        (cfg((1, 1, 1), (1, 1, 65)), "exceeds the per-dimension limits"),
+        (
+            cfg((1, 1, 1), (1056, 1, 1)),
+            "exceeds the per-dimension limits",
+        ),
+        (
+            cfg((1, 1, 1), (32, 33, 1)),
+            "has 1056 threads; at most 1024",
+        ),
+        (
+            cfg((1, 1, 1), (1, 1, 65)),
+            "exceeds the per-dimension limits",
+        ),
         (cfg((1, 65536, 1), (32, 1, 1)), "exceeds the limits"),
         (cfg((1, 1, 65536), (32, 1, 1)), "exceeds the limits"),
         (cfg((0, 1, 1), (32, 1, 1)), "at least 1"),
@@ -398,7 +455,9 @@ fn launch_limits_are_enforced() {
     // Opting in allows more, up to the H100's 227 KiB.
     let mut args = KernelArgs::new();
     shuffle_args(&mut args);
-    let big = cfg((1, 1, 1), (32, 1, 1)).with_dynamic_shared(100 * 1024).with_large_shared();
+    let big = cfg((1, 1, 1), (32, 1, 1))
+        .with_dynamic_shared(100 * 1024)
+        .with_large_shared();
     launch(&dev, "selftest_shuffle", big, &mut args).unwrap();
     let mut args = KernelArgs::new();
     shuffle_args(&mut args);
@@ -408,12 +467,26 @@ fn launch_limits_are_enforced() {
     // Static shared memory counts: 40 KiB of it leaves room for 8 KiB of dynamic, not 9.
     let f = dev.alloc_zeroed::<f32>(256).unwrap();
     let ok = cfg((1, 1, 1), (256, 1, 1)).with_dynamic_shared(8 * 1024);
-    launch(&dev, "selftest_big_static_shared", ok, KernelArgs::new().push(ptr(&dev, &f))).unwrap();
+    launch(
+        &dev,
+        "selftest_big_static_shared",
+        ok,
+        KernelArgs::new().push(ptr(&dev, &f)),
+    )
+    .unwrap();
     let got = dev.copy_to_host(&f).unwrap();
     assert_eq!(got[0], 10239.0);
     let over = ok.with_dynamic_shared(9 * 1024);
-    let msg = launch_err(&dev, "selftest_big_static_shared", over, KernelArgs::new().push(ptr(&dev, &f)));
-    assert!(msg.contains("40960 bytes of static and 9216 bytes of dynamic"), "{msg}");
+    let msg = launch_err(
+        &dev,
+        "selftest_big_static_shared",
+        over,
+        KernelArgs::new().push(ptr(&dev, &f)),
+    );
+    assert!(
+        msg.contains("40960 bytes of static and 9216 bytes of dynamic"),
+        "{msg}"
+    );
 }
 
 #[test]
@@ -453,7 +526,10 @@ fn a_trap_aborts_the_launch_and_the_device_keeps_working() {
         LaunchConfig::linear(4, 64),
         KernelArgs::new().push(ptr(&dev, &out)),
     );
-    assert!(msg.contains("thread 3 called __trap() at selftest.cu:"), "{msg}");
+    assert!(
+        msg.contains("thread 3 called __trap() at selftest.cu:"),
+        "{msg}"
+    );
     // The stopped fibers' stacks are reused: later launches on the same host threads still work.
     let x: Vec<f32> = (0..256 * 4).map(|i| (i % 7) as f32).collect();
     let expect: Vec<f32> = x.chunks(256).map(|c| c.iter().sum()).collect();
@@ -472,9 +548,20 @@ fn arguments_that_do_not_match_the_signature_are_refused() {
         LaunchConfig::linear(1, 32),
         KernelArgs::new().push(ptr(&dev, &out)).push(1i32),
     );
-    assert!(msg.contains("byte sizes [8, 4] but the kernel's parameters have [8]"), "{msg}");
-    let msg = launch_err(&dev, "selftest_trap", LaunchConfig::linear(1, 32), KernelArgs::new().push(1i32));
-    assert!(msg.contains("[4] but the kernel's parameters have [8]"), "{msg}");
+    assert!(
+        msg.contains("byte sizes [8, 4] but the kernel's parameters have [8]"),
+        "{msg}"
+    );
+    let msg = launch_err(
+        &dev,
+        "selftest_trap",
+        LaunchConfig::linear(1, 32),
+        KernelArgs::new().push(1i32),
+    );
+    assert!(
+        msg.contains("[4] but the kernel's parameters have [8]"),
+        "{msg}"
+    );
     let mut args = KernelArgs::new();
     // SAFETY: the launch must fail before running anything: the kernel does not exist.
     let err = unsafe {
@@ -487,5 +574,8 @@ fn arguments_that_do_not_match_the_signature_are_refused() {
             &mut args,
         )
     };
-    assert!(err.unwrap_err().to_string().contains("no kernel selftest::no_such_kernel"));
+    assert!(err
+        .unwrap_err()
+        .to_string()
+        .contains("no kernel selftest::no_such_kernel"));
 }

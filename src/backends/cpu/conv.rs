@@ -54,8 +54,10 @@ impl Dims {
             g.h_out, g.w_out,
         ];
         if fields.iter().any(|&v| v < 0)
-            || [g.c_in, g.h_in, g.w_in, g.c_out, g.k_h, g.k_w, g.stride, g.h_out, g.w_out]
-                .contains(&0)
+            || [
+                g.c_in, g.h_in, g.w_in, g.c_out, g.k_h, g.k_w, g.stride, g.h_out, g.w_out,
+            ]
+            .contains(&0)
         {
             return Err(shape_err!("invalid conv2d geometry {g:?}"));
         }
@@ -106,15 +108,25 @@ impl Dims {
     /// The output columns [lo, hi) whose input column ow·s + kw − pad_left lies inside the image.
     fn valid_cols(&self, kw: usize) -> (usize, usize) {
         let s = self.stride;
-        let lo = if kw >= self.pad_left { 0 } else { (self.pad_left - kw).div_ceil(s) };
+        let lo = if kw >= self.pad_left {
+            0
+        } else {
+            (self.pad_left - kw).div_ceil(s)
+        };
         let limit = self.w_in + self.pad_left; // ow·s + kw < limit
-        let hi = if limit <= kw { 0 } else { (limit - kw).div_ceil(s) };
+        let hi = if limit <= kw {
+            0
+        } else {
+            (limit - kw).div_ceil(s)
+        };
         let hi = hi.min(self.w_out);
         (lo.min(hi), hi)
     }
     /// The input row read by output row `oh` at kernel row `kh`, if inside the image.
     fn input_row(&self, oh: usize, kh: usize) -> Option<usize> {
-        (oh * self.stride + kh).checked_sub(self.pad_top).filter(|&ih| ih < self.h_in)
+        (oh * self.stride + kh)
+            .checked_sub(self.pad_top)
+            .filter(|&ih| ih < self.h_in)
     }
 }
 
@@ -173,7 +185,9 @@ fn col2im_add<T: Real>(d: &Dims, col: &[T], (oh0, oh1): (usize, usize), dx: &mut
                     continue;
                 }
                 for (j, oh) in (oh0..oh1).enumerate() {
-                    let Some(ih) = d.input_row(oh, kh) else { continue };
+                    let Some(ih) = d.input_row(oh, kh) else {
+                        continue;
+                    };
                     let seg = &row[j * wo..][..wo];
                     let dst = &mut plane[ih * d.w_in..][..d.w_in];
                     let first = lo * s + kw - d.pad_left;
@@ -275,36 +289,47 @@ pub(super) fn backward<T: Real>(
     let dy = &dy[..out_total];
 
     // d_bias (WRITE).
-    db[..d.c_out].par_iter_mut().enumerate().for_each(|(c, db)| {
-        let sum: f64 = (0..d.n)
-            .map(|img| dy[img * d.out_len() + c * plane..][..plane].iter().map(|v| v.to_f64()).sum::<f64>())
-            .sum();
-        *db = T::from_f64(sum);
-    });
+    db[..d.c_out]
+        .par_iter_mut()
+        .enumerate()
+        .for_each(|(c, db)| {
+            let sum: f64 = (0..d.n)
+                .map(|img| {
+                    dy[img * d.out_len() + c * plane..][..plane]
+                        .iter()
+                        .map(|v| v.to_f64())
+                        .sum::<f64>()
+                })
+                .sum();
+            *db = T::from_f64(sum);
+        });
 
     // d_input (ACCUMULATE), one image per task.
     if let Some(dx) = dx {
-        dx[..in_total].par_chunks_mut(d.in_len()).enumerate().for_each(|(img, dx_img)| {
-            scratch.with(k_len * d.max_chunk_pixels(), |dcol| {
-                for chunk in 0..n_chunks {
-                    let rows = d.chunk(chunk);
-                    let (p0, pc) = (rows.0 * d.w_out, (rows.1 - rows.0) * d.w_out);
-                    let dcol = &mut dcol[..k_len * pc];
-                    gemm(
-                        k_len,
-                        pc,
-                        d.c_out,
-                        dcol,
-                        pc,
-                        false,
-                        View::transposed(w, k_len),
-                        View::rows(&dy[img * d.out_len() + p0..], plane),
-                        Threads::Single,
-                    );
-                    col2im_add(&d, dcol, rows, dx_img);
-                }
+        dx[..in_total]
+            .par_chunks_mut(d.in_len())
+            .enumerate()
+            .for_each(|(img, dx_img)| {
+                scratch.with(k_len * d.max_chunk_pixels(), |dcol| {
+                    for chunk in 0..n_chunks {
+                        let rows = d.chunk(chunk);
+                        let (p0, pc) = (rows.0 * d.w_out, (rows.1 - rows.0) * d.w_out);
+                        let dcol = &mut dcol[..k_len * pc];
+                        gemm(
+                            k_len,
+                            pc,
+                            d.c_out,
+                            dcol,
+                            pc,
+                            false,
+                            View::transposed(w, k_len),
+                            View::rows(&dy[img * d.out_len() + p0..], plane),
+                            Threads::Single,
+                        );
+                        col2im_add(&d, dcol, rows, dx_img);
+                    }
+                });
             });
-        });
     }
 
     // d_weight (WRITE): one contiguous range of (image, chunk) items per thread, partials summed in order.
@@ -362,7 +387,18 @@ mod tests {
             (7usize, 6usize, 3usize, 1usize, Padding::Same),
             (8, 5, 4, 2, Padding::Same),
             (9, 9, 2, 3, Padding::Valid),
-            (5, 7, 3, 2, Padding::Explicit { top: 2, bottom: 0, left: 1, right: 2 }),
+            (
+                5,
+                7,
+                3,
+                2,
+                Padding::Explicit {
+                    top: 2,
+                    bottom: 0,
+                    left: 1,
+                    right: 2,
+                },
+            ),
         ] {
             let g = ConvGeom::new(Shape::new(1, 2, h, w), 1, (k, k), s, pad, false).unwrap();
             let mut d = Dims::new(&g).unwrap();
@@ -380,7 +416,8 @@ mod tests {
                                 for ow in 0..d.w_out {
                                     let ih = (oh * s + kh) as isize - d.pad_top as isize;
                                     let iw = (ow * s + kw) as isize - d.pad_left as isize;
-                                    let inside = ih >= 0 && iw >= 0 && ih < h as isize && iw < w as isize;
+                                    let inside =
+                                        ih >= 0 && iw >= 0 && ih < h as isize && iw < w as isize;
                                     let want = if inside {
                                         x[(ci * h + ih as usize) * w + iw as usize]
                                     } else {
@@ -394,7 +431,9 @@ mod tests {
                     }
                 }
                 // <im2col(x), c> == <x, col2im(c)> for a generic c.
-                let c: Vec<f64> = (0..col.len()).map(|i| ((i * 37) % 11) as f64 - 5.0).collect();
+                let c: Vec<f64> = (0..col.len())
+                    .map(|i| ((i * 37) % 11) as f64 - 5.0)
+                    .collect();
                 let mut back = vec![0.0; x.len()];
                 col2im_add(&d, &c, rows, &mut back);
                 let lhs: f64 = col.iter().zip(&c).map(|(a, b)| a * b).sum();

@@ -3,8 +3,8 @@
 
 use rayon::prelude::*;
 
-use super::gemm::{gemm, Threads, View};
 use super::check_len;
+use super::gemm::{gemm, Threads, View};
 use crate::backends::geometry::DenseGeom;
 use crate::tensor::Real;
 use crate::{shape_err, Result};
@@ -13,11 +13,21 @@ fn dims(g: &DenseGeom) -> Result<(usize, usize, usize)> {
     if g.n < 0 || g.in_features <= 0 || g.out_features <= 0 {
         return Err(shape_err!("invalid dense geometry {g:?}"));
     }
-    Ok((g.n as usize, g.in_features as usize, g.out_features as usize))
+    Ok((
+        g.n as usize,
+        g.in_features as usize,
+        g.out_features as usize,
+    ))
 }
 
 /// WRITES y (N, OUT) = [ReLU](x (N, IN) · wᵀ + b).
-pub(super) fn forward<T: Real>(g: &DenseGeom, x: &[T], w: &[T], b: &[T], y: &mut [T]) -> Result<()> {
+pub(super) fn forward<T: Real>(
+    g: &DenseGeom,
+    x: &[T],
+    w: &[T],
+    b: &[T],
+    y: &mut [T],
+) -> Result<()> {
     let (n, fin, fout) = dims(g)?;
     check_len("dense x", x.len(), n * fin)?;
     check_len("dense w", w.len(), fout * fin)?;
@@ -27,7 +37,17 @@ pub(super) fn forward<T: Real>(g: &DenseGeom, x: &[T], w: &[T], b: &[T], y: &mut
     for row in y.chunks_mut(fout) {
         row.copy_from_slice(&b[..fout]);
     }
-    gemm(n, fout, fin, y, fout, true, View::rows(x, fin), View::transposed(w, fin), Threads::All);
+    gemm(
+        n,
+        fout,
+        fin,
+        y,
+        fout,
+        true,
+        View::rows(x, fin),
+        View::transposed(w, fin),
+        Threads::All,
+    );
     if g.relu != 0 {
         y.par_iter_mut().for_each(|v| *v = v.max(T::ZERO));
     }
@@ -63,11 +83,31 @@ pub(super) fn backward<T: Real>(
     if n == 0 {
         dw[..fout * fin].fill(T::ZERO);
     } else {
-        gemm(fout, fin, n, dw, fin, false, View::transposed(dy, fout), View::rows(x, fin), Threads::All);
+        gemm(
+            fout,
+            fin,
+            n,
+            dw,
+            fin,
+            false,
+            View::transposed(dy, fout),
+            View::rows(x, fin),
+            Threads::All,
+        );
     }
     if let Some(dx) = dx {
         check_len("dense dx", dx.len(), n * fin)?;
-        gemm(n, fin, fout, dx, fin, true, View::rows(dy, fout), View::rows(w, fin), Threads::All);
+        gemm(
+            n,
+            fin,
+            fout,
+            dx,
+            fin,
+            true,
+            View::rows(dy, fout),
+            View::rows(w, fin),
+            Threads::All,
+        );
     }
     Ok(())
 }

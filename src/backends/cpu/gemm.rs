@@ -18,11 +18,19 @@ pub(super) struct View<'a, T> {
 impl<'a, T> View<'a, T> {
     /// A row-major matrix with rows `row_stride` apart.
     pub fn rows(data: &'a [T], row_stride: usize) -> Self {
-        View { data, row_stride, col_stride: 1 }
+        View {
+            data,
+            row_stride,
+            col_stride: 1,
+        }
     }
     /// The transpose of a row-major matrix whose rows are `row_stride` apart.
     pub fn transposed(data: &'a [T], row_stride: usize) -> Self {
-        View { data, row_stride: 1, col_stride: row_stride }
+        View {
+            data,
+            row_stride: 1,
+            col_stride: row_stride,
+        }
     }
     fn covers(&self, rows: usize, cols: usize) -> bool {
         rows == 0
@@ -57,7 +65,10 @@ pub(super) unsafe fn gemm_raw<T: Real>(
     b: View<'_, T>,
     threads: Threads,
 ) {
-    assert!(a.covers(m, k) && b.covers(k, n), "gemm operand views are out of bounds");
+    assert!(
+        a.covers(m, k) && b.covers(k, n),
+        "gemm operand views are out of bounds"
+    );
     if m == 0 || n == 0 {
         return;
     }
@@ -111,7 +122,19 @@ pub(super) fn gemm<T: Real>(
         "gemm destination is out of bounds"
     );
     // SAFETY: the assert keeps every destination element inside `dst`, which we borrow exclusively.
-    unsafe { gemm_raw(m, n, k, dst.as_mut_ptr(), dst_row_stride, accumulate, a, b, threads) }
+    unsafe {
+        gemm_raw(
+            m,
+            n,
+            k,
+            dst.as_mut_ptr(),
+            dst_row_stride,
+            accumulate,
+            a,
+            b,
+            threads,
+        )
+    }
 }
 
 #[cfg(test)]
@@ -141,14 +164,34 @@ mod tests {
         let want = naive(m, n, k, View::rows(&a, k), View::rows(&b, n));
         for threads in [Threads::Single, Threads::All] {
             let mut dst = vec![1.0; m * 9];
-            gemm(m, n, k, &mut dst, 9, true, View::transposed(&at, m), View::rows(&b, n), threads);
+            gemm(
+                m,
+                n,
+                k,
+                &mut dst,
+                9,
+                true,
+                View::transposed(&at, m),
+                View::rows(&b, n),
+                threads,
+            );
             for i in 0..m {
                 for j in 0..9 {
                     let expect = if j < n { want[i * n + j] + 1.0 } else { 1.0 };
                     assert!((dst[i * 9 + j] - expect).abs() < 1e-12, "({i},{j})");
                 }
             }
-            gemm(m, n, k, &mut dst, 9, false, View::rows(&a, k), View::rows(&b, n), threads);
+            gemm(
+                m,
+                n,
+                k,
+                &mut dst,
+                9,
+                false,
+                View::rows(&a, k),
+                View::rows(&b, n),
+                threads,
+            );
             assert!((dst[2 * 9 + 3] - want[2 * n + 3]).abs() < 1e-12);
         }
     }

@@ -39,7 +39,9 @@ pub struct CpuBackend<T: Real> {
 
 impl<T: Real> CpuBackend<T> {
     pub fn new() -> Self {
-        CpuBackend { scratch: Scratch::default() }
+        CpuBackend {
+            scratch: Scratch::default(),
+        }
     }
 }
 
@@ -57,14 +59,21 @@ pub(crate) struct Scratch<T> {
 
 impl<T> Default for Scratch<T> {
     fn default() -> Self {
-        Scratch { pool: Mutex::new(Vec::new()) }
+        Scratch {
+            pool: Mutex::new(Vec::new()),
+        }
     }
 }
 
 impl<T: Real> Scratch<T> {
     /// A vector of at least `len` elements with unspecified contents.
     fn take(&self, len: usize) -> Vec<T> {
-        let mut v = self.pool.lock().unwrap_or_else(|e| e.into_inner()).pop().unwrap_or_default();
+        let mut v = self
+            .pool
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .pop()
+            .unwrap_or_default();
         if v.len() < len {
             v.resize(len, T::ZERO);
         }
@@ -100,7 +109,11 @@ unsafe impl<T: Send> Sync for SyncPtr<T> {}
 
 impl<T> SyncPtr<T> {
     fn new(s: &mut [T]) -> Self {
-        SyncPtr { ptr: s.as_mut_ptr(), len: s.len(), _marker: PhantomData }
+        SyncPtr {
+            ptr: s.as_mut_ptr(),
+            len: s.len(),
+            _marker: PhantomData,
+        }
     }
     /// # Safety
     /// No other live reference may access elements [offset, offset + len) while the slice lives.
@@ -120,29 +133,35 @@ impl<T> SyncPtr<T> {
 /// An error unless a buffer holds at least the `need` elements its geometry describes.
 fn check_len(what: &str, have: usize, need: usize) -> Result<()> {
     if have < need {
-        return Err(shape_err!("{what}: the geometry needs {need} elements but the buffer holds {have}"));
+        return Err(shape_err!(
+            "{what}: the geometry needs {need} elements but the buffer holds {have}"
+        ));
     }
     Ok(())
 }
 
 /// dy ← dy · [y > 0] (the fused ReLU's backward), in parallel chunks.
 fn relu_mask<T: Real>(dy: &mut [T], y: &[T]) {
-    dy.par_chunks_mut(1 << 14).zip(y.par_chunks(1 << 14)).for_each(|(dy, y)| {
-        for (d, &v) in dy.iter_mut().zip(y) {
-            if v <= T::ZERO {
-                *d = T::ZERO;
+    dy.par_chunks_mut(1 << 14)
+        .zip(y.par_chunks(1 << 14))
+        .for_each(|(dy, y)| {
+            for (d, &v) in dy.iter_mut().zip(y) {
+                if v <= T::ZERO {
+                    *d = T::ZERO;
+                }
             }
-        }
-    });
+        });
 }
 
 /// dst += src, elementwise.
 fn add_into<T: Real>(dst: &mut [T], src: &[T]) {
-    dst.par_chunks_mut(1 << 14).zip(src.par_chunks(1 << 14)).for_each(|(d, s)| {
-        for (d, &s) in d.iter_mut().zip(s) {
-            *d += s;
-        }
-    });
+    dst.par_chunks_mut(1 << 14)
+        .zip(src.par_chunks(1 << 14))
+        .for_each(|(d, s)| {
+            for (d, &s) in d.iter_mut().zip(s) {
+                *d += s;
+            }
+        });
 }
 
 impl<T: Real> Backend for CpuBackend<T> {
@@ -151,7 +170,11 @@ impl<T: Real> Backend for CpuBackend<T> {
     type Idx = Vec<u32>;
 
     fn name(&self) -> String {
-        format!("cpu ({}, {} threads)", T::NAME, rayon::current_num_threads())
+        format!(
+            "cpu ({}, {} threads)",
+            T::NAME,
+            rayon::current_num_threads()
+        )
     }
 
     fn zeros(&self, len: usize) -> Result<Vec<T>> {
@@ -212,7 +235,17 @@ impl<T: Real> Backend for CpuBackend<T> {
         dw: &mut Vec<T>,
         db: &mut Vec<T>,
     ) -> Result<()> {
-        conv::backward(&self.scratch, g, x, w, y, dy, dx.map(|v| v.as_mut_slice()), dw, db)
+        conv::backward(
+            &self.scratch,
+            g,
+            x,
+            w,
+            y,
+            dy,
+            dx.map(|v| v.as_mut_slice()),
+            dw,
+            db,
+        )
     }
 
     fn maxpool_forward(
@@ -239,7 +272,12 @@ impl<T: Real> Backend for CpuBackend<T> {
         shortcut::forward(g, src, dst)
     }
 
-    fn shortcut_backward(&self, g: &ShortcutGeom, d_dst: &Vec<T>, d_src: &mut Vec<T>) -> Result<()> {
+    fn shortcut_backward(
+        &self,
+        g: &ShortcutGeom,
+        d_dst: &Vec<T>,
+        d_src: &mut Vec<T>,
+    ) -> Result<()> {
         shortcut::backward(g, d_dst, d_src)
     }
 

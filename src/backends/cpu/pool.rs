@@ -47,7 +47,12 @@ impl Dims {
 }
 
 /// WRITES y and argmax (the first maximum in row-major window order, as h·W_in + w).
-pub(super) fn forward<T: Real>(g: &PoolGeom, x: &[T], y: &mut [T], argmax: &mut [u32]) -> Result<()> {
+pub(super) fn forward<T: Real>(
+    g: &PoolGeom,
+    x: &[T],
+    y: &mut [T],
+    argmax: &mut [u32],
+) -> Result<()> {
     let d = Dims::new(g)?;
     let (ip, op) = (d.in_plane(), d.out_plane());
     check_len("max-pool x", x.len(), d.planes * ip)?;
@@ -80,19 +85,29 @@ pub(super) fn forward<T: Real>(g: &PoolGeom, x: &[T], y: &mut [T], argmax: &mut 
 }
 
 /// ACCUMULATES dx[argmax] += dy.
-pub(super) fn backward<T: Real>(g: &PoolGeom, dy: &[T], argmax: &[u32], dx: &mut [T]) -> Result<()> {
+pub(super) fn backward<T: Real>(
+    g: &PoolGeom,
+    dy: &[T],
+    argmax: &[u32],
+    dx: &mut [T],
+) -> Result<()> {
     let d = Dims::new(g)?;
     let (ip, op) = (d.in_plane(), d.out_plane());
     check_len("max-pool dy", dy.len(), d.planes * op)?;
     check_len("max-pool argmax", argmax.len(), d.planes * op)?;
     check_len("max-pool dx", dx.len(), d.planes * ip)?;
     if argmax[..d.planes * op].iter().any(|&a| a as usize >= ip) {
-        return Err(shape_err!("max-pool argmax holds an index outside the {ip}-element input plane"));
+        return Err(shape_err!(
+            "max-pool argmax holds an index outside the {ip}-element input plane"
+        ));
     }
-    dx[..d.planes * ip].par_chunks_mut(ip).enumerate().for_each(|(p, dx)| {
-        for (&a, &g) in argmax[p * op..][..op].iter().zip(&dy[p * op..][..op]) {
-            dx[a as usize] += g;
-        }
-    });
+    dx[..d.planes * ip]
+        .par_chunks_mut(ip)
+        .enumerate()
+        .for_each(|(p, dx)| {
+            for (&a, &g) in argmax[p * op..][..op].iter().zip(&dy[p * op..][..op]) {
+                dx[a as usize] += g;
+            }
+        });
     Ok(())
 }

@@ -9,7 +9,13 @@ use crate::tensor::Real;
 use crate::Result;
 
 /// Updates w and r in place (see [`RmsPropConfig`] for the formulas); `step` counts earlier updates.
-pub(super) fn update<T: Real>(cfg: &RmsPropConfig, step: u64, w: &mut [T], g: &[T], r: &mut [T]) -> Result<()> {
+pub(super) fn update<T: Real>(
+    cfg: &RmsPropConfig,
+    step: u64,
+    w: &mut [T],
+    g: &[T],
+    r: &mut [T],
+) -> Result<()> {
     let len = w.len();
     check_len("rmsprop g", g.len(), len)?;
     check_len("rmsprop r", r.len(), len)?;

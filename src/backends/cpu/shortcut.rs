@@ -22,7 +22,9 @@ struct Dims {
 
 impl Dims {
     fn new(g: &ShortcutGeom) -> Result<Self> {
-        let f = [g.n, g.c_src, g.h_src, g.w_src, g.c_dst, g.h_dst, g.w_dst, g.ratio];
+        let f = [
+            g.n, g.c_src, g.h_src, g.w_src, g.c_dst, g.h_dst, g.w_dst, g.ratio,
+        ];
         if f.iter().any(|&v| v < 0)
             || f[1..].contains(&0)
             || g.h_src != g.h_dst * g.ratio
@@ -57,21 +59,24 @@ pub(super) fn forward<T: Real>(g: &ShortcutGeom, src: &[T], dst: &mut [T]) -> Re
     check_len("shortcut src", src.len(), d.n * d.c_src * sp)?;
     check_len("shortcut dst", dst.len(), d.n * d.c_dst * dp)?;
     let scale = T::from_f64(1.0 / (d.r * d.r) as f64);
-    dst[..d.n * d.c_dst * dp].par_chunks_mut(dp).enumerate().for_each(|(plane, dst)| {
-        let (img, c) = (plane / d.c_dst, plane % d.c_dst);
-        let src = &src[(img * d.c_src + c % d.c_src) * sp..][..sp];
-        for h in 0..d.h_dst {
-            for w in 0..d.w_dst {
-                let mut sum = T::ZERO;
-                for i in 0..d.r {
-                    for v in &src[(h * d.r + i) * d.w_src + w * d.r..][..d.r] {
-                        sum += *v;
+    dst[..d.n * d.c_dst * dp]
+        .par_chunks_mut(dp)
+        .enumerate()
+        .for_each(|(plane, dst)| {
+            let (img, c) = (plane / d.c_dst, plane % d.c_dst);
+            let src = &src[(img * d.c_src + c % d.c_src) * sp..][..sp];
+            for h in 0..d.h_dst {
+                for w in 0..d.w_dst {
+                    let mut sum = T::ZERO;
+                    for i in 0..d.r {
+                        for v in &src[(h * d.r + i) * d.w_src + w * d.r..][..d.r] {
+                            sum += *v;
+                        }
                     }
+                    dst[h * d.w_dst + w] += sum * scale;
                 }
-                dst[h * d.w_dst + w] += sum * scale;
             }
-        }
-    });
+        });
     Ok(())
 }
 
@@ -82,23 +87,26 @@ pub(super) fn backward<T: Real>(g: &ShortcutGeom, d_dst: &[T], d_src: &mut [T]) 
     check_len("shortcut d_dst", d_dst.len(), d.n * d.c_dst * dp)?;
     check_len("shortcut d_src", d_src.len(), d.n * d.c_src * sp)?;
     let scale = T::from_f64(1.0 / (d.r * d.r) as f64);
-    d_src[..d.n * d.c_src * sp].par_chunks_mut(sp).enumerate().for_each(|(plane, d_src)| {
-        let (img, cs) = (plane / d.c_src, plane % d.c_src);
-        for h in 0..d.h_dst {
-            for w in 0..d.w_dst {
-                // Sum over the target channels cs, cs + C_src, cs + 2·C_src, … that read this plane.
-                let mut sum = T::ZERO;
-                for c in (cs..d.c_dst).step_by(d.c_src) {
-                    sum += d_dst[(img * d.c_dst + c) * dp + h * d.w_dst + w];
-                }
-                let share = sum * scale;
-                for i in 0..d.r {
-                    for v in &mut d_src[(h * d.r + i) * d.w_src + w * d.r..][..d.r] {
-                        *v += share;
+    d_src[..d.n * d.c_src * sp]
+        .par_chunks_mut(sp)
+        .enumerate()
+        .for_each(|(plane, d_src)| {
+            let (img, cs) = (plane / d.c_src, plane % d.c_src);
+            for h in 0..d.h_dst {
+                for w in 0..d.w_dst {
+                    // Sum over the target channels cs, cs + C_src, cs + 2·C_src, … that read this plane.
+                    let mut sum = T::ZERO;
+                    for c in (cs..d.c_dst).step_by(d.c_src) {
+                        sum += d_dst[(img * d.c_dst + c) * dp + h * d.w_dst + w];
+                    }
+                    let share = sum * scale;
+                    for i in 0..d.r {
+                        for v in &mut d_src[(h * d.r + i) * d.w_src + w * d.r..][..d.r] {
+                            *v += share;
+                        }
                     }
                 }
             }
-        }
-    });
+        });
     Ok(())
 }

@@ -23,8 +23,14 @@ pub(super) fn softmax_xent<T: Real>(
     check_len("softmax_xent labels", labels.len(), n)?;
     check_len("softmax_xent losses", losses.len(), n)?;
     check_len("softmax_xent d_logits", d_logits.len(), n * k)?;
-    if let Some((row, &label)) = labels[..n].iter().enumerate().find(|(_, &l)| l as usize >= k) {
-        return Err(shape_err!("label {label} of row {row} is not one of the {k} classes"));
+    if let Some((row, &label)) = labels[..n]
+        .iter()
+        .enumerate()
+        .find(|(_, &l)| l as usize >= k)
+    {
+        return Err(shape_err!(
+            "label {label} of row {row} is not one of the {k} classes"
+        ));
     }
     let inv_n = T::from_f64(1.0 / n as f64);
     let (mut total, mut correct) = (0.0f64, 0usize);
@@ -47,5 +53,8 @@ pub(super) fn softmax_xent<T: Real>(
             *d = (if j == label { p - T::ONE } else { p }) * inv_n;
         }
     }
-    Ok(XentStats { mean_loss: total / n as f64, correct })
+    Ok(XentStats {
+        mean_loss: total / n as f64,
+        correct,
+    })
 }

@@ -42,7 +42,8 @@ impl Site {
         format!("{}:{}", self.file_name(), self.line)
     }
     fn same(&self, other: &Site) -> bool {
-        self.line == other.line && (self.file == other.file || self.file_name() == other.file_name())
+        self.line == other.line
+            && (self.file == other.file || self.file_name() == other.file_name())
     }
 }
 
@@ -135,7 +136,18 @@ pub(super) unsafe fn run_block(
         let run: *mut BlockRun = run;
         CURRENT.with(|c| c.set(run));
         // SAFETY: `run` is this thread's block state, used only through this pointer until the end.
-        let result = unsafe { schedule(run, kernel, args, grid_dim, block_dim, block_idx, dynamic_shared_bytes, order) };
+        let result = unsafe {
+            schedule(
+                run,
+                kernel,
+                args,
+                grid_dim,
+                block_dim,
+                block_idx,
+                dynamic_shared_bytes,
+                order,
+            )
+        };
         CURRENT.with(|c| c.set(std::ptr::null_mut()));
         result.map_err(|e| {
             format!(
@@ -213,13 +225,16 @@ unsafe fn schedule(
         };
         let entry = kernel.entry;
         let args = args as usize;
-        fibers.push(Coroutine::with_stack(stack, move |yielder: &Yielder<(), Wait>, ()| {
-            let run = CURRENT.with(|c| c.get());
-            // SAFETY: `run` is the block being scheduled on this host thread; only this fiber runs now.
-            unsafe { (&mut (*run).yielders)[t] = yielder };
-            // SAFETY: the launch checked the arguments against the kernel's parameters.
-            unsafe { entry(args as *mut *mut c_void) };
-        }));
+        fibers.push(Coroutine::with_stack(
+            stack,
+            move |yielder: &Yielder<(), Wait>, ()| {
+                let run = CURRENT.with(|c| c.get());
+                // SAFETY: `run` is the block being scheduled on this host thread; only this fiber runs now.
+                unsafe { (&mut (*run).yielders)[t] = yielder };
+                // SAFETY: the launch checked the arguments against the kernel's parameters.
+                unsafe { entry(args as *mut *mut c_void) };
+            },
+        ));
     }
 
     let result = drive(run, &mut fibers, order);
@@ -392,7 +407,9 @@ fn resolve_warps(r: &mut BlockRun) -> Result<bool, String> {
                             call.op.cuda_name(), call.site.describe(), site.describe()
                         ));
                     }
-                    State::Runnable => return Err("internal error: runnable lane at resolution".into()),
+                    State::Runnable => {
+                        return Err("internal error: runnable lane at resolution".into())
+                    }
                 }
             }
             // Every lane of the mask is here: compute each lane's result from the mask's lanes.
@@ -420,7 +437,11 @@ fn resolve_warps(r: &mut BlockRun) -> Result<bool, String> {
                             },
                             _ => {
                                 let s = l ^ (arg & (WARP - 1));
-                                if s & !(width - 1) == segment { s } else { l }
+                                if s & !(width - 1) == segment {
+                                    s
+                                } else {
+                                    l
+                                }
                             }
                         };
                         if src >= lanes || mask & (1 << src) == 0 {
@@ -485,7 +506,10 @@ extern "C" fn on_trap(what: *const c_char, line: c_int, file: *const c_char) {
         let what = unsafe { CStr::from_ptr(what) }.to_string_lossy();
         // SAFETY: short read while only this fiber runs.
         let t = unsafe { (*run).current };
-        format!("thread {t} called {what} at {}", Site { line, file }.describe())
+        format!(
+            "thread {t} called {what} at {}",
+            Site { line, file }.describe()
+        )
     };
     fault(run, yielder, message);
 }
@@ -506,7 +530,14 @@ extern "C" fn on_warp(
     let (base, lane) = (t / WARP * WARP, t % WARP);
     let lanes = (n - base).min(WARP);
     let Some(op) = WarpOp::from_c(op) else {
-        fault(run, yielder, format!("thread {t}: unknown warp operation {op} at {}", site.describe()));
+        fault(
+            run,
+            yielder,
+            format!(
+                "thread {t}: unknown warp operation {op} at {}",
+                site.describe()
+            ),
+        );
     };
     let name = op.cuda_name();
     if mask & (1 << lane) == 0 {
@@ -532,7 +563,15 @@ extern "C" fn on_warp(
     }
     // SAFETY: short write while only this fiber runs.
     unsafe {
-        (&mut (*run).warp)[t] = Some(WarpCall { op, mask, value, arg, width, site, result: 0 });
+        (&mut (*run).warp)[t] = Some(WarpCall {
+            op,
+            mask,
+            value,
+            arg,
+            width,
+            site,
+            result: 0,
+        });
     }
     yielder.suspend(Wait::Warp);
     // SAFETY: the scheduler stored this lane's result before resuming it.

@@ -130,7 +130,9 @@ impl EmuDevice {
             .num_threads(host_threads)
             .thread_name(|i| format!("rescnn-emu-{i}"))
             .build()
-            .map_err(|e| Error::Device(format!("emulated device: cannot start host threads: {e}")))?;
+            .map_err(|e| {
+                Error::Device(format!("emulated device: cannot start host threads: {e}"))
+            })?;
         let mut device = EmuDevice {
             order,
             pool,
@@ -227,14 +229,22 @@ impl Device for EmuDevice {
     fn alloc_zeroed<T: bytemuck::Pod + Send + Sync>(&self, len: usize) -> Result<EmuBuffer<T>> {
         let bytes = len
             .checked_mul(std::mem::size_of::<T>())
-            .ok_or_else(|| Error::Device(format!("emulated device: {len} values do not fit in memory")))?
+            .ok_or_else(|| {
+                Error::Device(format!(
+                    "emulated device: {len} values do not fit in memory"
+                ))
+            })?
             .max(256);
-        let layout = Layout::from_size_align(bytes, 256.max(std::mem::align_of::<T>()))
-            .map_err(|e| Error::Device(format!("emulated device: allocation of {bytes} bytes: {e}")))?;
+        let layout =
+            Layout::from_size_align(bytes, 256.max(std::mem::align_of::<T>())).map_err(|e| {
+                Error::Device(format!("emulated device: allocation of {bytes} bytes: {e}"))
+            })?;
         // SAFETY: the layout has a non-zero size.
         let ptr = unsafe { std::alloc::alloc_zeroed(layout) };
         let ptr = NonNull::new(ptr.cast::<T>()).ok_or_else(|| {
-            Error::Device(format!("emulated device: out of memory allocating {bytes} bytes"))
+            Error::Device(format!(
+                "emulated device: out of memory allocating {bytes} bytes"
+            ))
         })?;
         Ok(EmuBuffer { ptr, len, layout })
     }
@@ -335,7 +345,8 @@ impl Device for EmuDevice {
         if self.host_threads == 1 || blocks == 1 {
             self.pool.install(|| (0..blocks).for_each(run_one));
         } else {
-            self.pool.install(|| (0..blocks).into_par_iter().for_each(run_one));
+            self.pool
+                .install(|| (0..blocks).into_par_iter().for_each(run_one));
         }
         drop(pointers);
         match first_error.into_inner().unwrap_or_else(|p| p.into_inner()) {

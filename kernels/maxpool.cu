@@ -1,0 +1,70 @@
+// maxpool.cu — k×k max-pooling with stride s (floor mode), forward and backward.
+//
+// Kernels
+//   maxpool_forward: one thread per output element (grid-stride over N·C·H_out·W_out, consecutive
+//     threads on consecutive output columns, so the window rows they read are coalesced). Reads k²
+//     inputs, writes y and argmax = h·W_in + w of the FIRST maximum in row-major window order (a strict
+//     `>` scan, like the CPU reference). Memory-bound: overlapping windows (s < k) are re-read through
+//     L1/L2, not DRAM.
+//   maxpool_backward: GATHER, one thread per INPUT element. It visits the ⌈k/s⌉² (at most) windows that
+//     contain it and adds the dy of those whose argmax is this element, in row-major window order,
+//     then adds the total into dx once. No two threads write the same dx element, so overlapping
+//     windows need no atomics, and the result does not depend on scheduling.
+#include "common.cuh"
+
+extern "C" __global__ void maxpool_forward(PoolGeom g,
+                                           const float* __restrict__ x,  // (N, C, H_in, W_in)
+                                           float* __restrict__ y,        // (N, C, H_out, W_out)
+                                           unsigned* __restrict__ argmax) {  // (N, C, H_out, W_out)
+    const unsigned total = (unsigned)g.n * g.c * g.h_out * g.w_out;
+    const unsigned stride = gridDim.x * blockDim.x;
+    for (unsigned i = blockIdx.x * blockDim.x + threadIdx.x; i < total; i += stride) {
+        const int ow = i % g.w_out;
+        const int oh = (i / g.w_out) % g.h_out;
+        const unsigned plane = i / (g.w_out * g.h_out);
+        const float* in = x + (size_t)plane * g.h_in * g.w_in;
+        const int first = oh * g.stride * g.w_in + ow * g.stride;
+        float best = in[first];
+        int best_at = first;
+        for (int dh = 0; dh < g.k; ++dh) {
+            const float* row = in + first + dh * g.w_in;
+            for (int dw = 0; dw < g.k; ++dw) {
+                const float v = __ldg(row + dw);
+                if (v > best) {
+                    best = v;
+                    best_at = first + dh * g.w_in + dw;
+                }
+            }
+        }
+        y[i] = best;
+        argmax[i] = (unsigned)best_at;
+    }
+}
+
+extern "C" __global__ void maxpool_backward(PoolGeom g,
+                                            const float* __restrict__ dy,          // (N, C, H_out, W_out)
+                                            const unsigned* __restrict__ argmax,   // (N, C, H_out, W_out)
+                                            float* __restrict__ dx) {              // (N, C, H_in, W_in)
+    const unsigned total = (unsigned)g.n * g.c * g.h_in * g.w_in;
+    const unsigned stride = gridDim.x * blockDim.x;
+    for (unsigned i = blockIdx.x * blockDim.x + threadIdx.x; i < total; i += stride) {
+        const int w = i % g.w_in;
+        const int h = (i / g.w_in) % g.h_in;
+        const unsigned plane = i / (g.w_in * g.h_in);
+        // Windows (oh, ow) with oh·s ≤ h < oh·s + k, inside the output.
+        const int oh_lo = h < g.k ? 0 : (h - g.k + g.stride) / g.stride;
+        const int oh_hi = min(h / g.stride, g.h_out - 1);
+        const int ow_lo = w < g.k ? 0 : (w - g.k + g.stride) / g.stride;
+        const int ow_hi = min(w / g.stride, g.w_out - 1);
+        const unsigned me = (unsigned)(h * g.w_in + w);
+        const size_t out_plane = (size_t)plane * g.h_out * g.w_out;
+        float acc = dx[i];
+        for (int oh = oh_lo; oh <= oh_hi; ++oh) {
+            for (int ow = ow_lo; ow <= ow_hi; ++ow) {
+                const size_t o = out_plane + oh * g.w_out + ow;
+                if (__ldg(argmax + o) == me) acc += __ldg(dy + o);
+            }
+        }
+        dx[i] = acc;
+    }
+}

@@ -1,0 +1,58 @@
+//! Wrapper of kernels/maxpool.cu: max-pool forward (with argmax) and backward (gather into dx).
+
+use super::{check_index_range, grid_stride, need};
+use crate::backends::device::{Device, Kernel, KernelArgs};
+use crate::backends::geometry::PoolGeom;
+use crate::Result;
+
+pub const FORWARD: Kernel = Kernel {
+    module: "maxpool",
+    name: "maxpool_forward",
+};
+pub const BACKWARD: Kernel = Kernel {
+    module: "maxpool",
+    name: "maxpool_backward",
+};
+
+/// WRITES y and argmax (N, C, H_out, W_out) from x (N, C, H_in, W_in).
+pub fn forward<D: Device>(
+    dev: &D,
+    g: &PoolGeom,
+    x: &D::Buffer<f32>,
+    y: &mut D::Buffer<f32>,
+    argmax: &mut D::Buffer<u32>,
+) -> Result<()> {
+    let (input, output) = (g.input().len(), g.output().len());
+    check_index_range("max-pool input", input)?;
+    let mut args = KernelArgs::new();
+    args.push(*g)
+        .push(need(dev, x, input, "max-pool x")?)
+        .push(need(dev, y, output, "max-pool y")?)
+        .push(need(dev, argmax, output, "max-pool argmax")?);
+    // SAFETY: maxpool_forward(PoolGeom, const float* x, float* y, unsigned* argmax): the arguments are
+    // pushed in that order with those types, x holds N·C·H_in·W_in values and y and argmax
+    // N·C·H_out·W_out (checked above), and the kernel touches no index beyond those (its grid-stride
+    // loop is bounded by the geometry; windows lie inside the input by PoolGeom's floor mode).
+    unsafe { dev.launch(FORWARD, &grid_stride(output), &mut args) }
+}
+
+/// ACCUMULATES dx (N, C, H_in, W_in) from dy and argmax (N, C, H_out, W_out).
+pub fn backward<D: Device>(
+    dev: &D,
+    g: &PoolGeom,
+    dy: &D::Buffer<f32>,
+    argmax: &D::Buffer<u32>,
+    dx: &mut D::Buffer<f32>,
+) -> Result<()> {
+    let (input, output) = (g.input().len(), g.output().len());
+    check_index_range("max-pool input", input)?;
+    let mut args = KernelArgs::new();
+    args.push(*g)
+        .push(need(dev, dy, output, "max-pool dy")?)
+        .push(need(dev, argmax, output, "max-pool argmax")?)
+        .push(need(dev, dx, input, "max-pool dx")?);
+    // SAFETY: maxpool_backward(PoolGeom, const float* dy, const unsigned* argmax, float* dx), pushed in
+    // that order; lengths checked above. The kernel only compares argmax values (never indexes with
+    // them), so any argmax content is memory-safe.
+    unsafe { dev.launch(BACKWARD, &grid_stride(input), &mut args) }
+}

@@ -1,0 +1,261 @@
+//! Every kernel family against the CPU reference (f32), on awkward shapes: batch 1 and 3, odd and even
+//! non-square maps, sizes that are multiples of no block or tile size. Each body is written once and
+//! run on every kernel-running device (see `backend_tests!` in tests/common).
+
+#[macro_use]
+mod common;
+
+use common::{reference, Rng};
+use rescnn::backends::check::{self, assert_close, assert_same_indices};
+use rescnn::backends::{Backend, PoolGeom, RmsPropConfig, ShortcutGeom, XentGeom};
+use rescnn::Shape;
+
+backend_tests!(
+    maxpool_matches_reference,
+    maxpool_with_ties_takes_the_first_maximum,
+    shortcut_matches_reference,
+    softmax_xent_matches_reference,
+    softmax_xent_rejects_a_label_outside_the_classes,
+    rmsprop_matches_reference_over_several_steps,
+);
+
+/// Forward then backward of one max-pool on `b`; dx starts from `dx0` (the op accumulates).
+fn run_maxpool<B: Backend<Elem = f32>>(
+    b: &B,
+    g: &PoolGeom,
+    x: &[f32],
+    dy: &[f32],
+    dx0: &[f32],
+) -> (Vec<f32>, Vec<u32>, Vec<f32>) {
+    let xb = b.upload(x).unwrap();
+    let mut y = b.zeros(g.output().len()).unwrap();
+    let mut am = b.zeros_idx(g.output().len()).unwrap();
+    b.maxpool_forward(g, &xb, &mut y, &mut am).unwrap();
+    let dyb = b.upload(dy).unwrap();
+    let mut dx = b.upload(dx0).unwrap();
+    b.maxpool_backward(g, &dyb, &am, &mut dx).unwrap();
+    (
+        b.download(&y).unwrap(),
+        b.download_idx(&am).unwrap(),
+        b.download(&dx).unwrap(),
+    )
+}
+
+fn check_maxpool<B: Backend<Elem = f32>>(dev: &B, g: &PoolGeom, x: &[f32], rng: &mut Rng) {
+    let dy = rng.vec(g.output().len(), -1.0, 1.0);
+    let dx0 = rng.vec(g.input().len(), -1.0, 1.0);
+    let (y, am, dx) = run_maxpool(dev, g, x, &dy, &dx0);
+    let (y_ref, am_ref, dx_ref) = run_maxpool(&reference(), g, x, &dy, &dx0);
+    let what = format!(
+        "maxpool {} k={} s={} on {}",
+        g.input(),
+        g.k,
+        g.stride,
+        dev.name()
+    );
+    assert_close(&check::MAXPOOL_FORWARD, &format!("{what}: y"), &y, &y_ref);
+    assert_same_indices(&format!("{what}: argmax"), &am, &am_ref);
+    assert_close(
+        &check::MAXPOOL_BACKWARD,
+        &format!("{what}: dx"),
+        &dx,
+        &dx_ref,
+    );
+}
+
+const POOL_CASES: [(Shape, usize, usize); 6] = [
+    (Shape::new(1, 3, 7, 6), 2, 2),
+    (Shape::new(3, 2, 9, 8), 3, 2),
+    (Shape::new(3, 5, 33, 17), 2, 2),
+    (Shape::new(1, 1, 64, 64), 3, 2),
+    // stride < k: every input sits in up to four windows
+    (Shape::new(2, 4, 11, 13), 3, 1),
+    (Shape::new(3, 3, 2, 2), 2, 2),
+];
+
+fn maxpool_matches_reference<B: Backend<Elem = f32>>(dev: &B) {
+    let mut rng = Rng::new(1);
+    for (shape, k, s) in POOL_CASES {
+        let g = PoolGeom::new(shape, k, s).unwrap();
+        let x = rng.vec(shape.len(), -2.0, 2.0);
+        check_maxpool(dev, &g, &x, &mut rng);
+    }
+}
+
+fn maxpool_with_ties_takes_the_first_maximum<B: Backend<Elem = f32>>(dev: &B) {
+    // Three distinct values only: most windows hold several maxima, and overlapping windows (s < k)
+    // route several gradients onto the same input.
+    let mut rng = Rng::new(2);
+    for (shape, k, s) in POOL_CASES {
+        let g = PoolGeom::new(shape, k, s).unwrap();
+        let x: Vec<f32> = (0..shape.len()).map(|_| rng.below(3) as f32).collect();
+        check_maxpool(dev, &g, &x, &mut rng);
+    }
+}
+
+fn run_shortcut<B: Backend<Elem = f32>>(
+    b: &B,
+    g: &ShortcutGeom,
+    src: &[f32],
+    dst0: &[f32],
+    d_dst: &[f32],
+    d_src0: &[f32],
+) -> (Vec<f32>, Vec<f32>) {
+    let srcb = b.upload(src).unwrap();
+    let mut dst = b.upload(dst0).unwrap();
+    b.shortcut_forward(g, &srcb, &mut dst).unwrap();
+    let d_dstb = b.upload(d_dst).unwrap();
+    let mut d_src = b.upload(d_src0).unwrap();
+    b.shortcut_backward(g, &d_dstb, &mut d_src).unwrap();
+    (b.download(&dst).unwrap(), b.download(&d_src).unwrap())
+}
+
+fn shortcut_matches_reference<B: Backend<Elem = f32>>(dev: &B) {
+    let cases = [
+        (Shape::new(1, 1, 16, 12), Shape::new(1, 8, 4, 3)),
+        (Shape::new(3, 3, 18, 10), Shape::new(3, 9, 9, 5)),
+        // C_dst not a multiple of C_src: source channels get different numbers of readers
+        (Shape::new(3, 3, 10, 14), Shape::new(3, 8, 5, 7)),
+        (Shape::new(2, 1, 7, 5), Shape::new(2, 16, 7, 5)),
+        (Shape::new(1, 3, 64, 48), Shape::new(1, 32, 8, 6)),
+    ];
+    let mut rng = Rng::new(3);
+    for (src_shape, dst_shape) in cases {
+        let g = ShortcutGeom::new(src_shape, dst_shape).unwrap();
+        let src = rng.vec(src_shape.len(), -1.0, 1.0);
+        let dst0 = rng.vec(dst_shape.len(), -1.0, 1.0);
+        let d_dst = rng.vec(dst_shape.len(), -1.0, 1.0);
+        let d_src0 = rng.vec(src_shape.len(), -1.0, 1.0);
+        let (dst, d_src) = run_shortcut(dev, &g, &src, &dst0, &d_dst, &d_src0);
+        let (dst_ref, d_src_ref) = run_shortcut(&reference(), &g, &src, &dst0, &d_dst, &d_src0);
+        let what = format!("shortcut {src_shape} -> {dst_shape} on {}", dev.name());
+        assert_close(&check::SHORTCUT, &format!("{what}: dst"), &dst, &dst_ref);
+        assert_close(
+            &check::SHORTCUT,
+            &format!("{what}: d_src"),
+            &d_src,
+            &d_src_ref,
+        );
+    }
+}
+
+fn run_xent<B: Backend<Elem = f32>>(
+    b: &B,
+    g: &XentGeom,
+    logits: &[f32],
+    labels: &[u32],
+) -> rescnn::Result<(Vec<f32>, Vec<f32>, f64, usize)> {
+    let lb = b.upload(logits)?;
+    let mut labb = b.zeros_idx(labels.len())?;
+    b.write_idx(&mut labb, labels)?;
+    let mut losses = b.zeros(g.n as usize)?;
+    let mut d = b.zeros(logits.len())?;
+    let stats = b.softmax_xent(g, &lb, &labb, &mut losses, &mut d)?;
+    Ok((
+        b.download(&losses)?,
+        b.download(&d)?,
+        stats.mean_loss,
+        stats.correct,
+    ))
+}
+
+fn softmax_xent_matches_reference<B: Backend<Elem = f32>>(dev: &B) {
+    let mut rng = Rng::new(4);
+    // (rows, classes, logit scale)
+    let cases = [
+        (1, 7, 3.0),
+        (3, 7, 3.0),
+        (50, 7, 3.0),
+        (5, 40, 2.0), // more classes than lanes: each lane scans several
+        (6, 2, 1.0),
+        (3, 7, 1e4), // logits of ±1e4: only the max-subtracted form stays finite
+        (33, 97, 1e4),
+    ];
+    for (n, k, scale) in cases {
+        let g = XentGeom::new(n, k).unwrap();
+        let mut logits = rng.vec(n * k, -scale, scale);
+        let labels: Vec<u32> = (0..n).map(|_| rng.below(k as u32)).collect();
+        // Make some rows correct and give row 0 a tie, which the first maximum must break.
+        for row in (0..n).step_by(2) {
+            logits[row * k + labels[row] as usize] = 2.0 * scale;
+        }
+        logits[k - 1] = 2.0 * scale;
+        let (losses, d, mean, correct) = run_xent(dev, &g, &logits, &labels).unwrap();
+        let (losses_ref, d_ref, mean_ref, correct_ref) =
+            run_xent(&reference(), &g, &logits, &labels).unwrap();
+        let what = format!("softmax_xent {n}×{k}, logits ±{scale} on {}", dev.name());
+        assert!(
+            losses.iter().all(|l| l.is_finite()),
+            "{what}: non-finite loss {losses:?}"
+        );
+        assert_close(
+            &check::SOFTMAX_XENT,
+            &format!("{what}: losses"),
+            &losses,
+            &losses_ref,
+        );
+        assert_close(
+            &check::SOFTMAX_XENT,
+            &format!("{what}: d_logits"),
+            &d,
+            &d_ref,
+        );
+        assert_close(
+            &check::SOFTMAX_XENT,
+            &format!("{what}: mean loss"),
+            &[mean],
+            &[mean_ref],
+        );
+        assert_eq!(correct, correct_ref, "{what}: correct rows");
+    }
+}
+
+fn softmax_xent_rejects_a_label_outside_the_classes<B: Backend<Elem = f32>>(dev: &B) {
+    let g = XentGeom::new(3, 7).unwrap();
+    let logits = Rng::new(5).vec(21, -1.0, 1.0);
+    let err = run_xent(dev, &g, &logits, &[1, 7, 2])
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("not one of the 7 classes"), "{err}");
+}
+
+fn run_rmsprop<B: Backend<Elem = f32>>(
+    b: &B,
+    cfg: &RmsPropConfig,
+    w0: &[f32],
+    grads: &[Vec<f32>],
+) -> (Vec<f32>, Vec<f32>) {
+    let mut w = b.upload(w0).unwrap();
+    let mut r = b.zeros(w0.len()).unwrap();
+    for (step, g) in grads.iter().enumerate() {
+        let gb = b.upload(g).unwrap();
+        b.rmsprop_update(cfg, step as u64, &mut w, &gb, &mut r)
+            .unwrap();
+    }
+    (b.download(&w).unwrap(), b.download(&r).unwrap())
+}
+
+fn rmsprop_matches_reference_over_several_steps<B: Backend<Elem = f32>>(dev: &B) {
+    let mut rng = Rng::new(6);
+    let configs = [
+        RmsPropConfig::default(),
+        // A strong decay so the time-decayed rate visibly changes from step to step, and weight decay.
+        RmsPropConfig {
+            lr: 0.01,
+            decay: 0.2,
+            weight_decay: 1e-3,
+            ..Default::default()
+        },
+    ];
+    for cfg in configs {
+        for len in [1, 3, 4, 7, 1000, 4099] {
+            let w0 = rng.vec(len, -1.0, 1.0);
+            let grads: Vec<Vec<f32>> = (0..5).map(|_| rng.vec(len, -0.5, 0.5)).collect();
+            let (w, r) = run_rmsprop(dev, &cfg, &w0, &grads);
+            let (w_ref, r_ref) = run_rmsprop(&reference(), &cfg, &w0, &grads);
+            let what = format!("rmsprop len {len}, decay {} on {}", cfg.decay, dev.name());
+            assert_close(&check::RMSPROP, &format!("{what}: w"), &w, &w_ref);
+            assert_close(&check::RMSPROP, &format!("{what}: r"), &r, &r_ref);
+        }
+    }
+}
