@@ -1,5 +1,7 @@
-//! The conv2d and dense kernels (kernels/conv2d.cu, kernels/dense.cu) through the op contract, on the
-//! emulated device in both thread orders, against the CPU reference computing in f64.
+//! The conv2d and dense kernels (kernels/conv2d.cu, kernels/dense.cu) through the op contract, against
+//! the CPU reference computing in f64 (so the named tolerances cover the device's f32 error alone). Each
+//! body is written once and run on every kernel-running device by `backend_tests!` (tests/common): the
+//! emulated device in both thread orders, and the CUDA device where there is one.
 //!
 //! Shapes are the awkward ones of the gradient checks (batch 1 and 3, odd and even non-square maps,
 //! kernels 1, 3, 4, 5, 8, 10, stride 1 and 2, SAME / VALID / explicit asymmetric padding) plus sizes
@@ -7,24 +9,25 @@
 //! problems big enough to take the split-K paths. Every gradient that ACCUMULATES starts from random
 //! values, so a kernel that writes instead of adding fails.
 
-use rand::{RngExt, SeedableRng};
-use rand_chacha::ChaCha8Rng;
+#[macro_use]
+mod common;
 
-use rescnn::backends::check::{compare, Tolerance, CONV2D, DENSE};
+use common::Rng;
+use rescnn::backends::check::{assert_close, Tolerance, CONV2D, DENSE};
 use rescnn::backends::cpu::CpuBackend;
-use rescnn::backends::emu::{EmuDevice, ThreadOrder};
-use rescnn::backends::kernel_backend::KernelBackend;
 use rescnn::backends::{Backend, ConvGeom, DenseGeom, Padding};
 use rescnn::Shape;
 
-const ORDERS: [ThreadOrder; 2] = [ThreadOrder::Forward, ThreadOrder::Reverse];
+backend_tests!(
+    conv2d_matches_reference_stride_1,
+    conv2d_matches_reference_stride_2,
+    conv2d_matches_reference_with_multiple_tiles,
+    dense_matches_reference,
+    dense_matches_reference_on_split_k_paths,
+);
 
-fn emulated(order: ThreadOrder) -> KernelBackend<EmuDevice> {
-    KernelBackend::new(EmuDevice::new(order).unwrap()).unwrap()
-}
-
-fn random(rng: &mut ChaCha8Rng, len: usize) -> Vec<f32> {
-    (0..len).map(|_| rng.random_range(-1.0f32..1.0)).collect()
+fn random(rng: &mut Rng, len: usize) -> Vec<f32> {
+    rng.vec(len, -1.0, 1.0)
 }
 
 fn widen(v: &[f32]) -> Vec<f64> {
@@ -32,28 +35,45 @@ fn widen(v: &[f32]) -> Vec<f64> {
 }
 
 fn check(tol: &Tolerance, what: String, got: &[f32], reference: &[f64]) {
-    if let Err(msg) = compare(tol, &what, got, reference) {
-        panic!("{msg}");
-    }
+    assert_close(tol, &what, got, reference);
 }
 
 /// Forward and backward of one convolution on `dev` and on the f64 reference; every output compared.
-fn conv_case<B: Backend<Elem = f32>>(dev: &B, input: Shape, c_out: usize, k: (usize, usize), stride: usize, pad: Padding, relu: bool) {
+fn conv_case<B: Backend<Elem = f32>>(
+    dev: &B,
+    input: Shape,
+    c_out: usize,
+    k: (usize, usize),
+    stride: usize,
+    pad: Padding,
+    relu: bool,
+) {
     let g = ConvGeom::new(input, c_out, k, stride, pad, relu).unwrap();
-    let what = format!("conv {input} -> {c_out}x{}x{} s{stride} {pad:?} relu={relu} on {}", k.0, k.1, dev.name());
+    let what = format!(
+        "conv {input} -> {c_out}x{}x{} s{stride} {pad:?} relu={relu} on {}",
+        k.0,
+        k.1,
+        dev.name()
+    );
     let reference = CpuBackend::<f64>::new();
-    let mut rng = ChaCha8Rng::seed_from_u64(input.len() as u64 * 31 + c_out as u64);
+    let mut rng = Rng::new(input.len() as u64 * 31 + c_out as u64);
     let x = random(&mut rng, g.input().len());
     let w = random(&mut rng, g.weight_len());
     let b = random(&mut rng, c_out);
 
     // Forward.
-    let (dx_, dw_, db_) = (dev.upload(&x).unwrap(), dev.upload(&w).unwrap(), dev.upload(&b).unwrap());
+    let (dx_, dw_, db_) = (
+        dev.upload(&x).unwrap(),
+        dev.upload(&w).unwrap(),
+        dev.upload(&b).unwrap(),
+    );
     let mut y = dev.zeros(g.output().len()).unwrap();
     dev.conv2d_forward(&g, &dx_, &dw_, &db_, &mut y).unwrap();
     let (rx, rw, rb) = (widen(&x), widen(&w), widen(&b));
     let mut ry = reference.zeros(g.output().len()).unwrap();
-    reference.conv2d_forward(&g, &rx, &rw, &rb, &mut ry).unwrap();
+    reference
+        .conv2d_forward(&g, &rx, &rw, &rb, &mut ry)
+        .unwrap();
     let y_host = dev.download(&y).unwrap();
     check(&CONV2D, format!("{what}: y"), &y_host, &ry);
 
@@ -64,7 +84,8 @@ fn conv_case<B: Backend<Elem = f32>>(dev: &B, input: Shape, c_out: usize, k: (us
     let mut dx = dev.upload(&dx0).unwrap();
     let mut dw = dev.upload(&random(&mut rng, g.weight_len())).unwrap(); // written: garbage must vanish
     let mut db = dev.upload(&random(&mut rng, c_out)).unwrap();
-    dev.conv2d_backward(&g, &dx_, &dw_, &y, &mut dy, Some(&mut dx), &mut dw, &mut db).unwrap();
+    dev.conv2d_backward(&g, &dx_, &dw_, &y, &mut dy, Some(&mut dx), &mut dw, &mut db)
+        .unwrap();
 
     let ry_dev = widen(&y_host);
     let mut rdy = widen(&dy0);
@@ -72,43 +93,171 @@ fn conv_case<B: Backend<Elem = f32>>(dev: &B, input: Shape, c_out: usize, k: (us
     let mut rdw = reference.zeros(g.weight_len()).unwrap();
     let mut rdb = reference.zeros(c_out).unwrap();
     reference
-        .conv2d_backward(&g, &rx, &rw, &ry_dev, &mut rdy, Some(&mut rdx), &mut rdw, &mut rdb)
+        .conv2d_backward(
+            &g,
+            &rx,
+            &rw,
+            &ry_dev,
+            &mut rdy,
+            Some(&mut rdx),
+            &mut rdw,
+            &mut rdb,
+        )
         .unwrap();
-    check(&CONV2D, format!("{what}: masked dy"), &dev.download(&dy).unwrap(), &rdy);
-    check(&CONV2D, format!("{what}: dx (accumulated)"), &dev.download(&dx).unwrap(), &rdx);
-    check(&CONV2D, format!("{what}: dw"), &dev.download(&dw).unwrap(), &rdw);
-    check(&CONV2D, format!("{what}: db"), &dev.download(&db).unwrap(), &rdb);
+    check(
+        &CONV2D,
+        format!("{what}: masked dy"),
+        &dev.download(&dy).unwrap(),
+        &rdy,
+    );
+    check(
+        &CONV2D,
+        format!("{what}: dx (accumulated)"),
+        &dev.download(&dx).unwrap(),
+        &rdx,
+    );
+    check(
+        &CONV2D,
+        format!("{what}: dw"),
+        &dev.download(&dw).unwrap(),
+        &rdw,
+    );
+    check(
+        &CONV2D,
+        format!("{what}: db"),
+        &dev.download(&db).unwrap(),
+        &rdb,
+    );
 
     // The first layer passes no dx: the other gradients are the same.
     let mut dy = dev.upload(&dy0).unwrap();
-    dev.conv2d_backward(&g, &dx_, &dw_, &y, &mut dy, None, &mut dw, &mut db).unwrap();
-    check(&CONV2D, format!("{what}: dw without dx"), &dev.download(&dw).unwrap(), &rdw);
+    dev.conv2d_backward(&g, &dx_, &dw_, &y, &mut dy, None, &mut dw, &mut db)
+        .unwrap();
+    check(
+        &CONV2D,
+        format!("{what}: dw without dx"),
+        &dev.download(&dw).unwrap(),
+        &rdw,
+    );
 }
 
 fn explicit(top: usize, bottom: usize, left: usize, right: usize) -> Padding {
-    Padding::Explicit { top, bottom, left, right }
+    Padding::Explicit {
+        top,
+        bottom,
+        left,
+        right,
+    }
 }
 
-#[test]
-fn conv2d_matches_reference_on_awkward_shapes() {
-    for order in ORDERS {
-        let dev = emulated(order);
-        // odd non-square map, 3x3 SAME, batch 1
-        conv_case(&dev, Shape::new(1, 3, 9, 7), 5, (3, 3), 1, Padding::Same, true);
-        // even kernel with stride 2: SAME pads 1 before, 2 after
-        conv_case(&dev, Shape::new(3, 2, 8, 10), 4, (4, 4), 2, Padding::Same, true);
-        // the paper's 10x10 (pads 4 before, 5 after), single channel
-        conv_case(&dev, Shape::new(1, 1, 12, 11), 3, (10, 10), 1, Padding::Same, false);
-        // 70 filters = two row tiles, 5x5 stride 2, asymmetric explicit padding
-        conv_case(&dev, Shape::new(3, 3, 7, 9), 70, (5, 5), 2, explicit(1, 2, 0, 2), true);
-        // 1x1 VALID
-        conv_case(&dev, Shape::new(2, 5, 6, 6), 8, (1, 1), 1, Padding::Valid, false);
-        // 65 input channels = two row tiles of the backward-data GEMM, even 8x8 kernel
-        conv_case(&dev, Shape::new(1, 65, 5, 4), 3, (8, 8), 1, Padding::Same, true);
-        // non-square kernel, VALID, 3 x 20 x 18 = 1080 pixels: 9 column tiles (not a multiple of 128)
-        // and a split-K filter gradient
-        conv_case(&dev, Shape::new(3, 4, 20, 18), 6, (3, 2), 1, Padding::Valid, true);
-    }
+fn conv2d_matches_reference_stride_1<B: Backend<Elem = f32>>(dev: &B) {
+    // odd non-square map, 3x3 SAME, batch 1
+    conv_case(
+        dev,
+        Shape::new(1, 3, 9, 7),
+        5,
+        (3, 3),
+        1,
+        Padding::Same,
+        true,
+    );
+    // the paper's 10x10 (SAME pads 4 before, 5 after), single channel, odd width
+    conv_case(
+        dev,
+        Shape::new(1, 1, 12, 11),
+        3,
+        (10, 10),
+        1,
+        Padding::Same,
+        false,
+    );
+    // 1x1 VALID
+    conv_case(
+        dev,
+        Shape::new(2, 5, 6, 6),
+        8,
+        (1, 1),
+        1,
+        Padding::Valid,
+        false,
+    );
+    // even 8x8 kernel larger than the map's width
+    conv_case(
+        dev,
+        Shape::new(3, 2, 5, 4),
+        3,
+        (8, 8),
+        1,
+        Padding::Same,
+        true,
+    );
+}
+
+fn conv2d_matches_reference_stride_2<B: Backend<Elem = f32>>(dev: &B) {
+    // even kernel with stride 2: SAME pads 1 before, 2 after
+    conv_case(
+        dev,
+        Shape::new(3, 2, 8, 10),
+        4,
+        (4, 4),
+        2,
+        Padding::Same,
+        true,
+    );
+    // 5x5, asymmetric explicit padding, odd map
+    conv_case(
+        dev,
+        Shape::new(1, 3, 7, 9),
+        4,
+        (5, 5),
+        2,
+        explicit(1, 2, 0, 2),
+        true,
+    );
+    // 3x3 VALID on an odd map: the last row and column are never read
+    conv_case(
+        dev,
+        Shape::new(3, 2, 9, 7),
+        2,
+        (3, 3),
+        2,
+        Padding::Valid,
+        false,
+    );
+}
+
+fn conv2d_matches_reference_with_multiple_tiles<B: Backend<Elem = f32>>(dev: &B) {
+    // 70 filters = two row tiles of the forward and filter GEMMs
+    conv_case(
+        dev,
+        Shape::new(1, 3, 6, 5),
+        70,
+        (3, 3),
+        1,
+        Padding::Same,
+        true,
+    );
+    // 65 input channels = two row tiles of the backward-data GEMM; 65·16 filter columns = 9 tiles
+    conv_case(
+        dev,
+        Shape::new(1, 65, 5, 4),
+        3,
+        (4, 4),
+        1,
+        Padding::Same,
+        true,
+    );
+    // non-square kernel, VALID, 3 x 20 x 18 = 1080 pixels: 9 column tiles (not a multiple of 128)
+    // and a filter gradient split over 4 pixel chunks
+    conv_case(
+        dev,
+        Shape::new(3, 4, 20, 18),
+        6,
+        (3, 2),
+        1,
+        Padding::Valid,
+        true,
+    );
 }
 
 /// Forward and backward of one dense layer on `dev` and on the f64 reference.
@@ -116,11 +265,15 @@ fn dense_case<B: Backend<Elem = f32>>(dev: &B, n: usize, inp: usize, out: usize,
     let g = DenseGeom::new(n, inp, out, relu).unwrap();
     let what = format!("dense {n} x {inp} -> {out} relu={relu} on {}", dev.name());
     let reference = CpuBackend::<f64>::new();
-    let mut rng = ChaCha8Rng::seed_from_u64((n * 1000 + inp * 10 + out) as u64);
+    let mut rng = Rng::new((n * 1000 + inp * 10 + out) as u64);
     let x = random(&mut rng, n * inp);
     let w = random(&mut rng, inp * out);
     let b = random(&mut rng, out);
-    let (dx_, dw_, db_) = (dev.upload(&x).unwrap(), dev.upload(&w).unwrap(), dev.upload(&b).unwrap());
+    let (dx_, dw_, db_) = (
+        dev.upload(&x).unwrap(),
+        dev.upload(&w).unwrap(),
+        dev.upload(&b).unwrap(),
+    );
     let mut y = dev.zeros(n * out).unwrap();
     dev.dense_forward(&g, &dx_, &dw_, &db_, &mut y).unwrap();
     let (rx, rw, rb) = (widen(&x), widen(&w), widen(&b));
@@ -135,30 +288,59 @@ fn dense_case<B: Backend<Elem = f32>>(dev: &B, n: usize, inp: usize, out: usize,
     let mut dx = dev.upload(&dx0).unwrap();
     let mut dw = dev.upload(&random(&mut rng, inp * out)).unwrap();
     let mut db = dev.upload(&random(&mut rng, out)).unwrap();
-    dev.dense_backward(&g, &dx_, &dw_, &y, &mut dy, Some(&mut dx), &mut dw, &mut db).unwrap();
+    dev.dense_backward(&g, &dx_, &dw_, &y, &mut dy, Some(&mut dx), &mut dw, &mut db)
+        .unwrap();
     let ry_dev = widen(&y_host);
     let mut rdy = widen(&dy0);
     let mut rdx = widen(&dx0);
     let mut rdw = reference.zeros(inp * out).unwrap();
     let mut rdb = reference.zeros(out).unwrap();
     reference
-        .dense_backward(&g, &rx, &rw, &ry_dev, &mut rdy, Some(&mut rdx), &mut rdw, &mut rdb)
+        .dense_backward(
+            &g,
+            &rx,
+            &rw,
+            &ry_dev,
+            &mut rdy,
+            Some(&mut rdx),
+            &mut rdw,
+            &mut rdb,
+        )
         .unwrap();
-    check(&DENSE, format!("{what}: masked dy"), &dev.download(&dy).unwrap(), &rdy);
-    check(&DENSE, format!("{what}: dx (accumulated)"), &dev.download(&dx).unwrap(), &rdx);
-    check(&DENSE, format!("{what}: dw"), &dev.download(&dw).unwrap(), &rdw);
-    check(&DENSE, format!("{what}: db"), &dev.download(&db).unwrap(), &rdb);
+    check(
+        &DENSE,
+        format!("{what}: masked dy"),
+        &dev.download(&dy).unwrap(),
+        &rdy,
+    );
+    check(
+        &DENSE,
+        format!("{what}: dx (accumulated)"),
+        &dev.download(&dx).unwrap(),
+        &rdx,
+    );
+    check(
+        &DENSE,
+        format!("{what}: dw"),
+        &dev.download(&dw).unwrap(),
+        &rdw,
+    );
+    check(
+        &DENSE,
+        format!("{what}: db"),
+        &dev.download(&db).unwrap(),
+        &rdb,
+    );
 }
 
-#[test]
-fn dense_matches_reference_on_awkward_shapes() {
-    for order in ORDERS {
-        let dev = emulated(order);
-        dense_case(&dev, 1, 5, 3, true); // smaller than every tile; scalar loads (5, 3 not multiples of 4)
-        dense_case(&dev, 3, 13, 7, false);
-        dense_case(&dev, 67, 64, 36, true); // float4 loads, two row tiles
-        dense_case(&dev, 50, 300, 130, true); // forward split-K (2 chunks), float4 along IN only
-        dense_case(&dev, 4, 10, 600, true); // dx split-K (3 chunks, accumulating reduction)
-        dense_case(&dev, 600, 6, 5, false); // dw split-K over the batch (3 chunks), 10 row tiles
-    }
+fn dense_matches_reference<B: Backend<Elem = f32>>(dev: &B) {
+    dense_case(dev, 1, 5, 3, true); // smaller than every tile; scalar loads (5, 3 not multiples of 4)
+    dense_case(dev, 3, 13, 7, false);
+    dense_case(dev, 67, 64, 36, true); // float4 loads, two row tiles
+}
+
+fn dense_matches_reference_on_split_k_paths<B: Backend<Elem = f32>>(dev: &B) {
+    dense_case(dev, 50, 300, 130, true); // forward split-K (2 chunks), float4 along IN only
+    dense_case(dev, 4, 10, 600, true); // dx split-K (3 chunks, accumulating reduction)
+    dense_case(dev, 600, 6, 5, false); // dw split-K over the batch (3 chunks), 10 row tiles
 }

@@ -1,7 +1,8 @@
 //! Wrapper of `kernels/conv2d.cu`: kernel names, argument order and launch configuration of the
 //! convolution, forward and backward, in one place. See the `.cu` header for each kernel's strategy.
 
-use super::gemm::{self, check_int_range, check_len, Scratch, SplitK};
+use super::gemm::{self, check_int_range, Scratch, SplitK};
+use super::need;
 use crate::backends::device::{Device, Kernel, KernelArgs, LaunchConfig};
 use crate::backends::geometry::ConvGeom;
 use crate::Result;
@@ -61,10 +62,10 @@ pub fn forward<D: Device>(
     y: &mut D::Buffer<f32>,
 ) -> Result<()> {
     check_geometry(g)?;
-    check_len(dev, x, g.input().len(), "conv2d forward: x")?;
-    check_len(dev, w, g.weight_len(), "conv2d forward: w")?;
-    check_len(dev, b, g.c_out as usize, "conv2d forward: b")?;
-    check_len(dev, y, g.output().len(), "conv2d forward: y")?;
+    need(dev, x, g.input().len(), "conv2d forward: x")?;
+    need(dev, w, g.weight_len(), "conv2d forward: w")?;
+    need(dev, b, g.c_out as usize, "conv2d forward: b")?;
+    need(dev, y, g.output().len(), "conv2d forward: y")?;
     let pixels = g.output().len() / g.c_out as usize;
     let cfg = gemm::launch(g.c_out as usize, pixels, 1)?;
     let mut args = KernelArgs::new();
@@ -107,15 +108,15 @@ pub fn backward<D: Device>(
 ) -> Result<()> {
     check_geometry(g)?;
     let (input, output) = (g.input().len(), g.output().len());
-    check_len(dev, x, input, "conv2d backward: x")?;
-    check_len(dev, w, g.weight_len(), "conv2d backward: w")?;
-    check_len(dev, y, output, "conv2d backward: y")?;
-    check_len(dev, dy, output, "conv2d backward: dy")?;
+    need(dev, x, input, "conv2d backward: x")?;
+    need(dev, w, g.weight_len(), "conv2d backward: w")?;
+    need(dev, y, output, "conv2d backward: y")?;
+    need(dev, dy, output, "conv2d backward: dy")?;
     if let Some(dx) = dx.as_deref() {
-        check_len(dev, dx, input, "conv2d backward: dx")?;
+        need(dev, dx, input, "conv2d backward: dx")?;
     }
-    check_len(dev, dw, g.weight_len(), "conv2d backward: dw")?;
-    check_len(dev, db, g.c_out as usize, "conv2d backward: db")?;
+    need(dev, dw, g.weight_len(), "conv2d backward: dw")?;
+    need(dev, db, g.c_out as usize, "conv2d backward: db")?;
 
     let c_out = g.c_out as usize;
     let cols = g.weight_len() / c_out;
@@ -192,8 +193,8 @@ fn sum_partials<D: Device>(
     partials: &D::Buffer<f32>,
     out: &mut D::Buffer<f32>,
 ) -> Result<()> {
-    check_len(dev, partials, len * splits, "conv2d partial sums")?;
-    check_len(dev, out, len, "conv2d reduced output")?;
+    need(dev, partials, len * splits, "conv2d partial sums")?;
+    need(dev, out, len, "conv2d reduced output")?;
     let cfg = gemm::reduce_launch(len);
     let mut args = KernelArgs::new();
     args.push(len as i32)
@@ -214,7 +215,8 @@ mod tests {
     #[test]
     fn bias_plan_covers_every_position() {
         for &(n, c, h) in &[(50usize, 64usize, 256usize), (1, 3, 5), (3, 70, 17)] {
-            let g = ConvGeom::new(Shape::new(n, 2, h, h), c, (3, 3), 1, Padding::Same, true).unwrap();
+            let g =
+                ConvGeom::new(Shape::new(n, 2, h, h), c, (3, 3), 1, Padding::Same, true).unwrap();
             let (splits, chunk) = bias_plan(&g);
             let total = n * h * h;
             assert!(splits * chunk >= total && (splits - 1) * chunk < total);

@@ -1,7 +1,8 @@
 //! Wrapper of `kernels/dense.cu`: kernel names, argument order and launch configuration of the fully
 //! connected layer, forward and backward, in one place. See the `.cu` header for each kernel's strategy.
 
-use super::gemm::{self, check_int_range, check_len, Scratch, SplitK};
+use super::gemm::{self, check_int_range, Scratch, SplitK};
+use super::need;
 use crate::backends::device::{Device, Kernel, KernelArgs, LaunchConfig};
 use crate::backends::geometry::DenseGeom;
 use crate::Result;
@@ -35,7 +36,11 @@ const BIAS_GRAD: Kernel = Kernel {
 const BIAS_THREADS: u32 = 128;
 
 fn sizes(g: &DenseGeom) -> (usize, usize, usize) {
-    (g.n as usize, g.in_features as usize, g.out_features as usize)
+    (
+        g.n as usize,
+        g.in_features as usize,
+        g.out_features as usize,
+    )
 }
 
 fn check_geometry(g: &DenseGeom) -> Result<()> {
@@ -60,10 +65,10 @@ pub fn forward<D: Device>(
 ) -> Result<()> {
     check_geometry(g)?;
     let (n, inp, out) = sizes(g);
-    check_len(dev, x, n * inp, "dense forward: x")?;
-    check_len(dev, w, inp * out, "dense forward: w")?;
-    check_len(dev, b, out, "dense forward: b")?;
-    check_len(dev, y, n * out, "dense forward: y")?;
+    need(dev, x, n * inp, "dense forward: x")?;
+    need(dev, w, inp * out, "dense forward: w")?;
+    need(dev, b, out, "dense forward: b")?;
+    need(dev, y, n * out, "dense forward: y")?;
     let split = SplitK::plan(n, out, inp);
     let cfg = gemm::launch(n, out, split.splits)?;
     scratch.with(dev, split.scratch_len(n, out), |partials| {
@@ -113,15 +118,15 @@ pub fn backward<D: Device>(
 ) -> Result<()> {
     check_geometry(g)?;
     let (n, inp, out) = sizes(g);
-    check_len(dev, x, n * inp, "dense backward: x")?;
-    check_len(dev, w, inp * out, "dense backward: w")?;
-    check_len(dev, y, n * out, "dense backward: y")?;
-    check_len(dev, dy, n * out, "dense backward: dy")?;
+    need(dev, x, n * inp, "dense backward: x")?;
+    need(dev, w, inp * out, "dense backward: w")?;
+    need(dev, y, n * out, "dense backward: y")?;
+    need(dev, dy, n * out, "dense backward: dy")?;
     if let Some(dx) = dx.as_deref() {
-        check_len(dev, dx, n * inp, "dense backward: dx")?;
+        need(dev, dx, n * inp, "dense backward: dx")?;
     }
-    check_len(dev, dw, inp * out, "dense backward: dw")?;
-    check_len(dev, db, out, "dense backward: db")?;
+    need(dev, dw, inp * out, "dense backward: dw")?;
+    need(dev, db, out, "dense backward: db")?;
 
     // 1. ReLU mask (in place) and db: first, the GEMMs read the masked dy.
     let cfg = LaunchConfig::cover(out, BIAS_THREADS);
@@ -188,8 +193,8 @@ fn reduce_partials<D: Device>(
     partials: &D::Buffer<f32>,
     out: &mut D::Buffer<f32>,
 ) -> Result<()> {
-    check_len(dev, partials, splits * rows * cols, "dense partial sums")?;
-    check_len(dev, out, rows * cols, "dense reduced output")?;
+    need(dev, partials, splits * rows * cols, "dense partial sums")?;
+    need(dev, out, rows * cols, "dense reduced output")?;
     let cfg = gemm::reduce_launch(rows * cols);
     let mut args = KernelArgs::new();
     args.push(rows as i32)

@@ -96,22 +96,6 @@ pub fn check_int_range(what: &str, values: &[usize]) -> Result<()> {
     }
 }
 
-/// Error unless `buf` holds at least `need` values (the kernels trust the geometry).
-pub fn check_len<D: Device>(
-    dev: &D,
-    buf: &D::Buffer<f32>,
-    need: usize,
-    what: &str,
-) -> Result<()> {
-    let have = dev.buffer_len(buf);
-    if have < need {
-        return Err(shape_err!(
-            "{what} holds {have} values, the geometry needs {need}"
-        ));
-    }
-    Ok(())
-}
-
 /// A device buffer of f32 for intermediate results (split-K partial sums, partial bias gradients),
 /// allocated on first use, grown to the largest request, and reused by every later call: the training
 /// loop allocates nothing after its first step. Uses are serialised by a lock; on the CUDA device the
@@ -181,7 +165,10 @@ mod tests {
             let s = SplitK::plan(m, n, k);
             assert_eq!(s.chunk % BK, 0, "{m}x{n}x{k}: {s:?}");
             assert!(s.splits * s.chunk >= k, "{m}x{n}x{k}: {s:?}");
-            assert!((s.splits - 1) * s.chunk < k, "{m}x{n}x{k}: empty last chunk {s:?}");
+            assert!(
+                (s.splits - 1) * s.chunk < k,
+                "{m}x{n}x{k}: empty last chunk {s:?}"
+            );
         }
         // FC1 forward of the paper: 6 tiles, K = 65536 -> many splits; FC1 dx: 512 tiles -> none.
         assert!(SplitK::plan(50, 716, 65_536).splits >= 64);
