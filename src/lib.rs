@@ -4,6 +4,7 @@
 //! The modules follow the data: audio → features → data → model → backends → training.
 
 pub mod backends;
+pub mod cli;
 pub mod error;
 pub mod tensor;
 

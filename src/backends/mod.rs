@@ -21,6 +21,7 @@
 
 pub mod check;
 pub mod cpu;
+pub mod cuda;
 pub mod device;
 pub mod emu;
 pub mod geometry;

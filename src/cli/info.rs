@@ -1,0 +1,239 @@
+//! `rescnn info [--kernels]`: which compute devices this machine offers, the NVRTC the binary was built
+//! with, and the CUDA kernels embedded in it; with `--kernels`, the assembler's figures per kernel and
+//! architecture (registers, static shared memory, stack, spills), known without a GPU.
+
+use std::collections::BTreeSet;
+use std::fmt::Write as _;
+
+use crate::backends::cuda::embedded::{NvrtcBuild, KERNELS};
+use crate::backends::cuda::{self, peak, ImagePolicy};
+use crate::Result;
+
+#[derive(clap::Args, Debug, Default)]
+pub struct InfoArgs {
+    /// Also list every kernel with its registers, shared memory and spills per architecture.
+    #[arg(long)]
+    pub kernels: bool,
+}
+
+pub fn run(args: &InfoArgs) -> Result<()> {
+    print!("{}", report(args.kernels));
+    Ok(())
+}
+
+fn mib(bytes: u64) -> f64 {
+    bytes as f64 / (1u64 << 20) as f64
+}
+
+/// The whole report as text.
+pub fn report(show_kernels: bool) -> String {
+    let mut s = String::new();
+    writeln!(s, "rescnn {}", env!("CARGO_PKG_VERSION")).unwrap();
+    s.push_str("\nDevices\n");
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    writeln!(s, "  cpu       {cores} core(s): the CPU reference backend").unwrap();
+    devices_cuda(&mut s);
+
+    s.push_str("\nNVRTC (at build time)\n");
+    match KERNELS.nvrtc {
+        NvrtcBuild::Compiled {
+            version,
+            library,
+            compile_ms,
+        } => writeln!(
+            s,
+            "  {}.{}, {library}; compiled the kernels in {:.1} s",
+            version.0,
+            version.1,
+            compile_ms as f64 / 1e3
+        )
+        .unwrap(),
+        NvrtcBuild::Absent { reason } => writeln!(
+            s,
+            "  not found: the CUDA kernels were not compiled.\n  {reason}"
+        )
+        .unwrap(),
+    }
+
+    let entries: usize = KERNELS.modules.iter().map(|m| m.entries.len()).sum();
+    let ptx: BTreeSet<u32> = KERNELS
+        .modules
+        .iter()
+        .flat_map(|m| m.ptx.iter().map(|p| p.arch))
+        .collect();
+    let cubin: BTreeSet<u32> = KERNELS
+        .modules
+        .iter()
+        .flat_map(|m| m.cubins.iter().map(|c| c.arch))
+        .collect();
+    let list = |set: &BTreeSet<u32>, prefix: &str| {
+        set.iter()
+            .map(|a| format!("{prefix}{a}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    writeln!(
+        s,
+        "\nCUDA kernels: {} file(s), {entries} kernel(s); PTX {}; CUBIN {}",
+        KERNELS.modules.len(),
+        if ptx.is_empty() {
+            "none".into()
+        } else {
+            list(&ptx, "compute_")
+        },
+        if cubin.is_empty() {
+            "none".into()
+        } else {
+            list(&cubin, "sm_")
+        },
+    )
+    .unwrap();
+    if show_kernels {
+        kernel_table(&mut s);
+    } else if !KERNELS.modules.is_empty() {
+        s.push_str("  (`rescnn info --kernels`: registers, shared memory and spills per kernel)\n");
+    }
+    s
+}
+
+fn devices_cuda(s: &mut String) {
+    let gpus = match cuda::list_gpus() {
+        Ok(g) if g.is_empty() => {
+            s.push_str("  cuda      none: the NVIDIA driver reports no GPU\n");
+            return;
+        }
+        Ok(g) => g,
+        Err(crate::Error::Device(why)) => {
+            writeln!(s, "  cuda      none: {why}").unwrap();
+            return;
+        }
+        Err(e) => {
+            writeln!(s, "  cuda      none: {e}").unwrap();
+            return;
+        }
+    };
+    let driver = cuda::driver_version()
+        .map(|(a, b)| format!("driver CUDA {a}.{b}"))
+        .unwrap_or_else(|e| e.to_string());
+    for g in gpus {
+        let cc = g.compute_capability;
+        writeln!(
+            s,
+            "  cuda:{}    {}, compute {}.{}, {} SMs, {:.1} GiB, L2 {:.1} MiB, {driver}",
+            g.ordinal,
+            g.name,
+            cc / 10,
+            cc % 10,
+            g.multiprocessors,
+            mib(g.total_memory_bytes) / 1024.0,
+            mib(g.l2_cache_bytes as u64),
+        )
+        .unwrap();
+        let images: BTreeSet<String> = KERNELS
+            .modules
+            .iter()
+            .map(|m| match cuda::choose_image(m, cc, ImagePolicy::Auto) {
+                Some(i) => i.to_string(),
+                None => "nothing (GPU too old)".into(),
+            })
+            .collect();
+        if !images.is_empty() {
+            let joined: Vec<String> = images.into_iter().collect();
+            writeln!(s, "            kernels load from {}", joined.join(", ")).unwrap();
+        }
+        if let Some(p) = peak::lookup(&g.name) {
+            writeln!(
+                s,
+                "            peak {:.1} TFLOP/s FP32, {:.0} GB/s ({})",
+                p.fp32_tflops, p.bandwidth_gbs, p.model
+            )
+            .unwrap();
+        }
+    }
+}
+
+fn kernel_table(s: &mut String) {
+    for m in KERNELS.modules {
+        writeln!(s, "\n  {}", m.source_file).unwrap();
+        writeln!(
+            s,
+            "    {:<28} {:>6} {:>5} {:>9} {:>8} {:>8} {:>8} {:>5}",
+            "kernel", "arch", "regs", "smem B", "stack B", "spill st", "spill ld", "bars"
+        )
+        .unwrap();
+        for e in m.entries {
+            for c in m.cubins {
+                let Some(r) = c.resources_of(e.name) else {
+                    continue;
+                };
+                writeln!(
+                    s,
+                    "    {:<28} {:>6} {:>5} {:>9} {:>8} {:>8} {:>8} {:>5}{}",
+                    e.name,
+                    format!("sm_{}", c.arch),
+                    r.registers,
+                    r.shared_bytes,
+                    r.stack_frame_bytes,
+                    r.spill_store_bytes,
+                    r.spill_load_bytes,
+                    r.barriers,
+                    if r.spill_store_bytes + r.spill_load_bytes > 0 {
+                        "  SPILLS"
+                    } else {
+                        ""
+                    }
+                )
+                .unwrap();
+            }
+            let params: Vec<String> = e
+                .params
+                .iter()
+                .zip(e.param_sizes)
+                .map(|(p, n)| format!("{p} [{n} B]"))
+                .collect();
+            writeln!(s, "    {:<28} ({})", "", params.join(", ")).unwrap();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn report_names_devices_nvrtc_and_every_kernel() {
+        let r = report(true);
+        assert!(r.contains("cpu "), "{r}");
+        assert!(r.contains("cuda"), "{r}");
+        match KERNELS.nvrtc {
+            NvrtcBuild::Compiled { version, .. } => {
+                assert!(r.contains(&format!("{}.{}", version.0, version.1)), "{r}")
+            }
+            NvrtcBuild::Absent { .. } => assert!(r.contains("not found"), "{r}"),
+        }
+        for m in KERNELS.modules {
+            assert!(r.contains(m.source_file), "{r}");
+            for e in m.entries {
+                for c in m.cubins {
+                    let reg = c.resources_of(e.name).unwrap().registers;
+                    let row = r
+                        .lines()
+                        .find(|l| {
+                            let w: Vec<&str> = l.split_whitespace().collect();
+                            w.first() == Some(&e.name)
+                                && w.get(1) == Some(&format!("sm_{}", c.arch).as_str())
+                        })
+                        .unwrap_or_else(|| panic!("no row for {} sm_{}: {r}", e.name, c.arch));
+                    assert_eq!(
+                        row.split_whitespace().nth(2),
+                        Some(reg.to_string().as_str()),
+                        "{row}"
+                    );
+                }
+            }
+        }
+        // Without --kernels the per-kernel rows are left out.
+        let short = report(false);
+        assert!(!short.contains("spill st"), "{short}");
+    }
+}
