@@ -92,7 +92,8 @@ fn bias_plan(g: &ConvGeom) -> (usize, usize) {
 
 /// Backward of [`forward`]. With `g.relu`, first zeroes dy in place where y <= 0. ACCUMULATES dx
 /// (N, C_in, H_in, W_in) when given; WRITES dw (C_out, C_in, K_h, K_w) and db (C_out). Partial sums
-/// live in `scratch`.
+/// live in `scratch`. Runs [`bias_grad`] (which masks dy, so it goes first), [`backward_data`] and
+/// [`backward_filter`].
 #[allow(clippy::too_many_arguments)]
 pub fn backward<D: Device>(
     dev: &D,
@@ -106,30 +107,34 @@ pub fn backward<D: Device>(
     dw: &mut D::Buffer<f32>,
     db: &mut D::Buffer<f32>,
 ) -> Result<()> {
+    bias_grad(dev, scratch, g, y, dy, db)?;
+    if let Some(dx) = dx {
+        backward_data(dev, g, w, dy, dx)?;
+    }
+    backward_filter(dev, scratch, g, x, dy, dw)
+}
+
+/// db (C_out) = sum of dy (N, C_out, H_out, W_out) over (n, h, w), WRITTEN; with `g.relu` dy is first
+/// zeroed in place where y <= 0. Two stages through `scratch`: per-chunk partial sums, then their
+/// ordered sum.
+pub fn bias_grad<D: Device>(
+    dev: &D,
+    scratch: &Scratch<D>,
+    g: &ConvGeom,
+    y: &D::Buffer<f32>,
+    dy: &mut D::Buffer<f32>,
+    db: &mut D::Buffer<f32>,
+) -> Result<()> {
     check_geometry(g)?;
-    let (input, output) = (g.input().len(), g.output().len());
-    need(dev, x, input, "conv2d backward: x")?;
-    need(dev, w, g.weight_len(), "conv2d backward: w")?;
+    let output = g.output().len();
+    let c_out = g.c_out as usize;
     need(dev, y, output, "conv2d backward: y")?;
     need(dev, dy, output, "conv2d backward: dy")?;
-    if let Some(dx) = dx.as_deref() {
-        need(dev, dx, input, "conv2d backward: dx")?;
-    }
-    need(dev, dw, g.weight_len(), "conv2d backward: dw")?;
-    need(dev, db, g.c_out as usize, "conv2d backward: db")?;
-
-    let c_out = g.c_out as usize;
-    let cols = g.weight_len() / c_out;
-    let pixels = output / c_out;
-    let (bias_splits, bias_chunk) = bias_plan(g);
-    let filter_split = SplitK::plan(c_out, cols, pixels);
-    let scratch_len = (bias_splits * c_out).max(filter_split.scratch_len(c_out, cols));
-
-    scratch.with(dev, scratch_len, |partials| {
-        // 1. ReLU mask of dy (in place) and the bias gradient: it must run first, the GEMMs read the
-        //    masked dy.
+    need(dev, db, c_out, "conv2d backward: db")?;
+    let (splits, chunk) = bias_plan(g);
+    scratch.with(dev, splits * c_out, |partials| {
         let cfg = LaunchConfig {
-            grid: (c_out as u32, bias_splits as u32, 1),
+            grid: (c_out as u32, splits as u32, 1),
             ..LaunchConfig::linear(1, REDUCE_THREADS as u32)
         };
         let mut args = KernelArgs::new();
@@ -137,31 +142,65 @@ pub fn backward<D: Device>(
             .push(dev.device_ptr(y))
             .push(dev.device_ptr(dy))
             .push(dev.device_ptr(partials))
-            .push(bias_chunk as i32);
+            .push(chunk as i32);
         // SAFETY: conv2d_bias_grad_partial(ConvGeom, const float* y, float* dy, float* partials, int
         // chunk). y and dy hold the output of `g` (checked above); block (c, z) touches channel c < C_out
         // at positions [z·chunk, min(total, (z+1)·chunk)) only, and writes partials[z·C_out + c] with
-        // z < bias_splits: inside the scratch, sized for bias_splits·C_out values.
+        // z < splits: inside the scratch, sized for splits·C_out values.
         unsafe { dev.launch(BIAS_GRAD_PARTIAL, &cfg, &mut args)? };
-        sum_partials(dev, c_out, bias_splits, partials, db)?;
+        sum_partials(dev, c_out, splits, partials, db)
+    })
+}
 
-        // 2. dx += w^T · col2im(dy).
-        if let Some(dx) = dx {
-            let cfg = gemm::launch(g.c_in as usize, input / g.c_in as usize, 1)?;
-            let mut args = KernelArgs::new();
-            args.push(*g)
-                .push(dev.device_ptr(w))
-                .push(dev.device_ptr(dy))
-                .push(dev.device_ptr(dx));
-            // SAFETY: conv2d_backward_data(ConvGeom, const float* w, const float* dy, float* dx). w, dy
-            // and dx hold the filter, output and input of `g` (checked above); all accesses are guarded
-            // by the geometry.
-            unsafe { dev.launch(BACKWARD_DATA, &cfg, &mut args)? };
-        }
+/// dx (N, C_in, H_in, W_in) += the gradient of the convolution with respect to its input, from the
+/// (already ReLU-masked) dy (N, C_out, H_out, W_out) and w (C_out, C_in, K_h, K_w).
+pub fn backward_data<D: Device>(
+    dev: &D,
+    g: &ConvGeom,
+    w: &D::Buffer<f32>,
+    dy: &D::Buffer<f32>,
+    dx: &mut D::Buffer<f32>,
+) -> Result<()> {
+    check_geometry(g)?;
+    let input = g.input().len();
+    need(dev, w, g.weight_len(), "conv2d backward: w")?;
+    need(dev, dy, g.output().len(), "conv2d backward: dy")?;
+    need(dev, dx, input, "conv2d backward: dx")?;
+    let cfg = gemm::launch(g.c_in as usize, input / g.c_in as usize, 1)?;
+    let mut args = KernelArgs::new();
+    args.push(*g)
+        .push(dev.device_ptr(w))
+        .push(dev.device_ptr(dy))
+        .push(dev.device_ptr(dx));
+    // SAFETY: conv2d_backward_data(ConvGeom, const float* w, const float* dy, float* dx). w, dy and dx
+    // hold the filter, output and input of `g` (checked above); all accesses are guarded by the
+    // geometry.
+    unsafe { dev.launch(BACKWARD_DATA, &cfg, &mut args) }
+}
 
-        // 3. dw = dy · im2col(x)^T, split over pixel chunks when the filter has few tiles.
-        let cfg = gemm::launch(c_out, cols, filter_split.splits)?;
-        let direct = filter_split.splits == 1;
+/// dw (C_out, C_in, K_h, K_w) = the gradient of the convolution with respect to its filter, WRITTEN,
+/// from x (N, C_in, H_in, W_in) and the (already ReLU-masked) dy (N, C_out, H_out, W_out). The sum over
+/// N·H_out·W_out pixels is split into chunks when the filter has few tiles; their partial sums go
+/// through `scratch` and are added in a fixed order.
+pub fn backward_filter<D: Device>(
+    dev: &D,
+    scratch: &Scratch<D>,
+    g: &ConvGeom,
+    x: &D::Buffer<f32>,
+    dy: &D::Buffer<f32>,
+    dw: &mut D::Buffer<f32>,
+) -> Result<()> {
+    check_geometry(g)?;
+    let output = g.output().len();
+    need(dev, x, g.input().len(), "conv2d backward: x")?;
+    need(dev, dy, output, "conv2d backward: dy")?;
+    need(dev, dw, g.weight_len(), "conv2d backward: dw")?;
+    let c_out = g.c_out as usize;
+    let cols = g.weight_len() / c_out;
+    let split = SplitK::plan(c_out, cols, output / c_out);
+    let cfg = gemm::launch(c_out, cols, split.splits)?;
+    scratch.with(dev, split.scratch_len(c_out, cols), |partials| {
+        let direct = split.splits == 1;
         let out_ptr = if direct {
             dev.device_ptr(dw)
         } else {
@@ -172,14 +211,15 @@ pub fn backward<D: Device>(
             .push(dev.device_ptr(x))
             .push(dev.device_ptr(dy))
             .push(out_ptr)
-            .push(filter_split.chunk as i32);
+            .push(split.chunk as i32);
         // SAFETY: conv2d_backward_filter(ConvGeom, const float* x, const float* dy, float* partials, int
-        // k_chunk). x and dy hold the input and output of `g`; block z writes the C_out × cols slab z of
-        // `partials`, z < splits: with one split that is dw (weight_len values, checked above), else the
-        // scratch, sized for splits·C_out·cols values. k_chunk·splits covers the pixel count.
+        // k_chunk). x and dy hold the input and output of `g` (checked above); block z writes the
+        // C_out × cols slab z of `partials`, z < splits: with one split that is dw (weight_len values,
+        // checked above), else the scratch, sized for splits·C_out·cols values. k_chunk·splits covers
+        // the pixel count.
         unsafe { dev.launch(BACKWARD_FILTER, &cfg, &mut args)? };
         if !direct {
-            sum_partials(dev, c_out * cols, filter_split.splits, partials, dw)?;
+            sum_partials(dev, c_out * cols, split.splits, partials, dw)?;
         }
         Ok(())
     })

@@ -102,7 +102,8 @@ pub fn forward<D: Device>(
 }
 
 /// Backward of [`forward`]. With `g.relu`, first zeroes dy in place where y <= 0. ACCUMULATES dx
-/// (N, IN) when given; WRITES dw (OUT, IN) and db (OUT).
+/// (N, IN) when given; WRITES dw (OUT, IN) and db (OUT). Runs [`bias_grad`] (which masks dy, so it goes
+/// first), [`backward_data`] and [`backward_filter`].
 #[allow(clippy::too_many_arguments)]
 pub fn backward<D: Device>(
     dev: &D,
@@ -116,19 +117,27 @@ pub fn backward<D: Device>(
     dw: &mut D::Buffer<f32>,
     db: &mut D::Buffer<f32>,
 ) -> Result<()> {
+    bias_grad(dev, g, y, dy, db)?;
+    if let Some(dx) = dx {
+        backward_data(dev, scratch, g, dy, w, dx)?;
+    }
+    backward_filter(dev, scratch, g, dy, x, dw)
+}
+
+/// db (OUT) = column sums of dy (N, OUT), WRITTEN; with `g.relu`, dy is first zeroed in place where
+/// y <= 0.
+pub fn bias_grad<D: Device>(
+    dev: &D,
+    g: &DenseGeom,
+    y: &D::Buffer<f32>,
+    dy: &mut D::Buffer<f32>,
+    db: &mut D::Buffer<f32>,
+) -> Result<()> {
     check_geometry(g)?;
-    let (n, inp, out) = sizes(g);
-    need(dev, x, n * inp, "dense backward: x")?;
-    need(dev, w, inp * out, "dense backward: w")?;
+    let (n, _, out) = sizes(g);
     need(dev, y, n * out, "dense backward: y")?;
     need(dev, dy, n * out, "dense backward: dy")?;
-    if let Some(dx) = dx.as_deref() {
-        need(dev, dx, n * inp, "dense backward: dx")?;
-    }
-    need(dev, dw, inp * out, "dense backward: dw")?;
     need(dev, db, out, "dense backward: db")?;
-
-    // 1. ReLU mask (in place) and db: first, the GEMMs read the masked dy.
     let cfg = LaunchConfig::cover(out, BIAS_THREADS);
     let mut args = KernelArgs::new();
     args.push(*g)
@@ -137,47 +146,74 @@ pub fn backward<D: Device>(
         .push(dev.device_ptr(db));
     // SAFETY: dense_bias_grad(DenseGeom, const float* y, float* dy, float* db): y and dy hold N·OUT
     // values and db OUT (checked above); thread o < OUT touches column o only.
-    unsafe { dev.launch(BIAS_GRAD, &cfg, &mut args)? };
+    unsafe { dev.launch(BIAS_GRAD, &cfg, &mut args) }
+}
 
-    let data_split = SplitK::plan(n, inp, out);
-    let filter_split = SplitK::plan(out, inp, n);
-    let scratch_len = data_split
-        .scratch_len(n, inp)
-        .max(filter_split.scratch_len(out, inp));
-    scratch.with(dev, scratch_len, |partials| {
-        // 2. dx += dy · w.
-        if let Some(dx) = dx {
-            let cfg = gemm::launch(n, inp, data_split.splits)?;
-            let mut args = KernelArgs::new();
-            args.push(*g)
-                .push(dev.device_ptr(dy))
-                .push(dev.device_ptr(w))
-                .push(dev.device_ptr(dx))
-                .push(dev.device_ptr(partials))
-                .push(data_split.chunk as i32);
-            // SAFETY: dense_backward_data(DenseGeom, const float* dy, const float* w, float* dx, float*
-            // partials, int k_chunk): dy N·OUT, w OUT·IN, dx N·IN values (checked above); with several
-            // splits block z writes slab z of partials, and the scratch holds splits·N·IN values.
-            unsafe { dev.launch(BACKWARD_DATA, &cfg, &mut args)? };
-            if data_split.splits > 1 {
-                reduce_partials(dev, n, inp, data_split.splits, true, partials, dx)?;
-            }
+/// dx (N, IN) += dy (N, OUT) · w (OUT, IN), dy already ReLU-masked (the NN GEMM).
+pub fn backward_data<D: Device>(
+    dev: &D,
+    scratch: &Scratch<D>,
+    g: &DenseGeom,
+    dy: &D::Buffer<f32>,
+    w: &D::Buffer<f32>,
+    dx: &mut D::Buffer<f32>,
+) -> Result<()> {
+    check_geometry(g)?;
+    let (n, inp, out) = sizes(g);
+    need(dev, dy, n * out, "dense backward: dy")?;
+    need(dev, w, inp * out, "dense backward: w")?;
+    need(dev, dx, n * inp, "dense backward: dx")?;
+    let split = SplitK::plan(n, inp, out);
+    let cfg = gemm::launch(n, inp, split.splits)?;
+    scratch.with(dev, split.scratch_len(n, inp), |partials| {
+        let mut args = KernelArgs::new();
+        args.push(*g)
+            .push(dev.device_ptr(dy))
+            .push(dev.device_ptr(w))
+            .push(dev.device_ptr(dx))
+            .push(dev.device_ptr(partials))
+            .push(split.chunk as i32);
+        // SAFETY: dense_backward_data(DenseGeom, const float* dy, const float* w, float* dx, float*
+        // partials, int k_chunk): dy N·OUT, w OUT·IN, dx N·IN values (checked above); with several
+        // splits block z writes slab z of partials, and the scratch holds splits·N·IN values.
+        unsafe { dev.launch(BACKWARD_DATA, &cfg, &mut args)? };
+        if split.splits > 1 {
+            reduce_partials(dev, n, inp, split.splits, true, partials, dx)?;
         }
-        // 3. dw = dyᵀ · x.
-        let cfg = gemm::launch(out, inp, filter_split.splits)?;
+        Ok(())
+    })
+}
+
+/// dw (OUT, IN) = dyᵀ (OUT, N) · x (N, IN), WRITTEN, dy already ReLU-masked (the TN GEMM).
+pub fn backward_filter<D: Device>(
+    dev: &D,
+    scratch: &Scratch<D>,
+    g: &DenseGeom,
+    dy: &D::Buffer<f32>,
+    x: &D::Buffer<f32>,
+    dw: &mut D::Buffer<f32>,
+) -> Result<()> {
+    check_geometry(g)?;
+    let (n, inp, out) = sizes(g);
+    need(dev, dy, n * out, "dense backward: dy")?;
+    need(dev, x, n * inp, "dense backward: x")?;
+    need(dev, dw, inp * out, "dense backward: dw")?;
+    let split = SplitK::plan(out, inp, n);
+    let cfg = gemm::launch(out, inp, split.splits)?;
+    scratch.with(dev, split.scratch_len(out, inp), |partials| {
         let mut args = KernelArgs::new();
         args.push(*g)
             .push(dev.device_ptr(dy))
             .push(dev.device_ptr(x))
             .push(dev.device_ptr(dw))
             .push(dev.device_ptr(partials))
-            .push(filter_split.chunk as i32);
+            .push(split.chunk as i32);
         // SAFETY: dense_backward_filter(DenseGeom, const float* dy, const float* x, float* dw, float*
         // partials, int k_chunk): dy N·OUT, x N·IN, dw OUT·IN values (checked above); with several
         // splits block z writes slab z of partials, and the scratch holds splits·OUT·IN values.
         unsafe { dev.launch(BACKWARD_FILTER, &cfg, &mut args)? };
-        if filter_split.splits > 1 {
-            reduce_partials(dev, out, inp, filter_split.splits, false, partials, dw)?;
+        if split.splits > 1 {
+            reduce_partials(dev, out, inp, split.splits, false, partials, dw)?;
         }
         Ok(())
     })
