@@ -169,14 +169,18 @@ fn run() -> Result<()> {
         let flops = g.forward_flops();
         let out_bytes = 4.0 * g.output().len() as f64;
 
-        let t = timer.time(&cfg, || conv2d::forward(dev, &g, &x, &w, &b, &mut y))?;
+        let t = timer.time(&cfg, || {
+            conv2d::forward(dev, &scratch, &g, &x, &w, &b, &mut y)
+        })?;
         report.flops("forward (implicit GEMM, bias, ReLU)", &t, flops, true);
         let t = timer.time(&cfg, || {
             conv2d::bias_grad(dev, &scratch, &g, &y, &mut dy, &mut db)
         })?;
         // reads y and dy, writes the masked dy
         report.bytes("ReLU mask + bias gradient", &t, 3.0 * out_bytes, true);
-        let t = timer.time(&cfg, || conv2d::backward_data(dev, &g, &w, &dy, &mut dx))?;
+        let t = timer.time(&cfg, || {
+            conv2d::backward_data(dev, &scratch, &g, &w, &dy, &mut dx)
+        })?;
         // The first layer's input needs no gradient: timed, but not part of a training step.
         report.flops("backward data (dx +=)", &t, flops, layer > 0);
         let t = timer.time(&cfg, || {

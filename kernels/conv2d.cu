@@ -8,17 +8,25 @@
 //
 // Kernels (P = N·H_out·W_out output pixels, KK = K_h·K_w):
 //   conv2d_forward           y = [ReLU](w · im2col(x) + b): GEMM M = C_out, N = P, K = C_in·KK.
-//                            A = w rows (float4 along K when aligned); B gathered: thread t owns pixel
-//                            column t of the tile and loads its 8 (ci, kh, kw) rows per step — lanes are
+//                            A = w rows (float4 along K when aligned); B gathered through the K table:
+//                            thread t owns pixel column t of the tile and loads its 8 (ci, kh, kw) rows
+//                            per step — lanes are
 //                            consecutive pixels, so for stride 1 a warp reads 32 consecutive floats of a
 //                            row. Epilogue: bias + optional ReLU, float4 stores when H_out·W_out % 4 == 0.
 //                            Compute-bound for the paper's 8x8/10x10 layers (K = 2048 / 6400): 12.8k flop
 //                            per output, 8 flop per byte moved into shared memory.
 //   conv2d_backward_data     dx += w^T · col2im(dy): GEMM M = C_in, N = N·H_in·W_in, K = C_out·KK.
-//                            A gathered from w (thread fixes one k offset, 4 ci rows); B gathered from dy:
-//                            oh = (ih + pad_top − kh) / stride when that divides exactly and lies in range
-//                            (stride 1 skips the divisibility test). Each dx element is owned by one thread:
+//   (and _strided)           A gathered from w (thread fixes one k offset, 4 ci rows); B gathered from dy
+//                            through the K table: oh = (ih + pad_top − kh) / stride when that divides
+//                            exactly and lies in range. The stride-1 kernel (the paper's) skips the
+//                            division; stride > 1 runs conv2d_backward_data_strided, the same template
+//                            with the divisibility tests. Each dx element is owned by one thread:
 //                            accumulated without atomics.
+//   conv2d_gather_table      the K table of the forward or backward-data gather: one int4 per k =
+//                            (channel, kh, kw) with the k-dependent part of the address and (kh, kw),
+//                            padded to whole BK steps; built once per launch (K threads), read by every
+//                            block as broadcast loads, so the per-element gather is 2 adds, 2 unsigned
+//                            bounds tests and a predicated load instead of index arithmetic.
 //   conv2d_backward_filter   dw = dy · im2col(x)^T: GEMM M = C_out, N = C_in·KK, K = P (huge: 3.3M for the
 //                            paper's conv2). Split-K over gridDim.z contiguous pixel chunks; each block writes
 //                            its tile of partial sums to partials[z] (plain stores), and
@@ -42,48 +50,49 @@ using gemm::LDA;
 using gemm::LDB;
 using gemm::THREADS;
 
+// Far outside any map: a row offset that keeps every bounds test failing, for K padding entries and
+// pixel columns past the end.
+constexpr int FAR = 1 << 28;
+
+// The K table of an implicit GEMM (built by conv2d_gather_table, one int4 per k = (c, kh, kw), padded
+// with FAR entries to whole BK steps): what a gather needs from k, computed once per launch instead of
+// per element. Every thread of a block reads the same entry at once: one broadcast L1 transaction.
+//   forward:        {c·H_in·W_in + kh·W_in + kw, kh, kw, 0}
+//   backward-data:  {c·H_out·W_out − kh·W_out − kw, kh, kw, 0}   (c = output channel)
+
 // B of the forward GEMM: B[k = (ci, kh, kw)][p = (n, oh, ow)] = x[n, ci, oh·s − pad_top + kh, ow·s − pad_left + kw].
+// Per element: one table read, two adds, two unsigned bounds tests, one predicated load.
 struct ImageColumns {
-    const float* image;  // x[n] of this thread's pixel; unused when !valid
-    int h, w, channels, kh_size, kw_size;
-    int ih0, iw0;
-    int c, r, s;  // (ci, kh, kw) of the next K step's first row
-    bool valid;
+    const float* image;  // x[n] of this thread's pixel
+    const int4* entry;   // the next K step's first table entry
+    int h, w;
+    int ih0, iw0;  // input coordinates of tap (0, 0); ih0 = -FAR for a pixel past the end
+    int origin;    // ih0·W_in + iw0: the pixel's offset in its image, to which the table adds
     float v[BK];
 
-    __device__ ImageColumns(const ConvGeom& g, const float* x, int p0) {
+    __device__ ImageColumns(const ConvGeom& g, const float* x, const int4* table, int p0) : entry(table) {
         h = g.h_in;
         w = g.w_in;
-        channels = g.c_in;
-        kh_size = g.k_h;
-        kw_size = g.k_w;
-        c = r = s = 0;
         const int hw_out = g.h_out * g.w_out;
         const int p = p0 + (int)threadIdx.x;
-        valid = p < g.n * hw_out;
+        const bool valid = p < g.n * hw_out;
         const int n = valid ? p / hw_out : 0;
         const int q = p - n * hw_out;
         const int oh = q / g.w_out;
         const int ow = q - oh * g.w_out;
-        ih0 = oh * g.stride - g.pad_top;
+        ih0 = valid ? oh * g.stride - g.pad_top : -FAR;
         iw0 = ow * g.stride - g.pad_left;
+        origin = valid ? ih0 * w + iw0 : 0;
         image = x + (long long)n * g.c_in * h * w;
     }
     __device__ __forceinline__ void fetch() {
 #pragma unroll
         for (int j = 0; j < BK; ++j) {
-            const int ih = ih0 + r;
-            const int iw = iw0 + s;
-            const bool ok = valid && c < channels && (unsigned)ih < (unsigned)h && (unsigned)iw < (unsigned)w;
-            v[j] = ok ? image[(c * h + ih) * w + iw] : 0.0f;
-            if (++s == kw_size) {
-                s = 0;
-                if (++r == kh_size) {
-                    r = 0;
-                    ++c;
-                }
-            }
+            const int4 e = entry[j];
+            const bool ok = (unsigned)(ih0 + e.y) < (unsigned)h && (unsigned)(iw0 + e.z) < (unsigned)w;
+            v[j] = ok ? image[origin + e.x] : 0.0f;
         }
+        entry += BK;
     }
     __device__ __forceinline__ void store(float* tile) const {
 #pragma unroll
@@ -131,55 +140,58 @@ struct FilterRowsTransposed {
 
 // B of the backward-data GEMM: B[k = (co, kh, kw)][p = (n, ih, iw)] = dy[n, co, oh, ow] where
 // oh·s = ih + pad_top − kh and ow·s = iw + pad_left − kw exactly, inside the output; 0 otherwise.
+// UNIT_STRIDE (the paper's convolutions) needs no division: like the forward gather, one table read,
+// two adds, two unsigned tests and a predicated load per element. The general-stride instantiation
+// divides, and is a separate kernel so that its registers do not weigh on the stride-1 one.
+template <bool UNIT_STRIDE>
 struct GradientColumns {
     const float* grad;  // dy[n] of this thread's pixel
-    int h_out, w_out, channels, kh_size, kw_size, stride;
-    int th0, tw0;
-    int c, r, s;
-    bool valid;
+    const int4* entry;
+    int h_out, w_out, stride;
+    int th0, tw0;  // ih + pad_top, iw + pad_left (th0 = -FAR for a pixel past the end)
+    int origin;    // th0·W_out + tw0 (stride 1)
     float v[BK];
 
-    __device__ GradientColumns(const ConvGeom& g, const float* dy, int p0) {
+    __device__ GradientColumns(const ConvGeom& g, const float* dy, const int4* table, int p0) : entry(table) {
         h_out = g.h_out;
         w_out = g.w_out;
-        channels = g.c_out;
-        kh_size = g.k_h;
-        kw_size = g.k_w;
         stride = g.stride;
-        c = r = s = 0;
         const int hw_in = g.h_in * g.w_in;
         const int p = p0 + (int)threadIdx.x;
-        valid = p < g.n * hw_in;
+        const bool valid = p < g.n * hw_in;
         const int n = valid ? p / hw_in : 0;
         const int q = p - n * hw_in;
         const int ih = q / g.w_in;
         const int iw = q - ih * g.w_in;
-        th0 = ih + g.pad_top;
+        th0 = valid ? ih + g.pad_top : -FAR;
         tw0 = iw + g.pad_left;
+        origin = valid ? th0 * w_out + tw0 : 0;
         grad = dy + (long long)n * g.c_out * h_out * w_out;
     }
     __device__ __forceinline__ void fetch() {
+        if (UNIT_STRIDE) {
 #pragma unroll
-        for (int j = 0; j < BK; ++j) {
-            const int th = th0 - r;
-            const int tw = tw0 - s;
-            bool ok = valid && c < channels && th >= 0 && tw >= 0;
-            int oh = th, ow = tw;
-            if (stride != 1) {
-                ok = ok && th % stride == 0 && tw % stride == 0;
-                oh = th / stride;
-                ow = tw / stride;
+            for (int j = 0; j < BK; ++j) {
+                const int4 e = entry[j];
+                const bool ok = (unsigned)(th0 - e.y) < (unsigned)h_out && (unsigned)(tw0 - e.z) < (unsigned)w_out;
+                v[j] = ok ? grad[origin + e.x] : 0.0f;
             }
-            ok = ok && oh < h_out && ow < w_out;
-            v[j] = ok ? grad[(c * h_out + oh) * w_out + ow] : 0.0f;
-            if (++s == kw_size) {
-                s = 0;
-                if (++r == kh_size) {
-                    r = 0;
-                    ++c;
-                }
+        } else {
+#pragma unroll
+            for (int j = 0; j < BK; ++j) {
+                const int4 e = entry[j];
+                const int th = th0 - e.y;
+                const int tw = tw0 - e.z;
+                const int oh = th / stride;
+                const int ow = tw / stride;
+                // th, tw >= 0 and exact division; then the output tap (oh, ow) must exist
+                const bool ok = th >= 0 && tw >= 0 && oh * stride == th && ow * stride == tw && oh < h_out &&
+                                ow < w_out;
+                // e.x + kh·W_out + kw is the channel's offset co·H_out·W_out
+                v[j] = ok ? grad[e.x + e.y * w_out + e.z + oh * w_out + ow] : 0.0f;
             }
         }
+        entry += BK;
     }
     __device__ __forceinline__ void store(float* tile) const {
 #pragma unroll
@@ -357,41 +369,89 @@ __device__ __forceinline__ float block_sum(float v, float* warp_sums) {
 
 }  // namespace
 
+extern "C" __global__ void conv2d_gather_table(
+    ConvGeom g,
+    int backward_data,          // 0: the forward table (k over C_in), 1: the backward-data table (k over C_out)
+    int len,                    // entries: K rounded up to whole BK steps
+    int4* __restrict__ table)   // (len)
+{
+    const int kk = g.k_h * g.k_w;
+    const int channels = backward_data ? g.c_out : g.c_in;
+    for (int k = blockIdx.x * blockDim.x + threadIdx.x; k < len; k += gridDim.x * blockDim.x) {
+        const int c = k / kk;
+        const int kh = (k - c * kk) / g.k_w;
+        const int kw = k - c * kk - kh * g.k_w;
+        // Padding fails every bounds test: ih0 + FAR is past any map, th0 − FAR below 0.
+        int4 e = make_int4(0, FAR, FAR, 0);
+        if (c < channels) {
+            e = backward_data ? make_int4(c * g.h_out * g.w_out - kh * g.w_out - kw, kh, kw, 0)
+                              : make_int4(c * g.h_in * g.w_in + kh * g.w_in + kw, kh, kw, 0);
+        }
+        table[k] = e;
+    }
+}
+
 extern "C" __global__ __launch_bounds__(gemm::THREADS, gemm::MIN_BLOCKS) void conv2d_forward(
     ConvGeom g,
-    const float* __restrict__ x,  // (N, C_in, H_in, W_in)
-    const float* __restrict__ w,  // (C_out, C_in, K_h, K_w)
-    const float* __restrict__ b,  // (C_out)
-    float* __restrict__ y)        // (N, C_out, H_out, W_out)
+    const float* __restrict__ x,     // (N, C_in, H_in, W_in)
+    const float* __restrict__ w,     // (C_out, C_in, K_h, K_w)
+    const float* __restrict__ b,     // (C_out)
+    const int4* __restrict__ table,  // (K rounded up to BK): conv2d_gather_table(g, 0)
+    float* __restrict__ y)           // (N, C_out, H_out, W_out)
 {
     RESCNN_DYNAMIC_SHARED(float, smem);
     const int k = g.c_in * g.k_h * g.k_w;
     const int m0 = blockIdx.y * gemm::BM;
     const int p0 = blockIdx.x * gemm::BN;
     gemm::LoadKContiguous<gemm::BM> a(w, g.c_out, k, m0, 0, k, k);
-    ImageColumns bcols(g, x, p0);
+    ImageColumns bcols(g, x, table, p0);
     float acc[gemm::TM][gemm::TN];
     gemm::mainloop(a, bcols, (k + BK - 1) / BK, smem, acc);
     StoreImages store{y, b, g.c_out, g.h_out * g.w_out, g.n * g.h_out * g.w_out, g.relu != 0, false};
     gemm::store_tile(acc, m0, p0, store);
 }
 
-extern "C" __global__ __launch_bounds__(gemm::THREADS, gemm::MIN_BLOCKS) void conv2d_backward_data(
-    ConvGeom g,
-    const float* __restrict__ w,   // (C_out, C_in, K_h, K_w)
-    const float* __restrict__ dy,  // (N, C_out, H_out, W_out), already ReLU-masked
-    float* __restrict__ dx)        // (N, C_in, H_in, W_in), accumulated
-{
+namespace {
+
+template <bool UNIT_STRIDE>
+__device__ __forceinline__ void backward_data(const ConvGeom& g, const float* __restrict__ w,
+                                              const float* __restrict__ dy, const int4* __restrict__ table,
+                                              float* __restrict__ dx) {
     RESCNN_DYNAMIC_SHARED(float, smem);
     const int k = g.c_out * g.k_h * g.k_w;
     const int m0 = blockIdx.y * gemm::BM;
     const int p0 = blockIdx.x * gemm::BN;
     FilterRowsTransposed a(g, w, m0);
-    GradientColumns bcols(g, dy, p0);
+    GradientColumns<UNIT_STRIDE> bcols(g, dy, table, p0);
     float acc[gemm::TM][gemm::TN];
     gemm::mainloop(a, bcols, (k + BK - 1) / BK, smem, acc);
     StoreImages store{dx, nullptr, g.c_in, g.h_in * g.w_in, g.n * g.h_in * g.w_in, false, true};
     gemm::store_tile(acc, m0, p0, store);
+}
+
+}  // namespace
+
+// stride 1
+extern "C" __global__ __launch_bounds__(gemm::THREADS, gemm::MIN_BLOCKS) void conv2d_backward_data(
+    ConvGeom g,
+    const float* __restrict__ w,     // (C_out, C_in, K_h, K_w)
+    const float* __restrict__ dy,    // (N, C_out, H_out, W_out), already ReLU-masked
+    const int4* __restrict__ table,  // (K rounded up to BK): conv2d_gather_table(g, 1)
+    float* __restrict__ dx)          // (N, C_in, H_in, W_in), accumulated
+{
+    backward_data<true>(g, w, dy, table, dx);
+}
+
+// stride > 1: the divisions need more registers than 128; 3 blocks per SM (up to 170) keep it spill-free.
+// Not on the paper's path (its convolutions have stride 1).
+extern "C" __global__ __launch_bounds__(gemm::THREADS, 3) void conv2d_backward_data_strided(
+    ConvGeom g,
+    const float* __restrict__ w,     // (C_out, C_in, K_h, K_w)
+    const float* __restrict__ dy,    // (N, C_out, H_out, W_out), already ReLU-masked
+    const int4* __restrict__ table,  // (K rounded up to BK): conv2d_gather_table(g, 1)
+    float* __restrict__ dx)          // (N, C_in, H_in, W_in), accumulated
+{
+    backward_data<false>(g, w, dy, table, dx);
 }
 
 extern "C" __global__ __launch_bounds__(gemm::THREADS, gemm::MIN_BLOCKS) void conv2d_backward_filter(

@@ -87,7 +87,7 @@ impl<D: Device> Backend for KernelBackend<D> {
         b: &Self::Buf,
         y: &mut Self::Buf,
     ) -> Result<()> {
-        kernels::conv2d::forward(&self.dev, g, x, w, b, y)
+        kernels::conv2d::forward(&self.dev, &self.gemm_scratch, g, x, w, b, y)
     }
 
     fn conv2d_backward(

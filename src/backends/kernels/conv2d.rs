@@ -5,7 +5,7 @@ use super::gemm::{self, check_int_range, Scratch, SplitK};
 use super::need;
 use crate::backends::device::{Device, Kernel, KernelArgs, LaunchConfig};
 use crate::backends::geometry::ConvGeom;
-use crate::Result;
+use crate::{shape_err, Result};
 
 const MODULE: &str = "conv2d";
 const FORWARD: Kernel = Kernel {
@@ -16,9 +16,17 @@ const BACKWARD_DATA: Kernel = Kernel {
     module: MODULE,
     name: "conv2d_backward_data",
 };
+const BACKWARD_DATA_STRIDED: Kernel = Kernel {
+    module: MODULE,
+    name: "conv2d_backward_data_strided",
+};
 const BACKWARD_FILTER: Kernel = Kernel {
     module: MODULE,
     name: "conv2d_backward_filter",
+};
+const GATHER_TABLE: Kernel = Kernel {
+    module: MODULE,
+    name: "conv2d_gather_table",
 };
 const BIAS_GRAD_PARTIAL: Kernel = Kernel {
     module: MODULE,
@@ -53,8 +61,10 @@ fn check_geometry(g: &ConvGeom) -> Result<()> {
 }
 
 /// y (N, C_out, H_out, W_out) = [ReLU](conv(x (N, C_in, H_in, W_in), w (C_out, C_in, K_h, K_w)) + b (C_out)). Writes y.
+/// The gather's K table lives in `scratch`.
 pub fn forward<D: Device>(
     dev: &D,
+    scratch: &Scratch<D>,
     g: &ConvGeom,
     x: &D::Buffer<f32>,
     w: &D::Buffer<f32>,
@@ -68,17 +78,61 @@ pub fn forward<D: Device>(
     need(dev, y, g.output().len(), "conv2d forward: y")?;
     let pixels = g.output().len() / g.c_out as usize;
     let cfg = gemm::launch(g.c_out as usize, pixels, 1)?;
+    let k = g.weight_len() / g.c_out as usize;
+    scratch.with(dev, table_floats(k), |table| {
+        gather_table(dev, g, false, k, table)?;
+        let mut args = KernelArgs::new();
+        args.push(*g)
+            .push(dev.device_ptr(x))
+            .push(dev.device_ptr(w))
+            .push(dev.device_ptr(b))
+            .push(dev.device_ptr(table))
+            .push(dev.device_ptr(y));
+        // SAFETY: conv2d_forward(ConvGeom, const float* x, const float* w, const float* b, const int4*
+        // table, float* y) — the same six parameters in this order. The buffers were checked above to
+        // hold the input, filter, bias and output of `g`; the table was just filled with one int4 per
+        // k for the kernel's k_steps·BK reads. Every load and store is guarded by the geometry,
+        // whatever the grid's overshoot past C_out or the pixel count.
+        unsafe { dev.launch(FORWARD, &cfg, &mut args) }
+    })
+}
+
+/// Entries of the K table of a GEMM over `k`: whole BK steps.
+fn table_len(k: usize) -> usize {
+    k.next_multiple_of(gemm::BK)
+}
+
+/// Scratch floats holding that table (an int4 per entry).
+fn table_floats(k: usize) -> usize {
+    4 * table_len(k)
+}
+
+/// Fill `table` with the K table of the forward (`backward_data` false) or backward-data gather of `g`.
+fn gather_table<D: Device>(
+    dev: &D,
+    g: &ConvGeom,
+    backward_data: bool,
+    k: usize,
+    table: &mut D::Buffer<f32>,
+) -> Result<()> {
+    let len = table_len(k);
+    // An int4 is 16 bytes: the scratch must be 16-byte aligned (device allocations are) and long enough.
+    need(dev, table, 4 * len, "conv2d gather table")?;
+    if dev.device_ptr(table).0 % 16 != 0 {
+        return Err(shape_err!(
+            "conv2d gather table: scratch is not 16-byte aligned"
+        ));
+    }
+    let cfg = gemm::reduce_launch(len);
     let mut args = KernelArgs::new();
     args.push(*g)
-        .push(dev.device_ptr(x))
-        .push(dev.device_ptr(w))
-        .push(dev.device_ptr(b))
-        .push(dev.device_ptr(y));
-    // SAFETY: conv2d_forward(ConvGeom, const float* x, const float* w, const float* b, float* y) — the
-    // same five parameters in this order. The buffers were checked above to hold the input, filter,
-    // bias and output of `g`; the kernel reads and writes nothing outside them (every load and store
-    // is guarded by the geometry), whatever the grid's overshoot past C_out or the pixel count.
-    unsafe { dev.launch(FORWARD, &cfg, &mut args) }
+        .push(backward_data as i32)
+        .push(len as i32)
+        .push(dev.device_ptr(table));
+    // SAFETY: conv2d_gather_table(ConvGeom, int backward_data, int len, int4* table): the table buffer
+    // holds 4·len floats = len int4s and is 16-byte aligned (both checked just above); the kernel writes
+    // table[0 .. len) only.
+    unsafe { dev.launch(GATHER_TABLE, &cfg, &mut args) }
 }
 
 /// How the bias-gradient reduction is split: `splits` blocks per channel of `chunk` positions.
@@ -109,7 +163,7 @@ pub fn backward<D: Device>(
 ) -> Result<()> {
     bias_grad(dev, scratch, g, y, dy, db)?;
     if let Some(dx) = dx {
-        backward_data(dev, g, w, dy, dx)?;
+        backward_data(dev, scratch, g, w, dy, dx)?;
     }
     backward_filter(dev, scratch, g, x, dy, dw)
 }
@@ -153,9 +207,11 @@ pub fn bias_grad<D: Device>(
 }
 
 /// dx (N, C_in, H_in, W_in) += the gradient of the convolution with respect to its input, from the
-/// (already ReLU-masked) dy (N, C_out, H_out, W_out) and w (C_out, C_in, K_h, K_w).
+/// (already ReLU-masked) dy (N, C_out, H_out, W_out) and w (C_out, C_in, K_h, K_w). The gather's K
+/// table lives in `scratch`.
 pub fn backward_data<D: Device>(
     dev: &D,
+    scratch: &Scratch<D>,
     g: &ConvGeom,
     w: &D::Buffer<f32>,
     dy: &D::Buffer<f32>,
@@ -167,15 +223,26 @@ pub fn backward_data<D: Device>(
     need(dev, dy, g.output().len(), "conv2d backward: dy")?;
     need(dev, dx, input, "conv2d backward: dx")?;
     let cfg = gemm::launch(g.c_in as usize, input / g.c_in as usize, 1)?;
-    let mut args = KernelArgs::new();
-    args.push(*g)
-        .push(dev.device_ptr(w))
-        .push(dev.device_ptr(dy))
-        .push(dev.device_ptr(dx));
-    // SAFETY: conv2d_backward_data(ConvGeom, const float* w, const float* dy, float* dx). w, dy and dx
-    // hold the filter, output and input of `g` (checked above); all accesses are guarded by the
-    // geometry.
-    unsafe { dev.launch(BACKWARD_DATA, &cfg, &mut args) }
+    let k = g.weight_len() / g.c_in as usize;
+    scratch.with(dev, table_floats(k), |table| {
+        gather_table(dev, g, true, k, table)?;
+        let mut args = KernelArgs::new();
+        args.push(*g)
+            .push(dev.device_ptr(w))
+            .push(dev.device_ptr(dy))
+            .push(dev.device_ptr(table))
+            .push(dev.device_ptr(dx));
+        let kernel = if g.stride == 1 {
+            BACKWARD_DATA
+        } else {
+            BACKWARD_DATA_STRIDED
+        };
+        // SAFETY: conv2d_backward_data and conv2d_backward_data_strided both take (ConvGeom, const
+        // float* w, const float* dy, const int4* table, float* dx). w, dy and dx hold the filter, output and input of `g` (checked above); the table
+        // was just filled with one int4 per k = (co, kh, kw) for the kernel's k_steps·BK reads; all
+        // accesses are guarded by the geometry.
+        unsafe { dev.launch(kernel, &cfg, &mut args) }
+    })
 }
 
 /// dw (C_out, C_in, K_h, K_w) = the gradient of the convolution with respect to its filter, WRITTEN,
