@@ -94,17 +94,23 @@ pub fn parse_entry_points(text: &str) -> Result<Vec<EntryPoint>, String> {
             .find('(')
             .ok_or("entry point without a parameter list")?;
         let mut head = rest[..open].trim().to_string();
-        // `__launch_bounds__(...)` has its own parentheses: skip past them.
+        // `__launch_bounds__(...)` has its own parentheses and may stand before or after `void`:
+        // drop it and look for the parameter list after it.
         let mut after_head = open;
-        if head.contains("__launch_bounds__") {
+        if head.ends_with("__launch_bounds__") {
             let close = matching_paren(rest, open)?;
             let next_open = rest[close..]
                 .find('(')
                 .ok_or("entry point without a parameter list")?
                 + close;
-            head = rest[close + 1..next_open].trim().to_string();
+            head = format!(
+                "{} {}",
+                head.trim_end_matches("__launch_bounds__"),
+                rest[close + 1..next_open].trim()
+            );
             after_head = next_open;
         }
+        let head = head.split_whitespace().collect::<Vec<_>>().join(" ");
         let name = head
             .strip_prefix("void")
             .map(str::trim)
@@ -160,4 +166,27 @@ fn parse_params(list: &str) -> Result<Vec<Param>, String> {
             })
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn launch_bounds_may_stand_before_or_after_void() {
+        let src = r#"
+            extern "C" __global__ __launch_bounds__(256) void a(const float* __restrict__ x, // (N)
+                                                                 PoolGeom g) {}
+            extern "C" __global__ void __launch_bounds__(64, 2) b(int n) {}
+            /* extern "C" __global__ void commented_out(int n) {} */
+            extern "C" __global__ void c() {}
+        "#;
+        let entries = parse_entry_points(src).unwrap();
+        let names: Vec<&str> = entries.iter().map(|e| e.name.as_str()).collect();
+        assert_eq!(names, ["a", "b", "c"]);
+        assert_eq!(entries[0].params[0].ty, "const float* __restrict__");
+        assert_eq!(entries[0].params[1].name, "g");
+        assert_eq!(entries[1].params.len(), 1);
+        assert!(entries[2].params.is_empty());
+    }
 }

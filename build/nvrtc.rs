@@ -191,6 +191,7 @@ fn nvrtc_in(dir: &Path) -> Option<PathBuf> {
 
 fn open_nvrtc() -> Result<Nvrtc, String> {
     let mut opened: Option<(libloading::Library, PathBuf, String)> = None;
+    let mut looked_in: Vec<String> = Vec::new();
     if let Some(setting) = std::env::var_os("RESCNN_NVRTC_LIB") {
         let given = PathBuf::from(&setting);
         let file = if given.is_dir() {
@@ -228,6 +229,7 @@ fn open_nvrtc() -> Result<Nvrtc, String> {
         }
         places.push((PathBuf::from("/usr/local/cuda/lib64"), "/usr/local/cuda"));
         for (dir, what) in places {
+            looked_in.push(dir.display().to_string());
             let Some(file) = nvrtc_in(&dir) else { continue };
             // SAFETY: as above.
             match unsafe { libloading::Library::new(&file) } {
@@ -247,9 +249,10 @@ fn open_nvrtc() -> Result<Nvrtc, String> {
                 "{} was loaded but cudarc cannot bind to it (its soname must be libnvrtc.so.12)",
                 file.display()
             ),
-            None => "no libnvrtc.so.12 in RESCNN_NVRTC_LIB, ${RESCNN_CACHE:-$HOME/.cache/rescnn}/nvrtc, \
-                     $CUDA_HOME/lib64, $CUDA_PATH/lib64, /usr/local/cuda/lib64 or the library search path"
-                .to_string(),
+            None => format!(
+                "no libnvrtc.so.12 in {} (RESCNN_NVRTC_LIB unset) nor on the library search path",
+                looked_in.join(", ")
+            ),
         });
     }
     let (mut major, mut minor) = (0, 0);

@@ -50,6 +50,10 @@
 //   - communication between blocks other than atomics: blocks run in any order, several at once;
 //     spinning on another block's flag deadlocks or races;
 //   - out-of-bounds accesses: nothing checks them (the host process may crash or corrupt memory);
+//   - a thread that never reaches a switch point (an endless loop) hangs the launch, as on a GPU;
+//     deadlocks are detected only among threads waiting at barriers and warp operations;
+//   - deep recursion or huge local arrays: each fiber has a 256 KiB stack ending in a guard page, and
+//     overflowing it kills the process;
 //   - __activemask(), cooperative groups, textures, clocks, warp-level matrix operations, 16-bit types;
 //   - floating point details of the GPU: host libm rounding, no FTZ, __expf is exact expf, fmaf is the
 //     C library's, contraction into FMA follows the host compiler.

@@ -6,7 +6,9 @@
 pub mod backends;
 pub mod cli;
 pub mod error;
+pub mod fsutil;
 pub mod tensor;
+pub mod training;
 
 pub use error::{Error, Result};
 pub use tensor::{Real, Shape, Tensor};

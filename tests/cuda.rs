@@ -133,7 +133,10 @@ fn without_nvrtc_the_table_is_empty_and_says_how_to_install_it() {
 }
 
 #[test]
-#[cfg_attr(rescnn_gpu, ignore = "a GPU is present: the device starts")]
+#[cfg_attr(
+    all(rescnn_gpu, rescnn_nvrtc),
+    ignore = "a GPU is present and the kernels are compiled: the device starts"
+)]
 fn without_a_gpu_the_cuda_device_refuses_to_start_and_says_why() {
     let err = CudaDevice::new(0)
         .err()
@@ -164,7 +167,10 @@ fn gpu() -> CudaDevice {
 }
 
 #[test]
-#[cfg_attr(not(rescnn_gpu), ignore = "needs a CUDA GPU")]
+#[cfg_attr(
+    not(all(rescnn_gpu, rescnn_nvrtc)),
+    ignore = "needs a CUDA GPU and the kernels NVRTC compiles"
+)]
 fn gpu_buffers_round_trip() {
     use rescnn::backends::device::Device;
     let dev = gpu();
@@ -185,7 +191,10 @@ fn gpu_buffers_round_trip() {
 }
 
 #[test]
-#[cfg_attr(not(rescnn_gpu), ignore = "needs a CUDA GPU")]
+#[cfg_attr(
+    not(all(rescnn_gpu, rescnn_nvrtc)),
+    ignore = "needs a CUDA GPU and the kernels NVRTC compiles"
+)]
 fn gpu_loads_every_module_from_cubin_or_ptx() {
     use rescnn::backends::cuda::{ImagePolicy, LoadedImage};
     let dev = gpu();
@@ -208,52 +217,75 @@ fn gpu_loads_every_module_from_cubin_or_ptx() {
 }
 
 #[test]
-#[cfg_attr(not(rescnn_gpu), ignore = "needs a CUDA GPU")]
+#[cfg_attr(
+    not(all(rescnn_gpu, rescnn_nvrtc)),
+    ignore = "needs a CUDA GPU and the kernels NVRTC compiles"
+)]
 fn gpu_launch_rejects_arguments_that_do_not_match_the_kernel() {
     use rescnn::backends::device::{Device, Kernel, KernelArgs, LaunchConfig};
+    use rescnn::backends::kernels::rmsprop::UPDATE;
+    use rescnn::backends::RmsPropParams;
     let dev = gpu();
-    let m = KERNELS.modules.first().expect("no kernels to launch");
-    let e = &m.entries[0];
-    let kernel = Kernel {
-        module: m.module,
-        name: e.name,
+    let reject = |kernel: Kernel, config: LaunchConfig, args: &mut KernelArgs| {
+        // SAFETY: every launch below is rejected by the device's checks before reaching the GPU (and
+        // would do nothing if it were not: len 0).
+        unsafe { dev.launch(kernel, &config, args) }
+            .expect_err("launch accepted")
+            .to_string()
     };
-    // One parameter too many, each of the wrong size: rejected before cuLaunchKernel.
-    let mut args = KernelArgs::new();
-    for _ in 0..=e.param_sizes.len() {
-        args.push([0u8; 3]);
+    // rmsprop_update(RmsPropParams, float* w, const float* g, float* r), len 0.
+    let right = || {
+        let mut a = KernelArgs::new();
+        a.push(<RmsPropParams as bytemuck::Zeroable>::zeroed());
+        for _ in 0..3 {
+            a.push(rescnn::backends::device::DevicePtr(0));
+        }
+        a
+    };
+    let one_block = LaunchConfig::linear(1, 256);
+
+    // Wrong sizes (a 4-byte length where the 20-byte struct goes): rejected before cuLaunchKernel.
+    let mut wrong = KernelArgs::new();
+    wrong.push(0i32);
+    for _ in 0..3 {
+        wrong.push(0u64);
     }
-    // SAFETY: the launch is rejected by the argument check before anything reaches the GPU.
-    let err = unsafe { dev.launch(kernel, &LaunchConfig::linear(1, 32), &mut args) }
-        .unwrap_err()
-        .to_string();
-    assert!(err.contains(e.name) && err.contains("bytes"), "{err}");
-    // An impossible block shape is rejected too (argument sizes now right, all zero pointers, but
-    // nothing is launched).
-    let mut args = KernelArgs::new();
-    for &s in e.param_sizes {
-        match s {
-            4 => args.push(0u32),
-            8 => args.push(0u64),
-            n => panic!("this test packs only 4- and 8-byte parameters, not {n}"),
-        };
-    }
-    let too_big = LaunchConfig::linear(1, 2048);
-    // SAFETY: rejected by the shape check before anything reaches the GPU.
-    let err = unsafe { dev.launch(kernel, &too_big, &mut args) }
-        .unwrap_err()
-        .to_string();
+    let err = reject(UPDATE, one_block, &mut wrong);
+    assert!(
+        err.contains("rmsprop_update") && err.contains("[20, 8, 8, 8]"),
+        "{err}"
+    );
+    // One parameter missing.
+    let mut args = right();
+    let mut fewer = KernelArgs::new();
+    fewer.push(<RmsPropParams as bytemuck::Zeroable>::zeroed());
+    assert!(reject(UPDATE, one_block, &mut fewer).contains("bytes"));
+    // Impossible block shapes.
+    let err = reject(UPDATE, LaunchConfig::linear(1, 2048), &mut args);
     assert!(err.contains("block"), "{err}");
+    let mut z = one_block;
+    z.block = (1, 1, 128);
+    assert!(reject(UPDATE, z, &mut right()).contains("block"));
+    // Over 48 KiB of shared memory without opting in; over the device's opt-in limit with it.
+    let big = one_block.with_dynamic_shared(64 * 1024);
+    assert!(reject(UPDATE, big, &mut right()).contains("48 KiB"));
+    let huge = one_block
+        .with_dynamic_shared(dev.info().max_shared_per_block_optin + 1)
+        .with_large_shared();
+    assert!(reject(UPDATE, huge, &mut right()).contains("at most"));
+    // A kernel that was never compiled.
     let unknown = Kernel {
-        module: m.module,
+        module: "rmsprop",
         name: "no_such_kernel",
     };
-    // SAFETY: rejected: the kernel does not exist.
-    assert!(unsafe { dev.launch(unknown, &LaunchConfig::linear(1, 1), &mut args) }.is_err());
+    assert!(reject(unknown, one_block, &mut right()).contains("no_such_kernel"));
 }
 
 #[test]
-#[cfg_attr(not(rescnn_gpu), ignore = "needs a CUDA GPU")]
+#[cfg_attr(
+    not(all(rescnn_gpu, rescnn_nvrtc)),
+    ignore = "needs a CUDA GPU and the kernels NVRTC compiles"
+)]
 fn gpu_timer_measures_and_cublas_matches_a_host_product() {
     use rescnn::backends::cuda::cublas::{Cublas, Transpose};
     use rescnn::backends::cuda::peak;

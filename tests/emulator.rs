@@ -579,3 +579,42 @@ fn arguments_that_do_not_match_the_signature_are_refused() {
         .to_string()
         .contains("no kernel selftest::no_such_kernel"));
 }
+
+#[test]
+fn the_shim_math_and_qualifiers_compute_what_cuda_documents() {
+    let dev = device(ThreadOrder::Forward, 1);
+    let x: Vec<f32> = (0..70).map(|i| 0.05 + i as f32 * 0.37).collect();
+    let xb = upload(&dev, &x);
+    let out = dev.alloc_zeroed::<f32>(x.len() * 9).unwrap();
+    launch(
+        &dev,
+        "selftest_math",
+        LaunchConfig::linear(2, 64),
+        KernelArgs::new()
+            .push(ptr(&dev, &xb))
+            .push(ptr(&dev, &out))
+            .push(x.len() as i32),
+    )
+    .unwrap();
+    let got = dev.copy_to_host(&out).unwrap();
+    for (i, (&v, o)) in x.iter().zip(got.chunks(9)).enumerate() {
+        let expect = [
+            v.exp(),
+            v.ln(),
+            1.0 / v.sqrt(),
+            1.0 / v,
+            v.max(1.0) + v.min(1.0),
+            v.sqrt() * v.sqrt(),
+            v + 2.0 * v + 3.0 * v + 4.0 * v,
+            1.0,
+            i.clamp(1, 3) as f32,
+        ];
+        for (k, (g, e)) in o.iter().zip(expect).enumerate() {
+            // The host's libm and the same operation order: within 2 ulp.
+            assert!(
+                (g - e).abs() <= 2.0 * f32::EPSILON * e.abs(),
+                "x[{i}] = {v}, result {k}: {g} vs {e}"
+            );
+        }
+    }
+}

@@ -32,6 +32,15 @@ pub fn report(show_kernels: bool) -> String {
     s.push_str("\nDevices\n");
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     writeln!(s, "  cpu       {cores} core(s): the CPU reference backend").unwrap();
+    let emu = crate::backends::emu::product_kernels();
+    let emu_files: BTreeSet<&str> = emu.iter().map(|k| k.module).collect();
+    writeln!(
+        s,
+        "  emulated  {} kernel(s) of {} kernels/*.cu file(s) compiled for the host; blocks on {cores} host thread(s)",
+        emu.len(),
+        emu_files.len()
+    )
+    .unwrap();
     devices_cuda(&mut s);
 
     s.push_str("\nNVRTC (at build time)\n");
@@ -204,6 +213,7 @@ mod tests {
     fn report_names_devices_nvrtc_and_every_kernel() {
         let r = report(true);
         assert!(r.contains("cpu "), "{r}");
+        assert!(r.contains("emulated"), "{r}");
         assert!(r.contains("cuda"), "{r}");
         match KERNELS.nvrtc {
             NvrtcBuild::Compiled { version, .. } => {

@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 use rescnn::backends::cpu::CpuBackend;
+use rescnn::backends::cuda::CudaDevice;
 use rescnn::backends::emu::{EmuDevice, ThreadOrder};
 use rescnn::backends::kernel_backend::KernelBackend;
 
@@ -15,6 +16,14 @@ pub fn reference() -> CpuBackend<f32> {
 /// The emulated device with its threads run in `order`, blocks on every core.
 pub fn emulated(order: ThreadOrder) -> KernelBackend<EmuDevice> {
     KernelBackend::new(EmuDevice::new(order).expect("emulated device")).expect("emulated backend")
+}
+
+/// The CUDA device on GPU 0 (only called where build.rs saw a GPU and NVRTC compiled the kernels:
+/// the cfgs `rescnn_gpu` and `rescnn_nvrtc`).
+pub fn cuda() -> KernelBackend<CudaDevice> {
+    let dev =
+        CudaDevice::new(0).unwrap_or_else(|e| panic!("a GPU was seen at build time, but: {e}"));
+    KernelBackend::new(dev).expect("CUDA backend")
 }
 
 /// Deterministic pseudo-random numbers (SplitMix64), so every failure reproduces.
@@ -65,15 +74,17 @@ macro_rules! backend_tests {
                 }
             )*
         }
-        // ---- CUDA instantiation (added by the CUDA device's branch) ---------------------------------
-        // mod cuda {
-        //     $(
-        //         #[test]
-        //         #[cfg_attr(not(rescnn_gpu), ignore = "needs a CUDA GPU")]
-        //         fn $test() {
-        //             super::$test(&crate::common::cuda());
-        //         }
-        //     )*
-        // }
+        // Compiled everywhere (a change that breaks the CUDA instantiation shows on every build), run
+        // where build.rs saw a GPU and NVRTC compiled the kernels: `cargo test --release` on a GPU
+        // machine (RESCNN_GPU_TESTS=1 forces GPU detection on).
+        mod cuda {
+            $(
+                #[test]
+                #[cfg_attr(not(all(rescnn_gpu, rescnn_nvrtc)), ignore = "needs a CUDA GPU and the kernels NVRTC compiles")]
+                fn $test() {
+                    super::$test(&crate::common::cuda());
+                }
+            )*
+        }
     };
 }

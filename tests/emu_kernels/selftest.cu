@@ -202,3 +202,29 @@ extern "C" __global__ void selftest_barrier_loop(float* out,  // (gridDim.x · 2
     }
     out[blockIdx.x * 256 + t] = v;
 }
+
+// The shim's math and qualifiers: a __device__ helper, __launch_bounds__, #pragma unroll, float4,
+// __ldg and the fast-math names. out[9·i …] holds nine results for x[i].
+__device__ __forceinline__ float selftest_square(float v) { return v * v; }
+
+extern "C" __global__ void __launch_bounds__(64) selftest_math(const float* __restrict__ x,  // (n)
+                                                              float* __restrict__ out,       // (n, 9)
+                                                              int n) {
+    int i = blockIdx.x * blockDim.x + threadIdx.x;
+    if (i >= n) return;
+    const float v = __ldg(x + i);
+    float4 q = make_float4(v, 2.0f * v, 3.0f * v, 4.0f * v);
+    float acc = 0.0f;
+#pragma unroll
+    for (int k = 0; k < 4; ++k) acc += (&q.x)[k];
+    float* o = out + 9 * i;
+    o[0] = __expf(v);
+    o[1] = __logf(v);
+    o[2] = rsqrtf(v);
+    o[3] = __fdividef(1.0f, v);
+    o[4] = fmaxf(v, 1.0f) + fminf(v, 1.0f);
+    o[5] = selftest_square(sqrtf(v));
+    o[6] = acc;
+    o[7] = __int_as_float(0x7f800000) > v ? 1.0f : 0.0f;  // RESCNN_INFINITY's spelling
+    o[8] = (float)max(min(i, 3), 1);
+}

@@ -9,9 +9,10 @@
 //!   caches the result on disk). [`ImagePolicy::PtxOnly`] forces the PTX path (tests cover both). Every
 //!   entry point's function handle is fetched once, at start-up.
 //! - **Launching.** One stream. [`Device::launch`] checks the packed arguments against the parameter
-//!   sizes the compiler produced and the launch shape against the device limits, opts the kernel in to
-//!   more than 48 KiB of dynamic shared memory when a launch asks for it, then calls `cuLaunchKernel`
-//!   with the `void**` array of [`KernelArgs`].
+//!   sizes the compiler produced and the launch shape and shared memory against the limits of the
+//!   [`Device::launch`] contract, opts the kernel in to more than 48 KiB of dynamic shared memory when
+//!   the launch says `large_shared`, then calls `cuLaunchKernel` with the `void**` array of
+//!   [`KernelArgs`].
 //! - **Memory.** [`CudaBuffer`] is a typed view over a `CudaSlice<u8>` (cudarc's own typed slices need
 //!   its `DeviceRepr` trait, which our generic `bytemuck::Pod` buffers cannot implement). Copies go
 //!   through the same stream; device-to-host copies wait for it.
@@ -224,7 +225,10 @@ impl CudaDevice {
                 problems.join("; and ")
             )));
         }
-        no_panic("opening the CUDA device", || Self::open(ordinal, policy))
+        no_panic("opening the CUDA device", || Self::open(ordinal, policy)).map_err(|e| match e {
+            Error::Device(m) => Error::Device(format!("the CUDA device cannot start: {m}")),
+            other => other,
+        })
     }
 
     fn open(ordinal: usize, policy: ImagePolicy) -> Result<Self> {
@@ -300,33 +304,54 @@ impl CudaDevice {
         self.modules.iter().map(|(n, _, i)| (*n, *i)).collect()
     }
 
-    /// Raise `f`'s dynamic shared memory limit to `bytes` if it is below (cuFuncSetAttribute
-    /// MAX_DYNAMIC_SHARED_SIZE_BYTES: needed above 48 KiB per block on 7.0+ GPUs).
-    fn allow_dynamic_shared(&self, kernel: Kernel, f: &LoadedFunction, bytes: u32) -> Result<()> {
-        if bytes <= f.dynamic_shared_allowed.load(Ordering::Relaxed) {
+    /// Check the launch's shared memory against the device contract and, for a `large_shared` launch,
+    /// raise the function's dynamic shared memory limit (cuFuncSetAttribute
+    /// MAX_DYNAMIC_SHARED_SIZE_BYTES, needed above 48 KiB per block) if it is below what is asked.
+    fn prepare_shared(
+        &self,
+        kernel: Kernel,
+        f: &LoadedFunction,
+        config: &LaunchConfig,
+    ) -> Result<()> {
+        let dynamic = config.dynamic_shared_bytes;
+        let total = f.static_shared_bytes + dynamic;
+        if !config.large_shared {
+            if total > DEFAULT_SHARED_LIMIT {
+                return Err(Error::Device(format!(
+                    "kernel {}::{} needs {total} bytes of shared memory per block ({} static + \
+                     {dynamic} dynamic), over 48 KiB, without opting in (LaunchConfig::large_shared)",
+                    kernel.module, kernel.name, f.static_shared_bytes
+                )));
+            }
             return Ok(());
         }
         let limit = self.info.max_shared_per_block_optin;
-        if f.static_shared_bytes + bytes > limit {
+        if total > limit {
             return Err(Error::Device(format!(
-                "kernel {}::{} asks for {bytes} bytes of dynamic shared memory on top of {} static; \
-                 {} allows at most {limit} per block",
+                "kernel {}::{} needs {total} bytes of shared memory per block ({} static + \
+                 {dynamic} dynamic); {} allows at most {limit}",
                 kernel.module, kernel.name, f.static_shared_bytes, self.info.name
             )));
         }
-        f.function
-            .set_attribute(
-                sys::CUfunction_attribute::CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES,
-                bytes as i32,
-            )
-            .map_err(driver_err(&format!(
-                "opting {}::{} in to {bytes} bytes of dynamic shared memory",
-                kernel.module, kernel.name
-            )))?;
-        f.dynamic_shared_allowed.fetch_max(bytes, Ordering::Relaxed);
+        if dynamic > f.dynamic_shared_allowed.load(Ordering::Relaxed) {
+            f.function
+                .set_attribute(
+                    sys::CUfunction_attribute::CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES,
+                    dynamic as i32,
+                )
+                .map_err(driver_err(&format!(
+                    "opting {}::{} in to {dynamic} bytes of dynamic shared memory",
+                    kernel.module, kernel.name
+                )))?;
+            f.dynamic_shared_allowed
+                .fetch_max(dynamic, Ordering::Relaxed);
+        }
         Ok(())
     }
 }
+
+/// Shared memory (static + dynamic) a block may use without opting in, on every GPU.
+const DEFAULT_SHARED_LIMIT: u32 = 48 * 1024;
 
 fn load_module(
     ctx: &Arc<CudaContext>,
@@ -546,7 +571,7 @@ impl Device for CudaDevice {
                 kernel.module, kernel.name, f.max_threads_per_block
             )));
         }
-        self.allow_dynamic_shared(kernel, f, config.dynamic_shared_bytes)?;
+        self.prepare_shared(kernel, f, config)?;
         self.ctx
             .bind_to_thread()
             .map_err(driver_err("binding the CUDA context"))?;

@@ -215,7 +215,10 @@ unsafe fn schedule(
         r.current = 0;
     }
 
-    let mut fibers: Vec<Fiber> = Vec::with_capacity(n);
+    let mut fibers = Fibers {
+        run,
+        fibers: Vec::with_capacity(n),
+    };
     for t in 0..n {
         // SAFETY: short exclusive access between fiber runs.
         let stack = match unsafe { (*run).stacks.pop() } {
@@ -225,7 +228,7 @@ unsafe fn schedule(
         };
         let entry = kernel.entry;
         let args = args as usize;
-        fibers.push(Coroutine::with_stack(
+        fibers.fibers.push(Coroutine::with_stack(
             stack,
             move |yielder: &Yielder<(), Wait>, ()| {
                 let run = CURRENT.with(|c| c.get());
@@ -237,19 +240,29 @@ unsafe fn schedule(
         ));
     }
 
-    let result = drive(run, &mut fibers, order);
+    drive(run, &mut fibers.fibers, order)
+}
 
-    // Give the stacks back. A fiber stopped by an error is reset without unwinding: its frames are
-    // C++ kernel code and the runtime's callbacks, none of which owns anything that needs dropping.
-    for mut fiber in fibers {
-        if !fiber.done() {
-            // SAFETY: see above; the fiber is suspended (or never started) and is not resumed again.
-            unsafe { fiber.force_reset() };
+/// The fibers of one block. Dropping them (after the block, after an error, or if the scheduler itself
+/// panicked) resets every unfinished fiber WITHOUT unwinding — its frames are C++ kernel code and the
+/// runtime's callbacks, which must never be unwound from Rust and own nothing that needs dropping — and
+/// returns the stacks to the host thread's pool.
+struct Fibers {
+    run: *mut BlockRun,
+    fibers: Vec<Fiber>,
+}
+
+impl Drop for Fibers {
+    fn drop(&mut self) {
+        for mut fiber in self.fibers.drain(..) {
+            if !fiber.done() {
+                // SAFETY: see above; the fiber is suspended (or never started) and is never resumed.
+                unsafe { fiber.force_reset() };
+            }
+            // SAFETY: no fiber runs now, so this is the only access to the block state.
+            unsafe { (*self.run).stacks.push(fiber.into_stack()) };
         }
-        // SAFETY: short exclusive access between fiber runs.
-        unsafe { (*run).stacks.push(fiber.into_stack()) };
     }
-    result
 }
 
 fn drive(run: *mut BlockRun, fibers: &mut [Fiber], order: ThreadOrder) -> Result<(), String> {
