@@ -7,6 +7,7 @@ pub mod backends;
 pub mod cli;
 pub mod error;
 pub mod fsutil;
+pub mod model;
 pub mod tensor;
 pub mod training;
 

@@ -47,19 +47,24 @@ pub(super) enum Threads {
     All,
 }
 
-/// `dst (m×n, rows dst_row_stride apart) = [dst +] a (m×k) · b (k×n)`: with `accumulate` the product
-/// is added to dst, otherwise dst is overwritten (and never read).
+/// `dst (m×n) = [dst +] a (m×k) · b (k×n)`, element (i, j) of dst at `i·row_stride + j·col_stride`
+/// with `(row_stride, col_stride) = dst_strides`: with `accumulate` the product is added to dst,
+/// otherwise dst is overwritten (and never read).
+///
+/// Layouts matter for speed: the crate packs both operands, and packing is fastest when the
+/// operand's stride along the output dimension it feeds is 1; the convolution picks its views
+/// accordingly (see `conv`).
 ///
 /// # Safety
 /// `dst` must be valid for reads and writes of every element (i, j), i < m, j < n, at
-/// `i·dst_row_stride + j`, and no other reference may access those elements during the call.
+/// `i·row_stride + j·col_stride`, and no other reference may access those elements during the call.
 #[allow(clippy::too_many_arguments)]
 pub(super) unsafe fn gemm_raw<T: Real>(
     m: usize,
     n: usize,
     k: usize,
     dst: *mut T,
-    dst_row_stride: usize,
+    dst_strides: (usize, usize),
     accumulate: bool,
     a: View<'_, T>,
     b: View<'_, T>,
@@ -85,8 +90,8 @@ pub(super) unsafe fn gemm_raw<T: Real>(
             n,
             k,
             dst,
-            1,
-            dst_row_stride as isize,
+            dst_strides.1 as isize,
+            dst_strides.0 as isize,
             accumulate,
             a.data.as_ptr(),
             a.col_stride as isize,
@@ -111,14 +116,14 @@ pub(super) fn gemm<T: Real>(
     n: usize,
     k: usize,
     dst: &mut [T],
-    dst_row_stride: usize,
+    dst_strides: (usize, usize),
     accumulate: bool,
     a: View<'_, T>,
     b: View<'_, T>,
     threads: Threads,
 ) {
     assert!(
-        m == 0 || n == 0 || (m - 1) * dst_row_stride + n <= dst.len(),
+        m == 0 || n == 0 || (m - 1) * dst_strides.0 + (n - 1) * dst_strides.1 < dst.len(),
         "gemm destination is out of bounds"
     );
     // SAFETY: the assert keeps every destination element inside `dst`, which we borrow exclusively.
@@ -128,7 +133,7 @@ pub(super) fn gemm<T: Real>(
             n,
             k,
             dst.as_mut_ptr(),
-            dst_row_stride,
+            dst_strides,
             accumulate,
             a,
             b,
@@ -169,7 +174,7 @@ mod tests {
                 n,
                 k,
                 &mut dst,
-                9,
+                (9, 1),
                 true,
                 View::transposed(&at, m),
                 View::rows(&b, n),
@@ -186,7 +191,7 @@ mod tests {
                 n,
                 k,
                 &mut dst,
-                9,
+                (9, 1),
                 false,
                 View::rows(&a, k),
                 View::rows(&b, n),

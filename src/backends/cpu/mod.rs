@@ -43,6 +43,11 @@ impl<T: Real> CpuBackend<T> {
             scratch: Scratch::default(),
         }
     }
+    /// How many output rows one im2col chunk of this convolution covers (tests use it to be sure
+    /// they cover images split into several chunks).
+    pub fn conv_chunk_rows(g: &ConvGeom) -> Result<usize> {
+        conv::chunk_rows(g)
+    }
 }
 
 impl<T: Real> Default for CpuBackend<T> {
@@ -149,17 +154,6 @@ fn relu_mask<T: Real>(dy: &mut [T], y: &[T]) {
                 if v <= T::ZERO {
                     *d = T::ZERO;
                 }
-            }
-        });
-}
-
-/// dst += src, elementwise.
-fn add_into<T: Real>(dst: &mut [T], src: &[T]) {
-    dst.par_chunks_mut(1 << 14)
-        .zip(src.par_chunks(1 << 14))
-        .for_each(|(d, s)| {
-            for (d, &s) in d.iter_mut().zip(s) {
-                *d += s;
             }
         });
 }

@@ -1,0 +1,453 @@
+//! A spec laid out for one input size: every layer's geometry, the activation it reads and writes,
+//! and its parameters. Backend-free, so `summary`, parameter counts and FLOP counts are available
+//! without building a network.
+
+use std::fmt::Write as _;
+
+use super::spec::{ArchSpec, LayerSpec};
+use crate::backends::geometry::{ConvGeom, DenseGeom, Padding, PoolGeom, ShortcutGeom};
+use crate::tensor::Shape;
+use crate::{config_err, Result};
+
+/// The network input: one spectrogram image, C×H×W (C = 1 gray or 3 RGB).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct InputShape {
+    pub channels: usize,
+    pub height: usize,
+    pub width: usize,
+}
+
+impl InputShape {
+    pub const fn new(channels: usize, height: usize, width: usize) -> Self {
+        InputShape {
+            channels,
+            height,
+            width,
+        }
+    }
+    pub const fn len(&self) -> usize {
+        self.channels * self.height * self.width
+    }
+    pub const fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// What a planned layer does. Activations are numbered nodes: node 0 is the input, every conv, pool
+/// and dense layer writes a new node, and a shortcut adds into an existing one. Geometries are for a
+/// batch of one; the network rescales them with `with_batch`.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum PlannedOp {
+    Conv {
+        geom: ConvGeom,
+        input: usize,
+        output: usize,
+    },
+    Pool {
+        geom: PoolGeom,
+        input: usize,
+        output: usize,
+    },
+    /// Adds node `source` (tap `tap`) into node `target` in place.
+    Shortcut {
+        geom: ShortcutGeom,
+        tap: usize,
+        source: usize,
+        target: usize,
+    },
+    Dense {
+        geom: DenseGeom,
+        input: usize,
+        output: usize,
+    },
+}
+
+/// One layer of a [`Plan`].
+#[derive(Clone, Debug, PartialEq)]
+pub struct PlannedLayer {
+    /// e.g. "conv2", "pool1", "shortcut 0→pool3", "fc1", "classifier".
+    pub name: String,
+    pub op: PlannedOp,
+    /// The spec token it came from (0-based; `None` for the implicit classifier).
+    pub token: Option<usize>,
+}
+
+impl PlannedLayer {
+    /// Names and shapes of this layer's parameters (weight, then bias), empty for parameter-free ops.
+    pub fn params(&self) -> Vec<(String, Vec<usize>)> {
+        let (w, b) = match self.op {
+            PlannedOp::Conv { geom: g, .. } => (
+                vec![
+                    g.c_out as usize,
+                    g.c_in as usize,
+                    g.k_h as usize,
+                    g.k_w as usize,
+                ],
+                g.c_out as usize,
+            ),
+            PlannedOp::Dense { geom: g, .. } => (
+                vec![g.out_features as usize, g.in_features as usize],
+                g.out_features as usize,
+            ),
+            _ => return Vec::new(),
+        };
+        vec![
+            (format!("{}.weight", self.name), w),
+            (format!("{}.bias", self.name), vec![b]),
+        ]
+    }
+    /// Fan-in of each output unit (the He initialisation's scale), for layers with parameters.
+    pub fn fan_in(&self) -> Option<usize> {
+        match self.op {
+            PlannedOp::Conv { geom: g, .. } => Some((g.c_in * g.k_h * g.k_w) as usize),
+            PlannedOp::Dense { geom: g, .. } => Some(g.in_features as usize),
+            _ => None,
+        }
+    }
+}
+
+/// A spec laid out for an input size and a number of classes.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Plan {
+    pub spec: ArchSpec,
+    pub input: InputShape,
+    pub classes: usize,
+    /// Per-sample shape (n = 1) of every activation node; node 0 is the input, the last the logits.
+    pub nodes: Vec<Shape>,
+    pub layers: Vec<PlannedLayer>,
+}
+
+impl Plan {
+    /// Lay `spec` out for `input` images and `classes` classes. Errors name the spec token whose
+    /// shapes do not work: a pool whose window is larger than what reaches it, a shortcut whose
+    /// source and target sizes do not divide.
+    pub fn new(spec: &ArchSpec, input: InputShape, classes: usize) -> Result<Self> {
+        if input.is_empty() {
+            return Err(config_err!("the network input {input:?} is empty"));
+        }
+        if classes < 2 {
+            return Err(config_err!(
+                "a classifier needs at least 2 classes, got {classes}"
+            ));
+        }
+        let mut nodes = vec![Shape::new(1, input.channels, input.height, input.width)];
+        let mut taps = vec![0usize];
+        let mut layers = Vec::new();
+        let (mut convs, mut pools, mut fcs) = (0, 0, 0);
+        let describe = |s: Shape| format!("{}×{}×{}", s.c, s.h, s.w);
+        for (i, &l) in spec.layers().iter().enumerate() {
+            let cur = nodes.len() - 1;
+            let shape = nodes[cur];
+            let (name, op) = match l {
+                LayerSpec::Conv {
+                    filters,
+                    kernel,
+                    stride,
+                } => {
+                    let geom = ConvGeom::new(
+                        shape,
+                        filters,
+                        (kernel, kernel),
+                        stride,
+                        Padding::Same,
+                        true,
+                    )
+                    .map_err(|e| spec.layer_error(i, &e.to_string()))?;
+                    nodes.push(geom.output());
+                    convs += 1;
+                    (
+                        format!("conv{convs}"),
+                        PlannedOp::Conv {
+                            geom,
+                            input: cur,
+                            output: cur + 1,
+                        },
+                    )
+                }
+                LayerSpec::Pool { window, stride } => {
+                    if shape.h < window || shape.w < window {
+                        return Err(spec.layer_error(
+                            i,
+                            &format!(
+                                "pool {} gets a {}×{} map, smaller than its {window}×{window} window: the input {}×{} is too small for this network",
+                                pools + 1,
+                                shape.h,
+                                shape.w,
+                                input.height,
+                                input.width
+                            ),
+                        ));
+                    }
+                    let geom = PoolGeom::new(shape, window, stride)
+                        .map_err(|e| spec.layer_error(i, &e.to_string()))?;
+                    nodes.push(geom.output());
+                    pools += 1;
+                    taps.push(cur + 1);
+                    (
+                        format!("pool{pools}"),
+                        PlannedOp::Pool {
+                            geom,
+                            input: cur,
+                            output: cur + 1,
+                        },
+                    )
+                }
+                LayerSpec::Shortcut { tap } => {
+                    // The parser guarantees the tap exists and the shortcut follows a pool.
+                    let source = taps[tap];
+                    let src = nodes[source];
+                    let geom = ShortcutGeom::new(src, shape).map_err(|_| {
+                        spec.layer_error(
+                            i,
+                            &format!(
+                                "the shortcut from tap {tap} ({}) into the output of pool {pools} ({}) needs the source's height and width to be the same whole multiple of the target's",
+                                describe(src),
+                                describe(shape)
+                            ),
+                        )
+                    })?;
+                    (
+                        format!("shortcut {tap}→pool{pools}"),
+                        PlannedOp::Shortcut {
+                            geom,
+                            tap,
+                            source,
+                            target: cur,
+                        },
+                    )
+                }
+                LayerSpec::Dense { units } => {
+                    let geom = DenseGeom::new(1, shape.per_sample(), units, true)
+                        .map_err(|e| spec.layer_error(i, &e.to_string()))?;
+                    nodes.push(Shape::flat(1, units));
+                    fcs += 1;
+                    (
+                        format!("fc{fcs}"),
+                        PlannedOp::Dense {
+                            geom,
+                            input: cur,
+                            output: cur + 1,
+                        },
+                    )
+                }
+            };
+            layers.push(PlannedLayer {
+                name,
+                op,
+                token: Some(i),
+            });
+        }
+        let cur = nodes.len() - 1;
+        let geom = DenseGeom::new(1, nodes[cur].per_sample(), classes, false)?;
+        nodes.push(Shape::flat(1, classes));
+        layers.push(PlannedLayer {
+            name: "classifier".into(),
+            op: PlannedOp::Dense {
+                geom,
+                input: cur,
+                output: cur + 1,
+            },
+            token: None,
+        });
+        Ok(Plan {
+            spec: spec.clone(),
+            input,
+            classes,
+            nodes,
+            layers,
+        })
+    }
+
+    /// Number of trainable parameters.
+    pub fn param_count(&self) -> usize {
+        self.layers
+            .iter()
+            .flat_map(|l| l.params())
+            .map(|(_, d)| d.iter().product::<usize>())
+            .sum()
+    }
+
+    /// Node holding the logits.
+    pub fn logits_node(&self) -> usize {
+        self.nodes.len() - 1
+    }
+
+    /// FLOPs of one forward pass of one image (convolutions and dense layers; 2 per multiply-add).
+    pub fn forward_flops(&self) -> f64 {
+        self.layers
+            .iter()
+            .map(|l| match l.op {
+                PlannedOp::Conv { geom, .. } => geom.forward_flops(),
+                PlannedOp::Dense { geom, .. } => 2.0 * geom.weight_len() as f64,
+                _ => 0.0,
+            })
+            .sum()
+    }
+
+    /// FLOPs of one training step per image: forward, the weight gradient (same count), and the
+    /// input gradient (same count) for every layer except one reading the network input.
+    pub fn train_flops(&self) -> f64 {
+        self.layers
+            .iter()
+            .map(|l| {
+                let (f, input) = match l.op {
+                    PlannedOp::Conv { geom, input, .. } => (geom.forward_flops(), input),
+                    PlannedOp::Dense { geom, input, .. } => (2.0 * geom.weight_len() as f64, input),
+                    _ => return 0.0,
+                };
+                f * if input == 0 { 2.0 } else { 3.0 }
+            })
+            .sum()
+    }
+
+    /// A human-readable table: layer, output shape (C×H×W per image), parameters.
+    pub fn summary(&self) -> String {
+        let mut out = String::new();
+        let shape = |s: Shape| {
+            if s.h == 1 && s.w == 1 {
+                format!("{}", s.c)
+            } else {
+                format!("{}×{}×{}", s.c, s.h, s.w)
+            }
+        };
+        let tokens: Vec<&str> = self.spec.text().split_whitespace().collect();
+        let _ = writeln!(
+            out,
+            "{:<22} {:<8} {:>14} {:>12}",
+            "layer", "spec", "output", "params"
+        );
+        let _ = writeln!(
+            out,
+            "{:<22} {:<8} {:>14} {:>12}",
+            "input",
+            "",
+            shape(self.nodes[0]),
+            0
+        );
+        for l in &self.layers {
+            let tok = l.token.map_or("", |t| tokens[t]);
+            let params: usize = l
+                .params()
+                .iter()
+                .map(|(_, d)| d.iter().product::<usize>())
+                .sum();
+            let (node, extra) = match l.op {
+                PlannedOp::Conv { output, .. }
+                | PlannedOp::Pool { output, .. }
+                | PlannedOp::Dense { output, .. } => (output, String::new()),
+                PlannedOp::Shortcut {
+                    geom, tap, target, ..
+                } => (
+                    target,
+                    format!(
+                        "  (adds tap {tap} {}: {r}×{r} mean, channels tiled)",
+                        shape(geom.source()),
+                        r = geom.ratio
+                    ),
+                ),
+            };
+            let _ = writeln!(
+                out,
+                "{:<22} {:<8} {:>14} {:>12}{extra}",
+                l.name,
+                tok,
+                shape(self.nodes[node]),
+                group_digits(params)
+            );
+        }
+        let _ = writeln!(
+            out,
+            "total parameters: {}",
+            group_digits(self.param_count())
+        );
+        let _ = write!(
+            out,
+            "forward: {:.3} GFLOP per image, training step: {:.3} GFLOP per image",
+            self.forward_flops() / 1e9,
+            self.train_flops() / 1e9
+        );
+        out
+    }
+}
+
+fn group_digits(v: usize) -> String {
+    let s = v.to_string();
+    let mut out = String::new();
+    for (i, ch) in s.chars().enumerate() {
+        if i > 0 && (s.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(ch);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn plan(spec: &str, input: InputShape) -> Result<Plan> {
+        Plan::new(&ArchSpec::parse(spec)?, input, 7)
+    }
+
+    #[test]
+    fn paper_net_shapes_and_parameter_count() {
+        let p = plan(
+            "c32k4 p2 +0 c64k8 p2 +0 c64k10 p2 +0 c64k10 p2 fc716 fc716",
+            InputShape::new(3, 512, 512),
+        )
+        .unwrap();
+        // conv 3→32 (4×4), 32→64 (8×8), 64→64 (10×10) twice; 512 / 2⁴ = 32; fc 64·32·32 → 716 → 716 → 7.
+        let want = (32 * 3 * 16 + 32)
+            + (64 * 32 * 64 + 64)
+            + 2 * (64 * 64 * 100 + 64)
+            + (716 * 65536 + 716)
+            + (716 * 716 + 716)
+            + (7 * 716 + 7);
+        assert_eq!(p.param_count(), want);
+        assert_eq!(p.nodes[p.logits_node()], Shape::flat(1, 7));
+        let shortcut = p
+            .layers
+            .iter()
+            .find(|l| l.name == "shortcut 0→pool3")
+            .unwrap();
+        match shortcut.op {
+            PlannedOp::Shortcut { geom, source, .. } => {
+                assert_eq!((geom.ratio, geom.c_src, geom.c_dst, source), (8, 3, 64, 0));
+            }
+            _ => panic!("not a shortcut"),
+        }
+        let s = p.summary();
+        assert!(
+            s.contains("conv1") && s.contains("32×512×512") && s.contains("classifier"),
+            "{s}"
+        );
+        assert!(s.contains(&group_digits(want)), "{s}");
+    }
+
+    #[test]
+    fn shape_errors_point_at_the_token() {
+        let e = plan("c8k3 p2 c8k3 p2 c8k3 p2", InputShape::new(1, 6, 6))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("token 6 `p2`") && e.contains("pool 3 gets a 1×1 map"),
+            "{e}"
+        );
+        let e = plan("c8k3 p3 +0 fc4", InputShape::new(3, 10, 10))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("token 3 `+0`") && e.contains("(3×10×10)") && e.contains("(8×3×3)"),
+            "{e}"
+        );
+        // 30×20 → 15×10 → 7×5 (floor): 30/7 is not whole.
+        let e = plan("c4k3 p2 c4k3 p2 +0", InputShape::new(1, 30, 20))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("token 5 `+0`") && e.contains("(1×30×20)") && e.contains("(4×7×5)"),
+            "{e}"
+        );
+    }
+}

@@ -1,0 +1,366 @@
+//! The architecture spec: a short string naming the layers of a network, parsed and checked here.
+//!
+//! ```text
+//! spec     := token (whitespace token)*
+//! c<N>k<K>[s<S>]   convolution: N filters of K×K, stride S (default 1), TensorFlow SAME padding, ReLU
+//! p<K>[s<S>]       max-pool: K×K window, stride S (default K), floor mode
+//! +<T>             shortcut: add tap T into the output of the pool just before it (see below)
+//! fc<N>            dense layer of N units with ReLU
+//! ```
+//!
+//! Taps: tap 0 is the network input (the spectrogram image); tap n is the output of the n-th pool,
+//! including whatever shortcuts were added to it. A shortcut's target is the output of the pool it
+//! follows (directly, or after other shortcuts), so `+T` is only allowed right after a pool and T must
+//! name an earlier tap. The shortcut op averages r×r windows of the source and tiles its channels
+//! (target channel c reads source channel c mod C_src); the source's height and width must both be
+//! the same whole multiple r of the target's, which is checked once the input size is known
+//! ([`super::Plan`]). Convolutions and pools come before the dense layers. The final classifier (a
+//! dense layer with one output per class, no ReLU, followed by softmax) is implicit.
+//!
+//! Example, the paper's best network: `c32k4 p2 +0 c64k8 p2 +0 c64k10 p2 +0 c64k10 p2 fc716 fc716`.
+
+use std::fmt;
+use std::str::FromStr;
+
+use crate::{config_err, Error, Result};
+
+/// One layer of a spec.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LayerSpec {
+    /// `c<filters>k<kernel>[s<stride>]`
+    Conv {
+        filters: usize,
+        kernel: usize,
+        stride: usize,
+    },
+    /// `p<window>[s<stride>]`
+    Pool { window: usize, stride: usize },
+    /// `+<tap>`
+    Shortcut { tap: usize },
+    /// `fc<units>`
+    Dense { units: usize },
+}
+
+impl fmt::Display for LayerSpec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match *self {
+            LayerSpec::Conv {
+                filters,
+                kernel,
+                stride: 1,
+            } => write!(f, "c{filters}k{kernel}"),
+            LayerSpec::Conv {
+                filters,
+                kernel,
+                stride,
+            } => write!(f, "c{filters}k{kernel}s{stride}"),
+            LayerSpec::Pool { window, stride } if stride == window => write!(f, "p{window}"),
+            LayerSpec::Pool { window, stride } => write!(f, "p{window}s{stride}"),
+            LayerSpec::Shortcut { tap } => write!(f, "+{tap}"),
+            LayerSpec::Dense { units } => write!(f, "fc{units}"),
+        }
+    }
+}
+
+/// A parsed, syntactically valid architecture spec. Each layer remembers the token it came from so
+/// later errors (shapes that do not work for a given input size) can point at it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ArchSpec {
+    text: String,
+    layers: Vec<LayerSpec>,
+}
+
+impl ArchSpec {
+    /// Parse a spec string (not a preset name; see [`ArchSpec::from_name_or_spec`]).
+    pub fn parse(text: &str) -> Result<Self> {
+        let tokens: Vec<&str> = text.split_whitespace().collect();
+        if tokens.is_empty() {
+            return Err(config_err!(
+                "architecture spec is empty: give layers such as `c32k4 p2 +0 fc716` or a preset name"
+            ));
+        }
+        let mut layers = Vec::with_capacity(tokens.len());
+        let mut pools = 0usize;
+        let mut seen_dense = false;
+        for (i, &tok) in tokens.iter().enumerate() {
+            let err = |what: String| token_error(text, i, tok, &what);
+            let layer = parse_token(tok).map_err(err)?;
+            match layer {
+                LayerSpec::Conv { .. } | LayerSpec::Pool { .. } if seen_dense => {
+                    return Err(err(
+                        "convolutions and pools must come before the dense (fc) layers".into(),
+                    ));
+                }
+                LayerSpec::Pool { .. } => pools += 1,
+                LayerSpec::Dense { .. } => seen_dense = true,
+                LayerSpec::Shortcut { tap } => {
+                    let after_pool = matches!(
+                        layers.last(),
+                        Some(LayerSpec::Pool { .. } | LayerSpec::Shortcut { .. })
+                    );
+                    if !after_pool {
+                        return Err(err("a shortcut must directly follow a pool (or another shortcut): its target is that pool's output".into()));
+                    }
+                    if tap >= pools {
+                        return Err(err(format!(
+                            "tap {tap} does not exist yet: this shortcut adds into the output of pool {pools}, so it can read tap 0 (the input){}",
+                            if pools > 1 { format!(" to tap {} (the output of pool {})", pools - 1, pools - 1) } else { String::new() }
+                        )));
+                    }
+                }
+                LayerSpec::Conv { .. } => {}
+            }
+            layers.push(layer);
+        }
+        Ok(ArchSpec {
+            text: text.to_string(),
+            layers,
+        })
+    }
+
+    /// A preset name (see [`super::presets`]) or a spec string.
+    pub fn from_name_or_spec(s: &str) -> Result<Self> {
+        if let Some(p) = super::presets::preset(s.trim()) {
+            return ArchSpec::parse(p.spec);
+        }
+        ArchSpec::parse(s).map_err(|e| {
+            let looks_like_name = s.trim().contains('-')
+                || s.trim().chars().all(|c| c.is_ascii_alphabetic()) && !s.trim().is_empty();
+            if looks_like_name {
+                config_err!(
+                    "`{}` is neither a preset nor a valid spec ({e}); presets: {}",
+                    s.trim(),
+                    super::presets::presets()
+                        .iter()
+                        .map(|p| p.name)
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )
+            } else {
+                e
+            }
+        })
+    }
+
+    /// The layers, in order.
+    pub fn layers(&self) -> &[LayerSpec] {
+        &self.layers
+    }
+
+    /// The text this spec was parsed from.
+    pub fn text(&self) -> &str {
+        &self.text
+    }
+
+    /// An error about layer `index` (its token), for checks made after parsing.
+    pub(crate) fn layer_error(&self, index: usize, what: &str) -> Error {
+        let tok = self.text.split_whitespace().nth(index).unwrap_or("?");
+        token_error(&self.text, index, tok, what)
+    }
+}
+
+impl FromStr for ArchSpec {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        ArchSpec::parse(s)
+    }
+}
+
+/// The canonical form: tokens separated by single spaces, defaults omitted.
+impl fmt::Display for ArchSpec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, l) in self.layers.iter().enumerate() {
+            if i > 0 {
+                f.write_str(" ")?;
+            }
+            write!(f, "{l}")?;
+        }
+        Ok(())
+    }
+}
+
+fn token_error(spec: &str, index: usize, token: &str, what: &str) -> Error {
+    config_err!(
+        "architecture spec `{spec}`: token {} `{token}`: {what}",
+        index + 1
+    )
+}
+
+/// Parse the number at the start of `s`; returns it and the rest.
+fn number<'a>(s: &'a str, what: &str) -> std::result::Result<(usize, &'a str), String> {
+    let end = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    if end == 0 {
+        return Err(format!("expected the {what} (a number)"));
+    }
+    let v: usize = s[..end]
+        .parse()
+        .map_err(|_| format!("the {what} `{}` is too large", &s[..end]))?;
+    if v == 0 {
+        return Err(format!("the {what} must be at least 1"));
+    }
+    Ok((v, &s[end..]))
+}
+
+fn parse_token(tok: &str) -> std::result::Result<LayerSpec, String> {
+    const FORMS: &str =
+        "expected c<filters>k<kernel>[s<stride>], p<window>[s<stride>], +<tap> or fc<units>";
+    let stride = |rest: &str, what: &str| -> std::result::Result<Option<usize>, String> {
+        if rest.is_empty() {
+            return Ok(None);
+        }
+        let Some(r) = rest.strip_prefix('s') else {
+            return Err(format!("unexpected `{rest}` after the {what}; {FORMS}"));
+        };
+        let (s, tail) = number(r, "stride")?;
+        if !tail.is_empty() {
+            return Err(format!("unexpected `{tail}` after the stride; {FORMS}"));
+        }
+        Ok(Some(s))
+    };
+    if let Some(r) = tok.strip_prefix("fc") {
+        let (units, tail) = number(r, "number of units")?;
+        if !tail.is_empty() {
+            return Err(format!("unexpected `{tail}` after fc{units}; {FORMS}"));
+        }
+        Ok(LayerSpec::Dense { units })
+    } else if let Some(r) = tok.strip_prefix('c') {
+        let (filters, r) = number(r, "number of filters")?;
+        let Some(r) = r.strip_prefix('k') else {
+            return Err(format!(
+                "expected `k<kernel>` after c{filters}, e.g. c{filters}k4"
+            ));
+        };
+        let (kernel, r) = number(r, "kernel size")?;
+        let stride = stride(r, "kernel size")?.unwrap_or(1);
+        Ok(LayerSpec::Conv {
+            filters,
+            kernel,
+            stride,
+        })
+    } else if let Some(r) = tok.strip_prefix('p') {
+        let (window, r) = number(r, "pool window")?;
+        let stride = stride(r, "pool window")?.unwrap_or(window);
+        Ok(LayerSpec::Pool { window, stride })
+    } else if let Some(r) = tok.strip_prefix('+') {
+        let end = r.find(|c: char| !c.is_ascii_digit()).unwrap_or(r.len());
+        if end == 0 || end != r.len() {
+            return Err(format!(
+                "a shortcut is `+<tap>` with a tap number, e.g. +0; {FORMS}"
+            ));
+        }
+        let tap = r.parse().map_err(|_| format!("tap `{r}` is too large"))?;
+        Ok(LayerSpec::Shortcut { tap })
+    } else {
+        Err(format!("unknown token; {FORMS}"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_the_paper_net_and_prints_it_back() {
+        let s = "c32k4  p2 +0 c64k8 p2 +0 c64k10 p2 +0 c64k10 p2 fc716 fc716";
+        let spec = ArchSpec::parse(s).unwrap();
+        assert_eq!(spec.layers().len(), 13);
+        assert_eq!(
+            spec.layers()[0],
+            LayerSpec::Conv {
+                filters: 32,
+                kernel: 4,
+                stride: 1
+            }
+        );
+        assert_eq!(
+            spec.layers()[1],
+            LayerSpec::Pool {
+                window: 2,
+                stride: 2
+            }
+        );
+        assert_eq!(spec.layers()[2], LayerSpec::Shortcut { tap: 0 });
+        assert_eq!(spec.layers()[12], LayerSpec::Dense { units: 716 });
+        assert_eq!(
+            spec.to_string(),
+            s.split_whitespace().collect::<Vec<_>>().join(" ")
+        );
+        let spec = ArchSpec::parse("c8k3s2 p3s2 +0 fc10").unwrap();
+        assert_eq!(
+            spec.layers()[0],
+            LayerSpec::Conv {
+                filters: 8,
+                kernel: 3,
+                stride: 2
+            }
+        );
+        assert_eq!(
+            spec.layers()[1],
+            LayerSpec::Pool {
+                window: 3,
+                stride: 2
+            }
+        );
+        assert_eq!(spec.to_string(), "c8k3s2 p3s2 +0 fc10");
+    }
+
+    fn err(s: &str) -> String {
+        ArchSpec::parse(s).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn errors_name_the_offending_token() {
+        let e = err("c32k4 p2 q7 fc10");
+        assert!(
+            e.contains("token 3 `q7`") && e.contains("unknown token"),
+            "{e}"
+        );
+        let e = err("c32k4 p2 c64 fc10");
+        assert!(
+            e.contains("token 3 `c64`") && e.contains("k<kernel>"),
+            "{e}"
+        );
+        let e = err("c32k0");
+        assert!(
+            e.contains("token 1 `c32k0`") && e.contains("at least 1"),
+            "{e}"
+        );
+        let e = err("c32k4 p2x");
+        assert!(e.contains("token 2 `p2x`"), "{e}");
+        let e = err("c8k3 p2 +1 fc4");
+        assert!(
+            e.contains("token 3 `+1`") && e.contains("tap 1 does not exist yet"),
+            "{e}"
+        );
+        let e = err("c8k3 p2 c8k3 p2 +2");
+        assert!(
+            e.contains("token 5 `+2`") && e.contains("tap 1 (the output of pool 1)"),
+            "{e}"
+        );
+        let e = err("c8k3 +0 p2");
+        assert!(
+            e.contains("token 2 `+0`") && e.contains("directly follow a pool"),
+            "{e}"
+        );
+        let e = err("c8k3 fc4 p2");
+        assert!(
+            e.contains("token 3 `p2`") && e.contains("before the dense"),
+            "{e}"
+        );
+        assert!(err("   ").contains("empty"));
+        let e = ArchSpec::from_name_or_spec("table4-99")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("neither a preset") && e.contains("paper-plain"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn shortcut_chains_after_a_pool_are_allowed() {
+        let spec = ArchSpec::parse("c4k3 p2 c4k3 p2 +0 +1 fc8").unwrap();
+        assert_eq!(spec.layers()[4], LayerSpec::Shortcut { tap: 0 });
+        assert_eq!(spec.layers()[5], LayerSpec::Shortcut { tap: 1 });
+    }
+}

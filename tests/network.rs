@@ -1,0 +1,435 @@
+//! The network on the CPU reference: an end-to-end gradient check through the loss (with shortcuts
+//! between convolutions and just before the dense layers), f32 against f64 on the `paper` net, a short
+//! training run on a separable problem, checkpoint export/import, and the API's errors.
+
+use rand::{RngExt, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use rescnn::backends::cpu::CpuBackend;
+use rescnn::backends::{Backend, RmsPropConfig};
+use rescnn::model::{ArchSpec, InputShape, NamedTensor, Network, PlannedOp};
+
+type Cpu = CpuBackend<f64>;
+
+fn uniform<T: rescnn::Real>(r: &mut ChaCha8Rng, len: usize, lo: f64, hi: f64) -> Vec<T> {
+    (0..len)
+        .map(|_| T::from_f64(lo + (hi - lo) * r.random::<f64>()))
+        .collect()
+}
+
+/// The smallest distance from zero of any ReLU pre-activation, and the smallest gap between the
+/// largest and second-largest value of any max-pool window whose maximum is positive, in the last
+/// forward pass: how far the network is from a kink.
+fn kink_margin(cpu: &Cpu, net: &Network<Cpu>) -> f64 {
+    let acts = net.export_activations(cpu).unwrap();
+    let params = net.export_params(cpu).unwrap();
+    let param = |name: &str| &params.iter().find(|p| p.name == name).unwrap().data;
+    let n = acts[0].dims[0];
+    let mut margin = f64::INFINITY;
+    for layer in &net.plan().layers {
+        match layer.op {
+            PlannedOp::Conv { geom, input, .. } => {
+                let g = rescnn::backends::ConvGeom {
+                    relu: 0,
+                    ..geom.with_batch(n)
+                };
+                let mut z = vec![0.0; g.output().len()];
+                let (w, b) = (
+                    param(&format!("{}.weight", layer.name)),
+                    param(&format!("{}.bias", layer.name)),
+                );
+                cpu.conv2d_forward(&g, &acts[input].data, w, b, &mut z)
+                    .unwrap();
+                margin = z.iter().fold(margin, |m, v| m.min(v.abs()));
+            }
+            PlannedOp::Dense { geom, input, .. } if geom.relu != 0 => {
+                let g = rescnn::backends::DenseGeom {
+                    relu: 0,
+                    ..geom.with_batch(n)
+                };
+                let mut z = vec![0.0; n * g.out_features as usize];
+                let (w, b) = (
+                    param(&format!("{}.weight", layer.name)),
+                    param(&format!("{}.bias", layer.name)),
+                );
+                cpu.dense_forward(&g, &acts[input].data, w, b, &mut z)
+                    .unwrap();
+                margin = z.iter().fold(margin, |m, v| m.min(v.abs()));
+            }
+            PlannedOp::Pool { geom, input, .. } => {
+                let (i, o, k, s) = (
+                    geom.with_batch(n).input(),
+                    geom.with_batch(n).output(),
+                    geom.k as usize,
+                    geom.stride as usize,
+                );
+                let x = &acts[input].data;
+                for p in 0..o.n * o.c {
+                    for oh in 0..o.h {
+                        for ow in 0..o.w {
+                            let mut v: Vec<f64> = (0..k * k)
+                                .map(|j| x[p * i.h * i.w + (oh * s + j / k) * i.w + ow * s + j % k])
+                                .collect();
+                            v.sort_by(|a, b| b.total_cmp(a));
+                            if v[0] > 0.0 {
+                                margin = margin.min(v[0] - v[1]);
+                            }
+                        }
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    margin
+}
+
+/// Gradient check of a whole network through the mean softmax cross-entropy, in f64, for every
+/// parameter. Metric and tolerance as in tests/gradcheck.rs: err = |a − b| / max(|a| + |b|,
+/// 1e-3 · max_j |b_j|) ≤ 1e-6 per tensor. Step h = 1e-5; the inputs and seed are chosen so that
+/// every ReLU pre-activation and every max-pool winner's lead is at least 1e-4, ten times what a step
+/// can change them by (sensitivities here are below 10), so no central difference crosses a kink.
+#[test]
+fn whole_network_gradient_check_with_shortcuts() {
+    // Shortcuts from the input into every pool output; from pool 1 into pool 2 (between convs); from
+    // pool 2 and the input into pool 3, just before the dense layers.
+    let spec = ArchSpec::parse("c3k3 p2 +0 c4k4 p2 +1 +0 c4k5 p2 +2 +0 fc6 fc5").unwrap();
+    let input = InputShape::new(3, 16, 24);
+    let (n, classes) = (3, 4);
+    let cpu = Cpu::new();
+    let labels: Vec<u32> = vec![0, 3, 1];
+    let (mut net, images, seed) = (0..200u64)
+        .find_map(|seed| {
+            let mut r = ChaCha8Rng::seed_from_u64(seed);
+            let images: Vec<f64> = uniform(&mut r, n * input.len(), 0.0, 1.0);
+            let mut net = Network::new(&cpu, &spec, input, classes, n, seed).unwrap();
+            net.forward(&cpu, &images, n).unwrap();
+            (kink_margin(&cpu, &net) >= 1e-4).then_some((net, images, seed))
+        })
+        .expect("no seed below 200 keeps every kink 1e-4 away");
+    net.loss(&cpu, &labels).unwrap();
+    net.backward(&cpu).unwrap();
+    let grads = net.export_grads(&cpu).unwrap();
+    let params = net.export_params(&cpu).unwrap();
+    assert_eq!(grads.len(), 12, "6 layers with weight and bias");
+
+    let h = 1e-5;
+    let mut loss_at = |ps: &[NamedTensor<f64>]| {
+        net.import_params(&cpu, ps).unwrap();
+        net.evaluate(&cpu, &images, &labels).unwrap().mean_loss
+    };
+    for (t, grad) in grads.iter().enumerate() {
+        let mut ps = params.clone();
+        let numeric: Vec<f64> = (0..grad.data.len())
+            .map(|i| {
+                let orig = ps[t].data[i];
+                ps[t].data[i] = orig + h;
+                let up = loss_at(&ps);
+                ps[t].data[i] = orig - h;
+                let down = loss_at(&ps);
+                ps[t].data[i] = orig;
+                (up - down) / (2.0 * h)
+            })
+            .collect();
+        let scale = numeric.iter().fold(0.0f64, |m, v| m.max(v.abs()));
+        assert!(
+            scale > 1e-8,
+            "{}: zero gradient, the check would be vacuous",
+            grad.name
+        );
+        let floor = 1e-3 * scale;
+        let (worst, at) = grad
+            .data
+            .iter()
+            .zip(&numeric)
+            .map(|(a, b)| (a - b).abs() / (a.abs() + b.abs()).max(floor))
+            .enumerate()
+            .fold(
+                (0.0, 0),
+                |(w, wi), (i, e)| if e > w { (e, i) } else { (w, wi) },
+            );
+        eprintln!(
+            "{}: max error {worst:.2e} over {} entries (seed {seed})",
+            grad.name,
+            numeric.len()
+        );
+        assert!(
+            worst <= 1e-6,
+            "{}: max error {worst:.3e} at [{at}]: analytic {:.9e}, numeric {:.9e} (seed {seed})",
+            grad.name,
+            grad.data[at],
+            numeric[at]
+        );
+    }
+}
+
+/// Same seed, same weights on f32 and f64; the forward passes of the `paper` net agree to f32
+/// precision at 64×64.
+#[test]
+fn paper_net_f32_agrees_with_f64() {
+    let spec = ArchSpec::from_name_or_spec("paper").unwrap();
+    let input = InputShape::new(3, 64, 64);
+    let (c32, c64) = (CpuBackend::<f32>::new(), Cpu::new());
+    let mut n32 = Network::new(&c32, &spec, input, 7, 4, 11).unwrap();
+    let mut n64 = Network::new(&c64, &spec, input, 7, 4, 11).unwrap();
+    for (a, b) in n32
+        .export_params(&c32)
+        .unwrap()
+        .iter()
+        .zip(n64.export_params(&c64).unwrap())
+    {
+        assert_eq!(a.name, b.name);
+        assert!(
+            a.data.iter().zip(&b.data).all(|(x, y)| *x == *y as f32),
+            "{}: initial weights differ",
+            a.name
+        );
+    }
+    let mut r = ChaCha8Rng::seed_from_u64(3);
+    let images: Vec<f64> = uniform(&mut r, 4 * input.len(), 0.0, 1.0);
+    let images32: Vec<f32> = images.iter().map(|&v| v as f32).collect();
+    let l64 = n64.forward_logits(&c64, &images, 4).unwrap();
+    let l32 = n32.forward_logits(&c32, &images32, 4).unwrap();
+    assert_eq!(l32.len(), 4 * 7);
+    let scale = l64.iter().fold(0.0f64, |m, v| m.max(v.abs()));
+    let worst = l32
+        .iter()
+        .zip(&l64)
+        .map(|(a, b)| (*a as f64 - b).abs())
+        .fold(0.0, f64::max);
+    // Each logit sums ~10⁵ products through five layers; f32's 6e-8 unit roundoff grows to ~1e-6 of
+    // the scale in such sums. 1e-4 leaves room and still catches any real difference in the math.
+    assert!(scale > 0.1, "degenerate logits");
+    assert!(
+        worst <= 1e-4 * scale,
+        "max |f32 − f64| {worst:.3e}, logit scale {scale:.3e}"
+    );
+}
+
+/// Four classes of 1×16×16 images: a bright 4×4 blob in one of the four quadrants (position
+/// jittered) on uniform noise.
+fn blobs(r: &mut ChaCha8Rng, n: usize) -> (Vec<f32>, Vec<u32>) {
+    let mut images = Vec::with_capacity(n * 256);
+    let mut labels = Vec::with_capacity(n);
+    for _ in 0..n {
+        let class = (r.random::<f64>() * 4.0) as usize % 4;
+        let (top, left) = (
+            (class / 2) * 8 + (r.random::<f64>() * 4.0) as usize,
+            (class % 2) * 8 + (r.random::<f64>() * 4.0) as usize,
+        );
+        for h in 0..16 {
+            for w in 0..16 {
+                let blob = (top..top + 4).contains(&h) && (left..left + 4).contains(&w);
+                images.push(0.5 * r.random::<f32>() + if blob { 0.5 } else { 0.0 });
+            }
+        }
+        labels.push(class as u32);
+    }
+    (images, labels)
+}
+
+/// A short CPU training run on a separable problem: the mean loss of the last 10 steps is at most
+/// a tenth of the first step's, and held-out accuracy reaches 95 % (chance: 25 %).
+#[test]
+fn training_learns_a_separable_problem() {
+    let cpu = CpuBackend::<f32>::new();
+    let spec = ArchSpec::parse("c8k3 p2 +0 c8k3 p2 +0 fc32").unwrap();
+    let mut net = Network::new(&cpu, &spec, InputShape::new(1, 16, 16), 4, 16, 5).unwrap();
+    let mut r = ChaCha8Rng::seed_from_u64(9);
+    let cfg = RmsPropConfig::default();
+    let mut losses = Vec::new();
+    for _ in 0..120 {
+        let (x, y) = blobs(&mut r, 16);
+        losses.push(net.train_step(&cpu, &x, &y, &cfg).unwrap().mean_loss);
+    }
+    assert_eq!(net.step(), 120);
+    let last: f64 = losses[110..].iter().sum::<f64>() / 10.0;
+    let (x, y) = blobs(&mut r, 16 * 4);
+    let correct: usize = (0..4)
+        .map(|b| {
+            net.evaluate(&cpu, &x[b * 16 * 256..][..16 * 256], &y[b * 16..][..16])
+                .unwrap()
+                .correct
+        })
+        .sum();
+    eprintln!(
+        "first loss {:.4}, last-10 mean {last:.4}, held-out {correct}/64",
+        losses[0]
+    );
+    assert!(
+        last <= losses[0] / 10.0,
+        "loss {:.4} → {last:.4}: not down by 10×",
+        losses[0]
+    );
+    assert!(correct >= 61, "held-out accuracy {correct}/64 below 95 %");
+}
+
+/// Parameters, RMSProp state and step count leave and re-enter a network bit for bit: a fresh
+/// network (other seed) given a checkpoint continues training exactly like the original.
+#[test]
+fn checkpoint_round_trip_is_bit_exact() {
+    let cpu = CpuBackend::<f32>::new();
+    let spec = ArchSpec::parse("c4k3 p2 +0 fc8").unwrap();
+    let input = InputShape::new(1, 8, 10);
+    let mut a = Network::new(&cpu, &spec, input, 3, 4, 1).unwrap();
+    let mut r = ChaCha8Rng::seed_from_u64(2);
+    let cfg = RmsPropConfig {
+        lr: 0.01,
+        decay: 0.1,
+        ..Default::default()
+    };
+    let batch = |r: &mut ChaCha8Rng| (uniform::<f32>(r, 4 * 80, 0.0, 1.0), vec![0u32, 1, 2, 1]);
+    for _ in 0..3 {
+        let (x, y) = batch(&mut r);
+        a.train_step(&cpu, &x, &y, &cfg).unwrap();
+    }
+    let (params, opt) = (
+        a.export_params(&cpu).unwrap(),
+        a.export_optimizer_state(&cpu).unwrap(),
+    );
+    assert_eq!(opt.step, 3);
+    assert_eq!(
+        params.iter().map(|p| p.name.as_str()).collect::<Vec<_>>(),
+        [
+            "conv1.weight",
+            "conv1.bias",
+            "fc1.weight",
+            "fc1.bias",
+            "classifier.weight",
+            "classifier.bias"
+        ]
+    );
+    assert_eq!(params[0].dims, [4, 1, 3, 3]);
+    assert!(
+        opt.mean_square
+            .iter()
+            .all(|t| t.data.iter().any(|&v| v > 0.0)),
+        "optimizer state is empty"
+    );
+    let mut b = Network::new(&cpu, &spec, input, 3, 4, 99).unwrap();
+    assert_ne!(b.export_params(&cpu).unwrap(), params);
+    b.import_params(&cpu, &params).unwrap();
+    b.import_optimizer_state(&cpu, &opt).unwrap();
+    assert_eq!(b.export_params(&cpu).unwrap(), params);
+    assert_eq!(b.export_optimizer_state(&cpu).unwrap(), opt);
+    for _ in 0..2 {
+        let (x, y) = batch(&mut r);
+        assert_eq!(
+            a.train_step(&cpu, &x, &y, &cfg).unwrap(),
+            b.train_step(&cpu, &x, &y, &cfg).unwrap()
+        );
+    }
+    assert_eq!(
+        a.export_params(&cpu).unwrap(),
+        b.export_params(&cpu).unwrap()
+    );
+    assert_eq!(b.step(), 5);
+
+    // Mismatches are errors naming the tensor.
+    let mut wrong = params.clone();
+    wrong[2].dims = vec![8, 40];
+    let e = b.import_params(&cpu, &wrong).unwrap_err().to_string();
+    assert!(e.contains("fc1.weight") && e.contains("[8, 40]"), "{e}");
+    let e = b.import_params(&cpu, &params[1..]).unwrap_err().to_string();
+    assert!(e.contains("conv1.weight") && e.contains("missing"), "{e}");
+    let mut extra = params.clone();
+    extra.push(NamedTensor {
+        name: "conv9.weight".into(),
+        dims: vec![1],
+        data: vec![0.0],
+    });
+    let e = b.import_params(&cpu, &extra).unwrap_err().to_string();
+    assert!(e.contains("unexpected tensor `conv9.weight`"), "{e}");
+}
+
+/// Any batch up to the maximum runs on the buffers allocated for the maximum; each sample's logits
+/// do not depend on the batch around it; the same seed gives the same network.
+#[test]
+fn batches_smaller_than_the_maximum_and_seeding() {
+    let cpu = Cpu::new();
+    let spec = ArchSpec::parse("c4k3 p2 +0 c5k4 p2 +1 fc8").unwrap();
+    let input = InputShape::new(3, 12, 8);
+    let mut net = Network::new(&cpu, &spec, input, 5, 6, 3).unwrap();
+    let mut r = ChaCha8Rng::seed_from_u64(4);
+    let images: Vec<f64> = uniform(&mut r, 6 * input.len(), 0.0, 1.0);
+    let full = net.forward_logits(&cpu, &images, 6).unwrap();
+    let part = net
+        .forward_logits(&cpu, &images[2 * input.len()..5 * input.len()], 3)
+        .unwrap();
+    assert_eq!(part.len(), 15);
+    for (a, b) in part.iter().zip(&full[10..25]) {
+        assert!((a - b).abs() <= 1e-12 * (1.0 + b.abs()), "{a} vs {b}");
+    }
+    let mut same = Network::new(&cpu, &spec, input, 5, 2, 3).unwrap();
+    assert_eq!(
+        same.forward_logits(&cpu, &images[..2 * input.len()], 2)
+            .unwrap()[..],
+        full[..10]
+    );
+    let mut other = Network::new(&cpu, &spec, input, 5, 2, 4).unwrap();
+    assert_ne!(
+        other
+            .forward_logits(&cpu, &images[..2 * input.len()], 2)
+            .unwrap()[..],
+        full[..10]
+    );
+}
+
+#[test]
+fn api_errors_are_clear() {
+    let cpu = Cpu::new();
+    let spec = ArchSpec::parse("c4k3 p2 fc8").unwrap();
+    let input = InputShape::new(1, 8, 8);
+    let mut net = Network::new(&cpu, &spec, input, 3, 2, 0).unwrap();
+    let x = vec![0.5; 2 * 64];
+    let cfg = RmsPropConfig::default();
+    let e = net
+        .forward(&cpu, &vec![0.5; 3 * 64], 3)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("batch of 3") && e.contains("1 to 2"), "{e}");
+    let e = net.forward(&cpu, &x[..100], 2).unwrap_err().to_string();
+    assert!(e.contains("need 128 values, got 100"), "{e}");
+    let e = net
+        .train_step(&cpu, &x, &[0, 3], &cfg)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("label 3 of sample 1") && e.contains("3 classes"),
+        "{e}"
+    );
+    let e = net
+        .train_step(&cpu, &x, &[0], &cfg)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("need 64 values, got 128"), "{e}");
+    let mut fresh = Network::new(&cpu, &spec, input, 3, 2, 0).unwrap();
+    assert!(fresh
+        .backward(&cpu)
+        .unwrap_err()
+        .to_string()
+        .contains("forward and loss first"));
+    fresh.forward(&cpu, &x, 2).unwrap();
+    assert!(
+        fresh.backward(&cpu).is_err(),
+        "backward without a loss must fail"
+    );
+    assert!(
+        fresh.apply_update(&cpu, &cfg).is_err(),
+        "update without gradients must fail"
+    );
+    assert_eq!(fresh.step(), 0);
+    let e = Network::new(
+        &cpu,
+        &ArchSpec::parse("c4k3 p2 p2 p2 p2").unwrap(),
+        input,
+        3,
+        2,
+        0,
+    )
+    .err()
+    .unwrap()
+    .to_string();
+    assert!(e.contains("token 5 `p2`") && e.contains("too small"), "{e}");
+    assert!(Network::new(&cpu, &spec, input, 3, 0, 0).is_err());
+    let _ = cpu.name();
+}
