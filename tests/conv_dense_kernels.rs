@@ -15,7 +15,8 @@ mod common;
 use common::Rng;
 use rescnn::backends::check::{assert_close, Tolerance, CONV2D, DENSE};
 use rescnn::backends::cpu::CpuBackend;
-use rescnn::backends::{Backend, ConvGeom, DenseGeom, Padding};
+use rescnn::backends::{Backend, ConvGeom, DenseGeom, Padding, RmsPropConfig};
+use rescnn::model::{ArchSpec, InputShape, Network};
 use rescnn::Shape;
 
 backend_tests!(
@@ -24,6 +25,7 @@ backend_tests!(
     conv2d_matches_reference_with_multiple_tiles,
     dense_matches_reference,
     dense_matches_reference_on_split_k_paths,
+    training_steps_of_a_net_with_shortcuts_match_reference,
 );
 
 fn random(rng: &mut Rng, len: usize) -> Vec<f32> {
@@ -343,4 +345,53 @@ fn dense_matches_reference_on_split_k_paths<B: Backend<Elem = f32>>(dev: &B) {
     dense_case(dev, 50, 300, 130, true); // forward split-K (2 chunks), float4 along IN only
     dense_case(dev, 4, 10, 600, true); // dx split-K (3 chunks, accumulating reduction)
     dense_case(dev, 600, 6, 5, false); // dw split-K over the batch (3 chunks), 10 row tiles
+}
+
+/// A whole training step compounds every op's rounding; RMSProp's update lr·g/√(r + ε) has slope at
+/// most lr/√ε ≈ 3.2 in g, so a gradient difference δ moves a weight by at most about 3δ.
+const TRAIN_STEP: Tolerance = Tolerance {
+    name: "train_step",
+    atol: 2e-5,
+    rtol: 1e-4,
+    reason: "f32 rounding of every conv/dense/pool/shortcut/softmax op (sums in another order) compounded through forward, backward and RMSProp updates whose slope in the gradient is ≤ lr/√ε ≈ 3",
+};
+
+/// Two training steps (forward, loss, backward, RMSProp) of a small net with shortcuts into every
+/// level, on `dev` and on the CPU reference (f32, the same initial weights): losses and updated
+/// weights agree.
+fn training_steps_of_a_net_with_shortcuts_match_reference<B: Backend<Elem = f32>>(dev: &B) {
+    let spec = ArchSpec::parse("c3k3 p2 +0 c4k4 p2 +1 +0 c4k5 p2 +2 +0 fc6 fc5").unwrap();
+    let input = InputShape::new(3, 16, 24);
+    let (n, classes) = (3, 4);
+    let cpu = CpuBackend::<f32>::new();
+    let mut rng = Rng::new(7);
+    let mut on_dev = Network::new(dev, &spec, input, classes, n, 3).unwrap();
+    let mut on_cpu = Network::new(&cpu, &spec, input, classes, n, 3).unwrap();
+    let cfg = RmsPropConfig::default();
+    for step in 0..2 {
+        let images = rng.vec(n * input.len(), 0.0, 1.0);
+        let labels: Vec<u32> = (0..n as u32).map(|i| (i + step) % classes as u32).collect();
+        let got = on_dev.train_step(dev, &images, &labels, &cfg).unwrap();
+        let want = on_cpu.train_step(&cpu, &images, &labels, &cfg).unwrap();
+        assert_close(
+            &TRAIN_STEP,
+            &format!("step {step} mean loss on {}", dev.name()),
+            &[got.mean_loss],
+            &[want.mean_loss],
+        );
+        assert_eq!(got.correct, want.correct, "step {step}: correct count");
+    }
+    let got = on_dev.export_params(dev).unwrap();
+    let want = on_cpu.export_params(&cpu).unwrap();
+    assert_eq!(got.len(), 12, "6 layers with weight and bias");
+    for (g, w) in got.iter().zip(&want) {
+        assert_eq!(g.name, w.name);
+        let reference: Vec<f64> = w.data.iter().map(|&v| v as f64).collect();
+        assert_close(
+            &TRAIN_STEP,
+            &format!("{} after 2 steps on {}", g.name, dev.name()),
+            &g.data,
+            &reference,
+        );
+    }
 }
