@@ -73,6 +73,13 @@ fn random(len: usize, seed: u64) -> Vec<f32> {
         .collect()
 }
 
+/// Weights with variance 1/fan_in (as He-initialised layers have), so that outputs are O(1) and the
+/// tolerances' √K·ε rounding model holds.
+fn weights(len: usize, fan_in: usize, seed: u64) -> Vec<f32> {
+    let scale = (3.0 / fan_in as f32).sqrt();
+    random(len, seed).into_iter().map(|v| v * scale).collect()
+}
+
 fn upload(dev: &CudaDevice, host: &[f32]) -> Result<CudaBuffer<f32>> {
     let mut buf = dev.alloc_zeroed(host.len())?;
     dev.copy_to_device(host, &mut buf)?;
@@ -160,7 +167,7 @@ fn run() -> Result<()> {
         );
 
         let x = upload(dev, &random(g.input().len(), 1))?;
-        let w = upload(dev, &random(g.weight_len(), 2))?;
+        let w = upload(dev, &weights(g.weight_len(), g.weight_len() / filters, 2))?;
         let b = upload(dev, &random(filters, 3))?;
         let mut y = dev.alloc_zeroed::<f32>(g.output().len())?;
         let mut dy = upload(dev, &random(g.output().len(), 4))?;
@@ -213,7 +220,7 @@ fn run() -> Result<()> {
         validate_dense(&backend, &DenseGeom::new(4, inp, out, relu)?)?;
         println!("  validated against the CPU reference on batch 4 (all features)");
         let x = upload(dev, &random(BATCH * inp, 5))?;
-        let w = upload(dev, &random(inp * out, 6))?;
+        let w = upload(dev, &weights(inp * out, inp, 6))?;
         let b = upload(dev, &random(out, 7))?;
         let mut y = dev.alloc_zeroed::<f32>(BATCH * out)?;
         let mut dy = upload(dev, &random(BATCH * out, 8))?;
@@ -458,7 +465,7 @@ fn validate_conv(gpu: &KernelBackend<CudaDevice>, g: &ConvGeom) -> Result<()> {
     let cpu = CpuBackend::<f64>::new();
     let (x, w, b) = (
         random(g.input().len(), 11),
-        random(g.weight_len(), 12),
+        weights(g.weight_len(), g.weight_len() / g.c_out as usize, 12),
         random(g.c_out as usize, 13),
     );
     let (dy0, dx0) = (random(g.output().len(), 14), random(g.input().len(), 15));
@@ -508,7 +515,11 @@ fn validate_dense(gpu: &KernelBackend<CudaDevice>, g: &DenseGeom) -> Result<()> 
         g.in_features as usize,
         g.out_features as usize,
     );
-    let (x, w, b) = (random(n * inp, 21), random(inp * out, 22), random(out, 23));
+    let (x, w, b) = (
+        random(n * inp, 21),
+        weights(inp * out, inp, 22),
+        random(out, 23),
+    );
     let (dy0, dx0) = (random(n * out, 24), random(n * inp, 25));
     let (gx, gw, gb) = (gpu.upload(&x)?, gpu.upload(&w)?, gpu.upload(&b)?);
     let mut gy = gpu.zeros(n * out)?;

@@ -32,6 +32,15 @@ fn random(rng: &mut Rng, len: usize) -> Vec<f32> {
     rng.vec(len, -1.0, 1.0)
 }
 
+/// Weights with variance 1/fan_in, as a trained or He-initialised layer has: outputs stay O(1), so the
+/// f32 rounding of a K-term dot product stays near √K·ε, which is what the named tolerances allow for
+/// (unit-variance weights would make the partial sums, and so their rounding, √K times larger than
+/// the result).
+fn weights(rng: &mut Rng, len: usize, fan_in: usize) -> Vec<f32> {
+    let scale = (3.0 / fan_in as f32).sqrt();
+    rng.vec(len, -scale, scale)
+}
+
 fn widen(v: &[f32]) -> Vec<f64> {
     v.iter().map(|&x| x as f64).collect()
 }
@@ -60,7 +69,7 @@ fn conv_case<B: Backend<Elem = f32>>(
     let reference = CpuBackend::<f64>::new();
     let mut rng = Rng::new(input.len() as u64 * 31 + c_out as u64);
     let x = random(&mut rng, g.input().len());
-    let w = random(&mut rng, g.weight_len());
+    let w = weights(&mut rng, g.weight_len(), g.weight_len() / c_out);
     let b = random(&mut rng, c_out);
 
     // Forward.
@@ -260,6 +269,16 @@ fn conv2d_matches_reference_with_multiple_tiles<B: Backend<Elem = f32>>(dev: &B)
         Padding::Valid,
         true,
     );
+    // the paper's conv3/conv4 layer (64 -> 64, 10x10, K = 6400: 800 K steps) on a small odd map
+    conv_case(
+        dev,
+        Shape::new(2, 64, 9, 11),
+        64,
+        (10, 10),
+        1,
+        Padding::Same,
+        true,
+    );
 }
 
 /// Forward and backward of one dense layer on `dev` and on the f64 reference.
@@ -269,7 +288,7 @@ fn dense_case<B: Backend<Elem = f32>>(dev: &B, n: usize, inp: usize, out: usize,
     let reference = CpuBackend::<f64>::new();
     let mut rng = Rng::new((n * 1000 + inp * 10 + out) as u64);
     let x = random(&mut rng, n * inp);
-    let w = random(&mut rng, inp * out);
+    let w = weights(&mut rng, inp * out, inp);
     let b = random(&mut rng, out);
     let (dx_, dw_, db_) = (
         dev.upload(&x).unwrap(),
@@ -345,6 +364,7 @@ fn dense_matches_reference_on_split_k_paths<B: Backend<Elem = f32>>(dev: &B) {
     dense_case(dev, 50, 300, 130, true); // forward split-K (2 chunks), float4 along IN only
     dense_case(dev, 4, 10, 600, true); // dx split-K (3 chunks, accumulating reduction)
     dense_case(dev, 600, 6, 5, false); // dw split-K over the batch (3 chunks), 10 row tiles
+    dense_case(dev, 5, 2100, 40, true); // FC1-like: tiny batch, long K (forward in 9 chunks)
 }
 
 /// A whole training step compounds every op's rounding; RMSProp's update lr·g/√(r + ε) has slope at
