@@ -37,6 +37,8 @@ const SUM_PARTIALS: Kernel = Kernel {
     name: "conv2d_sum_partials",
 };
 
+/// The backward-filter kernel's pixel ring after the GEMM tiles: `RING_SLOTS` × BK int4 entries.
+const PIXEL_RING_BYTES: u32 = (3 * gemm::BK * 16) as u32;
 /// Threads of `conv2d_bias_grad_partial` (its `REDUCE_THREADS`).
 const REDUCE_THREADS: usize = 256;
 /// Blocks the bias-gradient reduction aims for: enough 256-thread blocks to keep every SM's memory
@@ -265,7 +267,8 @@ pub fn backward_filter<D: Device>(
     let c_out = g.c_out as usize;
     let cols = g.weight_len() / c_out;
     let split = SplitK::plan(c_out, cols, output / c_out);
-    let cfg = gemm::launch(c_out, cols, split.splits)?;
+    let mut cfg = gemm::launch(c_out, cols, split.splits)?;
+    cfg.dynamic_shared_bytes += PIXEL_RING_BYTES;
     scratch.with(dev, split.scratch_len(c_out, cols), |partials| {
         let direct = split.splits == 1;
         let out_ptr = if direct {
@@ -280,7 +283,8 @@ pub fn backward_filter<D: Device>(
             .push(out_ptr)
             .push(split.chunk as i32);
         // SAFETY: conv2d_backward_filter(ConvGeom, const float* x, const float* dy, float* partials, int
-        // k_chunk). x and dy hold the input and output of `g` (checked above); block z writes the
+        // k_chunk), with the GEMM tiles plus the pixel ring as dynamic shared memory. x and dy hold the
+        // input and output of `g` (checked above); block z writes the
         // C_out × cols slab z of `partials`, z < splits: with one split that is dw (weight_len values,
         // checked above), else the scratch, sized for splits·C_out·cols values. k_chunk·splits covers
         // the pixel count.
