@@ -216,20 +216,21 @@ struct GradientColumns {
 constexpr int RING_SLOTS = 3;
 
 struct PixelRing {
-    int4* slots;  // RING_SLOTS x BK entries in shared memory
-    // producer state (threads < BK): the pixel whose entry is written next, (n, oh, ow), and how many
-    // pixels of the range are left from it
-    int left, n, oh, ow;
-    int slot;  // where it goes; the step being fetched sits in the slot after it
+    // RING_SLOTS x BK entries, then BK producer states {pixels left in the range, n, oh, ow}: the
+    // pixel whose entry thread t < BK writes next. Kept in shared memory, not registers: only 8
+    // threads need them, but registers are allocated for all 128.
+    int4* slots;
+    int slot;  // where the next entries go; the step being fetched sits in the slot after it
 
     __device__ PixelRing(const ConvGeom& g, int4* slots_, int k_begin, int k_end) : slots(slots_) {
-        const int hw_out = g.h_out * g.w_out;
-        const int p = k_begin + (int)threadIdx.x;
-        left = k_end - p;
-        n = p / hw_out;
-        const int q = p - n * hw_out;
-        oh = q / g.w_out;
-        ow = q - oh * g.w_out;
+        if (threadIdx.x < BK) {
+            const int hw_out = g.h_out * g.w_out;
+            const int p = k_begin + (int)threadIdx.x;
+            const int n = p / hw_out;
+            const int q = p - n * hw_out;
+            const int oh = q / g.w_out;
+            slots[RING_SLOTS * BK + threadIdx.x] = make_int4(k_end - p, n, oh, q - oh * g.w_out);
+        }
         slot = 0;
         produce(g);
         produce(g);
@@ -241,6 +242,8 @@ struct PixelRing {
     // its slot (all of them read through current()).
     __device__ __forceinline__ void produce(const ConvGeom& g) {
         if (threadIdx.x < BK) {
+            int4& state = slots[RING_SLOTS * BK + threadIdx.x];
+            int left = state.x, n = state.y, oh = state.z, ow = state.w;
             int4 e = make_int4(0, -FAR, -FAR, 0);
             if (left > 0) {
                 const int ih = oh * g.stride - g.pad_top;
@@ -258,6 +261,7 @@ struct PixelRing {
                     ++n;
                 }
             }
+            state = make_int4(left, n, oh, ow);
         }
         slot = slot == RING_SLOTS - 1 ? 0 : slot + 1;
     }
@@ -486,13 +490,16 @@ extern "C" __global__ __launch_bounds__(gemm::THREADS, 3) void conv2d_backward_d
     backward_data<false>(g, w, dy, table, dx);
 }
 
-extern "C" __global__ __launch_bounds__(gemm::THREADS, gemm::MIN_BLOCKS) void conv2d_backward_filter(
+// 3 resident blocks (up to 168 registers): at 128 the ring reads of a K step (8 int4) no longer fit
+// beside the 64 accumulators and ptxas spills on sm_80/sm_90. 12 warps per SM still hide the global
+// latency: a K step is 512 independent FFMA per thread between the loads and their use.
+extern "C" __global__ __launch_bounds__(gemm::THREADS, 3) void conv2d_backward_filter(
     ConvGeom g,
     const float* __restrict__ x,     // (N, C_in, H_in, W_in)
     const float* __restrict__ dy,    // (N, C_out, H_out, W_out), already ReLU-masked
     float* __restrict__ partials,    // (gridDim.z, C_out, C_in·K_h·K_w); with gridDim.z == 1 this is dw
     int k_chunk)                     // output pixels per split, a multiple of BK
-// dynamic shared memory: gemm::SMEM_BYTES, then the pixel ring (RING_SLOTS x BK int4)
+// dynamic shared memory: gemm::SMEM_BYTES, then the pixel ring ((RING_SLOTS + 1) x BK int4)
 {
     RESCNN_DYNAMIC_SHARED(float, smem);
     const int cols = g.c_in * g.k_h * g.k_w;

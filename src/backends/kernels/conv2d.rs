@@ -37,8 +37,9 @@ const SUM_PARTIALS: Kernel = Kernel {
     name: "conv2d_sum_partials",
 };
 
-/// The backward-filter kernel's pixel ring after the GEMM tiles: `RING_SLOTS` × BK int4 entries.
-const PIXEL_RING_BYTES: u32 = (3 * gemm::BK * 16) as u32;
+/// The backward-filter kernel's pixel ring after the GEMM tiles: (`RING_SLOTS` + 1) × BK int4s (three
+/// slots of entries and the producers' states).
+const PIXEL_RING_BYTES: u32 = (4 * gemm::BK * 16) as u32;
 /// Threads of `conv2d_bias_grad_partial` (its `REDUCE_THREADS`).
 const REDUCE_THREADS: usize = 256;
 /// Blocks the bias-gradient reduction aims for: enough 256-thread blocks to keep every SM's memory
