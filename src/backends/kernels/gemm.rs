@@ -25,6 +25,9 @@ pub const SMEM_BYTES: u32 = (2 * (BK * (BM + 4) + BK * (BN + 4)) * 4) as u32;
 /// The price is partial-sum traffic, at most splits × M × N floats written and read once (≈ 130 MB
 /// for the paper's conv2/conv3 filter gradients: tens of µs against their ~10 ms of FMAs).
 const TARGET_BLOCKS: usize = 4096;
+/// Outputs with this many tiles (about two full waves) are never split: their waves are already
+/// reasonably full, and partial sums would add an M × N round trip per split.
+const UNSPLIT_TILES: usize = 1024;
 /// Smallest K chunk worth a block: 32 K steps, so the main loop dwarfs the prologue and the partial
 /// tile it writes.
 const MIN_CHUNK: usize = 32 * BK;
@@ -44,6 +47,9 @@ impl SplitK {
     /// Split K when an `m` × `n` output has too few tiles to fill the GPU on its own.
     pub fn plan(m: usize, n: usize, k: usize) -> Self {
         let tiles = m.div_ceil(BM) * n.div_ceil(BN);
+        if tiles >= UNSPLIT_TILES {
+            return Self::with_splits(k, 1);
+        }
         let wanted = (TARGET_BLOCKS / tiles.max(1)).max(1);
         let worthwhile = k.div_ceil(MIN_CHUNK).max(1);
         Self::with_splits(k, wanted.min(worthwhile))
@@ -177,6 +183,8 @@ mod tests {
         // at most K / MIN_CHUNK.
         assert!(SplitK::plan(50, 716, 65_536).splits >= 64);
         assert!(SplitK::plan(50, 65_536, 716).splits <= 3);
+        // A square 4096³ GEMM (2048 tiles) is not split.
+        assert_eq!(SplitK::plan(4096, 4096, 4096).splits, 1);
         // A short K is never split below MIN_CHUNK.
         assert_eq!(SplitK::plan(3, 7, 200).splits, 1);
     }
