@@ -265,7 +265,8 @@ fn run() -> Result<()> {
         let ours = timer.time(&cfg, || {
             dense::backward_data(dev, &scratch, &g, &dy, &w, &mut dx)
         })?;
-        report.flops("backward data dx += dy·w (NN)", &ours, flops, layer > 0);
+        // every dense layer reads a hidden activation, whose gradient the step needs
+        report.flops("backward data dx += dy·w (NN)", &ours, flops, true);
         cublas_ratio(
             dev,
             &mut timer,
