@@ -86,8 +86,10 @@ fn kink_margin(cpu: &Cpu, net: &Network<Cpu>) -> f64 {
 /// Gradient check of a whole network through the mean softmax cross-entropy, in f64, for every
 /// parameter. Metric and tolerance as in tests/gradcheck.rs: err = |a − b| / max(|a| + |b|,
 /// 1e-3 · max_j |b_j|) ≤ 1e-6 per tensor. Step h = 1e-5; the inputs and seed are chosen so that
-/// every ReLU pre-activation and every max-pool winner's lead is at least 1e-4, ten times what a step
-/// can change them by (sensitivities here are below 10), so no central difference crosses a kink.
+/// every ReLU pre-activation and every max-pool winner's lead is at least 1e-4 (the first seed that
+/// qualifies is used), ten times a step, so a central difference crosses a kink only where a value
+/// depends on one parameter with a slope above 10; the max errors this test prints (about 1e-8)
+/// show none did.
 #[test]
 fn whole_network_gradient_check_with_shortcuts() {
     // Shortcuts from the input into every pool output; from pool 1 into pool 2 (between convs); from

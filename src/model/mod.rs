@@ -24,5 +24,5 @@ pub mod spec;
 
 pub use network::{NamedTensor, Network, OptimizerState};
 pub use plan::{InputShape, Plan, PlannedLayer, PlannedOp};
-pub use presets::{preset, presets, table4, Certainty, Preset};
+pub use presets::{input_shortcut_sweep, preset, presets, table4, Certainty, Preset};
 pub use spec::{ArchSpec, LayerSpec};

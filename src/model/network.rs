@@ -52,7 +52,10 @@ enum Stage {
 ///
 /// All buffers — parameters, their gradients, RMSProp state, one activation and one
 /// activation-gradient buffer per node, max-pool argmaxes, labels and per-sample losses — are
-/// allocated once in [`Network::new`] for `max_batch` samples; a training step allocates nothing.
+/// allocated once in [`Network::new`] for `max_batch` samples; a training step allocates no buffer
+/// (inputs and labels are written into the existing ones). What a backend does inside an op is its
+/// own business: the CPU reference reuses a scratch pool, though the GEMM crate it calls allocates
+/// small packing buffers per call.
 /// Any batch of 1 to `max_batch` samples can be run.
 pub struct Network<B: Backend> {
     plan: Plan,

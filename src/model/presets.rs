@@ -3,7 +3,10 @@
 //! Table IV of Zheng et al. drew the shortcut placements as arrows that the text extraction lost
 //! (see `shared/paper/table4.md`), so each preset says how certain its structure is. Rows 8 to 10 are
 //! our guesses: their accuracies survive but nothing of their shortcut placement does. A sweep over
-//! every subset of shortcut placements contains whatever the paper really ran.
+//! every subset of shortcut placements ([`input_shortcut_sweep`]) contains whatever the paper really
+//! ran.
+
+use super::spec::{ArchSpec, LayerSpec};
 
 /// How much of a preset's structure the paper states.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -172,6 +175,42 @@ pub fn table4() -> impl Iterator<Item = &'static Preset> {
     PRESETS.iter().filter(|p| p.name.starts_with("table4-"))
 }
 
+/// Every way of adding the network input (tap 0) into the outputs of `base`'s pools: 2^P specs for P
+/// pools, each with the 1-based pool numbers that receive it, in order of the bit mask (none first).
+/// Shortcuts already in `base` are dropped first. For `table4-3` (3 pools) this yields 8 networks and
+/// for `paper-plain` (4 pools) 16, among them every reading of Table IV's lost placements.
+pub fn input_shortcut_sweep(base: &ArchSpec) -> Vec<(Vec<usize>, ArchSpec)> {
+    let layers: Vec<LayerSpec> = base
+        .layers()
+        .iter()
+        .copied()
+        .filter(|l| !matches!(l, LayerSpec::Shortcut { .. }))
+        .collect();
+    let pools = layers
+        .iter()
+        .filter(|l| matches!(l, LayerSpec::Pool { .. }))
+        .count();
+    (0..1usize << pools)
+        .map(|mask| {
+            let into: Vec<usize> = (1..=pools).filter(|p| mask & (1 << (p - 1)) != 0).collect();
+            let mut tokens = Vec::new();
+            let mut pool = 0;
+            for l in &layers {
+                tokens.push(l.to_string());
+                if matches!(l, LayerSpec::Pool { .. }) {
+                    pool += 1;
+                    if into.contains(&pool) {
+                        tokens.push("+0".into());
+                    }
+                }
+            }
+            let spec = ArchSpec::parse(&tokens.join(" "))
+                .expect("a valid spec with +0 after pools stays valid");
+            (into, spec)
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -202,6 +241,59 @@ mod tests {
             preset("badshah2017").unwrap().spec,
             preset("table4-1").unwrap().spec
         );
+    }
+
+    /// The README's Table IV section lists every table4 preset (and paper-plain) with the same spec,
+    /// accuracy and certainty as the code.
+    #[test]
+    fn readme_table_matches_the_presets() {
+        let readme = include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md"));
+        let mut seen = 0;
+        for line in readme
+            .lines()
+            .filter(|l| l.starts_with("| `table4-") || l.starts_with("| `paper-plain`"))
+        {
+            let cells: Vec<&str> = line.split('|').map(str::trim).collect();
+            let name = cells[1].split('`').nth(1).unwrap();
+            let spec = cells[2].trim_matches('`');
+            let accuracy: f64 = cells[3].split_whitespace().next().unwrap().parse().unwrap();
+            let certainty = cells[4].split_whitespace().next().unwrap();
+            let p = preset(name).unwrap_or_else(|| panic!("README names unknown preset {name}"));
+            assert_eq!(spec, p.spec, "{name}: README spec");
+            assert_eq!(accuracy, p.paper_accuracy, "{name}: README accuracy");
+            assert_eq!(certainty, p.certainty.as_str(), "{name}: README certainty");
+            seen += 1;
+        }
+        assert_eq!(
+            seen, 12,
+            "README should list table4-1 … table4-11 and paper-plain"
+        );
+    }
+
+    #[test]
+    fn the_sweep_contains_every_table_row_of_its_depth() {
+        let three = input_shortcut_sweep(&ArchSpec::from_name_or_spec("table4-6").unwrap());
+        assert_eq!(three.len(), 8);
+        assert_eq!(three[0].0, Vec::<usize>::new());
+        assert_eq!(three[5].0, vec![1, 3]);
+        assert_eq!(
+            three[5].1.to_string(),
+            "c32k4 p2 +0 c64k8 p2 c64k10 p2 +0 fc716 fc716"
+        );
+        let four = input_shortcut_sweep(&ArchSpec::from_name_or_spec("paper-plain").unwrap());
+        assert_eq!(four.len(), 16);
+        for (rows, sweep) in [(3..=6, &three), (7..=11, &four)] {
+            for row in rows {
+                let p = preset(&format!("table4-{row}")).unwrap();
+                assert!(
+                    sweep.iter().any(|(_, s)| s.to_string() == p.spec),
+                    "row {row} missing from the sweep"
+                );
+            }
+        }
+        assert!(four
+            .iter()
+            .any(|(_, s)| s.to_string() == preset("paper-plain").unwrap().spec));
     }
 
     #[test]

@@ -10,7 +10,8 @@
 //! - d_input: per image (col2im of overlapping chunks must not race): dcol = Wᵀ · dy[img][:, chunk],
 //!   then col2im ADDS dcol into dx.
 //! - d_weight: the items are split into one contiguous range per thread; each range sums
-//!   dy[img][:, chunk] · colᵀ into its own partial, and the partials are added in range order, so the
+//!   dy[img][:, chunk] · colᵀ into its own partial (stored transposed, K × C_out, which the GEMM
+//!   fills twice as fast), and the partials are added in range order while transposing back, so the
 //!   result is reproducible for a given thread count. WRITES dw.
 //! - d_bias: per output channel, the sum of dy over batch and pixels (in f64). WRITES db.
 
@@ -22,11 +23,13 @@ use crate::backends::geometry::ConvGeom;
 use crate::tensor::Real;
 use crate::{shape_err, Result};
 
-/// Target size (elements) of one chunk's im2col matrix: 512 KiB of f32, a quarter of a Zen 4 L2,
-/// so the matrix is still in cache when the GEMM packs it. (Measured on the paper net: 2^17 to 2^19
-/// were within noise of each other; 2^20 and up was slower.)
+/// Target size (elements) of one chunk's im2col matrix: 512 KiB of f32, a quarter of a Zen 4 L2, so
+/// the matrix is still in cache when the GEMM reads it. (On the paper net, targets from 2^16 to 2^20
+/// were within the noise of the shared 2-core machine; this one sits in the middle.)
 const COL_TARGET_ELEMS: usize = 1 << 17;
-/// A chunk covers at least this many output pixels so the GEMM's N dimension stays efficient.
+/// A chunk covers at least this many output pixels. The paper net's large-K layers (K = 2048, 6400)
+/// get exactly this many, the size at which the forward GEMM measured fastest (about 105 GFLOP per
+/// CPU-second at 128 pixels, 85 to 100 at 256 to 1024).
 const MIN_CHUNK_PIXELS: usize = 128;
 
 /// A [`ConvGeom`] checked and converted to `usize`.
