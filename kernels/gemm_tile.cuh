@@ -18,8 +18,10 @@
 // Pipelining: global loads of tile t+1 go to registers before the FMAs on tile t and are stored to the
 //   other buffer after them; ONE __syncthreads per K step (its absence shows up on the emulated device
 //   as NaN reads of the NaN-filled dynamic shared memory).
-// Memory traffic per block: (BM + BN) x BK floats per K step for 2 x BM x BN x BK flops — 8 flop/B
-//   against global memory before any cache reuse; operands mostly hit L2 (weights, halo rows).
+// Memory traffic per block: (BM + BN) x BK floats (6 KiB) per K step for 2 x BM x BN x BK flops —
+//   21 flop per byte fetched, before L1/L2 reuse (convolution halos and weights mostly hit in cache);
+//   the H100 needs ~20 flop/B from L2 and the GTX 1080 ~28 from DRAM, so the tile is compute-bound
+//   once the cache catches the halo overlap.
 //
 // Loader concept (each operand is an R x K slab, R = BM for A and BN for B; a loader owns the
 // element-to-thread mapping of its slab and walks K in steps of BK):
