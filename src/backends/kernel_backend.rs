@@ -16,8 +16,9 @@ use crate::Result;
 /// The op contract on a kernel-running device (f32 throughout).
 pub struct KernelBackend<D: Device> {
     dev: D,
-    /// Partial sums of the split-K GEMMs and the bias-gradient reductions (conv2d, dense): one device
-    /// buffer, grown to the largest request and reused, so training allocates nothing after step one.
+    /// Scratch of the conv2d and dense wrappers (split-K partial sums, bias-gradient partials, the
+    /// convolution gathers' K tables): one device buffer, grown to the largest request and reused, so
+    /// training allocates nothing after its first step.
     gemm_scratch: kernels::gemm::Scratch<D>,
     /// Scratch for softmax_xent's two counters (correct rows, bad labels), reused across calls.
     xent_counters: Mutex<D::Buffer<u32>>,
