@@ -348,7 +348,14 @@ fn colour_lookup_fast_path_matches_the_per_pixel_definition() {
     // values at level boundaries.
     let vals: Vec<f32> = (0..1031)
         .map(|i| i as f32 / 1000.0 - 0.015)
-        .chain([f32::NAN, f32::INFINITY, f32::NEG_INFINITY, 0.5 / 255.0, 1.5 / 255.0, 254.5 / 255.0])
+        .chain([
+            f32::NAN,
+            f32::INFINITY,
+            f32::NEG_INFINITY,
+            0.5 / 255.0,
+            1.5 / 255.0,
+            254.5 / 255.0,
+        ])
         .collect();
     for colormap in [Colormap::Jet, Colormap::Gray] {
         let t = ColorTable::new(colormap);
@@ -356,7 +363,11 @@ fn colour_lookup_fast_path_matches_the_per_pixel_definition() {
         let mut out = vec![0u8; vals.len() * c];
         colorize_u8(&t, &vals, &mut out);
         for (i, &v) in vals.iter().enumerate() {
-            assert_eq!(&out[c * i..c * (i + 1)], &t.rgb8[level(v) as usize][..c], "{colormap:?} value {v}");
+            assert_eq!(
+                &out[c * i..c * (i + 1)],
+                &t.rgb8[level(v) as usize][..c],
+                "{colormap:?} value {v}"
+            );
         }
     }
 }

@@ -44,9 +44,6 @@ use serde::{Deserialize, Serialize};
 use super::{Corpus, Source, Utterance, EMOTIONS};
 use crate::{config_err, Result};
 
-/// Bumped whenever the generator's output changes, so caches keyed on it are invalidated.
-pub const GENERATOR_VERSION: u32 = 1;
-
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct SynthConfig {
@@ -54,6 +51,11 @@ pub struct SynthConfig {
     pub speakers: usize,
     /// Utterances of each class by each speaker.
     pub per_class_per_speaker: usize,
+    /// Scales every utterance's prosodic variation around its class mean (pitch, range, rate,
+    /// jitter, shimmer, tilt, breathiness): 1 is the default difficulty, 0 leaves only speaker,
+    /// text and recording-level differences (much easier), 2 blurs the classes further. The ±9 dB
+    /// level variation is not scaled (images are normalised per utterance anyway).
+    pub variation: f32,
     pub sample_rate: u32,
 }
 
@@ -64,6 +66,7 @@ impl Default for SynthConfig {
             seed: 0,
             speakers: 8,
             per_class_per_speaker: 8,
+            variation: 1.0,
             sample_rate: 16_000,
         }
     }
@@ -255,13 +258,16 @@ pub fn utterance(
     ]));
     let mean = prosody(class);
     // This utterance's own prosody around the class mean.
-    let f0 = speaker.f0_hz * mean.f0_scale * 2f32.powf(normal(&mut rng) * 1.0 / 12.0);
-    let range_st = mean.range_st * rng.random_range(0.75..1.25);
-    let rate = mean.rate * rng.random_range(0.9..1.1);
-    let jitter = mean.jitter * rng.random_range(0.7..1.3);
-    let shimmer = mean.shimmer * rng.random_range(0.7..1.3);
-    let tilt = (mean.tilt + rng.random_range(-0.08..0.08)).clamp(0.0, 0.9);
-    let breath = mean.breathiness * rng.random_range(0.7..1.3) + speaker.breathiness;
+    let v = cfg.variation.max(0.0);
+    // A uniform draw in [1 - v·spread, 1 + v·spread]; the same number of draws whatever `v`.
+    let mut around = |spread: f32| 1.0 + v * spread * rng.random_range(-1.0..=1.0f32);
+    let range_st = mean.range_st * around(0.25);
+    let rate = mean.rate * around(0.10);
+    let jitter = mean.jitter * around(0.30);
+    let shimmer = mean.shimmer * around(0.30);
+    let breath = mean.breathiness * around(0.30) + speaker.breathiness;
+    let tilt = (mean.tilt + v * rng.random_range(-0.08..0.08)).clamp(0.0, 0.9);
+    let f0 = speaker.f0_hz * mean.f0_scale * 2f32.powf(v * normal(&mut rng) / 12.0);
     let tremor_hz = rng.random_range(5.0..7.0);
     let level_db = mean.gain_db + speaker.gain_db + rng.random_range(-9.0..9.0);
 
