@@ -322,6 +322,7 @@ pub fn utterance(
     let mut period_f0 = f0;
     let mut period_amp = 1.0f32;
     let mut prev_flow = 0.0f32;
+    let mut prev_noise = [0.0f32; 2];
     let mut tilt_state = 0.0f32;
     let mut n_global = 0usize;
     let voiced_total = plan
@@ -378,10 +379,16 @@ pub fn utterance(
                         }
                     }
                 }
-                Segment::Fricative { .. } => fric = 0.5 * envelope * frication.step(noise),
+                Segment::Fricative { .. } => {
+                    // Twice-differenced noise (+12 dB/octave) into the resonator: a band of hiss
+                    // around the centre frequency instead of the resonator's unit gain at DC.
+                    let hiss = noise - 2.0 * prev_noise[0] + prev_noise[1];
+                    fric = 0.25 * envelope * frication.step(hiss);
+                }
                 Segment::Burst => fric = 0.9 * (1.0 - i as f32 / len as f32) * noise,
                 Segment::Silence => {}
             }
+            prev_noise = [noise, prev_noise[0]];
             if i % 32 == 0 {
                 for k in 0..3 {
                     tract[k].tune(formants[k], BANDWIDTHS[k], fs);
@@ -408,7 +415,7 @@ pub fn utterance(
         .sqrt()
         .max(1e-9);
     let gain = REFERENCE_RMS / rms * 10f32.powf(level_db / 20.0);
-    let floor = 10f32.powf(rng.random_range(-70.0..-60.0) / 20.0);
+    let floor = 10f32.powf(rng.random_range(-90.0..-75.0) / 20.0);
     for x in out.iter_mut() {
         *x = *x * gain + floor * rng.random_range(-1.0..1.0f32);
     }
