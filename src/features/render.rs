@@ -184,6 +184,8 @@ pub struct Renderer {
     resized_time: Vec<f32>,
     transposed: Vec<f32>,
     intensity: Vec<f32>,
+    /// One image row, for the fused frequency-pass-and-colour of `render_u8`.
+    row: Vec<f32>,
 }
 
 impl Renderer {
@@ -198,6 +200,7 @@ impl Renderer {
             resized_time: Vec::new(),
             transposed: Vec::new(),
             intensity: vec![0.0; cfg.height * cfg.width],
+            row: vec![0.0; cfg.width],
         })
     }
 
@@ -286,14 +289,12 @@ impl Renderer {
         // through a full-image intensity buffer.
         let (h, w, c) = (self.cfg.height, self.cfg.width, self.cfg.channels());
         out.resize(h * w * c, 0);
-        let mut row = std::mem::take(&mut self.intensity);
-        row.resize(w, 0.0);
+        self.row.resize(w, 0.0);
         for (y, dst) in out.chunks_exact_mut(w * c).enumerate() {
             let (start, wts) = self.freq.taps(h - 1 - y);
-            weighted_rows(&mut row[..w], &self.transposed, start, wts);
-            colorize_u8(&self.table, &row[..w], dst);
+            weighted_rows(&mut self.row, &self.transposed, start, wts);
+            colorize_u8(&self.table, &self.row, dst);
         }
-        self.intensity = row;
     }
 
     /// The default image of `spec` as planar f32 (`channels × height × width`) in [0, 1].
