@@ -177,21 +177,6 @@ fn unpad_add<T: Real>(d: &Dims, padded: &[T], dx: &mut [T]) {
     }
 }
 
-/// dst ← src for slices of equal length, in blocks of 8 that the compiler keeps inline: the rows
-/// copied here hold 8 to 512 elements, and a call to memcpy per row cost more than the copy (it was
-/// a quarter of the time of the 16-pixel-wide layers).
-#[inline]
-fn copy_row<T: Copy>(dst: &mut [T], src: &[T]) {
-    let mut d = dst.chunks_exact_mut(8);
-    let mut s = src.chunks_exact(8);
-    for (d, s) in (&mut d).zip(&mut s) {
-        d.copy_from_slice(s);
-    }
-    for (d, s) in d.into_remainder().iter_mut().zip(s.remainder()) {
-        *d = *s;
-    }
-}
-
 /// Fill `col` (K × P_c, row-major, P_c = pixels of output rows [oh0, oh1)) from one zero-padded
 /// image (C_in, H_p, W_p) made by [`pad_image`]. Every element of `col[..K·P_c]` is written.
 fn im2col<T: Real>(d: &Dims, padded: &[T], (oh0, oh1): (usize, usize), col: &mut [T]) {
@@ -208,7 +193,7 @@ fn im2col<T: Real>(d: &Dims, padded: &[T], (oh0, oh1): (usize, usize), col: &mut
                     let src = &padded[(ci * hp + oh * s + kh) * wp + kw..];
                     let dst = &mut row[j * wo..][..wo];
                     if s == 1 {
-                        copy_row(dst, &src[..wo]);
+                        dst.copy_from_slice(&src[..wo]);
                     } else {
                         for (o, v) in dst.iter_mut().enumerate() {
                             *v = src[o * s];
