@@ -133,9 +133,13 @@ impl ConvGeom {
             self.w_out as usize,
         )
     }
-    /// Number of weights (C_out·C_in·K_h·K_w); the bias adds C_out.
+    /// Number of weights (C_out·C_in·K_h·K_w); the bias adds C_out. Computed in `usize`: the i32
+    /// product wraps for large filters (1024 × 1024 × 64 × 64 is 2³²), and the kernel wrappers size
+    /// their buffer checks with it.
     pub fn weight_len(&self) -> usize {
-        (self.c_out * self.c_in * self.k_h * self.k_w) as usize
+        [self.c_in, self.k_h, self.k_w]
+            .iter()
+            .fold(self.c_out as usize, |acc, &d| acc * d as usize)
     }
     /// The same convolution for another batch size.
     pub fn with_batch(self, n: usize) -> Self {
@@ -146,7 +150,7 @@ impl ConvGeom {
     }
     /// Multiply-adds of the forward pass, ×2 (the usual FLOP count, padding included).
     pub fn forward_flops(&self) -> f64 {
-        2.0 * self.output().len() as f64 * (self.c_in * self.k_h * self.k_w) as f64
+        2.0 * self.output().len() as f64 * (self.weight_len() / self.c_out as usize) as f64
     }
 }
 
@@ -309,8 +313,9 @@ impl DenseGeom {
             ..self
         }
     }
+    /// OUT·IN, computed in `usize` (the i32 product wraps for large layers).
     pub fn weight_len(&self) -> usize {
-        (self.in_features * self.out_features) as usize
+        self.in_features as usize * self.out_features as usize
     }
 }
 

@@ -48,9 +48,22 @@ const BIAS_TARGET_BLOCKS: usize = 1024;
 /// Fewest (n, h, w) positions per bias-gradient block.
 const BIAS_MIN_CHUNK: usize = 16 * REDUCE_THREADS;
 
-/// Sizes every kernel of this family indexes with 32-bit ints: the tensors and the GEMM extents,
-/// plus a tile of slack for the last block's overshoot.
+/// What the launches' soundness rests on. The fields are public, so a geometry not built by
+/// [`ConvGeom::new`] must still fail here rather than in a kernel: every size and the stride at least
+/// 1 (the strided backward-data kernel divides by the stride), padding inside the kernel window. Then
+/// the sizes every kernel of this family indexes with 32-bit ints: the tensors and the GEMM extents,
+/// plus a tile of slack for the last block's overshoot. Within these, every load is bounds-tested
+/// against the geometry, so the output sizes need not match the padding mode.
 fn check_geometry(g: &ConvGeom) -> Result<()> {
+    let sizes = [
+        g.n, g.c_in, g.h_in, g.w_in, g.c_out, g.k_h, g.k_w, g.stride, g.h_out, g.w_out,
+    ];
+    if sizes.iter().any(|&v| v < 1)
+        || !(0..g.k_h).contains(&g.pad_top)
+        || !(0..g.k_w).contains(&g.pad_left)
+    {
+        return Err(shape_err!("invalid conv2d geometry {g:?}"));
+    }
     let slack = gemm::BN * gemm::BK;
     let (input, output) = (g.input(), g.output());
     check_int_range(
@@ -63,7 +76,7 @@ fn check_geometry(g: &ConvGeom) -> Result<()> {
     )
 }
 
-/// y (N, C_out, H_out, W_out) = [ReLU](conv(x (N, C_in, H_in, W_in), w (C_out, C_in, K_h, K_w)) + b (C_out)). Writes y.
+/// y (N, C_out, H_out, W_out) = \[ReLU\](conv(x (N, C_in, H_in, W_in), w (C_out, C_in, K_h, K_w)) + b (C_out)). Writes y.
 /// The gather's K table lives in `scratch`.
 pub fn forward<D: Device>(
     dev: &D,
@@ -323,6 +336,35 @@ mod tests {
     use super::*;
     use crate::backends::geometry::Padding;
     use crate::tensor::Shape;
+
+    #[test]
+    fn geometry_check_refuses_what_32_bit_kernels_cannot_index() {
+        // 1024 × 1024 × 64 × 64 weights are exactly 2³²: an i32 product wraps to 0, which once let
+        // a 1-value filter buffer pass the length check.
+        let big = ConvGeom::new(
+            Shape::new(1, 1024, 64, 64),
+            1024,
+            (64, 64),
+            1,
+            Padding::Valid,
+            false,
+        )
+        .unwrap();
+        assert_eq!(big.weight_len(), 1 << 32);
+        let err = check_geometry(&big).unwrap_err().to_string();
+        assert!(err.contains("32-bit"), "{err}");
+
+        let ok = ConvGeom::new(Shape::new(2, 3, 9, 8), 4, (3, 3), 2, Padding::Same, true).unwrap();
+        assert!(check_geometry(&ok).is_ok());
+        for broken in [
+            ConvGeom { stride: 0, ..ok },
+            ConvGeom { c_in: -1, ..ok },
+            ConvGeom { pad_top: -1, ..ok },
+            ConvGeom { pad_left: 3, ..ok },
+        ] {
+            assert!(check_geometry(&broken).is_err(), "{broken:?}");
+        }
+    }
 
     #[test]
     fn bias_plan_covers_every_position() {

@@ -5,7 +5,7 @@ use super::gemm::{self, check_int_range, Scratch, SplitK};
 use super::need;
 use crate::backends::device::{Device, Kernel, KernelArgs, LaunchConfig};
 use crate::backends::geometry::DenseGeom;
-use crate::Result;
+use crate::{shape_err, Result};
 
 const MODULE: &str = "dense";
 const FORWARD: Kernel = Kernel {
@@ -43,7 +43,12 @@ fn sizes(g: &DenseGeom) -> (usize, usize, usize) {
     )
 }
 
+/// Every size at least 1 (the fields are public; a negative one would wrap in `sizes`), and every
+/// extent the kernels index with 32-bit ints in range, with a tile of slack for the last block.
 fn check_geometry(g: &DenseGeom) -> Result<()> {
+    if g.n < 1 || g.in_features < 1 || g.out_features < 1 {
+        return Err(shape_err!("invalid dense geometry {g:?}"));
+    }
     let (n, inp, out) = sizes(g);
     let slack = gemm::BN * gemm::BK;
     check_int_range(
@@ -52,7 +57,7 @@ fn check_geometry(g: &DenseGeom) -> Result<()> {
     )
 }
 
-/// y (N, OUT) = [ReLU](x (N, IN) · wᵀ + b), w (OUT, IN), b (OUT). Writes y. Split-K partial sums live
+/// y (N, OUT) = \[ReLU\](x (N, IN) · wᵀ + b), w (OUT, IN), b (OUT). Writes y. Split-K partial sums live
 /// in `scratch`.
 pub fn forward<D: Device>(
     dev: &D,
