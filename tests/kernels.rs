@@ -13,6 +13,7 @@ use rescnn::Shape;
 backend_tests!(
     maxpool_matches_reference,
     maxpool_with_ties_takes_the_first_maximum,
+    maxpool_refuses_a_geometry_its_constructor_would_not_build,
     shortcut_matches_reference,
     softmax_xent_matches_reference,
     softmax_xent_rejects_a_label_outside_the_classes,
@@ -61,6 +62,29 @@ fn check_maxpool<B: Backend<Elem = f32>>(dev: &B, g: &PoolGeom, x: &[f32], rng: 
         &dx,
         &dx_ref,
     );
+}
+
+/// The geometry's fields are public; a hand-built one whose output runs past the input (floor mode
+/// says 4 rows, not 5) or whose window is empty must be refused before any kernel reads out of bounds.
+fn maxpool_refuses_a_geometry_its_constructor_would_not_build<B: Backend<Elem = f32>>(dev: &B) {
+    let good = PoolGeom::new(Shape::new(1, 2, 8, 8), 2, 2).unwrap();
+    for bad in [
+        PoolGeom { h_out: 5, ..good },
+        PoolGeom { k: 0, ..good },
+        PoolGeom { stride: -2, ..good },
+    ] {
+        let x = dev.zeros(bad.input().len()).unwrap();
+        let out_len = 2 * 5 * 4; // the largest output above
+        let mut y = dev.zeros(out_len).unwrap();
+        let mut am = dev.zeros_idx(out_len).unwrap();
+        let err = dev.maxpool_forward(&bad, &x, &mut y, &mut am).unwrap_err();
+        assert!(err.to_string().contains("max-pool"), "{bad:?}: {err}");
+        let mut dx = dev.zeros(bad.input().len()).unwrap();
+        assert!(
+            dev.maxpool_backward(&bad, &y, &am, &mut dx).is_err(),
+            "{bad:?}"
+        );
+    }
 }
 
 const POOL_CASES: [(Shape, usize, usize); 6] = [

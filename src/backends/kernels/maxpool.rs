@@ -3,7 +3,7 @@
 use super::{check_index_range, grid_stride, need};
 use crate::backends::device::{Device, Kernel, KernelArgs};
 use crate::backends::geometry::PoolGeom;
-use crate::Result;
+use crate::{shape_err, Result};
 
 pub const FORWARD: Kernel = Kernel {
     module: "maxpool",
@@ -14,6 +14,21 @@ pub const BACKWARD: Kernel = Kernel {
     name: "maxpool_backward",
 };
 
+/// The kernels trust the output size and window to lie inside the input (floor mode). The fields
+/// are public, so refuse any geometry that [`PoolGeom::new`] would not have built from the same
+/// input, window and stride.
+fn check(g: &PoolGeom) -> Result<()> {
+    let positive = [g.n, g.c, g.h_in, g.w_in, g.k, g.stride]
+        .iter()
+        .all(|&v| v >= 1);
+    if !positive || PoolGeom::new(g.input(), g.k as usize, g.stride as usize).ok() != Some(*g) {
+        return Err(shape_err!(
+            "invalid max-pool geometry {g:?}: the output must be the floor-mode pooling of the input"
+        ));
+    }
+    check_index_range("max-pool input", g.input().len())
+}
+
 /// WRITES y and argmax (N, C, H_out, W_out) from x (N, C, H_in, W_in).
 pub fn forward<D: Device>(
     dev: &D,
@@ -22,8 +37,8 @@ pub fn forward<D: Device>(
     y: &mut D::Buffer<f32>,
     argmax: &mut D::Buffer<u32>,
 ) -> Result<()> {
+    check(g)?;
     let (input, output) = (g.input().len(), g.output().len());
-    check_index_range("max-pool input", input)?;
     let mut args = KernelArgs::new();
     args.push(*g)
         .push(need(dev, x, input, "max-pool x")?)
@@ -44,8 +59,8 @@ pub fn backward<D: Device>(
     argmax: &D::Buffer<u32>,
     dx: &mut D::Buffer<f32>,
 ) -> Result<()> {
+    check(g)?;
     let (input, output) = (g.input().len(), g.output().len());
-    check_index_range("max-pool input", input)?;
     let mut args = KernelArgs::new();
     args.push(*g)
         .push(need(dev, dy, output, "max-pool dy")?)
