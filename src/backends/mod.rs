@@ -72,7 +72,7 @@ pub trait Backend {
     fn synchronize(&self) -> Result<()>;
 
     // ---- convolution ----------------------------------------------------------------------------
-    /// y (N, C_out, H_out, W_out) = [ReLU](x (N, C_in, H_in, W_in) ⋆ w (C_out, C_in, K_h, K_w) + b (C_out)). Writes y.
+    /// y (N, C_out, H_out, W_out) = \[ReLU\](x (N, C_in, H_in, W_in) ⋆ w (C_out, C_in, K_h, K_w) + b (C_out)). Writes y.
     fn conv2d_forward(
         &self,
         g: &ConvGeom,
@@ -139,7 +139,7 @@ pub trait Backend {
     ) -> Result<()>;
 
     // ---- dense ----------------------------------------------------------------------------------
-    /// y (N, OUT) = [ReLU](x (N, IN) · wᵀ + b), w (OUT, IN), b (OUT). Writes y.
+    /// y (N, OUT) = \[ReLU\](x (N, IN) · wᵀ + b), w (OUT, IN), b (OUT). Writes y.
     fn dense_forward(
         &self,
         g: &DenseGeom,

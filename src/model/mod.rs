@@ -1,4 +1,4 @@
-//! The model: an architecture spec ([`spec`]), the paper's networks as named presets ([`presets`]),
+//! The model: an architecture spec ([`spec`]), the paper's networks as named presets ([`presets`](mod@presets)),
 //! the spec laid out for an input size ([`plan`]), seeded He initialisation ([`init`]) and the
 //! trainable [`Network`] on any backend ([`network`]).
 //!

@@ -118,7 +118,7 @@ impl ArchSpec {
         })
     }
 
-    /// A preset name (see [`super::presets`]) or a spec string.
+    /// A preset name (see [`super::presets()`]) or a spec string.
     pub fn from_name_or_spec(s: &str) -> Result<Self> {
         if let Some(p) = super::presets::preset(s.trim()) {
             return ArchSpec::parse(p.spec);

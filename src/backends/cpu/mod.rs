@@ -3,7 +3,7 @@
 //! in). Buffers are plain `Vec`s.
 //!
 //! Speed comes from im2col/col2im around a well-tuned GEMM (the `gemm` crate, AVX-512) and rayon
-//! over (image, row-chunk) work items; see [`conv`] for the strategy. Each op uses ONE level of
+//! over (image, row-chunk) work items; see the `conv` module's documentation for the strategy. Each op uses ONE level of
 //! parallelism: GEMMs called inside a rayon task run single-threaded. Results are bit-reproducible
 //! for a given number of rayon threads (reductions split work into fixed ranges and add the partial
 //! sums in order).

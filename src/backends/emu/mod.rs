@@ -1,7 +1,7 @@
 //! The emulated device: runs the very `kernels/*.cu` sources the CUDA device runs, compiled for the
 //! host against `kernels/emu_shim.h` (see build/emu.rs), so that every kernel is tested without a GPU.
 //!
-//! Each block's CUDA threads are fibers on one host thread ([`fiber`]); blocks are spread over a pool
+//! Each block's CUDA threads are fibers on one host thread (the private `fiber` module); blocks are spread over a pool
 //! of host threads. `__syncthreads()` and the warp intrinsics are checked (divergence, exits while
 //! others wait, deadlock, bad masks) and reported as [`Error::Device`] naming threads and source
 //! lines; launch limits are checked as on the GPU. What it does not emulate is listed at the top of

@@ -7,8 +7,8 @@
 //!    their strategy, `extern "C" __global__` entry points with a shape comment on every pointer. The
 //!    build registers the entry points with the emulated device by itself (build/emu.rs) and NVRTC
 //!    compiles the file for the CUDA device.
-//! 2. Write `src/backends/kernels/foo.rs`: a `const` [`Kernel`] per entry point, one function per op that
-//!    checks lengths with [`need`], packs [`KernelArgs`] in the kernel's parameter order, computes the
+//! 2. Write `src/backends/kernels/foo.rs`: a `const` [`Kernel`](super::device::Kernel) per entry point, one function per op that
+//!    checks lengths with [`need`], packs [`KernelArgs`](super::device::KernelArgs) in the kernel's parameter order, computes the
 //!    [`LaunchConfig`] (here, never at call sites; `large_shared` here too if it needs > 48 KiB) and calls
 //!    [`Device::launch`] in an `unsafe` block whose `SAFETY:` comment says why the arguments match.
 //!    A new by-value parameter struct is `#[repr(C)]` + `Pod`, mirrored in kernels/geometry.cuh and
