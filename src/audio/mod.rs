@@ -93,9 +93,8 @@ pub fn write_wav_i16(path: impl AsRef<Path>, samples: &[f32], sample_rate: u32) 
         bits_per_sample: 16,
         sample_format: hound::SampleFormat::Int,
     };
-    crate::data::write_atomically(path, |file| {
-        let mut w = hound::WavWriter::new(std::io::BufWriter::new(file), spec)
-            .map_err(|e| wav_error(e, path))?;
+    crate::fsutil::write_atomically(path, |file| {
+        let mut w = hound::WavWriter::new(file, spec).map_err(|e| wav_error(e, path))?;
         for &s in samples {
             let v = (s.clamp(-1.0, 1.0) * 32767.0).round() as i16;
             w.write_sample(v).map_err(|e| wav_error(e, path))?;

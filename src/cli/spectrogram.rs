@@ -60,8 +60,8 @@ pub fn write_png(
     } else {
         image::ExtendedColorType::Rgb8
     };
-    crate::data::write_atomically(path, |file| {
-        let encoder = image::codecs::png::PngEncoder::new(std::io::BufWriter::new(file));
+    crate::fsutil::write_atomically(path, |file| {
+        let encoder = image::codecs::png::PngEncoder::new(file);
         image::ImageEncoder::write_image(encoder, pixels, width as u32, height as u32, color)
             .map_err(|e| Error::data(path, format!("cannot write PNG: {e}")))
     })

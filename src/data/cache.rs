@@ -339,7 +339,7 @@ fn featurise(
         let stored = StoredSpectrogram::from_f32(&plan.compute(&samples));
         if let Some(f) = &file {
             // A cache that cannot be written costs speed, not correctness: warn (once) and go on.
-            if let Err(e) = super::write_bytes_atomically(f, &stored.encode()) {
+            if let Err(e) = crate::fsutil::write_atomic(f, &stored.encode()) {
                 static WARNED: std::sync::atomic::AtomicBool =
                     std::sync::atomic::AtomicBool::new(false);
                 if !WARNED.swap(true, std::sync::atomic::Ordering::Relaxed) {

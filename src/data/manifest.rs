@@ -172,5 +172,5 @@ pub fn write(path: impl AsRef<Path>, corpus: &Corpus) -> Result<()> {
             quote(&u.speaker)
         ));
     }
-    super::write_bytes_atomically(path, out.as_bytes())
+    crate::fsutil::write_atomic(path, out.as_bytes())
 }

@@ -18,7 +18,6 @@ pub mod synth;
 
 use std::collections::BTreeMap;
 use std::fmt;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -305,39 +304,6 @@ pub(crate) fn relative_id(root: &Path, path: &Path) -> String {
         .map(|c| c.as_os_str().to_string_lossy())
         .collect::<Vec<_>>()
         .join("/")
-}
-
-/// Write a file atomically: `write` fills a temporary file beside `path`, which is then renamed
-/// over it, so readers never see a half-written file.
-pub fn write_atomically(
-    path: &Path,
-    write: impl FnOnce(std::fs::File) -> Result<()>,
-) -> Result<()> {
-    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
-    }
-    let file_name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    // Unique per process and call, so threads writing the same path never share a temporary file.
-    static COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-    let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let tmp = path.with_file_name(format!(".{file_name}.{}.{n}.tmp", std::process::id()));
-    let file = std::fs::File::create(&tmp).map_err(|e| Error::io(&tmp, e))?;
-    let result =
-        write(file).and_then(|_| std::fs::rename(&tmp, path).map_err(|e| Error::io(path, e)));
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    result
-}
-
-/// [`write_atomically`] for bytes.
-pub fn write_bytes_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
-    write_atomically(path, |mut f| {
-        f.write_all(bytes).map_err(|e| Error::io(path, e))
-    })
 }
 
 /// Which corpus to load, as written on a command line:

@@ -408,7 +408,7 @@ impl Split {
         let path = path.as_ref();
         let json = serde_json::to_string_pretty(&self.to_file(corpus))
             .map_err(|e| Error::data(path, format!("cannot serialise split: {e}")))?;
-        super::write_bytes_atomically(path, json.as_bytes())
+        crate::fsutil::write_atomic(path, json.as_bytes())
     }
 
     pub fn load(corpus: &Corpus, path: impl AsRef<Path>) -> Result<Split> {
