@@ -571,10 +571,12 @@ impl Device for CudaDevice {
                 kernel.module, kernel.name, f.max_threads_per_block
             )));
         }
-        self.prepare_shared(kernel, f, config)?;
+        // Bound first: cuFuncSetAttribute (in prepare_shared) and cuLaunchKernel act on the calling
+        // thread's current context, and the trainer may launch from a thread cudarc never bound.
         self.ctx
             .bind_to_thread()
             .map_err(driver_err("binding the CUDA context"))?;
+        self.prepare_shared(kernel, f, config)?;
         let mut pointers = args.pointers();
         // SAFETY: `pointers` holds one pointer per kernel parameter, each addressing a value of exactly
         // the size the compiled kernel declares for that parameter (checked above against the PTX
