@@ -321,10 +321,39 @@ fn run() -> Result<()> {
     let n = 4096;
     println!("SGEMM {n}³ (dense forward NT, no ReLU)");
     let g = DenseGeom::new(n, n, n, false)?;
-    let a = upload(dev, &random(n * n, 9))?;
-    let bm = upload(dev, &random(n * n, 10))?;
+    let (a_host, b_host) = (random(n * n, 9), random(n * n, 10));
+    let a = upload(dev, &a_host)?;
+    let bm = upload(dev, &b_host)?;
     let zero_bias = dev.alloc_zeroed::<f32>(n)?;
     let mut c = dev.alloc_zeroed::<f32>(n * n)?;
+    // Validate this very launch (the unsplit path, float4 loads) before timing it: a few whole rows
+    // of C = A·Bᵀ against f64 on the host (the full product would take minutes on the CPU).
+    dense::forward(dev, &scratch, &g, &a, &bm, &zero_bias, &mut c)?;
+    let got = dev.copy_to_host(&c)?;
+    for row in [0, 1, n / 2 + 3, n - 1] {
+        let a_row = &a_host[row * n..(row + 1) * n];
+        let want: Vec<f64> = b_host
+            .chunks_exact(n)
+            .map(|b_row| {
+                a_row
+                    .iter()
+                    .zip(b_row)
+                    .map(|(&x, &y)| x as f64 * y as f64)
+                    .sum()
+            })
+            .collect();
+        check(
+            &DENSE,
+            &format!("SGEMM {n}³ row {row}"),
+            &got[row * n..(row + 1) * n],
+            &want,
+        )?;
+    }
+    println!(
+        "  validated: rows 0, 1, {}, {} against f64 on the host",
+        n / 2 + 3,
+        n - 1
+    );
     let ours = timer.time(&cfg, || {
         dense::forward(dev, &scratch, &g, &a, &bm, &zero_bias, &mut c)
     })?;
