@@ -307,7 +307,9 @@ struct PatchColumns {
     const float* x;
     PixelRing& ring;
     int column;  // ci·H_in·W_in + kh·W_in + kw
-    int kh, kw;  // kh = FAR for a column past the filter: every tap fails the bounds test
+    int kh, kw;  // kh = FAR for a column past the filter: its taps fail the bounds test at every valid
+                 // pixel; at a padding pixel (ih = iw = -FAR, offset 0) they pass and read x[0], in
+                 // bounds, into an accumulator column that is never stored
     float v[BK];
 
     __device__ PatchColumns(const ConvGeom& g_, const float* x_, PixelRing& ring_, int n0)
