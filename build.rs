@@ -38,6 +38,42 @@ fn main() {
     nvrtc::build(&kernel_dir, &sources, &out);
 
     detect_emodb();
+    git_commit();
+}
+
+/// `RESCNN_GIT_COMMIT` for the binaries (run reports and checkpoints record it): the short commit
+/// hash, with "+changes" when tracked files differ from it. Absent without git or outside a
+/// checkout; the code then says "unknown commit".
+fn git_commit() {
+    let git = |args: &[&str]| {
+        std::process::Command::new("git")
+            .args(args)
+            .output()
+            .ok()
+            .filter(|o| o.status.success())
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+    };
+    let Some(hash) = git(&["rev-parse", "--short=10", "HEAD"]) else {
+        return;
+    };
+    let dirty = git(&["status", "--porcelain", "--untracked-files=no"]).is_some_and(|s| !s.is_empty());
+    let suffix = if dirty { "+changes" } else { "" };
+    println!("cargo:rustc-env=RESCNN_GIT_COMMIT={hash}{suffix}");
+    // Re-run when HEAD moves (a commit, a checkout). Only existing paths are watched.
+    for what in ["HEAD", "index"] {
+        if let Some(p) = git(&["rev-parse", "--git-path", what]) {
+            if std::path::Path::new(&p).exists() {
+                println!("cargo:rerun-if-changed={p}");
+            }
+        }
+    }
+    if let Some(r) = git(&["symbolic-ref", "-q", "HEAD"]) {
+        if let Some(p) = git(&["rev-parse", "--git-path", &r]) {
+            if std::path::Path::new(&p).exists() {
+                println!("cargo:rerun-if-changed={p}");
+            }
+        }
+    }
 }
 
 /// Tests that need the EMO-DB development folder are compiled with `cfg(rescnn_emodb)` only when the
