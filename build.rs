@@ -39,6 +39,17 @@ fn main() {
 
     detect_emodb();
     git_commit();
+    detect_conv_kernels(&kernel_dir);
+}
+
+/// `cfg(rescnn_emu_conv)` when the convolution and dense kernels exist (kernels/conv2d.cu and
+/// kernels/dense.cu): tests that train a whole network on the emulated device are ignored, not
+/// passed, without them.
+fn detect_conv_kernels(kernel_dir: &std::path::Path) {
+    println!("cargo:rustc-check-cfg=cfg(rescnn_emu_conv)");
+    if kernel_dir.join("conv2d.cu").is_file() && kernel_dir.join("dense.cu").is_file() {
+        println!("cargo:rustc-cfg=rescnn_emu_conv");
+    }
 }
 
 /// `RESCNN_GIT_COMMIT` for the binaries (run reports and checkpoints record it): the short commit

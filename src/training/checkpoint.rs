@@ -4,6 +4,7 @@
 //! the input normalisation, the architecture and input shape, and the trainer's state (step, data
 //! position, selection record, the running training statistics).
 //!
+//! The metadata is one entry, `rescnn`, holding a JSON object (format tag, writer, model, state).
 //! The data order and augmentation are pure functions of (seed, epoch, position in the epoch)
 //! (see [`crate::data::batch`]), so the step alone says where the data stream resumes.
 //! Files are written atomically ([`crate::fsutil::write_atomic`]): a reader never sees a partial one.
@@ -20,6 +21,20 @@ use crate::{Error, Result};
 
 /// The format tag written into every checkpoint's metadata.
 pub const FORMAT: &str = "rescnn-checkpoint/1";
+
+/// The safetensors metadata key holding [`Header`] as JSON.
+pub const METADATA_KEY: &str = "rescnn";
+
+/// Everything of a checkpoint besides its tensors.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+struct Header {
+    format: String,
+    written_by: String,
+    model: ModelInfo,
+    state: TrainerState,
+    /// RMSProp's step count; absent in a weights-only checkpoint.
+    optimizer_step: Option<u64>,
+}
 
 /// The best validation evaluation so far.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -114,17 +129,16 @@ impl Checkpoint {
                 tensors.push((format!("rmsprop.{}", t.name), view(t)?));
             }
         }
-        let mut meta = HashMap::new();
-        meta.insert("format".to_string(), FORMAT.to_string());
-        meta.insert("written_by".to_string(), self.written_by.clone());
-        meta.insert("model".to_string(), json(&self.model));
-        meta.insert("state".to_string(), json(&self.state));
-        meta.insert(
-            "optimizer_step".to_string(),
-            self.optimizer
-                .as_ref()
-                .map_or("none".to_string(), |o| o.step.to_string()),
-        );
+        // One metadata entry holding one JSON object: safetensors keeps metadata in a HashMap, whose
+        // order varies per process, and identical checkpoints should be identical files.
+        let header = Header {
+            format: FORMAT.to_string(),
+            written_by: self.written_by.clone(),
+            model: self.model.clone(),
+            state: self.state.clone(),
+            optimizer_step: self.optimizer.as_ref().map(|o| o.step),
+        };
+        let meta = HashMap::from([(METADATA_KEY.to_string(), json(&header))]);
         safetensors::serialize(tensors, Some(meta))
             .map_err(|e| crate::config_err!("cannot serialise a checkpoint: {e}"))
     }
@@ -155,23 +169,19 @@ impl Checkpoint {
             .map_err(|e| format!("not a safetensors file ({e})"))?;
         let meta = header
             .metadata()
-            .clone()
+            .as_ref()
+            .and_then(|m| m.get(METADATA_KEY))
             .ok_or("the safetensors file has no rescnn metadata")?;
-        let get = |k: &str| {
-            meta.get(k)
-                .ok_or_else(|| format!("the metadata has no `{k}` entry"))
-        };
-        let format = get("format")?;
+        let head: serde_json::Value =
+            serde_json::from_str(meta).map_err(|e| format!("bad rescnn metadata ({e})"))?;
+        let format = head.get("format").and_then(|f| f.as_str()).unwrap_or("?");
         if format != FORMAT {
             return Err(format!(
                 "checkpoint format `{format}` is not the `{FORMAT}` this rescnn reads"
             ));
         }
-        let model: ModelInfo = serde_json::from_str(get("model")?)
-            .map_err(|e| format!("bad model metadata ({e})"))?;
-        let state: TrainerState = serde_json::from_str(get("state")?)
-            .map_err(|e| format!("bad trainer state ({e})"))?;
-        let optimizer_step = get("optimizer_step")?.clone();
+        let head: Header =
+            serde_json::from_value(head).map_err(|e| format!("bad rescnn metadata ({e})"))?;
         let st = SafeTensors::deserialize(bytes)
             .map_err(|e| format!("the tensors cannot be read ({e})"))?;
         let mut params = Vec::new();
@@ -207,22 +217,13 @@ impl Checkpoint {
         if params.is_empty() {
             return Err("the checkpoint holds no weights".into());
         }
-        let optimizer = match optimizer_step.as_str() {
-            "none" => None,
-            s => Some(OptimizerState {
-                step: s
-                    .parse()
-                    .map_err(|_| format!("bad optimizer step `{s}`"))?,
-                mean_square,
-            }),
-        };
-        let written_by = meta.get("written_by").cloned().unwrap_or_default();
+        let optimizer = head.optimizer_step.map(|step| OptimizerState { step, mean_square });
         Ok(Checkpoint {
-            model,
+            model: head.model,
             params,
             optimizer,
-            state,
-            written_by,
+            state: head.state,
+            written_by: head.written_by,
         })
     }
 }
