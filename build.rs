@@ -67,7 +67,8 @@ fn git_commit() {
     let Some(hash) = git(&["rev-parse", "--short=10", "HEAD"]) else {
         return;
     };
-    let dirty = git(&["status", "--porcelain", "--untracked-files=no"]).is_some_and(|s| !s.is_empty());
+    let dirty =
+        git(&["status", "--porcelain", "--untracked-files=no"]).is_some_and(|s| !s.is_empty());
     let suffix = if dirty { "+changes" } else { "" };
     println!("cargo:rustc-env=RESCNN_GIT_COMMIT={hash}{suffix}");
     // Re-run when HEAD moves (a commit, a checkout). Only existing paths are watched.

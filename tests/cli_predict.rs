@@ -72,13 +72,20 @@ fn predict_gives_probabilities_that_sum_to_one_and_eval_counts_every_utterance()
         .arg(&anger)
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let probs = json[0]["probabilities"].as_object().unwrap();
     assert_eq!(probs.len(), 7);
     let sum: f64 = probs.values().map(|v| v.as_f64().unwrap()).sum();
     assert!((sum - 1.0).abs() < 1e-9, "{sum}");
-    assert_eq!(json[0]["emotion"], serde_json::json!(predictions[0].emotion));
+    assert_eq!(
+        json[0]["emotion"],
+        serde_json::json!(predictions[0].emotion)
+    );
 
     // eval on the exported folder corpus: every utterance counted, report files written.
     let report_dir = data.path().join("eval-report");
@@ -91,7 +98,11 @@ fn predict_gives_probabilities_that_sum_to_one_and_eval_counts_every_utterance()
         .arg(&report_dir)
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let per_speaker = report["per_speaker"].as_object().unwrap();
     let total: u64 = per_speaker.values().map(|v| v[1].as_u64().unwrap()).sum();
@@ -106,6 +117,9 @@ fn predict_gives_probabilities_that_sum_to_one_and_eval_counts_every_utterance()
     let parent = temp_dir();
     std::fs::create_dir_all(parent.path().join("fold-01-a/checkpoints")).unwrap();
     std::fs::create_dir_all(parent.path().join("fold-02-b/checkpoints")).unwrap();
-    let e = TrainedModel::load(parent.path(), Weights::Best).map(|_| ()).unwrap_err().to_string();
+    let e = TrainedModel::load(parent.path(), Weights::Best)
+        .map(|_| ())
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("2 models") && e.contains("fold-01-a"), "{e}");
 }

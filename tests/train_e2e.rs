@@ -34,8 +34,14 @@ fn same_seed_is_bit_identical_and_resume_equals_the_uninterrupted_run() {
         other => panic!("expected an interruption, got {other:?}"),
     }
     let status = std::fs::read_to_string(b.path().join("STATUS")).unwrap();
-    assert!(status.starts_with("interrupted") && status.contains("--resume"), "{status}");
-    assert!(!b.path().join("summary.md").exists(), "an interrupted run has no summary");
+    assert!(
+        status.starts_with("interrupted") && status.contains("--resume"),
+        "{status}"
+    );
+    assert!(
+        !b.path().join("summary.md").exists(),
+        "an interrupted run has no summary"
+    );
     assert_eq!(last_checkpoint(b.path()).state.step, 17);
     let rb = complete(run::resume(b.path(), &quiet()).unwrap());
 
@@ -46,11 +52,19 @@ fn same_seed_is_bit_identical_and_resume_equals_the_uninterrupted_run() {
             tensor_bits(&last_checkpoint(other)),
             "{what} run: weights or RMSProp state differ"
         );
-        assert_eq!(metrics_without_time(a.path()), metrics_without_time(other), "{what} run: metrics differ");
+        assert_eq!(
+            metrics_without_time(a.path()),
+            metrics_without_time(other),
+            "{what} run: metrics differ"
+        );
         let best = |d: &std::path::Path| {
             tensor_bits(&Checkpoint::load(&d.join("checkpoints/best.safetensors")).unwrap())
         };
-        assert_eq!(best(a.path()), best(other), "{what} run: selected weights differ");
+        assert_eq!(
+            best(a.path()),
+            best(other),
+            "{what} run: selected weights differ"
+        );
     }
     assert_eq!(ra.selected, rb.selected);
     assert_eq!(ra.last, rb.last);
@@ -60,7 +74,10 @@ fn same_seed_is_bit_identical_and_resume_equals_the_uninterrupted_run() {
     let d = temp_dir();
     let cfg_d = rescnn::training::TrainConfig { seed: 1, ..cfg };
     train(&cfg_d, d.path());
-    assert_ne!(tensor_bits(&last_checkpoint(a.path())), tensor_bits(&last_checkpoint(d.path())));
+    assert_ne!(
+        tensor_bits(&last_checkpoint(a.path())),
+        tensor_bits(&last_checkpoint(d.path()))
+    );
 }
 
 #[test]
@@ -70,13 +87,20 @@ fn checkpoint_round_trip_is_bit_exact() {
     let dir = temp_dir();
     train(&cfg, dir.path());
     let ck = last_checkpoint(dir.path());
-    assert!(ck.optimizer.is_some(), "the last checkpoint holds the RMSProp state");
+    assert!(
+        ck.optimizer.is_some(),
+        "the last checkpoint holds the RMSProp state"
+    );
     let copy = dir.path().join("copy.safetensors");
     ck.save(&copy).unwrap();
     let back = Checkpoint::load(&copy).unwrap();
     assert_eq!(tensor_bits(&ck), tensor_bits(&back));
     assert_eq!(ck, back);
-    assert_eq!(std::fs::read(&copy).unwrap(), ck.to_bytes().unwrap(), "serialisation is deterministic");
+    assert_eq!(
+        std::fs::read(&copy).unwrap(),
+        ck.to_bytes().unwrap(),
+        "serialisation is deterministic"
+    );
 
     // Through a network and back: the weights a model directory yields are the stored ones.
     let model = TrainedModel::load(dir.path(), Weights::Last).unwrap();
@@ -112,7 +136,10 @@ fn a_short_run_learns_the_synthetic_corpus_well_above_chance() {
     let m = metrics_without_time(dir.path());
     let (first, last) = (m.first().unwrap().train_loss, m.last().unwrap().train_loss);
     // Measured: see the run's metrics.jsonl; ln 7 = 1.95 is the loss of a uniform guess.
-    assert!(last < 0.85 * first && last < 1.95, "training loss {first} -> {last}");
+    assert!(
+        last < 0.85 * first && last < 1.95,
+        "training loss {first} -> {last}"
+    );
     assert!(dir.path().join("summary.md").exists());
 }
 
@@ -122,7 +149,10 @@ fn a_short_run_learns_the_synthetic_corpus_well_above_chance() {
 /// between the two backends (their sums run in different orders) moves that weight by up to
 /// 2 × 3.2·lr per step: after 3 steps at lr 1e-3, 0.02. The losses must agree to 1e-3 (relative).
 #[test]
-#[cfg_attr(not(rescnn_emu_conv), ignore = "needs the conv2d and dense kernels (kernels/conv2d.cu, dense.cu)")]
+#[cfg_attr(
+    not(rescnn_emu_conv),
+    ignore = "needs the conv2d and dense kernels (kernels/conv2d.cu, dense.cu)"
+)]
 fn the_emulated_device_follows_the_cpu_reference() {
     let mut cfg = tiny_config();
     cfg.spectrogram = rescnn::features::SpectrogramConfig::small_gray(16);
@@ -137,7 +167,10 @@ fn the_emulated_device_follows_the_cpu_reference() {
         ..cfg
     };
     train(&emu_cfg, emu_dir.path());
-    let (a, b) = (last_checkpoint(cpu_dir.path()), last_checkpoint(emu_dir.path()));
+    let (a, b) = (
+        last_checkpoint(cpu_dir.path()),
+        last_checkpoint(emu_dir.path()),
+    );
     let (mut worst, mut far, mut total) = (0f32, 0usize, 0usize);
     for (x, y) in a.params.iter().zip(&b.params) {
         assert_eq!(x.name, y.name);
@@ -149,11 +182,27 @@ fn the_emulated_device_follows_the_cpu_reference() {
         }
     }
     assert!(worst <= 0.02, "largest weight difference {worst}");
-    assert!(far * 100 <= total, "{far} of {total} weights differ by more than 1e-4");
-    let (ma, mb) = (metrics_without_time(cpu_dir.path()), metrics_without_time(emu_dir.path()));
+    assert!(
+        far * 100 <= total,
+        "{far} of {total} weights differ by more than 1e-4"
+    );
+    let (ma, mb) = (
+        metrics_without_time(cpu_dir.path()),
+        metrics_without_time(emu_dir.path()),
+    );
     for (x, y) in ma.iter().zip(&mb) {
         let close = |p: f64, q: f64| (p - q).abs() <= 1e-3 * p.abs().max(q.abs()).max(1e-3);
-        assert!(close(x.train_loss, y.train_loss), "train loss {} vs {}", x.train_loss, y.train_loss);
-        assert!(close(x.val_loss.unwrap(), y.val_loss.unwrap()), "val loss {:?} vs {:?}", x.val_loss, y.val_loss);
+        assert!(
+            close(x.train_loss, y.train_loss),
+            "train loss {} vs {}",
+            x.train_loss,
+            y.train_loss
+        );
+        assert!(
+            close(x.val_loss.unwrap(), y.val_loss.unwrap()),
+            "val loss {:?} vs {:?}",
+            x.val_loss,
+            y.val_loss
+        );
     }
 }

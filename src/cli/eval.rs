@@ -74,7 +74,9 @@ pub fn evaluate_on(args: &Args, model: &TrainedModel) -> Result<EvalReport> {
         }
     };
     if indices.is_empty() {
-        return Err(config_err!("nothing to evaluate: the selected utterances are empty"));
+        return Err(config_err!(
+            "nothing to evaluate: the selected utterances are empty"
+        ));
     }
     let store = model.features(&corpus)?;
     let batch = 32.min(indices.len());
@@ -87,14 +89,23 @@ pub fn evaluate_on(args: &Args, model: &TrainedModel) -> Result<EvalReport> {
         let names: Vec<&str> = classes.iter().map(String::as_str).collect();
         crate::fsutil::write_atomic(
             &out.join("confusion.svg"),
-            crate::training::plots::confusion_svg(&format!("{} on {}", model.path.display(), corpus.name), &report.confusion, &names)
-                .as_bytes(),
+            crate::training::plots::confusion_svg(
+                &format!("{} on {}", model.path.display(), corpus.name),
+                &report.confusion,
+                &names,
+            )
+            .as_bytes(),
         )?;
         crate::fsutil::write_atomic(
             &out.join("eval.json"),
-            serde_json::to_string_pretty(&report).expect("JSON").as_bytes(),
+            serde_json::to_string_pretty(&report)
+                .expect("JSON")
+                .as_bytes(),
         )?;
-        crate::fsutil::write_atomic(&out.join("eval.md"), text(model, &corpus.name, &report).as_bytes())?;
+        crate::fsutil::write_atomic(
+            &out.join("eval.md"),
+            text(model, &corpus.name, &report).as_bytes(),
+        )?;
     }
     Ok(report)
 }
@@ -117,9 +128,15 @@ pub fn run(args: &Args) -> Result<()> {
     let model = TrainedModel::load(&args.model, args.weights)?;
     let report = evaluate_on(args, &model)?;
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&report).map_err(|e| Error::Config(e.to_string()))?);
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&report).map_err(|e| Error::Config(e.to_string()))?
+        );
     } else {
-        print!("{}", text(&model, &args.data.display().to_string(), &report));
+        print!(
+            "{}",
+            text(&model, &args.data.display().to_string(), &report)
+        );
     }
     Ok(())
 }

@@ -112,8 +112,13 @@ pub struct Args {
 /// What the command line asks for.
 #[derive(Debug)]
 pub enum Request {
-    Start { config: TrainConfig, out: PathBuf },
-    Resume { dir: PathBuf },
+    Start {
+        config: Box<TrainConfig>,
+        out: PathBuf,
+    },
+    Resume {
+        dir: PathBuf,
+    },
 }
 
 /// Parse command-line words (the first is the program name).
@@ -133,11 +138,42 @@ fn given(m: &ArgMatches, id: &str) -> bool {
 
 /// Options that change the configuration (all but --resume, --stop-at and --no-progress).
 const CONFIG_OPTIONS: &[&str] = &[
-    "data", "corpus", "arch", "device", "protocol", "test_fraction", "val_fraction", "val_speakers",
-    "sample_rate", "window_ms", "hop_ms", "n_fft", "mel", "fmin", "fmax", "height", "width",
-    "colormap", "fixed_time", "top_db", "batch", "iters", "epochs", "lr", "decay", "seed",
-    "eval_every", "select_by", "no_augment", "balanced", "no_cache", "skip_bad", "preset",
-    "config", "sweep", "out",
+    "data",
+    "corpus",
+    "arch",
+    "device",
+    "protocol",
+    "test_fraction",
+    "val_fraction",
+    "val_speakers",
+    "sample_rate",
+    "window_ms",
+    "hop_ms",
+    "n_fft",
+    "mel",
+    "fmin",
+    "fmax",
+    "height",
+    "width",
+    "colormap",
+    "fixed_time",
+    "top_db",
+    "batch",
+    "iters",
+    "epochs",
+    "lr",
+    "decay",
+    "seed",
+    "eval_every",
+    "select_by",
+    "no_augment",
+    "balanced",
+    "no_cache",
+    "skip_bad",
+    "preset",
+    "config",
+    "sweep",
+    "out",
 ];
 
 /// The request the arguments make.
@@ -161,7 +197,10 @@ pub fn request(args: &Args, m: &ArgMatches) -> Result<Request> {
         .out
         .clone()
         .unwrap_or_else(|| super::config::default_run_dir(&config.label()));
-    Ok(Request::Start { config, out })
+    Ok(Request::Start {
+        config: Box::new(config),
+        out,
+    })
 }
 
 /// The effective configuration: defaults or preset, then the file, then given options.
@@ -186,8 +225,13 @@ pub fn config(args: &Args, m: &ArgMatches) -> Result<TrainConfig> {
             c.corpus = format!("{kind}:{}", dir.display());
         }
         (None, Some(kind)) => {
-            if matches!(kind.as_str(), "ravdess" | "ravdess8" | "folders" | "manifest") {
-                return Err(config_err!("--corpus {kind} needs --data DIR (the corpus's folder or manifest)"));
+            if matches!(
+                kind.as_str(),
+                "ravdess" | "ravdess8" | "folders" | "manifest"
+            ) {
+                return Err(config_err!(
+                    "--corpus {kind} needs --data DIR (the corpus's folder or manifest)"
+                ));
             }
             c.corpus = kind.clone();
         }

@@ -217,7 +217,9 @@ impl Checkpoint {
         if params.is_empty() {
             return Err("the checkpoint holds no weights".into());
         }
-        let optimizer = head.optimizer_step.map(|step| OptimizerState { step, mean_square });
+        let optimizer = head
+            .optimizer_step
+            .map(|step| OptimizerState { step, mean_square });
         Ok(Checkpoint {
             model: head.model,
             params,

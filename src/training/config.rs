@@ -389,7 +389,8 @@ impl TrainConfig {
     /// Read a run directory's `config.toml`.
     pub fn load_toml(path: &Path) -> Result<Self> {
         let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
-        toml::from_str(&text).map_err(|e| Error::data(path, format!("not a rescnn configuration: {e}")))
+        toml::from_str(&text)
+            .map_err(|e| Error::data(path, format!("not a rescnn configuration: {e}")))
     }
 
     /// A short label for file and folder names: the corpus kind and the architecture.
@@ -472,8 +473,14 @@ mod tests {
             "speakers:15,16".parse::<ProtocolChoice>().unwrap(),
             ProtocolChoice::Speakers(vec!["15".into(), "16".into()])
         );
-        assert_eq!("loso".parse::<ProtocolChoice>().unwrap().to_string(), "loso");
-        let e = "speakers:".parse::<ProtocolChoice>().unwrap_err().to_string();
+        assert_eq!(
+            "loso".parse::<ProtocolChoice>().unwrap().to_string(),
+            "loso"
+        );
+        let e = "speakers:"
+            .parse::<ProtocolChoice>()
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("speakers:A,B"), "{e}");
     }
 

@@ -35,7 +35,11 @@ pub fn missing_kernel_modules<'a>(present: impl IntoIterator<Item = &'a str>) ->
 
 /// Missing kernel modules of the emulated device's build.
 pub fn emu_missing_kernels() -> Vec<&'static str> {
-    missing_kernel_modules(crate::backends::emu::product_kernels().iter().map(|k| k.module))
+    missing_kernel_modules(
+        crate::backends::emu::product_kernels()
+            .iter()
+            .map(|k| k.module),
+    )
 }
 
 /// Missing kernel modules of the CUDA build (all of them when NVRTC was absent at build time).
@@ -236,7 +240,10 @@ mod tests {
         let err = check_memory(&plan, 50, 4 * gib, "a 4 GiB GPU")
             .unwrap_err()
             .to_string();
-        assert!(err.contains("batch 50 does not fit in a 4 GiB GPU"), "{err}");
+        assert!(
+            err.contains("batch 50 does not fit in a 4 GiB GPU"),
+            "{err}"
+        );
         let fits = largest_fitting_batch(&plan, 4 * gib, 50);
         assert!(fits > 0 && fits < 50, "{fits}");
         assert!(err.contains(&format!("--batch {fits} or less")), "{err}");

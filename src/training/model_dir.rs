@@ -8,7 +8,7 @@ use super::checkpoint::Checkpoint;
 use super::config::TrainConfig;
 use super::trainer::files;
 use crate::backends::Backend;
-use crate::data::{BatchConfig, Batcher, Corpus, FeatureStore, CacheOptions, Source, Utterance};
+use crate::data::{BatchConfig, Batcher, CacheOptions, Corpus, FeatureStore, Source, Utterance};
 use crate::model::{ArchSpec, InputShape, Network};
 use crate::{Error, Result};
 
@@ -92,7 +92,11 @@ impl TrainedModel {
     }
 
     /// The network with the checkpoint's weights, able to run `max_batch` inputs at a time.
-    pub fn network<B: Backend<Elem = f32>>(&self, backend: &B, max_batch: usize) -> Result<Network<B>> {
+    pub fn network<B: Backend<Elem = f32>>(
+        &self,
+        backend: &B,
+        max_batch: usize,
+    ) -> Result<Network<B>> {
         let m = &self.checkpoint.model;
         let spec = ArchSpec::parse(&m.arch)?;
         let (c, h, w) = m.input_shape;
@@ -105,17 +109,31 @@ impl TrainedModel {
             0,
         )?;
         net.import_params(backend, &self.checkpoint.params)
-            .map_err(|e| Error::data(&self.path, format!("the weights do not match the network: {e}")))?;
+            .map_err(|e| {
+                Error::data(
+                    &self.path,
+                    format!("the weights do not match the network: {e}"),
+                )
+            })?;
         Ok(net)
     }
 
     /// Spectrograms of `corpus` with the model's settings (in memory).
     pub fn features(&self, corpus: &Corpus) -> Result<FeatureStore> {
-        FeatureStore::build(corpus, &self.config.spectrogram.stft, &CacheOptions::in_memory())
+        FeatureStore::build(
+            corpus,
+            &self.config.spectrogram.stft,
+            &CacheOptions::in_memory(),
+        )
     }
 
     /// Batches of `indices` of `store`, rendered and normalised as in training (no augmentation).
-    pub fn batcher<'a>(&self, store: &'a FeatureStore, indices: &[usize], batch: usize) -> Result<Batcher<'a>> {
+    pub fn batcher<'a>(
+        &self,
+        store: &'a FeatureStore,
+        indices: &[usize],
+        batch: usize,
+    ) -> Result<Batcher<'a>> {
         Batcher::new(
             store,
             &self.config.spectrogram.image,

@@ -83,12 +83,23 @@ pub fn pool(reports: &[&EvalReport]) -> EvalReport {
 /// Markdown tables of one evaluation: per-class recall, confusion (counts and row %), per speaker.
 pub fn eval_tables(out: &mut String, report: &EvalReport, classes: &[String]) {
     let c = &report.confusion;
-    let _ = writeln!(out, "| class | recall (%) | F1 (%) | utterances |\n|---|---|---|---|");
+    let _ = writeln!(
+        out,
+        "| class | recall (%) | F1 (%) | utterances |\n|---|---|---|---|"
+    );
     for (k, name) in classes.iter().enumerate() {
         let recall = report.per_class_recall[k].map_or("–".to_string(), pct);
-        let _ = writeln!(out, "| {name} | {recall} | {} | {} |", pct(c.f1(k)), c.support(k));
+        let _ = writeln!(
+            out,
+            "| {name} | {recall} | {} | {} |",
+            pct(c.f1(k)),
+            c.support(k)
+        );
     }
-    let _ = writeln!(out, "\nConfusion matrix (rows: true class, columns: predicted; count and row %):\n");
+    let _ = writeln!(
+        out,
+        "\nConfusion matrix (rows: true class, columns: predicted; count and row %):\n"
+    );
     let _ = write!(out, "| true \\ predicted |");
     for name in classes {
         let _ = write!(out, " {name} |");
@@ -106,7 +117,10 @@ pub fn eval_tables(out: &mut String, report: &EvalReport, classes: &[String]) {
         }
         out.push('\n');
     }
-    let _ = writeln!(out, "\n| speaker | correct / total | accuracy (%) |\n|---|---|---|");
+    let _ = writeln!(
+        out,
+        "\n| speaker | correct / total | accuracy (%) |\n|---|---|---|"
+    );
     for (s, (ok, total)) in &report.per_speaker {
         let _ = writeln!(
             out,
@@ -237,7 +251,10 @@ pub fn write_fold_report(
     write_atomic(
         &dir.join("confusion.svg"),
         confusion_svg(
-            &format!("{}: test, selected weights (step {})", r.name, r.selected_step),
+            &format!(
+                "{}: test, selected weights (step {})",
+                r.name, r.selected_step
+            ),
             &r.selected.confusion,
             &names,
         )
@@ -258,7 +275,12 @@ pub fn write_fold_report(
     write_atomic(&dir.join(files::FOLD_RESULT), &json_bytes(r))?;
 
     let mut out = String::new();
-    header(&mut out, &format!("rescnn: {} ({})", cfg.label(), r.name), cfg, corpus);
+    header(
+        &mut out,
+        &format!("rescnn: {} ({})", cfg.label(), r.name),
+        cfg,
+        corpus,
+    );
     provenance_lines(
         &mut out,
         &Provenance {
@@ -298,10 +320,21 @@ fn fold_results(out: &mut String, r: &FoldResult, classes: &[String]) {
             b.val_loss
         );
     } else {
-        let _ = writeln!(out, "No validation set: the selected weights are the last.\n");
+        let _ = writeln!(
+            out,
+            "No validation set: the selected weights are the last.\n"
+        );
     }
-    let _ = writeln!(out, "| weights | step | WA (%) | UAR (%) | macro-F1 (%) | loss |\n|---|---|---|---|---|---|");
-    metrics_row(out, "selected (best validation)", r.selected_step, &r.selected);
+    let _ = writeln!(
+        out,
+        "| weights | step | WA (%) | UAR (%) | macro-F1 (%) | loss |\n|---|---|---|---|---|---|"
+    );
+    metrics_row(
+        out,
+        "selected (best validation)",
+        r.selected_step,
+        &r.selected,
+    );
     metrics_row(out, "last", r.last_step, &r.last);
     let _ = writeln!(out, "\n### Selected weights\n");
     eval_tables(out, &r.selected, classes);
@@ -335,7 +368,12 @@ pub fn run_result(cfg: &TrainConfig, folds: Vec<FoldResult>) -> RunResult {
 }
 
 /// The top-level report of a multi-fold (leave-one-speaker-out) run; `summary.md` last.
-pub fn write_multi_fold_report(dir: &Path, cfg: &TrainConfig, corpus: &Corpus, r: &RunResult) -> Result<()> {
+pub fn write_multi_fold_report(
+    dir: &Path,
+    cfg: &TrainConfig,
+    corpus: &Corpus,
+    r: &RunResult,
+) -> Result<()> {
     let names: Vec<&str> = corpus.classes.iter().map(String::as_str).collect();
     write_atomic(
         &dir.join("confusion.svg"),
@@ -357,9 +395,17 @@ pub fn write_multi_fold_report(dir: &Path, cfg: &TrainConfig, corpus: &Corpus, r
     )?;
     write_run_result(dir, r)?;
     let mut out = String::new();
-    header(&mut out, &format!("rescnn: {} ({})", cfg.label(), cfg.protocol), cfg, corpus);
+    header(
+        &mut out,
+        &format!("rescnn: {} ({})", cfg.label(), cfg.protocol),
+        cfg,
+        corpus,
+    );
     provenance_lines(&mut out, &r.provenance);
-    let _ = writeln!(out, "\n## Per fold (test speaker never trained on; selected on validation speakers)\n");
+    let _ = writeln!(
+        out,
+        "\n## Per fold (test speaker never trained on; selected on validation speakers)\n"
+    );
     let _ = writeln!(
         out,
         "| fold | test speakers | test utt. | selected step | WA (%) | UAR (%) | macro-F1 (%) | last WA (%) | last UAR (%) |\n|---|---|---|---|---|---|---|---|---|"

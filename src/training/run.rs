@@ -69,7 +69,10 @@ pub fn resume(dir: &Path, control: &RunControl) -> Result<RunOutcome> {
     if !path.exists() {
         return Err(Error::data(
             dir,
-            format!("is not a rescnn run directory (no {}); give the folder a run was started in", files::CONFIG),
+            format!(
+                "is not a rescnn run directory (no {}); give the folder a run was started in",
+                files::CONFIG
+            ),
         ));
     }
     let cfg = TrainConfig::load_toml(&path)?;
@@ -159,7 +162,14 @@ fn execute(cfg: &TrainConfig, dir: &Path, control: &RunControl) -> Result<RunOut
     let results = match device {
         DeviceChoice::Cpu | DeviceChoice::Auto => {
             let host = super::device::host_available_memory();
-            run_folds(&CpuBackend::<f32>::new(), host, "host memory", &why, &ctx, &folds)?
+            run_folds(
+                &CpuBackend::<f32>::new(),
+                host,
+                "host memory",
+                &why,
+                &ctx,
+                &folds,
+            )?
         }
         DeviceChoice::Emu => {
             use crate::backends::emu::{EmuDevice, ThreadOrder};
@@ -223,7 +233,11 @@ pub fn load_corpus(cfg: &TrainConfig) -> Result<Corpus> {
 pub fn check_data_location(spec: &CorpusSpec) -> Result<()> {
     let (dir, kind, example) = match spec {
         CorpusSpec::Synthetic(_) => return Ok(()),
-        CorpusSpec::Emodb(d) => (d, "EMO-DB", "03a01Wa.wav (speaker, text, emotion letter, version)"),
+        CorpusSpec::Emodb(d) => (
+            d,
+            "EMO-DB",
+            "03a01Wa.wav (speaker, text, emotion letter, version)",
+        ),
         CorpusSpec::Ravdess { dir, .. } => (dir, "RAVDESS", "03-01-05-01-02-01-12.wav"),
         CorpusSpec::Folders(d) => (d, "folder-per-class", "anger/x.wav, sadness/y.wav"),
         CorpusSpec::Manifest(file) => {
@@ -384,17 +398,25 @@ fn run_folds<B: Backend<Elem = f32>>(
     Ok(Ok(results))
 }
 
-/// The networks a sweep trains: (name, spec, paper accuracy, certainty).
-pub fn sweep_members(cfg: &TrainConfig, kind: SweepKind) -> Result<Vec<(String, String, Option<f64>, Option<String>)>> {
+/// One network of a sweep.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SweepMember {
+    pub name: String,
+    pub spec: String,
+    /// The paper's accuracy for this structure, when it is one of Table IV's rows.
+    pub paper_accuracy: Option<f64>,
+    pub certainty: Option<String>,
+}
+
+/// The networks a sweep trains.
+pub fn sweep_members(cfg: &TrainConfig, kind: SweepKind) -> Result<Vec<SweepMember>> {
     Ok(match kind {
         SweepKind::Table4 => crate::model::table4()
-            .map(|p| {
-                (
-                    p.name.to_string(),
-                    p.spec.to_string(),
-                    Some(p.paper_accuracy),
-                    Some(p.certainty.as_str().to_string()),
-                )
+            .map(|p| SweepMember {
+                name: p.name.to_string(),
+                spec: p.spec.to_string(),
+                paper_accuracy: Some(p.paper_accuracy),
+                certainty: Some(p.certainty.as_str().to_string()),
             })
             .collect(),
         SweepKind::Shortcuts => {
@@ -409,26 +431,44 @@ pub fn sweep_members(cfg: &TrainConfig, kind: SweepKind) -> Result<Vec<(String, 
                     } else {
                         format!(
                             "input → pools {}",
-                            into.iter().map(|p| p.to_string()).collect::<Vec<_>>().join(",")
+                            into.iter()
+                                .map(|p| p.to_string())
+                                .collect::<Vec<_>>()
+                                .join(",")
                         )
                     };
-                    (
-                        paper.map_or(name.clone(), |p| format!("{name} ({})", p.name)),
-                        text,
-                        paper.map(|p| p.paper_accuracy),
-                        paper.map(|p| p.certainty.as_str().to_string()),
-                    )
+                    SweepMember {
+                        name: paper.map_or(name.clone(), |p| format!("{name} ({})", p.name)),
+                        spec: text,
+                        paper_accuracy: paper.map(|p| p.paper_accuracy),
+                        certainty: paper.map(|p| p.certainty.as_str().to_string()),
+                    }
                 })
                 .collect()
         }
     })
 }
 
-fn sweep(cfg: &TrainConfig, kind: SweepKind, dir: &Path, control: &RunControl) -> Result<RunOutcome> {
+fn sweep(
+    cfg: &TrainConfig,
+    kind: SweepKind,
+    dir: &Path,
+    control: &RunControl,
+) -> Result<RunOutcome> {
     let members = sweep_members(cfg, kind)?;
-    println!("sweep {kind:?}: {} networks under protocol {}", members.len(), cfg.protocol);
+    println!(
+        "sweep {kind:?}: {} networks under protocol {}",
+        members.len(),
+        cfg.protocol
+    );
     let mut rows = Vec::new();
-    for (k, (name, spec, paper, certainty)) in members.into_iter().enumerate() {
+    for (k, m) in members.into_iter().enumerate() {
+        let SweepMember {
+            name,
+            spec,
+            paper_accuracy: paper,
+            certainty,
+        } = m;
         let sub = dir.join(format!("{:02}-{}", k + 1, sanitize(&name)));
         let sub_cfg = TrainConfig {
             arch: spec.clone(),
@@ -464,7 +504,9 @@ fn sweep(cfg: &TrainConfig, kind: SweepKind, dir: &Path, control: &RunControl) -
     }
     let title = match kind {
         SweepKind::Table4 => "Table IV: the paper's structures, our numbers beside the paper's",
-        SweepKind::Shortcuts => "Every placement of input shortcuts (Table IV's lost rows included)",
+        SweepKind::Shortcuts => {
+            "Every placement of input shortcuts (Table IV's lost rows included)"
+        }
     };
     let table = dir.join(match kind {
         SweepKind::Table4 => "table4.md",
@@ -483,7 +525,13 @@ fn sweep(cfg: &TrainConfig, kind: SweepKind, dir: &Path, control: &RunControl) -
 fn sanitize(name: &str) -> String {
     let s: String = name
         .chars()
-        .map(|c| if c.is_ascii_alphanumeric() || c == '-' { c } else { '_' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' {
+                c
+            } else {
+                '_'
+            }
+        })
         .collect();
     s.trim_matches('_').to_string()
 }

@@ -111,9 +111,8 @@ pub mod files {
 
 /// SplitMix64 of (seed, tag, fold): independent streams for weights and data per fold.
 pub fn derive_seed(seed: u64, tag: u64, fold: u64) -> u64 {
-    let mut z = seed
-        ^ tag.wrapping_mul(0x9e37_79b9_7f4a_7c15)
-        ^ fold.wrapping_mul(0xd1b5_4a32_d192_ed03);
+    let mut z =
+        seed ^ tag.wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ fold.wrapping_mul(0xd1b5_4a32_d192_ed03);
     z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
     z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
     z ^ (z >> 31)
@@ -201,8 +200,7 @@ pub fn read_metrics(path: &Path) -> Result<Vec<MetricsLine>> {
         .filter(|l| !l.trim().is_empty())
         .enumerate()
         .map(|(i, l)| {
-            serde_json::from_str(l)
-                .map_err(|e| Error::data(path, format!("line {}: {e}", i + 1)))
+            serde_json::from_str(l).map_err(|e| Error::data(path, format!("line {}: {e}", i + 1)))
         })
         .collect()
 }
@@ -289,7 +287,10 @@ impl<'a, B: Backend<Elem = f32>> Trainer<'a, B> {
             net.import_params(backend, &ck.params)
                 .map_err(|e| Error::data(&last, format!("does not match the network: {e}")))?;
             let opt = ck.optimizer.as_ref().ok_or_else(|| {
-                Error::data(&last, "holds weights only (no optimizer state); cannot resume from it")
+                Error::data(
+                    &last,
+                    "holds weights only (no optimizer state); cannot resume from it",
+                )
             })?;
             net.import_optimizer_state(backend, opt)
                 .map_err(|e| Error::data(&last, format!("does not match the network: {e}")))?;
@@ -425,9 +426,9 @@ impl<'a, B: Backend<Elem = f32>> Trainer<'a, B> {
             let batch = train_batcher
                 .batch_at(epoch, &order.as_ref().expect("set above").1, index as usize)
                 .expect("batches_per_epoch batches exist in every epoch");
-            let stats = self
-                .net
-                .train_step(self.backend, &batch.inputs.data, &batch.labels, &rms)?;
+            let stats =
+                self.net
+                    .train_step(self.backend, &batch.inputs.data, &batch.labels, &rms)?;
             if !stats.mean_loss.is_finite() {
                 return Err(config_err!(
                     "training diverged at step {} (loss {}): lower the learning rate (--lr, now {})",
@@ -465,7 +466,11 @@ impl<'a, B: Backend<Elem = f32>> Trainer<'a, B> {
     }
 
     /// Validation evaluation: a metrics line, and the selected checkpoint updated when it improves.
-    fn validate(&mut self, val_batcher: &Batcher<'_>, rms: &crate::backends::RmsPropConfig) -> Result<MetricsLine> {
+    fn validate(
+        &mut self,
+        val_batcher: &Batcher<'_>,
+        rms: &crate::backends::RmsPropConfig,
+    ) -> Result<MetricsLine> {
         let st = &mut self.state;
         let samples = st.interval_samples.max(1) as f64;
         let mut line = MetricsLine {
@@ -509,14 +514,26 @@ impl<'a, B: Backend<Elem = f32>> Trainer<'a, B> {
         let dir = self.fold.dir.clone();
         let split = self.fold.split;
         let test_batcher = self.eval_batcher(&split.test)?;
-        let last = evaluate(self.backend, &mut self.net, &test_batcher, self.corpus, None)?;
+        let last = evaluate(
+            self.backend,
+            &mut self.net,
+            &test_batcher,
+            self.corpus,
+            None,
+        )?;
         let (selected_step, selected) = match &self.state.best {
             Some(b) if b.step != self.state.step => {
                 let best_path = dir.join(files::BEST);
                 let ck = Checkpoint::load(&best_path)?;
                 let last_params = self.net.export_params(self.backend)?;
                 self.net.import_params(self.backend, &ck.params)?;
-                let r = evaluate(self.backend, &mut self.net, &test_batcher, self.corpus, None)?;
+                let r = evaluate(
+                    self.backend,
+                    &mut self.net,
+                    &test_batcher,
+                    self.corpus,
+                    None,
+                )?;
                 self.net.import_params(self.backend, &last_params)?;
                 (b.step, r)
             }

@@ -66,14 +66,20 @@ pub fn tensor_bits(ck: &Checkpoint) -> Vec<(String, Vec<u32>)> {
     let mut out: Vec<(String, Vec<u32>)> = ck
         .params
         .iter()
-        .map(|t| (format!("param.{}", t.name), t.data.iter().map(|v| v.to_bits()).collect()))
+        .map(|t| {
+            (
+                format!("param.{}", t.name),
+                t.data.iter().map(|v| v.to_bits()).collect(),
+            )
+        })
         .collect();
     if let Some(o) = &ck.optimizer {
-        out.extend(
-            o.mean_square
-                .iter()
-                .map(|t| (format!("rmsprop.{}", t.name), t.data.iter().map(|v| v.to_bits()).collect())),
-        );
+        out.extend(o.mean_square.iter().map(|t| {
+            (
+                format!("rmsprop.{}", t.name),
+                t.data.iter().map(|v| v.to_bits()).collect(),
+            )
+        }));
     }
     out
 }
