@@ -110,6 +110,10 @@ fn main() -> rescnn::Result<()> {
             _ => String::new(),
         };
         let images_per_s = (steps * case.batch) as f64 / secs;
+        let step_cpu = match (cpu0, process_cpu_seconds()) {
+            (Some(a), Some(b)) => (b - a) / steps as f64,
+            _ => f64::NAN,
+        };
         let gflops = net.plan().train_flops() * images_per_s / 1e9;
         println!(
             "{side}×{side} RGB, batch {b}: {images_per_s:6.2} images/s, {gflops:6.1} GFLOP/s ({:.3} s/step over {steps} steps; TensorFlow reference {tf} images/s, ratio {:.2}; validated: f32/f64 logits max |Δ| {worst:.1e}{cpu_note}; load average {})",
@@ -120,8 +124,100 @@ fn main() -> rescnn::Result<()> {
             b = case.batch,
             tf = case.tf_images_per_s,
         );
+        conv_breakdown(&f32s, &net, case.batch, step_cpu)?;
     }
     Ok(())
+}
+
+/// Each convolution of the plan timed alone at the case's batch: forward, backward without d_input
+/// (d_weight + d_bias) and the extra cost of d_input, in GFLOP per CPU-second (the FLOP count of each
+/// part is the forward's). CPU time, not wall time, so the figures mean something on a busy machine.
+fn conv_breakdown(
+    backend: &CpuBackend<f32>,
+    net: &Network<CpuBackend<f32>>,
+    batch: usize,
+    step_cpu: f64,
+) -> rescnn::Result<()> {
+    use rescnn::backends::Backend;
+    use rescnn::model::PlannedOp;
+    let mut rng = ChaCha8Rng::seed_from_u64(7);
+    let mut random =
+        |len: usize| -> Vec<f32> { (0..len).map(|_| rng.random::<f32>() - 0.5).collect() };
+    let mut conv_total = 0.0;
+    for layer in &net.plan().layers {
+        let PlannedOp::Conv { geom, .. } = layer.op else {
+            continue;
+        };
+        let g = geom.with_batch(batch);
+        let (x, w, b) = (
+            random(g.input().len()),
+            random(g.weight_len()),
+            random(g.c_out as usize),
+        );
+        let mut y = vec![0.0f32; g.output().len()];
+        let (mut dx, mut dw, mut db) = (
+            vec![0.0f32; x.len()],
+            vec![0.0f32; w.len()],
+            vec![0.0f32; b.len()],
+        );
+        let mut dy = random(y.len());
+        const REPS: usize = 3;
+        let time = |f: &mut dyn FnMut() -> rescnn::Result<()>| -> rescnn::Result<f64> {
+            f()?; // warm-up: scratch buffers, caches
+            let t0 = process_cpu_seconds_fine();
+            for _ in 0..REPS {
+                f()?;
+            }
+            Ok((process_cpu_seconds_fine() - t0) / REPS as f64)
+        };
+        let fwd = time(&mut || backend.conv2d_forward(&g, &x, &w, &b, &mut y))?;
+        let dw_only =
+            time(&mut || backend.conv2d_backward(&g, &x, &w, &y, &mut dy, None, &mut dw, &mut db))?;
+        let with_dx = time(&mut || {
+            backend.conv2d_backward(&g, &x, &w, &y, &mut dy, Some(&mut dx), &mut dw, &mut db)
+        })?;
+        let flops = g.forward_flops();
+        let rate = |secs: f64| flops / secs / 1e9;
+        let needs_dx = !matches!(layer.op, PlannedOp::Conv { input: 0, .. });
+        conv_total += fwd + if needs_dx { with_dx } else { dw_only };
+        println!(
+            "    {:<6} {:>3}→{:<3} {:>2}×{:<2} at {:>3}×{:<3}: forward {:5.1}, d_weight {:5.1}, d_input {:5.1} GFLOP per CPU-second ({:.3}+{:.3}+{:.3} CPU-s)",
+            layer.name,
+            g.c_in,
+            g.c_out,
+            g.k_h,
+            g.k_w,
+            g.h_in,
+            g.w_in,
+            rate(fwd),
+            rate(dw_only),
+            rate(with_dx - dw_only),
+            fwd,
+            dw_only,
+            if needs_dx { with_dx - dw_only } else { 0.0 },
+        );
+    }
+    println!(
+        "    convolutions alone {conv_total:.3} CPU-s of the step's {step_cpu:.3} (load average {})",
+        load_average()
+    );
+    Ok(())
+}
+
+/// CPU time of every thread of this process in seconds, at nanosecond resolution (Linux
+/// schedstat; falls back to the 10 ms `process_cpu_seconds`).
+fn process_cpu_seconds_fine() -> f64 {
+    let from_schedstat = || -> Option<f64> {
+        let mut ns = 0u64;
+        for task in std::fs::read_dir("/proc/self/task").ok()? {
+            let stat = std::fs::read_to_string(task.ok()?.path().join("schedstat")).ok()?;
+            ns += stat.split_whitespace().next()?.parse::<u64>().ok()?;
+        }
+        Some(ns as f64 * 1e-9)
+    };
+    from_schedstat()
+        .or_else(process_cpu_seconds)
+        .unwrap_or(f64::NAN)
 }
 
 fn f32s_name(b: &CpuBackend<f32>) -> String {

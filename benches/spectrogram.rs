@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use rayon::prelude::*;
 use rescnn::data::synth::{self, SynthConfig};
-use rescnn::features::{reference, Renderer, SpectrogramConfig, StftPlan};
+use rescnn::features::{reference, Renderer, Spectrogram, SpectrogramConfig, StftPlan};
 
 /// Three seconds of synthetic speech: consecutive synthetic utterances, cut to 48 000 samples.
 fn speech_3s() -> Vec<f32> {
@@ -55,9 +55,15 @@ fn check_against_reference(samples: &[f32], cfg: &SpectrogramConfig) {
     println!("checked against the f64 reference: max intensity error {max_err:.2e}");
 }
 
-fn one_image(plan: &mut StftPlan, renderer: &mut Renderer, samples: &[f32], pixels: &mut Vec<u8>) {
-    let spec = plan.compute(samples);
-    renderer.render_u8(&spec, pixels);
+fn one_image(
+    plan: &mut StftPlan,
+    renderer: &mut Renderer,
+    samples: &[f32],
+    spec: &mut Spectrogram,
+    pixels: &mut Vec<u8>,
+) {
+    plan.compute_into(samples, spec);
+    renderer.render_u8(spec, pixels);
 }
 
 /// CPU time this thread has run, from Linux's /proc/thread-self/schedstat (nanoseconds); `None`
@@ -87,14 +93,20 @@ fn measure(
         let run = || {
             (0..batch).into_par_iter().for_each_init(
                 || {
+                    let spec = Spectrogram {
+                        frames: 0,
+                        bins: 0,
+                        db: Vec::new(),
+                    };
                     (
                         StftPlan::new(&cfg.stft).unwrap(),
                         Renderer::new(&cfg.image).unwrap(),
+                        spec,
                         Vec::new(),
                     )
                 },
-                |(plan, renderer, pixels), _| {
-                    one_image(plan, renderer, samples, pixels);
+                |(plan, renderer, spec, pixels), _| {
+                    one_image(plan, renderer, samples, spec, pixels);
                     std::hint::black_box(&pixels);
                 },
             )

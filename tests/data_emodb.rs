@@ -47,3 +47,47 @@ fn emodb_dev_folder_has_408_utterances_8_speakers_and_the_stated_class_counts() 
         split::held_out_speakers(&c, &["15".into()], &split::SplitOptions::default()).unwrap_err();
     assert!(e.to_string().contains("unknown test speaker '15'"));
 }
+
+#[test]
+#[cfg_attr(
+    not(rescnn_emodb),
+    ignore = "EMO-DB dev folder not found; set RESCNN_EMODB_DIR"
+)]
+fn rescnn_spectrogram_on_an_emodb_file_writes_a_512_by_512_jet_image() {
+    let wav = emodb::default_dir().join("03a01Wa.wav");
+    let dir = tempfile::tempdir().unwrap();
+    let png = dir.path().join("03a01Wa.png");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_rescnn"))
+        .arg("spectrogram")
+        .arg(&wav)
+        .arg("-o")
+        .arg(&png)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let img = image::open(&png).unwrap().to_rgb8();
+    assert_eq!(img.dimensions(), (512, 512));
+    // As in the paper's Fig. 2: mostly dark blue background, the strongest (red) energy in the
+    // lower half (low frequencies at the bottom).
+    let red_rows: Vec<u32> = img
+        .enumerate_pixels()
+        .filter(|(_, _, p)| p[0] > 200 && p[2] < 60)
+        .map(|(_, y, _)| y)
+        .collect();
+    assert!(
+        !red_rows.is_empty(),
+        "an utterance has some red (high-energy) pixels"
+    );
+    let low_half = red_rows.iter().filter(|&&y| y >= 256).count();
+    assert!(
+        low_half * 10 >= red_rows.len() * 9,
+        "high energy sits at the bottom: {low_half}/{}",
+        red_rows.len()
+    );
+    let blue = img.pixels().filter(|p| p[2] > p[0] && p[2] > p[1]).count();
+    assert!(blue > 512 * 512 / 2, "most of the image is blue: {blue}");
+}

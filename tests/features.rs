@@ -339,3 +339,35 @@ fn silence_and_tiny_inputs_do_not_break_rendering() {
         assert_eq!(px.len(), 512 * 512 * 3);
     }
 }
+
+#[test]
+fn colour_lookup_fast_path_matches_the_per_pixel_definition() {
+    use rescnn::features::colormap::level;
+    use rescnn::features::render::colorize_u8;
+    // Odd length (a partial block and a partial group of four), out-of-range values, NaN, ±inf and
+    // values at level boundaries.
+    let vals: Vec<f32> = (0..1031)
+        .map(|i| i as f32 / 1000.0 - 0.015)
+        .chain([
+            f32::NAN,
+            f32::INFINITY,
+            f32::NEG_INFINITY,
+            0.5 / 255.0,
+            1.5 / 255.0,
+            254.5 / 255.0,
+        ])
+        .collect();
+    for colormap in [Colormap::Jet, Colormap::Gray] {
+        let t = ColorTable::new(colormap);
+        let c = colormap.channels();
+        let mut out = vec![0u8; vals.len() * c];
+        colorize_u8(&t, &vals, &mut out);
+        for (i, &v) in vals.iter().enumerate() {
+            assert_eq!(
+                &out[c * i..c * (i + 1)],
+                &t.rgb8[level(v) as usize][..c],
+                "{colormap:?} value {v}"
+            );
+        }
+    }
+}

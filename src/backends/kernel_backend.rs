@@ -11,11 +11,15 @@ use super::geometry::{
 };
 use super::kernels;
 use super::Backend;
-use crate::{Error, Result};
+use crate::Result;
 
 /// The op contract on a kernel-running device (f32 throughout).
 pub struct KernelBackend<D: Device> {
     dev: D,
+    /// Scratch of the conv2d and dense wrappers (split-K partial sums, bias-gradient partials, the
+    /// convolution gathers' K tables): one device buffer, grown to the largest request and reused, so
+    /// training allocates nothing after its first step.
+    gemm_scratch: kernels::gemm::Scratch<D>,
     /// Scratch for softmax_xent's two counters (correct rows, bad labels), reused across calls.
     xent_counters: Mutex<D::Buffer<u32>>,
 }
@@ -23,19 +27,15 @@ pub struct KernelBackend<D: Device> {
 impl<D: Device> KernelBackend<D> {
     pub fn new(dev: D) -> Result<Self> {
         let xent_counters = Mutex::new(dev.alloc_zeroed::<u32>(2)?);
-        Ok(KernelBackend { dev, xent_counters })
+        Ok(KernelBackend {
+            dev,
+            gemm_scratch: kernels::gemm::Scratch::new(),
+            xent_counters,
+        })
     }
     pub fn device(&self) -> &D {
         &self.dev
     }
-}
-
-/// Until the conv2d and dense kernels exist (kernels/conv2d.cu, kernels/dense.cu with their wrappers
-/// src/backends/kernels/conv2d.rs and dense.rs), their ops say so instead of computing anything.
-fn not_written(family: &str) -> Error {
-    Error::Device(format!(
-        "{family} kernels are not written yet (kernels/{family}.cu and src/backends/kernels/{family}.rs)"
-    ))
 }
 
 impl<D: Device> Backend for KernelBackend<D> {
@@ -82,29 +82,27 @@ impl<D: Device> Backend for KernelBackend<D> {
 
     fn conv2d_forward(
         &self,
-        _g: &ConvGeom,
-        _x: &Self::Buf,
-        _w: &Self::Buf,
-        _b: &Self::Buf,
-        _y: &mut Self::Buf,
+        g: &ConvGeom,
+        x: &Self::Buf,
+        w: &Self::Buf,
+        b: &Self::Buf,
+        y: &mut Self::Buf,
     ) -> Result<()> {
-        // Next: kernels::conv2d::forward(&self.dev, g, x, w, b, y)
-        Err(not_written("conv2d"))
+        kernels::conv2d::forward(&self.dev, &self.gemm_scratch, g, x, w, b, y)
     }
 
     fn conv2d_backward(
         &self,
-        _g: &ConvGeom,
-        _x: &Self::Buf,
-        _w: &Self::Buf,
-        _y: &Self::Buf,
-        _dy: &mut Self::Buf,
-        _dx: Option<&mut Self::Buf>,
-        _dw: &mut Self::Buf,
-        _db: &mut Self::Buf,
+        g: &ConvGeom,
+        x: &Self::Buf,
+        w: &Self::Buf,
+        y: &Self::Buf,
+        dy: &mut Self::Buf,
+        dx: Option<&mut Self::Buf>,
+        dw: &mut Self::Buf,
+        db: &mut Self::Buf,
     ) -> Result<()> {
-        // Next: kernels::conv2d::backward(&self.dev, g, x, w, y, dy, dx, dw, db)
-        Err(not_written("conv2d"))
+        kernels::conv2d::backward(&self.dev, &self.gemm_scratch, g, x, w, y, dy, dx, dw, db)
     }
 
     fn maxpool_forward(
@@ -147,29 +145,27 @@ impl<D: Device> Backend for KernelBackend<D> {
 
     fn dense_forward(
         &self,
-        _g: &DenseGeom,
-        _x: &Self::Buf,
-        _w: &Self::Buf,
-        _b: &Self::Buf,
-        _y: &mut Self::Buf,
+        g: &DenseGeom,
+        x: &Self::Buf,
+        w: &Self::Buf,
+        b: &Self::Buf,
+        y: &mut Self::Buf,
     ) -> Result<()> {
-        // Next: kernels::dense::forward(&self.dev, g, x, w, b, y)
-        Err(not_written("dense"))
+        kernels::dense::forward(&self.dev, &self.gemm_scratch, g, x, w, b, y)
     }
 
     fn dense_backward(
         &self,
-        _g: &DenseGeom,
-        _x: &Self::Buf,
-        _w: &Self::Buf,
-        _y: &Self::Buf,
-        _dy: &mut Self::Buf,
-        _dx: Option<&mut Self::Buf>,
-        _dw: &mut Self::Buf,
-        _db: &mut Self::Buf,
+        g: &DenseGeom,
+        x: &Self::Buf,
+        w: &Self::Buf,
+        y: &Self::Buf,
+        dy: &mut Self::Buf,
+        dx: Option<&mut Self::Buf>,
+        dw: &mut Self::Buf,
+        db: &mut Self::Buf,
     ) -> Result<()> {
-        // Next: kernels::dense::backward(&self.dev, g, x, w, y, dy, dx, dw, db)
-        Err(not_written("dense"))
+        kernels::dense::backward(&self.dev, &self.gemm_scratch, g, x, w, y, dy, dx, dw, db)
     }
 
     fn softmax_xent(

@@ -44,9 +44,6 @@ use serde::{Deserialize, Serialize};
 use super::{Corpus, Source, Utterance, EMOTIONS};
 use crate::{config_err, Result};
 
-/// Bumped whenever the generator's output changes, so caches keyed on it are invalidated.
-pub const GENERATOR_VERSION: u32 = 1;
-
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct SynthConfig {
@@ -54,6 +51,11 @@ pub struct SynthConfig {
     pub speakers: usize,
     /// Utterances of each class by each speaker.
     pub per_class_per_speaker: usize,
+    /// Scales every utterance's prosodic variation around its class mean (pitch, range, rate,
+    /// jitter, shimmer, tilt, breathiness): 1 is the default difficulty, 0 leaves only speaker,
+    /// text and recording-level differences (much easier), 2 blurs the classes further. The ±9 dB
+    /// level variation is not scaled (images are normalised per utterance anyway).
+    pub variation: f32,
     pub sample_rate: u32,
 }
 
@@ -64,6 +66,7 @@ impl Default for SynthConfig {
             seed: 0,
             speakers: 8,
             per_class_per_speaker: 8,
+            variation: 1.0,
             sample_rate: 16_000,
         }
     }
@@ -255,13 +258,16 @@ pub fn utterance(
     ]));
     let mean = prosody(class);
     // This utterance's own prosody around the class mean.
-    let f0 = speaker.f0_hz * mean.f0_scale * 2f32.powf(normal(&mut rng) * 1.0 / 12.0);
-    let range_st = mean.range_st * rng.random_range(0.75..1.25);
-    let rate = mean.rate * rng.random_range(0.9..1.1);
-    let jitter = mean.jitter * rng.random_range(0.7..1.3);
-    let shimmer = mean.shimmer * rng.random_range(0.7..1.3);
-    let tilt = (mean.tilt + rng.random_range(-0.08..0.08)).clamp(0.0, 0.9);
-    let breath = mean.breathiness * rng.random_range(0.7..1.3) + speaker.breathiness;
+    let v = cfg.variation.max(0.0);
+    // A uniform draw in [1 - v·spread, 1 + v·spread]; the same number of draws whatever `v`.
+    let mut around = |spread: f32| 1.0 + v * spread * rng.random_range(-1.0..=1.0f32);
+    let range_st = mean.range_st * around(0.25);
+    let rate = mean.rate * around(0.10);
+    let jitter = mean.jitter * around(0.30);
+    let shimmer = mean.shimmer * around(0.30);
+    let breath = mean.breathiness * around(0.30) + speaker.breathiness;
+    let tilt = (mean.tilt + v * rng.random_range(-0.08..0.08)).clamp(0.0, 0.9);
+    let f0 = speaker.f0_hz * mean.f0_scale * 2f32.powf(v * normal(&mut rng) / 12.0);
     let tremor_hz = rng.random_range(5.0..7.0);
     let level_db = mean.gain_db + speaker.gain_db + rng.random_range(-9.0..9.0);
 
@@ -316,6 +322,7 @@ pub fn utterance(
     let mut period_f0 = f0;
     let mut period_amp = 1.0f32;
     let mut prev_flow = 0.0f32;
+    let mut prev_noise = [0.0f32; 2];
     let mut tilt_state = 0.0f32;
     let mut n_global = 0usize;
     let voiced_total = plan
@@ -372,10 +379,16 @@ pub fn utterance(
                         }
                     }
                 }
-                Segment::Fricative { .. } => fric = 0.5 * envelope * frication.step(noise),
+                Segment::Fricative { .. } => {
+                    // Twice-differenced noise (+12 dB/octave) into the resonator: a band of hiss
+                    // around the centre frequency instead of the resonator's unit gain at DC.
+                    let hiss = noise - 2.0 * prev_noise[0] + prev_noise[1];
+                    fric = 0.25 * envelope * frication.step(hiss);
+                }
                 Segment::Burst => fric = 0.9 * (1.0 - i as f32 / len as f32) * noise,
                 Segment::Silence => {}
             }
+            prev_noise = [noise, prev_noise[0]];
             if i % 32 == 0 {
                 for k in 0..3 {
                     tract[k].tune(formants[k], BANDWIDTHS[k], fs);
@@ -402,7 +415,7 @@ pub fn utterance(
         .sqrt()
         .max(1e-9);
     let gain = REFERENCE_RMS / rms * 10f32.powf(level_db / 20.0);
-    let floor = 10f32.powf(rng.random_range(-70.0..-60.0) / 20.0);
+    let floor = 10f32.powf(rng.random_range(-90.0..-75.0) / 20.0);
     for x in out.iter_mut() {
         *x = *x * gain + floor * rng.random_range(-1.0..1.0f32);
     }

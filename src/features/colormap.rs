@@ -112,6 +112,9 @@ pub struct ColorTable {
     pub planes: [[f32; 256]; 3],
     /// Luma of each level's colour, quantised (for gray, the level itself).
     pub gray8: [u8; 256],
+    /// `rgb8[level]` packed little-endian into a word (`r | g << 8 | b << 16`), so four pixels can
+    /// be written as three words.
+    pub rgb32: [u32; 256],
 }
 
 impl ColorTable {
@@ -131,11 +134,13 @@ impl ColorTable {
             }
             gray8[q] = level(luma([planes[0][q], planes[1][q], planes[2][q]]));
         }
+        let rgb32 = rgb8.map(|[r, g, b]| r as u32 | (g as u32) << 8 | (b as u32) << 16);
         ColorTable {
             colormap,
             rgb8,
             planes,
             gray8,
+            rgb32,
         }
     }
 }

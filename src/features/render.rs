@@ -184,6 +184,8 @@ pub struct Renderer {
     resized_time: Vec<f32>,
     transposed: Vec<f32>,
     intensity: Vec<f32>,
+    /// One image row, for the fused frequency-pass-and-colour of `render_u8`.
+    row: Vec<f32>,
 }
 
 impl Renderer {
@@ -198,6 +200,7 @@ impl Renderer {
             resized_time: Vec::new(),
             transposed: Vec::new(),
             intensity: vec![0.0; cfg.height * cfg.width],
+            row: vec![0.0; cfg.width],
         })
     }
 
@@ -250,7 +253,11 @@ impl Renderer {
         let scale = if max > lo { 1.0 / (max - lo) } else { 0.0 };
         self.norm.resize(spec.db.len(), 0.0);
         for (n, &d) in self.norm.iter_mut().zip(&spec.db) {
-            *n = ((d - lo) * scale).clamp(0.0, 1.0);
+            // Comparisons that are the packed max/min instructions' own semantics, so the loop
+            // vectorises (`clamp` does not); a NaN (impossible from a finite spectrogram) becomes 0.
+            let v = (d - lo) * scale;
+            let v = if v > 0.0 { v } else { 0.0 };
+            *n = if v < 1.0 { v } else { 1.0 };
         }
 
         let fixed = self.cfg.time_axis == TimeAxis::Fixed;
@@ -282,14 +289,12 @@ impl Renderer {
         // through a full-image intensity buffer.
         let (h, w, c) = (self.cfg.height, self.cfg.width, self.cfg.channels());
         out.resize(h * w * c, 0);
-        let mut row = std::mem::take(&mut self.intensity);
-        row.resize(w, 0.0);
+        self.row.resize(w, 0.0);
         for (y, dst) in out.chunks_exact_mut(w * c).enumerate() {
             let (start, wts) = self.freq.taps(h - 1 - y);
-            weighted_rows(&mut row[..w], &self.transposed, start, wts);
-            colorize_u8(&self.table, &row[..w], dst);
+            weighted_rows(&mut self.row, &self.transposed, start, wts);
+            colorize_u8(&self.table, &self.row, dst);
         }
-        self.intensity = row;
     }
 
     /// The default image of `spec` as planar f32 (`channels × height × width`) in [0, 1].
@@ -304,14 +309,57 @@ impl Renderer {
 pub fn colorize_u8(table: &ColorTable, intensity: &[f32], out: &mut [u8]) {
     let channels = table.colormap.channels();
     assert_eq!(out.len(), intensity.len() * channels, "output buffer size");
-    if channels == 1 {
-        for (o, &v) in out.iter_mut().zip(intensity) {
-            *o = table.rgb8[level(v) as usize][0];
+    // Quantise a block of pixels first (a branch-free loop that vectorises), then look colours up.
+    const BLOCK: usize = 64;
+    let mut levels = [0u8; BLOCK];
+    for (inp, outp) in intensity
+        .chunks(BLOCK)
+        .zip(out.chunks_mut(BLOCK * channels))
+    {
+        let levels = &mut levels[..inp.len()];
+        quantise(inp, levels);
+        if channels == 1 {
+            for (o, &q) in outp.iter_mut().zip(levels.iter()) {
+                *o = table.rgb8[q as usize][0];
+            }
+            continue;
         }
-    } else {
-        for (o, &v) in out.chunks_exact_mut(3).zip(intensity) {
-            o.copy_from_slice(&table.rgb8[level(v) as usize]);
+        // Four pixels (12 bytes) at a time as three little-endian words: a per-pixel 3-byte copy
+        // costs several times more, and this loop is a large share of the whole image's cost.
+        let lut = &table.rgb32;
+        let mut out_quads = outp.chunks_exact_mut(12);
+        let mut in_quads = levels.chunks_exact(4);
+        for (o, q) in (&mut out_quads).zip(&mut in_quads) {
+            let a = lut[q[0] as usize];
+            let b = lut[q[1] as usize];
+            let c = lut[q[2] as usize];
+            let d = lut[q[3] as usize];
+            o[0..4].copy_from_slice(&(a | b << 24).to_le_bytes());
+            o[4..8].copy_from_slice(&(b >> 8 | c << 16).to_le_bytes());
+            o[8..12].copy_from_slice(&(c >> 16 | d << 8).to_le_bytes());
         }
+        for (o, &q) in out_quads
+            .into_remainder()
+            .chunks_exact_mut(3)
+            .zip(in_quads.remainder())
+        {
+            o.copy_from_slice(&table.rgb8[q as usize]);
+        }
+    }
+}
+
+/// `levels[i] = level(v[i])`, written so that it vectorises: the comparisons are the packed
+/// max/min instructions' own semantics (NaN becomes 0, as in `level`), after which the value is a
+/// finite number in [0, 255] and converts without saturation checks.
+#[inline]
+fn quantise(v: &[f32], levels: &mut [u8]) {
+    for (q, &x) in levels.iter_mut().zip(v) {
+        let y = x * 255.0 + 0.5;
+        let y = if y > 0.0 { y } else { 0.0 };
+        let y = if y < 255.0 { y } else { 255.0 };
+        // SAFETY: y is finite and in [0, 255] (NaN failed the first comparison and became 0), so
+        // it is representable as i32 after truncation.
+        *q = unsafe { y.to_int_unchecked::<i32>() } as u8;
     }
 }
 

@@ -110,62 +110,93 @@ impl Dims {
     fn max_chunk_pixels(&self) -> usize {
         self.chunk_rows * self.w_out
     }
-    /// The output columns [lo, hi) whose input column ow·s + kw − pad_left lies inside the image.
-    fn valid_cols(&self, kw: usize) -> (usize, usize) {
-        let s = self.stride;
-        let lo = if kw >= self.pad_left {
-            0
-        } else {
-            (self.pad_left - kw).div_ceil(s)
-        };
-        let limit = self.w_in + self.pad_left; // ow·s + kw < limit
-        let hi = if limit <= kw {
-            0
-        } else {
-            (limit - kw).div_ceil(s)
-        };
-        let hi = hi.min(self.w_out);
-        (lo.min(hi), hi)
+    /// Height and width of the padded input: the extent the kernel sweeps, (H_out − 1)·s + K_h by
+    /// (W_out − 1)·s + K_w. Padded position (i, j) is input position (i − pad_top, j − pad_left).
+    fn padded_hw(&self) -> (usize, usize) {
+        (
+            (self.h_out - 1) * self.stride + self.k_h,
+            (self.w_out - 1) * self.stride + self.k_w,
+        )
     }
-    /// The input row read by output row `oh` at kernel row `kh`, if inside the image.
-    fn input_row(&self, oh: usize, kh: usize) -> Option<usize> {
-        (oh * self.stride + kh)
-            .checked_sub(self.pad_top)
-            .filter(|&ih| ih < self.h_in)
+    fn padded_len(&self) -> usize {
+        let (hp, wp) = self.padded_hw();
+        self.c_in * hp * wp
+    }
+    /// For padded row (or column) `i` of an axis with input extent `len` and leading padding `pad`:
+    /// the input index it holds, if any.
+    fn unpad(i: usize, pad: usize, len: usize) -> Option<usize> {
+        i.checked_sub(pad).filter(|&v| v < len)
+    }
+    /// The padded columns [lo, hi) that hold input columns (the rest are zero padding).
+    fn interior_cols(&self) -> (usize, usize) {
+        let (_, wp) = self.padded_hw();
+        let lo = self.pad_left.min(wp);
+        (lo, (self.pad_left + self.w_in).min(wp))
     }
 }
 
-/// Fill `col` (K × P_c, row-major, P_c = pixels of output rows [oh0, oh1)) from one image `x`
-/// (C_in, H_in, W_in); padding reads as zero. Every element of `col[..K·P_c]` is written.
-fn im2col<T: Real>(d: &Dims, x: &[T], (oh0, oh1): (usize, usize), col: &mut [T]) {
+/// `padded` (C_in, H_p, W_p) ← one image `x` (C_in, H_in, W_in) with its zero padding made explicit
+/// (see [`Dims::padded_hw`]), so that im2col is plain copies without bounds checks. Input rows or
+/// columns that no kernel position reads (a VALID convolution whose stride skips the last ones) are
+/// left out.
+fn pad_image<T: Real>(d: &Dims, x: &[T], padded: &mut [T]) {
+    let (hp, wp) = d.padded_hw();
+    let (lo, hi) = d.interior_cols();
+    for (ci, plane) in padded[..d.padded_len()]
+        .chunks_exact_mut(hp * wp)
+        .enumerate()
+    {
+        for (i, row) in plane.chunks_exact_mut(wp).enumerate() {
+            match Dims::unpad(i, d.pad_top, d.h_in) {
+                Some(ih) => {
+                    let src = &x[(ci * d.h_in + ih) * d.w_in..][..hi - lo];
+                    row[..lo].fill(T::ZERO);
+                    row[lo..hi].copy_from_slice(src);
+                    row[hi..].fill(T::ZERO);
+                }
+                None => row.fill(T::ZERO),
+            }
+        }
+    }
+}
+
+/// The adjoint of [`pad_image`]: ADD the interior of `padded` (C_in, H_p, W_p) into the image `dx`
+/// (C_in, H_in, W_in); the padding is dropped.
+fn unpad_add<T: Real>(d: &Dims, padded: &[T], dx: &mut [T]) {
+    let (hp, wp) = d.padded_hw();
+    let (lo, hi) = d.interior_cols();
+    for (ci, plane) in padded[..d.padded_len()].chunks_exact(hp * wp).enumerate() {
+        for (i, row) in plane.chunks_exact(wp).enumerate() {
+            if let Some(ih) = Dims::unpad(i, d.pad_top, d.h_in) {
+                let dst = &mut dx[(ci * d.h_in + ih) * d.w_in..][..hi - lo];
+                for (o, v) in dst.iter_mut().zip(&row[lo..hi]) {
+                    *o += *v;
+                }
+            }
+        }
+    }
+}
+
+/// Fill `col` (K × P_c, row-major, P_c = pixels of output rows [oh0, oh1)) from one zero-padded
+/// image (C_in, H_p, W_p) made by [`pad_image`]. Every element of `col[..K·P_c]` is written.
+fn im2col<T: Real>(d: &Dims, padded: &[T], (oh0, oh1): (usize, usize), col: &mut [T]) {
     let pc = (oh1 - oh0) * d.w_out;
     let (s, wo) = (d.stride, d.w_out);
+    let (hp, wp) = d.padded_hw();
     for ci in 0..d.c_in {
-        let plane = &x[ci * d.h_in * d.w_in..][..d.h_in * d.w_in];
         for kh in 0..d.k_h {
             for kw in 0..d.k_w {
                 let r = (ci * d.k_h + kh) * d.k_w + kw;
                 let row = &mut col[r * pc..][..pc];
-                let (lo, hi) = d.valid_cols(kw);
                 for (j, oh) in (oh0..oh1).enumerate() {
-                    let seg = &mut row[j * wo..][..wo];
-                    let Some(ih) = d.input_row(oh, kh) else {
-                        seg.fill(T::ZERO);
-                        continue;
-                    };
-                    let src = &plane[ih * d.w_in..][..d.w_in];
-                    seg[..lo].fill(T::ZERO);
-                    seg[hi..].fill(T::ZERO);
-                    if lo == hi {
-                        continue;
-                    }
-                    // input column of output column ow: ow·s + kw − pad_left (≥ 0 for ow ≥ lo)
-                    let first = lo * s + kw - d.pad_left;
+                    // output (oh, ow) reads padded (oh·s + kh, ow·s + kw)
+                    let src = &padded[(ci * hp + oh * s + kh) * wp + kw..];
+                    let dst = &mut row[j * wo..][..wo];
                     if s == 1 {
-                        seg[lo..hi].copy_from_slice(&src[first..first + (hi - lo)]);
+                        dst.copy_from_slice(&src[..wo]);
                     } else {
-                        for (o, v) in seg[lo..hi].iter_mut().enumerate() {
-                            *v = src[first + o * s];
+                        for (o, v) in dst.iter_mut().enumerate() {
+                            *v = src[o * s];
                         }
                     }
                 }
@@ -175,40 +206,80 @@ fn im2col<T: Real>(d: &Dims, x: &[T], (oh0, oh1): (usize, usize), col: &mut [T])
 }
 
 /// The adjoint of [`im2col`]: ADD every element of `col` (K × P_c for output rows [oh0, oh1)) into
-/// the input position it was read from in `dx` (C_in, H_in, W_in); padding positions are dropped.
-fn col2im_add<T: Real>(d: &Dims, col: &[T], (oh0, oh1): (usize, usize), dx: &mut [T]) {
+/// the padded position it was read from in `padded_dx` (C_in, H_p, W_p).
+fn col2im_add<T: Real>(d: &Dims, col: &[T], (oh0, oh1): (usize, usize), padded_dx: &mut [T]) {
     let pc = (oh1 - oh0) * d.w_out;
     let (s, wo) = (d.stride, d.w_out);
+    let (hp, wp) = d.padded_hw();
     for ci in 0..d.c_in {
-        let plane = &mut dx[ci * d.h_in * d.w_in..][..d.h_in * d.w_in];
         for kh in 0..d.k_h {
             for kw in 0..d.k_w {
                 let r = (ci * d.k_h + kh) * d.k_w + kw;
                 let row = &col[r * pc..][..pc];
-                let (lo, hi) = d.valid_cols(kw);
-                if lo == hi {
-                    continue;
-                }
                 for (j, oh) in (oh0..oh1).enumerate() {
-                    let Some(ih) = d.input_row(oh, kh) else {
-                        continue;
-                    };
-                    let seg = &row[j * wo..][..wo];
-                    let dst = &mut plane[ih * d.w_in..][..d.w_in];
-                    let first = lo * s + kw - d.pad_left;
+                    let dst = &mut padded_dx[(ci * hp + oh * s + kh) * wp + kw..];
+                    let src = &row[j * wo..][..wo];
                     if s == 1 {
-                        for (o, v) in dst[first..first + (hi - lo)].iter_mut().zip(&seg[lo..hi]) {
+                        for (o, v) in dst[..wo].iter_mut().zip(src) {
                             *o += *v;
                         }
                     } else {
-                        for (o, v) in seg[lo..hi].iter().enumerate() {
-                            dst[first + o * s] += *v;
+                        for (o, v) in src.iter().enumerate() {
+                            dst[o * s] += *v;
                         }
                     }
                 }
             }
         }
     }
+}
+
+/// dst (cols × rows, row-major) = the transpose of the `rows` × `cols` matrix whose rows start
+/// `row_stride` apart in `src`. Works in strips of 16 columns so that each source cache line is read
+/// once, whole, however the rows alias in the cache.
+fn transpose<T: Real>(src: &[T], rows: usize, row_stride: usize, cols: usize, dst: &mut [T]) {
+    const STRIP: usize = 16;
+    for c0 in (0..cols).step_by(STRIP) {
+        let c1 = (c0 + STRIP).min(cols);
+        for r in 0..rows {
+            let src_row = &src[r * row_stride..][c0..c1];
+            for (j, &v) in src_row.iter().enumerate() {
+                dst[(c0 + j) * rows + r] = v;
+            }
+        }
+    }
+}
+
+/// The sum of `v` in f64, accumulated in eight interleaved lanes (a fixed order, so reproducible)
+/// so that the compiler can vectorise it: a single running sum is one dependent add per element.
+pub(super) fn sum_f64<T: Real>(v: &[T]) -> f64 {
+    const LANES: usize = 8;
+    let mut acc = [0.0f64; LANES];
+    let mut chunks = v.chunks_exact(LANES);
+    for chunk in &mut chunks {
+        for (a, x) in acc.iter_mut().zip(chunk) {
+            *a += x.to_f64();
+        }
+    }
+    let tail: f64 = chunks.remainder().iter().map(|x| x.to_f64()).sum();
+    acc.iter().sum::<f64>() + tail
+}
+
+/// Run `f` on the zero-padded copies (N, C_in, H_p, W_p) of all N images of `x`, padded in parallel.
+fn with_padded_batch<T: Real, R>(
+    scratch: &Scratch<T>,
+    d: &Dims,
+    x: &[T],
+    f: impl FnOnce(&[T]) -> R,
+) -> R {
+    let len = d.padded_len();
+    scratch.with(d.n * len, |padded| {
+        padded
+            .par_chunks_mut(len)
+            .zip(x.par_chunks(d.in_len()))
+            .for_each(|(p, x)| pad_image(d, x, p));
+        f(padded)
+    })
 }
 
 /// Output rows per im2col chunk for this convolution (tests use it to make sure they cover images
@@ -232,39 +303,41 @@ pub(super) fn forward<T: Real>(
     check_len("conv2d y", y.len(), d.n * d.out_len())?;
     let (k_len, plane, n_chunks) = (d.k_len(), d.plane(), d.n_chunks());
     let y = SyncPtr::new(&mut y[..d.n * d.out_len()]);
-    (0..d.n * n_chunks).into_par_iter().for_each(|item| {
-        let (img, rows) = (item / n_chunks, d.chunk(item % n_chunks));
-        let (p0, pc) = (rows.0 * d.w_out, (rows.1 - rows.0) * d.w_out);
-        let base = img * d.out_len() + p0;
-        scratch.with(k_len * pc, |col| {
-            im2col(&d, &x[img * d.in_len()..][..d.in_len()], rows, col);
-            for (c, &bias) in b[..d.c_out].iter().enumerate() {
-                // SAFETY: item (img, chunk) owns pixels [p0, p0 + pc) of every channel of image img;
-                // no other item touches them.
-                unsafe { y.slice(base + c * plane, pc) }.fill(bias);
-            }
-            // SAFETY: the destination is the same region as above: rows c·plane apart, pc columns each.
-            unsafe {
-                gemm_raw(
-                    d.c_out,
-                    pc,
-                    k_len,
-                    y.ptr_at(base),
-                    (plane, 1),
-                    true,
-                    View::rows(w, k_len),
-                    View::rows(col, pc),
-                    Threads::Single,
-                )
-            };
-            if d.relu {
-                for c in 0..d.c_out {
-                    // SAFETY: as above.
-                    for v in unsafe { y.slice(base + c * plane, pc) } {
-                        *v = v.max(T::ZERO);
+    with_padded_batch(scratch, &d, x, |padded| {
+        (0..d.n * n_chunks).into_par_iter().for_each(|item| {
+            let (img, rows) = (item / n_chunks, d.chunk(item % n_chunks));
+            let (p0, pc) = (rows.0 * d.w_out, (rows.1 - rows.0) * d.w_out);
+            let base = img * d.out_len() + p0;
+            scratch.with(k_len * pc, |col| {
+                im2col(&d, &padded[img * d.padded_len()..], rows, col);
+                for (c, &bias) in b[..d.c_out].iter().enumerate() {
+                    // SAFETY: item (img, chunk) owns pixels [p0, p0 + pc) of every channel of image img;
+                    // no other item touches them.
+                    unsafe { y.slice(base + c * plane, pc) }.fill(bias);
+                }
+                // SAFETY: the destination is the same region as above: rows c·plane apart, pc columns each.
+                unsafe {
+                    gemm_raw(
+                        d.c_out,
+                        pc,
+                        k_len,
+                        y.ptr_at(base),
+                        (plane, 1),
+                        true,
+                        View::rows(w, k_len),
+                        View::rows(col, pc),
+                        Threads::Single,
+                    )
+                };
+                if d.relu {
+                    for c in 0..d.c_out {
+                        // SAFETY: as above.
+                        for v in unsafe { y.slice(base + c * plane, pc) } {
+                            *v = v.max(T::ZERO);
+                        }
                     }
                 }
-            }
+            });
         });
     });
     Ok(())
@@ -305,12 +378,7 @@ pub(super) fn backward<T: Real>(
         .enumerate()
         .for_each(|(c, db)| {
             let sum: f64 = (0..d.n)
-                .map(|img| {
-                    dy[img * d.out_len() + c * plane..][..plane]
-                        .iter()
-                        .map(|v| v.to_f64())
-                        .sum::<f64>()
-                })
+                .map(|img| sum_f64(&dy[img * d.out_len() + c * plane..][..plane]))
                 .sum();
             *db = T::from_f64(sum);
         });
@@ -321,7 +389,10 @@ pub(super) fn backward<T: Real>(
             .par_chunks_mut(d.in_len())
             .enumerate()
             .for_each(|(img, dx_img)| {
-                scratch.with(k_len * d.max_chunk_pixels(), |dcol| {
+                let max_pc = d.max_chunk_pixels();
+                scratch.with(k_len * max_pc + d.padded_len(), |buf| {
+                    let (dcol, padded_dx) = buf.split_at_mut(k_len * max_pc);
+                    padded_dx.fill(T::ZERO);
                     for chunk in 0..n_chunks {
                         let rows = d.chunk(chunk);
                         let (p0, pc) = (rows.0 * d.w_out, (rows.1 - rows.0) * d.w_out);
@@ -337,44 +408,52 @@ pub(super) fn backward<T: Real>(
                             View::rows(&dy[img * d.out_len() + p0..], plane),
                             Threads::Single,
                         );
-                        col2im_add(&d, dcol, rows, dx_img);
+                        col2im_add(&d, dcol, rows, padded_dx);
                     }
+                    unpad_add(&d, padded_dx, dx_img);
                 });
             });
     }
 
     // d_weight (WRITE): one contiguous range of (image, chunk) items per thread, each summed into its
     // own partial, the partials then added in range order. A partial is laid out transposed
-    // (K × C_out): with that destination the GEMM packs dy and col along their contiguous axes and
-    // runs about twice as fast as into C_out × K.
+    // (K × C_out), and each chunk of dy is first transposed to pixel-major (P_c × C_out): the GEMM's
+    // micro-kernel then reads dy as it is, instead of packing (transposing) rows that lie a power-of-two
+    // plane apart, which thrashed the L1 and made this GEMM 2 to 5 times slower than the forward's.
     let items = d.n * n_chunks;
     let groups = rayon::current_num_threads().clamp(1, items.max(1));
     let mut partials: Vec<Vec<T>> = (0..groups).map(|_| scratch.take(w_len)).collect();
-    partials.par_iter_mut().enumerate().for_each(|(gi, acc)| {
-        let acc = &mut acc[..w_len];
-        let (first, last) = (gi * items / groups, (gi + 1) * items / groups);
-        if first == last {
-            acc.fill(T::ZERO);
-            return;
-        }
-        scratch.with(k_len * d.max_chunk_pixels(), |col| {
-            for item in first..last {
-                let (img, rows) = (item / n_chunks, d.chunk(item % n_chunks));
-                let (p0, pc) = (rows.0 * d.w_out, (rows.1 - rows.0) * d.w_out);
-                let col = &mut col[..k_len * pc];
-                im2col(&d, &x[img * d.in_len()..][..d.in_len()], rows, col);
-                gemm(
-                    d.c_out,
-                    k_len,
-                    pc,
-                    acc,
-                    (1, d.c_out),
-                    item != first,
-                    View::rows(&dy[img * d.out_len() + p0..], plane),
-                    View::transposed(col, pc),
-                    Threads::Single,
-                );
+    with_padded_batch(scratch, &d, x, |padded| {
+        partials.par_iter_mut().enumerate().for_each(|(gi, acc)| {
+            let acc = &mut acc[..w_len];
+            let (first, last) = (gi * items / groups, (gi + 1) * items / groups);
+            if first == last {
+                acc.fill(T::ZERO);
+                return;
             }
+            let max_pc = d.max_chunk_pixels();
+            scratch.with((k_len + d.c_out) * max_pc, |buf| {
+                let (col, dy_t) = buf.split_at_mut(k_len * max_pc);
+                for item in first..last {
+                    let (img, rows) = (item / n_chunks, d.chunk(item % n_chunks));
+                    let (p0, pc) = (rows.0 * d.w_out, (rows.1 - rows.0) * d.w_out);
+                    let col = &mut col[..k_len * pc];
+                    let dy_t = &mut dy_t[..pc * d.c_out];
+                    im2col(&d, &padded[img * d.padded_len()..], rows, col);
+                    transpose(&dy[img * d.out_len() + p0..], d.c_out, plane, pc, dy_t);
+                    gemm(
+                        d.c_out,
+                        k_len,
+                        pc,
+                        acc,
+                        (1, d.c_out),
+                        item != first,
+                        View::transposed(dy_t, d.c_out),
+                        View::transposed(col, pc),
+                        Threads::Single,
+                    );
+                }
+            });
         });
     });
     dw[..w_len]
@@ -401,7 +480,8 @@ mod tests {
     use crate::backends::Padding;
     use crate::tensor::Shape;
 
-    /// im2col against the definition, for strides, paddings and chunk boundaries.
+    /// im2col (of the padded image) against the definition, for strides, paddings (including a VALID
+    /// convolution whose stride skips the last rows and columns) and chunk boundaries.
     #[test]
     fn im2col_matches_the_definition_and_col2im_is_its_adjoint() {
         for (h, w, k, s, pad) in [
@@ -425,11 +505,13 @@ mod tests {
             let mut d = Dims::new(&g).unwrap();
             d.chunk_rows = 2;
             let x: Vec<f64> = (0..d.in_len()).map(|i| i as f64 + 1.0).collect();
+            let mut padded = vec![f64::NAN; d.padded_len()];
+            pad_image(&d, &x, &mut padded);
             for chunk in 0..d.n_chunks() {
                 let rows = d.chunk(chunk);
                 let pc = (rows.1 - rows.0) * d.w_out;
                 let mut col = vec![f64::NAN; d.k_len() * pc];
-                im2col(&d, &x, rows, &mut col);
+                im2col(&d, &padded, rows, &mut col);
                 for ci in 0..2 {
                     for kh in 0..k {
                         for kw in 0..k {
@@ -455,8 +537,10 @@ mod tests {
                 let c: Vec<f64> = (0..col.len())
                     .map(|i| ((i * 37) % 11) as f64 - 5.0)
                     .collect();
+                let mut padded_back = vec![0.0; d.padded_len()];
+                col2im_add(&d, &c, rows, &mut padded_back);
                 let mut back = vec![0.0; x.len()];
-                col2im_add(&d, &c, rows, &mut back);
+                unpad_add(&d, &padded_back, &mut back);
                 let lhs: f64 = col.iter().zip(&c).map(|(a, b)| a * b).sum();
                 let rhs: f64 = x.iter().zip(&back).map(|(a, b)| a * b).sum();
                 assert_eq!(lhs, rhs);

@@ -39,6 +39,7 @@ pub struct CpuBackend<T: Real> {
 
 impl<T: Real> CpuBackend<T> {
     pub fn new() -> Self {
+        gemm::tune_gemm_crate();
         CpuBackend {
             scratch: Scratch::default(),
         }

@@ -15,6 +15,9 @@
 //!    added to the layout test below.
 //! 3. Call it from [`super::kernel_backend::KernelBackend`], and add its test body to tests/kernels.rs.
 
+pub mod conv2d;
+pub mod dense;
+pub mod gemm;
 pub mod maxpool;
 pub mod rmsprop;
 pub mod shortcut;

@@ -1,0 +1,338 @@
+//! Wrapper of `kernels/conv2d.cu`: kernel names, argument order and launch configuration of the
+//! convolution, forward and backward, in one place. See the `.cu` header for each kernel's strategy.
+
+use super::gemm::{self, check_int_range, Scratch, SplitK};
+use super::need;
+use crate::backends::device::{Device, Kernel, KernelArgs, LaunchConfig};
+use crate::backends::geometry::ConvGeom;
+use crate::{shape_err, Result};
+
+const MODULE: &str = "conv2d";
+const FORWARD: Kernel = Kernel {
+    module: MODULE,
+    name: "conv2d_forward",
+};
+const BACKWARD_DATA: Kernel = Kernel {
+    module: MODULE,
+    name: "conv2d_backward_data",
+};
+const BACKWARD_DATA_STRIDED: Kernel = Kernel {
+    module: MODULE,
+    name: "conv2d_backward_data_strided",
+};
+const BACKWARD_FILTER: Kernel = Kernel {
+    module: MODULE,
+    name: "conv2d_backward_filter",
+};
+const GATHER_TABLE: Kernel = Kernel {
+    module: MODULE,
+    name: "conv2d_gather_table",
+};
+const BIAS_GRAD_PARTIAL: Kernel = Kernel {
+    module: MODULE,
+    name: "conv2d_bias_grad_partial",
+};
+const SUM_PARTIALS: Kernel = Kernel {
+    module: MODULE,
+    name: "conv2d_sum_partials",
+};
+
+/// The backward-filter kernel's pixel ring after the GEMM tiles: (`RING_SLOTS` + 1) × BK int4s (three
+/// slots of entries and the producers' states).
+const PIXEL_RING_BYTES: u32 = (4 * gemm::BK * 16) as u32;
+/// Threads of `conv2d_bias_grad_partial` (its `REDUCE_THREADS`).
+const REDUCE_THREADS: usize = 256;
+/// Blocks the bias-gradient reduction aims for: enough 256-thread blocks to keep every SM's memory
+/// pipeline busy on an H100 (about 8 per SM).
+const BIAS_TARGET_BLOCKS: usize = 1024;
+/// Fewest (n, h, w) positions per bias-gradient block.
+const BIAS_MIN_CHUNK: usize = 16 * REDUCE_THREADS;
+
+/// Sizes every kernel of this family indexes with 32-bit ints: the tensors and the GEMM extents,
+/// plus a tile of slack for the last block's overshoot.
+fn check_geometry(g: &ConvGeom) -> Result<()> {
+    let slack = gemm::BN * gemm::BK;
+    let (input, output) = (g.input(), g.output());
+    check_int_range(
+        "conv2d",
+        &[
+            input.len() + slack,
+            output.len() + slack,
+            g.weight_len() + slack,
+        ],
+    )
+}
+
+/// y (N, C_out, H_out, W_out) = [ReLU](conv(x (N, C_in, H_in, W_in), w (C_out, C_in, K_h, K_w)) + b (C_out)). Writes y.
+/// The gather's K table lives in `scratch`.
+pub fn forward<D: Device>(
+    dev: &D,
+    scratch: &Scratch<D>,
+    g: &ConvGeom,
+    x: &D::Buffer<f32>,
+    w: &D::Buffer<f32>,
+    b: &D::Buffer<f32>,
+    y: &mut D::Buffer<f32>,
+) -> Result<()> {
+    check_geometry(g)?;
+    need(dev, x, g.input().len(), "conv2d forward: x")?;
+    need(dev, w, g.weight_len(), "conv2d forward: w")?;
+    need(dev, b, g.c_out as usize, "conv2d forward: b")?;
+    need(dev, y, g.output().len(), "conv2d forward: y")?;
+    let pixels = g.output().len() / g.c_out as usize;
+    let cfg = gemm::launch(g.c_out as usize, pixels, 1)?;
+    let k = g.weight_len() / g.c_out as usize;
+    scratch.with(dev, table_floats(k), |table| {
+        gather_table(dev, g, false, k, table)?;
+        let mut args = KernelArgs::new();
+        args.push(*g)
+            .push(dev.device_ptr(x))
+            .push(dev.device_ptr(w))
+            .push(dev.device_ptr(b))
+            .push(dev.device_ptr(table))
+            .push(dev.device_ptr(y));
+        // SAFETY: conv2d_forward(ConvGeom, const float* x, const float* w, const float* b, const int4*
+        // table, float* y) — the same six parameters in this order. The buffers were checked above to
+        // hold the input, filter, bias and output of `g`; the table was just filled with one int4 per
+        // k for the kernel's k_steps·BK reads. Every load and store is guarded by the geometry,
+        // whatever the grid's overshoot past C_out or the pixel count.
+        unsafe { dev.launch(FORWARD, &cfg, &mut args) }
+    })
+}
+
+/// Entries of the K table of a GEMM over `k`: whole BK steps.
+fn table_len(k: usize) -> usize {
+    k.next_multiple_of(gemm::BK)
+}
+
+/// Scratch floats holding that table (an int4 per entry).
+fn table_floats(k: usize) -> usize {
+    4 * table_len(k)
+}
+
+/// Fill `table` with the K table of the forward (`backward_data` false) or backward-data gather of `g`.
+fn gather_table<D: Device>(
+    dev: &D,
+    g: &ConvGeom,
+    backward_data: bool,
+    k: usize,
+    table: &mut D::Buffer<f32>,
+) -> Result<()> {
+    let len = table_len(k);
+    // An int4 is 16 bytes: the scratch must be 16-byte aligned (device allocations are) and long enough.
+    need(dev, table, 4 * len, "conv2d gather table")?;
+    if dev.device_ptr(table).0 % 16 != 0 {
+        return Err(shape_err!(
+            "conv2d gather table: scratch is not 16-byte aligned"
+        ));
+    }
+    let cfg = gemm::reduce_launch(len);
+    let mut args = KernelArgs::new();
+    args.push(*g)
+        .push(backward_data as i32)
+        .push(len as i32)
+        .push(dev.device_ptr(table));
+    // SAFETY: conv2d_gather_table(ConvGeom, int backward_data, int len, int4* table): the table buffer
+    // holds 4·len floats = len int4s and is 16-byte aligned (both checked just above); the kernel writes
+    // table[0 .. len) only.
+    unsafe { dev.launch(GATHER_TABLE, &cfg, &mut args) }
+}
+
+/// How the bias-gradient reduction is split: `splits` blocks per channel of `chunk` positions.
+fn bias_plan(g: &ConvGeom) -> (usize, usize) {
+    let total = g.output().len() / g.c_out as usize;
+    let wanted = BIAS_TARGET_BLOCKS.div_ceil(g.c_out as usize);
+    let splits = wanted.min(total.div_ceil(BIAS_MIN_CHUNK)).max(1);
+    let chunk = total.div_ceil(splits).next_multiple_of(REDUCE_THREADS);
+    (total.div_ceil(chunk), chunk)
+}
+
+/// Backward of [`forward`]. With `g.relu`, first zeroes dy in place where y <= 0. ACCUMULATES dx
+/// (N, C_in, H_in, W_in) when given; WRITES dw (C_out, C_in, K_h, K_w) and db (C_out). Partial sums
+/// live in `scratch`. Runs [`bias_grad`] (which masks dy, so it goes first), [`backward_data`] and
+/// [`backward_filter`].
+#[allow(clippy::too_many_arguments)]
+pub fn backward<D: Device>(
+    dev: &D,
+    scratch: &Scratch<D>,
+    g: &ConvGeom,
+    x: &D::Buffer<f32>,
+    w: &D::Buffer<f32>,
+    y: &D::Buffer<f32>,
+    dy: &mut D::Buffer<f32>,
+    dx: Option<&mut D::Buffer<f32>>,
+    dw: &mut D::Buffer<f32>,
+    db: &mut D::Buffer<f32>,
+) -> Result<()> {
+    bias_grad(dev, scratch, g, y, dy, db)?;
+    if let Some(dx) = dx {
+        backward_data(dev, scratch, g, w, dy, dx)?;
+    }
+    backward_filter(dev, scratch, g, x, dy, dw)
+}
+
+/// db (C_out) = sum of dy (N, C_out, H_out, W_out) over (n, h, w), WRITTEN; with `g.relu` dy is first
+/// zeroed in place where y <= 0. Two stages through `scratch`: per-chunk partial sums, then their
+/// ordered sum.
+pub fn bias_grad<D: Device>(
+    dev: &D,
+    scratch: &Scratch<D>,
+    g: &ConvGeom,
+    y: &D::Buffer<f32>,
+    dy: &mut D::Buffer<f32>,
+    db: &mut D::Buffer<f32>,
+) -> Result<()> {
+    check_geometry(g)?;
+    let output = g.output().len();
+    let c_out = g.c_out as usize;
+    need(dev, y, output, "conv2d backward: y")?;
+    need(dev, dy, output, "conv2d backward: dy")?;
+    need(dev, db, c_out, "conv2d backward: db")?;
+    let (splits, chunk) = bias_plan(g);
+    scratch.with(dev, splits * c_out, |partials| {
+        let cfg = LaunchConfig {
+            grid: (c_out as u32, splits as u32, 1),
+            ..LaunchConfig::linear(1, REDUCE_THREADS as u32)
+        };
+        let mut args = KernelArgs::new();
+        args.push(*g)
+            .push(dev.device_ptr(y))
+            .push(dev.device_ptr(dy))
+            .push(dev.device_ptr(partials))
+            .push(chunk as i32);
+        // SAFETY: conv2d_bias_grad_partial(ConvGeom, const float* y, float* dy, float* partials, int
+        // chunk). y and dy hold the output of `g` (checked above); block (c, z) touches channel c < C_out
+        // at positions [z·chunk, min(total, (z+1)·chunk)) only, and writes partials[z·C_out + c] with
+        // z < splits: inside the scratch, sized for splits·C_out values.
+        unsafe { dev.launch(BIAS_GRAD_PARTIAL, &cfg, &mut args)? };
+        sum_partials(dev, c_out, splits, partials, db)
+    })
+}
+
+/// dx (N, C_in, H_in, W_in) += the gradient of the convolution with respect to its input, from the
+/// (already ReLU-masked) dy (N, C_out, H_out, W_out) and w (C_out, C_in, K_h, K_w). The gather's K
+/// table lives in `scratch`.
+pub fn backward_data<D: Device>(
+    dev: &D,
+    scratch: &Scratch<D>,
+    g: &ConvGeom,
+    w: &D::Buffer<f32>,
+    dy: &D::Buffer<f32>,
+    dx: &mut D::Buffer<f32>,
+) -> Result<()> {
+    check_geometry(g)?;
+    let input = g.input().len();
+    need(dev, w, g.weight_len(), "conv2d backward: w")?;
+    need(dev, dy, g.output().len(), "conv2d backward: dy")?;
+    need(dev, dx, input, "conv2d backward: dx")?;
+    let cfg = gemm::launch(g.c_in as usize, input / g.c_in as usize, 1)?;
+    let k = g.weight_len() / g.c_in as usize;
+    scratch.with(dev, table_floats(k), |table| {
+        gather_table(dev, g, true, k, table)?;
+        let mut args = KernelArgs::new();
+        args.push(*g)
+            .push(dev.device_ptr(w))
+            .push(dev.device_ptr(dy))
+            .push(dev.device_ptr(table))
+            .push(dev.device_ptr(dx));
+        let kernel = if g.stride == 1 {
+            BACKWARD_DATA
+        } else {
+            BACKWARD_DATA_STRIDED
+        };
+        // SAFETY: conv2d_backward_data and conv2d_backward_data_strided both take (ConvGeom, const
+        // float* w, const float* dy, const int4* table, float* dx). w, dy and dx hold the filter, output and input of `g` (checked above); the table
+        // was just filled with one int4 per k = (co, kh, kw) for the kernel's k_steps·BK reads; all
+        // accesses are guarded by the geometry.
+        unsafe { dev.launch(kernel, &cfg, &mut args) }
+    })
+}
+
+/// dw (C_out, C_in, K_h, K_w) = the gradient of the convolution with respect to its filter, WRITTEN,
+/// from x (N, C_in, H_in, W_in) and the (already ReLU-masked) dy (N, C_out, H_out, W_out). The sum over
+/// N·H_out·W_out pixels is split into chunks when the filter has few tiles; their partial sums go
+/// through `scratch` and are added in a fixed order.
+pub fn backward_filter<D: Device>(
+    dev: &D,
+    scratch: &Scratch<D>,
+    g: &ConvGeom,
+    x: &D::Buffer<f32>,
+    dy: &D::Buffer<f32>,
+    dw: &mut D::Buffer<f32>,
+) -> Result<()> {
+    check_geometry(g)?;
+    let output = g.output().len();
+    need(dev, x, g.input().len(), "conv2d backward: x")?;
+    need(dev, dy, output, "conv2d backward: dy")?;
+    need(dev, dw, g.weight_len(), "conv2d backward: dw")?;
+    let c_out = g.c_out as usize;
+    let cols = g.weight_len() / c_out;
+    let split = SplitK::plan(c_out, cols, output / c_out);
+    let mut cfg = gemm::launch(c_out, cols, split.splits)?;
+    cfg.dynamic_shared_bytes += PIXEL_RING_BYTES;
+    scratch.with(dev, split.scratch_len(c_out, cols), |partials| {
+        let direct = split.splits == 1;
+        let out_ptr = if direct {
+            dev.device_ptr(dw)
+        } else {
+            dev.device_ptr(partials)
+        };
+        let mut args = KernelArgs::new();
+        args.push(*g)
+            .push(dev.device_ptr(x))
+            .push(dev.device_ptr(dy))
+            .push(out_ptr)
+            .push(split.chunk as i32);
+        // SAFETY: conv2d_backward_filter(ConvGeom, const float* x, const float* dy, float* partials, int
+        // k_chunk), with the GEMM tiles plus the pixel ring as dynamic shared memory. x and dy hold the
+        // input and output of `g` (checked above); block z writes the
+        // C_out × cols slab z of `partials`, z < splits: with one split that is dw (weight_len values,
+        // checked above), else the scratch, sized for splits·C_out·cols values. k_chunk·splits covers
+        // the pixel count.
+        unsafe { dev.launch(BACKWARD_FILTER, &cfg, &mut args)? };
+        if !direct {
+            sum_partials(dev, c_out * cols, split.splits, partials, dw)?;
+        }
+        Ok(())
+    })
+}
+
+/// out[i] = sum over z of partials[z·len + i], for i < len.
+fn sum_partials<D: Device>(
+    dev: &D,
+    len: usize,
+    splits: usize,
+    partials: &D::Buffer<f32>,
+    out: &mut D::Buffer<f32>,
+) -> Result<()> {
+    need(dev, partials, len * splits, "conv2d partial sums")?;
+    need(dev, out, len, "conv2d reduced output")?;
+    let cfg = gemm::reduce_launch(len);
+    let mut args = KernelArgs::new();
+    args.push(len as i32)
+        .push(splits as i32)
+        .push(dev.device_ptr(partials))
+        .push(dev.device_ptr(out));
+    // SAFETY: conv2d_sum_partials(int len, int splits, const float* partials, float* out); partials holds
+    // splits·len values and out len values (checked just above); the kernel touches nothing else.
+    unsafe { dev.launch(SUM_PARTIALS, &cfg, &mut args) }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::backends::geometry::Padding;
+    use crate::tensor::Shape;
+
+    #[test]
+    fn bias_plan_covers_every_position() {
+        for &(n, c, h) in &[(50usize, 64usize, 256usize), (1, 3, 5), (3, 70, 17)] {
+            let g =
+                ConvGeom::new(Shape::new(n, 2, h, h), c, (3, 3), 1, Padding::Same, true).unwrap();
+            let (splits, chunk) = bias_plan(&g);
+            let total = n * h * h;
+            assert!(splits * chunk >= total && (splits - 1) * chunk < total);
+            assert!(splits * c <= 2 * BIAS_TARGET_BLOCKS);
+        }
+    }
+}
