@@ -181,6 +181,7 @@ fn the_emulated_device_follows_the_cpu_reference() {
             total += 1;
         }
     }
+    eprintln!("emulated vs CPU after 3 steps: largest weight difference {worst}, {far} of {total} above 1e-4");
     assert!(worst <= 0.02, "largest weight difference {worst}");
     assert!(
         far * 100 <= total,
