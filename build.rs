@@ -81,52 +81,6 @@ fn git_commit() {
     }
 }
 
-/// `cfg(rescnn_emu_conv)` when the convolution and dense kernels exist (kernels/conv2d.cu and
-/// kernels/dense.cu): tests that train a whole network on the emulated device are ignored, not
-/// passed, without them.
-fn detect_conv_kernels(kernel_dir: &std::path::Path) {
-    println!("cargo:rustc-check-cfg=cfg(rescnn_emu_conv)");
-    if kernel_dir.join("conv2d.cu").is_file() && kernel_dir.join("dense.cu").is_file() {
-        println!("cargo:rustc-cfg=rescnn_emu_conv");
-    }
-}
-
-/// `RESCNN_GIT_COMMIT` for the binaries (run reports and checkpoints record it): the short commit
-/// hash, with "+changes" when tracked files differ from it. Absent without git or outside a
-/// checkout; the code then says "unknown commit".
-fn git_commit() {
-    let git = |args: &[&str]| {
-        std::process::Command::new("git")
-            .args(args)
-            .output()
-            .ok()
-            .filter(|o| o.status.success())
-            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
-    };
-    let Some(hash) = git(&["rev-parse", "--short=10", "HEAD"]) else {
-        return;
-    };
-    let dirty =
-        git(&["status", "--porcelain", "--untracked-files=no"]).is_some_and(|s| !s.is_empty());
-    let suffix = if dirty { "+changes" } else { "" };
-    println!("cargo:rustc-env=RESCNN_GIT_COMMIT={hash}{suffix}");
-    // Re-run when HEAD moves (a commit, a checkout). Only existing paths are watched.
-    for what in ["HEAD", "index"] {
-        if let Some(p) = git(&["rev-parse", "--git-path", what]) {
-            if std::path::Path::new(&p).exists() {
-                println!("cargo:rerun-if-changed={p}");
-            }
-        }
-    }
-    if let Some(r) = git(&["symbolic-ref", "-q", "HEAD"]) {
-        if let Some(p) = git(&["rev-parse", "--git-path", &r]) {
-            if std::path::Path::new(&p).exists() {
-                println!("cargo:rerun-if-changed={p}");
-            }
-        }
-    }
-}
-
 /// Tests that need the EMO-DB development folder are compiled with `cfg(rescnn_emodb)` only when the
 /// folder exists, so a checkout without it reports them as ignored instead of passing them. The same
 /// resolution rule (env var, else `../shared/data/emodb-dev` beside the repository) is
