@@ -38,6 +38,47 @@ fn main() {
     nvrtc::build(&kernel_dir, &sources, &out);
 
     detect_emodb();
+    git_commit();
+    detect_conv_kernels(&kernel_dir);
+}
+
+/// `cfg(rescnn_emu_conv)` when the convolution and dense kernels exist (kernels/conv2d.cu and
+/// kernels/dense.cu): tests that train a whole network on the emulated device are ignored, not
+/// passed, without them.
+fn detect_conv_kernels(kernel_dir: &std::path::Path) {
+    println!("cargo:rustc-check-cfg=cfg(rescnn_emu_conv)");
+    if kernel_dir.join("conv2d.cu").is_file() && kernel_dir.join("dense.cu").is_file() {
+        println!("cargo:rustc-cfg=rescnn_emu_conv");
+    }
+}
+
+/// `RESCNN_GIT_COMMIT` for the binaries (run reports and checkpoints record it): the short hash of
+/// HEAD when the build script last ran. Re-run when HEAD moves (a commit, a checkout); uncommitted
+/// edits are not tracked (watching the index would rebuild the crate on every `git add`). Absent
+/// without git or outside a checkout; the code then says "unknown commit".
+fn git_commit() {
+    let git = |args: &[&str]| {
+        std::process::Command::new("git")
+            .args(args)
+            .output()
+            .ok()
+            .filter(|o| o.status.success())
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+    };
+    let Some(hash) = git(&["rev-parse", "--short=10", "HEAD"]) else {
+        return;
+    };
+    println!("cargo:rustc-env=RESCNN_GIT_COMMIT={hash}");
+    // Only existing paths are watched (a missing one would re-run this script on every build).
+    let mut watched = vec![git(&["rev-parse", "--git-path", "HEAD"])];
+    if let Some(r) = git(&["symbolic-ref", "-q", "HEAD"]) {
+        watched.push(git(&["rev-parse", "--git-path", &r]));
+    }
+    for p in watched.into_iter().flatten() {
+        if std::path::Path::new(&p).exists() {
+            println!("cargo:rerun-if-changed={p}");
+        }
+    }
 }
 
 /// Tests that need the EMO-DB development folder are compiled with `cfg(rescnn_emodb)` only when the

@@ -4,7 +4,9 @@
 //! [`SpectrogramArgs`] is the shared set of feature options, so every subcommand that turns audio into
 //! network inputs spells them the same way.
 
+pub mod eval;
 pub mod info;
+pub mod predict;
 pub mod spectrogram;
 
 use clap::{Parser, Subcommand};
@@ -29,12 +31,18 @@ pub enum Command {
     Spectrogram(spectrogram::Args),
     /// Show the compute devices, the NVRTC used at build time and the compiled CUDA kernels.
     Info(info::InfoArgs),
+    /// Each WAV file's emotion and class probabilities, from a model trained by rescnn-train.
+    Predict(predict::Args),
+    /// A trained model's metrics and confusion matrix on a corpus (or part of a split file).
+    Eval(eval::Args),
 }
 
 pub fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Spectrogram(args) => spectrogram::run(&args),
         Command::Info(args) => info::run(&args),
+        Command::Predict(args) => predict::run(&args),
+        Command::Eval(args) => eval::run(&args),
     }
 }
 

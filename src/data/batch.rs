@@ -89,7 +89,10 @@ impl InputNorm {
         }
         let c = image.channels();
         let plane = image.height * image.width;
-        let (sum, sumsq) = train
+        // Per-utterance sums in parallel, combined in a fixed order: rayon's `reduce` may pair
+        // partial sums differently from run to run, which would change the last bits of the
+        // statistics and break bit-identical runs for a seed.
+        let partial: Vec<(Vec<f64>, Vec<f64>)> = train
             .par_iter()
             .map(|&i| {
                 with_renderer(image, |r, spec| {
@@ -107,16 +110,14 @@ impl InputNorm {
                     (s, q)
                 })
             })
-            .reduce(
-                || (vec![0f64; c], vec![0f64; c]),
-                |mut a, b| {
-                    for ch in 0..c {
-                        a.0[ch] += b.0[ch];
-                        a.1[ch] += b.1[ch];
-                    }
-                    a
-                },
-            );
+            .collect();
+        let (mut sum, mut sumsq) = (vec![0f64; c], vec![0f64; c]);
+        for (s, q) in &partial {
+            for ch in 0..c {
+                sum[ch] += s[ch];
+                sumsq[ch] += q[ch];
+            }
+        }
         let n = (train.len() * plane) as f64;
         let mean: Vec<f32> = sum.iter().map(|s| (s / n) as f32).collect();
         let std: Vec<f32> = sum
@@ -261,6 +262,20 @@ impl<'a> Batcher<'a> {
             order.shuffle(&mut rng);
         }
         order
+    }
+
+    /// Batch `index` of epoch `epoch`, given that epoch's order ([`Batcher::epoch_order`]): the same
+    /// batch the epoch iterator yields at that position, rendered without rendering the ones before
+    /// it (a resumed run starts in the middle of an epoch). `None` past the epoch's last batch.
+    pub fn batch_at(&self, epoch: u64, order: &[usize], index: usize) -> Option<Batch> {
+        let bs = self.cfg.batch_size;
+        let first = index.checked_mul(bs)?;
+        let remaining = order.len().checked_sub(first)?;
+        if remaining == 0 || (self.cfg.drop_last && remaining < bs) {
+            return None;
+        }
+        let end = (first + bs).min(order.len());
+        Some(self.render_batch(epoch, first, &order[first..end]))
     }
 
     /// The batches of epoch `epoch`.

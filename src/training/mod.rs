@@ -1,4 +1,17 @@
-//! Training and evaluation: metrics, reports and plots, checkpoints, the training loop.
+//! Training and evaluation: the configuration ([`config`]) and command line ([`args`]), device choice
+//! and memory check ([`device`]), the training loop of one split ([`trainer`]), whole runs, folds and
+//! sweeps ([`run`]), checkpoints ([`checkpoint`]), metrics ([`metrics`]), the report ([`report`],
+//! [`plots`]) and loading a trained model for prediction ([`model_dir`]).
 
+pub mod args;
+pub mod checkpoint;
+pub mod config;
+pub mod device;
 pub mod metrics;
+pub mod model_dir;
 pub mod plots;
+pub mod report;
+pub mod run;
+pub mod trainer;
+
+pub use config::{DeviceChoice, ProtocolChoice, TrainConfig};

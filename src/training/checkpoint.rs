@@ -1,0 +1,240 @@
+//! Checkpoints as safetensors files: the weights (`param.<name>`), RMSProp's mean squares
+//! (`rmsprop.<name>`, full checkpoints only), and in the header's metadata everything needed to
+//! continue training or to use the model on its own: the effective configuration, the class names,
+//! the input normalisation, the architecture and input shape, and the trainer's state (step, data
+//! position, selection record, the running training statistics).
+//!
+//! The metadata is one entry, `rescnn`, holding a JSON object (format tag, writer, model, state).
+//! The data order and augmentation are pure functions of (seed, epoch, position in the epoch)
+//! (see [`crate::data::batch`]), so the step alone says where the data stream resumes.
+//! Files are written atomically ([`crate::fsutil::write_atomic`]): a reader never sees a partial one.
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use safetensors::{Dtype, SafeTensors};
+use serde::{Deserialize, Serialize};
+
+use crate::data::InputNorm;
+use crate::model::{NamedTensor, OptimizerState};
+use crate::{Error, Result};
+
+/// The format tag written into every checkpoint's metadata.
+pub const FORMAT: &str = "rescnn-checkpoint/1";
+
+/// The safetensors metadata key holding [`Header`] as JSON.
+pub const METADATA_KEY: &str = "rescnn";
+
+/// Everything of a checkpoint besides its tensors.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+struct Header {
+    format: String,
+    written_by: String,
+    model: ModelInfo,
+    state: TrainerState,
+    /// RMSProp's step count; absent in a weights-only checkpoint.
+    optimizer_step: Option<u64>,
+}
+
+/// The best validation evaluation so far.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct BestRecord {
+    pub step: u64,
+    pub val_wa: f64,
+    pub val_uar: f64,
+    pub val_loss: f64,
+}
+
+/// Where the training loop is: enough to continue exactly.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TrainerState {
+    /// Updates applied so far.
+    pub step: u64,
+    /// The training length this run resolved to.
+    pub total_steps: u64,
+    pub batches_per_epoch: u64,
+    /// Seed of the training data stream (order and augmentation).
+    pub data_seed: u64,
+    pub best: Option<BestRecord>,
+    /// Training loss and accuracy summed since the last evaluation (the curves' training points).
+    pub interval_loss_sum: f64,
+    pub interval_correct: u64,
+    pub interval_samples: u64,
+    /// Training wall time so far (seconds, across resumptions).
+    pub elapsed_s: f64,
+    /// Images trained on so far.
+    pub images: u64,
+}
+
+impl TrainerState {
+    pub fn epoch(&self) -> u64 {
+        self.step / self.batches_per_epoch.max(1)
+    }
+    pub fn batch_in_epoch(&self) -> u64 {
+        self.step % self.batches_per_epoch.max(1)
+    }
+}
+
+/// What a checkpoint says about the model, besides its tensors.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ModelInfo {
+    /// The architecture spec text.
+    pub arch: String,
+    /// (channels, height, width) of one input.
+    pub input_shape: (usize, usize, usize),
+    pub classes: Vec<String>,
+    pub input_norm: InputNorm,
+    /// The effective training configuration (JSON), including the spectrogram settings.
+    pub config: serde_json::Value,
+}
+
+/// A checkpoint in memory.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Checkpoint {
+    pub model: ModelInfo,
+    pub params: Vec<NamedTensor<f32>>,
+    /// `None` in a weights-only checkpoint (the selected model).
+    pub optimizer: Option<OptimizerState<f32>>,
+    pub state: TrainerState,
+    /// The rescnn version and commit that wrote it.
+    pub written_by: String,
+}
+
+/// "rescnn 0.1.0 (abc1234)".
+pub fn version_string() -> String {
+    format!(
+        "rescnn {} ({})",
+        env!("CARGO_PKG_VERSION"),
+        option_env!("RESCNN_GIT_COMMIT").unwrap_or("unknown commit")
+    )
+}
+
+fn tensor_bytes(t: &NamedTensor<f32>) -> &[u8] {
+    bytemuck::cast_slice(&t.data)
+}
+
+impl Checkpoint {
+    /// The safetensors file's bytes.
+    pub fn to_bytes(&self) -> Result<Vec<u8>> {
+        let mut tensors: Vec<(String, safetensors::tensor::TensorView<'_>)> = Vec::new();
+        fn view(t: &NamedTensor<f32>) -> Result<safetensors::tensor::TensorView<'_>> {
+            safetensors::tensor::TensorView::new(Dtype::F32, t.dims.clone(), tensor_bytes(t))
+                .map_err(|e| config_err_tensor(&t.name, e))
+        }
+        for t in &self.params {
+            tensors.push((format!("param.{}", t.name), view(t)?));
+        }
+        if let Some(opt) = &self.optimizer {
+            for t in &opt.mean_square {
+                tensors.push((format!("rmsprop.{}", t.name), view(t)?));
+            }
+        }
+        // One metadata entry holding one JSON object: safetensors keeps metadata in a HashMap, whose
+        // order varies per process, and identical checkpoints should be identical files.
+        let header = Header {
+            format: FORMAT.to_string(),
+            written_by: self.written_by.clone(),
+            model: self.model.clone(),
+            state: self.state.clone(),
+            optimizer_step: self.optimizer.as_ref().map(|o| o.step),
+        };
+        let meta = HashMap::from([(METADATA_KEY.to_string(), json(&header))]);
+        safetensors::serialize(tensors, Some(meta))
+            .map_err(|e| crate::config_err!("cannot serialise a checkpoint: {e}"))
+    }
+
+    /// Write atomically to `path`.
+    pub fn save(&self, path: &Path) -> Result<()> {
+        crate::fsutil::write_atomic(path, &self.to_bytes()?)
+    }
+
+    /// Read a checkpoint; every problem names the file and says what to do.
+    pub fn load(path: &Path) -> Result<Self> {
+        let bytes = std::fs::read(path).map_err(|e| {
+            Error::data(
+                path,
+                format!("cannot read the checkpoint ({e}); is this a rescnn run directory?"),
+            )
+        })?;
+        Self::from_bytes(&bytes).map_err(|m| {
+            Error::data(
+                path,
+                format!("{m}; the file is damaged or not a rescnn checkpoint (retrain, or resume from another run)"),
+            )
+        })
+    }
+
+    fn from_bytes(bytes: &[u8]) -> std::result::Result<Self, String> {
+        let (_, header) = SafeTensors::read_metadata(bytes)
+            .map_err(|e| format!("not a safetensors file ({e})"))?;
+        let meta = header
+            .metadata()
+            .as_ref()
+            .and_then(|m| m.get(METADATA_KEY))
+            .ok_or("the safetensors file has no rescnn metadata")?;
+        let head: serde_json::Value =
+            serde_json::from_str(meta).map_err(|e| format!("bad rescnn metadata ({e})"))?;
+        let format = head.get("format").and_then(|f| f.as_str()).unwrap_or("?");
+        if format != FORMAT {
+            return Err(format!(
+                "checkpoint format `{format}` is not the `{FORMAT}` this rescnn reads"
+            ));
+        }
+        let head: Header =
+            serde_json::from_value(head).map_err(|e| format!("bad rescnn metadata ({e})"))?;
+        let st = SafeTensors::deserialize(bytes)
+            .map_err(|e| format!("the tensors cannot be read ({e})"))?;
+        let mut params = Vec::new();
+        let mut mean_square = Vec::new();
+        let mut names: Vec<(String, safetensors::tensor::TensorView<'_>)> = st.tensors();
+        names.sort_by(|a, b| a.0.cmp(&b.0));
+        for (name, view) in names {
+            if view.dtype() != Dtype::F32 {
+                return Err(format!(
+                    "tensor `{name}` is {:?}, expected F32",
+                    view.dtype()
+                ));
+            }
+            let data: Vec<f32> = view
+                .data()
+                .chunks_exact(4)
+                .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+                .collect();
+            let (kind, short) = name
+                .split_once('.')
+                .ok_or_else(|| format!("unexpected tensor `{name}`"))?;
+            let t = NamedTensor {
+                name: short.to_string(),
+                dims: view.shape().to_vec(),
+                data,
+            };
+            match kind {
+                "param" => params.push(t),
+                "rmsprop" => mean_square.push(t),
+                _ => return Err(format!("unexpected tensor `{name}`")),
+            }
+        }
+        if params.is_empty() {
+            return Err("the checkpoint holds no weights".into());
+        }
+        let optimizer = head
+            .optimizer_step
+            .map(|step| OptimizerState { step, mean_square });
+        Ok(Checkpoint {
+            model: head.model,
+            params,
+            optimizer,
+            state: head.state,
+            written_by: head.written_by,
+        })
+    }
+}
+
+fn config_err_tensor(name: &str, e: safetensors::SafeTensorError) -> Error {
+    crate::config_err!("tensor `{name}` cannot be stored: {e}")
+}
+
+/// JSON of a metadata value (the safetensors metadata map holds strings).
+fn json<T: Serialize>(v: &T) -> String {
+    serde_json::to_string(v).expect("checkpoint metadata serialises")
+}

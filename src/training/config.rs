@@ -1,0 +1,525 @@
+//! The trainer's configuration: everything a run depends on, in one serialisable struct, so the run
+//! directory records exactly what produced its numbers (`config.toml`) and a run can be repeated or
+//! resumed from it.
+//!
+//! Layering, lowest first: the built-in defaults (a small network on the synthetic corpus) or a named
+//! preset (`paper`), then a TOML or JSON file, then command-line options. A file only needs the keys
+//! it changes; unknown keys are an error naming the key.
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::audio::Perturbation;
+use crate::backends::RmsPropConfig;
+use crate::data::AugmentConfig;
+use crate::features::SpectrogramConfig;
+use crate::{config_err, Error, Result};
+
+/// Which compute device trains the network.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum DeviceChoice {
+    /// CUDA when a GPU and the compiled kernels are there, else the CPU reference.
+    Auto,
+    /// The CUDA device (GPU 0).
+    Cuda,
+    /// The emulated device: the CUDA kernels run on the CPU (slow; for checking kernels).
+    Emu,
+    /// The CPU reference backend.
+    Cpu,
+}
+
+impl std::fmt::Display for DeviceChoice {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            DeviceChoice::Auto => "auto",
+            DeviceChoice::Cuda => "cuda",
+            DeviceChoice::Emu => "emu",
+            DeviceChoice::Cpu => "cpu",
+        })
+    }
+}
+
+/// What picks the selected checkpoint among the periodic validation evaluations.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Selection {
+    /// Highest validation unweighted average recall (ties: lower validation loss).
+    Uar,
+    /// Highest validation weighted accuracy (ties: lower validation loss).
+    Wa,
+    /// Lowest validation loss.
+    Loss,
+}
+
+/// How the corpus is split (see [`crate::data::split`]), parsed from `random`, `speakers:15,16` or
+/// `loso`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ProtocolChoice {
+    /// Stratified random split by utterance (the paper's protocol; speakers on both sides).
+    Random,
+    /// The listed speakers are the test set; nobody else is.
+    Speakers(Vec<String>),
+    /// Leave one speaker out: one fold per speaker.
+    Loso,
+}
+
+impl std::str::FromStr for ProtocolChoice {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        let s = s.trim();
+        match s {
+            "random" => return Ok(ProtocolChoice::Random),
+            "loso" => return Ok(ProtocolChoice::Loso),
+            _ => {}
+        }
+        if let Some(list) = s.strip_prefix("speakers:") {
+            let speakers: Vec<String> = list
+                .split(',')
+                .map(str::trim)
+                .filter(|x| !x.is_empty())
+                .map(String::from)
+                .collect();
+            if !speakers.is_empty() {
+                return Ok(ProtocolChoice::Speakers(speakers));
+            }
+        }
+        Err(config_err!(
+            "protocol '{s}': expected random, loso, or speakers:A,B (the test speakers, e.g. speakers:15,16)"
+        ))
+    }
+}
+
+impl std::fmt::Display for ProtocolChoice {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ProtocolChoice::Random => f.write_str("random"),
+            ProtocolChoice::Loso => f.write_str("loso"),
+            ProtocolChoice::Speakers(s) => write!(f, "speakers:{}", s.join(",")),
+        }
+    }
+}
+
+/// RMSProp settings as written in a config file (see [`RmsPropConfig`]).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct OptimizerConfig {
+    pub lr: f64,
+    pub decay: f64,
+    pub rho: f64,
+    pub eps: f64,
+    pub weight_decay: f64,
+}
+
+impl Default for OptimizerConfig {
+    /// The paper's Table III.
+    fn default() -> Self {
+        let d = RmsPropConfig::default();
+        OptimizerConfig {
+            lr: d.lr,
+            decay: d.decay,
+            rho: d.rho,
+            eps: d.eps,
+            weight_decay: d.weight_decay,
+        }
+    }
+}
+
+impl OptimizerConfig {
+    pub fn rmsprop(&self) -> RmsPropConfig {
+        RmsPropConfig {
+            lr: self.lr,
+            decay: self.decay,
+            rho: self.rho,
+            eps: self.eps,
+            weight_decay: self.weight_decay,
+        }
+    }
+}
+
+/// Everything a training run depends on.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TrainConfig {
+    /// The corpus, as [`crate::data::CorpusSpec`] reads it: `synthetic[:SEED]`, `emodb:DIR`,
+    /// `ravdess:DIR`, `folders:DIR`, `manifest:FILE` or a `.csv` path.
+    pub corpus: String,
+    /// Leave unreadable audio files out (listed on stderr) instead of stopping.
+    pub skip_bad: bool,
+    /// A preset name or an architecture spec (see [`crate::model::spec`]).
+    pub arch: String,
+    pub device: DeviceChoice,
+    /// `random`, `speakers:A,B` or `loso`.
+    pub protocol: String,
+    /// Share of every class held out for testing (random protocol).
+    pub test_fraction: f64,
+    /// Share of every class's training utterances used for validation (random protocol, or speaker
+    /// protocols with `val_speakers = 0`).
+    pub val_fraction: f64,
+    /// Training speakers held out for validation (speaker protocols).
+    pub val_speakers: usize,
+    /// Seeds everything: splits, initial weights, data order, augmentation.
+    pub seed: u64,
+    pub batch: usize,
+    /// Training iterations (batches); exactly one of `iterations` and `epochs` is set. (Absent from
+    /// a file means unset, not the default's value: TOML has no null, so an unset length is absent.)
+    #[serde(default)]
+    pub iterations: Option<u64>,
+    /// Training length in passes over the training utterances (rounded up to whole batches).
+    #[serde(default)]
+    pub epochs: Option<f64>,
+    /// Validate (and checkpoint) every this many iterations, and after the last.
+    pub eval_every: u64,
+    /// How the selected checkpoint is chosen among the validation evaluations.
+    pub select_by: Selection,
+    pub optimizer: OptimizerConfig,
+    pub spectrogram: SpectrogramConfig,
+    /// Augmentation of training images (`AugmentConfig::none()` turns it off).
+    pub augment: AugmentConfig,
+    /// Class-balanced sampling of training utterances.
+    pub balanced: bool,
+    /// Waveform-perturbed variants computed per utterance for augmentation (speed, pitch).
+    pub waveform_variants: Vec<Perturbation>,
+    /// Keep spectrograms in the on-disk feature cache (see [`crate::data::cache`]).
+    pub feature_cache: bool,
+    /// Train a series of networks instead of one: every Table IV preset, or every placement of
+    /// input shortcuts into `arch`'s pools.
+    pub sweep: Option<SweepKind>,
+}
+
+/// What a sweep trains.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum SweepKind {
+    /// Every row of the paper's Table IV (`table4-1` … `table4-11`).
+    Table4,
+    /// `arch` with the network input added into every subset of its pools' outputs.
+    Shortcuts,
+}
+
+/// The default run's input: `bands` mel bands (pitch and formants get rows of their own at a
+/// small height), one column per 10 ms frame over `frames` frames (speaking rate stays visible;
+/// stretching the whole utterance to the width would hide it), gray.
+pub fn small_spectrogram(bands: usize, frames: usize) -> SpectrogramConfig {
+    let mut s = SpectrogramConfig::small_gray(bands);
+    s.stft.mel_bands = Some(bands);
+    s.image.width = frames;
+    s.image.time_axis = crate::features::TimeAxis::Fixed;
+    s
+}
+
+/// The default run's architecture: the paper's network scaled down (fewer filters, smaller FC layers)
+/// with its three input shortcuts, small enough to train in about two minutes on two CPU cores.
+pub const SMALL_ARCH: &str = "c16k4 p2 +0 c32k8 p2 +0 c32k10 p2 +0 c32k10 p2 fc128 fc128";
+
+impl Default for TrainConfig {
+    /// The no-argument run: a small residual network on the built-in synthetic corpus, the paper's
+    /// random split (the synthetic speakers are too few for a CNN to generalise to new ones in two
+    /// minutes: `--protocol speakers:syn07,syn08` shows it).
+    fn default() -> Self {
+        TrainConfig {
+            corpus: "synthetic".into(),
+            skip_bad: false,
+            arch: SMALL_ARCH.into(),
+            device: DeviceChoice::Auto,
+            protocol: "random".into(),
+            test_fraction: 0.2,
+            val_fraction: 0.1,
+            val_speakers: 1,
+            seed: 0,
+            batch: 32,
+            iterations: Some(400),
+            epochs: None,
+            eval_every: 50,
+            select_by: Selection::Uar,
+            optimizer: OptimizerConfig::default(),
+            spectrogram: small_spectrogram(64, 128),
+            augment: AugmentConfig::paper(),
+            balanced: false,
+            waveform_variants: Vec::new(),
+            feature_cache: true,
+            sweep: None,
+        }
+    }
+}
+
+impl TrainConfig {
+    /// Everything the paper states (its Table III and Section III): EMO-DB, 512×512 jet spectrograms,
+    /// the `paper` network, RMSProp α = 0.001 with decay 1e-6, batch 50, 1e5 iterations, random
+    /// cropping, flipping, graying and noise points, emotions balanced, the random split.
+    pub fn paper() -> Self {
+        TrainConfig {
+            corpus: "emodb".into(),
+            arch: "paper".into(),
+            protocol: "random".into(),
+            batch: 50,
+            iterations: Some(100_000),
+            epochs: None,
+            eval_every: 1000,
+            optimizer: OptimizerConfig::default(),
+            spectrogram: SpectrogramConfig::paper(),
+            augment: AugmentConfig::paper(),
+            balanced: true,
+            ..TrainConfig::default()
+        }
+    }
+
+    /// A named starting point: `default` or `paper`.
+    pub fn preset(name: &str) -> Result<Self> {
+        match name {
+            "default" | "small" => Ok(Self::default()),
+            "paper" => Ok(Self::paper()),
+            _ => Err(config_err!(
+                "unknown configuration preset '{name}': expected paper or default"
+            )),
+        }
+    }
+
+    pub fn protocol_choice(&self) -> Result<ProtocolChoice> {
+        self.protocol.parse()
+    }
+
+    /// Check everything that can be checked without data.
+    pub fn validate(&self) -> Result<()> {
+        self.protocol_choice()?;
+        self.corpus
+            .parse::<crate::data::CorpusSpec>()
+            .map_err(|e| config_err!("corpus: {e}"))?;
+        crate::model::ArchSpec::from_name_or_spec(&self.arch)?;
+        self.spectrogram.validate()?;
+        self.augment.validate()?;
+        if self.batch == 0 {
+            return Err(config_err!("batch must be at least 1"));
+        }
+        match (self.iterations, self.epochs) {
+            (Some(0), _) => return Err(config_err!("iterations must be at least 1")),
+            (_, Some(e)) if !(e > 0.0 && e.is_finite()) => {
+                return Err(config_err!("epochs must be a positive number, got {e}"))
+            }
+            (Some(_), Some(_)) => {
+                return Err(config_err!(
+                    "give either iterations or epochs, not both (iterations = {}, epochs = {})",
+                    self.iterations.unwrap_or(0),
+                    self.epochs.unwrap_or(0.0)
+                ))
+            }
+            (None, None) => return Err(config_err!("give iterations or epochs")),
+            _ => {}
+        }
+        if self.eval_every == 0 {
+            return Err(config_err!("eval_every must be at least 1"));
+        }
+        let o = &self.optimizer;
+        if !(o.lr > 0.0 && o.lr.is_finite()) || o.decay < 0.0 || !(0.0..1.0).contains(&o.rho) {
+            return Err(config_err!(
+                "optimizer: need lr > 0, decay ≥ 0 and 0 ≤ rho < 1 (got lr {}, decay {}, rho {})",
+                o.lr,
+                o.decay,
+                o.rho
+            ));
+        }
+        for v in &self.waveform_variants {
+            v.validate()?;
+        }
+        Ok(())
+    }
+
+    /// Training iterations for a training set of `train_utterances` (with `epochs`, whole batches).
+    pub fn total_iterations(&self, train_utterances: usize) -> u64 {
+        match (self.iterations, self.epochs) {
+            (Some(n), _) => n,
+            (None, Some(e)) => {
+                let per_epoch = batches_per_epoch(train_utterances, self.batch) as f64;
+                ((e * per_epoch).ceil() as u64).max(1)
+            }
+            (None, None) => 1,
+        }
+    }
+
+    /// Layer a TOML or JSON file (by extension) over `self`: keys present in the file replace ours.
+    pub fn with_file(&self, path: &Path) -> Result<Self> {
+        let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+        let is_json = path
+            .extension()
+            .is_some_and(|x| x.eq_ignore_ascii_case("json"));
+        let overlay: serde_json::Value = if is_json {
+            serde_json::from_str(&text)
+                .map_err(|e| Error::data(path, format!("not valid JSON: {e}")))?
+        } else {
+            toml::from_str(&text).map_err(|e| Error::data(path, format!("not valid TOML: {e}")))?
+        };
+        self.with_overlay(overlay)
+            .map_err(|e| Error::data(path, e.to_string()))
+    }
+
+    /// Layer a JSON object of settings over `self`. A `preset` key first replaces the base with that
+    /// preset. Setting `iterations` clears `epochs` and the other way round.
+    pub fn with_overlay(&self, mut overlay: serde_json::Value) -> Result<Self> {
+        let Some(map) = overlay.as_object_mut() else {
+            return Err(config_err!("a configuration must be a table of settings"));
+        };
+        let base = match map.remove("preset") {
+            Some(serde_json::Value::String(name)) => Self::preset(&name)?,
+            Some(other) => {
+                return Err(config_err!(
+                    "preset must be a name such as \"paper\", got {other}"
+                ))
+            }
+            None => self.clone(),
+        };
+        let mut value = serde_json::to_value(&base).expect("TrainConfig serialises");
+        let target = value.as_object_mut().expect("a struct serialises to a map");
+        // Null, not absent: an absent key would take the default's value.
+        if map.contains_key("iterations") {
+            target.insert("epochs".into(), serde_json::Value::Null);
+        }
+        if map.contains_key("epochs") {
+            target.insert("iterations".into(), serde_json::Value::Null);
+        }
+        merge(&mut value, overlay);
+        serde_json::from_value(value).map_err(|e| config_err!("configuration: {e}"))
+    }
+
+    /// The configuration as TOML (what `config.toml` in a run directory holds).
+    pub fn to_toml(&self) -> String {
+        toml::to_string_pretty(self).expect("TrainConfig serialises to TOML")
+    }
+
+    /// Read a run directory's `config.toml`.
+    pub fn load_toml(path: &Path) -> Result<Self> {
+        let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+        toml::from_str(&text)
+            .map_err(|e| Error::data(path, format!("not a rescnn configuration: {e}")))
+    }
+
+    /// A short label for file and folder names: the corpus kind and the architecture.
+    pub fn label(&self) -> String {
+        let corpus = self.corpus.split(':').next().unwrap_or("data");
+        let arch = if crate::model::preset(&self.arch).is_some() {
+            self.arch.clone()
+        } else if self.arch == SMALL_ARCH {
+            "small".into()
+        } else {
+            "custom".into()
+        };
+        format!("{corpus}-{arch}")
+    }
+}
+
+/// Batches per epoch the trainer uses: whole batches only (a short last batch would be a noisier
+/// step), unless the training set is smaller than one batch.
+pub fn batches_per_epoch(train_utterances: usize, batch: usize) -> usize {
+    if train_utterances >= batch {
+        train_utterances / batch
+    } else {
+        1
+    }
+}
+
+/// Recursive merge: objects merge key by key, anything else replaces.
+fn merge(base: &mut serde_json::Value, overlay: serde_json::Value) {
+    match (base, overlay) {
+        (serde_json::Value::Object(b), serde_json::Value::Object(o)) => {
+            for (k, v) in o {
+                match b.get_mut(&k) {
+                    Some(slot) if slot.is_object() && v.is_object() => merge(slot, v),
+                    _ => {
+                        b.insert(k, v);
+                    }
+                }
+            }
+        }
+        (slot, v) => *slot = v,
+    }
+}
+
+/// Where a new run goes when `--out` is not given: `runs/<UTC time>-<label>`.
+pub fn default_run_dir(label: &str) -> PathBuf {
+    PathBuf::from("runs").join(format!("{}-{label}", utc_stamp()))
+}
+
+/// The current UTC time as `YYYYmmdd-HHMMSS`.
+pub fn utc_stamp() -> String {
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let (days, rem) = (secs / 86_400, secs % 86_400);
+    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+    let z = days as i64 + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}{month:02}{day:02}-{:02}{:02}{:02}",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn protocols_parse_and_print() {
+        assert_eq!(
+            "speakers:15,16".parse::<ProtocolChoice>().unwrap(),
+            ProtocolChoice::Speakers(vec!["15".into(), "16".into()])
+        );
+        assert_eq!(
+            "loso".parse::<ProtocolChoice>().unwrap().to_string(),
+            "loso"
+        );
+        let e = "speakers:"
+            .parse::<ProtocolChoice>()
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("speakers:A,B"), "{e}");
+    }
+
+    #[test]
+    fn toml_round_trip_keeps_every_setting() {
+        let mut c = TrainConfig::paper();
+        c.epochs = Some(3.5);
+        c.iterations = None;
+        c.spectrogram.stft.mel_bands = Some(64);
+        let back: TrainConfig = toml::from_str(&c.to_toml()).unwrap();
+        assert_eq!(back, c);
+    }
+
+    #[test]
+    fn overlays_replace_only_their_keys_and_epochs_replace_iterations() {
+        let base = TrainConfig::default();
+        let c = base
+            .with_overlay(serde_json::json!({"epochs": 2, "optimizer": {"lr": 0.01}}))
+            .unwrap();
+        assert_eq!((c.iterations, c.epochs), (None, Some(2.0)));
+        assert_eq!(c.optimizer.lr, 0.01);
+        assert_eq!(c.optimizer.decay, base.optimizer.decay);
+        assert_eq!(c.arch, base.arch);
+        let e = base
+            .with_overlay(serde_json::json!({"bacth": 3}))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("bacth"), "{e}");
+        let p = base
+            .with_overlay(serde_json::json!({"preset": "paper", "batch": 8}))
+            .unwrap();
+        assert_eq!((p.arch.as_str(), p.batch), ("paper", 8));
+    }
+
+    #[test]
+    fn utc_stamp_has_the_documented_shape() {
+        let s = utc_stamp();
+        assert_eq!(s.len(), 15, "{s}");
+        assert_eq!(&s[8..9], "-");
+        assert!(s.starts_with("20"), "{s}");
+    }
+}

@@ -1,0 +1,166 @@
+//! A trained model as `rescnn predict` and `rescnn eval` use it: found from a run directory (or a fold
+//! folder, or a checkpoint file), with the spectrogram settings, class names and input normalisation
+//! it was trained with, so new audio goes through exactly the training path (without augmentation).
+
+use std::path::{Path, PathBuf};
+
+use super::checkpoint::Checkpoint;
+use super::config::TrainConfig;
+use super::trainer::files;
+use crate::backends::Backend;
+use crate::data::{BatchConfig, Batcher, CacheOptions, Corpus, FeatureStore, Source, Utterance};
+use crate::model::{ArchSpec, InputShape, Network};
+use crate::{Error, Result};
+
+/// Which weights of a run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Weights {
+    /// The weights selected on validation.
+    Best,
+    /// The weights after the last step.
+    Last,
+}
+
+/// The checkpoint file `model` names: a `.safetensors` file, or a run / fold directory's
+/// `checkpoints/{best,last}.safetensors`.
+pub fn locate(model: &Path, which: Weights) -> Result<PathBuf> {
+    if model.is_file() {
+        return Ok(model.to_path_buf());
+    }
+    if !model.is_dir() {
+        return Err(Error::data(
+            model,
+            "does not exist: give a run directory of rescnn-train (or a checkpoint .safetensors file)",
+        ));
+    }
+    let file = model.join(match which {
+        Weights::Best => files::BEST,
+        Weights::Last => files::LAST,
+    });
+    if file.is_file() {
+        return Ok(file);
+    }
+    let mut subruns: Vec<String> = std::fs::read_dir(model)
+        .map_err(|e| Error::io(model, e))?
+        .filter_map(|e| e.ok())
+        .filter(|e| e.path().join(files::CONFIG).exists() || e.path().join("checkpoints").is_dir())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    subruns.sort();
+    if !subruns.is_empty() {
+        return Err(Error::data(
+            model,
+            format!(
+                "holds {} models (one per fold or sweep member: {}); give one of those folders, e.g. {}",
+                subruns.len(),
+                subruns.join(", "),
+                model.join(&subruns[0]).display()
+            ),
+        ));
+    }
+    Err(Error::data(
+        model,
+        format!(
+            "has no {}: not a rescnn run directory, or the run stopped before its first validation",
+            file.strip_prefix(model).unwrap_or(&file).display()
+        ),
+    ))
+}
+
+/// A trained model loaded from its checkpoint.
+pub struct TrainedModel {
+    pub path: PathBuf,
+    pub checkpoint: Checkpoint,
+    pub config: TrainConfig,
+}
+
+impl TrainedModel {
+    pub fn load(model: &Path, which: Weights) -> Result<Self> {
+        let path = locate(model, which)?;
+        let checkpoint = Checkpoint::load(&path)?;
+        let config: TrainConfig = serde_json::from_value(checkpoint.model.config.clone())
+            .map_err(|e| Error::data(&path, format!("its configuration cannot be read: {e}")))?;
+        Ok(TrainedModel {
+            path,
+            checkpoint,
+            config,
+        })
+    }
+
+    pub fn classes(&self) -> &[String] {
+        &self.checkpoint.model.classes
+    }
+
+    /// The network with the checkpoint's weights, able to run `max_batch` inputs at a time.
+    pub fn network<B: Backend<Elem = f32>>(
+        &self,
+        backend: &B,
+        max_batch: usize,
+    ) -> Result<Network<B>> {
+        let m = &self.checkpoint.model;
+        let spec = ArchSpec::parse(&m.arch)?;
+        let (c, h, w) = m.input_shape;
+        let mut net = Network::new(
+            backend,
+            &spec,
+            InputShape::new(c, h, w),
+            m.classes.len(),
+            max_batch.max(1),
+            0,
+        )?;
+        net.import_params(backend, &self.checkpoint.params)
+            .map_err(|e| {
+                Error::data(
+                    &self.path,
+                    format!("the weights do not match the network: {e}"),
+                )
+            })?;
+        Ok(net)
+    }
+
+    /// Spectrograms of `corpus` with the model's settings (in memory).
+    pub fn features(&self, corpus: &Corpus) -> Result<FeatureStore> {
+        FeatureStore::build(
+            corpus,
+            &self.config.spectrogram.stft,
+            &CacheOptions::in_memory(),
+        )
+    }
+
+    /// Batches of `indices` of `store`, rendered and normalised as in training (no augmentation).
+    pub fn batcher<'a>(
+        &self,
+        store: &'a FeatureStore,
+        indices: &[usize],
+        batch: usize,
+    ) -> Result<Batcher<'a>> {
+        Batcher::new(
+            store,
+            &self.config.spectrogram.image,
+            indices,
+            BatchConfig::evaluation(batch),
+            self.checkpoint.model.input_norm.clone(),
+        )
+    }
+}
+
+/// WAV files as a corpus of unknown labels (for prediction); each file is read once here, so a bad
+/// one is reported by name before anything else runs.
+pub fn files_corpus(paths: &[PathBuf], classes: &[String]) -> Result<Corpus> {
+    let mut utterances = Vec::with_capacity(paths.len());
+    for p in paths {
+        let audio = crate::audio::read_wav(p)?;
+        utterances.push(Utterance {
+            id: p.display().to_string(),
+            duration_s: audio.duration_s(),
+            source: Source::File(p.clone()),
+            label: 0,
+            speaker: "-".into(),
+        });
+    }
+    Ok(Corpus {
+        name: "files".into(),
+        classes: classes.to_vec(),
+        utterances,
+    })
+}

@@ -1,0 +1,542 @@
+//! The run report: per fold `result.json`, `confusion.svg` (selected weights), `confusion-last.svg`,
+//! `accuracy.svg` and `loss.svg` (training curves), `summary.md`; for leave-one-speaker-out, a
+//! top-level `summary.md` with the per-fold table, mean ± std and the pooled confusion matrix; for a
+//! sweep, the paper's Table IV with our numbers beside it.
+//!
+//! `summary.md` is always the last file written, atomically: a directory with a summary is a
+//! finished run (`STATUS` says where an unfinished one stands).
+
+use std::fmt::Write as _;
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+use super::config::TrainConfig;
+use super::metrics::{mean_std, ConfusionMatrix, EvalReport};
+use super::plots::{confusion_svg, LineChart, Series};
+use super::trainer::{files, FoldResult, MetricsLine};
+use crate::data::Corpus;
+use crate::fsutil::write_atomic;
+use crate::{Error, Result};
+
+fn pct(v: f64) -> String {
+    format!("{:.2}", 100.0 * v)
+}
+
+fn json_bytes<T: Serialize>(v: &T) -> Vec<u8> {
+    let mut s = serde_json::to_string_pretty(v).expect("report serialises");
+    s.push('\n');
+    s.into_bytes()
+}
+
+/// Where and how a run was made: printed in every summary.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Provenance {
+    pub rescnn: String,
+    pub device: String,
+    pub wall_s: f64,
+    pub images_per_s: f64,
+}
+
+/// The run-level result (`result.json` at the top of a run directory).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RunResult {
+    pub label: String,
+    pub protocol: String,
+    pub folds: Vec<FoldResult>,
+    /// Pooled over folds (one fold: that fold's).
+    pub selected: EvalReport,
+    pub last: EvalReport,
+    /// Mean and sample standard deviation over folds of WA and UAR (selected weights).
+    pub wa_mean_std: (f64, f64),
+    pub uar_mean_std: (f64, f64),
+    pub provenance: Provenance,
+}
+
+/// Merge fold reports into one over all their test utterances.
+pub fn pool(reports: &[&EvalReport]) -> EvalReport {
+    let classes = reports.first().map_or(0, |r| r.confusion.classes());
+    let mut confusion = ConfusionMatrix::new(classes);
+    let mut per_speaker = std::collections::BTreeMap::new();
+    let (mut loss, mut n) = (0.0, 0u64);
+    for r in reports {
+        confusion.merge(&r.confusion);
+        for (s, (c, t)) in &r.per_speaker {
+            let e = per_speaker.entry(s.clone()).or_insert((0, 0));
+            e.0 += c;
+            e.1 += t;
+        }
+        loss += r.loss * r.confusion.total() as f64;
+        n += r.confusion.total();
+    }
+    EvalReport {
+        wa: confusion.weighted_accuracy(),
+        uar: confusion.unweighted_average_recall(),
+        macro_f1: confusion.macro_f1(),
+        loss: if n > 0 { loss / n as f64 } else { 0.0 },
+        per_class_recall: (0..classes).map(|k| confusion.recall(k)).collect(),
+        confusion,
+        per_speaker,
+    }
+}
+
+/// Markdown tables of one evaluation: per-class recall, confusion (counts and row %), per speaker.
+pub fn eval_tables(out: &mut String, report: &EvalReport, classes: &[String]) {
+    let c = &report.confusion;
+    let _ = writeln!(
+        out,
+        "| class | recall (%) | F1 (%) | utterances |\n|---|---|---|---|"
+    );
+    for (k, name) in classes.iter().enumerate() {
+        let recall = report.per_class_recall[k].map_or("–".to_string(), pct);
+        let _ = writeln!(
+            out,
+            "| {name} | {recall} | {} | {} |",
+            pct(c.f1(k)),
+            c.support(k)
+        );
+    }
+    let _ = writeln!(
+        out,
+        "\nConfusion matrix (rows: true class, columns: predicted; count and row %):\n"
+    );
+    let _ = write!(out, "| true \\ predicted |");
+    for name in classes {
+        let _ = write!(out, " {name} |");
+    }
+    let _ = write!(out, "\n|---|");
+    for _ in classes {
+        let _ = write!(out, "---|");
+    }
+    out.push('\n');
+    let rows = c.row_percentages();
+    for (t, name) in classes.iter().enumerate() {
+        let _ = write!(out, "| **{name}** |");
+        for (p, row_pct) in rows[t].iter().enumerate() {
+            let _ = write!(out, " {} ({row_pct:.1} %) |", c.count(t, p));
+        }
+        out.push('\n');
+    }
+    let _ = writeln!(
+        out,
+        "\n| speaker | correct / total | accuracy (%) |\n|---|---|---|"
+    );
+    for (s, (ok, total)) in &report.per_speaker {
+        let _ = writeln!(
+            out,
+            "| {s} | {ok} / {total} | {} |",
+            pct(*ok as f64 / (*total).max(1) as f64)
+        );
+    }
+}
+
+fn metrics_row(out: &mut String, what: &str, step: u64, r: &EvalReport) {
+    let _ = writeln!(
+        out,
+        "| {what} | {step} | {} | {} | {} | {:.4} |",
+        pct(r.wa),
+        pct(r.uar),
+        pct(r.macro_f1),
+        r.loss
+    );
+}
+
+/// The training curves of a fold as two SVG charts (accuracy, loss) against iteration.
+pub fn curves(metrics: &[MetricsLine], title: &str) -> (String, String) {
+    let pts = |f: &dyn Fn(&MetricsLine) -> Option<f64>| -> Vec<(f64, f64)> {
+        metrics
+            .iter()
+            .filter_map(|m| f(m).map(|v| (m.step as f64, v)))
+            .collect()
+    };
+    let acc = LineChart {
+        title: format!("{title}: accuracy"),
+        x_label: "iteration".into(),
+        y_label: "accuracy (%)".into(),
+        series: vec![
+            Series {
+                name: "train (augmented)".into(),
+                color: "#1f77b4",
+                points: pts(&|m| Some(100.0 * m.train_acc)),
+            },
+            Series {
+                name: "validation WA".into(),
+                color: "#d62728",
+                points: pts(&|m| m.val_wa.map(|v| 100.0 * v)),
+            },
+            Series {
+                name: "validation UAR".into(),
+                color: "#ff7f0e",
+                points: pts(&|m| m.val_uar.map(|v| 100.0 * v)),
+            },
+        ],
+        y_range: Some((0.0, 100.0)),
+    };
+    let loss = LineChart {
+        title: format!("{title}: loss"),
+        x_label: "iteration".into(),
+        y_label: "cross-entropy".into(),
+        series: vec![
+            Series {
+                name: "train (augmented)".into(),
+                color: "#1f77b4",
+                points: pts(&|m| Some(m.train_loss)),
+            },
+            Series {
+                name: "validation".into(),
+                color: "#d62728",
+                points: pts(&|m| m.val_loss),
+            },
+        ],
+        y_range: None,
+    };
+    (acc.to_svg(), loss.to_svg())
+}
+
+fn header(out: &mut String, title: &str, cfg: &TrainConfig, corpus: &Corpus) {
+    let _ = writeln!(out, "# {title}\n");
+    let _ = writeln!(out, "```text\n{}\n```\n", corpus.summary());
+    let (c, h, w) = cfg.spectrogram.input_shape();
+    let spec = crate::model::ArchSpec::from_name_or_spec(&cfg.arch)
+        .map(|s| s.text().to_string())
+        .unwrap_or_else(|_| cfg.arch.clone());
+    let length = match (cfg.iterations, cfg.epochs) {
+        (Some(n), _) => format!("{n} iterations"),
+        (None, Some(e)) => format!("{e} epochs"),
+        _ => String::new(),
+    };
+    let _ = writeln!(
+        out,
+        "- network: `{}` = `{spec}`\n- input: {c}×{h}×{w} ({} spectrogram, {} time axis)\n\
+         - protocol: {}; seed {}\n- training: {length}, batch {}, RMSProp lr {} decay {}, augmentation {}, \
+         class-balanced sampling {}\n- model selection: best validation {:?} (never the test set)",
+        cfg.arch,
+        cfg.spectrogram.image.colormap.name(),
+        match cfg.spectrogram.image.time_axis {
+            crate::features::TimeAxis::Whole => "whole-utterance",
+            crate::features::TimeAxis::Fixed => "fixed-resolution",
+        },
+        cfg.protocol,
+        cfg.seed,
+        cfg.batch,
+        cfg.optimizer.lr,
+        cfg.optimizer.decay,
+        if cfg.augment == crate::data::AugmentConfig::none() {
+            "off"
+        } else {
+            "on"
+        },
+        if cfg.balanced { "on" } else { "off" },
+        cfg.select_by
+    );
+}
+
+fn provenance_lines(out: &mut String, p: &Provenance) {
+    let _ = writeln!(
+        out,
+        "- device: {}\n- {}\n- wall time: {:.1} s; {:.1} training images/s",
+        p.device, p.rescnn, p.wall_s, p.images_per_s
+    );
+}
+
+/// A fold's report files; `summary.md` last.
+pub fn write_fold_report(
+    dir: &Path,
+    cfg: &TrainConfig,
+    corpus: &Corpus,
+    r: &FoldResult,
+    metrics: &[MetricsLine],
+) -> Result<()> {
+    let names: Vec<&str> = corpus.classes.iter().map(String::as_str).collect();
+    write_atomic(
+        &dir.join("confusion.svg"),
+        confusion_svg(
+            &format!(
+                "{}: test, selected weights (step {})",
+                r.name, r.selected_step
+            ),
+            &r.selected.confusion,
+            &names,
+        )
+        .as_bytes(),
+    )?;
+    write_atomic(
+        &dir.join("confusion-last.svg"),
+        confusion_svg(
+            &format!("{}: test, last weights (step {})", r.name, r.last_step),
+            &r.last.confusion,
+            &names,
+        )
+        .as_bytes(),
+    )?;
+    let (acc, loss) = curves(metrics, &r.name);
+    write_atomic(&dir.join("accuracy.svg"), acc.as_bytes())?;
+    write_atomic(&dir.join("loss.svg"), loss.as_bytes())?;
+    write_atomic(&dir.join(files::FOLD_RESULT), &json_bytes(r))?;
+
+    let mut out = String::new();
+    header(
+        &mut out,
+        &format!("rescnn: {} ({})", cfg.label(), r.name),
+        cfg,
+        corpus,
+    );
+    provenance_lines(
+        &mut out,
+        &Provenance {
+            rescnn: super::checkpoint::version_string(),
+            device: r.device.clone(),
+            wall_s: r.wall_s,
+            images_per_s: r.images_per_s,
+        },
+    );
+    let _ = writeln!(
+        out,
+        "- utterances: train {}, validation {}, test {} (test speakers: {})\n",
+        r.train_utterances,
+        r.val_utterances,
+        r.test_utterances,
+        r.test_speakers.join(", ")
+    );
+    fold_results(&mut out, r, &corpus.classes);
+    let _ = writeln!(
+        out,
+        "\nFigures: `confusion.svg` (selected), `confusion-last.svg`, `accuracy.svg`, `loss.svg`. \
+         Data: `metrics.jsonl` (one line per validation), `split.json`, `result.json`; \
+         checkpoints in `checkpoints/` (`best` = selected, `last` = resumable)."
+    );
+    write_atomic(&dir.join(files::SUMMARY), out.as_bytes())
+}
+
+fn fold_results(out: &mut String, r: &FoldResult, classes: &[String]) {
+    let _ = writeln!(out, "## Test results\n");
+    if let Some(b) = &r.selected_val {
+        let _ = writeln!(
+            out,
+            "Selected: step {} (validation WA {} %, UAR {} %, loss {:.4}).\n",
+            b.step,
+            pct(b.val_wa),
+            pct(b.val_uar),
+            b.val_loss
+        );
+    } else {
+        let _ = writeln!(
+            out,
+            "No validation set: the selected weights are the last.\n"
+        );
+    }
+    let _ = writeln!(
+        out,
+        "| weights | step | WA (%) | UAR (%) | macro-F1 (%) | loss |\n|---|---|---|---|---|---|"
+    );
+    metrics_row(
+        out,
+        "selected (best validation)",
+        r.selected_step,
+        &r.selected,
+    );
+    metrics_row(out, "last", r.last_step, &r.last);
+    let _ = writeln!(out, "\n### Selected weights\n");
+    eval_tables(out, &r.selected, classes);
+    let _ = writeln!(out, "\n### Last weights\n");
+    eval_tables(out, &r.last, classes);
+}
+
+/// The run-level result of `folds`.
+pub fn run_result(cfg: &TrainConfig, folds: Vec<FoldResult>) -> RunResult {
+    let selected = pool(&folds.iter().map(|f| &f.selected).collect::<Vec<_>>());
+    let last = pool(&folds.iter().map(|f| &f.last).collect::<Vec<_>>());
+    let was: Vec<f64> = folds.iter().map(|f| f.selected.wa).collect();
+    let uars: Vec<f64> = folds.iter().map(|f| f.selected.uar).collect();
+    let wall: f64 = folds.iter().map(|f| f.wall_s).sum();
+    let images: u64 = folds.iter().map(|f| f.train_images).sum();
+    RunResult {
+        label: cfg.label(),
+        protocol: cfg.protocol.clone(),
+        provenance: Provenance {
+            rescnn: super::checkpoint::version_string(),
+            device: folds.first().map(|f| f.device.clone()).unwrap_or_default(),
+            wall_s: wall,
+            images_per_s: images as f64 / wall.max(1e-9),
+        },
+        wa_mean_std: mean_std(&was),
+        uar_mean_std: mean_std(&uars),
+        selected,
+        last,
+        folds,
+    }
+}
+
+/// The top-level report of a multi-fold (leave-one-speaker-out) run; `summary.md` last.
+pub fn write_multi_fold_report(
+    dir: &Path,
+    cfg: &TrainConfig,
+    corpus: &Corpus,
+    r: &RunResult,
+) -> Result<()> {
+    let names: Vec<&str> = corpus.classes.iter().map(String::as_str).collect();
+    write_atomic(
+        &dir.join("confusion.svg"),
+        confusion_svg(
+            &format!("{} folds pooled: test, selected weights", r.folds.len()),
+            &r.selected.confusion,
+            &names,
+        )
+        .as_bytes(),
+    )?;
+    write_atomic(
+        &dir.join("confusion-last.svg"),
+        confusion_svg(
+            &format!("{} folds pooled: test, last weights", r.folds.len()),
+            &r.last.confusion,
+            &names,
+        )
+        .as_bytes(),
+    )?;
+    write_run_result(dir, r)?;
+    let mut out = String::new();
+    header(
+        &mut out,
+        &format!("rescnn: {} ({})", cfg.label(), cfg.protocol),
+        cfg,
+        corpus,
+    );
+    provenance_lines(&mut out, &r.provenance);
+    let _ = writeln!(
+        out,
+        "\n## Per fold (test speaker never trained on; selected on validation speakers)\n"
+    );
+    let _ = writeln!(
+        out,
+        "| fold | test speakers | test utt. | selected step | WA (%) | UAR (%) | macro-F1 (%) | last WA (%) | last UAR (%) |\n|---|---|---|---|---|---|---|---|---|"
+    );
+    for f in &r.folds {
+        let _ = writeln!(
+            out,
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+            f.name,
+            f.test_speakers.join(","),
+            f.test_utterances,
+            f.selected_step,
+            pct(f.selected.wa),
+            pct(f.selected.uar),
+            pct(f.selected.macro_f1),
+            pct(f.last.wa),
+            pct(f.last.uar)
+        );
+    }
+    let last_wa: Vec<f64> = r.folds.iter().map(|f| f.last.wa).collect();
+    let last_uar: Vec<f64> = r.folds.iter().map(|f| f.last.uar).collect();
+    let (lwm, lws) = mean_std(&last_wa);
+    let (lum, lus) = mean_std(&last_uar);
+    let _ = writeln!(
+        out,
+        "| **mean ± std** | | | | **{} ± {}** | **{} ± {}** | | {} ± {} | {} ± {} |",
+        pct(r.wa_mean_std.0),
+        pct(r.wa_mean_std.1),
+        pct(r.uar_mean_std.0),
+        pct(r.uar_mean_std.1),
+        pct(lwm),
+        pct(lws),
+        pct(lum),
+        pct(lus)
+    );
+    let _ = writeln!(
+        out,
+        "| **pooled** | all | {} | | **{}** | **{}** | {} | {} | {} |",
+        r.selected.confusion.total(),
+        pct(r.selected.wa),
+        pct(r.selected.uar),
+        pct(r.selected.macro_f1),
+        pct(r.last.wa),
+        pct(r.last.uar)
+    );
+    let _ = writeln!(out, "\n## Pooled over folds, selected weights\n");
+    eval_tables(&mut out, &r.selected, &corpus.classes);
+    let _ = writeln!(
+        out,
+        "\nFigures: `confusion.svg` (pooled, selected), `confusion-last.svg`; each fold's folder has \
+         its own curves, confusion matrices, metrics, split and checkpoints."
+    );
+    write_atomic(&dir.join(files::SUMMARY), out.as_bytes())
+}
+
+/// Write the run-level `result.json`.
+pub fn write_run_result(dir: &Path, r: &RunResult) -> Result<()> {
+    write_atomic(&dir.join(files::RESULT), &json_bytes(r))
+}
+
+/// Read a `result.json` or `fold.json`.
+pub fn read_json<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<T> {
+    let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+    serde_json::from_str(&text).map_err(|e| Error::data(path, format!("unreadable result: {e}")))
+}
+
+/// One row of a sweep table.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SweepRow {
+    pub name: String,
+    pub spec: String,
+    pub paper_accuracy: Option<f64>,
+    pub certainty: Option<String>,
+    pub result: RunResult,
+}
+
+/// The sweep's table in the paper's Table IV layout, our numbers beside the paper's.
+pub fn sweep_markdown(title: &str, cfg: &TrainConfig, rows: &[SweepRow]) -> String {
+    let mut out = String::new();
+    let _ = writeln!(out, "# {title}\n");
+    let (c, h, w) = cfg.spectrogram.input_shape();
+    let _ = writeln!(
+        out,
+        "Protocol {}, input {c}×{h}×{w}, batch {}, {}, seed {}. The paper's accuracy is EMO-DB with \
+         a random split at 512×512 after 1e5 iterations; ours is the test set of this protocol with the \
+         weights selected on validation (WA = accuracy; for several folds, pooled over folds and the \
+         mean ± std of the folds).\n",
+        cfg.protocol,
+        cfg.batch,
+        match (cfg.iterations, cfg.epochs) {
+            (Some(n), _) => format!("{n} iterations"),
+            (None, Some(e)) => format!("{e} epochs"),
+            _ => String::new(),
+        },
+        cfg.seed
+    );
+    let multi = rows.iter().any(|r| r.result.folds.len() > 1);
+    if multi {
+        let _ = writeln!(out, "| network | structure | shortcuts | paper (%) | certainty | our WA (%) | our UAR (%) | WA mean ± std (%) | UAR mean ± std (%) |\n|---|---|---|---|---|---|---|---|---|");
+    } else {
+        let _ = writeln!(out, "| network | structure | shortcuts | paper (%) | certainty | our WA (%) | our UAR (%) | our macro-F1 (%) |\n|---|---|---|---|---|---|---|---|");
+    }
+    for r in rows {
+        let shortcuts = r.spec.matches('+').count();
+        let paper = r.paper_accuracy.map_or("–".into(), |a| format!("{a:.2}"));
+        let cert = r.certainty.clone().unwrap_or_else(|| "–".into());
+        let res = &r.result;
+        if multi {
+            let _ = writeln!(
+                out,
+                "| {} | `{}` | {shortcuts} | {paper} | {cert} | {} | {} | {} ± {} | {} ± {} |",
+                r.name,
+                r.spec,
+                pct(res.selected.wa),
+                pct(res.selected.uar),
+                pct(res.wa_mean_std.0),
+                pct(res.wa_mean_std.1),
+                pct(res.uar_mean_std.0),
+                pct(res.uar_mean_std.1)
+            );
+        } else {
+            let _ = writeln!(
+                out,
+                "| {} | `{}` | {shortcuts} | {paper} | {cert} | {} | {} | {} |",
+                r.name,
+                r.spec,
+                pct(res.selected.wa),
+                pct(res.selected.uar),
+                pct(res.selected.macro_f1)
+            );
+        }
+    }
+    out
+}

@@ -1,0 +1,598 @@
+//! The training loop of one split (a "fold"), generic over the backend: batches, RMSProp steps,
+//! periodic validation with model selection on the validation set only, checkpoints, Ctrl-C, and
+//! at the end the test evaluation of both the selected and the last weights.
+//!
+//! Everything random is a pure function of the seed: initial weights of (seed, fold), the data
+//! order of (seed, fold, epoch) and each augmented image of (seed, fold, epoch, position), so a run
+//! resumed from a checkpoint (which records only the step and the running statistics) continues
+//! exactly as the uninterrupted run would have; on the CPU backend, bit for bit.
+
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+use serde::{Deserialize, Serialize};
+
+use super::checkpoint::{BestRecord, Checkpoint, ModelInfo, TrainerState};
+use super::config::{batches_per_epoch, Selection, TrainConfig};
+use super::metrics::{EvalReport, Evaluator};
+use crate::backends::Backend;
+use crate::data::{BatchConfig, Batcher, Corpus, FeatureStore, InputNorm, Split};
+use crate::model::{ArchSpec, InputShape, Network};
+use crate::{config_err, Error, Result};
+
+/// How a run is driven from outside: the stop flag (Ctrl-C), a planned stop, the progress bar.
+#[derive(Clone, Debug, Default)]
+pub struct RunControl {
+    /// Set (by the Ctrl-C handler) to stop after the current step, checkpoint and exit.
+    pub stop: Arc<AtomicBool>,
+    /// Stop as if interrupted once this many steps are done (`--stop-at`).
+    pub stop_at: Option<u64>,
+    /// Draw a progress bar (on a terminal).
+    pub progress: bool,
+}
+
+impl RunControl {
+    fn should_stop(&self, step: u64) -> bool {
+        self.stop.load(Ordering::SeqCst) || self.stop_at.is_some_and(|s| step >= s)
+    }
+}
+
+/// One line of `metrics.jsonl`: an evaluation on the validation set and the training statistics
+/// since the previous one.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct MetricsLine {
+    pub step: u64,
+    pub epoch: f64,
+    pub lr: f64,
+    pub train_loss: f64,
+    pub train_acc: f64,
+    pub val_loss: Option<f64>,
+    pub val_wa: Option<f64>,
+    pub val_uar: Option<f64>,
+    pub val_f1: Option<f64>,
+    /// Wall time since the fold started (seconds, across resumptions).
+    pub elapsed_s: f64,
+    /// Training images per second so far.
+    pub images_per_s: f64,
+}
+
+/// The test results of a finished fold.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct FoldResult {
+    pub name: String,
+    pub test_speakers: Vec<String>,
+    pub train_utterances: usize,
+    pub val_utterances: usize,
+    pub test_utterances: usize,
+    /// The selected weights: best validation evaluation (by the configured criterion).
+    pub selected_step: u64,
+    pub selected_val: Option<BestRecord>,
+    pub selected: EvalReport,
+    /// The weights after the last step.
+    pub last_step: u64,
+    pub last: EvalReport,
+    pub device: String,
+    pub wall_s: f64,
+    pub train_images: u64,
+    pub images_per_s: f64,
+}
+
+/// How a fold ended.
+#[derive(Clone, Debug)]
+pub enum FoldOutcome {
+    Done(Box<FoldResult>),
+    Interrupted { step: u64, total: u64 },
+}
+
+/// Everything one fold trains and evaluates on.
+pub struct Fold<'a> {
+    pub name: String,
+    /// 0-based fold number (0 for single splits); seeds are derived from it.
+    pub index: u64,
+    pub split: &'a Split,
+    pub dir: PathBuf,
+}
+
+/// Files of a fold directory.
+pub mod files {
+    pub const METRICS: &str = "metrics.jsonl";
+    pub const LAST: &str = "checkpoints/last.safetensors";
+    pub const BEST: &str = "checkpoints/best.safetensors";
+    pub const RESULT: &str = "result.json";
+    pub const FOLD_RESULT: &str = "fold.json";
+    pub const SPLIT: &str = "split.json";
+    pub const STATUS: &str = "STATUS";
+    pub const SUMMARY: &str = "summary.md";
+    pub const CONFIG: &str = "config.toml";
+}
+
+/// SplitMix64 of (seed, tag, fold): independent streams for weights and data per fold.
+pub fn derive_seed(seed: u64, tag: u64, fold: u64) -> u64 {
+    let mut z =
+        seed ^ tag.wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ fold.wrapping_mul(0xd1b5_4a32_d192_ed03);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
+
+/// Softmax probabilities of one row of logits, in f64 (stable: the maximum is subtracted first).
+pub fn softmax(logits: &[f32]) -> Vec<f64> {
+    let max = logits.iter().fold(f32::NEG_INFINITY, |m, &v| m.max(v)) as f64;
+    let exp: Vec<f64> = logits.iter().map(|&v| (v as f64 - max).exp()).collect();
+    let sum: f64 = exp.iter().sum();
+    exp.into_iter().map(|e| e / sum).collect()
+}
+
+/// Index of the first maximum.
+pub fn argmax(v: &[f64]) -> usize {
+    let mut best = 0;
+    for (i, &x) in v.iter().enumerate() {
+        if x > v[best] {
+            best = i;
+        }
+    }
+    best
+}
+
+/// Class probabilities of every utterance the batcher yields (in its order), with their corpus
+/// indices.
+pub fn predict_all<B: Backend<Elem = f32>>(
+    backend: &B,
+    net: &mut Network<B>,
+    batcher: &Batcher<'_>,
+) -> Result<Vec<(usize, Vec<f64>)>> {
+    let classes = net.classes();
+    let mut out = Vec::with_capacity(batcher.len_utterances());
+    for batch in batcher.epoch(0) {
+        let n = batch.labels.len();
+        let logits = net.forward_logits(backend, &batch.inputs.data, n)?;
+        for (k, &u) in batch.utterances.iter().enumerate() {
+            out.push((u, softmax(&logits[k * classes..(k + 1) * classes])));
+        }
+    }
+    Ok(out)
+}
+
+/// Evaluate on every utterance the batcher yields: metrics, confusion, per-speaker accuracy.
+/// `label_map` maps a corpus label to the model's class index (identity when `None`).
+pub fn evaluate<B: Backend<Elem = f32>>(
+    backend: &B,
+    net: &mut Network<B>,
+    batcher: &Batcher<'_>,
+    corpus: &Corpus,
+    label_map: Option<&[usize]>,
+) -> Result<EvalReport> {
+    let mut ev = Evaluator::new(net.classes());
+    for (u, probs) in predict_all(backend, net, batcher)? {
+        let utt = &corpus.utterances[u];
+        let truth = label_map.map_or(utt.label, |m| m[utt.label]);
+        let loss = -probs[truth].max(1e-300).ln();
+        ev.add(truth, argmax(&probs), &utt.speaker, loss);
+    }
+    Ok(ev.finish())
+}
+
+fn is_better(sel: Selection, val: &EvalReport, best: Option<&BestRecord>) -> bool {
+    let Some(b) = best else { return true };
+    match sel {
+        Selection::Uar => val.uar > b.val_uar || (val.uar == b.val_uar && val.loss < b.val_loss),
+        Selection::Wa => val.wa > b.val_wa || (val.wa == b.val_wa && val.loss < b.val_loss),
+        Selection::Loss => val.loss < b.val_loss,
+    }
+}
+
+/// Write `text` to `dir/STATUS` (atomically).
+pub fn write_status(dir: &Path, text: &str) -> Result<()> {
+    crate::fsutil::write_atomic(&dir.join(files::STATUS), format!("{text}\n").as_bytes())
+}
+
+/// Read `metrics.jsonl`.
+pub fn read_metrics(path: &Path) -> Result<Vec<MetricsLine>> {
+    let text = match std::fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(Error::io(path, e)),
+    };
+    text.lines()
+        .filter(|l| !l.trim().is_empty())
+        .enumerate()
+        .map(|(i, l)| {
+            serde_json::from_str(l).map_err(|e| Error::data(path, format!("line {}: {e}", i + 1)))
+        })
+        .collect()
+}
+
+/// Keep only the evaluations up to `step` (a resumed run recomputes the later ones).
+fn truncate_metrics(path: &Path, step: u64) -> Result<()> {
+    let kept: Vec<MetricsLine> = read_metrics(path)?
+        .into_iter()
+        .filter(|m| m.step <= step)
+        .collect();
+    let mut text = String::new();
+    for m in &kept {
+        text.push_str(&serde_json::to_string(m).expect("metrics serialise"));
+        text.push('\n');
+    }
+    crate::fsutil::write_atomic(path, text.as_bytes())
+}
+
+fn append_metrics(path: &Path, line: &MetricsLine) -> Result<()> {
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .map_err(|e| Error::io(path, e))?;
+    writeln!(
+        f,
+        "{}",
+        serde_json::to_string(line).expect("metrics serialise")
+    )
+    .map_err(|e| Error::io(path, e))
+}
+
+/// The trained network of a fold, with everything needed to continue.
+pub struct Trainer<'a, B: Backend<Elem = f32>> {
+    backend: &'a B,
+    cfg: &'a TrainConfig,
+    corpus: &'a Corpus,
+    store: &'a FeatureStore,
+    fold: Fold<'a>,
+    net: Network<B>,
+    norm: InputNorm,
+    state: TrainerState,
+    model: ModelInfo,
+    device: String,
+}
+
+impl<'a, B: Backend<Elem = f32>> Trainer<'a, B> {
+    /// A new fold (fresh weights) or, when `dir/checkpoints/last.safetensors` exists and
+    /// `resume` is set, the fold as its last checkpoint left it.
+    pub fn new(
+        backend: &'a B,
+        cfg: &'a TrainConfig,
+        corpus: &'a Corpus,
+        store: &'a FeatureStore,
+        fold: Fold<'a>,
+        resume: bool,
+    ) -> Result<Self> {
+        let spec = ArchSpec::from_name_or_spec(&cfg.arch)?;
+        let (c, h, w) = cfg.spectrogram.input_shape();
+        let classes = corpus.classes.len();
+        let mut net = Network::new(
+            backend,
+            &spec,
+            InputShape::new(c, h, w),
+            classes,
+            cfg.batch,
+            derive_seed(cfg.seed, 1, fold.index),
+        )?;
+        let train_len = fold.split.train.len();
+        if train_len == 0 {
+            return Err(config_err!("{}: the training set is empty", fold.name));
+        }
+        let last = fold.dir.join(files::LAST);
+        let config_json = serde_json::to_value(cfg).expect("config serialises");
+        let (norm, state) = if resume && last.exists() {
+            let ck = Checkpoint::load(&last)?;
+            if ck.model.config != config_json || ck.model.classes != corpus.classes {
+                return Err(Error::data(
+                    &last,
+                    "this checkpoint was written with a different configuration or class list than \
+                     the run's config.toml; resume the run it belongs to",
+                ));
+            }
+            net.import_params(backend, &ck.params)
+                .map_err(|e| Error::data(&last, format!("does not match the network: {e}")))?;
+            let opt = ck.optimizer.as_ref().ok_or_else(|| {
+                Error::data(
+                    &last,
+                    "holds weights only (no optimizer state); cannot resume from it",
+                )
+            })?;
+            net.import_optimizer_state(backend, opt)
+                .map_err(|e| Error::data(&last, format!("does not match the network: {e}")))?;
+            (ck.model.input_norm, ck.state)
+        } else {
+            let norm = InputNorm::from_training(store, &cfg.spectrogram.image, &fold.split.train)?;
+            let bpe = batches_per_epoch(train_len, cfg.batch) as u64;
+            let state = TrainerState {
+                step: 0,
+                total_steps: cfg.total_iterations(train_len),
+                batches_per_epoch: bpe,
+                data_seed: derive_seed(cfg.seed, 2, fold.index),
+                best: None,
+                interval_loss_sum: 0.0,
+                interval_correct: 0,
+                interval_samples: 0,
+                elapsed_s: 0.0,
+                images: 0,
+            };
+            (norm, state)
+        };
+        let model = ModelInfo {
+            arch: spec.text().to_string(),
+            input_shape: (c, h, w),
+            classes: corpus.classes.clone(),
+            input_norm: norm.clone(),
+            config: config_json,
+        };
+        Ok(Trainer {
+            device: backend.name(),
+            backend,
+            cfg,
+            corpus,
+            store,
+            fold,
+            net,
+            norm,
+            state,
+            model,
+        })
+    }
+
+    pub fn state(&self) -> &TrainerState {
+        &self.state
+    }
+    pub fn network(&self) -> &Network<B> {
+        &self.net
+    }
+
+    fn checkpoint(&self, full: bool) -> Result<Checkpoint> {
+        Ok(Checkpoint {
+            model: self.model.clone(),
+            params: self.net.export_params(self.backend)?,
+            optimizer: if full {
+                Some(self.net.export_optimizer_state(self.backend)?)
+            } else {
+                None
+            },
+            state: self.state.clone(),
+            written_by: super::checkpoint::version_string(),
+        })
+    }
+
+    fn eval_batcher(&self, indices: &[usize]) -> Result<Batcher<'a>> {
+        Batcher::new(
+            self.store,
+            &self.cfg.spectrogram.image,
+            indices,
+            BatchConfig::evaluation(self.cfg.batch),
+            self.norm.clone(),
+        )
+    }
+
+    /// Train to the end (or until stopped), then evaluate the test set.
+    pub fn run(&mut self, control: &RunControl) -> Result<FoldOutcome> {
+        let dir = self.fold.dir.clone();
+        crate::fsutil::create_dir_all(&dir.join("checkpoints"))?;
+        let metrics_path = dir.join(files::METRICS);
+        truncate_metrics(&metrics_path, self.state.step)?;
+        let split = self.fold.split;
+        let augment = (self.cfg.augment != crate::data::AugmentConfig::none())
+            .then(|| self.cfg.augment.clone());
+        let train_batcher = Batcher::new(
+            self.store,
+            &self.cfg.spectrogram.image,
+            &split.train,
+            BatchConfig {
+                batch_size: self.cfg.batch,
+                seed: self.state.data_seed,
+                shuffle: true,
+                augment,
+                balanced: self.cfg.balanced,
+                drop_last: split.train.len() >= self.cfg.batch,
+            },
+            self.norm.clone(),
+        )?;
+        let val_batcher = self.eval_batcher(&split.val)?;
+        let rms = self.cfg.optimizer.rmsprop();
+        let total = self.state.total_steps;
+
+        let bar = if control.progress {
+            indicatif::ProgressBar::new(total)
+        } else {
+            indicatif::ProgressBar::hidden()
+        };
+        bar.set_style(
+            indicatif::ProgressStyle::with_template(
+                "{prefix} {bar:25} {pos}/{len} it  {per_sec}  ETA {eta}  {msg}",
+            )
+            .expect("valid template"),
+        );
+        bar.set_prefix(self.fold.name.clone());
+        bar.set_position(self.state.step);
+        bar.reset_eta();
+
+        let mut order: Option<(u64, Vec<usize>)> = None;
+        let mut segment_start = Instant::now();
+        let mut segment_base = self.state.elapsed_s;
+        while self.state.step < total {
+            if control.should_stop(self.state.step) {
+                self.state.elapsed_s = segment_base + segment_start.elapsed().as_secs_f64();
+                self.checkpoint(true)?.save(&dir.join(files::LAST))?;
+                bar.abandon();
+                return Ok(FoldOutcome::Interrupted {
+                    step: self.state.step,
+                    total,
+                });
+            }
+            let (epoch, index) = (self.state.epoch(), self.state.batch_in_epoch());
+            if order.as_ref().is_none_or(|(e, _)| *e != epoch) {
+                order = Some((epoch, train_batcher.epoch_order(epoch)));
+            }
+            let batch = train_batcher
+                .batch_at(epoch, &order.as_ref().expect("set above").1, index as usize)
+                .expect("batches_per_epoch batches exist in every epoch");
+            let stats =
+                self.net
+                    .train_step(self.backend, &batch.inputs.data, &batch.labels, &rms)?;
+            if !stats.mean_loss.is_finite() {
+                return Err(config_err!(
+                    "training diverged at step {} (loss {}): lower the learning rate (--lr, now {})",
+                    self.state.step + 1,
+                    stats.mean_loss,
+                    rms.lr
+                ));
+            }
+            let n = batch.labels.len() as u64;
+            self.state.step += 1;
+            self.state.images += n;
+            self.state.interval_loss_sum += stats.mean_loss * n as f64;
+            self.state.interval_correct += stats.correct as u64;
+            self.state.interval_samples += n;
+            bar.set_position(self.state.step);
+            bar.set_message(format!(
+                "loss {:.3} acc {:.0}%",
+                stats.mean_loss,
+                100.0 * stats.correct as f64 / n as f64
+            ));
+            if self.state.step % self.cfg.eval_every == 0 || self.state.step == total {
+                self.state.elapsed_s = segment_base + segment_start.elapsed().as_secs_f64();
+                let line = self.validate(&val_batcher, &rms)?;
+                append_metrics(&metrics_path, &line)?;
+                bar.suspend(|| println!("{}", describe_line(&self.fold.name, &line, total)));
+                // Checkpoint after the metrics line, so a checkpoint never lacks its evaluations.
+                self.state.elapsed_s = segment_base + segment_start.elapsed().as_secs_f64();
+                self.checkpoint(true)?.save(&dir.join(files::LAST))?;
+                segment_base = self.state.elapsed_s;
+                segment_start = Instant::now();
+            }
+        }
+        bar.finish_and_clear();
+        self.finish().map(|r| FoldOutcome::Done(Box::new(r)))
+    }
+
+    /// Validation evaluation: a metrics line, and the selected checkpoint updated when it improves.
+    fn validate(
+        &mut self,
+        val_batcher: &Batcher<'_>,
+        rms: &crate::backends::RmsPropConfig,
+    ) -> Result<MetricsLine> {
+        let st = &mut self.state;
+        let samples = st.interval_samples.max(1) as f64;
+        let mut line = MetricsLine {
+            step: st.step,
+            epoch: st.step as f64 / st.batches_per_epoch.max(1) as f64,
+            lr: rms.lr_at(st.step),
+            train_loss: st.interval_loss_sum / samples,
+            train_acc: st.interval_correct as f64 / samples,
+            val_loss: None,
+            val_wa: None,
+            val_uar: None,
+            val_f1: None,
+            elapsed_s: st.elapsed_s,
+            images_per_s: st.images as f64 / st.elapsed_s.max(1e-9),
+        };
+        st.interval_loss_sum = 0.0;
+        st.interval_correct = 0;
+        st.interval_samples = 0;
+        if val_batcher.len_utterances() > 0 {
+            let val = evaluate(self.backend, &mut self.net, val_batcher, self.corpus, None)?;
+            line.val_loss = Some(val.loss);
+            line.val_wa = Some(val.wa);
+            line.val_uar = Some(val.uar);
+            line.val_f1 = Some(val.macro_f1);
+            if is_better(self.cfg.select_by, &val, self.state.best.as_ref()) {
+                self.state.best = Some(BestRecord {
+                    step: self.state.step,
+                    val_wa: val.wa,
+                    val_uar: val.uar,
+                    val_loss: val.loss,
+                });
+                self.checkpoint(false)?
+                    .save(&self.fold.dir.join(files::BEST))?;
+            }
+        }
+        Ok(line)
+    }
+
+    /// Test evaluation of the last and the selected weights, and the fold's report files.
+    fn finish(&mut self) -> Result<FoldResult> {
+        let dir = self.fold.dir.clone();
+        let split = self.fold.split;
+        let test_batcher = self.eval_batcher(&split.test)?;
+        let last = evaluate(
+            self.backend,
+            &mut self.net,
+            &test_batcher,
+            self.corpus,
+            None,
+        )?;
+        let (selected_step, selected) = match &self.state.best {
+            Some(b) if b.step != self.state.step => {
+                let best_path = dir.join(files::BEST);
+                let ck = Checkpoint::load(&best_path)?;
+                let last_params = self.net.export_params(self.backend)?;
+                self.net.import_params(self.backend, &ck.params)?;
+                let r = evaluate(
+                    self.backend,
+                    &mut self.net,
+                    &test_batcher,
+                    self.corpus,
+                    None,
+                )?;
+                self.net.import_params(self.backend, &last_params)?;
+                (b.step, r)
+            }
+            Some(b) => (b.step, last.clone()),
+            None => {
+                // No validation set: the last weights are the selected ones.
+                self.checkpoint(false)?.save(&dir.join(files::BEST))?;
+                (self.state.step, last.clone())
+            }
+        };
+        let test_speakers = {
+            let mut s: Vec<String> = split
+                .test
+                .iter()
+                .map(|&i| self.corpus.utterances[i].speaker.clone())
+                .collect();
+            s.sort();
+            s.dedup();
+            s
+        };
+        let result = FoldResult {
+            name: self.fold.name.clone(),
+            test_speakers,
+            train_utterances: split.train.len(),
+            val_utterances: split.val.len(),
+            test_utterances: split.test.len(),
+            selected_step,
+            selected_val: self.state.best.clone(),
+            selected,
+            last_step: self.state.step,
+            last,
+            device: self.device.clone(),
+            wall_s: self.state.elapsed_s,
+            train_images: self.state.images,
+            images_per_s: self.state.images as f64 / self.state.elapsed_s.max(1e-9),
+        };
+        let metrics = read_metrics(&dir.join(files::METRICS))?;
+        super::report::write_fold_report(&dir, self.cfg, self.corpus, &result, &metrics)?;
+        Ok(result)
+    }
+}
+
+/// One line per evaluation for the console and logs.
+pub fn describe_line(name: &str, m: &MetricsLine, total: u64) -> String {
+    let val = match (m.val_wa, m.val_uar, m.val_loss) {
+        (Some(wa), Some(uar), Some(loss)) => format!(
+            "val loss {loss:.3} WA {:.1}% UAR {:.1}%",
+            100.0 * wa,
+            100.0 * uar
+        ),
+        _ => "no validation set".to_string(),
+    };
+    format!(
+        "{name}: step {}/{total} (epoch {:.1})  train loss {:.3} acc {:.1}%  {val}  [{:.0} s, {:.1} img/s]",
+        m.step,
+        m.epoch,
+        m.train_loss,
+        100.0 * m.train_acc,
+        m.elapsed_s,
+        m.images_per_s
+    )
+}

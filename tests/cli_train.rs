@@ -1,0 +1,222 @@
+//! The rescnn-train command line: layering of defaults, presets, config files (TOML and JSON) and
+//! options; --resume's rules; and Ctrl-C on the real binary (checkpoint, clean exit, resume).
+
+mod train_support;
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+
+use rescnn::features::Colormap;
+use rescnn::training::args::{config, parse, request, Request};
+use rescnn::training::TrainConfig;
+use train_support::*;
+
+fn cfg_of(words: &[&str]) -> rescnn::Result<TrainConfig> {
+    let (args, m) = parse(std::iter::once("rescnn-train").chain(words.iter().copied())).unwrap();
+    config(&args, &m)
+}
+
+#[test]
+fn no_arguments_is_the_default_configuration() {
+    assert_eq!(cfg_of(&[]).unwrap(), TrainConfig::default());
+}
+
+#[test]
+fn the_paper_preset_sets_what_the_paper_states() {
+    let c = cfg_of(&["--preset", "paper"]).unwrap();
+    assert_eq!(c.arch, "paper");
+    assert_eq!((c.batch, c.iterations, c.epochs), (50, Some(100_000), None));
+    assert_eq!((c.optimizer.lr, c.optimizer.decay), (0.001, 1e-6));
+    assert_eq!(
+        (c.spectrogram.image.height, c.spectrogram.image.width),
+        (512, 512)
+    );
+    assert_eq!(c.spectrogram.image.colormap, Colormap::Jet);
+    assert_eq!(c.augment, rescnn::data::AugmentConfig::paper());
+    assert!(c.balanced);
+    assert_eq!(c.protocol, "random");
+}
+
+#[test]
+fn toml_and_json_files_layer_under_the_options_given() {
+    let dir = temp_dir();
+    let toml = dir.path().join("run.toml");
+    std::fs::write(
+        &toml,
+        "arch = \"paper-plain\"\niterations = 5\n[optimizer]\nlr = 0.01\n[spectrogram.image]\nheight = 48\n",
+    )
+    .unwrap();
+    let c = cfg_of(&["--config", toml.to_str().unwrap(), "--lr", "0.02"]).unwrap();
+    assert_eq!(c.arch, "paper-plain");
+    assert_eq!(c.iterations, Some(5));
+    assert_eq!(c.optimizer.lr, 0.02, "an option given beats the file");
+    assert_eq!(c.spectrogram.image.height, 48);
+    // Options NOT given (e.g. --width, whose clap default is 512) leave the file and defaults alone.
+    assert_eq!(
+        c.spectrogram.image.width,
+        TrainConfig::default().spectrogram.image.width
+    );
+
+    let json = dir.path().join("run.json");
+    std::fs::write(&json, r#"{"preset": "paper", "epochs": 3, "batch": 8}"#).unwrap();
+    let c = cfg_of(&["--config", json.to_str().unwrap(), "--width", "96"]).unwrap();
+    assert_eq!(
+        (c.arch.as_str(), c.batch, c.epochs, c.iterations),
+        ("paper", 8, Some(3.0), None)
+    );
+    assert_eq!(c.spectrogram.image.width, 96);
+    assert_eq!(c.spectrogram.image.height, 512, "from the paper preset");
+
+    // The effective configuration a run writes reads back the same.
+    assert_eq!(toml::from_str::<TrainConfig>(&c.to_toml()).unwrap(), c);
+
+    std::fs::write(&toml, "itertions = 5\n").unwrap();
+    let e = cfg_of(&["--config", toml.to_str().unwrap()])
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("run.toml") && e.contains("itertions"), "{e}");
+    std::fs::write(&toml, "iterations = \n").unwrap();
+    let e = cfg_of(&["--config", toml.to_str().unwrap()])
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("run.toml") && e.contains("not valid TOML"),
+        "{e}"
+    );
+}
+
+#[test]
+fn data_options_build_the_corpus_and_bad_values_are_refused() {
+    let c = cfg_of(&["--data", "/data/emodb"]).unwrap();
+    assert_eq!(c.corpus, "emodb:/data/emodb");
+    let c = cfg_of(&["--data", "/data/x", "--corpus", "folders"]).unwrap();
+    assert_eq!(c.corpus, "folders:/data/x");
+    let e = cfg_of(&["--corpus", "ravdess"]).unwrap_err().to_string();
+    assert!(e.contains("needs --data"), "{e}");
+    let e = cfg_of(&["--protocol", "speakers"]).unwrap_err().to_string();
+    assert!(e.contains("speakers:A,B"), "{e}");
+    assert!(parse(["rescnn-train", "--iters", "5", "--epochs", "2"]).is_err());
+    assert!(parse(["rescnn-train", "--device", "tpu"]).is_err());
+}
+
+#[test]
+fn resume_takes_the_runs_own_configuration() {
+    let (args, m) = parse(["rescnn-train", "--resume", "runs/x"]).unwrap();
+    assert!(matches!(
+        request(&args, &m).unwrap(),
+        Request::Resume { .. }
+    ));
+    let (args, m) = parse([
+        "rescnn-train",
+        "--resume",
+        "runs/x",
+        "--lr",
+        "0.1",
+        "--batch",
+        "4",
+    ])
+    .unwrap();
+    let e = request(&args, &m).unwrap_err().to_string();
+    assert!(
+        e.contains("--lr") && e.contains("--batch") && e.contains("config.toml"),
+        "{e}"
+    );
+}
+
+/// Ctrl-C (SIGINT) on the real binary: the step finishes, a checkpoint is written, the process exits
+/// with 130 and says how to resume; `--resume` then finishes the run.
+#[test]
+fn ctrl_c_checkpoints_and_the_run_resumes() {
+    let dir = temp_dir();
+    let run_dir = dir.path().join("run");
+    let common = [
+        "--arch",
+        "c8k3 p2 fc32",
+        "--height",
+        "32",
+        "--width",
+        "32",
+        "--colormap",
+        "gray",
+        "--batch",
+        "8",
+        "--iters",
+        "300",
+        "--eval-every",
+        "5",
+        "--device",
+        "cpu",
+        "--no-cache",
+        "--protocol",
+        "random",
+    ];
+    let mut child = Command::new(env!("CARGO_BIN_EXE_rescnn-train"))
+        .args(common)
+        .arg("--out")
+        .arg(&run_dir)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut seen = Vec::new();
+    for line in lines.by_ref() {
+        let line = line.unwrap();
+        let first_eval = line.contains("step 5/300");
+        seen.push(line);
+        if first_eval {
+            break;
+        }
+    }
+    assert!(
+        seen.iter().any(|l| l.contains("step 5/300")),
+        "no evaluation line: {seen:?}"
+    );
+    let killed = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let rest: Vec<String> = lines.map(|l| l.unwrap()).collect();
+    let status = child.wait().unwrap();
+    assert_eq!(
+        status.code(),
+        Some(130),
+        "output after the signal: {rest:?}"
+    );
+    let text = rest.join("\n");
+    assert!(
+        text.contains("continue with: rescnn-train --resume"),
+        "{text}"
+    );
+    let ck = last_checkpoint(&run_dir);
+    assert!(
+        ck.state.step >= 5 && ck.state.step < 300,
+        "step {}",
+        ck.state.step
+    );
+    assert!(!run_dir.join("summary.md").exists());
+
+    let out = Command::new(env!("CARGO_BIN_EXE_rescnn-train"))
+        .arg("--resume")
+        .arg(&run_dir)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains(&format!("resuming at step {}", ck.state.step)),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("test accuracy") && stdout.contains("summary.md"),
+        "{stdout}"
+    );
+    assert_eq!(last_checkpoint(&run_dir).state.step, 300);
+    let status = std::fs::read_to_string(run_dir.join("STATUS")).unwrap();
+    assert_eq!(status.trim(), "complete");
+}

@@ -1,0 +1,89 @@
+//! Shared pieces of the trainer tests: a tiny configuration on the synthetic corpus (CPU backend, no
+//! disk cache), temporary run directories, and comparisons of checkpoints and metrics.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+
+use rescnn::training::checkpoint::Checkpoint;
+use rescnn::training::config::{small_spectrogram, DeviceChoice, TrainConfig};
+use rescnn::training::run::{self, RunOutcome};
+use rescnn::training::trainer::{read_metrics, MetricsLine, RunControl};
+
+/// A network and input small enough that a test run takes seconds: 32 mel bands × 128 frames gray,
+/// two convs with a shortcut, batch 16.
+pub fn tiny_config() -> TrainConfig {
+    TrainConfig {
+        corpus: "synthetic".into(),
+        arch: "c8k3 p2 +0 c16k3 p2 fc32".into(),
+        device: DeviceChoice::Cpu,
+        protocol: "random".into(),
+        spectrogram: small_spectrogram(32, 128),
+        batch: 16,
+        iterations: Some(30),
+        epochs: None,
+        eval_every: 10,
+        feature_cache: false,
+        ..TrainConfig::default()
+    }
+}
+
+/// A fresh, empty temporary folder (removed when dropped).
+pub fn temp_dir() -> tempfile::TempDir {
+    tempfile::Builder::new()
+        .prefix("rescnn-train-test")
+        .tempdir()
+        .expect("temporary folder")
+}
+
+pub fn quiet() -> RunControl {
+    RunControl::default()
+}
+
+/// Train `cfg` in `dir` to the end.
+pub fn train(cfg: &TrainConfig, dir: &Path) -> RunOutcome {
+    run::start(cfg, dir, &quiet()).unwrap_or_else(|e| panic!("training failed: {e}"))
+}
+
+pub fn last_checkpoint(dir: &Path) -> Checkpoint {
+    Checkpoint::load(&dir.join("checkpoints/last.safetensors")).expect("last checkpoint")
+}
+
+/// Metrics lines without the wall-clock fields (which differ between runs).
+pub fn metrics_without_time(dir: &Path) -> Vec<MetricsLine> {
+    read_metrics(&dir.join("metrics.jsonl"))
+        .expect("metrics")
+        .into_iter()
+        .map(|mut m| {
+            m.elapsed_s = 0.0;
+            m.images_per_s = 0.0;
+            m
+        })
+        .collect()
+}
+
+/// Bit patterns of every weight and RMSProp mean square.
+pub fn tensor_bits(ck: &Checkpoint) -> Vec<(String, Vec<u32>)> {
+    let mut out: Vec<(String, Vec<u32>)> = ck
+        .params
+        .iter()
+        .map(|t| {
+            (
+                format!("param.{}", t.name),
+                t.data.iter().map(|v| v.to_bits()).collect(),
+            )
+        })
+        .collect();
+    if let Some(o) = &ck.optimizer {
+        out.extend(o.mean_square.iter().map(|t| {
+            (
+                format!("rmsprop.{}", t.name),
+                t.data.iter().map(|v| v.to_bits()).collect(),
+            )
+        }));
+    }
+    out
+}
+
+pub fn path(dir: &Path, rel: &str) -> PathBuf {
+    dir.join(rel)
+}
