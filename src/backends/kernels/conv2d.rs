@@ -254,9 +254,10 @@ pub fn backward_data<D: Device>(
             BACKWARD_DATA_STRIDED
         };
         // SAFETY: conv2d_backward_data and conv2d_backward_data_strided both take (ConvGeom, const
-        // float* w, const float* dy, const int4* table, float* dx). w, dy and dx hold the filter, output and input of `g` (checked above); the table
-        // was just filled with one int4 per k = (co, kh, kw) for the kernel's k_steps·BK reads; all
-        // accesses are guarded by the geometry.
+        // float* w, const float* dy, const int4* table, float* dx). w, dy and dx hold the filter,
+        // output and input of `g` (checked above); the table was just filled with one int4 per
+        // k = (co, kh, kw) for the kernel's k_steps·BK reads; all accesses are guarded by the
+        // geometry.
         unsafe { dev.launch(kernel, &cfg, &mut args) }
     })
 }
