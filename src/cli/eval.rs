@@ -80,7 +80,9 @@ pub fn evaluate_on(args: &Args, model: &TrainedModel) -> Result<EvalReport> {
     }
     let store = model.features(&corpus)?;
     let batch = 32.min(indices.len());
-    let batcher = model.batcher(&store, &indices, batch)?;
+    // A speaker-normalised model takes each speaker's statistics over all of its utterances in the
+    // corpus, whichever part of --split is evaluated (as in training).
+    let batcher = model.batcher(&corpus, &store, &indices, batch)?;
     let cpu = CpuBackend::<f32>::new();
     let mut net = model.network(&cpu, batch)?;
     let report = evaluate(&cpu, &mut net, &batcher, &corpus, Some(&label_map))?;

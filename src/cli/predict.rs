@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use serde::Serialize;
 
 use crate::backends::cpu::CpuBackend;
+use crate::data::InputNormMode;
 use crate::training::model_dir::{files_corpus, TrainedModel, Weights};
 use crate::training::trainer::{argmax, predict_all};
 use crate::Result;
@@ -35,14 +36,15 @@ pub struct Prediction {
     pub probabilities: Vec<(String, f64)>,
 }
 
-/// Predict every file with the model (on the CPU reference).
+/// Predict every file with the model (on the CPU reference). A speaker-normalised model treats all
+/// `files` as one speaker and normalises them with their joint statistics.
 pub fn predict(model: &TrainedModel, files: &[PathBuf]) -> Result<Vec<Prediction>> {
     let classes = model.classes().to_vec();
     let corpus = files_corpus(files, &classes)?;
     let store = model.features(&corpus)?;
     let batch = corpus.len().clamp(1, 32);
     let indices: Vec<usize> = (0..corpus.len()).collect();
-    let batcher = model.batcher(&store, &indices, batch)?;
+    let batcher = model.batcher(&corpus, &store, &indices, batch)?;
     let cpu = CpuBackend::<f32>::new();
     let mut net = model.network(&cpu, batch)?;
     let mut out: Vec<Prediction> = predict_all(&cpu, &mut net, &batcher)?
@@ -57,8 +59,20 @@ pub fn predict(model: &TrainedModel, files: &[PathBuf]) -> Result<Vec<Prediction
     Ok(out)
 }
 
+/// What `predict` says on stderr about a speaker-normalised model.
+pub fn speaker_note(files: usize) -> String {
+    format!(
+        "note: this model normalises each speaker with that speaker's own statistics; the {files} \
+         file(s) given are treated as one speaker and normalised together (give several utterances \
+         of one speaker per call: a single short file gives poor statistics)"
+    )
+}
+
 pub fn run(args: &Args) -> Result<()> {
     let model = TrainedModel::load(&args.model, args.weights)?;
+    if model.input_norm_mode() == InputNormMode::Speaker {
+        eprintln!("{}", speaker_note(args.files.len()));
+    }
     let predictions = predict(&model, &args.files)?;
     if args.json {
         let json: Vec<serde_json::Value> = predictions

@@ -1,12 +1,15 @@
 //! Batches for the trainer: (inputs `N × C × H × W` f32, labels u32) from a list of utterances of a
 //! [`FeatureStore`], rendered on the fly (in parallel), shuffled per epoch by seed, augmented when
-//! asked (training only), normalised by per-channel statistics of the TRAINING utterances.
+//! asked (training only), normalised either by per-channel statistics of the TRAINING utterances
+//! ([`InputNorm`], the default) or by each speaker's own per-(channel, row) statistics
+//! ([`SpeakerNorm`]); [`Normalization`] is the one the batcher applies.
 //!
 //! Reproducibility: epoch `e`'s order depends only on (seed, e), and sample `k` of that epoch is
 //! augmented with a generator seeded by (seed, e, k), so the batches are the same whatever the
 //! thread count.
 
 use std::cell::RefCell;
+use std::sync::Arc;
 
 use rand::seq::SliceRandom;
 use rand::{RngExt, SeedableRng};
@@ -140,6 +143,325 @@ impl InputNorm {
     }
 }
 
+/// Which statistics normalise the network's inputs (config key `input_norm`).
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize, clap::ValueEnum,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum InputNormMode {
+    /// One mean and standard deviation per channel, from the training utterances ([`InputNorm`]).
+    #[default]
+    Training,
+    /// Each speaker's own mean and standard deviation per (channel, image row), from all of that
+    /// speaker's utterances ([`SpeakerNorm`]); labels are never read.
+    Speaker,
+}
+
+impl std::fmt::Display for InputNormMode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            InputNormMode::Training => "training",
+            InputNormMode::Speaker => "speaker",
+        })
+    }
+}
+
+/// Per-speaker input normalisation: the image of an utterance of speaker `s` becomes
+/// `x[c, row, t] ← (x − mean_s[c, row]) / std_s[c, row]`, each speaker's statistics taken over the
+/// plain (unaugmented) images of all of its utterances.
+///
+/// Each image row is one frequency band, so this removes a speaker's average spectral envelope
+/// (vocal-tract length, recording channel) and its per-band loudness spread, as per-speaker
+/// feature normalisation does in the speech emotion literature. It needs only unlabelled audio of
+/// the speaker, but for a test speaker it is transductive: the statistics come from the very
+/// utterances being classified.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SpeakerNorm {
+    channels: usize,
+    height: usize,
+    /// The speakers, sorted.
+    speakers: Vec<String>,
+    /// Index into `speakers` of every utterance (corpus index).
+    utterance_speaker: Vec<usize>,
+    /// `[speaker][c * height + row]`.
+    mean: Vec<Vec<f32>>,
+    /// `[speaker][c * height + row]`, floored (see [`SpeakerNorm::STD_FLOOR`]).
+    std: Vec<Vec<f32>>,
+}
+
+impl SpeakerNorm {
+    /// A row's standard deviation is floored at this fraction of the speaker's standard deviation
+    /// over the whole channel. Rows where a speaker's images hardly vary (bands clipped at the
+    /// `top_db` floor in every utterance, a band above a low-pass recording's cutoff) have a
+    /// standard deviation near 0; dividing by it would turn the slightest difference in an
+    /// augmented or unseen image into a huge input. With the floor such a row is amplified at most
+    /// 10× more than per-channel normalisation would amplify it.
+    pub const STD_FLOOR: f64 = 0.1;
+
+    /// Statistics of every utterance of `store` (all of them, whatever part of a split they are
+    /// in), grouped by `speakers[i]`, the speaker of utterance `i`. Images are rendered with
+    /// `image` in parallel; per-utterance sums are combined in utterance order, so the result is
+    /// the same bit for bit whatever the thread count.
+    pub fn from_store<S: AsRef<str>>(
+        store: &FeatureStore,
+        image: &ImageConfig,
+        speakers: &[S],
+    ) -> Result<Self> {
+        image.validate()?;
+        if speakers.len() != store.len() {
+            return Err(config_err!(
+                "speaker normalisation: {} speaker names for {} utterances",
+                speakers.len(),
+                store.len()
+            ));
+        }
+        let (c, h, w) = (image.channels(), image.height, image.width);
+        let partial: Vec<RowMoments> = (0..store.len())
+            .into_par_iter()
+            .map(|i| {
+                with_renderer(image, |r, spec| {
+                    store.spectrogram_into(i, 0, spec);
+                    let mut buf = vec![0f32; c * h * w];
+                    r.render_chw(spec, &mut buf);
+                    RowMoments::of(&buf, c, h, w)
+                })
+            })
+            .collect();
+        Self::from_moments(partial, speakers, c, h, w)
+    }
+
+    /// Statistics of ready images (`images[i]` is utterance `i`'s (C, H, W) image, of speaker
+    /// `speakers[i]`): the same computation as [`SpeakerNorm::from_store`] after rendering.
+    pub fn from_images<S: AsRef<str>>(
+        images: &[Vec<f32>],
+        speakers: &[S],
+        (c, h, w): (usize, usize, usize),
+    ) -> Result<Self> {
+        if speakers.len() != images.len() {
+            return Err(config_err!(
+                "speaker normalisation: {} speaker names for {} images",
+                speakers.len(),
+                images.len()
+            ));
+        }
+        if let Some(bad) = images.iter().position(|x| x.len() != c * h * w) {
+            return Err(config_err!(
+                "speaker normalisation: image {bad} has {} values, expected {c}×{h}×{w}",
+                images[bad].len()
+            ));
+        }
+        let partial: Vec<RowMoments> = images
+            .par_iter()
+            .map(|x| RowMoments::of(x, c, h, w))
+            .collect();
+        Self::from_moments(partial, speakers, c, h, w)
+    }
+
+    fn from_moments<S: AsRef<str>>(
+        partial: Vec<RowMoments>,
+        speakers: &[S],
+        c: usize,
+        h: usize,
+        w: usize,
+    ) -> Result<Self> {
+        if partial.is_empty() {
+            return Err(config_err!(
+                "cannot compute speaker statistics without utterances"
+            ));
+        }
+        let mut names: Vec<String> = speakers.iter().map(|s| s.as_ref().to_string()).collect();
+        names.sort();
+        names.dedup();
+        let utterance_speaker: Vec<usize> = speakers
+            .iter()
+            .map(|s| {
+                names
+                    .binary_search_by(|n| n.as_str().cmp(s.as_ref()))
+                    .expect("listed above")
+            })
+            .collect();
+        let rows = c * h;
+        let mut sum = vec![vec![0f64; rows]; names.len()];
+        let mut sumsq = vec![vec![0f64; rows]; names.len()];
+        let mut count = vec![0usize; names.len()];
+        // Fixed order (utterance index) so the statistics are bit-identical from run to run.
+        for (m, &s) in partial.iter().zip(&utterance_speaker) {
+            for k in 0..rows {
+                sum[s][k] += m.sum[k];
+                sumsq[s][k] += m.sumsq[k];
+            }
+            count[s] += 1;
+        }
+        let (mut mean, mut std) = (Vec::new(), Vec::new());
+        for s in 0..names.len() {
+            let n_row = (count[s] * w) as f64;
+            let n_channel = n_row * h as f64;
+            let mut m_s = vec![0f32; rows];
+            let mut sd_s = vec![0f32; rows];
+            for ch in 0..c {
+                let range = ch * h..(ch + 1) * h;
+                let cs: f64 = sum[s][range.clone()].iter().sum();
+                let cq: f64 = sumsq[s][range.clone()].iter().sum();
+                let cm = cs / n_channel;
+                let channel_sd = (cq / n_channel - cm * cm).max(0.0).sqrt();
+                let floor = (Self::STD_FLOOR * channel_sd).max(1e-6);
+                for k in range {
+                    let m = sum[s][k] / n_row;
+                    let sd = (sumsq[s][k] / n_row - m * m).max(0.0).sqrt();
+                    m_s[k] = m as f32;
+                    sd_s[k] = sd.max(floor) as f32;
+                }
+            }
+            mean.push(m_s);
+            std.push(sd_s);
+        }
+        Ok(SpeakerNorm {
+            channels: c,
+            height: h,
+            speakers: names,
+            utterance_speaker,
+            mean,
+            std,
+        })
+    }
+
+    /// The speakers, sorted.
+    pub fn speakers(&self) -> &[String] {
+        &self.speakers
+    }
+
+    /// (mean, std) of `speaker`, each indexed `c * height + row`.
+    pub fn stats(&self, speaker: &str) -> Option<(&[f32], &[f32])> {
+        let s = self
+            .speakers
+            .binary_search_by(|n| n.as_str().cmp(speaker))
+            .ok()?;
+        Some((&self.mean[s], &self.std[s]))
+    }
+
+    /// Utterances the statistics were computed for (and can normalise).
+    pub fn len_utterances(&self) -> usize {
+        self.utterance_speaker.len()
+    }
+
+    /// Normalise utterance `utterance`'s (C, H, W) image with its speaker's statistics.
+    pub fn apply(&self, utterance: usize, chw: &mut [f32]) {
+        let s = self.utterance_speaker[utterance];
+        let w = chw.len() / (self.channels * self.height);
+        for (k, row) in chw.chunks_exact_mut(w).enumerate() {
+            let (m, inv) = (self.mean[s][k], 1.0 / self.std[s][k]);
+            row.iter_mut().for_each(|v| *v = (*v - m) * inv);
+        }
+    }
+}
+
+/// Sums and sums of squares per (channel, row) of one image.
+struct RowMoments {
+    sum: Vec<f64>,
+    sumsq: Vec<f64>,
+}
+
+impl RowMoments {
+    fn of(chw: &[f32], c: usize, h: usize, w: usize) -> Self {
+        let mut sum = vec![0f64; c * h];
+        let mut sumsq = vec![0f64; c * h];
+        for (k, row) in chw.chunks_exact(w).enumerate() {
+            for &v in row {
+                sum[k] += v as f64;
+                sumsq[k] += (v as f64) * (v as f64);
+            }
+        }
+        RowMoments { sum, sumsq }
+    }
+}
+
+/// The normalisation a [`Batcher`] applies to every image it renders.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Normalization {
+    /// The same per-channel statistics for every utterance.
+    Global(InputNorm),
+    /// Each utterance's speaker's statistics.
+    PerSpeaker(Arc<SpeakerNorm>),
+}
+
+impl From<InputNorm> for Normalization {
+    fn from(n: InputNorm) -> Self {
+        Normalization::Global(n)
+    }
+}
+
+impl From<SpeakerNorm> for Normalization {
+    fn from(n: SpeakerNorm) -> Self {
+        Normalization::PerSpeaker(Arc::new(n))
+    }
+}
+
+impl Normalization {
+    /// The normalisation `mode` asks for when training on `train`: per-channel statistics of the
+    /// training utterances, or per-speaker statistics of every utterance of `store` (`speakers[i]`
+    /// is utterance `i`'s speaker; the split plays no part).
+    pub fn for_training<S: AsRef<str>>(
+        mode: InputNormMode,
+        store: &FeatureStore,
+        image: &ImageConfig,
+        speakers: &[S],
+        train: &[usize],
+    ) -> Result<Self> {
+        Ok(match mode {
+            InputNormMode::Training => InputNorm::from_training(store, image, train)?.into(),
+            InputNormMode::Speaker => SpeakerNorm::from_store(store, image, speakers)?.into(),
+        })
+    }
+
+    pub fn mode(&self) -> InputNormMode {
+        match self {
+            Normalization::Global(_) => InputNormMode::Training,
+            Normalization::PerSpeaker(_) => InputNormMode::Speaker,
+        }
+    }
+
+    /// Normalise utterance `utterance`'s (C, H, W) image.
+    pub fn apply(&self, utterance: usize, chw: &mut [f32]) {
+        match self {
+            Normalization::Global(n) => n.apply(chw),
+            Normalization::PerSpeaker(n) => n.apply(utterance, chw),
+        }
+    }
+
+    fn check(&self, image: &ImageConfig, utterances: usize) -> Result<()> {
+        match self {
+            Normalization::Global(norm) => {
+                if norm.mean.len() != image.channels() || norm.std.len() != image.channels() {
+                    return Err(config_err!(
+                        "input normalisation has {} channel(s), the images have {}",
+                        norm.mean.len(),
+                        image.channels()
+                    ));
+                }
+            }
+            Normalization::PerSpeaker(n) => {
+                if (n.channels, n.height) != (image.channels(), image.height) {
+                    return Err(config_err!(
+                        "speaker normalisation has {} channel(s) of {} rows, the images {} of {}",
+                        n.channels,
+                        n.height,
+                        image.channels(),
+                        image.height
+                    ));
+                }
+                if n.len_utterances() != utterances {
+                    return Err(config_err!(
+                        "speaker normalisation covers {} utterances, the feature store holds {}",
+                        n.len_utterances(),
+                        utterances
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
 thread_local! {
     /// One renderer and spectrogram buffer per thread, rebuilt when the image setting changes.
     static RENDER_STATE: RefCell<Option<(Renderer, Spectrogram)>> = const { RefCell::new(None) };
@@ -181,18 +503,20 @@ pub struct Batcher<'a> {
     image: ImageConfig,
     indices: Vec<usize>,
     cfg: BatchConfig,
-    norm: InputNorm,
+    norm: Normalization,
 }
 
 impl<'a> Batcher<'a> {
-    /// Batches over `indices` (corpus indices into `store`), drawn as `image` says.
+    /// Batches over `indices` (corpus indices into `store`), drawn as `image` says, normalised by
+    /// `norm` (an [`InputNorm`] or a [`Normalization`]).
     pub fn new(
         store: &'a FeatureStore,
         image: &ImageConfig,
         indices: &[usize],
         cfg: BatchConfig,
-        norm: InputNorm,
+        norm: impl Into<Normalization>,
     ) -> Result<Self> {
+        let norm = norm.into();
         image.validate()?;
         if cfg.batch_size == 0 {
             return Err(config_err!("batch size must be at least 1"));
@@ -200,13 +524,7 @@ impl<'a> Batcher<'a> {
         if let Some(a) = &cfg.augment {
             a.validate()?;
         }
-        if norm.mean.len() != image.channels() || norm.std.len() != image.channels() {
-            return Err(config_err!(
-                "input normalisation has {} channel(s), the images have {}",
-                norm.mean.len(),
-                image.channels()
-            ));
-        }
+        norm.check(image, store.len())?;
         if let Some(&bad) = indices.iter().find(|&&i| i >= store.len()) {
             return Err(config_err!(
                 "utterance index {bad} is outside the feature store ({} utterances)",
@@ -313,7 +631,7 @@ impl<'a> Batcher<'a> {
                         aug.render(r, spec, &mut rng, out);
                     }
                 });
-                self.norm.apply(out);
+                self.norm.apply(i, out);
             });
         Batch {
             inputs: Tensor {

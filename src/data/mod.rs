@@ -26,7 +26,9 @@ use rayon::prelude::*;
 use crate::{Error, Result};
 
 pub use augment::AugmentConfig;
-pub use batch::{Batch, BatchConfig, Batcher, InputNorm};
+pub use batch::{
+    Batch, BatchConfig, Batcher, InputNorm, InputNormMode, Normalization, SpeakerNorm,
+};
 pub use cache::{CacheOptions, FeatureStore};
 pub use split::Split;
 pub use synth::SynthConfig;

@@ -10,7 +10,7 @@ use clap::{ArgMatches, CommandFactory, FromArgMatches, Parser};
 
 use super::config::{DeviceChoice, Selection, SweepKind, TrainConfig};
 use crate::cli::SpectrogramArgs;
-use crate::data::AugmentConfig;
+use crate::data::{AugmentConfig, InputNormMode};
 use crate::features::TimeAxis;
 use crate::{config_err, Result};
 
@@ -80,6 +80,10 @@ pub struct Args {
     /// Class-balanced sampling of training utterances.
     #[arg(long)]
     pub balanced: bool,
+    /// Input normalisation: per-channel statistics of the training utterances, or each speaker's
+    /// own per-(channel, row) statistics (transductive for test speakers).
+    #[arg(long, value_enum)]
+    pub input_norm: Option<InputNormMode>,
     /// Do not read or write the on-disk feature cache.
     #[arg(long)]
     pub no_cache: bool,
@@ -168,6 +172,7 @@ const CONFIG_OPTIONS: &[&str] = &[
     "select_by",
     "no_augment",
     "balanced",
+    "input_norm",
     "no_cache",
     "skip_bad",
     "preset",
@@ -287,6 +292,9 @@ pub fn config(args: &Args, m: &ArgMatches) -> Result<TrainConfig> {
     }
     if args.balanced {
         c.balanced = true;
+    }
+    if let Some(v) = args.input_norm {
+        c.input_norm = v;
     }
     if args.no_cache {
         c.feature_cache = false;

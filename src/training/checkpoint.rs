@@ -1,7 +1,7 @@
 //! Checkpoints as safetensors files: the weights (`param.<name>`), RMSProp's mean squares
 //! (`rmsprop.<name>`, full checkpoints only), and in the header's metadata everything needed to
 //! continue training or to use the model on its own: the effective configuration, the class names,
-//! the input normalisation, the architecture and input shape, and the trainer's state (step, data
+//! the input normalisation (mode, and the training statistics in `training` mode), the architecture and input shape, and the trainer's state (step, data
 //! position, selection record, the running training statistics).
 //!
 //! The metadata is one entry, `rescnn`, holding a JSON object (format tag, writer, model, state).
@@ -15,7 +15,7 @@ use std::path::Path;
 use safetensors::{Dtype, SafeTensors};
 use serde::{Deserialize, Serialize};
 
-use crate::data::InputNorm;
+use crate::data::{InputNorm, InputNormMode};
 use crate::model::{NamedTensor, OptimizerState};
 use crate::{Error, Result};
 
@@ -83,6 +83,13 @@ pub struct ModelInfo {
     /// (channels, height, width) of one input.
     pub input_shape: (usize, usize, usize),
     pub classes: Vec<String>,
+    /// How inputs are normalised. With [`InputNormMode::Speaker`] the statistics come from the data
+    /// being classified (each speaker's own), so nothing speaker-specific is stored and
+    /// `input_norm` is the identity. Checkpoints written before the mode existed read as
+    /// `training`.
+    #[serde(default)]
+    pub input_norm_mode: InputNormMode,
+    /// The per-channel statistics of the training utterances (`training` mode).
     pub input_norm: InputNorm,
     /// The effective training configuration (JSON), including the spectrogram settings.
     pub config: serde_json::Value,

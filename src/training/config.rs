@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::audio::Perturbation;
 use crate::backends::RmsPropConfig;
-use crate::data::AugmentConfig;
+use crate::data::{AugmentConfig, InputNormMode};
 use crate::features::SpectrogramConfig;
 use crate::{config_err, Error, Result};
 
@@ -179,6 +179,10 @@ pub struct TrainConfig {
     pub augment: AugmentConfig,
     /// Class-balanced sampling of training utterances.
     pub balanced: bool,
+    /// Input normalisation: `training` (per-channel statistics of the training utterances) or
+    /// `speaker` (each speaker's own per-(channel, row) statistics over all of its utterances,
+    /// labels unused; transductive for test speakers).
+    pub input_norm: InputNormMode,
     /// Waveform-perturbed variants computed per utterance for augmentation (speed, pitch).
     pub waveform_variants: Vec<Perturbation>,
     /// Keep spectrograms in the on-disk feature cache (see [`crate::data::cache`]).
@@ -237,6 +241,7 @@ impl Default for TrainConfig {
             spectrogram: small_spectrogram(64, 128),
             augment: AugmentConfig::paper(),
             balanced: false,
+            input_norm: InputNormMode::Training,
             waveform_variants: Vec::new(),
             feature_cache: true,
             sweep: None,

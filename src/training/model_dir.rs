@@ -8,7 +8,10 @@ use super::checkpoint::Checkpoint;
 use super::config::TrainConfig;
 use super::trainer::files;
 use crate::backends::Backend;
-use crate::data::{BatchConfig, Batcher, CacheOptions, Corpus, FeatureStore, Source, Utterance};
+use crate::data::{
+    BatchConfig, Batcher, CacheOptions, Corpus, FeatureStore, InputNormMode, Normalization, Source,
+    SpeakerNorm, Utterance,
+};
 use crate::model::{ArchSpec, InputShape, Network};
 use crate::{Error, Result};
 
@@ -127,9 +130,36 @@ impl TrainedModel {
         )
     }
 
-    /// Batches of `indices` of `store`, rendered and normalised as in training (no augmentation).
+    /// How the model normalises its inputs (from the checkpoint; `training` for old ones).
+    pub fn input_norm_mode(&self) -> InputNormMode {
+        self.checkpoint.model.input_norm_mode
+    }
+
+    /// The input normalisation for `corpus` (whose spectrograms `store` holds): the training
+    /// statistics stored in the checkpoint, or, for a speaker-normalised model, each speaker's own
+    /// statistics over all of its utterances in `corpus`.
+    pub fn normalization(&self, corpus: &Corpus, store: &FeatureStore) -> Result<Normalization> {
+        match self.input_norm_mode() {
+            InputNormMode::Training => Ok(self.checkpoint.model.input_norm.clone().into()),
+            InputNormMode::Speaker => {
+                let speakers: Vec<&str> = corpus
+                    .utterances
+                    .iter()
+                    .map(|u| u.speaker.as_str())
+                    .collect();
+                Ok(
+                    SpeakerNorm::from_store(store, &self.config.spectrogram.image, &speakers)?
+                        .into(),
+                )
+            }
+        }
+    }
+
+    /// Batches of `indices` of `corpus` (spectrograms in `store`), rendered and normalised as in
+    /// training (no augmentation; see [`TrainedModel::normalization`]).
     pub fn batcher<'a>(
         &self,
+        corpus: &Corpus,
         store: &'a FeatureStore,
         indices: &[usize],
         batch: usize,
@@ -139,13 +169,14 @@ impl TrainedModel {
             &self.config.spectrogram.image,
             indices,
             BatchConfig::evaluation(batch),
-            self.checkpoint.model.input_norm.clone(),
+            self.normalization(corpus, store)?,
         )
     }
 }
 
 /// WAV files as a corpus of unknown labels (for prediction); each file is read once here, so a bad
-/// one is reported by name before anything else runs.
+/// one is reported by name before anything else runs. All files get one speaker, `-` (a
+/// speaker-normalised model normalises them with their joint statistics).
 pub fn files_corpus(paths: &[PathBuf], classes: &[String]) -> Result<Corpus> {
     let mut utterances = Vec::with_capacity(paths.len());
     for p in paths {

@@ -19,7 +19,9 @@ use super::checkpoint::{BestRecord, Checkpoint, ModelInfo, TrainerState};
 use super::config::{batches_per_epoch, Selection, TrainConfig};
 use super::metrics::{EvalReport, Evaluator};
 use crate::backends::Backend;
-use crate::data::{BatchConfig, Batcher, Corpus, FeatureStore, InputNorm, Split};
+use crate::data::{
+    BatchConfig, Batcher, Corpus, FeatureStore, InputNorm, InputNormMode, Normalization, Split,
+};
 use crate::model::{ArchSpec, InputShape, Network};
 use crate::{config_err, Error, Result};
 
@@ -233,6 +235,27 @@ fn append_metrics(path: &Path, line: &MetricsLine) -> Result<()> {
     .map_err(|e| Error::io(path, e))
 }
 
+/// The fold's input normalisation as `cfg.input_norm` asks (see [`Normalization::for_training`]).
+fn fold_norm(
+    cfg: &TrainConfig,
+    corpus: &Corpus,
+    store: &FeatureStore,
+    split: &Split,
+) -> Result<Normalization> {
+    let speakers: Vec<&str> = corpus
+        .utterances
+        .iter()
+        .map(|u| u.speaker.as_str())
+        .collect();
+    Normalization::for_training(
+        cfg.input_norm,
+        store,
+        &cfg.spectrogram.image,
+        &speakers,
+        &split.train,
+    )
+}
+
 /// The trained network of a fold, with everything needed to continue.
 pub struct Trainer<'a, B: Backend<Elem = f32>> {
     backend: &'a B,
@@ -241,7 +264,7 @@ pub struct Trainer<'a, B: Backend<Elem = f32>> {
     store: &'a FeatureStore,
     fold: Fold<'a>,
     net: Network<B>,
-    norm: InputNorm,
+    norm: Normalization,
     state: TrainerState,
     model: ModelInfo,
     device: String,
@@ -277,7 +300,11 @@ impl<'a, B: Backend<Elem = f32>> Trainer<'a, B> {
         let config_json = serde_json::to_value(cfg).expect("config serialises");
         let (norm, state) = if resume && last.exists() {
             let ck = Checkpoint::load(&last)?;
-            if ck.model.config != config_json || ck.model.classes != corpus.classes {
+            // Compared as configurations, not JSON: a checkpoint written before a setting existed
+            // lacks its key, which reads as the setting's default.
+            let same_config = serde_json::from_value::<TrainConfig>(ck.model.config.clone())
+                .is_ok_and(|c| c == *cfg);
+            if !same_config || ck.model.classes != corpus.classes {
                 return Err(Error::data(
                     &last,
                     "this checkpoint was written with a different configuration or class list than \
@@ -294,9 +321,23 @@ impl<'a, B: Backend<Elem = f32>> Trainer<'a, B> {
             })?;
             net.import_optimizer_state(backend, opt)
                 .map_err(|e| Error::data(&last, format!("does not match the network: {e}")))?;
-            (ck.model.input_norm, ck.state)
+            if ck.model.input_norm_mode != cfg.input_norm {
+                return Err(Error::data(
+                    &last,
+                    format!(
+                        "was trained with input_norm = \"{}\", the run's config.toml says \"{}\"",
+                        ck.model.input_norm_mode, cfg.input_norm
+                    ),
+                ));
+            }
+            let norm: Normalization = match cfg.input_norm {
+                InputNormMode::Training => ck.model.input_norm.into(),
+                // A pure function of the corpus: recomputed, the same bits as before.
+                InputNormMode::Speaker => fold_norm(cfg, corpus, store, fold.split)?,
+            };
+            (norm, ck.state)
         } else {
-            let norm = InputNorm::from_training(store, &cfg.spectrogram.image, &fold.split.train)?;
+            let norm = fold_norm(cfg, corpus, store, fold.split)?;
             let bpe = batches_per_epoch(train_len, cfg.batch) as u64;
             let state = TrainerState {
                 step: 0,
@@ -316,7 +357,11 @@ impl<'a, B: Backend<Elem = f32>> Trainer<'a, B> {
             arch: spec.text().to_string(),
             input_shape: (c, h, w),
             classes: corpus.classes.clone(),
-            input_norm: norm.clone(),
+            input_norm_mode: norm.mode(),
+            input_norm: match &norm {
+                Normalization::Global(n) => n.clone(),
+                Normalization::PerSpeaker(_) => InputNorm::identity(c),
+            },
             config: config_json,
         };
         Ok(Trainer {
