@@ -341,3 +341,146 @@ fn batches_shapes_labels_balance_and_training_only_normalisation() {
     .is_err());
     assert!(Batcher::new(&store, &image, &s.train, BatchConfig::evaluation(0), norm).is_err());
 }
+
+/// Per-speaker normalisation through the feature store: each speaker's plain images come out with
+/// mean 0 and standard deviation 1 in every (channel, row) that varies; the statistics do not
+/// depend on labels, on the split, or on the thread count; `training` mode is the per-channel
+/// normalisation of the training utterances, as before.
+#[test]
+fn speaker_normalisation_is_per_speaker_and_row_and_ignores_labels_and_splits() {
+    use rescnn::data::batch::{InputNormMode, Normalization, SpeakerNorm};
+    let c = corpus();
+    let store =
+        FeatureStore::build(&c, &StftConfig::default(), &CacheOptions::in_memory()).unwrap();
+    let image = small_image(Colormap::Gray);
+    let speakers: Vec<&str> = c.utterances.iter().map(|u| u.speaker.as_str()).collect();
+    let norm = SpeakerNorm::from_store(&store, &image, &speakers).unwrap();
+    assert_eq!(norm.speakers(), c.speakers());
+
+    // Normalised plain images, speaker by speaker and row by row: mean 0, sd 1 (or below 1 where
+    // the floor holds a nearly constant row). Tolerance 1e-3: f32 images, f64 sums.
+    let all: Vec<usize> = (0..c.len()).collect();
+    let batcher = Batcher::new(
+        &store,
+        &image,
+        &all,
+        BatchConfig::evaluation(8),
+        norm.clone(),
+    )
+    .unwrap();
+    let (h, w) = (image.height, image.width);
+    let mut sums: std::collections::BTreeMap<String, Vec<(f64, f64, f64)>> = Default::default();
+    for b in batcher.epoch(0) {
+        for (k, &u) in b.utterances.iter().enumerate() {
+            let rows = sums
+                .entry(c.utterances[u].speaker.clone())
+                .or_insert_with(|| vec![(0.0, 0.0, 0.0); h]);
+            let img = &b.inputs.data[k * h * w..(k + 1) * h * w];
+            for (row, values) in img.chunks_exact(w).enumerate() {
+                for &v in values {
+                    rows[row].0 += v as f64;
+                    rows[row].1 += (v as f64).powi(2);
+                    rows[row].2 += 1.0;
+                }
+            }
+        }
+    }
+    let mut unit_rows = 0;
+    for (speaker, rows) in &sums {
+        for (row, (s, q, n)) in rows.iter().enumerate() {
+            let m = s / n;
+            let sd = (q / n - m * m).max(0.0).sqrt();
+            assert!(m.abs() < 1e-3, "speaker {speaker} row {row}: mean {m}");
+            assert!(sd < 1.0 + 1e-3, "speaker {speaker} row {row}: sd {sd}");
+            unit_rows += usize::from((sd - 1.0).abs() < 1e-3);
+        }
+    }
+    assert!(
+        unit_rows * 10 >= 9 * sums.len() * h,
+        "only {unit_rows} of {} rows have unit spread",
+        sums.len() * h
+    );
+    // Per speaker: the speakers' statistics differ (one set for all would not normalise them all).
+    let (m0, _) = norm.stats(&c.speakers()[0]).unwrap();
+    let (m1, _) = norm.stats(&c.speakers()[1]).unwrap();
+    assert_ne!(m0, m1);
+
+    // Labels are never read: the same audio with other labels gives the same statistics.
+    let mut relabelled = c.clone();
+    for u in &mut relabelled.utterances {
+        u.label = (u.label + 3) % 7;
+    }
+    let store2 = FeatureStore::build(
+        &relabelled,
+        &StftConfig::default(),
+        &CacheOptions::in_memory(),
+    )
+    .unwrap();
+    assert_eq!(
+        SpeakerNorm::from_store(&store2, &image, &speakers).unwrap(),
+        norm
+    );
+
+    // The split plays no part: two different training sets, the same speaker normalisation
+    // (while the training-mode statistics do change with them).
+    let s1 = split::random(&c, 0.25, &split::SplitOptions::default()).unwrap();
+    let s2 = split::random(
+        &c,
+        0.25,
+        &split::SplitOptions {
+            seed: 7,
+            ..split::SplitOptions::default()
+        },
+    )
+    .unwrap();
+    assert_ne!(s1.train, s2.train);
+    let for_split = |mode, train: &[usize]| {
+        Normalization::for_training(mode, &store, &image, &speakers, train).unwrap()
+    };
+    let speaker_mode = for_split(InputNormMode::Speaker, &s1.train);
+    assert_eq!(speaker_mode, norm.clone().into());
+    assert_eq!(for_split(InputNormMode::Speaker, &s2.train), speaker_mode);
+    assert_ne!(
+        for_split(InputNormMode::Training, &s1.train),
+        for_split(InputNormMode::Training, &s2.train)
+    );
+
+    // Training mode is exactly the per-channel normalisation of the training utterances.
+    let training_mode = for_split(InputNormMode::Training, &s1.train);
+    assert_eq!(
+        training_mode,
+        Normalization::Global(InputNorm::from_training(&store, &image, &s1.train).unwrap())
+    );
+    assert_eq!(training_mode.mode(), InputNormMode::Training);
+
+    // Bit-identical whatever the thread count.
+    let one_thread = rayon::ThreadPoolBuilder::new()
+        .num_threads(1)
+        .build()
+        .unwrap()
+        .install(|| SpeakerNorm::from_store(&store, &image, &speakers).unwrap());
+    let bits = |n: &SpeakerNorm| -> Vec<u32> {
+        n.speakers()
+            .iter()
+            .flat_map(|s| {
+                let (m, sd) = n.stats(s).unwrap();
+                m.iter().chain(sd).map(|v| v.to_bits()).collect::<Vec<_>>()
+            })
+            .collect()
+    };
+    assert_eq!(bits(&one_thread), bits(&norm));
+
+    // A normalisation for another store size or image height is refused.
+    assert!(Batcher::new(
+        &store2,
+        &ImageConfig {
+            height: 32,
+            ..image.clone()
+        },
+        &all,
+        BatchConfig::evaluation(4),
+        norm.clone()
+    )
+    .is_err());
+    assert!(SpeakerNorm::from_store(&store, &image, &speakers[1..]).is_err());
+}

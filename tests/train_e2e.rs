@@ -207,3 +207,149 @@ fn the_emulated_device_follows_the_cpu_reference() {
         );
     }
 }
+
+/// `input_norm = "speaker"` end to end: the run trains, records the mode in its checkpoints and
+/// config.toml, resumes bit-identically (the statistics are recomputed from the corpus), differs
+/// from a `training`-mode run, and `predict` / `eval` normalise the data they are given per speaker.
+/// A checkpoint whose configuration predates the setting still resumes as `training`.
+#[test]
+fn speaker_normalised_run_trains_resumes_bit_identically_and_predicts() {
+    use rescnn::data::{synth, InputNormMode, Normalization, SynthConfig};
+    let mut cfg = tiny_config();
+    cfg.iterations = Some(20);
+    cfg.input_norm = InputNormMode::Speaker;
+    let (a, b) = (temp_dir(), temp_dir());
+    let ra = complete(train(&cfg, a.path()));
+    assert!(ra.selected.loss.is_finite());
+    let config_toml = std::fs::read_to_string(a.path().join("config.toml")).unwrap();
+    assert!(
+        config_toml.contains("input_norm = \"speaker\""),
+        "{config_toml}"
+    );
+    let ck = last_checkpoint(a.path());
+    assert_eq!(ck.model.input_norm_mode, InputNormMode::Speaker);
+
+    let stop = RunControl {
+        stop_at: Some(13),
+        ..RunControl::default()
+    };
+    assert!(matches!(
+        run::start(&cfg, b.path(), &stop).unwrap(),
+        RunOutcome::Interrupted { step: 13, .. }
+    ));
+    complete(run::resume(b.path(), &quiet()).unwrap());
+    assert_eq!(
+        tensor_bits(&ck),
+        tensor_bits(&last_checkpoint(b.path())),
+        "resumed run: weights or RMSProp state differ"
+    );
+    assert_eq!(
+        metrics_without_time(a.path()),
+        metrics_without_time(b.path())
+    );
+
+    // The mode changes what is learnt: the same seed with per-channel statistics ends elsewhere.
+    let t = temp_dir();
+    let training_cfg = rescnn::training::TrainConfig {
+        input_norm: InputNormMode::Training,
+        ..cfg.clone()
+    };
+    train(&training_cfg, t.path());
+    assert_ne!(tensor_bits(&ck), tensor_bits(&last_checkpoint(t.path())));
+
+    // predict: the files given together are one speaker, so a file's probabilities depend on its
+    // companions (they would not with stored statistics).
+    let data = temp_dir();
+    let corpus = synth::generate(&SynthConfig {
+        seed: 99,
+        speakers: 2,
+        per_class_per_speaker: 1,
+        ..SynthConfig::default()
+    })
+    .unwrap();
+    synth::export(&corpus, data.path()).unwrap();
+    let file = |class: &str, speaker: &str| {
+        data.path()
+            .join(format!("{class}/{speaker}/{class}_00.wav"))
+    };
+    let (anger, sad, fear) = (
+        file("anger", "syn01"),
+        file("sadness", "syn01"),
+        file("fear", "syn01"),
+    );
+    let model = TrainedModel::load(a.path(), Weights::Best).unwrap();
+    assert_eq!(model.input_norm_mode(), InputNormMode::Speaker);
+    let alone = rescnn::cli::predict::predict(&model, std::slice::from_ref(&anger)).unwrap();
+    let together =
+        rescnn::cli::predict::predict(&model, &[anger.clone(), sad.clone(), fear]).unwrap();
+    assert_eq!(together.len(), 3);
+    for p in &together {
+        let sum: f64 = p.probabilities.iter().map(|(_, v)| v).sum();
+        assert!((sum - 1.0).abs() < 1e-9, "probabilities sum to {sum}");
+    }
+    assert_eq!(together[0].file, anger.display().to_string());
+    assert_ne!(alone[0].probabilities, together[0].probabilities);
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_rescnn"))
+        .args(["predict", "--model"])
+        .arg(a.path())
+        .arg(&anger)
+        .arg(&sad)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.contains("treated as one speaker"), "{stderr}");
+
+    // eval: statistics per speaker of the evaluated corpus, every utterance counted.
+    let store = model.features(&corpus).unwrap();
+    match model.normalization(&corpus, &store).unwrap() {
+        Normalization::PerSpeaker(n) => assert_eq!(n.speakers(), ["syn01", "syn02"]),
+        other => panic!("expected per-speaker statistics, got {other:?}"),
+    }
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_rescnn"))
+        .args(["eval", "--corpus", "folders", "--json", "--model"])
+        .arg(a.path())
+        .arg("--data")
+        .arg(data.path())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let total: u64 = report["per_speaker"]
+        .as_object()
+        .unwrap()
+        .values()
+        .map(|v| v[1].as_u64().unwrap())
+        .sum();
+    assert_eq!(total, corpus.len() as u64);
+
+    // A run written before `input_norm` existed (no key in its config.toml nor in its checkpoint's
+    // configuration) resumes as `training`. (A checkpoint without the mode: checkpoint.rs's test.)
+    let old = temp_dir();
+    let mut short = training_cfg.clone();
+    short.iterations = Some(6);
+    short.eval_every = 3;
+    let stop = RunControl {
+        stop_at: Some(3),
+        ..RunControl::default()
+    };
+    run::start(&short, old.path(), &stop).unwrap();
+    let last = old.path().join("checkpoints/last.safetensors");
+    let mut ck = Checkpoint::load(&last).unwrap();
+    ck.model
+        .config
+        .as_object_mut()
+        .unwrap()
+        .remove("input_norm");
+    ck.save(&last).unwrap();
+    let toml_path = old.path().join("config.toml");
+    let toml = std::fs::read_to_string(&toml_path).unwrap();
+    assert!(toml.contains("input_norm = \"training\"\n"), "{toml}");
+    std::fs::write(&toml_path, toml.replace("input_norm = \"training\"\n", "")).unwrap();
+    complete(run::resume(old.path(), &quiet()).unwrap());
+    assert_eq!(last_checkpoint(old.path()).state.step, 6);
+}

@@ -190,12 +190,14 @@ pub struct SpeakerNorm {
 }
 
 impl SpeakerNorm {
-    /// A row's standard deviation is floored at this fraction of the speaker's standard deviation
-    /// over the whole channel. Rows where a speaker's images hardly vary (bands clipped at the
-    /// `top_db` floor in every utterance, a band above a low-pass recording's cutoff) have a
-    /// standard deviation near 0; dividing by it would turn the slightest difference in an
-    /// augmented or unseen image into a huge input. With the floor such a row is amplified at most
-    /// 10× more than per-channel normalisation would amplify it.
+    /// A row's standard deviation is floored at this fraction of the speaker's typical row
+    /// standard deviation in that channel (the root mean of its rows' variances). Rows where a
+    /// speaker's images hardly vary (bands clipped at the `top_db` floor in every utterance, bands
+    /// above a low-pass recording's cutoff) have a standard deviation near 0; dividing by it would
+    /// turn the slightest difference in an augmented or unseen image into a huge input. The floor
+    /// is relative, so it does not depend on the images' scale, and taken over row variances, not
+    /// the channel's variance, so the spectral envelope (differences between row means) does not
+    /// raise it.
     pub const STD_FLOOR: f64 = 0.1;
 
     /// Statistics of every utterance of `store` (all of them, whatever part of a split they are
@@ -295,21 +297,21 @@ impl SpeakerNorm {
         let (mut mean, mut std) = (Vec::new(), Vec::new());
         for s in 0..names.len() {
             let n_row = (count[s] * w) as f64;
-            let n_channel = n_row * h as f64;
             let mut m_s = vec![0f32; rows];
             let mut sd_s = vec![0f32; rows];
             for ch in 0..c {
                 let range = ch * h..(ch + 1) * h;
-                let cs: f64 = sum[s][range.clone()].iter().sum();
-                let cq: f64 = sumsq[s][range.clone()].iter().sum();
-                let cm = cs / n_channel;
-                let channel_sd = (cq / n_channel - cm * cm).max(0.0).sqrt();
-                let floor = (Self::STD_FLOOR * channel_sd).max(1e-6);
-                for k in range {
+                let mut mean_variance = 0.0;
+                for k in range.clone() {
                     let m = sum[s][k] / n_row;
-                    let sd = (sumsq[s][k] / n_row - m * m).max(0.0).sqrt();
+                    let variance = (sumsq[s][k] / n_row - m * m).max(0.0);
                     m_s[k] = m as f32;
-                    sd_s[k] = sd.max(floor) as f32;
+                    sd_s[k] = variance.sqrt() as f32;
+                    mean_variance += variance / h as f64;
+                }
+                let floor = (Self::STD_FLOOR * mean_variance.sqrt()).max(1e-6) as f32;
+                for sd in &mut sd_s[range] {
+                    *sd = sd.max(floor);
                 }
             }
             mean.push(m_s);
@@ -667,5 +669,144 @@ impl Iterator for EpochBatches<'_, '_> {
             self.batcher
                 .render_batch(self.epoch, first, &self.order[first..end]),
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Images of `n` utterances, (2, 6, 16), from a seeded generator: every row has its own level
+    /// and spread, so per-row statistics differ from per-channel ones.
+    fn images(n: usize, seed: u64) -> Vec<Vec<f32>> {
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        (0..n)
+            .map(|_| {
+                (0..2 * 6 * 16)
+                    .map(|i| {
+                        let row = (i / 16) as f32;
+                        0.1 * row + (0.05 + 0.02 * row) * rng.random::<f32>()
+                    })
+                    .collect()
+            })
+            .collect()
+    }
+
+    /// Speaker "b" says the same as speaker "a", but every (channel, row) of its images is shifted
+    /// by its own offset and scaled by its own gain (another vocal tract, another microphone):
+    /// per-speaker, per-row statistics map both onto the same normalised images. Per-channel
+    /// statistics would not (the offsets differ from row to row). Tolerance 1e-4: values of a few
+    /// units in f32 (rounding near 1e-6) after two affine maps.
+    #[test]
+    fn speakers_differing_by_a_per_row_affine_map_normalise_to_the_same_images() {
+        let shape = (2, 6, 16);
+        let a = images(5, 1);
+        let row_map = |k: usize| (1.5 + 0.37 * k as f32, 0.5 + 0.1 * (k % 4) as f32);
+        let b: Vec<Vec<f32>> = a
+            .iter()
+            .map(|x| {
+                x.iter()
+                    .enumerate()
+                    .map(|(i, &v)| {
+                        let (offset, gain) = row_map(i / 16);
+                        gain * v + offset
+                    })
+                    .collect()
+            })
+            .collect();
+        // Interleaved, so utterance i's speaker must be looked up, not assumed from its position.
+        let mut all = Vec::new();
+        let mut speakers = Vec::new();
+        for (x, y) in a.iter().zip(&b) {
+            all.push(y.clone());
+            speakers.push("b");
+            all.push(x.clone());
+            speakers.push("a");
+        }
+        let norm = SpeakerNorm::from_images(&all, &speakers, shape).unwrap();
+        assert_eq!(norm.speakers(), ["a", "b"]);
+        let (ma, _) = norm.stats("a").unwrap();
+        let (mb, _) = norm.stats("b").unwrap();
+        assert_eq!(ma.len(), 12, "one mean per (channel, row)");
+        assert!((mb[5] - ma[5] * row_map(5).1 - row_map(5).0).abs() < 1e-4);
+        for k in 0..a.len() {
+            let (mut x, mut y) = (all[2 * k + 1].clone(), all[2 * k].clone());
+            norm.apply(2 * k + 1, &mut x);
+            norm.apply(2 * k, &mut y);
+            let worst = x
+                .iter()
+                .zip(&y)
+                .map(|(p, q)| (p - q).abs())
+                .fold(0f32, f32::max);
+            assert!(
+                worst < 1e-4,
+                "utterance pair {k}: largest difference {worst}"
+            );
+        }
+        // Each speaker's normalised rows have mean 0 and standard deviation 1.
+        let mut sums = [(0f64, 0f64); 12];
+        for k in 0..a.len() {
+            let mut y = all[2 * k].clone();
+            norm.apply(2 * k, &mut y);
+            for (i, &v) in y.iter().enumerate() {
+                sums[i / 16].0 += v as f64;
+                sums[i / 16].1 += (v as f64).powi(2);
+            }
+        }
+        let n = (a.len() * 16) as f64;
+        for (row, (s, q)) in sums.iter().enumerate() {
+            let m = s / n;
+            let sd = (q / n - m * m).sqrt();
+            assert!(
+                m.abs() < 1e-4 && (sd - 1.0).abs() < 1e-4,
+                "row {row}: mean {m}, sd {sd}"
+            );
+        }
+    }
+
+    /// A row that never varies gets the floor (a tenth of the speaker's typical row spread in that
+    /// channel) instead of a near-zero standard deviation, so a different value there stays a
+    /// moderate input.
+    #[test]
+    fn a_constant_row_gets_the_floored_standard_deviation() {
+        let mut imgs = images(4, 2);
+        for x in &mut imgs {
+            x[3 * 16..4 * 16].fill(0.25); // channel 0, row 3
+        }
+        let norm = SpeakerNorm::from_images(&imgs, &["s"; 4], (2, 6, 16)).unwrap();
+        let (mean, std) = norm.stats("s").unwrap();
+        let row_variance = |row: usize| {
+            let v: Vec<f64> = imgs
+                .iter()
+                .flat_map(|x| x[row * 16..(row + 1) * 16].iter().map(|&v| v as f64))
+                .collect();
+            let m = v.iter().sum::<f64>() / v.len() as f64;
+            v.iter().map(|x| (x - m).powi(2)).sum::<f64>() / v.len() as f64
+        };
+        let floor = SpeakerNorm::STD_FLOOR * ((0..6).map(row_variance).sum::<f64>() / 6.0).sqrt();
+        assert_eq!(mean[3], 0.25);
+        assert!(
+            ((std[3] as f64) - floor).abs() < 1e-6,
+            "std {} vs floor {floor}",
+            std[3]
+        );
+        // The other rows vary more than the floor and keep their own standard deviation.
+        assert!(((std[2] as f64) - row_variance(2).sqrt()).abs() < 1e-6);
+        let mut x = imgs[0].clone();
+        x[3 * 16] = 0.3;
+        norm.apply(0, &mut x);
+        assert!(
+            x[3 * 16].is_finite() && x[3 * 16].abs() < 20.0,
+            "{}",
+            x[3 * 16]
+        );
+    }
+
+    #[test]
+    fn mismatched_inputs_are_refused() {
+        let imgs = images(2, 3);
+        assert!(SpeakerNorm::from_images(&imgs, &["a"], (2, 6, 16)).is_err());
+        assert!(SpeakerNorm::from_images(&imgs, &["a", "b"], (2, 6, 15)).is_err());
+        assert!(SpeakerNorm::from_images(&[], &[] as &[&str], (2, 6, 16)).is_err());
     }
 }

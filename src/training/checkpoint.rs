@@ -245,3 +245,29 @@ fn config_err_tensor(name: &str, e: safetensors::SafeTensorError) -> Error {
 fn json<T: Serialize>(v: &T) -> String {
     serde_json::to_string(v).expect("checkpoint metadata serialises")
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A checkpoint written before the mode existed has no `input_norm_mode`: it reads as
+    /// `training`, the only normalisation there was.
+    #[test]
+    fn model_info_without_a_mode_reads_as_training() {
+        let info = ModelInfo {
+            arch: "c4k3 p2 fc8".into(),
+            input_shape: (1, 8, 8),
+            classes: vec!["a".into(), "b".into()],
+            input_norm_mode: InputNormMode::Speaker,
+            input_norm: InputNorm::identity(1),
+            config: serde_json::json!({}),
+        };
+        let mut value = serde_json::to_value(&info).unwrap();
+        assert_eq!(value["input_norm_mode"], "speaker");
+        let back: ModelInfo = serde_json::from_value(value.clone()).unwrap();
+        assert_eq!(back, info);
+        value.as_object_mut().unwrap().remove("input_norm_mode");
+        let old: ModelInfo = serde_json::from_value(value).unwrap();
+        assert_eq!(old.input_norm_mode, InputNormMode::Training);
+    }
+}
