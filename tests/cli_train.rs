@@ -220,3 +220,50 @@ fn ctrl_c_checkpoints_and_the_run_resumes() {
     let status = std::fs::read_to_string(run_dir.join("STATUS")).unwrap();
     assert_eq!(status.trim(), "complete");
 }
+
+/// `--input-norm` and the file key `input_norm` layer like the other settings (default `training`),
+/// reach config.toml, and are refused together with `--resume`.
+#[test]
+fn input_norm_option_and_key_layer_like_the_others() {
+    use rescnn::data::InputNormMode;
+    assert_eq!(cfg_of(&[]).unwrap().input_norm, InputNormMode::Training);
+    let c = cfg_of(&["--input-norm", "speaker"]).unwrap();
+    assert_eq!(c.input_norm, InputNormMode::Speaker);
+    assert!(
+        c.to_toml().contains("input_norm = \"speaker\""),
+        "{}",
+        c.to_toml()
+    );
+    assert_eq!(toml::from_str::<TrainConfig>(&c.to_toml()).unwrap(), c);
+
+    let dir = temp_dir();
+    let file = dir.path().join("run.toml");
+    std::fs::write(&file, "input_norm = \"speaker\"\n").unwrap();
+    let from_file = cfg_of(&["--config", file.to_str().unwrap()]).unwrap();
+    assert_eq!(from_file.input_norm, InputNormMode::Speaker);
+    let overridden = cfg_of(&[
+        "--config",
+        file.to_str().unwrap(),
+        "--input-norm",
+        "training",
+    ])
+    .unwrap();
+    assert_eq!(overridden.input_norm, InputNormMode::Training);
+    std::fs::write(&file, "input_norm = \"utterance\"\n").unwrap();
+    let e = cfg_of(&["--config", file.to_str().unwrap()])
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("run.toml") && e.contains("utterance"), "{e}");
+    assert!(parse(["rescnn-train", "--input-norm", "utterance"]).is_err());
+
+    let (args, m) = parse([
+        "rescnn-train",
+        "--resume",
+        "runs/x",
+        "--input-norm",
+        "speaker",
+    ])
+    .unwrap();
+    let e = request(&args, &m).unwrap_err().to_string();
+    assert!(e.contains("--input-norm"), "{e}");
+}
