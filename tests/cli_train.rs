@@ -267,3 +267,66 @@ fn input_norm_option_and_key_layer_like_the_others() {
     let e = request(&args, &m).unwrap_err().to_string();
     assert!(e.contains("--input-norm"), "{e}");
 }
+
+/// `--augment` sets the augmentation and the waveform variants together, on top of the preset;
+/// `--no-augment` clears both; the two cannot be given together.
+#[test]
+fn augment_levels_set_augmentation_and_waveform_variants() {
+    use rescnn::data::AugmentConfig;
+    use rescnn::training::config::AugmentLevel;
+    let paper = cfg_of(&["--preset", "paper"]).unwrap();
+    assert_eq!(paper.augment, AugmentConfig::paper());
+    assert!(paper.waveform_variants.is_empty());
+
+    let full = cfg_of(&["--preset", "paper", "--augment", "full"]).unwrap();
+    assert_eq!(full.augment, AugmentConfig::default());
+    assert!(full.augment.time_masks > 0 && full.augment.waveform > 0.0);
+    assert_eq!(full.waveform_variants, AugmentLevel::FULL_VARIANTS.to_vec());
+    assert_eq!(
+        toml::from_str::<TrainConfig>(&full.to_toml()).unwrap(),
+        full
+    );
+
+    // From a file that turns everything on, both ways of saying "none" clear both.
+    let dir = temp_dir();
+    let file = dir.path().join("full.toml");
+    std::fs::write(&file, full.to_toml()).unwrap();
+    let file = file.to_str().unwrap();
+    assert_eq!(cfg_of(&["--config", file]).unwrap(), full);
+    for words in [&["--augment", "none"][..], &["--no-augment"][..]] {
+        let mut w = vec!["--config", file];
+        w.extend_from_slice(words);
+        let c = cfg_of(&w).unwrap();
+        assert_eq!(c.augment, AugmentConfig::none(), "{words:?}");
+        assert!(c.waveform_variants.is_empty(), "{words:?}");
+    }
+    assert!(parse(["rescnn-train", "--augment", "full", "--no-augment"]).is_err());
+    assert!(parse(["rescnn-train", "--augment", "most"]).is_err());
+}
+
+/// A run's config.toml given back as `--config` reproduces that run's configuration, including the
+/// settings that are unset (`mel_bands`, `fmax_hz`: written as 0, since TOML has no null and an
+/// absent key would keep the base's value, 64 mel bands for the no-argument base).
+#[test]
+fn a_written_configuration_read_back_as_a_config_file_is_the_same() {
+    let dir = temp_dir();
+    for words in [
+        &["--preset", "paper"][..],
+        &[][..],
+        &["--mel", "40", "--fmax", "6000"][..],
+    ] {
+        let c = cfg_of(words).unwrap();
+        let file = dir.path().join("config.toml");
+        std::fs::write(&file, c.to_toml()).unwrap();
+        let back = cfg_of(&["--config", file.to_str().unwrap()]).unwrap();
+        assert_eq!(back, c, "{words:?}");
+    }
+    assert_eq!(
+        cfg_of(&["--preset", "paper"])
+            .unwrap()
+            .spectrogram
+            .stft
+            .mel_bands,
+        None
+    );
+}

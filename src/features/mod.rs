@@ -40,13 +40,42 @@ pub struct StftConfig {
     /// FFT length (≥ the window length in samples; the frame is zero-padded): `n_fft/2 + 1` bins.
     pub n_fft: usize,
     /// `Some(n)`: n triangular mel bands (HTK mel scale) between `fmin_hz` and `fmax_hz` instead of
-    /// the linear FFT bins.
+    /// the linear FFT bins. Written as 0 when `None`.
+    #[serde(with = "zero_is_none")]
     pub mel_bands: Option<usize>,
     pub fmin_hz: f32,
-    /// Upper mel edge; `None` is the Nyquist frequency.
+    /// Upper mel edge; `None` is the Nyquist frequency. Written as 0 when `None`.
+    #[serde(with = "zero_is_none")]
     pub fmax_hz: Option<f32>,
     /// Power floor before the logarithm, so silence gives a finite dB value (10·log10(1e-10) = -100).
     pub power_floor: f32,
+}
+
+/// Serde for the `Option` settings above: `None` is written as 0 and 0 (or null) reads as `None`.
+/// TOML has no null, and a configuration file layered over another leaves absent keys unchanged,
+/// so "unset" has to be a value: otherwise a run's `config.toml` read back over a base that sets
+/// mel bands (`--config run/config.toml`) would quietly keep the base's.
+mod zero_is_none {
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    pub fn serialize<T, S>(value: &Option<T>, s: S) -> std::result::Result<S::Ok, S::Error>
+    where
+        T: Default + Serialize,
+        S: Serializer,
+    {
+        match value {
+            Some(v) => v.serialize(s),
+            None => T::default().serialize(s),
+        }
+    }
+
+    pub fn deserialize<'de, T, D>(d: D) -> std::result::Result<Option<T>, D::Error>
+    where
+        T: Default + PartialEq + Deserialize<'de>,
+        D: Deserializer<'de>,
+    {
+        Ok(Option::<T>::deserialize(d)?.filter(|v| *v != T::default()))
+    }
 }
 
 impl Default for StftConfig {

@@ -8,9 +8,9 @@ use std::path::PathBuf;
 use clap::parser::ValueSource;
 use clap::{ArgMatches, CommandFactory, FromArgMatches, Parser};
 
-use super::config::{DeviceChoice, Selection, SweepKind, TrainConfig};
+use super::config::{AugmentLevel, DeviceChoice, Selection, SweepKind, TrainConfig};
 use crate::cli::SpectrogramArgs;
-use crate::data::{AugmentConfig, InputNormMode};
+use crate::data::InputNormMode;
 use crate::features::TimeAxis;
 use crate::{config_err, Result};
 
@@ -74,7 +74,11 @@ pub struct Args {
     /// Model selection criterion on the validation set.
     #[arg(long, value_enum)]
     pub select_by: Option<Selection>,
-    /// Turn training augmentation off.
+    /// Training augmentation: `paper` (random crop, flip, graying, noise points), `full` (those,
+    /// SpecAugment masks, and speed/pitch-perturbed variants), or `none`.
+    #[arg(long, value_enum, conflicts_with = "no_augment")]
+    pub augment: Option<AugmentLevel>,
+    /// Turn training augmentation off (the same as `--augment none`).
     #[arg(long)]
     pub no_augment: bool,
     /// Class-balanced sampling of training utterances.
@@ -170,6 +174,7 @@ const CONFIG_OPTIONS: &[&str] = &[
     "seed",
     "eval_every",
     "select_by",
+    "augment",
     "no_augment",
     "balanced",
     "input_norm",
@@ -287,8 +292,11 @@ pub fn config(args: &Args, m: &ArgMatches) -> Result<TrainConfig> {
     if let Some(v) = args.select_by {
         c.select_by = v;
     }
+    if let Some(level) = args.augment {
+        level.apply(&mut c);
+    }
     if args.no_augment {
-        c.augment = AugmentConfig::none();
+        AugmentLevel::None.apply(&mut c);
     }
     if args.balanced {
         c.balanced = true;

@@ -53,6 +53,53 @@ pub enum Selection {
     Loss,
 }
 
+/// A named augmentation setting for the command line (`--augment`); a config file can set every
+/// field of [`AugmentConfig`] and `waveform_variants` instead.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum AugmentLevel {
+    /// No augmentation.
+    None,
+    /// The paper's four: random crop, time flip, graying, noise points.
+    Paper,
+    /// The paper's four, SpecAugment time and frequency masks, and speed (0.9, 1.1) and pitch
+    /// (±2 semitones) perturbed variants of every utterance.
+    Full,
+}
+
+impl AugmentLevel {
+    /// The speed and pitch variants `Full` computes per utterance (each costs one more STFT per
+    /// utterance, once, and one more cached spectrogram).
+    pub const FULL_VARIANTS: [Perturbation; 4] = [
+        Perturbation {
+            speed: 0.9,
+            pitch_semitones: 0.0,
+        },
+        Perturbation {
+            speed: 1.1,
+            pitch_semitones: 0.0,
+        },
+        Perturbation {
+            speed: 1.0,
+            pitch_semitones: -2.0,
+        },
+        Perturbation {
+            speed: 1.0,
+            pitch_semitones: 2.0,
+        },
+    ];
+
+    /// Set `c`'s augmentation and waveform variants to this level.
+    pub fn apply(self, c: &mut TrainConfig) {
+        let (augment, variants) = match self {
+            AugmentLevel::None => (AugmentConfig::none(), Vec::new()),
+            AugmentLevel::Paper => (AugmentConfig::paper(), Vec::new()),
+            AugmentLevel::Full => (AugmentConfig::default(), Self::FULL_VARIANTS.to_vec()),
+        };
+        c.augment = augment;
+        c.waveform_variants = variants;
+    }
+}
+
 /// How the corpus is split (see [`crate::data::split`]), parsed from `random`, `speakers:15,16` or
 /// `loso`.
 #[derive(Clone, Debug, PartialEq, Eq)]
