@@ -5,7 +5,7 @@ mod train_support;
 use std::process::Command;
 
 use rescnn::cli::predict::predict;
-use rescnn::data::{synth, SynthConfig, EMOTIONS};
+use rescnn::data::EMOTIONS;
 use rescnn::training::model_dir::{TrainedModel, Weights};
 use train_support::*;
 
@@ -17,15 +17,7 @@ fn predict_gives_probabilities_that_sum_to_one_and_eval_counts_every_utterance()
     train(&cfg, dir.path());
 
     // New audio: a few synthetic utterances (another seed) written as WAV, plus a stereo 44.1 kHz file.
-    let data = temp_dir();
-    let corpus = synth::generate(&SynthConfig {
-        seed: 99,
-        speakers: 2,
-        per_class_per_speaker: 1,
-        ..SynthConfig::default()
-    })
-    .unwrap();
-    synth::export(&corpus, data.path()).unwrap();
+    let (data, corpus) = exported_small_corpus();
     let elsewhere = temp_dir();
     let stereo = elsewhere.path().join("stereo.wav");
     {

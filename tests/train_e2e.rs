@@ -214,7 +214,7 @@ fn the_emulated_device_follows_the_cpu_reference() {
 /// A checkpoint whose configuration predates the setting still resumes as `training`.
 #[test]
 fn speaker_normalised_run_trains_resumes_bit_identically_and_predicts() {
-    use rescnn::data::{synth, InputNormMode, Normalization, SynthConfig};
+    use rescnn::data::{InputNormMode, Normalization};
     let mut cfg = tiny_config();
     cfg.iterations = Some(20);
     cfg.input_norm = InputNormMode::Speaker;
@@ -259,15 +259,7 @@ fn speaker_normalised_run_trains_resumes_bit_identically_and_predicts() {
 
     // predict: the files given together are one speaker, so a file's probabilities depend on its
     // companions (they would not with stored statistics).
-    let data = temp_dir();
-    let corpus = synth::generate(&SynthConfig {
-        seed: 99,
-        speakers: 2,
-        per_class_per_speaker: 1,
-        ..SynthConfig::default()
-    })
-    .unwrap();
-    synth::export(&corpus, data.path()).unwrap();
+    let (data, corpus) = exported_small_corpus();
     let file = |class: &str, speaker: &str| {
         data.path()
             .join(format!("{class}/{speaker}/{class}_00.wav"))

@@ -4,6 +4,7 @@
 
 use std::path::{Path, PathBuf};
 
+use rescnn::data::{synth, Corpus, SynthConfig};
 use rescnn::training::checkpoint::Checkpoint;
 use rescnn::training::config::{small_spectrogram, DeviceChoice, TrainConfig};
 use rescnn::training::run::{self, RunOutcome};
@@ -33,6 +34,22 @@ pub fn temp_dir() -> tempfile::TempDir {
         .prefix("rescnn-train-test")
         .tempdir()
         .expect("temporary folder")
+}
+
+/// New audio for predict/eval: a small synthetic corpus (another seed than training's; 2 speakers,
+/// one utterance per class each) written as a folder-per-class tree of WAV files in a temporary
+/// folder, `<class>/<speaker>/<class>_00.wav`.
+pub fn exported_small_corpus() -> (tempfile::TempDir, Corpus) {
+    let data = temp_dir();
+    let corpus = synth::generate(&SynthConfig {
+        seed: 99,
+        speakers: 2,
+        per_class_per_speaker: 1,
+        ..SynthConfig::default()
+    })
+    .expect("synthetic corpus");
+    synth::export(&corpus, data.path()).expect("export as WAV files");
+    (data, corpus)
 }
 
 pub fn quiet() -> RunControl {
