@@ -2,8 +2,6 @@
 
 mod train_support;
 
-use std::process::Command;
-
 use rescnn::cli::predict::predict;
 use rescnn::data::EMOTIONS;
 use rescnn::training::model_dir::{TrainedModel, Weights};
@@ -58,17 +56,13 @@ fn predict_gives_probabilities_that_sum_to_one_and_eval_counts_every_utterance()
     }
 
     // The binary, with --json.
-    let out = Command::new(env!("CARGO_BIN_EXE_rescnn"))
-        .args(["predict", "--json", "--model"])
-        .arg(dir.path())
-        .arg(&anger)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = rescnn_ok([
+        "predict".as_ref(),
+        "--json".as_ref(),
+        "--model".as_ref(),
+        dir.path().as_os_str(),
+        anger.as_os_str(),
+    ]);
     let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let probs = json[0]["probabilities"].as_object().unwrap();
     assert_eq!(probs.len(), 7);
@@ -81,24 +75,20 @@ fn predict_gives_probabilities_that_sum_to_one_and_eval_counts_every_utterance()
 
     // eval on the exported folder corpus: every utterance counted, report files written.
     let report_dir = data.path().join("eval-report");
-    let out = Command::new(env!("CARGO_BIN_EXE_rescnn"))
-        .args(["eval", "--corpus", "folders", "--json", "--model"])
-        .arg(dir.path())
-        .arg("--data")
-        .arg(data.path())
-        .arg("--out")
-        .arg(&report_dir)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = rescnn_ok([
+        "eval".as_ref(),
+        "--corpus".as_ref(),
+        "folders".as_ref(),
+        "--json".as_ref(),
+        "--model".as_ref(),
+        dir.path().as_os_str(),
+        "--data".as_ref(),
+        data.path().as_os_str(),
+        "--out".as_ref(),
+        report_dir.as_os_str(),
+    ]);
     let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    let per_speaker = report["per_speaker"].as_object().unwrap();
-    let total: u64 = per_speaker.values().map(|v| v[1].as_u64().unwrap()).sum();
-    assert_eq!(total, corpus.len() as u64);
+    assert_eq!(utterances_evaluated(&report), corpus.len() as u64);
     let wa = report["wa"].as_f64().unwrap();
     assert!((0.0..=1.0).contains(&wa));
     for f in ["eval.md", "eval.json", "confusion.svg"] {

@@ -281,15 +281,14 @@ fn speaker_normalised_run_trains_resumes_bit_identically_and_predicts() {
     }
     assert_eq!(together[0].file, anger.display().to_string());
     assert_ne!(alone[0].probabilities, together[0].probabilities);
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_rescnn"))
-        .args(["predict", "--model"])
-        .arg(a.path())
-        .arg(&anger)
-        .arg(&sad)
-        .output()
-        .unwrap();
+    let out = rescnn_ok([
+        "predict".as_ref(),
+        "--model".as_ref(),
+        a.path().as_os_str(),
+        anger.as_os_str(),
+        sad.as_os_str(),
+    ]);
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "{stderr}");
     assert!(stderr.contains("treated as one speaker"), "{stderr}");
 
     // eval: statistics per speaker of the evaluated corpus, every utterance counted.
@@ -298,26 +297,18 @@ fn speaker_normalised_run_trains_resumes_bit_identically_and_predicts() {
         Normalization::PerSpeaker(n) => assert_eq!(n.speakers(), ["syn01", "syn02"]),
         other => panic!("expected per-speaker statistics, got {other:?}"),
     }
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_rescnn"))
-        .args(["eval", "--corpus", "folders", "--json", "--model"])
-        .arg(a.path())
-        .arg("--data")
-        .arg(data.path())
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = rescnn_ok([
+        "eval".as_ref(),
+        "--corpus".as_ref(),
+        "folders".as_ref(),
+        "--json".as_ref(),
+        "--model".as_ref(),
+        a.path().as_os_str(),
+        "--data".as_ref(),
+        data.path().as_os_str(),
+    ]);
     let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    let total: u64 = report["per_speaker"]
-        .as_object()
-        .unwrap()
-        .values()
-        .map(|v| v[1].as_u64().unwrap())
-        .sum();
-    assert_eq!(total, corpus.len() as u64);
+    assert_eq!(utterances_evaluated(&report), corpus.len() as u64);
 
     // A run written before `input_norm` existed (no key in its config.toml nor in its checkpoint's
     // configuration) resumes as `training`. (A checkpoint without the mode: checkpoint.rs's test.)

@@ -52,6 +52,34 @@ pub fn exported_small_corpus() -> (tempfile::TempDir, Corpus) {
     (data, corpus)
 }
 
+/// Run the `rescnn` binary with `args`; panics with its stderr unless it exits successfully.
+pub fn rescnn_ok<I, S>(args: I) -> std::process::Output
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<std::ffi::OsStr>,
+{
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_rescnn"))
+        .args(args)
+        .output()
+        .expect("the rescnn binary runs");
+    assert!(
+        out.status.success(),
+        "rescnn failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+/// Utterances counted by a `rescnn eval --json` report: the sum of its per-speaker totals.
+pub fn utterances_evaluated(report: &serde_json::Value) -> u64 {
+    report["per_speaker"]
+        .as_object()
+        .expect("per_speaker is a table")
+        .values()
+        .map(|v| v[1].as_u64().expect("[correct, total]"))
+        .sum()
+}
+
 pub fn quiet() -> RunControl {
     RunControl::default()
 }
