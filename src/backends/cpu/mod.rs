@@ -12,13 +12,13 @@
 //! backend and is reused from call to call, so after the first training step the backend allocates
 //! nothing of its own; the GEMM crate still allocates its small packing buffers per call.
 
-mod conv;
+mod conv2d;
 mod dense;
 mod gemm;
-mod pool;
+mod maxpool;
 mod rmsprop;
 mod shortcut;
-mod xent;
+mod softmax_xent;
 
 use std::marker::PhantomData;
 use std::sync::Mutex;
@@ -47,7 +47,7 @@ impl<T: Real> CpuBackend<T> {
     /// How many output rows one im2col chunk of this convolution covers (tests use it to be sure
     /// they cover images split into several chunks).
     pub fn conv_chunk_rows(g: &ConvGeom) -> Result<usize> {
-        conv::chunk_rows(g)
+        conv2d::chunk_rows(g)
     }
 }
 
@@ -216,7 +216,7 @@ impl<T: Real> Backend for CpuBackend<T> {
         b: &Vec<T>,
         y: &mut Vec<T>,
     ) -> Result<()> {
-        conv::forward(&self.scratch, g, x, w, b, y)
+        conv2d::forward(&self.scratch, g, x, w, b, y)
     }
 
     fn conv2d_backward(
@@ -230,7 +230,7 @@ impl<T: Real> Backend for CpuBackend<T> {
         dw: &mut Vec<T>,
         db: &mut Vec<T>,
     ) -> Result<()> {
-        conv::backward(
+        conv2d::backward(
             &self.scratch,
             g,
             x,
@@ -250,7 +250,7 @@ impl<T: Real> Backend for CpuBackend<T> {
         y: &mut Vec<T>,
         argmax: &mut Vec<u32>,
     ) -> Result<()> {
-        pool::forward(g, x, y, argmax)
+        maxpool::forward(g, x, y, argmax)
     }
 
     fn maxpool_backward(
@@ -260,7 +260,7 @@ impl<T: Real> Backend for CpuBackend<T> {
         argmax: &Vec<u32>,
         dx: &mut Vec<T>,
     ) -> Result<()> {
-        pool::backward(g, dy, argmax, dx)
+        maxpool::backward(g, dy, argmax, dx)
     }
 
     fn shortcut_forward(&self, g: &ShortcutGeom, src: &Vec<T>, dst: &mut Vec<T>) -> Result<()> {
@@ -309,7 +309,7 @@ impl<T: Real> Backend for CpuBackend<T> {
         losses: &mut Vec<T>,
         d_logits: &mut Vec<T>,
     ) -> Result<XentStats> {
-        xent::softmax_xent(g, logits, labels, losses, d_logits)
+        softmax_xent::softmax_xent(g, logits, labels, losses, d_logits)
     }
 
     fn rmsprop_update(
