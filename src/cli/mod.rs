@@ -5,6 +5,7 @@
 //! network inputs spells them the same way.
 
 pub mod eval;
+pub mod export;
 pub mod info;
 pub mod predict;
 pub mod spectrogram;
@@ -27,7 +28,8 @@ pub struct Cli {
 
 #[derive(Subcommand, Debug)]
 pub enum Command {
-    /// Draw the spectrogram image the network sees for a WAV file, as PNG.
+    /// Draw the spectrogram image the network sees for a WAV file: PNG (8 bits), and/or the exact
+    /// f32 network input as .npy.
     Spectrogram(spectrogram::Args),
     /// Show the compute devices, the NVRTC used at build time and the compiled CUDA kernels.
     Info(info::InfoArgs),
@@ -35,6 +37,8 @@ pub enum Command {
     Predict(predict::Args),
     /// A trained model's metrics and confusion matrix on a corpus (or part of a split file).
     Eval(eval::Args),
+    /// Write a trained model as one ONNX graph (spectrogram image in, class probabilities out).
+    Export(export::Args),
 }
 
 pub fn run(cli: Cli) -> Result<()> {
@@ -43,6 +47,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Info(args) => info::run(&args),
         Command::Predict(args) => predict::run(&args),
         Command::Eval(args) => eval::run(&args),
+        Command::Export(args) => export::run(&args),
     }
 }
 

@@ -1,37 +1,62 @@
-//! `rescnn spectrogram IN.wav -o OUT.png`: the image the network sees, for a person to look at.
+//! `rescnn spectrogram IN.wav -o OUT.png [--npy OUT.npy]`: the image the network sees, for a person
+//! to look at (PNG, 8 bits per channel) and, with `--npy`, the network's exact f32 input (the input
+//! of an exported ONNX model).
 
 use std::path::{Path, PathBuf};
 
 use super::SpectrogramArgs;
-use crate::features::{Renderer, StftPlan};
-use crate::{Error, Result};
+use crate::data::cache::round_to_stored_precision;
+use crate::features::{Renderer, SpectrogramConfig, StftPlan};
+use crate::training::model_dir::{TrainedModel, Weights};
+use crate::{config_err, Error, Result};
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
     /// Input WAV file (8/16/24/32-bit integer or 32-bit float PCM, any rate, any channel count).
     pub input: PathBuf,
-    /// Output PNG file.
-    #[arg(short, long)]
-    pub output: PathBuf,
+    /// Output PNG file (the image rounded to 8 bits per channel).
+    #[arg(short, long, value_name = "OUT.png")]
+    pub output: Option<PathBuf>,
+    /// Also (or instead) write the network's exact input: float32 (1, C, H, W), planar, in [0, 1],
+    /// as a NumPy .npy file (the input of `rescnn export`'s ONNX model).
+    #[arg(long, value_name = "OUT.npy")]
+    pub npy: Option<PathBuf>,
+    /// Use this trained model's spectrogram settings (the feature options below are then ignored).
+    #[arg(long, value_name = "RUN_DIR")]
+    pub model: Option<PathBuf>,
     #[command(flatten)]
     pub settings: SpectrogramArgs,
 }
 
 pub fn run(args: &Args) -> Result<()> {
-    let cfg = args.settings.to_config()?;
+    if args.output.is_none() && args.npy.is_none() {
+        return Err(config_err!(
+            "rescnn spectrogram: nothing to write; give -o OUT.png and/or --npy OUT.npy"
+        ));
+    }
+    let cfg = match &args.model {
+        Some(m) => TrainedModel::load(m, Weights::Best)?.config.spectrogram,
+        None => args.settings.to_config()?,
+    };
     let original = crate::audio::read_wav(&args.input)?;
     let audio = original.resampled(cfg.stft.sample_rate)?;
-    let spec = StftPlan::new(&cfg.stft)?.compute(&audio.samples);
+    let mut spec = StftPlan::new(&cfg.stft)?.compute(&audio.samples);
+    round_to_stored_precision(&mut spec);
     let mut renderer = Renderer::new(&cfg.image)?;
-    let mut pixels = Vec::new();
-    renderer.render_u8(&spec, &mut pixels);
-    write_png(
-        &args.output,
-        &pixels,
-        cfg.image.width,
-        cfg.image.height,
-        cfg.image.channels(),
-    )?;
+    let (c, h, w) = cfg.input_shape();
+    let mut written = Vec::new();
+    if let Some(png) = &args.output {
+        let mut pixels = Vec::new();
+        renderer.render_u8(&spec, &mut pixels);
+        write_png(png, &pixels, w, h, c)?;
+        written.push(png.display().to_string());
+    }
+    if let Some(npy) = &args.npy {
+        let mut chw = vec![0f32; c * h * w];
+        renderer.render_chw(&spec, &mut chw);
+        crate::export::npy::write(npy, &[1, c, h, w], &chw)?;
+        written.push(npy.display().to_string());
+    }
     println!(
         "{}: {:.2} s at {} Hz → {} frames × {} bins → {} ({}×{} {})",
         args.input.display(),
@@ -39,9 +64,9 @@ pub fn run(args: &Args) -> Result<()> {
         original.sample_rate,
         spec.frames,
         spec.bins,
-        args.output.display(),
-        cfg.image.width,
-        cfg.image.height,
+        written.join(", "),
+        w,
+        h,
         cfg.image.colormap.name()
     );
     Ok(())

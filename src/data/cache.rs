@@ -85,6 +85,14 @@ impl CacheOptions {
     }
 }
 
+/// Round `spec`'s dB values to the store's half precision, in place. Training, evaluation and
+/// prediction render every image from a stored (half-precision) spectrogram, so a spectrogram
+/// computed outside the store (`rescnn spectrogram`, the long-audio timeline) must go through this
+/// rounding to render the very same image.
+pub fn round_to_stored_precision(spec: &mut Spectrogram) {
+    StoredSpectrogram::from_f32(spec).to_f32_into(spec);
+}
+
 /// A spectrogram in half precision.
 #[derive(Clone, Debug)]
 pub struct StoredSpectrogram {

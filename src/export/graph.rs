@@ -1,0 +1,471 @@
+//! A planned network with its weights as one ONNX graph: the spectrogram image in, the class
+//! probabilities out, with the input normalisation at the front.
+//!
+//! Each planned op maps onto standard ONNX ops with rescnn's exact semantics:
+//!
+//! | rescnn | ONNX |
+//! |---|---|
+//! | input normalisation, per channel | `Sub` mean (1, C, 1, 1), `Mul` by 1/std (1, C, 1, 1), the reciprocal taken in f32 as the CPU reference takes it |
+//! | input normalisation, per speaker | `Sub` the graph input `speaker_mean` (C, H, 1), `Mul` by `Reciprocal(speaker_std)` |
+//! | conv, TensorFlow SAME | `Conv` with explicit `pads` (top, left, bottom, right): even kernels pad one more after than before, which `auto_pad=SAME_UPPER` would also do, but explicit pads leave nothing to a runtime's reading of `auto_pad`; then `Relu` |
+//! | max-pool, floor mode | `MaxPool` (`ceil_mode` 0, no padding) |
+//! | shortcut | `AveragePool` r×r, stride r (skipped for r = 1), `Gather` along channels with indices c mod C_src (skipped when the channels already agree), `Add` into the target |
+//! | dense, classifier | `Flatten` (once, after the last 4-D map), `Gemm` with `transB` (w is (OUT, IN)), `Relu` |
+//! | softmax | `Softmax` over axis 1 |
+//!
+//! The batch dimension is symbolic (`N`); height and width are fixed by the plan.
+
+use super::onnx::{
+    self, attr_int, attr_ints, node, tensor_f32, tensor_i64, value_info, Dim, GraphProto,
+    ModelProto, NodeProto, OperatorSetIdProto, StringStringEntryProto, TensorProto,
+};
+use crate::backends::geometry::ConvGeom;
+use crate::data::InputNorm;
+use crate::model::{NamedTensor, Plan, PlannedOp};
+use crate::{config_err, shape_err, Result};
+
+/// The graph's input: the spectrogram image (N, C, H, W), planar f32 in [0, 1], exactly what
+/// `rescnn spectrogram --npy` writes.
+pub const INPUT: &str = "spectrogram";
+/// The graph's output: class probabilities (N, classes), in the model's class order.
+pub const OUTPUT: &str = "probabilities";
+/// Extra inputs of a speaker-normalised model: its speaker's mean and standard deviation per
+/// (channel, image row), shape (C, H, 1).
+pub const SPEAKER_MEAN: &str = "speaker_mean";
+pub const SPEAKER_STD: &str = "speaker_std";
+
+/// How the graph normalises its input.
+#[derive(Clone, Debug, PartialEq)]
+pub enum GraphNorm<'a> {
+    /// `x ← (x − mean[c]) · (1/std[c])` with constants from training.
+    PerChannel(&'a InputNorm),
+    /// `x ← (x − speaker_mean[c, row]) · (1/speaker_std[c, row])` with the speaker's statistics
+    /// given as two more graph inputs.
+    PerSpeakerInputs,
+}
+
+/// Everything that goes into an exported model.
+pub struct GraphSpec<'a> {
+    pub plan: &'a Plan,
+    pub params: &'a [NamedTensor<f32>],
+    pub norm: GraphNorm<'a>,
+    /// `metadata_props` of the model, in order.
+    pub metadata: Vec<(String, String)>,
+    /// `producer_version` (rescnn's version).
+    pub producer_version: String,
+    pub doc: String,
+}
+
+/// An ONNX-safe version of a layer name: "shortcut 0→pool3" → "shortcut0_to_pool3".
+fn tensor_prefix(layer: &str) -> String {
+    layer
+        .replace('→', "_to_")
+        .chars()
+        .filter(|c| !c.is_whitespace())
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
+        .collect()
+}
+
+/// The (top, left, bottom, right) padding of a planned convolution. The geometry stores the
+/// padding before; the padding after is whatever the output size needs beyond the input (SAME pads
+/// ⌊total/2⌋ before and the rest after; rows the last window does not reach need none).
+pub fn conv_pads(g: &ConvGeom) -> [usize; 4] {
+    let after = |out: i32, k: i32, input: i32, before: i32| {
+        ((out - 1) * g.stride + k - input - before).max(0) as usize
+    };
+    [
+        g.pad_top as usize,
+        g.pad_left as usize,
+        after(g.h_out, g.k_h, g.h_in, g.pad_top),
+        after(g.w_out, g.k_w, g.w_in, g.pad_left),
+    ]
+}
+
+struct Builder<'a> {
+    params: &'a [NamedTensor<f32>],
+    nodes: Vec<NodeProto>,
+    initializers: Vec<TensorProto>,
+}
+
+impl Builder<'_> {
+    /// The checked weight and bias of `layer`, as initializers named after it.
+    fn weights(
+        &mut self,
+        layer: &crate::model::PlannedLayer,
+        prefix: &str,
+    ) -> Result<(String, String)> {
+        let mut names = Vec::new();
+        for (name, dims) in layer.params() {
+            let t = self.params.iter().find(|t| t.name == name).ok_or_else(|| {
+                config_err!(
+                    "cannot export layer `{}`: its parameter `{name}` is not in the checkpoint",
+                    layer.name
+                )
+            })?;
+            if t.dims != dims || t.data.len() != dims.iter().product::<usize>() {
+                return Err(shape_err!(
+                    "cannot export layer `{}`: `{name}` has dimensions {:?}, the plan needs {dims:?}",
+                    layer.name,
+                    t.dims
+                ));
+            }
+            let suffix = name.rsplit('.').next().unwrap_or("param");
+            let onnx_name = format!("{prefix}.{suffix}");
+            self.initializers
+                .push(tensor_f32(&onnx_name, &dims, &t.data));
+            names.push(onnx_name);
+        }
+        let [w, b]: [String; 2] = names.try_into().map_err(|_| {
+            config_err!(
+                "cannot export layer `{}`: expected a weight and a bias",
+                layer.name
+            )
+        })?;
+        Ok((w, b))
+    }
+
+    fn push(&mut self, n: NodeProto) {
+        self.nodes.push(n);
+    }
+}
+
+/// Build the ONNX model of `spec`.
+pub fn build(spec: &GraphSpec<'_>) -> Result<ModelProto> {
+    let plan = spec.plan;
+    let input = plan.input;
+    let mut b = Builder {
+        params: spec.params,
+        nodes: Vec::new(),
+        initializers: Vec::new(),
+    };
+    let batch = Dim::Named("N");
+    let mut inputs = vec![value_info(
+        INPUT,
+        &[
+            batch.clone(),
+            Dim::Fixed(input.channels),
+            Dim::Fixed(input.height),
+            Dim::Fixed(input.width),
+        ],
+        "spectrogram image (N, C, H, W), planar f32 in [0, 1] as `rescnn spectrogram --npy` writes it",
+    )];
+
+    // Node 0 (the input) enters the network normalised.
+    let normalised = match &spec.norm {
+        GraphNorm::PerChannel(norm) => {
+            if norm.mean.len() != input.channels || norm.std.len() != input.channels {
+                return Err(shape_err!(
+                    "cannot export the input normalisation: it has {} means and {} standard deviations for {} channel(s)",
+                    norm.mean.len(),
+                    norm.std.len(),
+                    input.channels
+                ));
+            }
+            // The CPU reference multiplies by the f32 reciprocal (data::batch::InputNorm::apply).
+            let inv: Vec<f32> = norm.std.iter().map(|s| 1.0 / s).collect();
+            let dims = [1, input.channels, 1, 1];
+            b.initializers
+                .push(tensor_f32("input_norm.mean", &dims, &norm.mean));
+            b.initializers
+                .push(tensor_f32("input_norm.inv_std", &dims, &inv));
+            b.push(node(
+                "Sub",
+                "input_norm.sub",
+                &[INPUT, "input_norm.mean"],
+                &["input.centred"],
+                vec![],
+            ));
+            b.push(node(
+                "Mul",
+                "input_norm.scale",
+                &["input.centred", "input_norm.inv_std"],
+                &["input.normalised"],
+                vec![],
+            ));
+            "input.normalised".to_string()
+        }
+        GraphNorm::PerSpeakerInputs => {
+            let dims = [
+                Dim::Fixed(input.channels),
+                Dim::Fixed(input.height),
+                Dim::Fixed(1),
+            ];
+            inputs.push(value_info(
+                SPEAKER_MEAN,
+                &dims,
+                "the speaker's mean per (channel, image row)",
+            ));
+            inputs.push(value_info(
+                SPEAKER_STD,
+                &dims,
+                "the speaker's floored standard deviation per (channel, image row)",
+            ));
+            b.push(node(
+                "Reciprocal",
+                "input_norm.reciprocal",
+                &[SPEAKER_STD],
+                &["input_norm.inv_std"],
+                vec![],
+            ));
+            b.push(node(
+                "Sub",
+                "input_norm.sub",
+                &[INPUT, SPEAKER_MEAN],
+                &["input.centred"],
+                vec![],
+            ));
+            b.push(node(
+                "Mul",
+                "input_norm.scale",
+                &["input.centred", "input_norm.inv_std"],
+                &["input.normalised"],
+                vec![],
+            ));
+            "input.normalised".to_string()
+        }
+    };
+
+    // The ONNX tensor currently holding each plan node (a shortcut replaces its target's).
+    let mut current: Vec<String> = vec![String::new(); plan.nodes.len()];
+    current[0] = normalised;
+    // Whether node i is still a 4-D map (dense layers make it 2-D).
+    let mut flattened = vec![false; plan.nodes.len()];
+    let logits = plan.logits_node();
+    for layer in &plan.layers {
+        let p = tensor_prefix(&layer.name);
+        match layer.op {
+            PlannedOp::Conv {
+                geom,
+                input,
+                output,
+            } => {
+                let (w, bias) = b.weights(layer, &p)?;
+                let [top, left, bottom, right] = conv_pads(&geom);
+                let conv_out = format!("{p}.conv");
+                b.push(node(
+                    "Conv",
+                    &p,
+                    &[&current[input], &w, &bias],
+                    &[&conv_out],
+                    vec![
+                        attr_ints("kernel_shape", &[geom.k_h as i64, geom.k_w as i64]),
+                        attr_ints("strides", &[geom.stride as i64, geom.stride as i64]),
+                        attr_ints(
+                            "pads",
+                            &[top as i64, left as i64, bottom as i64, right as i64],
+                        ),
+                        attr_ints("dilations", &[1, 1]),
+                        attr_int("group", 1),
+                    ],
+                ));
+                current[output] = if geom.relu != 0 {
+                    let out = format!("{p}.relu");
+                    b.push(node(
+                        "Relu",
+                        format!("{p}.relu"),
+                        &[&conv_out],
+                        &[&out],
+                        vec![],
+                    ));
+                    out
+                } else {
+                    conv_out
+                };
+            }
+            PlannedOp::Pool {
+                geom,
+                input,
+                output,
+            } => {
+                let out = format!("{p}.out");
+                b.push(node(
+                    "MaxPool",
+                    &p,
+                    &[&current[input]],
+                    &[&out],
+                    vec![
+                        attr_ints("kernel_shape", &[geom.k as i64, geom.k as i64]),
+                        attr_ints("strides", &[geom.stride as i64, geom.stride as i64]),
+                        attr_ints("pads", &[0, 0, 0, 0]),
+                        attr_int("ceil_mode", 0),
+                    ],
+                ));
+                current[output] = out;
+            }
+            PlannedOp::Shortcut {
+                geom,
+                source,
+                target,
+                ..
+            } => {
+                let mut src = current[source].clone();
+                if geom.ratio > 1 {
+                    let r = geom.ratio as i64;
+                    let out = format!("{p}.mean");
+                    b.push(node(
+                        "AveragePool",
+                        format!("{p}.mean"),
+                        &[&src],
+                        &[&out],
+                        vec![
+                            attr_ints("kernel_shape", &[r, r]),
+                            attr_ints("strides", &[r, r]),
+                            attr_ints("pads", &[0, 0, 0, 0]),
+                            attr_int("ceil_mode", 0),
+                        ],
+                    ));
+                    src = out;
+                }
+                if geom.c_src != geom.c_dst {
+                    let indices: Vec<i64> = (0..geom.c_dst as i64)
+                        .map(|c| c % geom.c_src as i64)
+                        .collect();
+                    let idx = format!("{p}.channels");
+                    b.initializers
+                        .push(tensor_i64(&idx, &[indices.len()], &indices));
+                    let out = format!("{p}.tiled");
+                    b.push(node(
+                        "Gather",
+                        format!("{p}.tile"),
+                        &[&src, &idx],
+                        &[&out],
+                        vec![attr_int("axis", 1)],
+                    ));
+                    src = out;
+                }
+                let out = format!("{p}.sum");
+                b.push(node(
+                    "Add",
+                    format!("{p}.add"),
+                    &[&current[target], &src],
+                    &[&out],
+                    vec![],
+                ));
+                current[target] = out;
+            }
+            PlannedOp::Dense {
+                geom,
+                input,
+                output,
+            } => {
+                let (w, bias) = b.weights(layer, &p)?;
+                let mut x = current[input].clone();
+                if !flattened[input] {
+                    let flat = format!("{p}.flat");
+                    b.push(node(
+                        "Flatten",
+                        format!("{p}.flatten"),
+                        &[&x],
+                        &[&flat],
+                        vec![attr_int("axis", 1)],
+                    ));
+                    x = flat;
+                }
+                let gemm_out = format!("{p}.gemm");
+                b.push(node(
+                    "Gemm",
+                    &p,
+                    &[&x, &w, &bias],
+                    &[&gemm_out],
+                    vec![attr_int("transB", 1)],
+                ));
+                current[output] = if geom.relu != 0 {
+                    let out = format!("{p}.relu");
+                    b.push(node(
+                        "Relu",
+                        format!("{p}.relu"),
+                        &[&gemm_out],
+                        &[&out],
+                        vec![],
+                    ));
+                    out
+                } else {
+                    gemm_out
+                };
+                flattened[output] = true;
+            }
+        }
+    }
+    if !flattened[logits] {
+        return Err(config_err!(
+            "cannot export `{}`: the network does not end in a dense classifier",
+            plan.spec
+        ));
+    }
+    b.push(node(
+        "Softmax",
+        "softmax",
+        &[&current[logits]],
+        &[OUTPUT],
+        vec![attr_int("axis", 1)],
+    ));
+    let outputs = vec![value_info(
+        OUTPUT,
+        &[batch, Dim::Fixed(plan.classes)],
+        "class probabilities (N, classes) in the order of metadata `rescnn.classes`",
+    )];
+    Ok(ModelProto {
+        ir_version: onnx::IR_VERSION,
+        producer_name: "rescnn".into(),
+        producer_version: spec.producer_version.clone(),
+        domain: String::new(),
+        model_version: 1,
+        doc_string: spec.doc.clone(),
+        graph: Some(GraphProto {
+            node: b.nodes,
+            name: "rescnn".into(),
+            initializer: b.initializers,
+            doc_string: format!("rescnn network `{}`", plan.spec),
+            input: inputs,
+            output: outputs,
+        }),
+        opset_import: vec![OperatorSetIdProto {
+            domain: String::new(),
+            version: onnx::OPSET,
+        }],
+        metadata_props: spec
+            .metadata
+            .iter()
+            .map(|(k, v)| StringStringEntryProto {
+                key: k.clone(),
+                value: v.clone(),
+            })
+            .collect(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::backends::geometry::Padding;
+    use crate::tensor::Shape;
+
+    #[test]
+    fn pads_put_the_extra_row_after_for_even_kernels() {
+        let g = |k, s, size| {
+            ConvGeom::new(
+                Shape::new(1, 1, size, size),
+                1,
+                (k, k),
+                s,
+                Padding::Same,
+                true,
+            )
+            .unwrap()
+        };
+        // k = 4: total 3 → 1 before, 2 after; k = 10: 4 and 5; k = 3: 1 and 1.
+        assert_eq!(conv_pads(&g(4, 1, 16)), [1, 1, 2, 2]);
+        assert_eq!(conv_pads(&g(10, 1, 16)), [4, 4, 5, 5]);
+        assert_eq!(conv_pads(&g(3, 1, 16)), [1, 1, 1, 1]);
+        // Stride 2 on 16 with k = 4: out 8, total (7·2 + 4) − 16 = 2 → 1 and 1.
+        assert_eq!(conv_pads(&g(4, 2, 16)), [1, 1, 1, 1]);
+        // Stride 4, k = 1 on 10: out 3, the last window ends at row 8, nothing to pad.
+        assert_eq!(conv_pads(&g(1, 4, 10)), [0, 0, 0, 0]);
+    }
+
+    #[test]
+    fn layer_names_become_ascii_tensor_names() {
+        assert_eq!(tensor_prefix("shortcut 0→pool3"), "shortcut0_to_pool3");
+        assert_eq!(tensor_prefix("conv1"), "conv1");
+    }
+}

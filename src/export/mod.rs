@@ -1,0 +1,124 @@
+//! Trained models outside rescnn: the network as an ONNX graph ([`graph`], encoded by [`onnx`]), and
+//! the network's exact input as a NumPy `.npy` array ([`npy`]).
+//!
+//! [`export_model`] turns a [`TrainedModel`] into one ONNX model whose input is exactly what
+//! `rescnn spectrogram --npy` renders with the model's settings (planar f32 in [0, 1]) and whose
+//! output is the class probabilities. The input normalisation is inside the graph:
+//!
+//! - `training` models carry their per-channel training statistics as constants;
+//! - `speaker` models cannot carry them (each speaker has their own), so the graph takes the
+//!   speaker's per-(channel, row) mean and standard deviation as two more inputs,
+//!   `speaker_mean` and `speaker_std` of shape (C, H, 1); how to compute them is in the model's
+//!   metadata (`rescnn.input_norm`) and in the README.
+//!
+//! The metadata (`metadata_props`) also holds the class names, the spectrogram settings and the
+//! rescnn version, so the input can be rebuilt in any language.
+
+pub mod graph;
+pub mod npy;
+pub mod onnx;
+
+use std::path::Path;
+
+use crate::data::{InputNormMode, SpeakerNorm};
+use crate::model::{ArchSpec, InputShape, Plan};
+use crate::training::checkpoint::version_string;
+use crate::training::model_dir::TrainedModel;
+use crate::Result;
+
+pub use graph::{GraphNorm, GraphSpec};
+pub use onnx::ModelProto;
+
+/// Metadata keys of an exported model.
+pub mod keys {
+    pub const VERSION: &str = "rescnn.version";
+    pub const CLASSES: &str = "rescnn.classes";
+    pub const SPECTROGRAM: &str = "rescnn.spectrogram";
+    pub const ARCH: &str = "rescnn.arch";
+    pub const INPUT: &str = "rescnn.input";
+    pub const INPUT_NORM: &str = "rescnn.input_norm";
+    pub const CHECKPOINT: &str = "rescnn.checkpoint_written_by";
+}
+
+/// What the input normalisation metadata says for a speaker-normalised model.
+fn speaker_norm_doc() -> String {
+    format!(
+        "per speaker: the graph inputs `speaker_mean` and `speaker_std`, shape (C, H, 1), are the mean and \
+         standard deviation of each (channel, image row) over all pixels of that speaker's plain \
+         spectrogram images (every utterance you have of the speaker; population std); then, per channel, \
+         each row's std is floored at {} × sqrt(mean over the rows of their variances) (and at 1e-6)",
+        SpeakerNorm::STD_FLOOR
+    )
+}
+
+/// The ONNX model of `model` (see the module documentation).
+pub fn export_model(model: &TrainedModel) -> Result<ModelProto> {
+    let m = &model.checkpoint.model;
+    let spec = ArchSpec::parse(&m.arch)?;
+    let (c, h, w) = m.input_shape;
+    let plan = Plan::new(&spec, InputShape::new(c, h, w), m.classes.len())?;
+    let spectrogram = &model.config.spectrogram;
+    let (norm, norm_meta) = match m.input_norm_mode {
+        InputNormMode::Training => (
+            GraphNorm::PerChannel(&m.input_norm),
+            serde_json::json!({
+                "mode": "training",
+                "applied": "inside the graph: x = (x - mean[c]) * (1 / std[c])",
+                "mean": m.input_norm.mean,
+                "std": m.input_norm.std,
+            }),
+        ),
+        InputNormMode::Speaker => (
+            GraphNorm::PerSpeakerInputs,
+            serde_json::json!({
+                "mode": "speaker",
+                "applied": "inside the graph: x = (x - speaker_mean[c, row]) * (1 / speaker_std[c, row])",
+                "statistics": speaker_norm_doc(),
+                "std_floor": SpeakerNorm::STD_FLOOR,
+            }),
+        ),
+    };
+    let input_doc = format!(
+        "`spectrogram`: float32 (N, {c}, {h}, {w}), planar (channel-major), values in [0, 1]: the \
+         spectrogram image of `rescnn.spectrogram` (time on the width, row 0 = highest frequency, \
+         {} colour map), exactly what `rescnn spectrogram --npy` writes; the PNG is this rounded to 8 bits",
+        spectrogram.image.colormap.name()
+    );
+    let metadata = vec![
+        (keys::VERSION.to_string(), version_string()),
+        (
+            keys::CLASSES.to_string(),
+            serde_json::to_string(&m.classes).expect("JSON"),
+        ),
+        (
+            keys::SPECTROGRAM.to_string(),
+            serde_json::to_string(spectrogram).expect("JSON"),
+        ),
+        (keys::ARCH.to_string(), spec.to_string()),
+        (keys::INPUT.to_string(), input_doc),
+        (keys::INPUT_NORM.to_string(), norm_meta.to_string()),
+        (
+            keys::CHECKPOINT.to_string(),
+            model.checkpoint.written_by.clone(),
+        ),
+    ];
+    graph::build(&GraphSpec {
+        plan: &plan,
+        params: &model.checkpoint.params,
+        norm,
+        metadata,
+        producer_version: env!("CARGO_PKG_VERSION").to_string(),
+        doc: format!(
+            "rescnn speech emotion model `{}` from {}",
+            spec,
+            model.path.display()
+        ),
+    })
+}
+
+/// Export `model` to the file `out`, atomically.
+pub fn write_model(model: &TrainedModel, out: &Path) -> Result<ModelProto> {
+    let proto = export_model(model)?;
+    crate::fsutil::write_atomic(out, &proto.to_bytes())?;
+    Ok(proto)
+}
