@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use super::SpectrogramArgs;
 use crate::data::cache::round_to_stored_precision;
-use crate::features::{Renderer, SpectrogramConfig, StftPlan};
+use crate::features::{Renderer, StftPlan};
 use crate::training::model_dir::{TrainedModel, Weights};
 use crate::{config_err, Error, Result};
 

@@ -1,0 +1,336 @@
+//! The exported ONNX graph, run by ONNX Runtime, against rescnn's CPU reference: every preset and
+//! networks that exercise every op setting (even and odd kernels, strides, overlapping pools,
+//! shortcut chains, channel tiling that does not divide), both input normalisations, a whole trained
+//! run through the command line (`export`, `spectrogram --npy`) against `rescnn predict`, and
+//! deliberately wrong exports that the comparison must reject.
+
+mod ort_support;
+mod train_support;
+
+use ort_support::{Job, Ort};
+use rand::{RngExt, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use rescnn::backends::check::{compare, Tolerance};
+use rescnn::backends::cpu::CpuBackend;
+use rescnn::data::{InputNorm, SpeakerNorm};
+use rescnn::export::onnx::{AttributeProto, ModelProto};
+use rescnn::export::{graph, GraphNorm, GraphSpec};
+use rescnn::model::{presets, ArchSpec, InputShape, Network};
+use rescnn::training::trainer::softmax;
+
+/// ONNX Runtime's probabilities against rescnn's. Both compute in f32 but sum in different orders
+/// (MLAS's convolution and GEMM tiles against im2col + the `gemm` crate; ORT's AveragePool divides
+/// the window sum by r² where the reference multiplies by 1/r²), and rescnn's softmax runs in f64
+/// from the f32 logits, ONNX's in f32. Logit errors of a few f32 ulps of the logits' scale (≤ ~30
+/// here) reach about 1e-5 in the logits; a probability moves by at most that times itself, and
+/// the f32 softmax adds a few ulps of 1. The deliberately wrong exports below move probabilities
+/// by 1e-2 and more, three orders of magnitude beyond this.
+const ORT_PROBABILITIES: Tolerance = Tolerance {
+    name: "onnx_runtime_probabilities",
+    atol: 2e-6,
+    rtol: 1e-4,
+    reason: "f32 convolutions and GEMMs summed in another order (logit error ~1e-5 at logits ≤ 30), f32 against f64 softmax",
+};
+
+/// A network with He weights (seeded) and random biases, so the bias path is exercised too.
+fn network(
+    spec: &str,
+    input: InputShape,
+    classes: usize,
+    batch: usize,
+    seed: u64,
+) -> (CpuBackend<f32>, Network<CpuBackend<f32>>) {
+    let cpu = CpuBackend::<f32>::new();
+    let spec = ArchSpec::from_name_or_spec(spec).unwrap();
+    let mut net = Network::new(&cpu, &spec, input, classes, batch, seed).unwrap();
+    let mut params = net.export_params(&cpu).unwrap();
+    let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0xb1a5);
+    for p in params.iter_mut().filter(|p| p.name.ends_with(".bias")) {
+        p.data
+            .iter_mut()
+            .for_each(|v| *v = rng.random_range(-0.3f32..0.3));
+    }
+    net.import_params(&cpu, &params).unwrap();
+    (cpu, net)
+}
+
+fn random_images(n: usize, input: InputShape, seed: u64) -> Vec<f32> {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    (0..n * input.len()).map(|_| rng.random::<f32>()).collect()
+}
+
+fn probabilities(logits: &[f32], classes: usize) -> Vec<f32> {
+    logits
+        .chunks(classes)
+        .flat_map(|row| softmax(row).into_iter().map(|p| p as f32))
+        .collect()
+}
+
+fn build(net: &Network<CpuBackend<f32>>, cpu: &CpuBackend<f32>, norm: GraphNorm<'_>) -> ModelProto {
+    graph::build(&GraphSpec {
+        plan: net.plan(),
+        params: &net.export_params(cpu).unwrap(),
+        norm,
+        metadata: vec![("rescnn.classes".into(), "test".into())],
+        producer_version: "test".into(),
+        doc: String::new(),
+    })
+    .unwrap_or_else(|e| panic!("{}: {e}", net.plan().spec))
+}
+
+/// One network to compare: its CPU probabilities, and the exported model with its input.
+struct Case {
+    name: String,
+    model: ModelProto,
+    images: Vec<f32>,
+    shape: Vec<usize>,
+    reference: Vec<f32>,
+}
+
+fn per_channel_case(spec: &str, input: InputShape, seed: u64) -> Case {
+    let batch = 3;
+    let classes = 7;
+    let (cpu, mut net) = network(spec, input, classes, batch, seed);
+    let images = random_images(batch, input, seed + 1);
+    // Training statistics that are far from the identity, so leaving them out would show.
+    let norm = InputNorm {
+        mean: (0..input.channels).map(|c| 0.3 + 0.1 * c as f32).collect(),
+        std: (0..input.channels).map(|c| 0.2 + 0.05 * c as f32).collect(),
+    };
+    let mut normalised = images.clone();
+    normalised
+        .chunks_mut(input.len())
+        .for_each(|x| norm.apply(x));
+    let logits = net.forward_logits(&cpu, &normalised, batch).unwrap();
+    Case {
+        name: format!(
+            "{spec} at {}×{}×{}",
+            input.channels, input.height, input.width
+        ),
+        model: build(&net, &cpu, GraphNorm::PerChannel(&norm)),
+        images,
+        shape: vec![batch, input.channels, input.height, input.width],
+        reference: probabilities(&logits, classes),
+    }
+}
+
+/// Every preset (one per distinct spec) and networks that exercise the rest of the op settings.
+fn all_cases() -> Vec<Case> {
+    let mut specs: Vec<&str> = Vec::new();
+    for p in presets() {
+        if !specs.contains(&p.spec) {
+            specs.push(p.spec);
+        }
+    }
+    let rgb = InputShape::new(3, 32, 48);
+    let mut cases: Vec<Case> = specs
+        .iter()
+        .enumerate()
+        .map(|(i, s)| per_channel_case(s, rgb, 100 + i as u64))
+        .collect();
+    // Gray, square; strided convs, odd kernels, overlapping pools, shortcut chains (+0 then +1),
+    // 3 → 5 channels (tiling that does not divide).
+    cases.push(per_channel_case("paper", InputShape::new(1, 32, 32), 7));
+    cases.push(per_channel_case(
+        "c8k3s2 p3s2 c12k5 p2 fc16",
+        InputShape::new(1, 33, 27),
+        8,
+    ));
+    cases.push(per_channel_case(
+        "c5k4 p2 +0 c6k3 p2 +0 +1 fc10",
+        InputShape::new(3, 16, 24),
+        9,
+    ));
+    cases.push(per_channel_case(
+        "c6k2s2 p2 +0 c4k5 p2 +1 fc8 fc6",
+        InputShape::new(3, 32, 32),
+        10,
+    ));
+    cases
+}
+
+fn jobs(dir: &std::path::Path, cases: &[Case]) -> Vec<Job> {
+    cases
+        .iter()
+        .enumerate()
+        .map(|(i, c)| {
+            let path = dir.join(format!("case{i}.onnx"));
+            std::fs::write(&path, c.model.to_bytes()).unwrap();
+            Job {
+                model: path,
+                inputs: vec![(graph::INPUT.into(), c.shape.clone(), c.images.clone())],
+            }
+        })
+        .collect()
+}
+
+#[test]
+fn every_preset_matches_onnx_runtime() {
+    let Some(ort) = Ort::find("every_preset_matches_onnx_runtime") else {
+        return;
+    };
+    let dir = train_support::temp_dir();
+    let cases = all_cases();
+    let outputs = ort.run(dir.path(), &jobs(dir.path(), &cases));
+    let mut failures = Vec::new();
+    for (c, out) in cases.iter().zip(&outputs) {
+        assert_eq!(out.shape, vec![c.shape[0], 7], "{}", c.name);
+        assert_eq!(
+            out.metadata.get("rescnn.classes").map(String::as_str),
+            Some("test")
+        );
+        let max = out
+            .values
+            .iter()
+            .zip(&c.reference)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0f32, f32::max);
+        eprintln!("{}: max |ORT − rescnn| = {max:.2e}", c.name);
+        if let Err(e) = compare(&ORT_PROBABILITIES, &c.name, &out.values, &c.reference) {
+            failures.push(e);
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+/// Mutate every node of `op_type` in `model` with `f`.
+fn mutate(
+    model: &mut ModelProto,
+    op_type: &str,
+    mut f: impl FnMut(&mut Vec<AttributeProto>),
+) -> usize {
+    let mut n = 0;
+    for node in &mut model.graph.as_mut().unwrap().node {
+        if node.op_type == op_type {
+            f(&mut node.attribute);
+            n += 1;
+        }
+    }
+    n
+}
+
+/// Exports that are wrong the way an exporter could plausibly be wrong must fail the comparison:
+/// SAME padding on the wrong side (top/left get the extra row of an even kernel), and the
+/// shortcut's channel tiling in the wrong order.
+#[test]
+fn deliberately_wrong_exports_fail_the_comparison() {
+    let Some(ort) = Ort::find("deliberately_wrong_exports_fail_the_comparison") else {
+        return;
+    };
+    let dir = train_support::temp_dir();
+    let good = per_channel_case("paper", InputShape::new(3, 32, 48), 1);
+    let mut swapped = per_channel_case("paper", InputShape::new(3, 32, 48), 1);
+    let convs = mutate(&mut swapped.model, "Conv", |attrs| {
+        let pads = attrs.iter_mut().find(|a| a.name == "pads").unwrap();
+        let p = pads.ints.clone();
+        pads.ints = vec![p[2], p[3], p[0], p[1]];
+    });
+    assert_eq!(convs, 4);
+    let mut tiled = per_channel_case("paper", InputShape::new(3, 32, 48), 1);
+    let gathers = tiled
+        .model
+        .graph
+        .as_mut()
+        .unwrap()
+        .initializer
+        .iter_mut()
+        .filter(|t| t.name.ends_with(".channels"))
+        .map(|t| {
+            // c mod 3 → (c + 1) mod 3: the tiled source channels rotated by one.
+            let mut idx: Vec<i64> = t
+                .raw_data
+                .chunks(8)
+                .map(|b| i64::from_le_bytes(b.try_into().unwrap()))
+                .collect();
+            idx.iter_mut().for_each(|v| *v = (*v + 1) % 3);
+            t.raw_data = idx.iter().flat_map(|v| v.to_le_bytes()).collect();
+        })
+        .count();
+    assert_eq!(gathers, 3);
+    let cases = [good, swapped, tiled];
+    let outputs = ort.run(dir.path(), &jobs(dir.path(), &cases));
+    let max_diff = |i: usize| {
+        outputs[i]
+            .values
+            .iter()
+            .zip(&cases[i].reference)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0f32, f32::max)
+    };
+    compare(
+        &ORT_PROBABILITIES,
+        "correct export",
+        &outputs[0].values,
+        &cases[0].reference,
+    )
+    .unwrap();
+    for (i, what) in [(1, "padding sides swapped"), (2, "channel tiling rotated")] {
+        let err = compare(
+            &ORT_PROBABILITIES,
+            what,
+            &outputs[i].values,
+            &cases[i].reference,
+        );
+        eprintln!("{what}: max |ORT − rescnn| = {:.2e}", max_diff(i));
+        assert!(
+            err.is_err(),
+            "{what}: the wrong export passed the comparison"
+        );
+        assert!(max_diff(i) > 1e-3, "{what}: only {:.2e} off", max_diff(i));
+    }
+}
+
+/// A speaker-normalised model takes the speaker's statistics as graph inputs.
+#[test]
+fn speaker_normalised_graph_takes_the_statistics_as_inputs() {
+    let Some(ort) = Ort::find("speaker_normalised_graph_takes_the_statistics_as_inputs") else {
+        return;
+    };
+    let dir = train_support::temp_dir();
+    let input = InputShape::new(3, 32, 32);
+    let (batch, classes) = (2, 7);
+    let (cpu, mut net) = network("paper", input, classes, batch, 3);
+    let images = random_images(batch, input, 4);
+    // Statistics of one speaker from other images of theirs, made to vary by row.
+    let mut speaker_images: Vec<Vec<f32>> =
+        (0..4).map(|s| random_images(1, input, 50 + s)).collect();
+    for img in &mut speaker_images {
+        for (k, row) in img.chunks_mut(input.width).enumerate() {
+            row.iter_mut()
+                .for_each(|v| *v = *v * (0.2 + 0.01 * (k % 32) as f32) + 0.005 * k as f32);
+        }
+    }
+    speaker_images.extend(images.chunks(input.len()).map(<[f32]>::to_vec));
+    let speakers = vec!["s"; speaker_images.len()];
+    let norm = SpeakerNorm::from_images(&speaker_images, &speakers, (3, 32, 32)).unwrap();
+    let mut normalised = images.clone();
+    for (k, x) in normalised.chunks_mut(input.len()).enumerate() {
+        norm.apply(4 + k, x);
+    }
+    let reference = probabilities(
+        &net.forward_logits(&cpu, &normalised, batch).unwrap(),
+        classes,
+    );
+    let (mean, std) = norm.stats("s").unwrap();
+    let model = build(&net, &cpu, GraphNorm::PerSpeakerInputs);
+    let path = dir.path().join("speaker.onnx");
+    std::fs::write(&path, model.to_bytes()).unwrap();
+    let out = ort.run(
+        dir.path(),
+        &[Job {
+            model: path,
+            inputs: vec![
+                (graph::INPUT.into(), vec![batch, 3, 32, 32], images),
+                (graph::SPEAKER_MEAN.into(), vec![3, 32, 1], mean.to_vec()),
+                (graph::SPEAKER_STD.into(), vec![3, 32, 1], std.to_vec()),
+            ],
+        }],
+    );
+    compare(
+        &ORT_PROBABILITIES,
+        "speaker-normalised paper",
+        &out[0].values,
+        &reference,
+    )
+    .unwrap();
+}
