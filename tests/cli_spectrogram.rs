@@ -89,3 +89,84 @@ fn bad_input_and_bad_options_are_named() {
     let err = String::from_utf8_lossy(&r.stderr);
     assert!(err.contains("FFT length 128"), "{err}");
 }
+
+/// `--npy` writes exactly what the network sees for the file (the batcher's image: the feature
+/// store's spectrogram, rendered without augmentation), and the PNG is that image in 8 bits: its
+/// pixels divided by 255 are the same f32 values (the colour table holds 8-bit levels).
+#[test]
+fn npy_is_the_network_input_and_the_png_holds_it_in_8_bits() {
+    use rescnn::data::{CacheOptions, FeatureStore};
+    use rescnn::features::{ImageConfig, Renderer, Spectrogram, SpectrogramConfig};
+
+    let dir = tempfile::tempdir().unwrap();
+    let corpus = rescnn::data::synth::generate(&rescnn::data::SynthConfig {
+        speakers: 1,
+        per_class_per_speaker: 1,
+        ..Default::default()
+    })
+    .unwrap();
+    rescnn::data::synth::export(&corpus, dir.path()).unwrap();
+    let wav = dir.path().join("anger/syn01/anger_00.wav");
+    let (png, npy) = (dir.path().join("x.png"), dir.path().join("x.npy"));
+    let out = rescnn()
+        .args(["spectrogram", "--width", "100", "--height", "64"])
+        .arg(&wav)
+        .arg("-o")
+        .arg(&png)
+        .arg("--npy")
+        .arg(&npy)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let (shape, values) = rescnn::export::npy::read(&npy).unwrap();
+    assert_eq!(shape, vec![1, 3, 64, 100]);
+
+    let cfg = SpectrogramConfig {
+        image: ImageConfig {
+            height: 64,
+            width: 100,
+            ..ImageConfig::default()
+        },
+        ..SpectrogramConfig::default()
+    };
+    let files = rescnn::training::model_dir::files_corpus(&[wav.clone()], &corpus.classes).unwrap();
+    let store = FeatureStore::build(&files, &cfg.stft, &CacheOptions::in_memory()).unwrap();
+    let mut spec = Spectrogram {
+        frames: 0,
+        bins: 0,
+        db: Vec::new(),
+    };
+    store.spectrogram_into(0, 0, &mut spec);
+    let mut seen = vec![0f32; 3 * 64 * 100];
+    Renderer::new(&cfg.image)
+        .unwrap()
+        .render_chw(&spec, &mut seen);
+    let differ = values
+        .iter()
+        .zip(&seen)
+        .filter(|(a, b)| a.to_bits() != b.to_bits())
+        .count();
+    assert_eq!(
+        differ,
+        0,
+        "{differ} of {} values differ from the network's input",
+        seen.len()
+    );
+
+    let img = image::open(&png).unwrap().to_rgb8();
+    let plane = 64 * 100;
+    for (x, y, px) in img.enumerate_pixels() {
+        for c in 0..3 {
+            let v = values[c * plane + y as usize * 100 + x as usize];
+            assert_eq!(px[c] as f32 / 255.0, v, "pixel ({x}, {y}) channel {c}");
+        }
+    }
+    // Without anything to write, it says what to give.
+    let out = rescnn().arg("spectrogram").arg(&wav).output().unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--npy"));
+}

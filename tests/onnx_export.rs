@@ -334,3 +334,83 @@ fn speaker_normalised_graph_takes_the_statistics_as_inputs() {
     )
     .unwrap();
 }
+
+/// The whole path a user takes: a run trained here, `rescnn export`, `rescnn spectrogram --model
+/// --npy`, ONNX Runtime, against `rescnn predict --json` on the same file; and the metadata ONNX
+/// Runtime reads back.
+#[test]
+fn an_exported_run_gives_what_rescnn_predict_gives() {
+    let Some(ort) = Ort::find("an_exported_run_gives_what_rescnn_predict_gives") else {
+        return;
+    };
+    use train_support::*;
+    let run = temp_dir();
+    let mut cfg = tiny_config();
+    cfg.iterations = Some(20);
+    train(&cfg, run.path());
+    let (data, _) = exported_small_corpus();
+    let work = temp_dir();
+    let onnx = work.path().join("model.onnx");
+    let exported = rescnn_ok([
+        "export".as_ref(),
+        "--model".as_ref(),
+        run.path().as_os_str(),
+        "-o".as_ref(),
+        onnx.as_os_str(),
+    ]);
+    assert!(String::from_utf8_lossy(&exported.stdout).contains("input `spectrogram`"));
+    let mut jobs = Vec::new();
+    let mut predicted = Vec::new();
+    for class in ["anger", "sadness", "neutral"] {
+        let wav = data.path().join(format!("{class}/syn01/{class}_00.wav"));
+        let npy = work.path().join(format!("{class}.npy"));
+        rescnn_ok([
+            "spectrogram".as_ref(),
+            "--model".as_ref(),
+            run.path().as_os_str(),
+            wav.as_os_str(),
+            "--npy".as_ref(),
+            npy.as_os_str(),
+        ]);
+        let (shape, values) = rescnn::export::npy::read(&npy).unwrap();
+        jobs.push(Job {
+            model: onnx.clone(),
+            inputs: vec![(graph::INPUT.into(), shape, values)],
+        });
+        let out = rescnn_ok([
+            "predict".as_ref(),
+            "--json".as_ref(),
+            "--model".as_ref(),
+            run.path().as_os_str(),
+            wav.as_os_str(),
+        ]);
+        let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        let probs = json[0]["probabilities"].as_object().unwrap();
+        predicted.push(
+            rescnn::data::EMOTIONS
+                .iter()
+                .map(|c| probs[*c].as_f64().unwrap() as f32)
+                .collect::<Vec<f32>>(),
+        );
+    }
+    let outputs = ort.run(work.path(), &jobs);
+    for (out, want) in outputs.iter().zip(&predicted) {
+        compare(
+            &ORT_PROBABILITIES,
+            "exported run vs rescnn predict",
+            &out.values,
+            want,
+        )
+        .unwrap();
+    }
+    let meta = &outputs[0].metadata;
+    let classes: Vec<String> = serde_json::from_str(&meta["rescnn.classes"]).unwrap();
+    assert_eq!(classes, rescnn::data::EMOTIONS);
+    let spectrogram: rescnn::features::SpectrogramConfig =
+        serde_json::from_str(&meta["rescnn.spectrogram"]).unwrap();
+    assert_eq!(spectrogram, cfg.spectrogram);
+    assert!(meta["rescnn.version"].starts_with(&format!("rescnn {}", env!("CARGO_PKG_VERSION"))));
+    let norm: serde_json::Value = serde_json::from_str(&meta["rescnn.input_norm"]).unwrap();
+    assert_eq!(norm["mode"], "training");
+    assert_eq!(meta["rescnn.arch"], cfg.arch);
+}
