@@ -14,6 +14,7 @@ pub mod features;
 pub mod fsutil;
 pub mod model;
 pub mod tensor;
+pub mod timeline;
 pub mod training;
 
 pub use error::{Error, Result};

@@ -6,6 +6,7 @@
 
 pub mod perturb;
 pub mod resample;
+pub mod stream;
 
 use std::io::{Read, Seek};
 use std::path::Path;
@@ -171,7 +172,7 @@ fn decode_wav<R: Read + Seek>(reader: R, path: &Path) -> Result<Audio> {
     })
 }
 
-fn wav_error(e: hound::Error, path: &Path) -> Error {
+pub(crate) fn wav_error(e: hound::Error, path: &Path) -> Error {
     let message = match e {
         // hound reports a short read as `Other` ("Failed to read enough bytes") or as EOF.
         hound::Error::IoError(io)

@@ -106,6 +106,10 @@ impl Resampler {
     pub fn to_rate(&self) -> u32 {
         self.to
     }
+    /// The reduced rate ratio (up, down): output sample n sits at input time n·down/up.
+    pub fn ratio(&self) -> (usize, usize) {
+        (self.up, self.down)
+    }
     /// Filter length in input samples (the cost of one output sample, in multiply-adds).
     pub fn taps(&self) -> usize {
         2 * self.half

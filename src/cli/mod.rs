@@ -9,6 +9,7 @@ pub mod export;
 pub mod info;
 pub mod predict;
 pub mod spectrogram;
+pub mod timeline;
 
 use clap::{Parser, Subcommand};
 
@@ -33,7 +34,8 @@ pub enum Command {
     Spectrogram(spectrogram::Args),
     /// Show the compute devices, the NVRTC used at build time and the compiled CUDA kernels.
     Info(info::InfoArgs),
-    /// Each WAV file's emotion and class probabilities, from a model trained by rescnn-train.
+    /// Each WAV file's emotion and class probabilities, from a model trained by rescnn-train
+    /// (--timeline: per window over long recordings).
     Predict(predict::Args),
     /// A trained model's metrics and confusion matrix on a corpus (or part of a split file).
     Eval(eval::Args),

@@ -25,6 +25,8 @@ pub struct Args {
     /// WAV files (any rate, any channel count).
     #[arg(required = true, value_name = "FILE.wav")]
     pub files: Vec<PathBuf>,
+    #[command(flatten)]
+    pub timeline: super::timeline::TimelineArgs,
 }
 
 /// One file's prediction.
@@ -70,6 +72,9 @@ pub fn speaker_note(files: usize) -> String {
 
 pub fn run(args: &Args) -> Result<()> {
     let model = TrainedModel::load(&args.model, args.weights)?;
+    if args.timeline.timeline {
+        return super::timeline::run(&model, &args.files, &args.timeline, args.json);
+    }
     if model.input_norm_mode() == InputNormMode::Speaker {
         eprintln!("{}", speaker_note(args.files.len()));
     }
