@@ -181,7 +181,7 @@ fn main() {
 /// The trainer's no-argument data path: generate the synthetic corpus, featurise it, and render one
 /// augmented epoch of 64×64 gray batches (all cores).
 fn synthetic_pipeline() {
-    use rescnn::data::batch::{BatchConfig, Batcher, InputNorm};
+    use rescnn::data::{BatchConfig, Batcher, InputNorm};
     use rescnn::data::cache::{CacheOptions, FeatureStore};
     use rescnn::data::{split, AugmentConfig};
     let t = Instant::now();

@@ -211,13 +211,6 @@ impl<B: Backend> Network<B> {
     pub fn step(&self) -> u64 {
         self.step
     }
-    /// Names and dimensions of the parameters, in order.
-    pub fn param_names(&self) -> Vec<(String, Vec<usize>)> {
-        self.params
-            .iter()
-            .map(|p| (p.name.clone(), p.dims.clone()))
-            .collect()
-    }
 
     /// One training step on a batch of `labels.len()` samples: forward, loss, backward, RMSProp
     /// update, step counter + 1. `inputs` holds the batch's images, N·C·H·W values in NCHW order.

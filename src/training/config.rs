@@ -459,10 +459,15 @@ impl TrainConfig {
     }
 }
 
-/// Batches per epoch the trainer uses: whole batches only (a short last batch would be a noisier
-/// step), unless the training set is smaller than one batch.
+/// The trainer's batching rule: whole batches only (a short last batch would be a noisier step),
+/// unless the training set is smaller than one batch (then the one short batch is the epoch).
+pub fn drop_short_batch(train_utterances: usize, batch: usize) -> bool {
+    train_utterances >= batch
+}
+
+/// Batches per epoch under [`drop_short_batch`].
 pub fn batches_per_epoch(train_utterances: usize, batch: usize) -> usize {
-    if train_utterances >= batch {
+    if drop_short_batch(train_utterances, batch) {
         train_utterances / batch
     } else {
         1

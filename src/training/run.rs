@@ -42,16 +42,6 @@ pub enum RunOutcome {
     },
 }
 
-impl RunOutcome {
-    pub fn dir(&self) -> &Path {
-        match self {
-            RunOutcome::Complete { dir, .. }
-            | RunOutcome::Interrupted { dir, .. }
-            | RunOutcome::SweepComplete { dir, .. } => dir,
-        }
-    }
-}
-
 /// Start a new run in `out` (which must not exist or be empty).
 pub fn start(cfg: &TrainConfig, out: &Path, control: &RunControl) -> Result<RunOutcome> {
     cfg.validate()?;

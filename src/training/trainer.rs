@@ -16,7 +16,7 @@ use std::time::Instant;
 use serde::{Deserialize, Serialize};
 
 use super::checkpoint::{BestRecord, Checkpoint, ModelInfo, TrainerState};
-use super::config::{batches_per_epoch, Selection, TrainConfig};
+use super::config::{batches_per_epoch, drop_short_batch, Selection, TrainConfig};
 use super::metrics::{EvalReport, Evaluator};
 use crate::backends::Backend;
 use crate::data::{
@@ -381,9 +381,6 @@ impl<'a, B: Backend<Elem = f32>> Trainer<'a, B> {
     pub fn state(&self) -> &TrainerState {
         &self.state
     }
-    pub fn network(&self) -> &Network<B> {
-        &self.net
-    }
 
     fn checkpoint(&self, full: bool) -> Result<Checkpoint> {
         Ok(Checkpoint {
@@ -428,7 +425,7 @@ impl<'a, B: Backend<Elem = f32>> Trainer<'a, B> {
                 shuffle: true,
                 augment,
                 balanced: self.cfg.balanced,
-                drop_last: split.train.len() >= self.cfg.batch,
+                drop_last: drop_short_batch(split.train.len(), self.cfg.batch),
             },
             self.norm.clone(),
         )?;
@@ -465,12 +462,20 @@ impl<'a, B: Backend<Elem = f32>> Trainer<'a, B> {
                 });
             }
             let (epoch, index) = (self.state.epoch(), self.state.batch_in_epoch());
-            if order.as_ref().is_none_or(|(e, _)| *e != epoch) {
-                order = Some((epoch, train_batcher.epoch_order(epoch)));
-            }
-            let batch = train_batcher
-                .batch_at(epoch, &order.as_ref().expect("set above").1, index as usize)
-                .expect("batches_per_epoch batches exist in every epoch");
+            let epoch_order = match order.take() {
+                Some((e, o)) if e == epoch => o,
+                _ => train_batcher.epoch_order(epoch),
+            };
+            let batch = train_batcher.batch_at(epoch, &epoch_order, index as usize);
+            order = Some((epoch, epoch_order));
+            let Some(batch) = batch else {
+                return Err(config_err!(
+                    "{}: epoch {epoch} has no batch {index} ({} training utterances, batch {})",
+                    self.fold.name,
+                    split.train.len(),
+                    self.cfg.batch
+                ));
+            };
             let stats =
                 self.net
                     .train_step(self.backend, &batch.inputs.data, &batch.labels, &rms)?;
