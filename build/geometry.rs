@@ -31,8 +31,12 @@ pub fn parse(text: &str) -> Result<Vec<CStruct>, String> {
     let mut rest = clean.as_str();
     while let Some(at) = rest.find("struct ") {
         rest = &rest[at + "struct ".len()..];
-        let open = rest.find('{').ok_or("geometry.cuh: `struct` without a body")?;
-        let close = rest.find("};").ok_or("geometry.cuh: struct body without `};`")?;
+        let open = rest
+            .find('{')
+            .ok_or("geometry.cuh: `struct` without a body")?;
+        let close = rest
+            .find("};")
+            .ok_or("geometry.cuh: struct body without `};`")?;
         let name = rest[..open].trim().to_string();
         let mut fields = Vec::new();
         for decl in rest[open + 1..close].split(';') {
@@ -61,7 +65,11 @@ fn rust_type(c: &str) -> Result<&'static str, String> {
         "int" => "i32",
         "unsigned" => "u32",
         "float" => "f32",
-        other => return Err(format!("geometry.cuh: no Rust type known for C type `{other}`")),
+        other => {
+            return Err(format!(
+                "geometry.cuh: no Rust type known for C type `{other}`"
+            ))
+        }
     })
 }
 
@@ -83,11 +91,19 @@ pub fn generate(header: &Path, cpp: &Path, rs: &Path) -> Result<(), String> {
         let n = s.fields.len() + 1;
         writeln!(r, "    static rescnn_emu_layout_{}: [usize; {n}];", s.name).unwrap();
     }
-    r.push_str("}\n\n/// (struct, Rust [size, offsets…], C [size, offsets…]) in the .cuh's field order.\n");
-    r.push_str("fn geometry_layouts() -> Vec<(&'static str, Vec<usize>, &'static [usize])> {\n    vec![\n");
+    r.push_str(
+        "}\n\n/// (struct, Rust [size, offsets…], C [size, offsets…]) in the .cuh's field order.\n",
+    );
+    r.push_str(
+        "fn geometry_layouts() -> Vec<(&'static str, Vec<usize>, &'static [usize])> {\n    vec![\n",
+    );
     for s in &structs {
         let name = &s.name;
-        write!(c, "extern \"C\" const size_t rescnn_emu_layout_{name}[] = {{sizeof({name})").unwrap();
+        write!(
+            c,
+            "extern \"C\" const size_t rescnn_emu_layout_{name}[] = {{sizeof({name})"
+        )
+        .unwrap();
         let mut offsets = format!("std::mem::size_of::<{name}>()");
         let mut types = String::new();
         for (ty, field) in &s.fields {

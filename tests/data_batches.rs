@@ -2,9 +2,9 @@
 //! (shapes, per-epoch shuffling, balance, normalisation from the training split only).
 
 use rescnn::audio::Perturbation;
-use rescnn::data::{BatchConfig, Batcher, InputNorm};
 use rescnn::data::cache::{CacheOptions, FeatureStore};
 use rescnn::data::{split, synth, AugmentConfig, Corpus, SynthConfig};
+use rescnn::data::{BatchConfig, Batcher, InputNorm};
 use rescnn::features::{Colormap, ImageConfig, Renderer, Spectrogram, StftConfig, StftPlan};
 
 fn corpus() -> Corpus {

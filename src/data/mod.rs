@@ -30,9 +30,9 @@ use crate::{Error, Result};
 
 pub use augment::AugmentConfig;
 pub use batch::{Batch, BatchConfig, Batcher};
+pub use cache::{CacheOptions, FeatureStore};
 pub use norm::{InputNorm, InputNormMode, Normalization};
 pub use speaker_norm::SpeakerNorm;
-pub use cache::{CacheOptions, FeatureStore};
 pub use split::Split;
 pub use synth::SynthConfig;
 

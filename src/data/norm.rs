@@ -117,7 +117,6 @@ impl std::fmt::Display for InputNormMode {
     }
 }
 
-
 /// The normalisation a [`Batcher`] applies to every image it renders.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Normalization {

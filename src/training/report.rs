@@ -14,10 +14,11 @@ use serde::{Deserialize, Serialize};
 use super::config::TrainConfig;
 use super::metrics::{mean_std, ConfusionMatrix, EvalReport};
 use super::plots::{confusion_svg, LineChart, Series};
-use super::trainer::{files, FoldResult, MetricsLine};
+use super::run_dir::{files, MetricsLine};
+use super::trainer::FoldResult;
 use crate::data::Corpus;
 use crate::fsutil::write_atomic;
-use crate::{Error, Result};
+use crate::Result;
 
 fn pct(v: f64) -> String {
     format!("{:.2}", 100.0 * v)
@@ -464,12 +465,6 @@ pub fn write_multi_fold_report(
 /// Write the run-level `result.json`.
 pub fn write_run_result(dir: &Path, r: &RunResult) -> Result<()> {
     write_atomic(&dir.join(files::RESULT), &json_bytes(r))
-}
-
-/// Read a `result.json` or `fold.json`.
-pub fn read_json<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<T> {
-    let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
-    serde_json::from_str(&text).map_err(|e| Error::data(path, format!("unreadable result: {e}")))
 }
 
 /// One row of a sweep table.

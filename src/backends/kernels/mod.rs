@@ -79,7 +79,10 @@ mod tests {
     #[test]
     fn geometry_mirrors_match_the_rust_structs() {
         let layouts = geometry_layouts();
-        assert!(layouts.len() >= 6, "geometry.cuh's structs were not all read");
+        assert!(
+            layouts.len() >= 6,
+            "geometry.cuh's structs were not all read"
+        );
         for (name, rust, c) in layouts {
             assert_eq!(
                 rust.as_slice(),
