@@ -15,6 +15,7 @@ pub mod prepare;
 pub mod report;
 pub mod run;
 pub mod run_dir;
+pub mod sweep;
 pub mod trainer;
 
 pub use config::{DeviceChoice, ProtocolChoice, TrainConfig};

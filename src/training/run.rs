@@ -8,9 +8,12 @@ use std::path::{Path, PathBuf};
 use super::config::{SweepKind, TrainConfig};
 use super::device::{on_device, BackendJob, DeviceMemory};
 use super::prepare::{load_corpus, make_splits};
-use super::report::{self, RunResult, SweepRow};
-use super::run_dir::{files, lay_out_folds, read_json, read_metrics, write_status, Fold};
-use super::trainer::{weight_seed, FoldOutcome, FoldResult, RunControl, Trainer};
+use super::report::{self, RunResult};
+use super::run_dir::{
+    files, lay_out_folds, read_json, read_metrics, write_status, Fold, FoldOutcome, FoldResult,
+};
+use super::sweep::{sweep_markdown, sweep_members, SweepMember, SweepRow};
+use super::trainer::{weight_seed, RunControl, Trainer};
 use crate::backends::Backend;
 use crate::data::{CacheOptions, Corpus, FeatureStore};
 use crate::model::{ArchSpec, InputShape, Network, Plan};
@@ -266,57 +269,6 @@ impl BackendJob for FoldsJob<'_> {
     }
 }
 
-/// One network of a sweep.
-#[derive(Clone, Debug, PartialEq)]
-pub struct SweepMember {
-    pub name: String,
-    pub spec: String,
-    /// The paper's accuracy for this structure, when it is one of Table IV's rows.
-    pub paper_accuracy: Option<f64>,
-    pub certainty: Option<String>,
-}
-
-/// The networks a sweep trains.
-pub fn sweep_members(cfg: &TrainConfig, kind: SweepKind) -> Result<Vec<SweepMember>> {
-    Ok(match kind {
-        SweepKind::Table4 => crate::model::table4()
-            .map(|p| SweepMember {
-                name: p.name.to_string(),
-                spec: p.spec.to_string(),
-                paper_accuracy: Some(p.paper_accuracy),
-                certainty: Some(p.certainty.as_str().to_string()),
-            })
-            .collect(),
-        SweepKind::Shortcuts => {
-            let base = ArchSpec::from_name_or_spec(&cfg.arch)?;
-            crate::model::input_shortcut_sweep(&base)
-                .into_iter()
-                .map(|(into, spec)| {
-                    let text = spec.to_string();
-                    let paper = crate::model::table4().find(|p| p.spec == text);
-                    let name = if into.is_empty() {
-                        "no shortcut".to_string()
-                    } else {
-                        format!(
-                            "input → pools {}",
-                            into.iter()
-                                .map(|p| p.to_string())
-                                .collect::<Vec<_>>()
-                                .join(",")
-                        )
-                    };
-                    SweepMember {
-                        name: paper.map_or(name.clone(), |p| format!("{name} ({})", p.name)),
-                        spec: text,
-                        paper_accuracy: paper.map(|p| p.paper_accuracy),
-                        certainty: paper.map(|p| p.certainty.as_str().to_string()),
-                    }
-                })
-                .collect()
-        }
-    })
-}
-
 fn sweep(
     cfg: &TrainConfig,
     kind: SweepKind,
@@ -380,7 +332,7 @@ fn sweep(
         SweepKind::Table4 => "table4.md",
         SweepKind::Shortcuts => "shortcuts.md",
     });
-    let md = report::sweep_markdown(title, cfg, &rows);
+    let md = sweep_markdown(title, cfg, &rows);
     crate::fsutil::write_atomic(&table, md.as_bytes())?;
     crate::fsutil::write_atomic(&dir.join(files::SUMMARY), md.as_bytes())?;
     Ok(RunOutcome::SweepComplete {

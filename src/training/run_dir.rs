@@ -13,6 +13,8 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use super::checkpoint::BestRecord;
+use super::metrics::EvalReport;
 use crate::data::split::{self, Split};
 use crate::data::Corpus;
 use crate::{Error, Result};
@@ -116,6 +118,34 @@ pub fn lay_out_folds<'s>(
 pub fn read_json<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<T> {
     let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
     serde_json::from_str(&text).map_err(|e| Error::data(path, format!("unreadable result: {e}")))
+}
+
+/// The test results of a finished fold.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct FoldResult {
+    pub name: String,
+    pub test_speakers: Vec<String>,
+    pub train_utterances: usize,
+    pub val_utterances: usize,
+    pub test_utterances: usize,
+    /// The selected weights: best validation evaluation (by the configured criterion).
+    pub selected_step: u64,
+    pub selected_val: Option<BestRecord>,
+    pub selected: EvalReport,
+    /// The weights after the last step.
+    pub last_step: u64,
+    pub last: EvalReport,
+    pub device: String,
+    pub wall_s: f64,
+    pub train_images: u64,
+    pub images_per_s: f64,
+}
+
+/// How a fold ended.
+#[derive(Clone, Debug)]
+pub enum FoldOutcome {
+    Done(Box<FoldResult>),
+    Interrupted { step: u64, total: u64 },
 }
 
 /// One line of `metrics.jsonl`: an evaluation on the validation set and the training statistics

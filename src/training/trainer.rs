@@ -13,13 +13,14 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
-use serde::{Deserialize, Serialize};
-
 use super::checkpoint::{BestRecord, Checkpoint, ModelInfo, TrainerState};
 use super::config::{batches_per_epoch, drop_short_batch, Selection, TrainConfig};
 use super::inference::evaluate;
 use super::metrics::EvalReport;
-use super::run_dir::{append_metrics, describe_line, files, truncate_metrics, Fold, MetricsLine};
+use super::run_dir::{
+    append_metrics, describe_line, files, truncate_metrics, Fold, FoldOutcome, FoldResult,
+    MetricsLine,
+};
 use crate::backends::Backend;
 use crate::data::{
     BatchConfig, Batcher, Corpus, FeatureStore, InputNorm, InputNormMode, Normalization, Split,
@@ -42,34 +43,6 @@ impl RunControl {
     fn should_stop(&self, step: u64) -> bool {
         self.stop.load(Ordering::SeqCst) || self.stop_at.is_some_and(|s| step >= s)
     }
-}
-
-/// The test results of a finished fold.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct FoldResult {
-    pub name: String,
-    pub test_speakers: Vec<String>,
-    pub train_utterances: usize,
-    pub val_utterances: usize,
-    pub test_utterances: usize,
-    /// The selected weights: best validation evaluation (by the configured criterion).
-    pub selected_step: u64,
-    pub selected_val: Option<BestRecord>,
-    pub selected: EvalReport,
-    /// The weights after the last step.
-    pub last_step: u64,
-    pub last: EvalReport,
-    pub device: String,
-    pub wall_s: f64,
-    pub train_images: u64,
-    pub images_per_s: f64,
-}
-
-/// How a fold ended.
-#[derive(Clone, Debug)]
-pub enum FoldOutcome {
-    Done(Box<FoldResult>),
-    Interrupted { step: u64, total: u64 },
 }
 
 /// The seed of fold `fold`'s initial weights.
