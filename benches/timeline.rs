@@ -82,7 +82,7 @@ fn main() {
     };
 
     // Validation: windows as files (their exact 16 kHz samples, as f32 WAV) through `predict`.
-    let t = timeline(&model, &wav, &settings).expect("timeline");
+    let t = timeline(&model, &wav, &settings, DeviceChoice::Cpu).expect("timeline");
     let mut windows = Windows::new(WavStream::open(&wav).expect("open"), 16_000).expect("windows");
     let mut files = Vec::new();
     let mut picked = Vec::new();
@@ -112,7 +112,7 @@ fn main() {
         files.push(f);
         picked.push(k);
     }
-    let by_file = predict(&model, &files).expect("predict");
+    let by_file = predict(&model, &files, DeviceChoice::Cpu).expect("predict");
     let mut max_diff = 0f64;
     for (p, &k) in by_file.iter().zip(&picked) {
         let ours = t.windows[k].probabilities.as_ref().expect("classified");
@@ -133,7 +133,7 @@ fn main() {
     let mut best = f64::INFINITY;
     for _ in 0..3 {
         let t0 = Instant::now();
-        let t = timeline(&model, &wav, &settings).expect("timeline");
+        let t = timeline(&model, &wav, &settings, DeviceChoice::Cpu).expect("timeline");
         best = best.min(t0.elapsed().as_secs_f64());
         std::hint::black_box(t);
     }
@@ -146,7 +146,7 @@ fn main() {
     );
     // Peer: the per-file path on the validation windows (each file read, featurised, classified).
     let t0 = Instant::now();
-    std::hint::black_box(predict(&model, &files).expect("predict"));
+    std::hint::black_box(predict(&model, &files, DeviceChoice::Cpu).expect("predict"));
     let per_file = t0.elapsed().as_secs_f64() / files.len() as f64;
     println!(
         "peer, `rescnn predict` on one file per window: {:.1} windows/s (the timeline: {:.2}× that)",

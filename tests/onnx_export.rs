@@ -16,7 +16,7 @@ use rescnn::data::{InputNorm, SpeakerNorm};
 use rescnn::export::onnx::{AttributeProto, ModelProto};
 use rescnn::export::{graph, GraphNorm, GraphSpec};
 use rescnn::model::{presets, ArchSpec, InputShape, Network};
-use rescnn::training::trainer::softmax;
+use rescnn::training::inference::softmax;
 
 /// ONNX Runtime's probabilities against rescnn's. Both compute in f32 but sum in different orders
 /// (MLAS's convolution and GEMM tiles against im2col + the `gemm` crate; ORT's AveragePool divides

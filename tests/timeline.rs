@@ -9,6 +9,7 @@ use rescnn::audio::stream::{WavStream, Windows};
 use rescnn::data::{CorpusSpec, LoadOptions, Source, Split};
 use rescnn::timeline::{timeline, TimelineSettings};
 use rescnn::training::model_dir::{TrainedModel, Weights};
+use rescnn::training::DeviceChoice;
 use train_support::*;
 
 fn write_wav_f32(path: &std::path::Path, channels: u16, rate: u32, frames: &[f32]) {
@@ -171,7 +172,7 @@ fn a_recording_of_known_utterances_gets_their_labels_and_its_silences_marked() {
         hop_s: 0.25,
         ..TimelineSettings::default()
     };
-    let t = timeline(&model, &wav, &settings).unwrap();
+    let t = timeline(&model, &wav, &settings, DeviceChoice::Cpu).unwrap();
     // Coverage: from 0 to the end, no holes between consecutive windows.
     assert_eq!(t.windows[0].start_s, 0.0);
     assert!(

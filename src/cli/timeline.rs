@@ -6,6 +6,7 @@ use std::path::PathBuf;
 
 use crate::timeline::{plot, timeline, Timeline, TimelineSettings};
 use crate::training::model_dir::TrainedModel;
+use crate::training::DeviceChoice;
 use crate::{config_err, Result};
 
 /// The timeline options of `rescnn predict`.
@@ -68,11 +69,17 @@ pub fn to_json(t: &Timeline) -> serde_json::Value {
     })
 }
 
-pub fn run(model: &TrainedModel, files: &[PathBuf], args: &TimelineArgs, json: bool) -> Result<()> {
+pub fn run(
+    model: &TrainedModel,
+    files: &[PathBuf],
+    args: &TimelineArgs,
+    json: bool,
+    device: DeviceChoice,
+) -> Result<()> {
     let settings = args.settings();
     let mut all = Vec::new();
     for (i, file) in files.iter().enumerate() {
-        let t = timeline(model, file, &settings)?;
+        let t = timeline(model, file, &settings, device)?;
         if let Some(svg) = &args.plot {
             let path = if i == 0 {
                 svg.clone()

@@ -21,12 +21,14 @@ use std::path::Path;
 use serde::Serialize;
 
 use crate::audio::stream::{WavStream, Windows};
-use crate::backends::cpu::CpuBackend;
+use crate::backends::Backend;
 use crate::data::cache::round_to_stored_precision;
 use crate::data::InputNormMode;
 use crate::features::{Renderer, StftPlan};
+use crate::training::device::{on_device, resolve, BackendJob, DeviceMemory};
+use crate::training::inference::{argmax, softmax};
 use crate::training::model_dir::TrainedModel;
-use crate::training::trainer::{argmax, softmax};
+use crate::training::DeviceChoice;
 use crate::{config_err, Result};
 
 /// How the window slides.
@@ -129,8 +131,44 @@ pub fn rms_dbfs(samples: &[f32]) -> f64 {
     (10.0 * mean_square.log10()).max(-200.0)
 }
 
-/// The timeline of `path` under `model`.
+/// The timeline of `path` under `model`, on the device `device` resolves to (as `rescnn predict
+/// --device`).
 pub fn timeline(
+    model: &TrainedModel,
+    path: &Path,
+    settings: &TimelineSettings,
+    device: DeviceChoice,
+) -> Result<Timeline> {
+    struct Job<'a> {
+        model: &'a TrainedModel,
+        path: &'a Path,
+        settings: &'a TimelineSettings,
+    }
+    impl BackendJob for Job<'_> {
+        type Output = Timeline;
+        fn run<B: Backend<Elem = f32>>(
+            self,
+            backend: &B,
+            _memory: &DeviceMemory,
+        ) -> Result<Timeline> {
+            timeline_on(backend, self.model, self.path, self.settings)
+        }
+    }
+    settings.validate()?;
+    let (device, _why) = resolve(device)?;
+    on_device(
+        device,
+        Job {
+            model,
+            path,
+            settings,
+        },
+    )
+}
+
+/// [`timeline`] on `backend`.
+pub fn timeline_on<B: Backend<Elem = f32>>(
+    backend: &B,
     model: &TrainedModel,
     path: &Path,
     settings: &TimelineSettings,
@@ -154,9 +192,8 @@ pub fn timeline(
     let starts = window_starts(total, window, hop);
 
     let classes = model.classes().to_vec();
-    let cpu = CpuBackend::<f32>::new();
     let batch = settings.batch.min(starts.len()).max(1);
-    let mut net = model.network(&cpu, batch)?;
+    let mut net = model.network(backend, batch)?;
     let mut stft = StftPlan::new(&cfg.stft)?;
     let mut renderer = Renderer::new(&cfg.image)?;
     let norm = &model.checkpoint.model.input_norm;
@@ -173,7 +210,7 @@ pub fn timeline(
         if pending.is_empty() {
             return Ok(());
         }
-        let logits = net.forward_logits(&cpu, images, pending.len())?;
+        let logits = net.forward_logits(backend, images, pending.len())?;
         for (k, &r) in pending.iter().enumerate() {
             let probs = softmax(&logits[k * classes.len()..(k + 1) * classes.len()]);
             results[r].emotion = Some(classes[argmax(&probs)].clone());

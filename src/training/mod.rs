@@ -7,11 +7,15 @@ pub mod args;
 pub mod checkpoint;
 pub mod config;
 pub mod device;
+pub mod inference;
 pub mod metrics;
 pub mod model_dir;
 pub mod plots;
+pub mod prepare;
 pub mod report;
 pub mod run;
+pub mod run_dir;
+pub mod sweep;
 pub mod trainer;
 
 pub use config::{DeviceChoice, ProtocolChoice, TrainConfig};
