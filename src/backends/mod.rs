@@ -20,6 +20,7 @@
 //!   the gradient of the pre-activation; `y` is the op's forward output.
 
 pub mod check;
+pub mod cost;
 pub mod cpu;
 pub mod cuda;
 pub mod device;

@@ -3,6 +3,7 @@
 
 use super::gemm::{self, check_int_range, Scratch, SplitK};
 use super::need;
+use crate::backends::cost::Cost;
 use crate::backends::device::{Device, Kernel, KernelArgs, LaunchConfig};
 use crate::backends::geometry::DenseGeom;
 use crate::{shape_err, Result};
@@ -85,6 +86,10 @@ pub fn forward<D: Device>(
             .push(dev.device_ptr(y))
             .push(dev.device_ptr(partials))
             .push(split.chunk as i32);
+        dev.note_cost(FORWARD, || {
+            let bytes = 4 * (n * inp + inp * out + split.splits * n * out + out);
+            gemm::cost(&cfg, (n, out, inp), split, bytes)
+        });
         // SAFETY: dense_forward(DenseGeom, const float* x, const float* w, const float* b, float* y,
         // float* partials, int k_chunk) — seven parameters in this order. x, w, b, y hold N·IN, OUT·IN,
         // OUT and N·OUT values (checked above); with gridDim.z > 1 block z writes slab z of partials,
@@ -98,6 +103,9 @@ pub fn forward<D: Device>(
                 .push(dev.device_ptr(partials))
                 .push(dev.device_ptr(b))
                 .push(dev.device_ptr(y));
+            dev.note_cost(FORWARD_REDUCE, || {
+                Cost::memory(4 * ((split.splits + 1) * n * out + out))
+            });
             // SAFETY: dense_forward_reduce(DenseGeom, int splits, const float* partials, const float*
             // b, float* y): partials holds splits·N·OUT values written above, b OUT and y N·OUT values.
             unsafe { dev.launch(FORWARD_REDUCE, &cfg, &mut args)? };
@@ -149,6 +157,9 @@ pub fn bias_grad<D: Device>(
         .push(dev.device_ptr(y))
         .push(dev.device_ptr(dy))
         .push(dev.device_ptr(db));
+    dev.note_cost(BIAS_GRAD, || {
+        Cost::memory(4 * (n * out * if g.relu != 0 { 3 } else { 1 } + out))
+    });
     // SAFETY: dense_bias_grad(DenseGeom, const float* y, float* dy, float* db): y and dy hold N·OUT
     // values and db OUT (checked above); thread o < OUT touches column o only.
     unsafe { dev.launch(BIAS_GRAD, &cfg, &mut args) }
@@ -178,6 +189,12 @@ pub fn backward_data<D: Device>(
             .push(dev.device_ptr(dx))
             .push(dev.device_ptr(partials))
             .push(split.chunk as i32);
+        dev.note_cost(BACKWARD_DATA, || {
+            // dx read and written when accumulated directly, else every split's partials written
+            let c = if split.splits > 1 { split.splits } else { 2 };
+            let bytes = 4 * (n * out + inp * out + c * n * inp);
+            gemm::cost(&cfg, (n, inp, out), split, bytes)
+        });
         // SAFETY: dense_backward_data(DenseGeom, const float* dy, const float* w, float* dx, float*
         // partials, int k_chunk): dy N·OUT, w OUT·IN, dx N·IN values (checked above); with several
         // splits block z writes slab z of partials, and the scratch holds splits·N·IN values.
@@ -213,6 +230,10 @@ pub fn backward_filter<D: Device>(
             .push(dev.device_ptr(dw))
             .push(dev.device_ptr(partials))
             .push(split.chunk as i32);
+        dev.note_cost(BACKWARD_FILTER, || {
+            let bytes = 4 * (n * out + n * inp + split.splits * inp * out);
+            gemm::cost(&cfg, (out, inp, n), split, bytes)
+        });
         // SAFETY: dense_backward_filter(DenseGeom, const float* dy, const float* x, float* dw, float*
         // partials, int k_chunk): dy N·OUT, x N·IN, dw OUT·IN values (checked above); with several
         // splits block z writes slab z of partials, and the scratch holds splits·OUT·IN values.
@@ -244,6 +265,9 @@ fn reduce_partials<D: Device>(
         .push(accumulate as i32)
         .push(dev.device_ptr(partials))
         .push(dev.device_ptr(out));
+    dev.note_cost(REDUCE_PARTIALS, || {
+        Cost::memory(4 * (splits + 1 + accumulate as usize) * rows * cols)
+    });
     // SAFETY: dense_reduce_partials(int rows, int cols, int splits, int accumulate, const float*
     // partials, float* out): partials holds splits·rows·cols values and out rows·cols (checked just
     // above); nothing else is touched.

@@ -4,6 +4,7 @@
 
 use std::sync::Mutex;
 
+use crate::backends::cost::Cost;
 use crate::backends::device::{Device, LaunchConfig};
 use crate::{shape_err, Result};
 
@@ -62,6 +63,12 @@ impl SplitK {
             chunk,
         }
     }
+    /// K steps (of BK) the splits of a GEMM over `k` walk in all: what each output tile executes.
+    pub fn k_steps(&self, k: usize) -> usize {
+        (0..self.splits)
+            .map(|z| (k.min((z + 1) * self.chunk) - (z * self.chunk).min(k)).div_ceil(BK))
+            .sum()
+    }
     /// Floats of scratch the partial sums of an `m` × `n` output need (0 without a split).
     pub fn scratch_len(&self, m: usize, n: usize) -> usize {
         if self.splits > 1 {
@@ -86,6 +93,17 @@ pub fn launch(m: usize, n: usize, splits: usize) -> Result<LaunchConfig> {
     cfg.grid.2 = splits_z as u32;
     cfg.dynamic_shared_bytes = SMEM_BYTES;
     Ok(cfg)
+}
+
+/// The cost of the tiled GEMM launch `cfg` for an `m` × `n` × `k` product split as `split`, moving
+/// `bytes` (see [`crate::backends::cost`] for the traffic model).
+pub fn cost(
+    cfg: &LaunchConfig,
+    (m, n, k): (usize, usize, usize),
+    split: SplitK,
+    bytes: usize,
+) -> Cost {
+    Cost::gemm(cfg, BM, BN, split.k_steps(k), BK, (m, n, k), bytes)
 }
 
 /// Launch shape of `gemm::splitk_reduce` (grid-stride) over `len` outputs.

@@ -1,6 +1,7 @@
 //! Wrapper of kernels/maxpool.cu: max-pool forward (with argmax) and backward (gather into dx).
 
 use super::{check_index_range, grid_stride, need};
+use crate::backends::cost::Cost;
 use crate::backends::device::{Device, Kernel, KernelArgs};
 use crate::backends::geometry::PoolGeom;
 use crate::{shape_err, Result};
@@ -44,6 +45,8 @@ pub fn forward<D: Device>(
         .push(need(dev, x, input, "max-pool x")?)
         .push(need(dev, y, output, "max-pool y")?)
         .push(need(dev, argmax, output, "max-pool argmax")?);
+    // x read once (overlapping windows hit in cache), y and a u32 argmax written.
+    dev.note_cost(FORWARD, || Cost::memory(4 * input + 8 * output));
     // SAFETY: maxpool_forward(PoolGeom, const float* x, float* y, unsigned* argmax): the arguments are
     // pushed in that order with those types, x holds N·C·H_in·W_in values and y and argmax
     // N·C·H_out·W_out (checked above), and the kernel touches no index beyond those (its grid-stride
@@ -66,6 +69,8 @@ pub fn backward<D: Device>(
         .push(need(dev, dy, output, "max-pool dy")?)
         .push(need(dev, argmax, output, "max-pool argmax")?)
         .push(need(dev, dx, input, "max-pool dx")?);
+    // dy and argmax read once (a window's inputs share them through L1), dx read and written.
+    dev.note_cost(BACKWARD, || Cost::memory(8 * output + 8 * input));
     // SAFETY: maxpool_backward(PoolGeom, const float* dy, const unsigned* argmax, float* dx), pushed in
     // that order; lengths checked above. The kernel only compares argmax values (never indexes with
     // them), so any argmax content is memory-safe.
