@@ -1,7 +1,7 @@
 //! Wrapper of `kernels/conv2d.cu`: kernel names, argument order and launch configuration of the
 //! convolution, forward and backward, in one place. See the `.cu` header for each kernel's strategy.
 
-use super::gemm::{self, check_int_range, Scratch, SplitK};
+use super::gemm::{self, check_int_range, Scratch, SplitK, Tile, Variants};
 use super::need;
 use crate::backends::cost::Cost;
 use crate::backends::device::{Device, Kernel, KernelArgs, LaunchConfig};
@@ -9,21 +9,45 @@ use crate::backends::geometry::ConvGeom;
 use crate::{shape_err, Result};
 
 const MODULE: &str = "conv2d";
-const FORWARD: Kernel = Kernel {
-    module: MODULE,
-    name: "conv2d_forward",
+const FORWARD: Variants = Variants {
+    rows64: Kernel {
+        module: MODULE,
+        name: "conv2d_forward",
+    },
+    rows32: Kernel {
+        module: MODULE,
+        name: "conv2d_forward_m32",
+    },
 };
-const BACKWARD_DATA: Kernel = Kernel {
-    module: MODULE,
-    name: "conv2d_backward_data",
+const BACKWARD_DATA: Variants = Variants {
+    rows64: Kernel {
+        module: MODULE,
+        name: "conv2d_backward_data",
+    },
+    rows32: Kernel {
+        module: MODULE,
+        name: "conv2d_backward_data_m32",
+    },
 };
-const BACKWARD_DATA_STRIDED: Kernel = Kernel {
-    module: MODULE,
-    name: "conv2d_backward_data_strided",
+const BACKWARD_DATA_STRIDED: Variants = Variants {
+    rows64: Kernel {
+        module: MODULE,
+        name: "conv2d_backward_data_strided",
+    },
+    rows32: Kernel {
+        module: MODULE,
+        name: "conv2d_backward_data_strided_m32",
+    },
 };
-const BACKWARD_FILTER: Kernel = Kernel {
-    module: MODULE,
-    name: "conv2d_backward_filter",
+const BACKWARD_FILTER: Variants = Variants {
+    rows64: Kernel {
+        module: MODULE,
+        name: "conv2d_backward_filter",
+    },
+    rows32: Kernel {
+        module: MODULE,
+        name: "conv2d_backward_filter_m32",
+    },
 };
 const GATHER_TABLE: Kernel = Kernel {
     module: MODULE,
@@ -96,6 +120,7 @@ pub fn forward<D: Device>(
     let c_out = g.c_out as usize;
     let pixels = g.output().len() / c_out;
     let cfg = gemm::launch(c_out, pixels, 1)?;
+    let kernel = Tile::for_rows(c_out).kernel(FORWARD);
     let k = g.weight_len() / g.c_out as usize;
     scratch.with(dev, table_floats(k), |table| {
         gather_table(dev, g, false, k, table)?;
@@ -106,7 +131,7 @@ pub fn forward<D: Device>(
             .push(dev.device_ptr(b))
             .push(dev.device_ptr(table))
             .push(dev.device_ptr(y));
-        dev.note_cost(FORWARD, || {
+        dev.note_cost(kernel, || {
             let bytes = 4 * (g.input().len() + g.weight_len() + g.output().len() + c_out)
                 + 16 * table_len(k);
             gemm::cost(&cfg, (c_out, pixels, k), SplitK::with_splits(k, 1), bytes)
@@ -116,7 +141,7 @@ pub fn forward<D: Device>(
         // hold the input, filter, bias and output of `g`; the table was just filled with one int4 per
         // k for the kernel's k_steps·BK reads. Every load and store is guarded by the geometry,
         // whatever the grid's overshoot past C_out or the pixel count.
-        unsafe { dev.launch(FORWARD, &cfg, &mut args) }
+        unsafe { dev.launch(kernel, &cfg, &mut args) }
     })
 }
 
@@ -259,11 +284,11 @@ pub fn backward_data<D: Device>(
             .push(dev.device_ptr(dy))
             .push(dev.device_ptr(table))
             .push(dev.device_ptr(dx));
-        let kernel = if g.stride == 1 {
+        let kernel = Tile::for_rows(g.c_in as usize).kernel(if g.stride == 1 {
             BACKWARD_DATA
         } else {
             BACKWARD_DATA_STRIDED
-        };
+        });
         dev.note_cost(kernel, || {
             let bytes = 4 * (g.weight_len() + g.output().len() + 2 * input) + 16 * table_len(k);
             let c_in = g.c_in as usize;
@@ -305,6 +330,7 @@ pub fn backward_filter<D: Device>(
     let split = SplitK::plan(c_out, cols, output / c_out);
     let mut cfg = gemm::launch(c_out, cols, split.splits)?;
     cfg.dynamic_shared_bytes += PIXEL_RING_BYTES;
+    let kernel = Tile::for_rows(c_out).kernel(BACKWARD_FILTER);
     scratch.with(dev, split.scratch_len(c_out, cols), |partials| {
         let direct = split.splits == 1;
         let out_ptr = if direct {
@@ -318,7 +344,7 @@ pub fn backward_filter<D: Device>(
             .push(dev.device_ptr(dy))
             .push(out_ptr)
             .push(split.chunk as i32);
-        dev.note_cost(BACKWARD_FILTER, || {
+        dev.note_cost(kernel, || {
             let out = split.splits * c_out * cols;
             let bytes = 4 * (g.input().len() + output + out);
             gemm::cost(&cfg, (c_out, cols, output / c_out), split, bytes)
@@ -329,7 +355,7 @@ pub fn backward_filter<D: Device>(
         // C_out × cols slab z of `partials`, z < splits: with one split that is dw (weight_len values,
         // checked above), else the scratch, sized for splits·C_out·cols values. k_chunk·splits covers
         // the pixel count.
-        unsafe { dev.launch(BACKWARD_FILTER, &cfg, &mut args)? };
+        unsafe { dev.launch(kernel, &cfg, &mut args)? };
         if !direct {
             sum_partials(dev, c_out * cols, split.splits, partials, dw)?;
         }
