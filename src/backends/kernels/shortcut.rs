@@ -36,15 +36,17 @@ pub fn forward<D: Device>(
     args.push(*g)
         .push(need(dev, src, g.source().len(), "shortcut src")?)
         .push(need(dev, dst, target, "shortcut dst")?);
-    // Each target element reads its own r×r window: the source is read once per target channel that
-    // maps to it, a whole tensor apart (no cache holds it); dst read and written.
+    // The source windows that feed some target channel, each read once; dst read and written.
+    let c_used = g.c_src.min(g.c_dst) as usize;
+    let windows = g.n as usize * c_used * (g.h_dst * g.w_dst) as usize;
     dev.note_cost(FORWARD, || {
-        Cost::memory(4 * (target * (g.ratio * g.ratio) as usize + 2 * target))
+        Cost::memory(4 * (windows * (g.ratio * g.ratio) as usize + 2 * target))
     });
     // SAFETY: shortcut_forward(ShortcutGeom, const float* src, float* dst), pushed in that order; the
     // lengths are checked above and the geometry is consistent (H_src = r·H_dst, W_src = r·W_dst), so
-    // every window the kernel reads lies inside src.
-    unsafe { dev.launch(FORWARD, &grid_stride(target), &mut args) }
+    // every window the kernel reads lies inside src; a thread adds into channels c < C_dst at its own
+    // (h, w) only, inside dst, and no two threads share a dst element.
+    unsafe { dev.launch(FORWARD, &grid_stride(windows), &mut args) }
 }
 
 /// ACCUMULATES into d_src (N, C_src, H_src, W_src) the adjoint of the forward map applied to d_dst.
