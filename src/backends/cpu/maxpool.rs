@@ -101,7 +101,8 @@ pub(super) fn relu_backward<T: Real>(
     dx[..d.planes * ip].fill(T::ZERO);
     backward(g, dy, argmax, dx)?;
     for (d, &v) in dx[..d.planes * ip].iter_mut().zip(x) {
-        if !(v > T::ZERO) {
+        // Not > 0 (NaN included), as the convolution's own mask `!(y > 0)`.
+        if v.partial_cmp(&T::ZERO) != Some(std::cmp::Ordering::Greater) {
             *d = T::ZERO;
         }
     }
