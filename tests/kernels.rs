@@ -14,6 +14,7 @@ backend_tests!(
     maxpool_matches_reference,
     maxpool_with_ties_takes_the_first_maximum,
     maxpool_refuses_a_geometry_its_constructor_would_not_build,
+    maxpool_relu_backward_writes_the_masked_gradient,
     shortcut_matches_reference,
     softmax_xent_matches_reference,
     softmax_xent_rejects_a_label_outside_the_classes,
@@ -62,6 +63,55 @@ fn check_maxpool<B: Backend<Elem = f32>>(dev: &B, g: &PoolGeom, x: &[f32], rng: 
         &dx,
         &dx_ref,
     );
+}
+
+/// The fused backward of a pool over a ReLU output x: dx is WRITTEN (it starts as NaN garbage) and
+/// holds [x > 0] · (dy routed to each window's argmax), which is the unfused path the network used
+/// before (accumulate into zeros, then the convolution's ReLU mask). ReLU-like inputs: many zeros,
+/// whole zero windows, overlapping windows (k 3, s 2), stride 1, and the paper's 2×2.
+fn maxpool_relu_backward_writes_the_masked_gradient<B: Backend<Elem = f32>>(dev: &B) {
+    let mut rng = Rng::new(11);
+    for (shape, k, s) in [
+        (Shape::new(2, 3, 8, 6), 2, 2),
+        (Shape::new(1, 2, 9, 7), 3, 2),
+        (Shape::new(3, 1, 5, 5), 2, 1),
+    ] {
+        let g = PoolGeom::new(shape, k, s).unwrap();
+        let what = format!(
+            "maxpool_relu_backward {shape} k={k} s={s} on {}",
+            dev.name()
+        );
+        let x: Vec<f32> = rng
+            .vec(g.input().len(), -1.0, 1.0)
+            .into_iter()
+            .map(|v| v.max(0.0))
+            .collect();
+        let dy = rng.vec(g.output().len(), -1.0, 1.0);
+        let xb = dev.upload(&x).unwrap();
+        let mut y = dev.zeros(g.output().len()).unwrap();
+        let mut am = dev.zeros_idx(g.output().len()).unwrap();
+        dev.maxpool_forward(&g, &xb, &mut y, &mut am).unwrap();
+        let dyb = dev.upload(&dy).unwrap();
+        let mut dx = dev.upload(&vec![f32::NAN; g.input().len()]).unwrap();
+        dev.maxpool_relu_backward(&g, &dyb, &xb, &am, &mut dx)
+            .unwrap();
+        let dx = dev.download(&dx).unwrap();
+
+        // The oracle, on the host: route dy to the argmax, keep it where x > 0.
+        let am_h = dev.download_idx(&am).unwrap();
+        let (ip, op) = ((g.h_in * g.w_in) as usize, (g.h_out * g.w_out) as usize);
+        let mut want = vec![0.0f32; g.input().len()];
+        for o in 0..g.output().len() {
+            want[(o / op) * ip + am_h[o] as usize] += dy[o];
+        }
+        for (w, &v) in want.iter_mut().zip(&x) {
+            if v <= 0.0 {
+                *w = 0.0;
+            }
+        }
+        assert!(want.iter().any(|&v| v != 0.0) && x.contains(&0.0));
+        assert_close(&check::MAXPOOL_BACKWARD, &format!("{what}: dx"), &dx, &want);
+    }
 }
 
 /// The geometry's fields are public; a hand-built one whose output runs past the input (floor mode
@@ -142,6 +192,8 @@ fn shortcut_matches_reference<B: Backend<Elem = f32>>(dev: &B) {
         (Shape::new(3, 3, 10, 14), Shape::new(3, 8, 5, 7)),
         (Shape::new(2, 1, 7, 5), Shape::new(2, 16, 7, 5)),
         (Shape::new(1, 3, 64, 48), Shape::new(1, 32, 8, 6)),
+        // more source than target channels: the surplus source channels feed nothing
+        (Shape::new(2, 8, 8, 6), Shape::new(2, 3, 4, 3)),
     ];
     let mut rng = Rng::new(3);
     for (src_shape, dst_shape) in cases {

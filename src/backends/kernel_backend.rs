@@ -125,6 +125,17 @@ impl<D: Device> Backend for KernelBackend<D> {
         kernels::maxpool::backward(&self.dev, g, dy, argmax, dx)
     }
 
+    fn maxpool_relu_backward(
+        &self,
+        g: &PoolGeom,
+        dy: &Self::Buf,
+        x: &Self::Buf,
+        argmax: &Self::Idx,
+        dx: &mut Self::Buf,
+    ) -> Result<()> {
+        kernels::maxpool::relu_backward(&self.dev, g, dy, x, argmax, dx)
+    }
+
     fn shortcut_forward(
         &self,
         g: &ShortcutGeom,

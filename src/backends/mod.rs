@@ -18,8 +18,13 @@
 //!   per step.
 //! - With a fused ReLU, the backward pass first multiplies `dy` IN PLACE by `[y > 0]`, turning it into
 //!   the gradient of the pre-activation; `y` is the op's forward output.
+//! - Exception, for a memory pass less: [`Backend::maxpool_relu_backward`] WRITES its `dx`, already
+//!   ReLU-masked. The network uses it where a pool is the only consumer of a ReLU convolution's
+//!   output (then nothing else adds into that gradient, and it needs no zeroing), and runs that
+//!   convolution's backward with `relu` off. Only gradients that are accumulated into are zeroed.
 
 pub mod check;
+pub mod cost;
 pub mod cpu;
 pub mod cuda;
 pub mod device;
@@ -115,6 +120,20 @@ pub trait Backend {
         &self,
         g: &PoolGeom,
         dy: &Self::Buf,
+        argmax: &Self::Idx,
+        dx: &mut Self::Buf,
+    ) -> Result<()>;
+
+    /// Backward of a max-pool whose input x (N, C, H_in, W_in) is the output of a fused ReLU with no
+    /// other consumer: WRITES dx (N, C, H_in, W_in) = [x > 0] · (the dy (N, C, H_out, W_out) routed to
+    /// their argmax), the gradient of the ReLU's PRE-activation. The producing layer's backward then
+    /// runs without its ReLU (it must not mask again, and need not read its y or rewrite dy). (The
+    /// pool's own output cannot give the mask: shortcuts add into it after pooling.)
+    fn maxpool_relu_backward(
+        &self,
+        g: &PoolGeom,
+        dy: &Self::Buf,
+        x: &Self::Buf,
         argmax: &Self::Idx,
         dx: &mut Self::Buf,
     ) -> Result<()>;

@@ -69,8 +69,42 @@ pub struct Network<B: Backend> {
     argmax: Vec<Option<B::Idx>>,
     labels: B::Idx,
     losses: B::Buf,
+    /// Per layer: a ReLU convolution whose output only the next max-pool reads, or that pool. Their
+    /// backward is fused: the pool WRITES the masked gradient, the convolution runs without ReLU.
+    fused_relu_pool: Vec<bool>,
     step: u64,
     stage: Stage,
+}
+
+/// Which layers take the fused pool backward ([`Backend::maxpool_relu_backward`]): a max-pool whose
+/// input node is written by a ReLU convolution and read by nothing but this pool (no other layer, no
+/// shortcut from or into it) — marked at the pool and at the convolution.
+fn fused_relu_pools(plan: &Plan) -> Vec<bool> {
+    let mut fused = vec![false; plan.layers.len()];
+    let uses = |node: usize| {
+        plan.layers
+            .iter()
+            .filter(|l| match l.op {
+                PlannedOp::Conv { input, .. }
+                | PlannedOp::Pool { input, .. }
+                | PlannedOp::Dense { input, .. } => input == node,
+                PlannedOp::Shortcut { source, target, .. } => source == node || target == node,
+            })
+            .count()
+    };
+    for (pi, pool) in plan.layers.iter().enumerate() {
+        let PlannedOp::Pool { input, .. } = pool.op else {
+            continue;
+        };
+        let producer = plan.layers.iter().position(
+            |l| matches!(l.op, PlannedOp::Conv { geom, output, .. } if output == input && geom.relu != 0),
+        );
+        if let (Some(ci), 1) = (producer, uses(input)) {
+            fused[ci] = true;
+            fused[pi] = true;
+        }
+    }
+    fused
 }
 
 /// `(&v[read], &mut v[write])` for two different indices.
@@ -178,6 +212,7 @@ impl<B: Backend> Network<B> {
             })
             .collect::<Result<Vec<_>>>()?;
         Ok(Network {
+            fused_relu_pool: fused_relu_pools(&plan),
             labels: backend.zeros_idx(max_batch)?,
             losses: backend.zeros(max_batch)?,
             plan,
@@ -353,9 +388,18 @@ impl<B: Backend> Network<B> {
         let Stage::Loss(n) = self.stage else {
             return Err(config_err!("backward needs forward and loss first"));
         };
+        // Zero only the gradients that are accumulated into: not the logits' (written by the loss),
+        // not those a fused pool backward writes.
         let logits = self.plan.logits_node();
-        for (i, g) in self.grads.iter_mut().enumerate() {
-            if let (Some(g), false) = (g, i == logits) {
+        let mut written = vec![false; self.grads.len()];
+        written[logits] = true;
+        for (layer, &fused) in self.plan.layers.iter().zip(&self.fused_relu_pool) {
+            if let (PlannedOp::Pool { input, .. }, true) = (layer.op, fused) {
+                written[input] = true;
+            }
+        }
+        for (g, written) in self.grads.iter_mut().zip(written) {
+            if let (Some(g), false) = (g, written) {
                 backend.fill_zero(g)?;
             }
         }
@@ -385,12 +429,13 @@ impl<B: Backend> Network<B> {
                     }
                     let (dy, dx) = read_write(&mut self.grads, output, input);
                     let am = self.argmax[li].as_ref().expect("pool has an argmax buffer");
-                    backend.maxpool_backward(
-                        &geom.with_batch(n),
-                        dy.as_ref().expect("grad"),
-                        am,
-                        dx.as_mut().expect("grad"),
-                    )?;
+                    let (dy, dx) = (dy.as_ref().expect("grad"), dx.as_mut().expect("grad"));
+                    if self.fused_relu_pool[li] {
+                        let x = &self.acts[input];
+                        backend.maxpool_relu_backward(&geom.with_batch(n), dy, x, am, dx)?;
+                    } else {
+                        backend.maxpool_backward(&geom.with_batch(n), dy, am, dx)?;
+                    }
                 }
                 PlannedOp::Conv {
                     geom,
@@ -400,8 +445,12 @@ impl<B: Backend> Network<B> {
                     let p = self.layer_params[li].expect("conv has parameters");
                     let (dx, dy) = both_mut(&mut self.grads, input, output);
                     let (w, b) = both_mut(&mut self.params, p, p + 1);
+                    let mut g = geom.with_batch(n);
+                    if self.fused_relu_pool[li] {
+                        g.relu = 0; // dy is already the pre-activation gradient (the pool masked it)
+                    }
                     backend.conv2d_backward(
-                        &geom.with_batch(n),
+                        &g,
                         &self.acts[input],
                         &w.value,
                         &self.acts[output],

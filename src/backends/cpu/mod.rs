@@ -263,6 +263,17 @@ impl<T: Real> Backend for CpuBackend<T> {
         maxpool::backward(g, dy, argmax, dx)
     }
 
+    fn maxpool_relu_backward(
+        &self,
+        g: &PoolGeom,
+        dy: &Vec<T>,
+        x: &Vec<T>,
+        argmax: &Vec<u32>,
+        dx: &mut Vec<T>,
+    ) -> Result<()> {
+        maxpool::relu_backward(g, dy, x, argmax, dx)
+    }
+
     fn shortcut_forward(&self, g: &ShortcutGeom, src: &Vec<T>, dst: &mut Vec<T>) -> Result<()> {
         shortcut::forward(g, src, dst)
     }

@@ -1,6 +1,7 @@
 //! Wrapper of kernels/softmax_xent.cu: fused softmax cross-entropy, one warp per row.
 
 use super::{check_index_range, need};
+use crate::backends::cost::Cost;
 use crate::backends::device::{Device, Kernel, KernelArgs, LaunchConfig};
 use crate::backends::geometry::{XentGeom, XentStats};
 use crate::{shape_err, Result};
@@ -43,6 +44,7 @@ pub fn softmax_xent<D: Device>(
         .push(need(dev, losses, n, "softmax_xent losses")?)
         .push(need(dev, d_logits, n * k, "softmax_xent d_logits")?)
         .push(need(dev, counters, 2, "softmax_xent counters")?);
+    dev.note_cost(SOFTMAX_XENT, || Cost::memory(4 * (2 * n * k + 2 * n + 2)));
     // SAFETY: softmax_xent(XentGeom, const float* logits, const unsigned* labels, float* losses,
     // float* d_logits, unsigned* counters), pushed in that order; lengths checked above. Rows beyond N
     // return at once, and a label ≥ CLASSES is never used as an index (it is counted instead).
