@@ -29,8 +29,8 @@ pub mod kernel_backend;
 pub mod kernels;
 
 pub use geometry::{
-    ConvGeom, DenseGeom, Padding, PoolGeom, RmsPropConfig, RmsPropParams, ShortcutGeom, XentGeom,
-    XentStats,
+    BatchNormGeom, ConvGeom, DenseGeom, DropoutParams, Padding, PoolGeom, RmsPropConfig,
+    RmsPropParams, ShortcutGeom, StatsPoolGeom, XentGeom, XentStats,
 };
 
 use crate::tensor::Real;
@@ -163,6 +163,75 @@ pub trait Backend {
         dw: &mut Self::Buf,
         db: &mut Self::Buf,
     ) -> Result<()>;
+
+    // ---- batch normalisation ------------------------------------------------------------------
+    /// Training forward of [`BatchNormGeom`]: y (N, C, H, W) = \[ReLU\](γ · x̂ + β) with the batch's
+    /// per-channel statistics. WRITES y and saved (2, C) = (μ, 1/σ) for the backward pass; updates
+    /// running_mean and running_var (C) in place by the momentum rule.
+    #[allow(clippy::too_many_arguments)]
+    fn batchnorm_forward_train(
+        &self,
+        g: &BatchNormGeom,
+        x: &Self::Buf,
+        gamma: &Self::Buf,
+        beta: &Self::Buf,
+        y: &mut Self::Buf,
+        saved: &mut Self::Buf,
+        running_mean: &mut Self::Buf,
+        running_var: &mut Self::Buf,
+    ) -> Result<()>;
+
+    /// Evaluation forward of [`BatchNormGeom`] with the running statistics. WRITES y.
+    #[allow(clippy::too_many_arguments)]
+    fn batchnorm_forward_eval(
+        &self,
+        g: &BatchNormGeom,
+        x: &Self::Buf,
+        gamma: &Self::Buf,
+        beta: &Self::Buf,
+        running_mean: &Self::Buf,
+        running_var: &Self::Buf,
+        y: &mut Self::Buf,
+    ) -> Result<()>;
+
+    /// Backward of [`Backend::batchnorm_forward_train`] (y and saved from that call). With `g.relu`,
+    /// first masks `dy` in place by `y > 0`. ACCUMULATES dx when given; WRITES dgamma and dbeta (C).
+    #[allow(clippy::too_many_arguments)]
+    fn batchnorm_backward(
+        &self,
+        g: &BatchNormGeom,
+        x: &Self::Buf,
+        gamma: &Self::Buf,
+        y: &Self::Buf,
+        saved: &Self::Buf,
+        dy: &mut Self::Buf,
+        dx: Option<&mut Self::Buf>,
+        dgamma: &mut Self::Buf,
+        dbeta: &mut Self::Buf,
+    ) -> Result<()>;
+
+    // ---- statistics pooling -------------------------------------------------------------------
+    /// y (N, 2C) = mean and std over W of the H-means of x (N, C, H, W) (see [`StatsPoolGeom`]). Writes y.
+    fn statspool_forward(&self, g: &StatsPoolGeom, x: &Self::Buf, y: &mut Self::Buf) -> Result<()>;
+
+    /// Backward of [`Backend::statspool_forward`] (y is its output): ACCUMULATES dx (N, C, H, W).
+    fn statspool_backward(
+        &self,
+        g: &StatsPoolGeom,
+        x: &Self::Buf,
+        y: &Self::Buf,
+        dy: &Self::Buf,
+        dx: &mut Self::Buf,
+    ) -> Result<()>;
+
+    // ---- dropout ------------------------------------------------------------------------------
+    /// Inverted dropout of `p.len` values (see [`DropoutParams`]). Writes y.
+    fn dropout_forward(&self, p: &DropoutParams, x: &Self::Buf, y: &mut Self::Buf) -> Result<()>;
+
+    /// Backward of [`Backend::dropout_forward`] with the same parameters (the mask is recomputed):
+    /// ACCUMULATES dx.
+    fn dropout_backward(&self, p: &DropoutParams, dy: &Self::Buf, dx: &mut Self::Buf)
+        -> Result<()>;
 
     // ---- loss -----------------------------------------------------------------------------------
     /// Fused softmax cross-entropy of logits (N, CLASSES) against labels (N). WRITES losses (N), the

@@ -43,3 +43,16 @@ extern "C" const size_t rescnn_emu_layout_rmsprop[] = {
     RESCNN_FIELD(RmsPropParams, len),  RESCNN_FIELD(RmsPropParams, lr),
     RESCNN_FIELD(RmsPropParams, rho),  RESCNN_FIELD(RmsPropParams, eps),
     RESCNN_FIELD(RmsPropParams, weight_decay)};
+extern "C" const size_t rescnn_emu_layout_batchnorm[] = {
+    sizeof(BatchNormGeom),
+    RESCNN_FIELD(BatchNormGeom, n),    RESCNN_FIELD(BatchNormGeom, c),   RESCNN_FIELD(BatchNormGeom, h),
+    RESCNN_FIELD(BatchNormGeom, w),    RESCNN_FIELD(BatchNormGeom, relu), RESCNN_FIELD(BatchNormGeom, eps),
+    RESCNN_FIELD(BatchNormGeom, momentum)};
+extern "C" const size_t rescnn_emu_layout_statspool[] = {
+    sizeof(StatsPoolGeom),          RESCNN_FIELD(StatsPoolGeom, n), RESCNN_FIELD(StatsPoolGeom, c),
+    RESCNN_FIELD(StatsPoolGeom, h), RESCNN_FIELD(StatsPoolGeom, w), RESCNN_FIELD(StatsPoolGeom, eps)};
+extern "C" const size_t rescnn_emu_layout_dropout[] = {
+    sizeof(DropoutParams),
+    RESCNN_FIELD(DropoutParams, len),    RESCNN_FIELD(DropoutParams, threshold),
+    RESCNN_FIELD(DropoutParams, scale),  RESCNN_FIELD(DropoutParams, key_lo),
+    RESCNN_FIELD(DropoutParams, key_hi)};

@@ -15,13 +15,16 @@
 //!    added to the layout test below.
 //! 3. Call it from [`super::kernel_backend::KernelBackend`], and add its test body to tests/kernels.rs.
 
+pub mod batchnorm;
 pub mod conv2d;
 pub mod dense;
+pub mod dropout;
 pub mod gemm;
 pub mod maxpool;
 pub mod rmsprop;
 pub mod shortcut;
 pub mod softmax_xent;
+pub mod statspool;
 
 use super::device::{Device, DevicePtr, LaunchConfig};
 use crate::{shape_err, Result};
@@ -82,11 +85,14 @@ mod tests {
         static rescnn_emu_layout_dense: [usize; 5];
         static rescnn_emu_layout_xent: [usize; 3];
         static rescnn_emu_layout_rmsprop: [usize; 6];
+        static rescnn_emu_layout_batchnorm: [usize; 8];
+        static rescnn_emu_layout_statspool: [usize; 6];
+        static rescnn_emu_layout_dropout: [usize; 6];
     }
 
     #[test]
     fn geometry_mirrors_match_the_rust_structs() {
-        let rust: [(&str, Vec<usize>); 6] = [
+        let rust: [(&str, Vec<usize>); 9] = [
             (
                 "ConvGeom",
                 vec![
@@ -163,9 +169,44 @@ mod tests {
                     offset_of!(RmsPropParams, weight_decay),
                 ],
             ),
+            (
+                "BatchNormGeom",
+                vec![
+                    size_of::<BatchNormGeom>(),
+                    offset_of!(BatchNormGeom, n),
+                    offset_of!(BatchNormGeom, c),
+                    offset_of!(BatchNormGeom, h),
+                    offset_of!(BatchNormGeom, w),
+                    offset_of!(BatchNormGeom, relu),
+                    offset_of!(BatchNormGeom, eps),
+                    offset_of!(BatchNormGeom, momentum),
+                ],
+            ),
+            (
+                "StatsPoolGeom",
+                vec![
+                    size_of::<StatsPoolGeom>(),
+                    offset_of!(StatsPoolGeom, n),
+                    offset_of!(StatsPoolGeom, c),
+                    offset_of!(StatsPoolGeom, h),
+                    offset_of!(StatsPoolGeom, w),
+                    offset_of!(StatsPoolGeom, eps),
+                ],
+            ),
+            (
+                "DropoutParams",
+                vec![
+                    size_of::<DropoutParams>(),
+                    offset_of!(DropoutParams, len),
+                    offset_of!(DropoutParams, threshold),
+                    offset_of!(DropoutParams, scale),
+                    offset_of!(DropoutParams, key_lo),
+                    offset_of!(DropoutParams, key_hi),
+                ],
+            ),
         ];
         // SAFETY: plain constant arrays defined in runtime.cpp with exactly these lengths.
-        let c: [&[usize]; 6] = unsafe {
+        let c: [&[usize]; 9] = unsafe {
             [
                 &rescnn_emu_layout_conv,
                 &rescnn_emu_layout_pool,
@@ -173,6 +214,9 @@ mod tests {
                 &rescnn_emu_layout_dense,
                 &rescnn_emu_layout_xent,
                 &rescnn_emu_layout_rmsprop,
+                &rescnn_emu_layout_batchnorm,
+                &rescnn_emu_layout_statspool,
+                &rescnn_emu_layout_dropout,
             ]
         };
         for ((name, rust), c) in rust.iter().zip(c) {
