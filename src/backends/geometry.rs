@@ -441,7 +441,7 @@ impl BatchNormGeom {
                 "batch norm needs a non-empty input, got {input}"
             ));
         }
-        if !(eps > 0.0 && eps.is_finite()) || !(0.0..=1.0).contains(&momentum) {
+        if !(eps > 0.0 && eps.is_finite() && (0.0..=1.0).contains(&momentum)) {
             return Err(shape_err!(
                 "batch norm needs eps > 0 and momentum in [0, 1]; got eps {eps}, momentum {momentum}"
             ));

@@ -17,7 +17,7 @@ struct Dims {
 
 impl Dims {
     fn new(g: &BatchNormGeom) -> Result<Self> {
-        if [g.n, g.c, g.h, g.w].iter().any(|&v| v < 1) || !(g.eps > 0.0) {
+        if [g.n, g.c, g.h, g.w].iter().any(|&v| v < 1) || g.eps.is_nan() || g.eps <= 0.0 {
             return Err(shape_err!("invalid batch norm geometry {g:?}"));
         }
         Ok(Dims {

@@ -7,7 +7,7 @@ use crate::tensor::Real;
 use crate::{shape_err, Result};
 
 fn check(p: &DropoutParams) -> Result<usize> {
-    if p.len < 1 || !(p.scale >= 1.0) {
+    if p.len < 1 || p.scale.is_nan() || p.scale < 1.0 {
         return Err(shape_err!("invalid dropout parameters {p:?}"));
     }
     Ok(p.len as usize)

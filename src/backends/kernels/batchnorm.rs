@@ -23,7 +23,7 @@ pub const BACKWARD: Kernel = Kernel {
 pub const CHANNEL_THREADS: u32 = 256;
 
 fn check(g: &BatchNormGeom) -> Result<(usize, usize)> {
-    if [g.n, g.c, g.h, g.w].iter().any(|&v| v < 1) || !(g.eps > 0.0) {
+    if [g.n, g.c, g.h, g.w].iter().any(|&v| v < 1) || g.eps.is_nan() || g.eps <= 0.0 {
         return Err(shape_err!("invalid batch norm geometry {g:?}"));
     }
     let len = g.shape().len();

@@ -15,7 +15,7 @@ pub const BACKWARD: Kernel = Kernel {
 };
 
 fn check(p: &DropoutParams) -> Result<usize> {
-    if p.len < 1 || !(p.scale >= 1.0) {
+    if p.len < 1 || p.scale.is_nan() || p.scale < 1.0 {
         return Err(shape_err!("invalid dropout parameters {p:?}"));
     }
     let len = p.len as usize;

@@ -19,7 +19,7 @@ pub const BACKWARD: Kernel = Kernel {
 pub const PLANES_PER_BLOCK: u32 = 4;
 
 fn check(g: &StatsPoolGeom) -> Result<(usize, usize)> {
-    if [g.n, g.c, g.h, g.w].iter().any(|&v| v < 1) || !(g.eps > 0.0) {
+    if [g.n, g.c, g.h, g.w].iter().any(|&v| v < 1) || g.eps.is_nan() || g.eps <= 0.0 {
         return Err(shape_err!("invalid statistics pooling geometry {g:?}"));
     }
     check_index_range("statistics pooling input", g.input().len())?;
