@@ -529,6 +529,55 @@ mod tests {
     }
 
     #[test]
+    fn stats_pooling_makes_the_dense_input_2c_at_any_width() {
+        for width in [16, 40, 200] {
+            let p = plan(
+                "c8k3 bn p2 +0 c12k3 bn stats drop0.3 fc5",
+                InputShape::new(1, 8, width),
+            )
+            .unwrap();
+            let conv1 = &p.layers[0];
+            match (conv1.op, p.layers[1].op) {
+                (PlannedOp::Conv { geom, .. }, PlannedOp::BatchNorm { geom: bn, .. }) => {
+                    assert_eq!(
+                        (geom.relu, bn.relu, bn.c),
+                        (0, 1, 8),
+                        "conv leaves the ReLU to bn"
+                    );
+                }
+                other => panic!("{other:?}"),
+            }
+            let fc = p.layers.iter().find(|l| l.name == "fc1").unwrap();
+            assert!(
+                matches!(fc.op, PlannedOp::Dense { geom, .. } if geom.in_features == 24),
+                "{width}: {:?}",
+                fc.op
+            );
+            assert_eq!(
+                fc.params(),
+                vec![
+                    ("fc1.weight".into(), vec![5, 24]),
+                    ("fc1.bias".into(), vec![5])
+                ]
+            );
+            assert_eq!(
+                p.layers[1].state(),
+                vec![
+                    ("bn1.running_mean".into(), vec![8]),
+                    ("bn1.running_var".into(), vec![8])
+                ]
+            );
+        }
+        let s = plan("c8k3 bn stats fc5", InputShape::new(1, 8, 16))
+            .unwrap()
+            .summary();
+        assert!(
+            s.contains("bn1") && s.contains("stats") && s.contains(" 16 "),
+            "{s}"
+        );
+    }
+
+    #[test]
     fn shape_errors_point_at_the_token() {
         let e = plan("c8k3 p2 c8k3 p2 c8k3 p2", InputShape::new(1, 6, 6))
             .unwrap_err()
