@@ -916,6 +916,92 @@ fn softmax_xent_rejects_labels_out_of_range() {
     assert!(err.to_string().contains("label 3 of row 1"), "{err}");
 }
 
+#[test]
+fn softmax_xent_soft_values_gradient_and_hard_equivalence() {
+    let cpu = Cpu::new();
+    for (seed, &(n, k, weighted)) in [(3usize, 7usize, false), (1, 2, true), (4, 5, true)]
+        .iter()
+        .enumerate()
+    {
+        let g = XentGeom::new(n, k).unwrap();
+        let mut r = rng(seed as u64 + 600);
+        let logits = uniform(&mut r, n * k, -3.0, 3.0);
+        let mut targets = uniform(&mut r, n * k, 0.0, 1.0);
+        for row in targets.chunks_mut(k) {
+            let s: f64 = row.iter().sum();
+            row.iter_mut().for_each(|v| *v /= s);
+        }
+        let weights = weighted.then(|| uniform(&mut r, k, 0.5, 2.0));
+        let run = |z: &[f64]| {
+            let (mut losses, mut d) = (vec![SENTINEL; n + TAIL], vec![SENTINEL; n * k + TAIL]);
+            let w = weights.as_ref().map(|w| with_tail(w, f64::NAN));
+            let stats = cpu
+                .softmax_xent_soft(
+                    &g,
+                    &with_tail(z, f64::NAN),
+                    &with_tail(&targets, f64::NAN),
+                    w.as_ref(),
+                    &mut losses,
+                    &mut d,
+                )
+                .unwrap();
+            assert_tail("losses", &losses, n);
+            assert_tail("d_logits", &d, n * k);
+            (stats, losses[..n].to_vec(), d[..n * k].to_vec())
+        };
+        let (stats, losses, d) = run(&logits);
+        for i in 0..n {
+            let z = &logits[i * k..][..k];
+            let lse = z.iter().map(|v| v.exp()).sum::<f64>().ln();
+            let want: f64 = (0..k)
+                .map(|j| {
+                    -weights.as_ref().map_or(1.0, |w| w[j]) * targets[i * k + j] * (z[j] - lse)
+                })
+                .sum();
+            assert!(
+                (losses[i] - want).abs() < 1e-13,
+                "row {i}: {} vs {want}",
+                losses[i]
+            );
+        }
+        assert!((stats.mean_loss - losses.iter().sum::<f64>() / n as f64).abs() < 1e-14);
+        let num = numeric(&logits, &(0..n * k).collect::<Vec<_>>(), 1e-5, |z| {
+            run(z).0.mean_loss
+        });
+        compare(
+            &format!("soft softmax xent {n}×{k} weighted {weighted}: d_logits"),
+            &d,
+            &num,
+        );
+    }
+    // One-hot targets without weights: exactly the hard-label path.
+    let (n, k) = (4, 6);
+    let g = XentGeom::new(n, k).unwrap();
+    let logits = uniform(&mut rng(700), n * k, -3.0, 3.0);
+    let labels = vec![0u32, 5, 2, 2];
+    let mut onehot = vec![0.0; n * k];
+    for (i, &l) in labels.iter().enumerate() {
+        onehot[i * k + l as usize] = 1.0;
+    }
+    let (mut l1, mut d1, mut l2, mut d2) = (
+        vec![0.0; n],
+        vec![0.0; n * k],
+        vec![0.0; n],
+        vec![0.0; n * k],
+    );
+    let hard = cpu
+        .softmax_xent(&g, &logits, &labels, &mut l1, &mut d1)
+        .unwrap();
+    let soft = cpu
+        .softmax_xent_soft(&g, &logits, &onehot, None, &mut l2, &mut d2)
+        .unwrap();
+    assert_eq!(
+        (l1, d1, hard),
+        (l2, d2, soft),
+        "one-hot soft targets differ from hard labels"
+    );
+}
+
 // ---- RMSProp -------------------------------------------------------------------------------------
 
 /// The paper's formulas (3), (4) with the time decay, against values worked out by hand.

@@ -20,6 +20,7 @@ backend_tests!(
     shortcut_matches_reference,
     softmax_xent_matches_reference,
     softmax_xent_rejects_a_label_outside_the_classes,
+    softmax_xent_soft_matches_reference,
     rmsprop_matches_reference_over_several_steps,
     batchnorm_matches_reference,
     statspool_matches_reference,
@@ -456,5 +457,79 @@ fn dropout_matches_reference_with_the_same_mask<B: Backend<Elem = f32>>(dev: &B)
         assert_eq!(dropped, dropped_ref, "{what}: masks differ");
         assert_close(&check::DROPOUT, &format!("{what}: y"), &y, &y_ref);
         assert_close(&check::DROPOUT, &format!("{what}: dx"), &dx, &dx_ref);
+    }
+}
+
+fn run_xent_soft<B: Backend<Elem = f32>>(
+    b: &B,
+    g: &XentGeom,
+    logits: &[f32],
+    targets: &[f32],
+    weights: Option<&[f32]>,
+) -> (Vec<f32>, Vec<f32>, f64, usize) {
+    let lb = b.upload(logits).unwrap();
+    let tb = b.upload(targets).unwrap();
+    let wb = weights.map(|w| b.upload(w).unwrap());
+    let mut losses = b.zeros(g.n as usize).unwrap();
+    let mut d = b.zeros(logits.len()).unwrap();
+    let stats = b
+        .softmax_xent_soft(g, &lb, &tb, wb.as_ref(), &mut losses, &mut d)
+        .unwrap();
+    (
+        b.download(&losses).unwrap(),
+        b.download(&d).unwrap(),
+        stats.mean_loss,
+        stats.correct,
+    )
+}
+
+fn softmax_xent_soft_matches_reference<B: Backend<Elem = f32>>(dev: &B) {
+    let mut rng = Rng::new(10);
+    for (n, k, scale, weighted) in [
+        (1, 7, 3.0, false),
+        (3, 7, 3.0, true),
+        (50, 7, 3.0, false),
+        (5, 40, 2.0, true), // more classes than lanes
+        (3, 7, 1e4, true),  // logits of ±1e4
+    ] {
+        let g = XentGeom::new(n, k).unwrap();
+        let logits = rng.vec(n * k, -scale, scale);
+        // Mixup-like rows: two classes mixed by λ, smoothed by 0.1 over all classes.
+        let mut targets = vec![0.1 / k as f32; n * k];
+        for row in 0..n {
+            let lambda = rng.uniform(0.0, 1.0);
+            targets[row * k + rng.below(k as u32) as usize] += 0.9 * lambda;
+            targets[row * k + rng.below(k as u32) as usize] += 0.9 * (1.0 - lambda);
+        }
+        let weights = weighted.then(|| rng.vec(k, 0.5, 2.0));
+        let got = run_xent_soft(dev, &g, &logits, &targets, weights.as_deref());
+        let want = run_xent_soft(&reference(), &g, &logits, &targets, weights.as_deref());
+        let what = format!(
+            "softmax_xent_soft {n}×{k}, ±{scale}, weighted {weighted} on {}",
+            dev.name()
+        );
+        assert!(
+            got.0.iter().all(|l| l.is_finite()),
+            "{what}: non-finite loss"
+        );
+        assert_close(
+            &check::SOFTMAX_XENT,
+            &format!("{what}: losses"),
+            &got.0,
+            &want.0,
+        );
+        assert_close(
+            &check::SOFTMAX_XENT,
+            &format!("{what}: d_logits"),
+            &got.1,
+            &want.1,
+        );
+        assert_close(
+            &check::SOFTMAX_XENT,
+            &format!("{what}: mean"),
+            &[got.2],
+            &[want.2],
+        );
+        assert_eq!(got.3, want.3, "{what}: correct rows");
     }
 }

@@ -843,3 +843,82 @@ fn checkpoint_round_trip_with_batch_norm_and_dropout_is_bit_exact() {
         "{e}"
     );
 }
+
+/// The soft-target loss through a whole network: one-hot targets give exactly the hard-label loss
+/// and gradients; smoothed, weighted targets give the gradient of their loss (f64 central
+/// differences on the classifier, which the loss reaches without kinks); bad targets are refused.
+#[test]
+fn soft_target_loss_through_the_network() {
+    let cpu = Cpu::new();
+    let spec = ArchSpec::parse("c4k3 bn stats fc6").unwrap();
+    let input = InputShape::new(1, 6, 8);
+    let (n, k) = (3, 4);
+    let mut net = Network::new(&cpu, &spec, input, k, n, 1).unwrap();
+    let mut r = ChaCha8Rng::seed_from_u64(5);
+    let x: Vec<f64> = uniform(&mut r, n * input.len(), 0.0, 1.0);
+    let labels = [2u32, 0, 3];
+    net.forward(&cpu, &x, n).unwrap();
+    let hard = net.loss(&cpu, &labels).unwrap();
+    net.backward(&cpu).unwrap();
+    let hard_grads = net.export_grads(&cpu).unwrap();
+    let mut onehot = vec![0.0; n * k];
+    for (i, &l) in labels.iter().enumerate() {
+        onehot[i * k + l as usize] = 1.0;
+    }
+    net.forward(&cpu, &x, n).unwrap();
+    assert_eq!(net.loss_soft(&cpu, &onehot, None).unwrap(), hard);
+    net.backward(&cpu).unwrap();
+    assert_eq!(net.export_grads(&cpu).unwrap(), hard_grads);
+
+    // Label smoothing 0.1 and class weights.
+    let smooth: Vec<f64> = onehot.iter().map(|&t| 0.9 * t + 0.1 / k as f64).collect();
+    let weights = [1.0, 2.0, 0.5, 1.5];
+    net.forward(&cpu, &x, n).unwrap();
+    net.loss_soft(&cpu, &smooth, Some(&weights)).unwrap();
+    net.backward(&cpu).unwrap();
+    let grads = net.export_grads(&cpu).unwrap();
+    let params = net.export_params(&cpu).unwrap();
+    let t = params
+        .iter()
+        .position(|p| p.name == "classifier.weight")
+        .unwrap();
+    let h = 1e-5;
+    let mut loss_at = |ps: &[NamedTensor<f64>]| {
+        net.import_params(&cpu, ps).unwrap();
+        net.forward(&cpu, &x, n).unwrap();
+        net.loss_soft(&cpu, &smooth, Some(&weights))
+            .unwrap()
+            .mean_loss
+    };
+    let mut ps = params.clone();
+    for i in 0..ps[t].data.len() {
+        let orig = ps[t].data[i];
+        ps[t].data[i] = orig + h;
+        let up = loss_at(&ps);
+        ps[t].data[i] = orig - h;
+        let down = loss_at(&ps);
+        ps[t].data[i] = orig;
+        let numeric = (up - down) / (2.0 * h);
+        let a = grads[t].data[i];
+        // Smooth in these parameters: truncation ~h², rounding ~1e-11.
+        assert!(
+            (a - numeric).abs() <= 1e-7 * (1.0 + a.abs()),
+            "classifier.weight[{i}]: {a} vs {numeric}"
+        );
+    }
+    net.forward(&cpu, &x, n).unwrap();
+    let mut bad = smooth.clone();
+    bad[0] = 0.5;
+    let e = net.loss_soft(&cpu, &bad, None).unwrap_err().to_string();
+    assert!(e.contains("sample 0") && e.contains("summing to 1"), "{e}");
+    let e = net
+        .loss_soft(&cpu, &smooth, Some(&[1.0, 0.0, 1.0, 1.0]))
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("class weights"), "{e}");
+    let e = net
+        .loss_soft(&cpu, &smooth[..8], None)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("need 12 values, got 8"), "{e}");
+}

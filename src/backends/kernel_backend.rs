@@ -269,6 +269,28 @@ impl<D: Device> Backend for KernelBackend<D> {
         )
     }
 
+    fn softmax_xent_soft(
+        &self,
+        g: &XentGeom,
+        logits: &Self::Buf,
+        targets: &Self::Buf,
+        class_weights: Option<&Self::Buf>,
+        losses: &mut Self::Buf,
+        d_logits: &mut Self::Buf,
+    ) -> Result<XentStats> {
+        let mut counters = self.xent_counters.lock().unwrap_or_else(|p| p.into_inner());
+        kernels::softmax_xent::softmax_xent_soft(
+            &self.dev,
+            g,
+            logits,
+            targets,
+            class_weights,
+            losses,
+            d_logits,
+            &mut counters,
+        )
+    }
+
     fn rmsprop_update(
         &self,
         cfg: &RmsPropConfig,

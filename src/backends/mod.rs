@@ -247,6 +247,23 @@ pub trait Backend {
         d_logits: &mut Self::Buf,
     ) -> Result<XentStats>;
 
+    /// Softmax cross-entropy of logits (N, CLASSES) against soft targets (N, CLASSES), rows of
+    /// probabilities (label smoothing, mixup), with optional class weights w (CLASSES; `None`: all 1):
+    /// WRITES losses (N), loss_i = −Σ_j w_j t_ij log softmax(z_i)_j, and d_logits (N, CLASSES), the
+    /// gradient of their MEAN, (softmax · Σ_j w_j t_ij − w ⊙ t_i)/N. Returns the mean loss and the
+    /// number of rows whose first-maximum logit is their target's first maximum. The targets are not
+    /// validated here (the caller does, on the host). [`Backend::softmax_xent`] is the hard-label path.
+    #[allow(clippy::too_many_arguments)]
+    fn softmax_xent_soft(
+        &self,
+        g: &XentGeom,
+        logits: &Self::Buf,
+        targets: &Self::Buf,
+        class_weights: Option<&Self::Buf>,
+        losses: &mut Self::Buf,
+        d_logits: &mut Self::Buf,
+    ) -> Result<XentStats>;
+
     // ---- optimiser ------------------------------------------------------------------------------
     /// One RMSProp update (see [`RmsPropConfig`]) of w from gradient g with running mean square r, all of
     /// the same length; `step` is the number of updates applied before this one. Updates w and r in place.

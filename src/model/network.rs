@@ -101,6 +101,9 @@ pub struct Network<B: Backend> {
     grads: Vec<Option<B::Buf>>,
     argmax: Vec<Option<B::Idx>>,
     labels: B::Idx,
+    /// Soft targets (max_batch, classes) and class weights (classes) of [`Network::loss_soft`].
+    targets: B::Buf,
+    class_weights: B::Buf,
     losses: B::Buf,
     step: u64,
     stage: Stage,
@@ -256,6 +259,8 @@ impl<B: Backend> Network<B> {
             .collect::<Result<Vec<_>>>()?;
         Ok(Network {
             labels: backend.zeros_idx(max_batch)?,
+            targets: backend.zeros(max_batch * classes)?,
+            class_weights: backend.zeros(classes)?,
             losses: backend.zeros(max_batch)?,
             plan,
             max_batch,
@@ -555,6 +560,71 @@ impl<B: Backend> Network<B> {
             &XentGeom::new(n, classes)?,
             &self.acts[logits],
             &self.labels,
+            &mut self.losses,
+            d_logits,
+        )?;
+        self.stage = Stage::Loss { n, training };
+        Ok(stats)
+    }
+
+    /// Softmax cross-entropy of the last forward pass against soft targets (one row of `classes`
+    /// probabilities per sample: label smoothing, mixup), with optional per-class weights; leaves the
+    /// loss gradient ready for [`Network::backward`]. Targets must be finite, non-negative and sum to
+    /// 1 per row (within 1e-3); weights finite and positive. `correct` counts rows whose predicted
+    /// class is the target's largest entry.
+    pub fn loss_soft(
+        &mut self,
+        backend: &B,
+        targets: &[B::Elem],
+        class_weights: Option<&[B::Elem]>,
+    ) -> Result<XentStats> {
+        let (n, training) = match self.stage {
+            Stage::Forward { n, training } | Stage::Loss { n, training } => (n, training),
+            _ => return Err(config_err!("loss_soft needs a forward pass first")),
+        };
+        let classes = self.plan.classes;
+        if targets.len() != n * classes {
+            return Err(shape_err!(
+                "the forward pass ran {n} samples of {classes} classes, so the soft targets need {} values, got {}",
+                n * classes,
+                targets.len()
+            ));
+        }
+        for (i, row) in targets.chunks(classes).enumerate() {
+            let sum: f64 = row.iter().map(|v| v.to_f64()).sum();
+            if row
+                .iter()
+                .any(|v| !v.to_f64().is_finite() || v.to_f64() < 0.0)
+                || (sum - 1.0).abs() > 1e-3
+            {
+                return Err(config_err!(
+                    "soft targets of sample {i} must be non-negative probabilities summing to 1, got {:?}",
+                    row.iter().map(|v| v.to_f64()).collect::<Vec<_>>()
+                ));
+            }
+        }
+        if let Some(w) = class_weights {
+            if w.len() != classes
+                || w.iter()
+                    .any(|v| !(v.to_f64().is_finite() && v.to_f64() > 0.0))
+            {
+                return Err(config_err!(
+                    "class weights must be {classes} finite positive values, got {:?}",
+                    w.iter().map(|v| v.to_f64()).collect::<Vec<_>>()
+                ));
+            }
+            backend.write(&mut self.class_weights, w)?;
+        }
+        backend.write(&mut self.targets, targets)?;
+        let logits = self.plan.logits_node();
+        let d_logits = self.grads[logits]
+            .as_mut()
+            .expect("logits have a gradient buffer");
+        let stats = backend.softmax_xent_soft(
+            &XentGeom::new(n, classes)?,
+            &self.acts[logits],
+            &self.targets,
+            class_weights.is_some().then_some(&self.class_weights),
             &mut self.losses,
             d_logits,
         )?;

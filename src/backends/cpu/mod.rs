@@ -391,6 +391,25 @@ impl<T: Real> Backend for CpuBackend<T> {
         softmax_xent::softmax_xent(g, logits, labels, losses, d_logits)
     }
 
+    fn softmax_xent_soft(
+        &self,
+        g: &XentGeom,
+        logits: &Vec<T>,
+        targets: &Vec<T>,
+        class_weights: Option<&Vec<T>>,
+        losses: &mut Vec<T>,
+        d_logits: &mut Vec<T>,
+    ) -> Result<XentStats> {
+        softmax_xent::softmax_xent_soft(
+            g,
+            logits,
+            targets,
+            class_weights.map(|w| w.as_slice()),
+            losses,
+            d_logits,
+        )
+    }
+
     fn rmsprop_update(
         &self,
         cfg: &RmsPropConfig,
