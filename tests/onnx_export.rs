@@ -45,10 +45,20 @@ fn network(
     let mut net = Network::new(&cpu, &spec, input, classes, batch, seed).unwrap();
     let mut params = net.export_params(&cpu).unwrap();
     let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0xb1a5);
-    for p in params.iter_mut().filter(|p| p.name.ends_with(".bias")) {
+    for p in params.iter_mut() {
+        let range = if p.name.ends_with(".bias")
+            || p.name.ends_with(".beta")
+            || p.name.ends_with(".running_mean")
+        {
+            -0.3f32..0.3
+        } else if p.name.ends_with(".gamma") || p.name.ends_with(".running_var") {
+            0.5f32..2.0
+        } else {
+            continue;
+        };
         p.data
             .iter_mut()
-            .for_each(|v| *v = rng.random_range(-0.3f32..0.3));
+            .for_each(|v| *v = rng.random_range(range.clone()));
     }
     net.import_params(&cpu, &params).unwrap();
     (cpu, net)
@@ -145,6 +155,18 @@ fn all_cases() -> Vec<Case> {
         "c6k2s2 p2 +0 c4k5 p2 +1 fc8 fc6",
         InputShape::new(3, 32, 32),
         10,
+    ));
+    // The newer layers: batch norm (with running statistics made far from 0 and 1), statistics
+    // pooling, dropout (the identity at inference).
+    cases.push(per_channel_case(
+        "c8k3 bn p2 +0 c12k4 bn stats drop0.3 fc16 drop0.5",
+        InputShape::new(1, 32, 40),
+        11,
+    ));
+    cases.push(per_channel_case(
+        "c6k4 bn p2 c8k3 p2 +0 fc12",
+        InputShape::new(3, 16, 16),
+        12,
     ));
     cases
 }

@@ -11,13 +11,16 @@
 //! | max-pool, floor mode | `MaxPool` (`ceil_mode` 0, no padding) |
 //! | shortcut | `AveragePool` r×r, stride r (skipped for r = 1), `Gather` along channels with indices c mod C_src (skipped when the channels already agree), `Add` into the target |
 //! | dense, classifier | `Flatten` (once, after the last 4-D map), `Gemm` with `transB` (w is (OUT, IN)), `Relu` |
+//! | batch norm (evaluation) | `BatchNormalization` (`training_mode` 0) with the running mean and variance, `Relu` |
+//! | statistics pooling | `ReduceMean` over H, then the mean over W and `Sqrt`(`ReduceMean` of the squared deviations + eps), `Concat` [means, stds] |
+//! | dropout | nothing (the identity at inference) |
 //! | softmax | `Softmax` over axis 1 |
 //!
 //! The batch dimension is symbolic (`N`); height and width are fixed by the plan.
 
 use super::onnx::{
-    self, attr_int, attr_ints, node, tensor_f32, tensor_i64, value_info, Dim, GraphProto,
-    ModelProto, NodeProto, OperatorSetIdProto, StringStringEntryProto, TensorProto,
+    self, attr_float, attr_int, attr_ints, node, tensor_f32, tensor_i64, value_info, Dim,
+    GraphProto, ModelProto, NodeProto, OperatorSetIdProto, StringStringEntryProto, TensorProto,
 };
 use crate::backends::geometry::ConvGeom;
 use crate::data::InputNorm;
@@ -88,17 +91,19 @@ struct Builder<'a> {
 }
 
 impl Builder<'_> {
-    /// The checked weight and bias of `layer`, as initializers named after it.
-    fn weights(
+    /// The checked tensors `wanted` (names and dimensions from the plan) of `layer`, as
+    /// initializers named after the ONNX prefix.
+    fn tensors(
         &mut self,
         layer: &crate::model::PlannedLayer,
         prefix: &str,
-    ) -> Result<(String, String)> {
+        wanted: Vec<(String, Vec<usize>)>,
+    ) -> Result<Vec<String>> {
         let mut names = Vec::new();
-        for (name, dims) in layer.params() {
+        for (name, dims) in wanted {
             let t = self.params.iter().find(|t| t.name == name).ok_or_else(|| {
                 config_err!(
-                    "cannot export layer `{}`: its parameter `{name}` is not in the checkpoint",
+                    "cannot export layer `{}`: its tensor `{name}` is not in the checkpoint",
                     layer.name
                 )
             })?;
@@ -115,6 +120,16 @@ impl Builder<'_> {
                 .push(tensor_f32(&onnx_name, &dims, &t.data));
             names.push(onnx_name);
         }
+        Ok(names)
+    }
+
+    /// The checked weight and bias of a conv or dense `layer`.
+    fn weights(
+        &mut self,
+        layer: &crate::model::PlannedLayer,
+        prefix: &str,
+    ) -> Result<(String, String)> {
+        let names = self.tensors(layer, prefix, layer.params())?;
         let [w, b]: [String; 2] = names.try_into().map_err(|_| {
             config_err!(
                 "cannot export layer `{}`: expected a weight and a bias",
@@ -342,6 +357,139 @@ pub fn build(spec: &GraphSpec<'_>) -> Result<ModelProto> {
                     vec![],
                 ));
                 current[target] = out;
+            }
+            PlannedOp::BatchNorm {
+                geom,
+                input,
+                output,
+            } => {
+                // Explicit BatchNormalization in inference mode with the running statistics (as
+                // the CPU reference evaluates), then the ReLU the convolution left to it.
+                let mut wanted = layer.params();
+                wanted.extend(layer.state());
+                let names = b.tensors(layer, &p, wanted)?;
+                let [gamma, beta, mean, var]: [String; 4] = names.try_into().map_err(|_| {
+                    config_err!(
+                        "cannot export layer `{}`: expected γ, β, running mean and variance",
+                        layer.name
+                    )
+                })?;
+                let bn_out = format!("{p}.bn");
+                b.push(node(
+                    "BatchNormalization",
+                    &p,
+                    &[&current[input], &gamma, &beta, &mean, &var],
+                    &[&bn_out],
+                    vec![
+                        attr_float("epsilon", geom.eps),
+                        attr_int("training_mode", 0),
+                    ],
+                ));
+                current[output] = if geom.relu != 0 {
+                    let out = format!("{p}.relu");
+                    b.push(node(
+                        "Relu",
+                        format!("{p}.relu"),
+                        &[&bn_out],
+                        &[&out],
+                        vec![],
+                    ));
+                    out
+                } else {
+                    bn_out
+                };
+            }
+            PlannedOp::StatsPool {
+                geom,
+                input,
+                output,
+            } => {
+                // Column means over H, then their mean and sqrt(population variance + eps) over W,
+                // concatenated as [means (C), stds (C)].
+                let x = current[input].clone();
+                let (cols, mean3, dev, sq, var, var_eps, std, mean) = (
+                    format!("{p}.columns"),
+                    format!("{p}.mean3"),
+                    format!("{p}.dev"),
+                    format!("{p}.sq"),
+                    format!("{p}.var"),
+                    format!("{p}.var_eps"),
+                    format!("{p}.std"),
+                    format!("{p}.mean"),
+                );
+                let eps = format!("{p}.eps");
+                b.initializers.push(tensor_f32(&eps, &[], &[geom.eps]));
+                b.push(node(
+                    "ReduceMean",
+                    format!("{p}.over_h"),
+                    &[&x],
+                    &[&cols],
+                    vec![attr_ints("axes", &[2]), attr_int("keepdims", 0)],
+                ));
+                b.push(node(
+                    "ReduceMean",
+                    format!("{p}.over_w"),
+                    &[&cols],
+                    &[&mean3],
+                    vec![attr_ints("axes", &[2]), attr_int("keepdims", 1)],
+                ));
+                b.push(node(
+                    "Sub",
+                    format!("{p}.centre"),
+                    &[&cols, &mean3],
+                    &[&dev],
+                    vec![],
+                ));
+                b.push(node(
+                    "Mul",
+                    format!("{p}.square"),
+                    &[&dev, &dev],
+                    &[&sq],
+                    vec![],
+                ));
+                b.push(node(
+                    "ReduceMean",
+                    format!("{p}.variance"),
+                    &[&sq],
+                    &[&var],
+                    vec![attr_ints("axes", &[2]), attr_int("keepdims", 0)],
+                ));
+                b.push(node(
+                    "Add",
+                    format!("{p}.add_eps"),
+                    &[&var, &eps],
+                    &[&var_eps],
+                    vec![],
+                ));
+                b.push(node(
+                    "Sqrt",
+                    format!("{p}.sqrt"),
+                    &[&var_eps],
+                    &[&std],
+                    vec![],
+                ));
+                b.push(node(
+                    "Flatten",
+                    format!("{p}.mean_2d"),
+                    &[&mean3],
+                    &[&mean],
+                    vec![attr_int("axis", 1)],
+                ));
+                let out = format!("{p}.out");
+                b.push(node(
+                    "Concat",
+                    format!("{p}.concat"),
+                    &[&mean, &std],
+                    &[&out],
+                    vec![attr_int("axis", 1)],
+                ));
+                current[output] = out;
+                flattened[output] = true;
+            }
+            PlannedOp::Dropout { input, output, .. } => {
+                // The identity at inference.
+                current[output] = current[input].clone();
+                flattened[output] = flattened[input];
             }
             PlannedOp::Dense {
                 geom,
