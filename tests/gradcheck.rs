@@ -28,8 +28,8 @@ use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use rescnn::backends::cpu::CpuBackend;
 use rescnn::backends::{
-    AdamWConfig, Backend, BatchNormGeom, LrSchedule, ConvGeom, DenseGeom, DropoutParams, Padding, PoolGeom, RmsPropConfig,
-    ShortcutGeom, StatsPoolGeom, XentGeom,
+    AdamWConfig, Backend, BatchNormGeom, ConvGeom, DenseGeom, DropoutParams, LrSchedule, Padding,
+    PoolGeom, RmsPropConfig, ShortcutGeom, StatsPoolGeom, XentGeom,
 };
 use rescnn::Shape;
 
@@ -1114,7 +1114,8 @@ fn adamw_matches_hand_computed_steps() {
     let w1: f64 = 1.0 * (1.0 - 0.01) - 0.1 * 0.5 / (0.5 + 1e-8);
     assert!((w1 - 0.89).abs() < 1e-8, "hand computation itself: {w1}");
     let w2 = w1 * (1.0 - 0.01) - 0.1 * (0.025 / 0.19) / ((0.002875f64 / 0.0199).sqrt() + 1e-8);
-    let w3 = w2 * (1.0 - 0.01) - 0.1 * (0.0625 / 0.271) / ((0.00444625f64 / 0.029701).sqrt() + 1e-8);
+    let w3 =
+        w2 * (1.0 - 0.01) - 0.1 * (0.0625 / 0.271) / ((0.00444625f64 / 0.029701).sqrt() + 1e-8);
     assert!((m[0] - 0.0625).abs() < 1e-15, "m0 {}", m[0]);
     assert!((v[0] - 0.00444625).abs() < 1e-15, "v0 {}", v[0]);
     assert!((w[0] - w3).abs() < 1e-13, "w0 {} vs {w3}", w[0]);
@@ -1151,15 +1152,25 @@ fn adamw_schedule_matches_hand_values() {
     };
     let at = |schedule, step| AdamWConfig { schedule, ..base }.lr_at(step, 11);
     let close = |a: f64, b: f64| (a - b).abs() < 1e-12;
-    for schedule in [LrSchedule::Constant, LrSchedule::Cosine, LrSchedule::OneCycle] {
+    for schedule in [
+        LrSchedule::Constant,
+        LrSchedule::Cosine,
+        LrSchedule::OneCycle,
+    ] {
         // Linear warm-up from lr/2 to lr, then lr at the first step after it.
-        assert!(close(at(schedule, 0), 0.5) && close(at(schedule, 1), 1.0), "{schedule:?}");
+        assert!(
+            close(at(schedule, 0), 0.5) && close(at(schedule, 1), 1.0),
+            "{schedule:?}"
+        );
         assert!(close(at(schedule, 2), 1.0), "{schedule:?}");
     }
     // Constant stays at lr to the end.
     assert!(close(at(LrSchedule::Constant, 10), 1.0));
     // Cosine: 0.1 + 0.9·(1 + cos(π·p))/2; p = 1/4 → 0.1 + 0.45·1.7071068 = 0.8681981, p = 1/2 → 0.55.
-    assert!(close(at(LrSchedule::Cosine, 4), 0.1 + 0.45 * (1.0 + 0.5f64.sqrt())));
+    assert!(close(
+        at(LrSchedule::Cosine, 4),
+        0.1 + 0.45 * (1.0 + 0.5f64.sqrt())
+    ));
     assert!((at(LrSchedule::Cosine, 4) - 0.8681981).abs() < 1e-7);
     assert!(close(at(LrSchedule::Cosine, 6), 0.55));
     assert!(close(at(LrSchedule::Cosine, 10), 0.1));
@@ -1183,13 +1194,10 @@ fn adamw_schedule_matches_hand_values() {
     assert_eq!(one_cycle.warmup_steps(11), 1);
     assert!(close(one_cycle.lr_at(0, 11), 1.0) && close(one_cycle.lr_at(10, 11), 0.1));
     // Bad settings name themselves.
-    let err = AdamWConfig {
-        beta2: 1.0,
-        ..base
-    }
-    .validate()
-    .unwrap_err()
-    .to_string();
+    let err = AdamWConfig { beta2: 1.0, ..base }
+        .validate()
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("beta2") && err.contains("[0, 1)"), "{err}");
     base.validate().unwrap();
 }

@@ -8,8 +8,8 @@ mod common;
 use common::{reference, Rng};
 use rescnn::backends::check::{self, assert_close, assert_same_indices};
 use rescnn::backends::{
-    AdamWConfig, Backend, LrSchedule, BatchNormGeom, DropoutParams, PoolGeom, RmsPropConfig, ShortcutGeom, StatsPoolGeom,
-    XentGeom,
+    AdamWConfig, Backend, BatchNormGeom, DropoutParams, LrSchedule, PoolGeom, RmsPropConfig,
+    ShortcutGeom, StatsPoolGeom, XentGeom,
 };
 use rescnn::Shape;
 

@@ -551,7 +551,9 @@ impl AdamWConfig {
         let end = self.final_lr_fraction;
         let factor = match self.schedule {
             LrSchedule::Constant => 1.0,
-            LrSchedule::Cosine => end + (1.0 - end) * 0.5 * (1.0 + (std::f64::consts::PI * progress).cos()),
+            LrSchedule::Cosine => {
+                end + (1.0 - end) * 0.5 * (1.0 + (std::f64::consts::PI * progress).cos())
+            }
             LrSchedule::OneCycle => 1.0 - (1.0 - end) * progress,
         };
         self.lr * factor

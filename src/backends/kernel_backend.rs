@@ -7,8 +7,8 @@ use std::sync::Mutex;
 
 use super::device::Device;
 use super::geometry::{
-    AdamWStep, BatchNormGeom, ConvGeom, DenseGeom, DropoutParams, PoolGeom, RmsPropConfig, ShortcutGeom,
-    StatsPoolGeom, XentGeom, XentStats,
+    AdamWStep, BatchNormGeom, ConvGeom, DenseGeom, DropoutParams, PoolGeom, RmsPropConfig,
+    ShortcutGeom, StatsPoolGeom, XentGeom, XentStats,
 };
 use super::kernels;
 use super::Backend;

@@ -34,8 +34,9 @@ pub mod kernel_backend;
 pub mod kernels;
 
 pub use geometry::{
-    AdamWConfig, AdamWParams, AdamWStep, LrSchedule, BatchNormGeom, ConvGeom, DenseGeom, DropoutParams, Padding, PoolGeom, RmsPropConfig,
-    RmsPropParams, ShortcutGeom, StatsPoolGeom, XentGeom, XentStats,
+    AdamWConfig, AdamWParams, AdamWStep, BatchNormGeom, ConvGeom, DenseGeom, DropoutParams,
+    LrSchedule, Padding, PoolGeom, RmsPropConfig, RmsPropParams, ShortcutGeom, StatsPoolGeom,
+    XentGeom, XentStats,
 };
 
 use crate::tensor::Real;

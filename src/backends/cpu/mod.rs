@@ -30,8 +30,8 @@ use std::sync::Mutex;
 use rayon::prelude::*;
 
 use super::geometry::{
-    AdamWStep, BatchNormGeom, ConvGeom, DenseGeom, DropoutParams, PoolGeom, RmsPropConfig, ShortcutGeom,
-    StatsPoolGeom, XentGeom, XentStats,
+    AdamWStep, BatchNormGeom, ConvGeom, DenseGeom, DropoutParams, PoolGeom, RmsPropConfig,
+    ShortcutGeom, StatsPoolGeom, XentGeom, XentStats,
 };
 use super::Backend;
 use crate::tensor::Real;
