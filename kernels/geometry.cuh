@@ -44,6 +44,12 @@ struct RmsPropParams {
     float lr, rho, eps, weight_decay;
 };
 
+// AdamW over `len` values; lr already scheduled, bias1 = 1/(1 − β1^t), bias2 = 1/(1 − β2^t) from the host.
+struct AdamWParams {
+    int len;
+    float lr, beta1, beta2, eps, weight_decay, bias1, bias2;
+};
+
 // batch norm per channel over (N, H, W): x, y (N, C, H, W); γ, β, running mean/var (C).
 struct BatchNormGeom {
     int n, c, h, w;
@@ -71,6 +77,7 @@ static_assert(sizeof(ShortcutGeom) == 8 * 4, "ShortcutGeom must mirror src/backe
 static_assert(sizeof(DenseGeom) == 4 * 4, "DenseGeom must mirror src/backends/geometry.rs");
 static_assert(sizeof(XentGeom) == 2 * 4, "XentGeom must mirror src/backends/geometry.rs");
 static_assert(sizeof(RmsPropParams) == 5 * 4, "RmsPropParams must mirror src/backends/geometry.rs");
+static_assert(sizeof(AdamWParams) == 8 * 4, "AdamWParams must mirror src/backends/geometry.rs");
 static_assert(sizeof(BatchNormGeom) == 7 * 4, "BatchNormGeom must mirror src/backends/geometry.rs");
 static_assert(sizeof(StatsPoolGeom) == 5 * 4, "StatsPoolGeom must mirror src/backends/geometry.rs");
 static_assert(sizeof(DropoutParams) == 5 * 4, "DropoutParams must mirror src/backends/geometry.rs");

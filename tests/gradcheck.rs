@@ -28,8 +28,8 @@ use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use rescnn::backends::cpu::CpuBackend;
 use rescnn::backends::{
-    Backend, BatchNormGeom, ConvGeom, DenseGeom, DropoutParams, Padding, PoolGeom, RmsPropConfig,
-    ShortcutGeom, StatsPoolGeom, XentGeom,
+    AdamWConfig, Backend, BatchNormGeom, ConvGeom, DenseGeom, DropoutParams, LrSchedule, Padding,
+    PoolGeom, RmsPropConfig, ShortcutGeom, StatsPoolGeom, XentGeom,
 };
 use rescnn::Shape;
 
@@ -1078,6 +1078,128 @@ fn rmsprop_matches_hand_computed_steps() {
         "{}",
         w[0]
     );
+}
+
+// ---- AdamW ---------------------------------------------------------------------------------------
+
+/// Three AdamW steps at a constant rate, against Adam's formulas worked out by hand: moments, bias
+/// correction with β^t (t = 1, 2, 3) and the decoupled weight decay w ← w − lr·wd·w.
+#[test]
+fn adamw_matches_hand_computed_steps() {
+    let cpu = Cpu::new();
+    let cfg = AdamWConfig {
+        lr: 0.1,
+        beta1: 0.9,
+        beta2: 0.99,
+        eps: 1e-8,
+        weight_decay: 0.1,
+        warmup_fraction: 0.0,
+        schedule: LrSchedule::Constant,
+        final_lr_fraction: 1.0,
+    };
+    let mut w = vec![1.0, -2.0];
+    let (mut m, mut v) = (vec![0.0; 2], vec![0.0; 2]);
+    let grads = [[0.5, 0.0], [-0.2, 0.0], [0.4, 0.0]];
+    for (step, g) in grads.iter().enumerate() {
+        let s = cfg.step(step as u64, 3);
+        assert_eq!((s.lr, s.t), (0.1, step as u64 + 1));
+        cpu.adamw_update(&s, &mut w, &g.to_vec(), &mut m, &mut v)
+            .unwrap();
+    }
+    // By hand, element 0 (g = 0.5, −0.2, 0.4):
+    //   t=1: m = 0.05, v = 0.0025; m̂ = 0.05/0.1 = 0.5, v̂ = 0.0025/0.01 = 0.25;
+    //        w = 1·(1 − 0.01) − 0.1·0.5/(0.5 + 1e-8) ≈ 0.89 (Adam's first step is lr·sign g)
+    //   t=2: m = 0.045 − 0.02 = 0.025, v = 0.002475 + 0.0004 = 0.002875; 1 − β^2 = 0.19, 0.0199
+    //   t=3: m = 0.0225 + 0.04 = 0.0625, v = 0.00284625 + 0.0016 = 0.00444625; 1 − β^3 = 0.271, 0.029701
+    let w1: f64 = 1.0 * (1.0 - 0.01) - 0.1 * 0.5 / (0.5 + 1e-8);
+    assert!((w1 - 0.89).abs() < 1e-8, "hand computation itself: {w1}");
+    let w2 = w1 * (1.0 - 0.01) - 0.1 * (0.025 / 0.19) / ((0.002875f64 / 0.0199).sqrt() + 1e-8);
+    let w3 =
+        w2 * (1.0 - 0.01) - 0.1 * (0.0625 / 0.271) / ((0.00444625f64 / 0.029701).sqrt() + 1e-8);
+    assert!((m[0] - 0.0625).abs() < 1e-15, "m0 {}", m[0]);
+    assert!((v[0] - 0.00444625).abs() < 1e-15, "v0 {}", v[0]);
+    assert!((w[0] - w3).abs() < 1e-13, "w0 {} vs {w3}", w[0]);
+    // Element 1: zero gradient, so m = v = 0 and only the weight decay moves w: −2·0.99³.
+    assert_eq!((m[1], v[1]), (0.0, 0.0));
+    assert!((w[1] - -2.0 * 0.99f64.powi(3)).abs() < 1e-14, "w1 {}", w[1]);
+
+    // The update uses the scheduled rate: one-cycle over 4 steps with a 1-step warm-up, step 3 is the
+    // last, at lr·final_lr_fraction = 0.01; t = 4 for the bias correction.
+    let cfg = AdamWConfig {
+        schedule: LrSchedule::OneCycle,
+        final_lr_fraction: 0.1,
+        ..cfg
+    };
+    let s = cfg.step(3, 4);
+    assert!((s.lr - 0.01).abs() < 1e-17 && s.t == 4, "{s:?}");
+    let (mut w, mut m, mut v) = (vec![1.0], vec![0.0], vec![0.0]);
+    cpu.adamw_update(&s, &mut w, &vec![0.5], &mut m, &mut v)
+        .unwrap();
+    let (b1, b2) = (1.0 - 0.9f64.powi(4), 1.0 - 0.99f64.powi(4));
+    let hand = 1.0 * (1.0 - 0.01 * 0.1) - 0.01 * (0.05 / b1) / ((0.0025f64 / b2).sqrt() + 1e-8);
+    assert!((w[0] - hand).abs() < 1e-14, "{} vs {hand}", w[0]);
+}
+
+/// The learning-rate schedule at hand-checked points: lr 1, 11 steps, 20 % warm-up (round(2.2) = 2
+/// steps), final fraction 0.1, so after the warm-up progress = (step − 2)/8.
+#[test]
+fn adamw_schedule_matches_hand_values() {
+    let base = AdamWConfig {
+        lr: 1.0,
+        warmup_fraction: 0.2,
+        final_lr_fraction: 0.1,
+        ..Default::default()
+    };
+    let at = |schedule, step| AdamWConfig { schedule, ..base }.lr_at(step, 11);
+    let close = |a: f64, b: f64| (a - b).abs() < 1e-12;
+    for schedule in [
+        LrSchedule::Constant,
+        LrSchedule::Cosine,
+        LrSchedule::OneCycle,
+    ] {
+        // Linear warm-up from lr/2 to lr, then lr at the first step after it.
+        assert!(
+            close(at(schedule, 0), 0.5) && close(at(schedule, 1), 1.0),
+            "{schedule:?}"
+        );
+        assert!(close(at(schedule, 2), 1.0), "{schedule:?}");
+    }
+    // Constant stays at lr to the end.
+    assert!(close(at(LrSchedule::Constant, 10), 1.0));
+    // Cosine: 0.1 + 0.9·(1 + cos(π·p))/2; p = 1/4 → 0.1 + 0.45·1.7071068 = 0.8681981, p = 1/2 → 0.55.
+    assert!(close(
+        at(LrSchedule::Cosine, 4),
+        0.1 + 0.45 * (1.0 + 0.5f64.sqrt())
+    ));
+    assert!((at(LrSchedule::Cosine, 4) - 0.8681981).abs() < 1e-7);
+    assert!(close(at(LrSchedule::Cosine, 6), 0.55));
+    assert!(close(at(LrSchedule::Cosine, 10), 0.1));
+    // One-cycle falls linearly: 1 − 0.9·p; p = 1/4 → 0.775, p = 1/2 → 0.55, p = 1 → 0.1.
+    assert!(close(at(LrSchedule::OneCycle, 4), 0.775));
+    assert!(close(at(LrSchedule::OneCycle, 6), 0.55));
+    assert!(close(at(LrSchedule::OneCycle, 10), 0.1));
+    // Past the end the final rate holds.
+    assert!(close(at(LrSchedule::Cosine, 50), 0.1) && close(at(LrSchedule::OneCycle, 50), 0.1));
+    // Without a warm-up the first step is lr (constant, cosine); one-cycle keeps a 1-step rise to lr.
+    let none = AdamWConfig {
+        warmup_fraction: 0.0,
+        ..base
+    };
+    assert_eq!(none.warmup_steps(11), 0);
+    assert!(close(none.lr_at(0, 11), 1.0));
+    let one_cycle = AdamWConfig {
+        schedule: LrSchedule::OneCycle,
+        ..none
+    };
+    assert_eq!(one_cycle.warmup_steps(11), 1);
+    assert!(close(one_cycle.lr_at(0, 11), 1.0) && close(one_cycle.lr_at(10, 11), 0.1));
+    // Bad settings name themselves.
+    let err = AdamWConfig { beta2: 1.0, ..base }
+        .validate()
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("beta2") && err.contains("[0, 1)"), "{err}");
+    base.validate().unwrap();
 }
 
 // ---- batch normalisation -------------------------------------------------------------------------

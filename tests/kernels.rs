@@ -8,8 +8,8 @@ mod common;
 use common::{reference, Rng};
 use rescnn::backends::check::{self, assert_close, assert_same_indices};
 use rescnn::backends::{
-    Backend, BatchNormGeom, DropoutParams, PoolGeom, RmsPropConfig, ShortcutGeom, StatsPoolGeom,
-    XentGeom,
+    AdamWConfig, Backend, BatchNormGeom, DropoutParams, LrSchedule, PoolGeom, RmsPropConfig,
+    ShortcutGeom, StatsPoolGeom, XentGeom,
 };
 use rescnn::Shape;
 
@@ -23,6 +23,7 @@ backend_tests!(
     softmax_xent_rejects_a_label_outside_the_classes,
     softmax_xent_soft_matches_reference,
     rmsprop_matches_reference_over_several_steps,
+    adamw_matches_reference_over_several_steps,
     batchnorm_matches_reference,
     statspool_matches_reference,
     dropout_matches_reference_with_the_same_mask,
@@ -300,6 +301,55 @@ fn softmax_xent_rejects_a_label_outside_the_classes<B: Backend<Elem = f32>>(dev:
         .unwrap_err()
         .to_string();
     assert!(err.contains("not one of the 7 classes"), "{err}");
+}
+
+fn run_adamw<B: Backend<Elem = f32>>(
+    b: &B,
+    cfg: &AdamWConfig,
+    w0: &[f32],
+    grads: &[Vec<f32>],
+) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
+    let mut w = b.upload(w0).unwrap();
+    let mut m = b.zeros(w0.len()).unwrap();
+    let mut v = b.zeros(w0.len()).unwrap();
+    for (step, g) in grads.iter().enumerate() {
+        let gb = b.upload(g).unwrap();
+        let s = cfg.step(step as u64, grads.len() as u64);
+        b.adamw_update(&s, &mut w, &gb, &mut m, &mut v).unwrap();
+    }
+    (
+        b.download(&w).unwrap(),
+        b.download(&m).unwrap(),
+        b.download(&v).unwrap(),
+    )
+}
+
+fn adamw_matches_reference_over_several_steps<B: Backend<Elem = f32>>(dev: &B) {
+    let mut rng = Rng::new(16);
+    let configs = [
+        AdamWConfig::default(),
+        // Large weight decay and rate, a one-cycle schedule with a long warm-up: every term visible.
+        AdamWConfig {
+            lr: 0.05,
+            weight_decay: 0.5,
+            warmup_fraction: 0.4,
+            schedule: LrSchedule::OneCycle,
+            final_lr_fraction: 0.0,
+            ..Default::default()
+        },
+    ];
+    for cfg in configs {
+        for len in [1, 3, 4, 7, 1000, 4099] {
+            let w0 = rng.vec(len, -1.0, 1.0);
+            let grads: Vec<Vec<f32>> = (0..6).map(|_| rng.vec(len, -0.5, 0.5)).collect();
+            let (w, m, v) = run_adamw(dev, &cfg, &w0, &grads);
+            let (w_ref, m_ref, v_ref) = run_adamw(&reference(), &cfg, &w0, &grads);
+            let what = format!("adamw len {len}, {:?} on {}", cfg.schedule, dev.name());
+            assert_close(&check::ADAMW, &format!("{what}: w"), &w, &w_ref);
+            assert_close(&check::ADAMW, &format!("{what}: m"), &m, &m_ref);
+            assert_close(&check::ADAMW, &format!("{what}: v"), &v, &v_ref);
+        }
+    }
 }
 
 fn run_rmsprop<B: Backend<Elem = f32>>(

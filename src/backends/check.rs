@@ -56,6 +56,13 @@ pub const RMSPROP: Tolerance = Tolerance {
     rtol: 1e-5,
     reason: "one sqrt and one divide per step in f32 (a GPU may fuse the multiply-adds); rounding compounds over steps",
 };
+/// AdamW: updated weights and both moments after several steps.
+pub const ADAMW: Tolerance = Tolerance {
+    name: "adamw",
+    atol: 1e-7,
+    rtol: 1e-5,
+    reason: "one sqrt and one divide per step in f32 like RMSProp (a GPU may fuse the multiply-adds, the emulator's sqrtf may round differently); m̂/(sqrt(v̂)+eps) is O(1) per step so lr bounds the per-step error, and rounding compounds over steps",
+};
 /// Batch normalisation (training and evaluation forward, running statistics, dx, dγ, dβ).
 pub const BATCHNORM: Tolerance = Tolerance {
     name: "batchnorm",

@@ -7,8 +7,8 @@ use std::sync::Mutex;
 
 use super::device::Device;
 use super::geometry::{
-    BatchNormGeom, ConvGeom, DenseGeom, DropoutParams, PoolGeom, RmsPropConfig, ShortcutGeom,
-    StatsPoolGeom, XentGeom, XentStats,
+    AdamWStep, BatchNormGeom, ConvGeom, DenseGeom, DropoutParams, PoolGeom, RmsPropConfig,
+    ShortcutGeom, StatsPoolGeom, XentGeom, XentStats,
 };
 use super::kernels;
 use super::Backend;
@@ -311,5 +311,16 @@ impl<D: Device> Backend for KernelBackend<D> {
         r: &mut Self::Buf,
     ) -> Result<()> {
         kernels::rmsprop::update(&self.dev, cfg, step, w, g, r)
+    }
+
+    fn adamw_update(
+        &self,
+        step: &AdamWStep,
+        w: &mut Self::Buf,
+        g: &Self::Buf,
+        m: &mut Self::Buf,
+        v: &mut Self::Buf,
+    ) -> Result<()> {
+        kernels::adamw::update(&self.dev, step, w, g, m, v)
     }
 }

@@ -34,8 +34,9 @@ pub mod kernel_backend;
 pub mod kernels;
 
 pub use geometry::{
-    BatchNormGeom, ConvGeom, DenseGeom, DropoutParams, Padding, PoolGeom, RmsPropConfig,
-    RmsPropParams, ShortcutGeom, StatsPoolGeom, XentGeom, XentStats,
+    AdamWConfig, AdamWParams, AdamWStep, BatchNormGeom, ConvGeom, DenseGeom, DropoutParams,
+    LrSchedule, Padding, PoolGeom, RmsPropConfig, RmsPropParams, ShortcutGeom, StatsPoolGeom,
+    XentGeom, XentStats,
 };
 
 use crate::tensor::Real;
@@ -293,5 +294,17 @@ pub trait Backend {
         w: &mut Self::Buf,
         g: &Self::Buf,
         r: &mut Self::Buf,
+    ) -> Result<()>;
+
+    /// One AdamW update (see [`AdamWParams`]) of w from gradient g with first and second moments m
+    /// and v, all of the same length; `step` holds the scheduled lr and the 1-based update number.
+    /// Updates w, m and v in place.
+    fn adamw_update(
+        &self,
+        step: &AdamWStep,
+        w: &mut Self::Buf,
+        g: &Self::Buf,
+        m: &mut Self::Buf,
+        v: &mut Self::Buf,
     ) -> Result<()>;
 }

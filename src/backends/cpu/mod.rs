@@ -12,6 +12,7 @@
 //! backend and is reused from call to call, so after the first training step the backend allocates
 //! nothing of its own; the GEMM crate still allocates its small packing buffers per call.
 
+mod adamw;
 mod batchnorm;
 mod conv2d;
 mod dense;
@@ -29,8 +30,8 @@ use std::sync::Mutex;
 use rayon::prelude::*;
 
 use super::geometry::{
-    BatchNormGeom, ConvGeom, DenseGeom, DropoutParams, PoolGeom, RmsPropConfig, ShortcutGeom,
-    StatsPoolGeom, XentGeom, XentStats,
+    AdamWStep, BatchNormGeom, ConvGeom, DenseGeom, DropoutParams, PoolGeom, RmsPropConfig,
+    ShortcutGeom, StatsPoolGeom, XentGeom, XentStats,
 };
 use super::Backend;
 use crate::tensor::Real;
@@ -430,5 +431,16 @@ impl<T: Real> Backend for CpuBackend<T> {
         r: &mut Vec<T>,
     ) -> Result<()> {
         rmsprop::update(cfg, step, w, g, r)
+    }
+
+    fn adamw_update(
+        &self,
+        step: &AdamWStep,
+        w: &mut Vec<T>,
+        g: &Vec<T>,
+        m: &mut Vec<T>,
+        v: &mut Vec<T>,
+    ) -> Result<()> {
+        adamw::update(step, w, g, m, v)
     }
 }

@@ -15,6 +15,7 @@
 //!    kernels/geometry.cuh; the layout test below picks it up from the header by itself.
 //! 3. Call it from [`super::kernel_backend::KernelBackend`], and add its test body to tests/kernels.rs.
 
+pub mod adamw;
 pub mod batchnorm;
 pub mod conv2d;
 pub mod dense;
