@@ -56,23 +56,26 @@ if [ "$dry_run" = 1 ]; then
     # Every executable starts and lists its GPU tests; the peer compiles; the compare step works.
     for t in "${tests[@]}"; do
         run "list-$t" 60 "$b/bin/test-$t" --list --ignored
+        rc=$?
         n=$(grep -c ': test$' "$logs/list-$t.log")
-        [ "$n" -gt 0 ] || { echo "gpu-check: test-$t lists no GPU test" >&2; failed=1; }
-        row "GPU tests: $t" "(dry run) $n GPU tests listed" ""
+        [ "$n" -gt 0 ] || { echo "gpu-check: test-$t lists no GPU test" >&2; failed=1; rc=1; }
+        row "GPU tests: $t" "(dry run) $(verdict $rc)" "$n GPU tests listed"
     done
     run bench-no-gpu 120 "$b/bin/bench-kernels" --bench
-    grep -q "roofline\|GTX 1080" "$logs/bench-no-gpu.log" \
-        || { echo "gpu-check: the bench printed no cost model" >&2; failed=1; }
-    row "kernels bench" "(dry run) cost model printed, no GPU" ""
+    rc=$?
+    grep -q "roofline step time on GTX 1080" "$logs/bench-no-gpu.log" \
+        || { echo "gpu-check: the bench printed no cost model" >&2; failed=1; rc=1; }
+    row "kernels bench" "(dry run) $(verdict $rc)" "$(grep -m1 '^total:' "$logs/bench-no-gpu.log")"
     run train-help 30 "$b/bin/rescnn-train" --help
+    row "rescnn-train --help" "(dry run) $(verdict $?)" ""
     run peer-compile 30 python3 -m py_compile "$b/torch_peer.py"
-    row "PyTorch peer" "(dry run) compiles" ""
+    row "PyTorch peer (py_compile)" "(dry run) $(verdict $?)" ""
     # The comparer itself, on two CPU runs of the same seed (identical by construction).
     train=(--iters 2 --eval-every 1 --no-progress --arch "c8k3 p2 c8k3 p2 fc16" --height 32 --width 32)
     run train-cpu-a 120 "$b/bin/rescnn-train" "${train[@]}" --device cpu --out "$work/run-a" \
         && run train-cpu-b 120 "$b/bin/rescnn-train" "${train[@]}" --device cpu --out "$work/run-b" \
         && run compare 30 python3 "$b/torch_peer.py" compare "$work/run-b/metrics.jsonl" "$work/run-a/metrics.jsonl"
-    row "rescnn-train cuda vs cpu" "(dry run) comparer on two CPU runs: $(tail -1 "$logs/compare.log" 2>/dev/null)" ""
+    row "rescnn-train cuda vs cpu" "(dry run) $(verdict $?)" "comparer on two CPU runs: $(tail -1 "$logs/compare.log" 2>/dev/null)"
 else
     # 1. GPU tests: exactly the tests ignored without a GPU (the bundle is built on a machine
     #    without one), minus the one that checks NVRTC's absence.
