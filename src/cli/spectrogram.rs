@@ -30,7 +30,7 @@ pub fn run(args: &Args) -> Result<()> {
         &pixels,
         cfg.image.width,
         cfg.image.height,
-        cfg.image.channels(),
+        cfg.image.colormap.channels(),
     )?;
     println!(
         "{}: {:.2} s at {} Hz → {} frames × {} bins → {} ({}×{} {})",

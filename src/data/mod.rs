@@ -9,6 +9,7 @@
 pub mod augment;
 pub mod batch;
 pub mod cache;
+pub mod crops;
 pub mod emodb;
 pub mod folders;
 pub mod manifest;
@@ -30,6 +31,7 @@ pub use batch::{
     Batch, BatchConfig, Batcher, InputNorm, InputNormMode, Normalization, SpeakerNorm,
 };
 pub use cache::{CacheOptions, FeatureStore};
+pub use crops::EvalTime;
 pub use split::Split;
 pub use synth::SynthConfig;
 
