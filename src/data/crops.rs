@@ -76,7 +76,9 @@ pub fn plan_crops(
 ) -> Result<Vec<Crop>> {
     check_fixed(image)?;
     if hop == 0 {
-        return Err(config_err!("the evaluation crop hop must be at least 1 frame"));
+        return Err(config_err!(
+            "the evaluation crop hop must be at least 1 frame"
+        ));
     }
     Ok(indices
         .iter()
@@ -124,27 +126,29 @@ pub fn render_crops(
     let (c, h, w) = (image.channels(), image.height, image.width);
     let per = c * h * w;
     let mut data = vec![0f32; crops.len() * per];
-    data.par_chunks_mut(per).zip(crops.par_iter()).for_each_init(
-        || {
-            let r = Renderer::new(image).expect("validated above");
-            let s = Spectrogram {
-                frames: 0,
-                bins: 0,
-                db: Vec::new(),
-            };
-            (r, s)
-        },
-        |(r, spec), (out, crop)| {
-            store.spectrogram_into(crop.utterance, 0, spec);
-            let region = Region {
-                t0: crop.start as f32,
-                t1: (crop.start + w) as f32,
-                ..Region::whole(spec)
-            };
-            r.render_region_chw(spec, &region, out);
-            norm.apply(crop.utterance, out);
-        },
-    );
+    data.par_chunks_mut(per)
+        .zip(crops.par_iter())
+        .for_each_init(
+            || {
+                let r = Renderer::new(image).expect("validated above");
+                let s = Spectrogram {
+                    frames: 0,
+                    bins: 0,
+                    db: Vec::new(),
+                };
+                (r, s)
+            },
+            |(r, spec), (out, crop)| {
+                store.spectrogram_into(crop.utterance, 0, spec);
+                let region = Region {
+                    t0: crop.start as f32,
+                    t1: (crop.start + w) as f32,
+                    ..Region::whole(spec)
+                };
+                r.render_region_chw(spec, &region, out);
+                norm.apply(crop.utterance, out);
+            },
+        );
     Ok(Tensor {
         shape: Shape::new(crops.len(), c, h, w),
         data,
@@ -195,9 +199,18 @@ mod tests {
     #[test]
     fn averages_are_per_utterance_means() {
         let crops = [
-            Crop { utterance: 4, start: 0 },
-            Crop { utterance: 4, start: 10 },
-            Crop { utterance: 1, start: 0 },
+            Crop {
+                utterance: 4,
+                start: 0,
+            },
+            Crop {
+                utterance: 4,
+                start: 10,
+            },
+            Crop {
+                utterance: 1,
+                start: 0,
+            },
         ];
         let probs = vec![vec![0.2, 0.8], vec![0.6, 0.4], vec![1.0, 0.0]];
         let avg = average_over_crops(&crops, &probs);

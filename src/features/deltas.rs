@@ -138,9 +138,7 @@ mod tests {
             delta_1d(row, 2, &mut want);
             assert_eq!(&d[r * width..r * width + 5], &want);
             assert!(d[r * width + 5..(r + 1) * width].iter().all(|&x| x == 0.0));
-            assert!(dd[r * width + 5..(r + 1) * width]
-                .iter()
-                .all(|&x| x == 0.0));
+            assert!(dd[r * width + 5..(r + 1) * width].iter().all(|&x| x == 0.0));
         }
     }
 }

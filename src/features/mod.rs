@@ -16,6 +16,8 @@
 pub mod colormap;
 pub mod deltas;
 pub mod mel;
+pub mod pitch;
+pub mod prosody;
 pub mod reference;
 pub mod render;
 pub mod stft;

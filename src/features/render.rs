@@ -364,7 +364,11 @@ impl Renderer {
         // Frequency pass and colour fused row by row: the row stays in L1 instead of a round trip
         // through a full-image intensity buffer.
         self.deltas_ready = false;
-        let (h, w, c) = (self.cfg.height, self.cfg.width, self.cfg.colormap.channels());
+        let (h, w, c) = (
+            self.cfg.height,
+            self.cfg.width,
+            self.cfg.colormap.channels(),
+        );
         out.resize(h * w * c, 0);
         self.row.resize(w, 0.0);
         for (y, dst) in out.chunks_exact_mut(w * c).enumerate() {
