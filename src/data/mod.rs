@@ -13,6 +13,7 @@ pub mod crops;
 pub mod emodb;
 pub mod folders;
 pub mod manifest;
+pub mod prosody;
 pub mod ravdess;
 pub mod split;
 pub mod synth;
@@ -32,6 +33,7 @@ pub use batch::{
 };
 pub use cache::{CacheOptions, FeatureStore};
 pub use crops::EvalTime;
+pub use prosody::{ProsodyNorm, ProsodyStore};
 pub use split::Split;
 pub use synth::SynthConfig;
 
