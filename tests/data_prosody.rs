@@ -79,8 +79,9 @@ fn synthetic_emotions_show_in_the_prosody_vector() {
 
     // Speaker-normalised vectors, leave one speaker out, nearest centroid: well above chance
     // (14.3 %). The README quotes 39 % for hand-picked speaker-normalised pitch/rate/tilt/ZCR
-    // features with a similar classifier; 30 % is the bar (a broken tracker or a vector of
-    // noise falls to chance).
+    // features with a similar classifier; this vector reached 67 % when written, and 55 % is the
+    // bar (with F0 taken from a wrong octave, or from noise, it falls towards the energy
+    // features' share).
     let speakers: Vec<String> = corpus
         .utterances
         .iter()
@@ -96,7 +97,7 @@ fn synthetic_emotions_show_in_the_prosody_vector() {
         "prosody vector, speaker-normalised, LOSO nearest centroid: {:.1} %",
         100.0 * acc
     );
-    assert!(acc > 0.30, "accuracy {:.1} %", 100.0 * acc);
+    assert!(acc > 0.55, "accuracy {:.1} %", 100.0 * acc);
 }
 
 #[test]

@@ -7,6 +7,7 @@ pub mod args;
 pub mod checkpoint;
 pub mod config;
 pub mod device;
+pub mod linear;
 pub mod metrics;
 pub mod model_dir;
 pub mod plots;
