@@ -13,6 +13,7 @@ pub mod crops;
 pub mod emodb;
 pub mod folders;
 pub mod manifest;
+pub mod mixup;
 pub mod prosody;
 pub mod ravdess;
 pub mod split;
