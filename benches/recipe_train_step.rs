@@ -102,7 +102,10 @@ fn main() -> rescnn::Result<()> {
     if std::env::var("RESCNN_BENCH_PEER").as_deref() == Ok("0") {
         return Ok(());
     }
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/benches/peers/recipe_train_step.py");
+    let script = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/benches/peers/recipe_train_step.py"
+    );
     let out = Command::new("python3")
         .arg(script)
         .args(["--spec", spec.text()])
