@@ -5,6 +5,7 @@
 //! utterance shorter than `width` frames is drawn from its first frame and padded past its end
 //! with the floor colour (silence: intensity 0, Δ and ΔΔ 0), which is also what the audio's own
 //! trailing silence looks like. Evaluation ([`EvalTime`]) either
+//! - shows the first `width` frames (`first`, what a fixed-width network without crops sees), or
 //! - shows the network the whole utterance at once (`whole`: the image is as wide as the longest
 //!   evaluated utterance, shorter ones padded the same way; needs a network whose output does not
 //!   depend on the width, i.e. one with statistics pooling), or
@@ -27,8 +28,11 @@ use crate::{config_err, Result, Shape, Tensor};
 )]
 #[serde(rename_all = "lowercase")]
 pub enum EvalTime {
-    /// The whole utterance in one image (as wide as the longest evaluated utterance).
+    /// The image as training draws it without augmentation: the first `width` frames (padded
+    /// past a short utterance's end), or with `time_axis = "whole"` the stretched utterance.
     #[default]
+    First,
+    /// The whole utterance in one image (as wide as the longest evaluated utterance).
     Whole,
     /// The mean of the class probabilities over crops of the training width.
     Crops,
@@ -37,6 +41,7 @@ pub enum EvalTime {
 impl std::fmt::Display for EvalTime {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(match self {
+            EvalTime::First => "first",
             EvalTime::Whole => "whole",
             EvalTime::Crops => "crops",
         })
