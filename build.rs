@@ -1,6 +1,7 @@
 //! Build script. Each concern lives in its own file under build/:
 //! - kernel_sources.rs: finds kernels/*.cu and parses their `extern "C" __global__` entry points;
 //! - emu.rs: the emulated device's host build of the same sources and their registration;
+//! - geometry.rs: the layout check of kernels/geometry.cuh against the #[repr(C)] structs, generated;
 //! - nvrtc.rs (+ ptx_signature.rs, ptxas_log.rs): NVRTC → PTX/CUBIN embedded in the binary, with the
 //!   assembler's resource figures, and the `rescnn_nvrtc` / `rescnn_gpu` cfgs.
 
@@ -10,6 +11,8 @@ mod kernel_sources;
 
 #[path = "build/emu.rs"]
 mod emu;
+#[path = "build/geometry.rs"]
+mod geometry;
 
 #[path = "build/nvrtc.rs"]
 mod nvrtc;

@@ -181,9 +181,9 @@ fn main() {
 /// The trainer's no-argument data path: generate the synthetic corpus, featurise it, and render one
 /// augmented epoch of 64×64 gray batches (all cores).
 fn synthetic_pipeline() {
-    use rescnn::data::batch::{BatchConfig, Batcher, InputNorm};
     use rescnn::data::cache::{CacheOptions, FeatureStore};
     use rescnn::data::{split, AugmentConfig};
+    use rescnn::data::{BatchConfig, Batcher, InputNorm};
     let t = Instant::now();
     let corpus = synth::generate(&SynthConfig::default()).unwrap();
     let generate = t.elapsed();

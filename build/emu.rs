@@ -51,10 +51,17 @@ pub fn build(manifest: &Path, out: &Path) -> Result<(), String> {
 
     let gen_dir = out.join("emu");
     std::fs::create_dir_all(&gen_dir).map_err(|e| format!("{}: {e}", gen_dir.display()))?;
+    // The layout check's C++ half, generated from kernels/geometry.cuh (see build/geometry.rs).
+    let layout_cpp = gen_dir.join("geometry_layout.cpp");
+    crate::geometry::generate(
+        &kernels_dir.join("geometry.cuh"),
+        &layout_cpp,
+        &out.join("geometry_layout.rs"),
+    )?;
     let product_lib = compile(
         "rescnn_emu_kernels",
         &product,
-        Some(&runtime),
+        &[runtime.clone(), layout_cpp],
         &kernels_dir,
         &gen_dir,
         out,
@@ -78,7 +85,7 @@ pub fn build(manifest: &Path, out: &Path) -> Result<(), String> {
         let selftest_lib = compile(
             "rescnn_emu_selftest",
             &selftest,
-            None,
+            &[],
             &kernels_dir,
             &gen_dir,
             out,
@@ -124,7 +131,7 @@ fn check_sources(product: &[KernelSource], selftest: &[KernelSource]) -> Result<
 fn compile(
     name: &str,
     sources: &[KernelSource],
-    runtime: Option<&Path>,
+    extra: &[PathBuf],
     include_dir: &Path,
     gen_dir: &Path,
     out: &Path,
@@ -168,8 +175,8 @@ fn compile(
         write_if_changed(&generated, &text)?;
         files.push((source.path.clone(), generated));
     }
-    if let Some(runtime) = runtime {
-        files.push((runtime.to_path_buf(), runtime.to_path_buf()));
+    for file in extra {
+        files.push((file.clone(), file.clone()));
     }
     for (_, file) in &files {
         build.file(file);
@@ -201,7 +208,7 @@ fn compile(
     Ok(out.join(format!("lib{name}.a")))
 }
 
-fn write_if_changed(path: &Path, text: &str) -> Result<(), String> {
+pub fn write_if_changed(path: &Path, text: &str) -> Result<(), String> {
     if std::fs::read_to_string(path).ok().as_deref() != Some(text) {
         std::fs::write(path, text).map_err(|e| format!("{}: {e}", path.display()))?;
     }

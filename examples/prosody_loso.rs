@@ -12,9 +12,9 @@
 
 use rescnn::data::{emodb, CacheOptions, InputNormMode, LoadOptions, ProsodyNorm, ProsodyStore};
 use rescnn::features::prosody::{self, ProsodyConfig};
+use rescnn::training::inference::argmax;
 use rescnn::training::linear::{select_l2, SoftmaxRegression, L2_GRID};
 use rescnn::training::metrics::{mean_std, ConfusionMatrix, Evaluator};
-use rescnn::training::trainer::argmax;
 
 fn main() -> rescnn::Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();

@@ -5,6 +5,7 @@ mod train_support;
 use rescnn::cli::predict::predict;
 use rescnn::data::EMOTIONS;
 use rescnn::training::model_dir::{TrainedModel, Weights};
+use rescnn::training::DeviceChoice;
 use train_support::*;
 
 #[test]
@@ -38,7 +39,7 @@ fn predict_gives_probabilities_that_sum_to_one_and_eval_counts_every_utterance()
     let files = vec![anger.clone(), stereo.clone()];
 
     let model = TrainedModel::load(dir.path(), Weights::Best).unwrap();
-    let predictions = predict(&model, &files).unwrap();
+    let predictions = predict(&model, &files, DeviceChoice::Cpu).unwrap();
     assert_eq!(predictions.len(), 2);
     for (p, f) in predictions.iter().zip(&files) {
         assert_eq!(p.file, f.display().to_string(), "in the order given");
@@ -58,6 +59,8 @@ fn predict_gives_probabilities_that_sum_to_one_and_eval_counts_every_utterance()
     // The binary, with --json.
     let out = rescnn_ok([
         "predict".as_ref(),
+        "--device".as_ref(),
+        "cpu".as_ref(),
         "--json".as_ref(),
         "--model".as_ref(),
         dir.path().as_os_str(),
@@ -73,10 +76,49 @@ fn predict_gives_probabilities_that_sum_to_one_and_eval_counts_every_utterance()
         serde_json::json!(predictions[0].emotion)
     );
 
+    // --device cuda without a GPU: one error that names the missing GPU (both commands share it).
+    if rescnn::backends::cuda::list_gpus().is_ok_and(|g| !g.is_empty()) {
+        eprintln!("a CUDA GPU is present: the no-GPU error of --device cuda is not checked");
+    } else {
+        for command in ["predict", "eval"] {
+            let mut args: Vec<&std::ffi::OsStr> = vec![
+                command.as_ref(),
+                "--device".as_ref(),
+                "cuda".as_ref(),
+                "--model".as_ref(),
+                dir.path().as_os_str(),
+            ];
+            if command == "predict" {
+                args.push(anger.as_os_str());
+            } else {
+                for word in ["--corpus", "folders", "--data"] {
+                    args.push(word.as_ref());
+                }
+                args.push(data.path().as_os_str());
+            }
+            let out = std::process::Command::new(env!("CARGO_BIN_EXE_rescnn"))
+                .args(&args)
+                .output()
+                .unwrap();
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            assert!(
+                !out.status.success(),
+                "{command} --device cuda ran without a GPU"
+            );
+            assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
+            assert!(
+                stderr.contains("--device cuda needs an NVIDIA GPU"),
+                "{command}: {stderr}"
+            );
+        }
+    }
+
     // eval on the exported folder corpus: every utterance counted, report files written.
     let report_dir = data.path().join("eval-report");
     let out = rescnn_ok([
         "eval".as_ref(),
+        "--device".as_ref(),
+        "cpu".as_ref(),
         "--corpus".as_ref(),
         "folders".as_ref(),
         "--json".as_ref(),

@@ -2,9 +2,9 @@
 //! (shapes, per-epoch shuffling, balance, normalisation from the training split only).
 
 use rescnn::audio::Perturbation;
-use rescnn::data::batch::{BatchConfig, Batcher, InputNorm};
 use rescnn::data::cache::{CacheOptions, FeatureStore};
 use rescnn::data::{split, synth, AugmentConfig, Corpus, SynthConfig};
+use rescnn::data::{BatchConfig, Batcher, InputNorm};
 use rescnn::features::{Colormap, ImageConfig, Renderer, Spectrogram, StftConfig, StftPlan};
 
 fn corpus() -> Corpus {
@@ -348,7 +348,7 @@ fn batches_shapes_labels_balance_and_training_only_normalisation() {
 /// normalisation of the training utterances, as before.
 #[test]
 fn speaker_normalisation_is_per_speaker_and_row_and_ignores_labels_and_splits() {
-    use rescnn::data::batch::{InputNormMode, Normalization, SpeakerNorm};
+    use rescnn::data::{InputNormMode, Normalization, SpeakerNorm};
     let c = corpus();
     let store =
         FeatureStore::build(&c, &StftConfig::default(), &CacheOptions::in_memory()).unwrap();

@@ -11,7 +11,7 @@ use rescnn::data::{
 use rescnn::features::{ImageConfig, Region, Renderer, Spectrogram, StftConfig, TimeAxis};
 use rescnn::model::{ArchSpec, InputShape, Network};
 use rescnn::training::crop_eval::predict_over_crops;
-use rescnn::training::trainer::{predict_all, softmax};
+use rescnn::training::inference::{predict_all, softmax};
 
 fn setup() -> (rescnn::data::Corpus, FeatureStore) {
     let corpus = synth::generate(&SynthConfig {

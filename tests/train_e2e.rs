@@ -8,6 +8,7 @@ use rescnn::training::checkpoint::Checkpoint;
 use rescnn::training::model_dir::{TrainedModel, Weights};
 use rescnn::training::run::{self, RunOutcome};
 use rescnn::training::trainer::RunControl;
+use rescnn::training::DeviceChoice;
 use train_support::*;
 
 fn complete(outcome: RunOutcome) -> rescnn::training::report::RunResult {
@@ -271,9 +272,15 @@ fn speaker_normalised_run_trains_resumes_bit_identically_and_predicts() {
     );
     let model = TrainedModel::load(a.path(), Weights::Best).unwrap();
     assert_eq!(model.input_norm_mode(), InputNormMode::Speaker);
-    let alone = rescnn::cli::predict::predict(&model, std::slice::from_ref(&anger)).unwrap();
-    let together =
-        rescnn::cli::predict::predict(&model, &[anger.clone(), sad.clone(), fear]).unwrap();
+    let alone =
+        rescnn::cli::predict::predict(&model, std::slice::from_ref(&anger), DeviceChoice::Cpu)
+            .unwrap();
+    let together = rescnn::cli::predict::predict(
+        &model,
+        &[anger.clone(), sad.clone(), fear],
+        DeviceChoice::Cpu,
+    )
+    .unwrap();
     assert_eq!(together.len(), 3);
     for p in &together {
         let sum: f64 = p.probabilities.iter().map(|(_, v)| v).sum();

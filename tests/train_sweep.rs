@@ -4,7 +4,8 @@
 mod train_support;
 
 use rescnn::training::config::SweepKind;
-use rescnn::training::run::{self, sweep_members, RunOutcome};
+use rescnn::training::run::{self, RunOutcome};
+use rescnn::training::sweep::sweep_members;
 use train_support::*;
 
 #[test]

@@ -371,7 +371,9 @@ pub struct RmsPropParams {
 }
 
 /// RMSProp settings; defaults are the paper's Table III (α = 0.001, decay 1e-6) with η = 0.9, ε = 1e-7.
-#[derive(Clone, Copy, Debug, PartialEq)]
+/// Also the trainer's `[optimizer]` configuration table (a file needs only the keys it changes).
+#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct RmsPropConfig {
     pub lr: f64,
     pub decay: f64,

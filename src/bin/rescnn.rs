@@ -1,4 +1,4 @@
-//! `rescnn`: spectrogram, info (and, as they land, predict, eval). Each subcommand lives in
+//! `rescnn`: spectrogram, info, predict, eval. Each subcommand lives in
 //! `rescnn::cli::<name>`; see `rescnn --help`.
 
 use std::process::ExitCode;

@@ -3,11 +3,11 @@
 
 use std::path::PathBuf;
 
-use crate::backends::cpu::CpuBackend;
 use crate::data::{CorpusSpec, LoadOptions, Split};
+use crate::training::inference::score;
 use crate::training::metrics::EvalReport;
 use crate::training::model_dir::{TrainedModel, Weights};
-use crate::training::trainer::evaluate;
+use crate::training::DeviceChoice;
 use crate::{config_err, Error, Result};
 
 #[derive(clap::Args, Debug)]
@@ -36,6 +36,9 @@ pub struct Args {
     /// Also write eval.md, eval.json and confusion.svg into this folder.
     #[arg(long, value_name = "DIR")]
     pub out: Option<PathBuf>,
+    /// Compute device (as rescnn-train's --device).
+    #[arg(long, value_enum, default_value_t = DeviceChoice::Auto)]
+    pub device: DeviceChoice,
     /// Print the report as JSON.
     #[arg(long)]
     pub json: bool,
@@ -44,7 +47,7 @@ pub struct Args {
 /// Evaluate `model` on the corpus `args` names.
 pub fn evaluate_on(args: &Args, model: &TrainedModel) -> Result<EvalReport> {
     let spec: CorpusSpec = format!("{}:{}", args.corpus, args.data.display()).parse()?;
-    crate::training::run::check_data_location(&spec)?;
+    crate::training::prepare::check_data_location(&spec)?;
     let corpus = spec.load(&LoadOptions {
         skip_bad: args.skip_bad,
     })?;
@@ -83,9 +86,8 @@ pub fn evaluate_on(args: &Args, model: &TrainedModel) -> Result<EvalReport> {
     // A speaker-normalised model takes each speaker's statistics over all of its utterances in the
     // corpus, whichever part of --split is evaluated (as in training).
     let batcher = model.batcher(&corpus, &store, &indices, batch)?;
-    let cpu = CpuBackend::<f32>::new();
-    let mut net = model.network(&cpu, batch)?;
-    let report = evaluate(&cpu, &mut net, &batcher, &corpus, Some(&label_map))?;
+    let probabilities = model.probabilities(args.device, &batcher, batch)?;
+    let report = score(classes.len(), probabilities, &corpus, Some(&label_map));
     if let Some(out) = &args.out {
         crate::fsutil::create_dir_all(out)?;
         let names: Vec<&str> = classes.iter().map(String::as_str).collect();

@@ -5,10 +5,10 @@ use std::path::PathBuf;
 
 use serde::Serialize;
 
-use crate::backends::cpu::CpuBackend;
 use crate::data::InputNormMode;
+use crate::training::inference::argmax;
 use crate::training::model_dir::{files_corpus, TrainedModel, Weights};
-use crate::training::trainer::{argmax, predict_all};
+use crate::training::DeviceChoice;
 use crate::Result;
 
 #[derive(clap::Args, Debug)]
@@ -19,6 +19,9 @@ pub struct Args {
     /// Which weights: those selected on validation, or the last.
     #[arg(long, value_enum, default_value = "best")]
     pub weights: Weights,
+    /// Compute device (as rescnn-train's --device).
+    #[arg(long, value_enum, default_value_t = DeviceChoice::Auto)]
+    pub device: DeviceChoice,
     /// Print JSON instead of text.
     #[arg(long)]
     pub json: bool,
@@ -36,18 +39,21 @@ pub struct Prediction {
     pub probabilities: Vec<(String, f64)>,
 }
 
-/// Predict every file with the model (on the CPU reference). A speaker-normalised model treats all
-/// `files` as one speaker and normalises them with their joint statistics.
-pub fn predict(model: &TrainedModel, files: &[PathBuf]) -> Result<Vec<Prediction>> {
+/// Predict every file with the model on `device`. A speaker-normalised model treats all `files` as
+/// one speaker and normalises them with their joint statistics.
+pub fn predict(
+    model: &TrainedModel,
+    files: &[PathBuf],
+    device: DeviceChoice,
+) -> Result<Vec<Prediction>> {
     let classes = model.classes().to_vec();
     let corpus = files_corpus(files, &classes)?;
     let store = model.features(&corpus)?;
     let batch = corpus.len().clamp(1, 32);
     let indices: Vec<usize> = (0..corpus.len()).collect();
     let batcher = model.batcher(&corpus, &store, &indices, batch)?;
-    let cpu = CpuBackend::<f32>::new();
-    let mut net = model.network(&cpu, batch)?;
-    let mut out: Vec<Prediction> = predict_all(&cpu, &mut net, &batcher)?
+    let mut out: Vec<Prediction> = model
+        .probabilities(device, &batcher, batch)?
         .into_iter()
         .map(|(u, probs)| Prediction {
             file: corpus.utterances[u].id.clone(),
@@ -73,7 +79,7 @@ pub fn run(args: &Args) -> Result<()> {
     if model.input_norm_mode() == InputNormMode::Speaker {
         eprintln!("{}", speaker_note(args.files.len()));
     }
-    let predictions = predict(&model, &args.files)?;
+    let predictions = predict(&model, &args.files, args.device)?;
     if args.json {
         let json: Vec<serde_json::Value> = predictions
             .iter()

@@ -16,9 +16,10 @@
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
-use super::batch::Normalization;
 use super::cache::FeatureStore;
-use crate::features::{ImageConfig, Region, Renderer, Spectrogram, TimeAxis};
+use super::norm::Normalization;
+use super::render::with_renderer;
+use crate::features::{ImageConfig, Region, TimeAxis};
 use crate::{config_err, Result, Shape, Tensor};
 
 /// How validation and test utterances are shown to a network trained on crops (config key
@@ -133,17 +134,8 @@ pub fn render_crops(
     let mut data = vec![0f32; crops.len() * per];
     data.par_chunks_mut(per)
         .zip(crops.par_iter())
-        .for_each_init(
-            || {
-                let r = Renderer::new(image).expect("validated above");
-                let s = Spectrogram {
-                    frames: 0,
-                    bins: 0,
-                    db: Vec::new(),
-                };
-                (r, s)
-            },
-            |(r, spec), (out, crop)| {
+        .for_each(|(out, crop)| {
+            with_renderer(image, |r, spec| {
                 store.spectrogram_into(crop.utterance, 0, spec);
                 let region = Region {
                     t0: crop.start as f32,
@@ -151,9 +143,9 @@ pub fn render_crops(
                     ..Region::whole(spec)
                 };
                 r.render_region_chw(spec, &region, out);
-                norm.apply(crop.utterance, out);
-            },
-        );
+            });
+            norm.apply(crop.utterance, out);
+        });
     Ok(Tensor {
         shape: Shape::new(crops.len(), c, h, w),
         data,

@@ -1,6 +1,6 @@
 //! Data: corpora ([`emodb`], [`ravdess`], [`folders`], CSV [`manifest`]s and the built-in
 //! [`synth`]etic corpus), [`split`]s, the on-disk feature [`cache`], [`augment`]ation and
-//! [`batch`]ing for the trainer.
+//! [`batch`]ing for the trainer with input [`norm`]alisation.
 //!
 //! A [`Corpus`] is a list of [`Utterance`]s (audio source, class index, speaker) plus its class
 //! names. All seven-emotion corpora share one class order, [`EMOTIONS`], so a model trained on one
@@ -14,8 +14,11 @@ pub mod emodb;
 pub mod folders;
 pub mod manifest;
 pub mod mixup;
+pub mod norm;
 pub mod prosody;
 pub mod ravdess;
+mod render;
+pub mod speaker_norm;
 pub mod split;
 pub mod synth;
 
@@ -29,12 +32,12 @@ use rayon::prelude::*;
 use crate::{Error, Result};
 
 pub use augment::AugmentConfig;
-pub use batch::{
-    Batch, BatchConfig, Batcher, InputNorm, InputNormMode, Normalization, SpeakerNorm,
-};
+pub use batch::{Batch, BatchConfig, Batcher};
 pub use cache::{CacheOptions, FeatureStore};
 pub use crops::EvalTime;
+pub use norm::{InputNorm, InputNormMode, Normalization};
 pub use prosody::{ProsodyNorm, ProsodyStore};
+pub use speaker_norm::SpeakerNorm;
 pub use split::Split;
 pub use synth::SynthConfig;
 

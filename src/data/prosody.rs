@@ -13,8 +13,8 @@ use std::path::{Path, PathBuf};
 
 use rayon::prelude::*;
 
-use super::batch::InputNormMode;
 use super::cache::{BuildStats, CacheOptions, Fnv};
+use super::norm::InputNormMode;
 use super::{Corpus, Source};
 use crate::features::prosody::{self, ProsodyConfig};
 use crate::{config_err, Error, Result};

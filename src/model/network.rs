@@ -103,10 +103,14 @@ impl<B: Backend> Network<B> {
         max_batch: usize,
         seed: u64,
     ) -> Result<Self> {
+        Self::from_plan(backend, Plan::new(spec, input, classes)?, max_batch, seed)
+    }
+
+    /// The network of an already built `plan` (see [`Network::new`]).
+    pub fn from_plan(backend: &B, plan: Plan, max_batch: usize, seed: u64) -> Result<Self> {
         if max_batch == 0 {
             return Err(config_err!("the maximum batch size must be at least 1"));
         }
-        let plan = Plan::new(spec, input, classes)?;
         let logits = plan.logits_node();
         let mut params = Vec::new();
         let mut layer_params = Vec::with_capacity(plan.layers.len());
@@ -210,13 +214,6 @@ impl<B: Backend> Network<B> {
     /// Number of RMSProp updates applied so far.
     pub fn step(&self) -> u64 {
         self.step
-    }
-    /// Names and dimensions of the parameters, in order.
-    pub fn param_names(&self) -> Vec<(String, Vec<usize>)> {
-        self.params
-            .iter()
-            .map(|p| (p.name.clone(), p.dims.clone()))
-            .collect()
     }
 
     /// One training step on a batch of `labels.len()` samples: forward, loss, backward, RMSProp

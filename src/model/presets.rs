@@ -7,6 +7,7 @@
 //! ran.
 
 use super::spec::{ArchSpec, LayerSpec};
+use crate::{config_err, Result};
 
 /// How much of a preset's structure the paper states.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -167,6 +168,33 @@ pub fn presets() -> &'static [Preset] {
 /// The preset called `name`, if any.
 pub fn preset(name: &str) -> Option<&'static Preset> {
     PRESETS.iter().find(|p| p.name == name)
+}
+
+// Here, not in spec.rs, so that the spec parser does not depend on the preset list.
+impl ArchSpec {
+    /// A preset name (see [`presets()`]) or a spec string.
+    pub fn from_name_or_spec(s: &str) -> Result<Self> {
+        if let Some(p) = preset(s.trim()) {
+            return ArchSpec::parse(p.spec);
+        }
+        ArchSpec::parse(s).map_err(|e| {
+            let looks_like_name = s.trim().contains('-')
+                || s.trim().chars().all(|c| c.is_ascii_alphabetic()) && !s.trim().is_empty();
+            if looks_like_name {
+                config_err!(
+                    "`{}` is neither a preset nor a valid spec ({e}); presets: {}",
+                    s.trim(),
+                    presets()
+                        .iter()
+                        .map(|p| p.name)
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )
+            } else {
+                e
+            }
+        })
+    }
 }
 
 /// The rows of the paper's Table IV (`table4-1` … `table4-11`), in row order: what a

@@ -118,30 +118,6 @@ impl ArchSpec {
         })
     }
 
-    /// A preset name (see [`super::presets()`]) or a spec string.
-    pub fn from_name_or_spec(s: &str) -> Result<Self> {
-        if let Some(p) = super::presets::preset(s.trim()) {
-            return ArchSpec::parse(p.spec);
-        }
-        ArchSpec::parse(s).map_err(|e| {
-            let looks_like_name = s.trim().contains('-')
-                || s.trim().chars().all(|c| c.is_ascii_alphabetic()) && !s.trim().is_empty();
-            if looks_like_name {
-                config_err!(
-                    "`{}` is neither a preset nor a valid spec ({e}); presets: {}",
-                    s.trim(),
-                    super::presets::presets()
-                        .iter()
-                        .map(|p| p.name)
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                )
-            } else {
-                e
-            }
-        })
-    }
-
     /// The layers, in order.
     pub fn layers(&self) -> &[LayerSpec] {
         &self.layers

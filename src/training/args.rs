@@ -1,17 +1,19 @@
 //! The `rescnn-train` command line. Settings layer: the defaults (or `--preset paper`), then
-//! `--config FILE`, then the options given on the command line. Only options actually given
-//! override (clap's value source tells), so `--config` files are never silently overridden by
-//! option defaults.
+//! `--config FILE`, then the options given on the command line, which are one more overlay merged
+//! exactly like a file ([`TrainConfig::with_overlay`]). Only options actually given go into it
+//! (clap's value source tells), so a `--config` file is never silently overridden by a default.
+//!
+//! A training setting is declared once, in [`TrainConfig`] (doc, type, default, validation); its
+//! flag is one line of [`config_flags!`] naming the key it sets. `--help` shows the defaults of
+//! [`TrainConfig::default`], and `--resume` refuses every option but the run-control ones.
 
 use std::path::PathBuf;
 
 use clap::parser::ValueSource;
-use clap::{ArgMatches, CommandFactory, FromArgMatches, Parser};
+use clap::{Arg, ArgAction, ArgMatches, CommandFactory, FromArgMatches, Parser};
+use serde_json::{json, Map, Value};
 
-use super::config::{AugmentLevel, DeviceChoice, Selection, SweepKind, TrainConfig};
-use crate::cli::SpectrogramArgs;
-use crate::data::InputNormMode;
-use crate::features::TimeAxis;
+use super::config::{AugmentLevel, TrainConfig};
 use crate::{config_err, Result};
 
 #[derive(Parser, Debug)]
@@ -29,51 +31,6 @@ pub struct Args {
     /// or a manifest .csv file.
     #[arg(long, value_name = "KIND")]
     pub corpus: Option<String>,
-    /// Network: a preset name (paper, paper-plain, badshah2017, table4-1 … table4-11) or a spec such
-    /// as "c32k4 p2 +0 c64k8 p2 fc716".
-    #[arg(long, value_name = "PRESET|SPEC")]
-    pub arch: Option<String>,
-    /// Compute device.
-    #[arg(long, value_enum)]
-    pub device: Option<DeviceChoice>,
-    /// Split protocol: random, speakers:A,B (held-out test speakers) or loso.
-    #[arg(long, value_name = "PROTOCOL")]
-    pub protocol: Option<String>,
-    /// Share of each class held out for testing (random protocol).
-    #[arg(long)]
-    pub test_fraction: Option<f64>,
-    /// Share of training utterances used for validation (random protocol, or --val-speakers 0).
-    #[arg(long)]
-    pub val_fraction: Option<f64>,
-    /// Training speakers held out for validation (speaker protocols).
-    #[arg(long)]
-    pub val_speakers: Option<usize>,
-    #[command(flatten)]
-    pub spectrogram: SpectrogramArgs,
-    /// Batch size.
-    #[arg(long)]
-    pub batch: Option<usize>,
-    /// Training iterations (batches).
-    #[arg(long, conflicts_with = "epochs")]
-    pub iters: Option<u64>,
-    /// Training length in epochs (passes over the training utterances).
-    #[arg(long)]
-    pub epochs: Option<f64>,
-    /// RMSProp learning rate α.
-    #[arg(long)]
-    pub lr: Option<f64>,
-    /// Learning-rate time decay: α_t = α / (1 + decay·t).
-    #[arg(long)]
-    pub decay: Option<f64>,
-    /// Seed of everything random (splits, weights, data order, augmentation).
-    #[arg(long)]
-    pub seed: Option<u64>,
-    /// Validate and checkpoint every N iterations.
-    #[arg(long, value_name = "N")]
-    pub eval_every: Option<u64>,
-    /// Model selection criterion on the validation set.
-    #[arg(long, value_enum)]
-    pub select_by: Option<Selection>,
     /// Training augmentation: `paper` (random crop, flip, graying, noise points), `full` (those,
     /// SpecAugment masks, and speed/pitch-perturbed variants), or `none`.
     #[arg(long, value_enum, conflicts_with = "no_augment")]
@@ -81,28 +38,12 @@ pub struct Args {
     /// Turn training augmentation off (the same as `--augment none`).
     #[arg(long)]
     pub no_augment: bool,
-    /// Class-balanced sampling of training utterances.
-    #[arg(long)]
-    pub balanced: bool,
-    /// Input normalisation: per-channel statistics of the training utterances, or each speaker's
-    /// own per-(channel, row) statistics (transductive for test speakers).
-    #[arg(long, value_enum)]
-    pub input_norm: Option<InputNormMode>,
-    /// Do not read or write the on-disk feature cache.
-    #[arg(long)]
-    pub no_cache: bool,
-    /// Leave unreadable audio files out instead of stopping.
-    #[arg(long)]
-    pub skip_bad: bool,
     /// Start from a named configuration: paper (everything the paper states) or default.
     #[arg(long, value_name = "NAME")]
     pub preset: Option<String>,
     /// Settings from a TOML or JSON file (keys as in a run's config.toml).
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
-    /// Train a series: every Table IV preset, or every input-shortcut placement of --arch.
-    #[arg(long, value_enum)]
-    pub sweep: Option<SweepKind>,
     /// Run directory (default: runs/<UTC time>-<corpus>-<arch>).
     #[arg(long, value_name = "RUN_DIR", conflicts_with = "resume")]
     pub out: Option<PathBuf>,
@@ -115,6 +56,132 @@ pub struct Args {
     /// No progress bar (one line per validation is printed either way).
     #[arg(long)]
     pub no_progress: bool,
+}
+
+/// Options that steer a run without changing its configuration (allowed with `--resume`).
+const RUN_CONTROL: &[&str] = &["resume", "stop_at", "no_progress", "help", "version"];
+
+/// A configuration key given on the command line: `value` options parse their word as the type
+/// given (`choice`: one of a [`clap::ValueEnum`]'s names), `switch` options set the key to a fixed
+/// value.
+struct ConfigFlag {
+    flag: &'static str,
+    key: &'static str,
+    help: &'static str,
+    /// The value a switch sets (`None`: the option takes a value).
+    switch: Option<Value>,
+    arg: Arg,
+}
+
+fn to_json<T: serde::Serialize>(v: T) -> Value {
+    serde_json::to_value(v).expect("a setting serialises")
+}
+
+/// One line per option: `value "flag" => "key": Type, "help";` (Type: FromStr),
+/// `choice "flag" => "key": Type, "help";` (Type: ValueEnum) or
+/// `switch "flag" => "key" = json, "help";`, where `key` is the dotted path in [`TrainConfig`].
+macro_rules! config_flags {
+    ($($kind:ident $flag:literal => $key:literal $(: $ty:ty)? $(= $set:expr)?, $help:literal;)*) => {
+        fn config_flags() -> Vec<ConfigFlag> {
+            vec![$(ConfigFlag {
+                flag: $flag,
+                key: $key,
+                help: $help,
+                switch: config_flags!(@switch $kind $(, $set)?),
+                arg: config_flags!(@arg $kind, $key $(, $ty)?),
+            }),*]
+        }
+    };
+    (@switch switch, $set:expr) => { Some(json!($set)) };
+    (@switch $kind:ident) => { None };
+    (@arg value, $key:literal, $ty:ty) => {
+        Arg::new($key).value_parser(|s: &str| {
+            s.parse::<$ty>().map(to_json).map_err(|e| e.to_string())
+        })
+    };
+    (@arg choice, $key:literal, $ty:ty) => {
+        Arg::new($key).value_parser(clap::builder::TypedValueParser::map(
+            clap::builder::EnumValueParser::<$ty>::new(),
+            to_json,
+        ))
+    };
+    (@arg switch, $key:literal) => { Arg::new($key).action(ArgAction::SetTrue) };
+}
+
+config_flags! {
+    value "arch" => "arch": String, "Network: a preset name (paper, paper-plain, badshah2017, table4-1 … table4-11) or a spec such as \"c32k4 p2 +0 c64k8 p2 fc716\".";
+    choice "device" => "device": super::DeviceChoice, "Compute device.";
+    value "protocol" => "protocol": String, "Split protocol: random, speakers:A,B (held-out test speakers) or loso.";
+    value "test-fraction" => "test_fraction": f64, "Share of each class held out for testing (random protocol).";
+    value "val-fraction" => "val_fraction": f64, "Share of training utterances used for validation (random protocol, or --val-speakers 0).";
+    value "val-speakers" => "val_speakers": usize, "Training speakers held out for validation (speaker protocols).";
+    value "sample-rate" => "spectrogram.stft.sample_rate": u32, "Analysis sample rate in Hz (audio is resampled to it).";
+    value "window-ms" => "spectrogram.stft.window_ms": f32, "STFT (Hamming) window length in ms.";
+    value "hop-ms" => "spectrogram.stft.hop_ms": f32, "STFT hop in ms.";
+    value "n-fft" => "spectrogram.stft.n_fft": usize, "FFT length in samples (≥ the window).";
+    value "mel" => "spectrogram.stft.mel_bands": usize, "Use N mel bands instead of linear FFT bins (0: the FFT bins).";
+    value "fmin" => "spectrogram.stft.fmin_hz": f32, "Lowest mel frequency in Hz.";
+    value "fmax" => "spectrogram.stft.fmax_hz": f32, "Highest mel frequency in Hz (0: Nyquist).";
+    value "height" => "spectrogram.image.height": usize, "Image height in pixels (frequency axis).";
+    value "width" => "spectrogram.image.width": usize, "Image width in pixels (time axis).";
+    value "colormap" => "spectrogram.image.colormap": crate::features::Colormap, "Colormap: jet (3 channels, as in the paper) or gray (1 channel).";
+    switch "fixed-time" => "spectrogram.image.time_axis" = "fixed", "Fixed time resolution: one column per frame, cropped or padded to the width, instead of stretching the whole utterance to the width.";
+    value "top-db" => "spectrogram.image.top_db": f32, "Dynamic range shown, in dB below the utterance's maximum.";
+    value "deltas" => "spectrogram.image.delta_window": usize, "Δ and ΔΔ input channels: regression deltas along time over ±N frames (0: none; 2 is the usual choice).";
+    value "batch" => "batch": usize, "Batch size.";
+    value "iters" => "iterations": u64, "Training iterations (batches).";
+    value "epochs" => "epochs": f64, "Training length in epochs (passes over the training utterances).";
+    value "lr" => "optimizer.lr": f64, "RMSProp learning rate α.";
+    value "decay" => "optimizer.decay": f64, "Learning-rate time decay: α_t = α / (1 + decay·t).";
+    value "seed" => "seed": u64, "Seed of everything random (splits, weights, data order, augmentation).";
+    value "eval-every" => "eval_every": u64, "Validate and checkpoint every N iterations.";
+    choice "select-by" => "select_by": super::config::Selection, "Model selection criterion on the validation set.";
+    switch "balanced" => "balanced" = true, "Class-balanced sampling of training utterances.";
+    choice "input-norm" => "input_norm": crate::data::InputNormMode, "Input normalisation: per-channel statistics of the training utterances, or each speaker's own per-(channel, row) statistics (transductive for test speakers).";
+    switch "no-cache" => "feature_cache" = false, "Do not read or write the on-disk feature cache.";
+    switch "skip-bad" => "skip_bad" = true, "Leave unreadable audio files out instead of stopping.";
+    choice "sweep" => "sweep": super::config::SweepKind, "Train a series: every Table IV preset, or every input-shortcut placement of --arch.";
+    choice "eval-time" => "eval_time": crate::data::EvalTime, "Evaluation of validation/test utterances: first (the first --width frames), whole (the whole utterance; needs stats pooling) or crops (mean probabilities over crops).";
+    value "eval-hop" => "eval_hop": usize, "Frames between evaluation crops with --eval-time crops (0: half the width).";
+    value "prosody" => "prosody_weight": f64, "Late fusion with the prosody branch (logistic regression on F0/energy/voicing statistics) at weight W in [0, 1] (0: off).";
+}
+
+/// The value at dotted `key` of `v`.
+fn at<'v>(v: &'v Value, key: &str) -> Option<&'v Value> {
+    key.split('.').try_fold(v, |v, k| v.get(k))
+}
+
+/// `[default: …]` as the help shows it, from the trainer's own default configuration.
+fn default_text(defaults: &Value, key: &str) -> Option<String> {
+    match at(defaults, key)? {
+        Value::Null => None,
+        Value::String(s) => Some(s.clone()),
+        other => Some(other.to_string()),
+    }
+}
+
+/// The command: [`Args`] plus one option per [`config_flags!`] line, with the trainer's defaults.
+pub fn command() -> clap::Command {
+    let defaults = to_json(TrainConfig::default());
+    let mut cmd = Args::command();
+    for f in config_flags() {
+        let value_name = f.flag.to_ascii_uppercase().replace('-', "_");
+        let help = config_flag_help(&f, &defaults);
+        let arg = f.arg.long(f.flag).help(help);
+        cmd = cmd.arg(match f.switch {
+            Some(_) => arg,
+            None => arg.value_name(value_name),
+        });
+    }
+    // Setting one length clears the other in a layered configuration; both at once is a mistake.
+    cmd.mut_arg("iterations", |a| a.conflicts_with("epochs"))
+}
+
+fn config_flag_help(f: &ConfigFlag, defaults: &Value) -> String {
+    match (&f.switch, default_text(defaults, f.key)) {
+        (None, Some(d)) => format!("{} [default: {d}]", f.help),
+        _ => f.help.to_string(),
+    }
 }
 
 /// What the command line asks for.
@@ -135,7 +202,7 @@ where
     I: IntoIterator<Item = T>,
     T: Into<std::ffi::OsString> + Clone,
 {
-    let matches = Args::command().try_get_matches_from(words)?;
+    let matches = command().try_get_matches_from(words)?;
     let args = Args::from_arg_matches(&matches)?;
     Ok((args, matches))
 }
@@ -144,55 +211,15 @@ fn given(m: &ArgMatches, id: &str) -> bool {
     m.value_source(id) == Some(ValueSource::CommandLine)
 }
 
-/// Options that change the configuration (all but --resume, --stop-at and --no-progress).
-const CONFIG_OPTIONS: &[&str] = &[
-    "data",
-    "corpus",
-    "arch",
-    "device",
-    "protocol",
-    "test_fraction",
-    "val_fraction",
-    "val_speakers",
-    "sample_rate",
-    "window_ms",
-    "hop_ms",
-    "n_fft",
-    "mel",
-    "fmin",
-    "fmax",
-    "height",
-    "width",
-    "colormap",
-    "fixed_time",
-    "top_db",
-    "batch",
-    "iters",
-    "epochs",
-    "lr",
-    "decay",
-    "seed",
-    "eval_every",
-    "select_by",
-    "augment",
-    "no_augment",
-    "balanced",
-    "input_norm",
-    "no_cache",
-    "skip_bad",
-    "preset",
-    "config",
-    "sweep",
-    "out",
-];
-
 /// The request the arguments make.
 pub fn request(args: &Args, m: &ArgMatches) -> Result<Request> {
     if let Some(dir) = &args.resume {
-        let extra: Vec<String> = CONFIG_OPTIONS
-            .iter()
-            .filter(|id| given(m, id))
-            .map(|id| format!("--{}", id.replace('_', "-")))
+        let extra: Vec<String> = command()
+            .get_arguments()
+            .filter(|a| {
+                !RUN_CONTROL.contains(&a.get_id().as_str()) && given(m, a.get_id().as_str())
+            })
+            .filter_map(|a| a.get_long().map(|l| format!("--{l}")))
             .collect();
         if !extra.is_empty() {
             return Err(config_err!(
@@ -206,14 +233,14 @@ pub fn request(args: &Args, m: &ArgMatches) -> Result<Request> {
     let out = args
         .out
         .clone()
-        .unwrap_or_else(|| super::config::default_run_dir(&config.label()));
+        .unwrap_or_else(|| super::run_dir::default_run_dir(&config.label()));
     Ok(Request::Start {
         config: Box::new(config),
         out,
     })
 }
 
-/// The effective configuration: defaults or preset, then the file, then given options.
+/// The effective configuration: defaults or preset, then the file, then the given options.
 pub fn config(args: &Args, m: &ArgMatches) -> Result<TrainConfig> {
     let mut c = match &args.preset {
         Some(p) => TrainConfig::preset(p)?,
@@ -222,7 +249,49 @@ pub fn config(args: &Args, m: &ArgMatches) -> Result<TrainConfig> {
     if let Some(file) = &args.config {
         c = c.with_file(file)?;
     }
-    match (&args.data, &args.corpus) {
+    let c = c.with_overlay(overlay(args, m)?)?;
+    c.validate()?;
+    Ok(c)
+}
+
+/// The options given on the command line as a configuration overlay.
+pub fn overlay(args: &Args, m: &ArgMatches) -> Result<Value> {
+    let mut overlay = Value::Object(Map::new());
+    if let Some(corpus) = corpus(args)? {
+        insert(&mut overlay, "corpus", Value::String(corpus));
+    }
+    let level = if args.no_augment {
+        Some(AugmentLevel::None)
+    } else {
+        args.augment
+    };
+    if let Some(level) = level {
+        let mut c = TrainConfig::default();
+        level.apply(&mut c);
+        insert(&mut overlay, "augment", to_json(&c.augment));
+        insert(
+            &mut overlay,
+            "waveform_variants",
+            to_json(&c.waveform_variants),
+        );
+    }
+    for f in config_flags() {
+        let id = f.arg.get_id().as_str();
+        if !given(m, id) {
+            continue;
+        }
+        let value = match f.switch {
+            Some(v) => v,
+            None => m.get_one::<Value>(id).cloned().unwrap_or(Value::Null),
+        };
+        insert(&mut overlay, f.key, value);
+    }
+    Ok(overlay)
+}
+
+/// The `corpus` setting --data and --corpus give, if any.
+fn corpus(args: &Args) -> Result<Option<String>> {
+    Ok(match (&args.data, &args.corpus) {
         (Some(dir), kind) => {
             let kind = kind.as_deref().unwrap_or("emodb");
             if kind.to_ascii_lowercase().ends_with(".csv") || kind.starts_with("synthetic") {
@@ -232,7 +301,7 @@ pub fn config(args: &Args, m: &ArgMatches) -> Result<TrainConfig> {
             }
             // Absolute, so the run can be resumed from another folder.
             let dir = std::fs::canonicalize(dir).unwrap_or_else(|_| dir.clone());
-            c.corpus = format!("{kind}:{}", dir.display());
+            Some(format!("{kind}:{}", dir.display()))
         }
         (None, Some(kind)) => {
             if matches!(
@@ -243,117 +312,73 @@ pub fn config(args: &Args, m: &ArgMatches) -> Result<TrainConfig> {
                     "--corpus {kind} needs --data DIR (the corpus's folder or manifest)"
                 ));
             }
-            c.corpus = kind.clone();
+            Some(kind.clone())
         }
-        (None, None) => {}
-    }
-    if let Some(v) = &args.arch {
-        c.arch = v.clone();
-    }
-    if let Some(v) = args.device {
-        c.device = v;
-    }
-    if let Some(v) = &args.protocol {
-        c.protocol = v.clone();
-    }
-    if let Some(v) = args.test_fraction {
-        c.test_fraction = v;
-    }
-    if let Some(v) = args.val_fraction {
-        c.val_fraction = v;
-    }
-    if let Some(v) = args.val_speakers {
-        c.val_speakers = v;
-    }
-    apply_spectrogram(&mut c, &args.spectrogram, m);
-    if let Some(v) = args.batch {
-        c.batch = v;
-    }
-    if let Some(v) = args.iters {
-        c.iterations = Some(v);
-        c.epochs = None;
-    }
-    if let Some(v) = args.epochs {
-        c.epochs = Some(v);
-        c.iterations = None;
-    }
-    if let Some(v) = args.lr {
-        c.optimizer.lr = v;
-    }
-    if let Some(v) = args.decay {
-        c.optimizer.decay = v;
-    }
-    if let Some(v) = args.seed {
-        c.seed = v;
-    }
-    if let Some(v) = args.eval_every {
-        c.eval_every = v;
-    }
-    if let Some(v) = args.select_by {
-        c.select_by = v;
-    }
-    if let Some(level) = args.augment {
-        level.apply(&mut c);
-    }
-    if args.no_augment {
-        AugmentLevel::None.apply(&mut c);
-    }
-    if args.balanced {
-        c.balanced = true;
-    }
-    if let Some(v) = args.input_norm {
-        c.input_norm = v;
-    }
-    if args.no_cache {
-        c.feature_cache = false;
-    }
-    if args.skip_bad {
-        c.skip_bad = true;
-    }
-    if let Some(s) = args.sweep {
-        c.sweep = Some(s);
-    }
-    c.validate()?;
-    Ok(c)
+        (None, None) => None,
+    })
 }
 
-/// Spectrogram options override only where given.
-fn apply_spectrogram(c: &mut TrainConfig, a: &SpectrogramArgs, m: &ArgMatches) {
-    let s = &mut c.spectrogram;
-    if given(m, "sample_rate") {
-        s.stft.sample_rate = a.sample_rate;
+/// Set dotted `key` of the object `v` to `value`, creating the tables on the way.
+fn insert(v: &mut Value, key: &str, value: Value) {
+    let mut slot = v;
+    for k in key.split('.') {
+        slot = slot
+            .as_object_mut()
+            .expect("overlay tables are objects")
+            .entry(k)
+            .or_insert_with(|| Value::Object(Map::new()));
     }
-    if given(m, "window_ms") {
-        s.stft.window_ms = a.window_ms;
+    *slot = value;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn help_line(help: &str, flag: &str) -> String {
+        let start = help
+            .find(&format!("--{flag} "))
+            .unwrap_or_else(|| panic!("--{flag} not in the help:\n{help}"));
+        let rest = &help[start..];
+        let end = rest.find("\n  -").unwrap_or(rest.len());
+        rest[..end].split_whitespace().collect::<Vec<_>>().join(" ")
     }
-    if given(m, "hop_ms") {
-        s.stft.hop_ms = a.hop_ms;
+
+    #[test]
+    fn help_shows_the_trainers_own_defaults() {
+        let help = command().render_long_help().to_string();
+        let d = TrainConfig::default();
+        let height = help_line(&help, "height");
+        assert!(
+            height.contains(&format!("[default: {}]", d.spectrogram.image.height)),
+            "{height}"
+        );
+        let batch = help_line(&help, "batch");
+        assert!(
+            batch.contains(&format!("[default: {}]", d.batch)),
+            "{batch}"
+        );
+        let colormap = help_line(&help, "colormap");
+        assert!(colormap.contains("[default: gray]"), "{colormap}");
     }
-    if given(m, "n_fft") {
-        s.stft.n_fft = a.n_fft;
-    }
-    if given(m, "mel") {
-        s.stft.mel_bands = a.mel;
-    }
-    if given(m, "fmin") {
-        s.stft.fmin_hz = a.fmin;
-    }
-    if given(m, "fmax") {
-        s.stft.fmax_hz = a.fmax;
-    }
-    if given(m, "height") {
-        s.image.height = a.height;
-    }
-    if given(m, "width") {
-        s.image.width = a.width;
-    }
-    if given(m, "colormap") {
-        s.image.colormap = a.colormap;
-    }
-    if given(m, "fixed_time") {
-        s.image.time_axis = TimeAxis::Fixed;
-    }
-    if given(m, "top_db") {
-        s.image.top_db = a.top_db;
+
+    #[test]
+    fn every_flag_key_is_a_setting_and_given_flags_alone_form_the_overlay() {
+        let defaults = to_json(TrainConfig::default());
+        for f in config_flags() {
+            assert!(
+                at(&defaults, f.key).is_some(),
+                "--{} sets unknown key {}",
+                f.flag,
+                f.key
+            );
+        }
+        let (args, m) =
+            parse(["rescnn-train", "--lr", "0.5", "--fixed-time", "--mel", "40"]).unwrap();
+        assert_eq!(
+            overlay(&args, &m).unwrap(),
+            json!({"optimizer": {"lr": 0.5}, "spectrogram": {"stft": {"mel_bands": 40},
+                   "image": {"time_axis": "fixed"}}})
+        );
     }
 }

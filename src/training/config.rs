@@ -6,7 +6,7 @@
 //! preset (`paper`), then a TOML or JSON file, then command-line options. A file only needs the keys
 //! it changes; unknown keys are an error naming the key.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
@@ -16,30 +16,7 @@ use crate::data::{AugmentConfig, InputNormMode};
 use crate::features::SpectrogramConfig;
 use crate::{config_err, Error, Result};
 
-/// Which compute device trains the network.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
-#[serde(rename_all = "lowercase")]
-pub enum DeviceChoice {
-    /// CUDA when a GPU and the compiled kernels are there, else the CPU reference.
-    Auto,
-    /// The CUDA device (GPU 0).
-    Cuda,
-    /// The emulated device: the CUDA kernels run on the CPU (slow; for checking kernels).
-    Emu,
-    /// The CPU reference backend.
-    Cpu,
-}
-
-impl std::fmt::Display for DeviceChoice {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            DeviceChoice::Auto => "auto",
-            DeviceChoice::Cuda => "cuda",
-            DeviceChoice::Emu => "emu",
-            DeviceChoice::Cpu => "cpu",
-        })
-    }
-}
+pub use super::device::DeviceChoice;
 
 /// What picks the selected checkpoint among the periodic validation evaluations.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
@@ -148,95 +125,99 @@ impl std::fmt::Display for ProtocolChoice {
     }
 }
 
-/// RMSProp settings as written in a config file (see [`RmsPropConfig`]).
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct OptimizerConfig {
-    pub lr: f64,
-    pub decay: f64,
-    pub rho: f64,
-    pub eps: f64,
-    pub weight_decay: f64,
-}
-
-impl Default for OptimizerConfig {
-    /// The paper's Table III.
-    fn default() -> Self {
-        let d = RmsPropConfig::default();
-        OptimizerConfig {
-            lr: d.lr,
-            decay: d.decay,
-            rho: d.rho,
-            eps: d.eps,
-            weight_decay: d.weight_decay,
+/// Declares a settings struct and its `Default` from one list, so each setting is written once:
+/// its doc, type and default value together (`pub name: Type = default,`).
+macro_rules! settings {
+    ($(#[$meta:meta])* pub struct $name:ident {
+        $($(#[$fmeta:meta])* pub $field:ident: $ty:ty = $default:expr,)*
+    }) => {
+        $(#[$meta])*
+        pub struct $name {
+            $($(#[$fmeta])* pub $field: $ty,)*
         }
-    }
-}
-
-impl OptimizerConfig {
-    pub fn rmsprop(&self) -> RmsPropConfig {
-        RmsPropConfig {
-            lr: self.lr,
-            decay: self.decay,
-            rho: self.rho,
-            eps: self.eps,
-            weight_decay: self.weight_decay,
+        impl Default for $name {
+            fn default() -> Self {
+                $name { $($field: $default,)* }
+            }
         }
-    }
+    };
 }
 
-/// Everything a training run depends on.
+settings! {
+/// Everything a training run depends on. The defaults are the no-argument run: a small residual
+/// network on the built-in synthetic corpus, the paper's random split (the synthetic speakers are
+/// too few for a CNN to generalise to new ones in two minutes: `--protocol speakers:syn07,syn08`
+/// shows it).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct TrainConfig {
     /// The corpus, as [`crate::data::CorpusSpec`] reads it: `synthetic[:SEED]`, `emodb:DIR`,
     /// `ravdess:DIR`, `folders:DIR`, `manifest:FILE` or a `.csv` path.
-    pub corpus: String,
+    pub corpus: String = "synthetic".into(),
     /// Leave unreadable audio files out (listed on stderr) instead of stopping.
-    pub skip_bad: bool,
+    pub skip_bad: bool = false,
     /// A preset name or an architecture spec (see [`crate::model::spec`]).
-    pub arch: String,
-    pub device: DeviceChoice,
+    pub arch: String = SMALL_ARCH.into(),
+    /// The compute device (`auto`: CUDA when a GPU and the compiled kernels are there, else the CPU).
+    pub device: DeviceChoice = DeviceChoice::Auto,
     /// `random`, `speakers:A,B` or `loso`.
-    pub protocol: String,
+    pub protocol: String = "random".into(),
     /// Share of every class held out for testing (random protocol).
-    pub test_fraction: f64,
+    pub test_fraction: f64 = 0.2,
     /// Share of every class's training utterances used for validation (random protocol, or speaker
     /// protocols with `val_speakers = 0`).
-    pub val_fraction: f64,
+    pub val_fraction: f64 = 0.1,
     /// Training speakers held out for validation (speaker protocols).
-    pub val_speakers: usize,
+    pub val_speakers: usize = 1,
     /// Seeds everything: splits, initial weights, data order, augmentation.
-    pub seed: u64,
-    pub batch: usize,
+    pub seed: u64 = 0,
+    /// Utterances per training step (and per evaluation batch).
+    pub batch: usize = 32,
     /// Training iterations (batches); exactly one of `iterations` and `epochs` is set. (Absent from
     /// a file means unset, not the default's value: TOML has no null, so an unset length is absent.)
     #[serde(default)]
-    pub iterations: Option<u64>,
+    pub iterations: Option<u64> = Some(400),
     /// Training length in passes over the training utterances (rounded up to whole batches).
     #[serde(default)]
-    pub epochs: Option<f64>,
+    pub epochs: Option<f64> = None,
     /// Validate (and checkpoint) every this many iterations, and after the last.
-    pub eval_every: u64,
+    pub eval_every: u64 = 50,
     /// How the selected checkpoint is chosen among the validation evaluations.
-    pub select_by: Selection,
-    pub optimizer: OptimizerConfig,
-    pub spectrogram: SpectrogramConfig,
+    pub select_by: Selection = Selection::Uar,
+    /// RMSProp: `lr`, its time `decay`, `rho`, `eps`, `weight_decay` (the paper's Table III).
+    pub optimizer: RmsPropConfig = RmsPropConfig::default(),
+    /// The network's input: STFT settings (`[spectrogram.stft]`) and the image (`[spectrogram.image]`).
+    pub spectrogram: SpectrogramConfig = small_spectrogram(64, 128),
     /// Augmentation of training images (`AugmentConfig::none()` turns it off).
-    pub augment: AugmentConfig,
+    pub augment: AugmentConfig = AugmentConfig::paper(),
     /// Class-balanced sampling of training utterances.
-    pub balanced: bool,
+    pub balanced: bool = false,
     /// Input normalisation: `training` (per-channel statistics of the training utterances) or
     /// `speaker` (each speaker's own per-(channel, row) statistics over all of its utterances,
     /// labels unused; transductive for test speakers).
-    pub input_norm: InputNormMode,
+    pub input_norm: InputNormMode = InputNormMode::Training,
     /// Waveform-perturbed variants computed per utterance for augmentation (speed, pitch).
-    pub waveform_variants: Vec<Perturbation>,
+    pub waveform_variants: Vec<Perturbation> = Vec::new(),
     /// Keep spectrograms in the on-disk feature cache (see [`crate::data::cache`]).
-    pub feature_cache: bool,
+    pub feature_cache: bool = true,
     /// Train a series of networks instead of one: every Table IV preset, or every placement of
     /// input shortcuts into `arch`'s pools.
-    pub sweep: Option<SweepKind>,
+    pub sweep: Option<SweepKind> = None,
+    /// How validation and test utterances are shown to the network (see
+    /// [`crate::data::crops`]): `first` (the image as training draws it without augmentation:
+    /// the first `width` frames with `time_axis = "fixed"`), `whole` (each whole utterance in one
+    /// image, the network re-laid out for its width; needs `stats` pooling) or `crops` (the mean of
+    /// the class probabilities over crops of the training width, every `eval_hop` frames).
+    pub eval_time: crate::data::EvalTime = crate::data::EvalTime::First,
+    /// Frames between evaluation crops (`eval_time = "crops"`); 0 = half the crop width.
+    pub eval_hop: usize = 0,
+    /// Weight of the prosody branch in the late fusion of class probabilities (0 = no prosody
+    /// branch): `p = (1 − w)·p_network + w·p_prosody`, where `p_prosody` comes from a class-balanced
+    /// logistic regression on the utterance prosody vector (F0, energy, voicing, voice quality
+    /// statistics; [`crate::features::prosody`]) fitted on the fold's training utterances,
+    /// normalised as `input_norm` says. Applies to validation (selection) and test alike.
+    pub prosody_weight: f64 = 0.0,
+}
 }
 
 /// What a sweep trains.
@@ -264,38 +245,6 @@ pub fn small_spectrogram(bands: usize, frames: usize) -> SpectrogramConfig {
 /// with its three input shortcuts, small enough to train in about two minutes on two CPU cores.
 pub const SMALL_ARCH: &str = "c16k4 p2 +0 c32k8 p2 +0 c32k10 p2 +0 c32k10 p2 fc128 fc128";
 
-impl Default for TrainConfig {
-    /// The no-argument run: a small residual network on the built-in synthetic corpus, the paper's
-    /// random split (the synthetic speakers are too few for a CNN to generalise to new ones in two
-    /// minutes: `--protocol speakers:syn07,syn08` shows it).
-    fn default() -> Self {
-        TrainConfig {
-            corpus: "synthetic".into(),
-            skip_bad: false,
-            arch: SMALL_ARCH.into(),
-            device: DeviceChoice::Auto,
-            protocol: "random".into(),
-            test_fraction: 0.2,
-            val_fraction: 0.1,
-            val_speakers: 1,
-            seed: 0,
-            batch: 32,
-            iterations: Some(400),
-            epochs: None,
-            eval_every: 50,
-            select_by: Selection::Uar,
-            optimizer: OptimizerConfig::default(),
-            spectrogram: small_spectrogram(64, 128),
-            augment: AugmentConfig::paper(),
-            balanced: false,
-            input_norm: InputNormMode::Training,
-            waveform_variants: Vec::new(),
-            feature_cache: true,
-            sweep: None,
-        }
-    }
-}
-
 impl TrainConfig {
     /// Everything the paper states (its Table III and Section III): EMO-DB, 512×512 jet spectrograms,
     /// the `paper` network, RMSProp α = 0.001 with decay 1e-6, batch 50, 1e5 iterations, random
@@ -309,7 +258,7 @@ impl TrainConfig {
             iterations: Some(100_000),
             epochs: None,
             eval_every: 1000,
-            optimizer: OptimizerConfig::default(),
+            optimizer: RmsPropConfig::default(),
             spectrogram: SpectrogramConfig::paper(),
             augment: AugmentConfig::paper(),
             balanced: true,
@@ -373,6 +322,21 @@ impl TrainConfig {
         }
         for v in &self.waveform_variants {
             v.validate()?;
+        }
+        if !(0.0..=1.0).contains(&self.prosody_weight) {
+            return Err(config_err!(
+                "prosody_weight must be in [0, 1] (0 = no prosody branch), got {}",
+                self.prosody_weight
+            ));
+        }
+        if self.eval_time != crate::data::EvalTime::First
+            && self.spectrogram.image.time_axis != crate::features::TimeAxis::Fixed
+        {
+            return Err(config_err!(
+                "eval_time = \"{}\" needs time_axis = \"fixed\" (--fixed-time): with \"whole\" the \
+                 utterance is already stretched into one image",
+                self.eval_time
+            ));
         }
         Ok(())
     }
@@ -459,10 +423,15 @@ impl TrainConfig {
     }
 }
 
-/// Batches per epoch the trainer uses: whole batches only (a short last batch would be a noisier
-/// step), unless the training set is smaller than one batch.
+/// The trainer's batching rule: whole batches only (a short last batch would be a noisier step),
+/// unless the training set is smaller than one batch (then the one short batch is the epoch).
+pub fn drop_short_batch(train_utterances: usize, batch: usize) -> bool {
+    train_utterances >= batch
+}
+
+/// Batches per epoch under [`drop_short_batch`].
 pub fn batches_per_epoch(train_utterances: usize, batch: usize) -> usize {
-    if train_utterances >= batch {
+    if drop_short_batch(train_utterances, batch) {
         train_utterances / batch
     } else {
         1
@@ -483,95 +452,5 @@ fn merge(base: &mut serde_json::Value, overlay: serde_json::Value) {
             }
         }
         (slot, v) => *slot = v,
-    }
-}
-
-/// Where a new run goes when `--out` is not given: `runs/<UTC time>-<label>`.
-pub fn default_run_dir(label: &str) -> PathBuf {
-    PathBuf::from("runs").join(format!("{}-{label}", utc_stamp()))
-}
-
-/// The current UTC time as `YYYYmmdd-HHMMSS`.
-pub fn utc_stamp() -> String {
-    let secs = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
-    let (days, rem) = (secs / 86_400, secs % 86_400);
-    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
-    let z = days as i64 + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}{month:02}{day:02}-{:02}{:02}{:02}",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    )
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn protocols_parse_and_print() {
-        assert_eq!(
-            "speakers:15,16".parse::<ProtocolChoice>().unwrap(),
-            ProtocolChoice::Speakers(vec!["15".into(), "16".into()])
-        );
-        assert_eq!(
-            "loso".parse::<ProtocolChoice>().unwrap().to_string(),
-            "loso"
-        );
-        let e = "speakers:"
-            .parse::<ProtocolChoice>()
-            .unwrap_err()
-            .to_string();
-        assert!(e.contains("speakers:A,B"), "{e}");
-    }
-
-    #[test]
-    fn toml_round_trip_keeps_every_setting() {
-        let mut c = TrainConfig::paper();
-        c.epochs = Some(3.5);
-        c.iterations = None;
-        c.spectrogram.stft.mel_bands = Some(64);
-        let back: TrainConfig = toml::from_str(&c.to_toml()).unwrap();
-        assert_eq!(back, c);
-    }
-
-    #[test]
-    fn overlays_replace_only_their_keys_and_epochs_replace_iterations() {
-        let base = TrainConfig::default();
-        let c = base
-            .with_overlay(serde_json::json!({"epochs": 2, "optimizer": {"lr": 0.01}}))
-            .unwrap();
-        assert_eq!((c.iterations, c.epochs), (None, Some(2.0)));
-        assert_eq!(c.optimizer.lr, 0.01);
-        assert_eq!(c.optimizer.decay, base.optimizer.decay);
-        assert_eq!(c.arch, base.arch);
-        let e = base
-            .with_overlay(serde_json::json!({"bacth": 3}))
-            .unwrap_err()
-            .to_string();
-        assert!(e.contains("bacth"), "{e}");
-        let p = base
-            .with_overlay(serde_json::json!({"preset": "paper", "batch": 8}))
-            .unwrap();
-        assert_eq!((p.arch.as_str(), p.batch), ("paper", 8));
-    }
-
-    #[test]
-    fn utc_stamp_has_the_documented_shape() {
-        let s = utc_stamp();
-        assert_eq!(s.len(), 15, "{s}");
-        assert_eq!(&s[8..9], "-");
-        assert!(s.starts_with("20"), "{s}");
     }
 }

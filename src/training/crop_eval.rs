@@ -3,7 +3,7 @@
 //! the training width.
 
 use super::ensemble::Predictions;
-use super::trainer::{predict_all, softmax};
+use super::inference::{predict_all, softmax};
 use crate::backends::Backend;
 use crate::data::crops::{average_over_crops, plan_crops, render_crops};
 use crate::data::{BatchConfig, Batcher, EvalTime, FeatureStore, Normalization};
@@ -75,13 +75,18 @@ pub fn predict_with<B: Backend<Elem = f32>>(
             )?;
             predict_all(backend, net, &batcher)
         }
-        EvalTime::Crops => {
-            predict_over_crops(backend, net, store, image, norm, indices, mode.hop_for(image))
-        }
+        EvalTime::Crops => predict_over_crops(
+            backend,
+            net,
+            store,
+            image,
+            norm,
+            indices,
+            mode.hop_for(image),
+        ),
         EvalTime::Whole => Err(config_err!(
             "eval_time = \"whole\" needs a network that accepts any width (statistics pooling); \
              not available in this build"
         )),
     }
 }
-

@@ -1,4 +1,6 @@
-//! Which device trains, and whether the network fits in its memory.
+//! Which device runs a network (training, `rescnn predict`, `rescnn eval`): the choice resolved
+//! once ([`resolve`]), then the work handed to the one backend type it names ([`on_device`]); and
+//! whether the network fits in its memory.
 //!
 //! `auto` picks CUDA when the binary carries the compiled kernels of every op family and a GPU
 //! opens, else the CPU reference (never the emulated device: it runs the CUDA kernels faithfully but
@@ -8,10 +10,36 @@
 //! ([`check_memory`]), so it is tested without a GPU: a batch that does not fit is refused before
 //! anything is allocated, with the largest batch that does.
 
+use serde::{Deserialize, Serialize};
+
+use crate::backends::Backend;
 use crate::model::{Plan, PlannedOp};
 use crate::{config_err, Error, Result};
 
-use super::config::DeviceChoice;
+/// Which compute device runs the network (`--device` of rescnn-train, predict and eval).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum DeviceChoice {
+    /// CUDA when a GPU and the compiled kernels are there, else the CPU reference.
+    Auto,
+    /// The CUDA device (GPU 0).
+    Cuda,
+    /// The emulated device: the CUDA kernels run on the CPU (slow; for checking kernels).
+    Emu,
+    /// The CPU reference backend.
+    Cpu,
+}
+
+impl std::fmt::Display for DeviceChoice {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            DeviceChoice::Auto => "auto",
+            DeviceChoice::Cuda => "cuda",
+            DeviceChoice::Emu => "emu",
+            DeviceChoice::Cpu => "cpu",
+        })
+    }
+}
 
 /// The kernel files (`kernels/<name>.cu`) the network needs on a kernel-running device.
 pub const REQUIRED_KERNEL_MODULES: [&str; 6] = [
@@ -72,12 +100,22 @@ pub fn resolve(choice: DeviceChoice) -> Result<(DeviceChoice, String)> {
             let missing = cuda_missing_kernels();
             if !missing.is_empty() {
                 return Err(Error::Device(format!(
-                    "the CUDA device cannot train: this build has no compiled {} kernels (was NVRTC \
+                    "the CUDA device cannot run: this build has no compiled {} kernels (was NVRTC \
                      found at build time? see `rescnn info`); use --device cpu",
                     missing.join(", ")
                 )));
             }
-            Ok((DeviceChoice::Cuda, "asked for".into()))
+            let problem = match crate::backends::cuda::list_gpus() {
+                Ok(gpus) if !gpus.is_empty() => {
+                    return Ok((DeviceChoice::Cuda, "asked for".into()))
+                }
+                Ok(_) => "the driver lists none".to_string(),
+                Err(e) => e.to_string(),
+            };
+            Err(Error::Device(format!(
+                "--device cuda needs an NVIDIA GPU, and none is available ({problem}); use \
+                 --device cpu or --device auto"
+            )))
         }
         DeviceChoice::Auto => {
             let missing = cuda_missing_kernels();
@@ -97,6 +135,52 @@ pub fn resolve(choice: DeviceChoice) -> Result<(DeviceChoice, String)> {
                 Ok(_) => Ok((DeviceChoice::Cpu, "no CUDA GPU found".into())),
                 Err(e) => Ok((DeviceChoice::Cpu, format!("no CUDA: {e}"))),
             }
+        }
+    }
+}
+
+/// Free memory of the device a job runs on, when known, and its name for messages.
+#[derive(Clone, Debug)]
+pub struct DeviceMemory {
+    pub free: Option<u64>,
+    pub name: String,
+}
+
+/// Work generic over the backend, run by [`on_device`] on the backend a device choice names.
+pub trait BackendJob {
+    type Output;
+    fn run<B: Backend<Elem = f32>>(
+        self,
+        backend: &B,
+        memory: &DeviceMemory,
+    ) -> Result<Self::Output>;
+}
+
+/// Run `job` on the backend of `device` (a choice [`resolve`] returned; `auto` runs on the CPU).
+pub fn on_device<J: BackendJob>(device: DeviceChoice, job: J) -> Result<J::Output> {
+    let host = || DeviceMemory {
+        free: host_available_memory(),
+        name: "host memory".into(),
+    };
+    match device {
+        DeviceChoice::Cpu | DeviceChoice::Auto => {
+            job.run(&crate::backends::cpu::CpuBackend::<f32>::new(), &host())
+        }
+        DeviceChoice::Emu => {
+            use crate::backends::emu::{EmuDevice, ThreadOrder};
+            use crate::backends::kernel_backend::KernelBackend;
+            let backend = KernelBackend::new(EmuDevice::new(ThreadOrder::Forward)?)?;
+            job.run(&backend, &host())
+        }
+        DeviceChoice::Cuda => {
+            use crate::backends::cuda::CudaDevice;
+            use crate::backends::kernel_backend::KernelBackend;
+            let dev = CudaDevice::new(0)?;
+            let memory = DeviceMemory {
+                free: dev.context().mem_get_info().ok().map(|(f, _)| f as u64),
+                name: format!("{} GPU memory", dev.info().name),
+            };
+            job.run(&KernelBackend::new(dev)?, &memory)
         }
     }
 }

@@ -200,7 +200,7 @@ pub fn select_l2<S: AsRef<str> + PartialEq>(
             let labels: Vec<usize> = fit_on.iter().map(|&i| y[i]).collect();
             let m = SoftmaxRegression::fit(&rows, &labels, classes, l2)?;
             for &i in train.iter().filter(|&&i| speakers[i].as_ref() == *held) {
-                confusion.add(y[i], super::trainer::argmax(&m.predict(&x[i])));
+                confusion.add(y[i], super::inference::argmax(&m.predict(&x[i])));
             }
         }
         let uar = confusion.unweighted_average_recall();
@@ -246,7 +246,7 @@ mod tests {
         let correct = rows
             .iter()
             .zip(&y)
-            .filter(|(r, &c)| crate::training::trainer::argmax(&m.predict(r)) == c)
+            .filter(|(r, &c)| crate::training::inference::argmax(&m.predict(r)) == c)
             .count();
         assert!(correct * 10 > rows.len() * 9, "{correct} of {}", rows.len());
         let p = m.predict(rows[0]);

@@ -5,8 +5,10 @@
 use std::path::{Path, PathBuf};
 
 use super::checkpoint::Checkpoint;
+use super::config::DeviceChoice;
 use super::config::TrainConfig;
-use super::trainer::files;
+use super::device::{on_device, resolve, BackendJob, DeviceMemory};
+use super::run_dir::files;
 use crate::backends::Backend;
 use crate::data::{
     BatchConfig, Batcher, CacheOptions, Corpus, FeatureStore, InputNormMode, Normalization, Source,
@@ -119,6 +121,41 @@ impl TrainedModel {
                 )
             })?;
         Ok(net)
+    }
+
+    /// Class probabilities of every utterance `batcher` yields (see
+    /// [`super::inference::predict_all`]), on the device `device` resolves to.
+    pub fn probabilities(
+        &self,
+        device: DeviceChoice,
+        batcher: &Batcher<'_>,
+        max_batch: usize,
+    ) -> Result<Vec<(usize, Vec<f64>)>> {
+        struct Probabilities<'m, 'b> {
+            model: &'m TrainedModel,
+            batcher: &'m Batcher<'b>,
+            max_batch: usize,
+        }
+        impl BackendJob for Probabilities<'_, '_> {
+            type Output = Vec<(usize, Vec<f64>)>;
+            fn run<B: Backend<Elem = f32>>(
+                self,
+                backend: &B,
+                _memory: &DeviceMemory,
+            ) -> Result<Self::Output> {
+                let mut net = self.model.network(backend, self.max_batch)?;
+                super::inference::predict_all(backend, &mut net, self.batcher)
+            }
+        }
+        let (device, _why) = resolve(device)?;
+        on_device(
+            device,
+            Probabilities {
+                model: self,
+                batcher,
+                max_batch,
+            },
+        )
     }
 
     /// Spectrograms of `corpus` with the model's settings (in memory).

@@ -5,6 +5,7 @@
 use std::fmt::Write;
 
 use super::metrics::ConfusionMatrix;
+use super::run_dir::MetricsLine;
 
 /// One line of a chart.
 #[derive(Clone, Debug)]
@@ -246,6 +247,58 @@ pub fn confusion_svg(title: &str, matrix: &ConfusionMatrix, class_names: &[&str]
     }
     svg.push_str("</svg>\n");
     svg
+}
+
+/// The training curves of a fold as two SVG charts (accuracy, loss) against iteration.
+pub fn curves(metrics: &[MetricsLine], title: &str) -> (String, String) {
+    let pts = |f: &dyn Fn(&MetricsLine) -> Option<f64>| -> Vec<(f64, f64)> {
+        metrics
+            .iter()
+            .filter_map(|m| f(m).map(|v| (m.step as f64, v)))
+            .collect()
+    };
+    let acc = LineChart {
+        title: format!("{title}: accuracy"),
+        x_label: "iteration".into(),
+        y_label: "accuracy (%)".into(),
+        series: vec![
+            Series {
+                name: "train (augmented)".into(),
+                color: "#1f77b4",
+                points: pts(&|m| Some(100.0 * m.train_acc)),
+            },
+            Series {
+                name: "validation WA".into(),
+                color: "#d62728",
+                points: pts(&|m| m.val_wa.map(|v| 100.0 * v)),
+            },
+            Series {
+                name: "validation UAR".into(),
+                color: "#ff7f0e",
+                points: pts(&|m| m.val_uar.map(|v| 100.0 * v)),
+            },
+        ],
+        y_range: Some((0.0, 100.0)),
+    };
+    let loss = LineChart {
+        title: format!("{title}: loss"),
+        x_label: "iteration".into(),
+        y_label: "cross-entropy".into(),
+        series: vec![
+            Series {
+                name: "train (augmented)".into(),
+                color: "#1f77b4",
+                points: pts(&|m| Some(m.train_loss)),
+            },
+            Series {
+                name: "validation".into(),
+                color: "#d62728",
+                points: pts(&|m| m.val_loss),
+            },
+        ],
+        y_range: None,
+    };
+    (acc.to_svg(), loss.to_svg())
 }
 
 #[cfg(test)]

@@ -13,13 +13,13 @@ use serde::{Deserialize, Serialize};
 
 use super::config::TrainConfig;
 use super::metrics::{mean_std, ConfusionMatrix, EvalReport};
-use super::plots::{confusion_svg, LineChart, Series};
-use super::trainer::{files, FoldResult, MetricsLine};
+use super::plots::{confusion_svg, curves};
+use super::run_dir::{files, FoldResult, MetricsLine};
 use crate::data::Corpus;
 use crate::fsutil::write_atomic;
-use crate::{Error, Result};
+use crate::Result;
 
-fn pct(v: f64) -> String {
+pub(crate) fn pct(v: f64) -> String {
     format!("{:.2}", 100.0 * v)
 }
 
@@ -141,58 +141,6 @@ fn metrics_row(out: &mut String, what: &str, step: u64, r: &EvalReport) {
     );
 }
 
-/// The training curves of a fold as two SVG charts (accuracy, loss) against iteration.
-pub fn curves(metrics: &[MetricsLine], title: &str) -> (String, String) {
-    let pts = |f: &dyn Fn(&MetricsLine) -> Option<f64>| -> Vec<(f64, f64)> {
-        metrics
-            .iter()
-            .filter_map(|m| f(m).map(|v| (m.step as f64, v)))
-            .collect()
-    };
-    let acc = LineChart {
-        title: format!("{title}: accuracy"),
-        x_label: "iteration".into(),
-        y_label: "accuracy (%)".into(),
-        series: vec![
-            Series {
-                name: "train (augmented)".into(),
-                color: "#1f77b4",
-                points: pts(&|m| Some(100.0 * m.train_acc)),
-            },
-            Series {
-                name: "validation WA".into(),
-                color: "#d62728",
-                points: pts(&|m| m.val_wa.map(|v| 100.0 * v)),
-            },
-            Series {
-                name: "validation UAR".into(),
-                color: "#ff7f0e",
-                points: pts(&|m| m.val_uar.map(|v| 100.0 * v)),
-            },
-        ],
-        y_range: Some((0.0, 100.0)),
-    };
-    let loss = LineChart {
-        title: format!("{title}: loss"),
-        x_label: "iteration".into(),
-        y_label: "cross-entropy".into(),
-        series: vec![
-            Series {
-                name: "train (augmented)".into(),
-                color: "#1f77b4",
-                points: pts(&|m| Some(m.train_loss)),
-            },
-            Series {
-                name: "validation".into(),
-                color: "#d62728",
-                points: pts(&|m| m.val_loss),
-            },
-        ],
-        y_range: None,
-    };
-    (acc.to_svg(), loss.to_svg())
-}
-
 fn header(out: &mut String, title: &str, cfg: &TrainConfig, corpus: &Corpus) {
     let _ = writeln!(out, "# {title}\n");
     let _ = writeln!(out, "```text\n{}\n```\n", corpus.summary());
@@ -228,6 +176,37 @@ fn header(out: &mut String, title: &str, cfg: &TrainConfig, corpus: &Corpus) {
         },
         if cfg.balanced { "on" } else { "off" },
         cfg.select_by
+    );
+    let delta = match cfg.spectrogram.image.delta_window {
+        0 => String::new(),
+        n => format!(" with Δ and ΔΔ channels (±{n} frames)"),
+    };
+    let evaluation = match cfg.eval_time {
+        crate::data::EvalTime::First => "the image as training draws it (no averaging)".to_string(),
+        crate::data::EvalTime::Whole => "each whole utterance in one image".to_string(),
+        crate::data::EvalTime::Crops => format!(
+            "mean class probabilities over crops of {} frames every {} frames",
+            cfg.spectrogram.image.width,
+            if cfg.eval_hop == 0 {
+                (cfg.spectrogram.image.width / 2).max(1)
+            } else {
+                cfg.eval_hop
+            }
+        ),
+    };
+    let prosody = if cfg.prosody_weight > 0.0 {
+        format!(
+            "; late fusion with the prosody branch at weight {} (logistic regression on the prosody vector, {} normalisation)",
+            cfg.prosody_weight, cfg.input_norm
+        )
+    } else {
+        String::new()
+    };
+    let _ = writeln!(
+        out,
+        "- input normalisation: {}{delta}
+- evaluation: {evaluation}{prosody}",
+        cfg.input_norm
     );
 }
 
@@ -464,79 +443,4 @@ pub fn write_multi_fold_report(
 /// Write the run-level `result.json`.
 pub fn write_run_result(dir: &Path, r: &RunResult) -> Result<()> {
     write_atomic(&dir.join(files::RESULT), &json_bytes(r))
-}
-
-/// Read a `result.json` or `fold.json`.
-pub fn read_json<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<T> {
-    let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
-    serde_json::from_str(&text).map_err(|e| Error::data(path, format!("unreadable result: {e}")))
-}
-
-/// One row of a sweep table.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct SweepRow {
-    pub name: String,
-    pub spec: String,
-    pub paper_accuracy: Option<f64>,
-    pub certainty: Option<String>,
-    pub result: RunResult,
-}
-
-/// The sweep's table in the paper's Table IV layout, our numbers beside the paper's.
-pub fn sweep_markdown(title: &str, cfg: &TrainConfig, rows: &[SweepRow]) -> String {
-    let mut out = String::new();
-    let _ = writeln!(out, "# {title}\n");
-    let (c, h, w) = cfg.spectrogram.input_shape();
-    let _ = writeln!(
-        out,
-        "Protocol {}, input {c}×{h}×{w}, batch {}, {}, seed {}. The paper's accuracy is EMO-DB with \
-         a random split at 512×512 after 1e5 iterations; ours is the test set of this protocol with the \
-         weights selected on validation (WA = accuracy; for several folds, pooled over folds and the \
-         mean ± std of the folds).\n",
-        cfg.protocol,
-        cfg.batch,
-        match (cfg.iterations, cfg.epochs) {
-            (Some(n), _) => format!("{n} iterations"),
-            (None, Some(e)) => format!("{e} epochs"),
-            _ => String::new(),
-        },
-        cfg.seed
-    );
-    let multi = rows.iter().any(|r| r.result.folds.len() > 1);
-    if multi {
-        let _ = writeln!(out, "| network | structure | shortcuts | paper (%) | certainty | our WA (%) | our UAR (%) | WA mean ± std (%) | UAR mean ± std (%) |\n|---|---|---|---|---|---|---|---|---|");
-    } else {
-        let _ = writeln!(out, "| network | structure | shortcuts | paper (%) | certainty | our WA (%) | our UAR (%) | our macro-F1 (%) |\n|---|---|---|---|---|---|---|---|");
-    }
-    for r in rows {
-        let shortcuts = r.spec.matches('+').count();
-        let paper = r.paper_accuracy.map_or("–".into(), |a| format!("{a:.2}"));
-        let cert = r.certainty.clone().unwrap_or_else(|| "–".into());
-        let res = &r.result;
-        if multi {
-            let _ = writeln!(
-                out,
-                "| {} | `{}` | {shortcuts} | {paper} | {cert} | {} | {} | {} ± {} | {} ± {} |",
-                r.name,
-                r.spec,
-                pct(res.selected.wa),
-                pct(res.selected.uar),
-                pct(res.wa_mean_std.0),
-                pct(res.wa_mean_std.1),
-                pct(res.uar_mean_std.0),
-                pct(res.uar_mean_std.1)
-            );
-        } else {
-            let _ = writeln!(
-                out,
-                "| {} | `{}` | {shortcuts} | {paper} | {cert} | {} | {} | {} |",
-                r.name,
-                r.spec,
-                pct(res.selected.wa),
-                pct(res.selected.uar),
-                pct(res.selected.macro_f1)
-            );
-        }
-    }
-    out
 }

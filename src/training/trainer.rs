@@ -1,28 +1,35 @@
 //! The training loop of one split (a "fold"), generic over the backend: batches, RMSProp steps,
 //! periodic validation with model selection on the validation set only, checkpoints, Ctrl-C, and
-//! at the end the test evaluation of both the selected and the last weights.
+//! at the end the test evaluation of both the selected and the last weights, returned as a
+//! [`FoldResult`]. The network comes built from the run level ([`super::run`]), which also writes
+//! the reports; the trainer writes only its checkpoints and `metrics.jsonl`.
 //!
 //! Everything random is a pure function of the seed: initial weights of (seed, fold), the data
 //! order of (seed, fold, epoch) and each augmented image of (seed, fold, epoch, position), so a run
 //! resumed from a checkpoint (which records only the step and the running statistics) continues
 //! exactly as the uninterrupted run would have; on the CPU backend, bit for bit.
 
-use std::io::Write as _;
-use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
-use serde::{Deserialize, Serialize};
-
 use super::checkpoint::{BestRecord, Checkpoint, ModelInfo, TrainerState};
-use super::config::{batches_per_epoch, Selection, TrainConfig};
-use super::metrics::{EvalReport, Evaluator};
+use super::config::{batches_per_epoch, drop_short_batch, Selection, TrainConfig};
+use super::crop_eval::{predict_with, EvalMode};
+use super::ensemble::average;
+use super::inference::score;
+use super::metrics::EvalReport;
+use super::prosody_branch::ProsodyBranch;
+use super::run_dir::{
+    append_metrics, describe_line, files, truncate_metrics, Fold, FoldOutcome, FoldResult,
+    MetricsLine,
+};
 use crate::backends::Backend;
 use crate::data::{
-    BatchConfig, Batcher, Corpus, FeatureStore, InputNorm, InputNormMode, Normalization, Split,
+    BatchConfig, Batcher, CacheOptions, Corpus, FeatureStore, InputNorm, InputNormMode,
+    Normalization, ProsodyStore, Split,
 };
-use crate::model::{ArchSpec, InputShape, Network};
+use crate::model::Network;
 use crate::{config_err, Error, Result};
 
 /// How a run is driven from outside: the stop flag (Ctrl-C), a planned stop, the progress bar.
@@ -42,73 +49,9 @@ impl RunControl {
     }
 }
 
-/// One line of `metrics.jsonl`: an evaluation on the validation set and the training statistics
-/// since the previous one.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct MetricsLine {
-    pub step: u64,
-    pub epoch: f64,
-    pub lr: f64,
-    pub train_loss: f64,
-    pub train_acc: f64,
-    pub val_loss: Option<f64>,
-    pub val_wa: Option<f64>,
-    pub val_uar: Option<f64>,
-    pub val_f1: Option<f64>,
-    /// Wall time since the fold started (seconds, across resumptions).
-    pub elapsed_s: f64,
-    /// Training images per second so far.
-    pub images_per_s: f64,
-}
-
-/// The test results of a finished fold.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct FoldResult {
-    pub name: String,
-    pub test_speakers: Vec<String>,
-    pub train_utterances: usize,
-    pub val_utterances: usize,
-    pub test_utterances: usize,
-    /// The selected weights: best validation evaluation (by the configured criterion).
-    pub selected_step: u64,
-    pub selected_val: Option<BestRecord>,
-    pub selected: EvalReport,
-    /// The weights after the last step.
-    pub last_step: u64,
-    pub last: EvalReport,
-    pub device: String,
-    pub wall_s: f64,
-    pub train_images: u64,
-    pub images_per_s: f64,
-}
-
-/// How a fold ended.
-#[derive(Clone, Debug)]
-pub enum FoldOutcome {
-    Done(Box<FoldResult>),
-    Interrupted { step: u64, total: u64 },
-}
-
-/// Everything one fold trains and evaluates on.
-pub struct Fold<'a> {
-    pub name: String,
-    /// 0-based fold number (0 for single splits); seeds are derived from it.
-    pub index: u64,
-    pub split: &'a Split,
-    pub dir: PathBuf,
-}
-
-/// Files of a fold directory.
-pub mod files {
-    pub const METRICS: &str = "metrics.jsonl";
-    pub const LAST: &str = "checkpoints/last.safetensors";
-    pub const BEST: &str = "checkpoints/best.safetensors";
-    pub const RESULT: &str = "result.json";
-    pub const FOLD_RESULT: &str = "fold.json";
-    pub const SPLIT: &str = "split.json";
-    pub const STATUS: &str = "STATUS";
-    pub const SUMMARY: &str = "summary.md";
-    pub const CONFIG: &str = "config.toml";
+/// The seed of fold `fold`'s initial weights.
+pub fn weight_seed(seed: u64, fold: u64) -> u64 {
+    derive_seed(seed, 1, fold)
 }
 
 /// SplitMix64 of (seed, tag, fold): independent streams for weights and data per fold.
@@ -120,63 +63,6 @@ pub fn derive_seed(seed: u64, tag: u64, fold: u64) -> u64 {
     z ^ (z >> 31)
 }
 
-/// Softmax probabilities of one row of logits, in f64 (stable: the maximum is subtracted first).
-pub fn softmax(logits: &[f32]) -> Vec<f64> {
-    let max = logits.iter().fold(f32::NEG_INFINITY, |m, &v| m.max(v)) as f64;
-    let exp: Vec<f64> = logits.iter().map(|&v| (v as f64 - max).exp()).collect();
-    let sum: f64 = exp.iter().sum();
-    exp.into_iter().map(|e| e / sum).collect()
-}
-
-/// Index of the first maximum.
-pub fn argmax(v: &[f64]) -> usize {
-    let mut best = 0;
-    for (i, &x) in v.iter().enumerate() {
-        if x > v[best] {
-            best = i;
-        }
-    }
-    best
-}
-
-/// Class probabilities of every utterance the batcher yields (in its order), with their corpus
-/// indices.
-pub fn predict_all<B: Backend<Elem = f32>>(
-    backend: &B,
-    net: &mut Network<B>,
-    batcher: &Batcher<'_>,
-) -> Result<Vec<(usize, Vec<f64>)>> {
-    let classes = net.classes();
-    let mut out = Vec::with_capacity(batcher.len_utterances());
-    for batch in batcher.epoch(0) {
-        let n = batch.labels.len();
-        let logits = net.forward_logits(backend, &batch.inputs.data, n)?;
-        for (k, &u) in batch.utterances.iter().enumerate() {
-            out.push((u, softmax(&logits[k * classes..(k + 1) * classes])));
-        }
-    }
-    Ok(out)
-}
-
-/// Evaluate on every utterance the batcher yields: metrics, confusion, per-speaker accuracy.
-/// `label_map` maps a corpus label to the model's class index (identity when `None`).
-pub fn evaluate<B: Backend<Elem = f32>>(
-    backend: &B,
-    net: &mut Network<B>,
-    batcher: &Batcher<'_>,
-    corpus: &Corpus,
-    label_map: Option<&[usize]>,
-) -> Result<EvalReport> {
-    let mut ev = Evaluator::new(net.classes());
-    for (u, probs) in predict_all(backend, net, batcher)? {
-        let utt = &corpus.utterances[u];
-        let truth = label_map.map_or(utt.label, |m| m[utt.label]);
-        let loss = -probs[truth].max(1e-300).ln();
-        ev.add(truth, argmax(&probs), &utt.speaker, loss);
-    }
-    Ok(ev.finish())
-}
-
 fn is_better(sel: Selection, val: &EvalReport, best: Option<&BestRecord>) -> bool {
     let Some(b) = best else { return true };
     match sel {
@@ -184,55 +70,6 @@ fn is_better(sel: Selection, val: &EvalReport, best: Option<&BestRecord>) -> boo
         Selection::Wa => val.wa > b.val_wa || (val.wa == b.val_wa && val.loss < b.val_loss),
         Selection::Loss => val.loss < b.val_loss,
     }
-}
-
-/// Write `text` to `dir/STATUS` (atomically).
-pub fn write_status(dir: &Path, text: &str) -> Result<()> {
-    crate::fsutil::write_atomic(&dir.join(files::STATUS), format!("{text}\n").as_bytes())
-}
-
-/// Read `metrics.jsonl`.
-pub fn read_metrics(path: &Path) -> Result<Vec<MetricsLine>> {
-    let text = match std::fs::read_to_string(path) {
-        Ok(t) => t,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(e) => return Err(Error::io(path, e)),
-    };
-    text.lines()
-        .filter(|l| !l.trim().is_empty())
-        .enumerate()
-        .map(|(i, l)| {
-            serde_json::from_str(l).map_err(|e| Error::data(path, format!("line {}: {e}", i + 1)))
-        })
-        .collect()
-}
-
-/// Keep only the evaluations up to `step` (a resumed run recomputes the later ones).
-fn truncate_metrics(path: &Path, step: u64) -> Result<()> {
-    let kept: Vec<MetricsLine> = read_metrics(path)?
-        .into_iter()
-        .filter(|m| m.step <= step)
-        .collect();
-    let mut text = String::new();
-    for m in &kept {
-        text.push_str(&serde_json::to_string(m).expect("metrics serialise"));
-        text.push('\n');
-    }
-    crate::fsutil::write_atomic(path, text.as_bytes())
-}
-
-fn append_metrics(path: &Path, line: &MetricsLine) -> Result<()> {
-    let mut f = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(path)
-        .map_err(|e| Error::io(path, e))?;
-    writeln!(
-        f,
-        "{}",
-        serde_json::to_string(line).expect("metrics serialise")
-    )
-    .map_err(|e| Error::io(path, e))
 }
 
 /// The fold's input normalisation as `cfg.input_norm` asks (see [`Normalization::for_training`]).
@@ -268,30 +105,24 @@ pub struct Trainer<'a, B: Backend<Elem = f32>> {
     state: TrainerState,
     model: ModelInfo,
     device: String,
+    /// The prosody branch fused with the network's probabilities (`prosody_weight` > 0).
+    prosody: Option<(ProsodyStore, ProsodyBranch)>,
 }
 
 impl<'a, B: Backend<Elem = f32>> Trainer<'a, B> {
-    /// A new fold (fresh weights) or, when `dir/checkpoints/last.safetensors` exists and
-    /// `resume` is set, the fold as its last checkpoint left it.
+    /// A new fold, training `net` (built with fresh weights by the caller, see [`weight_seed`]) or,
+    /// when `dir/checkpoints/last.safetensors` exists and `resume` is set, the fold as its last
+    /// checkpoint left it.
     pub fn new(
         backend: &'a B,
         cfg: &'a TrainConfig,
         corpus: &'a Corpus,
         store: &'a FeatureStore,
         fold: Fold<'a>,
+        mut net: Network<B>,
         resume: bool,
     ) -> Result<Self> {
-        let spec = ArchSpec::from_name_or_spec(&cfg.arch)?;
         let (c, h, w) = cfg.spectrogram.input_shape();
-        let classes = corpus.classes.len();
-        let mut net = Network::new(
-            backend,
-            &spec,
-            InputShape::new(c, h, w),
-            classes,
-            cfg.batch,
-            derive_seed(cfg.seed, 1, fold.index),
-        )?;
         let train_len = fold.split.train.len();
         if train_len == 0 {
             return Err(config_err!("{}: the training set is empty", fold.name));
@@ -354,7 +185,7 @@ impl<'a, B: Backend<Elem = f32>> Trainer<'a, B> {
             (norm, state)
         };
         let model = ModelInfo {
-            arch: spec.text().to_string(),
+            arch: net.plan().spec.text().to_string(),
             input_shape: (c, h, w),
             classes: corpus.classes.clone(),
             input_norm_mode: norm.mode(),
@@ -364,7 +195,28 @@ impl<'a, B: Backend<Elem = f32>> Trainer<'a, B> {
             },
             config: config_json,
         };
+        let prosody = if cfg.prosody_weight > 0.0 {
+            let opts = CacheOptions {
+                dir: cfg
+                    .feature_cache
+                    .then(crate::data::cache::default_cache_dir),
+                progress: false,
+                variants: Vec::new(),
+            };
+            let store = ProsodyStore::build(
+                corpus,
+                &Default::default(),
+                cfg.spectrogram.stft.sample_rate,
+                &opts,
+            )?;
+            // A pure function of the corpus and the split: refitted identically on resume.
+            let branch = ProsodyBranch::fit(&store, corpus, cfg.input_norm, &fold.split.train)?;
+            Some((store, branch))
+        } else {
+            None
+        };
         Ok(Trainer {
+            prosody,
             device: backend.name(),
             backend,
             cfg,
@@ -381,9 +233,6 @@ impl<'a, B: Backend<Elem = f32>> Trainer<'a, B> {
     pub fn state(&self) -> &TrainerState {
         &self.state
     }
-    pub fn network(&self) -> &Network<B> {
-        &self.net
-    }
 
     fn checkpoint(&self, full: bool) -> Result<Checkpoint> {
         Ok(Checkpoint {
@@ -399,14 +248,28 @@ impl<'a, B: Backend<Elem = f32>> Trainer<'a, B> {
         })
     }
 
-    fn eval_batcher(&self, indices: &[usize]) -> Result<Batcher<'a>> {
-        Batcher::new(
+    /// Evaluate the network on `indices` as `eval_time` says, fused with the prosody branch when
+    /// there is one.
+    fn evaluate_on(&mut self, indices: &[usize]) -> Result<EvalReport> {
+        let mode = EvalMode {
+            time: self.cfg.eval_time,
+            hop: self.cfg.eval_hop,
+            batch: self.cfg.batch,
+        };
+        let mut p = predict_with(
+            self.backend,
+            &mut self.net,
             self.store,
             &self.cfg.spectrogram.image,
+            &self.norm,
             indices,
-            BatchConfig::evaluation(self.cfg.batch),
-            self.norm.clone(),
-        )
+            &mode,
+        )?;
+        if let Some((store, branch)) = &self.prosody {
+            let w = self.cfg.prosody_weight;
+            p = average(&[p, branch.predict(store, indices)], Some(&[1.0 - w, w]))?;
+        }
+        Ok(score(self.net.classes(), p, self.corpus, None))
     }
 
     /// Train to the end (or until stopped), then evaluate the test set.
@@ -428,12 +291,11 @@ impl<'a, B: Backend<Elem = f32>> Trainer<'a, B> {
                 shuffle: true,
                 augment,
                 balanced: self.cfg.balanced,
-                drop_last: split.train.len() >= self.cfg.batch,
+                drop_last: drop_short_batch(split.train.len(), self.cfg.batch),
             },
             self.norm.clone(),
         )?;
-        let val_batcher = self.eval_batcher(&split.val)?;
-        let rms = self.cfg.optimizer.rmsprop();
+        let rms = self.cfg.optimizer;
         let total = self.state.total_steps;
 
         let bar = if control.progress {
@@ -465,12 +327,20 @@ impl<'a, B: Backend<Elem = f32>> Trainer<'a, B> {
                 });
             }
             let (epoch, index) = (self.state.epoch(), self.state.batch_in_epoch());
-            if order.as_ref().is_none_or(|(e, _)| *e != epoch) {
-                order = Some((epoch, train_batcher.epoch_order(epoch)));
-            }
-            let batch = train_batcher
-                .batch_at(epoch, &order.as_ref().expect("set above").1, index as usize)
-                .expect("batches_per_epoch batches exist in every epoch");
+            let epoch_order = match order.take() {
+                Some((e, o)) if e == epoch => o,
+                _ => train_batcher.epoch_order(epoch),
+            };
+            let batch = train_batcher.batch_at(epoch, &epoch_order, index as usize);
+            order = Some((epoch, epoch_order));
+            let Some(batch) = batch else {
+                return Err(config_err!(
+                    "{}: epoch {epoch} has no batch {index} ({} training utterances, batch {})",
+                    self.fold.name,
+                    split.train.len(),
+                    self.cfg.batch
+                ));
+            };
             let stats =
                 self.net
                     .train_step(self.backend, &batch.inputs.data, &batch.labels, &rms)?;
@@ -496,7 +366,7 @@ impl<'a, B: Backend<Elem = f32>> Trainer<'a, B> {
             ));
             if self.state.step % self.cfg.eval_every == 0 || self.state.step == total {
                 self.state.elapsed_s = segment_base + segment_start.elapsed().as_secs_f64();
-                let line = self.validate(&val_batcher, &rms)?;
+                let line = self.validate(&rms)?;
                 append_metrics(&metrics_path, &line)?;
                 bar.suspend(|| println!("{}", describe_line(&self.fold.name, &line, total)));
                 // Checkpoint after the metrics line, so a checkpoint never lacks its evaluations.
@@ -511,11 +381,7 @@ impl<'a, B: Backend<Elem = f32>> Trainer<'a, B> {
     }
 
     /// Validation evaluation: a metrics line, and the selected checkpoint updated when it improves.
-    fn validate(
-        &mut self,
-        val_batcher: &Batcher<'_>,
-        rms: &crate::backends::RmsPropConfig,
-    ) -> Result<MetricsLine> {
+    fn validate(&mut self, rms: &crate::backends::RmsPropConfig) -> Result<MetricsLine> {
         let st = &mut self.state;
         let samples = st.interval_samples.max(1) as f64;
         let mut line = MetricsLine {
@@ -534,8 +400,8 @@ impl<'a, B: Backend<Elem = f32>> Trainer<'a, B> {
         st.interval_loss_sum = 0.0;
         st.interval_correct = 0;
         st.interval_samples = 0;
-        if val_batcher.len_utterances() > 0 {
-            let val = evaluate(self.backend, &mut self.net, val_batcher, self.corpus, None)?;
+        if !self.fold.split.val.is_empty() {
+            let val = self.evaluate_on(&self.fold.split.val.clone())?;
             line.val_loss = Some(val.loss);
             line.val_wa = Some(val.wa);
             line.val_uar = Some(val.uar);
@@ -554,31 +420,18 @@ impl<'a, B: Backend<Elem = f32>> Trainer<'a, B> {
         Ok(line)
     }
 
-    /// Test evaluation of the last and the selected weights, and the fold's report files.
+    /// Test evaluation of the last and the selected weights.
     fn finish(&mut self) -> Result<FoldResult> {
         let dir = self.fold.dir.clone();
         let split = self.fold.split;
-        let test_batcher = self.eval_batcher(&split.test)?;
-        let last = evaluate(
-            self.backend,
-            &mut self.net,
-            &test_batcher,
-            self.corpus,
-            None,
-        )?;
-        let (selected_step, selected) = match &self.state.best {
+        let last = self.evaluate_on(&split.test)?;
+        let (selected_step, selected) = match self.state.best.clone() {
             Some(b) if b.step != self.state.step => {
                 let best_path = dir.join(files::BEST);
                 let ck = Checkpoint::load(&best_path)?;
                 let last_params = self.net.export_params(self.backend)?;
                 self.net.import_params(self.backend, &ck.params)?;
-                let r = evaluate(
-                    self.backend,
-                    &mut self.net,
-                    &test_batcher,
-                    self.corpus,
-                    None,
-                )?;
+                let r = self.evaluate_on(&split.test)?;
                 self.net.import_params(self.backend, &last_params)?;
                 (b.step, r)
             }
@@ -615,29 +468,6 @@ impl<'a, B: Backend<Elem = f32>> Trainer<'a, B> {
             train_images: self.state.images,
             images_per_s: self.state.images as f64 / self.state.elapsed_s.max(1e-9),
         };
-        let metrics = read_metrics(&dir.join(files::METRICS))?;
-        super::report::write_fold_report(&dir, self.cfg, self.corpus, &result, &metrics)?;
         Ok(result)
     }
-}
-
-/// One line per evaluation for the console and logs.
-pub fn describe_line(name: &str, m: &MetricsLine, total: u64) -> String {
-    let val = match (m.val_wa, m.val_uar, m.val_loss) {
-        (Some(wa), Some(uar), Some(loss)) => format!(
-            "val loss {loss:.3} WA {:.1}% UAR {:.1}%",
-            100.0 * wa,
-            100.0 * uar
-        ),
-        _ => "no validation set".to_string(),
-    };
-    format!(
-        "{name}: step {}/{total} (epoch {:.1})  train loss {:.3} acc {:.1}%  {val}  [{:.0} s, {:.1} img/s]",
-        m.step,
-        m.epoch,
-        m.train_loss,
-        100.0 * m.train_acc,
-        m.elapsed_s,
-        m.images_per_s
-    )
 }

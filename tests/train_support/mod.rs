@@ -8,7 +8,8 @@ use rescnn::data::{synth, Corpus, SynthConfig};
 use rescnn::training::checkpoint::Checkpoint;
 use rescnn::training::config::{small_spectrogram, DeviceChoice, TrainConfig};
 use rescnn::training::run::{self, RunOutcome};
-use rescnn::training::trainer::{read_metrics, MetricsLine, RunControl};
+use rescnn::training::run_dir::{read_metrics, MetricsLine};
+use rescnn::training::trainer::RunControl;
 
 /// A network and input small enough that a test run takes seconds: 32 mel bands × 128 frames gray,
 /// two convs with a shortcut, batch 16.

@@ -11,8 +11,8 @@
 //!    checks lengths with [`need`], packs [`KernelArgs`](super::device::KernelArgs) in the kernel's parameter order, computes the
 //!    [`LaunchConfig`] (here, never at call sites; `large_shared` here too if it needs > 48 KiB) and calls
 //!    [`Device::launch`] in an `unsafe` block whose `SAFETY:` comment says why the arguments match.
-//!    A new by-value parameter struct is `#[repr(C)]` + `Pod`, mirrored in kernels/geometry.cuh and
-//!    added to the layout test below.
+//!    A new by-value parameter struct is `#[repr(C)]` + `Pod` in geometry.rs and mirrored in
+//!    kernels/geometry.cuh; the layout test below picks it up from the header by itself.
 //! 3. Call it from [`super::kernel_backend::KernelBackend`], and add its test body to tests/kernels.rs.
 
 pub mod conv2d;
@@ -71,115 +71,24 @@ pub fn check_index_range(what: &str, len: usize) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use crate::backends::geometry::*;
-    use std::mem::{offset_of, size_of};
 
-    // Sizes and offsets of the C mirrors in kernels/geometry.cuh, as the host C++ compiler lays them
-    // out (exported by src/backends/emu/runtime.cpp in the field order of the Rust structs).
-    extern "C" {
-        static rescnn_emu_layout_conv: [usize; 14];
-        static rescnn_emu_layout_pool: [usize; 9];
-        static rescnn_emu_layout_shortcut: [usize; 9];
-        static rescnn_emu_layout_dense: [usize; 5];
-        static rescnn_emu_layout_xent: [usize; 3];
-        static rescnn_emu_layout_rmsprop: [usize; 6];
-    }
+    // The struct list, field order and C offsets come from kernels/geometry.cuh (build/geometry.rs
+    // generates both halves), so a struct is checked as soon as it is in the header.
+    include!(concat!(env!("OUT_DIR"), "/geometry_layout.rs"));
 
     #[test]
     fn geometry_mirrors_match_the_rust_structs() {
-        let rust: [(&str, Vec<usize>); 6] = [
-            (
-                "ConvGeom",
-                vec![
-                    size_of::<ConvGeom>(),
-                    offset_of!(ConvGeom, n),
-                    offset_of!(ConvGeom, c_in),
-                    offset_of!(ConvGeom, h_in),
-                    offset_of!(ConvGeom, w_in),
-                    offset_of!(ConvGeom, c_out),
-                    offset_of!(ConvGeom, k_h),
-                    offset_of!(ConvGeom, k_w),
-                    offset_of!(ConvGeom, stride),
-                    offset_of!(ConvGeom, pad_top),
-                    offset_of!(ConvGeom, pad_left),
-                    offset_of!(ConvGeom, h_out),
-                    offset_of!(ConvGeom, w_out),
-                    offset_of!(ConvGeom, relu),
-                ],
-            ),
-            (
-                "PoolGeom",
-                vec![
-                    size_of::<PoolGeom>(),
-                    offset_of!(PoolGeom, n),
-                    offset_of!(PoolGeom, c),
-                    offset_of!(PoolGeom, h_in),
-                    offset_of!(PoolGeom, w_in),
-                    offset_of!(PoolGeom, k),
-                    offset_of!(PoolGeom, stride),
-                    offset_of!(PoolGeom, h_out),
-                    offset_of!(PoolGeom, w_out),
-                ],
-            ),
-            (
-                "ShortcutGeom",
-                vec![
-                    size_of::<ShortcutGeom>(),
-                    offset_of!(ShortcutGeom, n),
-                    offset_of!(ShortcutGeom, c_src),
-                    offset_of!(ShortcutGeom, h_src),
-                    offset_of!(ShortcutGeom, w_src),
-                    offset_of!(ShortcutGeom, c_dst),
-                    offset_of!(ShortcutGeom, h_dst),
-                    offset_of!(ShortcutGeom, w_dst),
-                    offset_of!(ShortcutGeom, ratio),
-                ],
-            ),
-            (
-                "DenseGeom",
-                vec![
-                    size_of::<DenseGeom>(),
-                    offset_of!(DenseGeom, n),
-                    offset_of!(DenseGeom, in_features),
-                    offset_of!(DenseGeom, out_features),
-                    offset_of!(DenseGeom, relu),
-                ],
-            ),
-            (
-                "XentGeom",
-                vec![
-                    size_of::<XentGeom>(),
-                    offset_of!(XentGeom, n),
-                    offset_of!(XentGeom, classes),
-                ],
-            ),
-            (
-                "RmsPropParams",
-                vec![
-                    size_of::<RmsPropParams>(),
-                    offset_of!(RmsPropParams, len),
-                    offset_of!(RmsPropParams, lr),
-                    offset_of!(RmsPropParams, rho),
-                    offset_of!(RmsPropParams, eps),
-                    offset_of!(RmsPropParams, weight_decay),
-                ],
-            ),
-        ];
-        // SAFETY: plain constant arrays defined in runtime.cpp with exactly these lengths.
-        let c: [&[usize]; 6] = unsafe {
-            [
-                &rescnn_emu_layout_conv,
-                &rescnn_emu_layout_pool,
-                &rescnn_emu_layout_shortcut,
-                &rescnn_emu_layout_dense,
-                &rescnn_emu_layout_xent,
-                &rescnn_emu_layout_rmsprop,
-            ]
-        };
-        for ((name, rust), c) in rust.iter().zip(c) {
+        let layouts = geometry_layouts();
+        assert!(
+            layouts.len() >= 6,
+            "geometry.cuh's structs were not all read"
+        );
+        for (name, rust, c) in layouts {
             assert_eq!(
                 rust.as_slice(),
                 c,
-                "{name}: [size, field offsets…] differ between geometry.rs and geometry.cuh"
+                "{name}: [size, field offsets…] in geometry.cuh's field order differ between \
+                 geometry.rs and geometry.cuh"
             );
         }
     }

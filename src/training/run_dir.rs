@@ -1,0 +1,251 @@
+//! The run directory on disk: its file names, the fold folders, STATUS, and `metrics.jsonl`.
+//!
+//! ```text
+//! config.toml   the effective configuration (written first)
+//! STATUS        running / interrupted (with the resume command) / failed (with the error) / complete
+//! split.json, metrics.jsonl, checkpoints/{last,best}.safetensors, accuracy.svg, loss.svg,
+//! confusion.svg, confusion-last.svg, fold.json, result.json, summary.md   (single split)
+//! fold-NN-SPEAKER/ with the same files per fold, and the pooled report at the top (LOSO)
+//! ```
+
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use super::checkpoint::BestRecord;
+use super::metrics::EvalReport;
+use crate::data::split::{self, Split};
+use crate::data::Corpus;
+use crate::{Error, Result};
+
+/// Where a new run goes when `--out` is not given: `runs/<UTC time>-<label>`.
+pub fn default_run_dir(label: &str) -> PathBuf {
+    PathBuf::from("runs").join(format!("{}-{label}", utc_stamp()))
+}
+
+/// The current UTC time as `YYYYmmdd-HHMMSS`.
+pub fn utc_stamp() -> String {
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let (days, rem) = (secs / 86_400, secs % 86_400);
+    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+    let z = days as i64 + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}{month:02}{day:02}-{:02}{:02}{:02}",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
+/// Files of a fold directory.
+pub mod files {
+    pub const METRICS: &str = "metrics.jsonl";
+    pub const LAST: &str = "checkpoints/last.safetensors";
+    pub const BEST: &str = "checkpoints/best.safetensors";
+    pub const RESULT: &str = "result.json";
+    pub const FOLD_RESULT: &str = "fold.json";
+    pub const SPLIT: &str = "split.json";
+    pub const STATUS: &str = "STATUS";
+    pub const SUMMARY: &str = "summary.md";
+    pub const CONFIG: &str = "config.toml";
+}
+
+/// Everything one fold trains and evaluates on.
+#[derive(Clone, Debug)]
+pub struct Fold<'a> {
+    pub name: String,
+    /// 0-based fold number (0 for single splits); seeds are derived from it.
+    pub index: u64,
+    pub split: &'a Split,
+    pub dir: PathBuf,
+}
+
+/// Fold folders (the run directory itself for a single split) with their split files. An existing
+/// split file (a resumed run) must be the same split.
+pub fn lay_out_folds<'s>(
+    dir: &Path,
+    corpus: &Corpus,
+    splits: &'s [Split],
+) -> Result<Vec<Fold<'s>>> {
+    splits
+        .iter()
+        .enumerate()
+        .map(|(k, s)| {
+            let fold_dir = if splits.len() == 1 {
+                dir.to_path_buf()
+            } else {
+                let speaker = match &s.protocol {
+                    split::Protocol::LeaveOneSpeakerOut { test_speaker, .. } => test_speaker.clone(),
+                    _ => format!("{k}"),
+                };
+                dir.join(format!("fold-{:02}-{speaker}", k + 1))
+            };
+            crate::fsutil::create_dir_all(&fold_dir)?;
+            let path = fold_dir.join(files::SPLIT);
+            if path.exists() {
+                let saved = Split::load(corpus, &path)?;
+                if saved.train != s.train || saved.val != s.val || saved.test != s.test {
+                    return Err(Error::data(
+                        &path,
+                        "differs from the split the configuration gives now (has the corpus changed?)",
+                    ));
+                }
+            } else {
+                s.save(corpus, &path)?;
+            }
+            Ok(Fold {
+                name: s.name(),
+                index: k as u64,
+                split: s,
+                dir: fold_dir,
+            })
+        })
+        .collect()
+}
+
+/// Read a `result.json` or `fold.json`.
+pub fn read_json<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<T> {
+    let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+    serde_json::from_str(&text).map_err(|e| Error::data(path, format!("unreadable result: {e}")))
+}
+
+/// The test results of a finished fold.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct FoldResult {
+    pub name: String,
+    pub test_speakers: Vec<String>,
+    pub train_utterances: usize,
+    pub val_utterances: usize,
+    pub test_utterances: usize,
+    /// The selected weights: best validation evaluation (by the configured criterion).
+    pub selected_step: u64,
+    pub selected_val: Option<BestRecord>,
+    pub selected: EvalReport,
+    /// The weights after the last step.
+    pub last_step: u64,
+    pub last: EvalReport,
+    pub device: String,
+    pub wall_s: f64,
+    pub train_images: u64,
+    pub images_per_s: f64,
+}
+
+/// How a fold ended.
+#[derive(Clone, Debug)]
+pub enum FoldOutcome {
+    Done(Box<FoldResult>),
+    Interrupted { step: u64, total: u64 },
+}
+
+/// One line of `metrics.jsonl`: an evaluation on the validation set and the training statistics
+/// since the previous one.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct MetricsLine {
+    pub step: u64,
+    pub epoch: f64,
+    pub lr: f64,
+    pub train_loss: f64,
+    pub train_acc: f64,
+    pub val_loss: Option<f64>,
+    pub val_wa: Option<f64>,
+    pub val_uar: Option<f64>,
+    pub val_f1: Option<f64>,
+    /// Wall time since the fold started (seconds, across resumptions).
+    pub elapsed_s: f64,
+    /// Training images per second so far.
+    pub images_per_s: f64,
+}
+
+/// Write `text` to `dir/STATUS` (atomically).
+pub fn write_status(dir: &Path, text: &str) -> Result<()> {
+    crate::fsutil::write_atomic(&dir.join(files::STATUS), format!("{text}\n").as_bytes())
+}
+
+/// Read `metrics.jsonl`.
+pub fn read_metrics(path: &Path) -> Result<Vec<MetricsLine>> {
+    let text = match std::fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(Error::io(path, e)),
+    };
+    text.lines()
+        .filter(|l| !l.trim().is_empty())
+        .enumerate()
+        .map(|(i, l)| {
+            serde_json::from_str(l).map_err(|e| Error::data(path, format!("line {}: {e}", i + 1)))
+        })
+        .collect()
+}
+
+/// Keep only the evaluations up to `step` (a resumed run recomputes the later ones).
+pub fn truncate_metrics(path: &Path, step: u64) -> Result<()> {
+    let kept: Vec<MetricsLine> = read_metrics(path)?
+        .into_iter()
+        .filter(|m| m.step <= step)
+        .collect();
+    let mut text = String::new();
+    for m in &kept {
+        text.push_str(&serde_json::to_string(m).expect("metrics serialise"));
+        text.push('\n');
+    }
+    crate::fsutil::write_atomic(path, text.as_bytes())
+}
+
+pub fn append_metrics(path: &Path, line: &MetricsLine) -> Result<()> {
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .map_err(|e| Error::io(path, e))?;
+    writeln!(
+        f,
+        "{}",
+        serde_json::to_string(line).expect("metrics serialise")
+    )
+    .map_err(|e| Error::io(path, e))
+}
+
+/// One line per evaluation for the console and logs.
+pub fn describe_line(name: &str, m: &MetricsLine, total: u64) -> String {
+    let val = match (m.val_wa, m.val_uar, m.val_loss) {
+        (Some(wa), Some(uar), Some(loss)) => format!(
+            "val loss {loss:.3} WA {:.1}% UAR {:.1}%",
+            100.0 * wa,
+            100.0 * uar
+        ),
+        _ => "no validation set".to_string(),
+    };
+    format!(
+        "{name}: step {}/{total} (epoch {:.1})  train loss {:.3} acc {:.1}%  {val}  [{:.0} s, {:.1} img/s]",
+        m.step,
+        m.epoch,
+        m.train_loss,
+        100.0 * m.train_acc,
+        m.elapsed_s,
+        m.images_per_s
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn utc_stamp_has_the_documented_shape() {
+        let s = utc_stamp();
+        assert_eq!(s.len(), 15, "{s}");
+        assert_eq!(&s[8..9], "-");
+        assert!(s.starts_with("20"), "{s}");
+    }
+}
