@@ -16,7 +16,7 @@ use std::time::Instant;
 use super::checkpoint::{BestRecord, Checkpoint, ModelInfo, TrainerState};
 use super::config::{batches_per_epoch, drop_short_batch, Selection, TrainConfig};
 use super::crop_eval::{predict_with, EvalMode};
-use super::ensemble::average;
+use super::ensemble::{average, Predictions};
 use super::inference::score;
 use super::metrics::EvalReport;
 use super::prosody_branch::ProsodyBranch;
@@ -248,15 +248,14 @@ impl<'a, B: Backend<Elem = f32>> Trainer<'a, B> {
         })
     }
 
-    /// Evaluate the network on `indices` as `eval_time` says, fused with the prosody branch when
-    /// there is one.
-    fn evaluate_on(&mut self, indices: &[usize]) -> Result<EvalReport> {
+    /// The network's class probabilities on `indices`, evaluated as `eval_time` says.
+    fn network_predictions(&mut self, indices: &[usize]) -> Result<Predictions> {
         let mode = EvalMode {
             time: self.cfg.eval_time,
             hop: self.cfg.eval_hop,
             batch: self.cfg.batch,
         };
-        let mut p = predict_with(
+        predict_with(
             self.backend,
             &mut self.net,
             self.store,
@@ -264,12 +263,64 @@ impl<'a, B: Backend<Elem = f32>> Trainer<'a, B> {
             &self.norm,
             indices,
             &mode,
-        )?;
-        if let Some((store, branch)) = &self.prosody {
-            let w = self.cfg.prosody_weight;
-            p = average(&[p, branch.predict(store, indices)], Some(&[1.0 - w, w]))?;
+        )
+    }
+
+    /// The network's probabilities fused with the prosody branch's, when there is one.
+    fn fused(&self, network: Predictions, indices: &[usize]) -> Result<Predictions> {
+        match &self.prosody {
+            Some((store, branch)) => {
+                let w = self.cfg.prosody_weight;
+                average(
+                    &[network, branch.predict(store, indices)],
+                    Some(&[1.0 - w, w]),
+                )
+            }
+            None => Ok(network),
         }
+    }
+
+    /// Evaluate on `indices` as `eval_time` says, fused with the prosody branch when there is one.
+    fn evaluate_on(&mut self, indices: &[usize]) -> Result<EvalReport> {
+        let p = self.network_predictions(indices)?;
+        let p = self.fused(p, indices)?;
         Ok(score(self.net.classes(), p, self.corpus, None))
+    }
+
+    /// `test-predictions.json`: the test utterances' class probabilities from the network's last
+    /// weights and, with a prosody branch, from the branch alone, so that fusion weights, ensembles
+    /// and the branch's ablation can be scored afterwards without retraining.
+    fn write_test_predictions(&mut self, indices: &[usize]) -> Result<()> {
+        let network = self.network_predictions(indices)?;
+        let prosody = self
+            .prosody
+            .as_ref()
+            .map(|(store, branch)| branch.predict(store, indices));
+        let ids: Vec<&str> = indices
+            .iter()
+            .map(|&i| self.corpus.utterances[i].id.as_str())
+            .collect();
+        let labels: Vec<usize> = indices
+            .iter()
+            .map(|&i| self.corpus.utterances[i].label)
+            .collect();
+        let rows =
+            |p: &Predictions| -> Vec<Vec<f64>> { p.iter().map(|(_, v)| v.clone()).collect() };
+        let json = serde_json::json!({
+            "classes": self.corpus.classes,
+            "ids": ids,
+            "labels": labels,
+            "network_last": rows(&network),
+            "prosody": prosody.as_ref().map(rows),
+            "prosody_weight": self.cfg.prosody_weight,
+            "prosody_l2": self.prosody.as_ref().map(|(_, b)| b.l2),
+        });
+        crate::fsutil::write_atomic(
+            &self.fold.dir.join("test-predictions.json"),
+            serde_json::to_string(&json)
+                .expect("predictions serialise")
+                .as_bytes(),
+        )
     }
 
     /// Train to the end (or until stopped), then evaluate the test set.
@@ -425,6 +476,7 @@ impl<'a, B: Backend<Elem = f32>> Trainer<'a, B> {
         let dir = self.fold.dir.clone();
         let split = self.fold.split;
         let last = self.evaluate_on(&split.test)?;
+        self.write_test_predictions(&split.test)?;
         let (selected_step, selected) = match self.state.best.clone() {
             Some(b) if b.step != self.state.step => {
                 let best_path = dir.join(files::BEST);
