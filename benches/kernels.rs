@@ -40,6 +40,14 @@ const PAPER_DENSE: [(usize, usize, bool); 3] =
     [(64 * 32 * 32, 716, true), (716, 716, true), (716, 7, false)];
 
 fn main() {
+    // The cost model needs no GPU: the launch list of a real step, priced on paper.
+    match rescnn::model::cost::paper_step_report() {
+        Ok(report) => println!("{report}"),
+        Err(e) => {
+            eprintln!("cost model failed: {e}");
+            std::process::exit(1);
+        }
+    }
     let gpus = match list_gpus() {
         Ok(gpus) if !gpus.is_empty() => gpus,
         Ok(_) => {

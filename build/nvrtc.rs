@@ -485,6 +485,15 @@ fn compile_module(
                 ));
             }
         }
+        let errors = ptxas_log::gemm_spill_errors(
+            &source.path.display().to_string(),
+            &source.text,
+            &target,
+            &resources,
+        );
+        if !errors.is_empty() {
+            return Err(errors.join("\n"));
+        }
         for r in resources.iter().filter(|r| r.spills()) {
             module.warnings.push(format!(
                 "{} ({target}): kernel {} spills ({} bytes stored, {} loaded)",

@@ -109,3 +109,39 @@ pub fn parse(log: &str) -> Result<Vec<EntryResources>, String> {
     }
     Ok(entries)
 }
+
+/// Whether the entry point `name` of `source` is a tiled-GEMM kernel: its declaration asks for the
+/// GEMM block, `__launch_bounds__(gemm::THREADS, ...)` (kernels/gemm_tile.cuh). These run at the
+/// 128-register cap their launch bounds allow, where a template change can tip them into spills.
+pub fn is_gemm_entry(source: &str, name: &str) -> bool {
+    let Some(at) = source.find(&format!("void {name}(")) else {
+        return false;
+    };
+    let declaration = match source[..at].rfind("extern \"C\"") {
+        Some(start) => &source[start..at],
+        None => return false,
+    };
+    declaration.contains("__launch_bounds__(gemm::THREADS")
+}
+
+/// The build errors for `resources` (one architecture's figures of `file`): one per GEMM kernel that
+/// spills, naming the kernel and the architecture. Spills elsewhere stay warnings.
+pub fn gemm_spill_errors(
+    file: &str,
+    source: &str,
+    target: &str,
+    resources: &[EntryResources],
+) -> Vec<String> {
+    resources
+        .iter()
+        .filter(|r| r.spills() && is_gemm_entry(source, &r.entry))
+        .map(|r| {
+            format!(
+                "{file} ({target}): GEMM kernel {} spills registers ({} bytes stored, {} loaded) at its \
+                 launch bounds; a spilling GEMM main loop loses much of its speed, so this fails the build \
+                 (see `rescnn info --kernels`)",
+                r.entry, r.spill_store_bytes, r.spill_load_bytes
+            )
+        })
+        .collect()
+}

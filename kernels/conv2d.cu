@@ -1,6 +1,6 @@
 // conv2d.cu — 2-D convolution, forward and backward, as implicit GEMMs on the shared tiled core
-// (gemm_tile.cuh: 64 x 128 block tile, BK = 8, 128 threads, 8 x 8 accumulators per thread,
-// double-buffered shared memory, one barrier per K step). No im2col buffer is ever built: the loaders
+// (gemm_tile.cuh: 64 x 128 block tile, or 32 x 128 for the `_m32` entry points, BK = 8, 128 threads,
+// 8 x 8 or 4 x 8 accumulators per thread, double-buffered shared memory, one barrier per K step). No im2col buffer is ever built: the loaders
 // below gather the virtual im2col matrix straight from the NCHW tensors, with SAME/explicit padding
 // (asymmetric: only pad_top/pad_left are needed, the far side falls out of the bounds checks) and any
 // stride. Pixel index math is done once per thread per block; what depends on K only is computed once
@@ -15,7 +15,7 @@
 //                            thread t owns pixel column t of the tile and loads its 8 (ci, kh, kw) rows
 //                            per step — lanes are
 //                            consecutive pixels, so for stride 1 a warp reads 32 consecutive floats of a
-//                            row. Epilogue: bias + optional ReLU, float4 stores when H_out·W_out % 4 == 0.
+//                            row. Epilogue: bias + optional ReLU, st.global.v4 when H_out·W_out % 4 == 0.
 //                            Compute-bound for the paper's 8x8/10x10 layers (K = 2048 / 6400): 12.8k flop
 //                            per output, 8 flop per byte moved into shared memory.
 //   conv2d_backward_data     dx += w^T · col2im(dy): GEMM M = C_in, N = N·H_in·W_in, K = C_out·KK.
@@ -52,7 +52,6 @@
 namespace {
 
 using gemm::BK;
-using gemm::LDA;
 using gemm::LDB;
 using gemm::THREADS;
 
@@ -107,10 +106,12 @@ struct ImageColumns {
 };
 
 // A of the backward-data GEMM: A[ci][k = (co, kh, kw)] = w[co, ci, kh, kw]. Thread t loads k offset
-// t % BK of each step for the 4 rows ci = t / BK + 16·i; (co, kh·K_w + kw) advance by BK per step.
+// t % BK of each step for the BM/16 rows ci = t / BK + 16·i; (co, kh·K_w + kw) advance by BK per step.
+template <int BM>
 struct FilterRowsTransposed {
-    static constexpr int ROW_STEP = THREADS / BK;                 // 16
-    static constexpr int PER_THREAD = gemm::BM * BK / THREADS;  // 4
+    static constexpr int ROW_STEP = THREADS / BK;           // 16
+    static constexpr int PER_THREAD = BM * BK / THREADS;  // 4 (BM = 64) or 2 (BM = 32)
+    static constexpr int LDA = gemm::Rows<BM>::LDA;
     const float* w;
     int c_in, c_out, kk, ci0;
     int co, khw;
@@ -268,12 +269,14 @@ struct PixelRing {
 };
 
 // A of the backward-filter GEMM: A[co][p] = dy[n, co, oh, ow]. Thread t loads pixel t % BK of each
-// step (8 lanes read 32 consecutive bytes of a row) for the 4 rows co = t / BK + 16·i. Rows past
+// step (8 lanes read 32 consecutive bytes of a row) for the BM/16 rows co = t / BK + 16·i. Rows past
 // C_out only feed accumulator rows that are never stored, so they are clamped instead of tested; a
 // pixel outside the range reads a harmless in-bounds value, the B side zeroes it.
+template <int BM>
 struct GradientRows {
     static constexpr int ROW_STEP = THREADS / BK;
-    static constexpr int PER_THREAD = gemm::BM * BK / THREADS;
+    static constexpr int PER_THREAD = BM * BK / THREADS;
+    static constexpr int LDA = gemm::Rows<BM>::LDA;
     const ConvGeom& g;
     const float* dy;
     const PixelRing& ring;
@@ -368,7 +371,11 @@ struct StoreImages {
                     v.z += o.z;
                     v.w += o.w;
                 }
-                *reinterpret_cast<float4*>(dst) = v;
+                if (accumulate) {
+                    *reinterpret_cast<float4*>(dst) = v;  // the read above keeps it a vector store
+                } else {
+                    gemm::store_float4(dst, v);
+                }
                 return;
             }
         }
@@ -429,6 +436,66 @@ extern "C" __global__ void conv2d_gather_table(
     }
 }
 
+namespace {
+
+template <int BM>
+__device__ __forceinline__ void forward(const ConvGeom& g, const float* __restrict__ x, const float* __restrict__ w,
+                                        const float* __restrict__ b, const int4* __restrict__ table,
+                                        float* __restrict__ y) {
+    RESCNN_DYNAMIC_SHARED(float, smem);
+    const int k = g.c_in * g.k_h * g.k_w;
+    const int m0 = blockIdx.y * BM;
+    const int p0 = blockIdx.x * gemm::BN;
+    gemm::LoadKContiguous<BM> a(w, g.c_out, k, m0, 0, k, k);
+    ImageColumns bcols(g, x, table, p0);
+    float acc[gemm::Rows<BM>::TM][gemm::TN];
+    gemm::mainloop<BM>(a, bcols, (k + BK - 1) / BK, smem, acc);
+    StoreImages store{y, b, g.c_out, g.h_out * g.w_out, g.n * g.h_out * g.w_out, g.relu != 0, false};
+    gemm::store_tile<BM>(acc, m0, p0, store);
+}
+
+template <int BM, bool UNIT_STRIDE>
+__device__ __forceinline__ void backward_data(const ConvGeom& g, const float* __restrict__ w,
+                                              const float* __restrict__ dy, const int4* __restrict__ table,
+                                              float* __restrict__ dx) {
+    RESCNN_DYNAMIC_SHARED(float, smem);
+    const int k = g.c_out * g.k_h * g.k_w;
+    const int m0 = blockIdx.y * BM;
+    const int p0 = blockIdx.x * gemm::BN;
+    FilterRowsTransposed<BM> a(g, w, m0);
+    GradientColumns<UNIT_STRIDE> bcols(g, dy, table, p0);
+    float acc[gemm::Rows<BM>::TM][gemm::TN];
+    gemm::mainloop<BM>(a, bcols, (k + BK - 1) / BK, smem, acc);
+    StoreImages store{dx, nullptr, g.c_in, g.h_in * g.w_in, g.n * g.h_in * g.w_in, false, true};
+    gemm::store_tile<BM>(acc, m0, p0, store);
+}
+
+template <int BM>
+__device__ __forceinline__ void backward_filter(const ConvGeom& g, const float* __restrict__ x,
+                                                const float* __restrict__ dy, float* __restrict__ partials,
+                                                int k_chunk) {
+    RESCNN_DYNAMIC_SHARED(float, smem);
+    const int cols = g.c_in * g.k_h * g.k_w;
+    const int pixels = g.n * g.h_out * g.w_out;
+    const int m0 = blockIdx.y * BM;
+    const int n0 = blockIdx.x * gemm::BN;
+    const int k_begin = blockIdx.z * k_chunk;
+    const int k_end = min(pixels, k_begin + k_chunk);
+    PixelRing ring(g, reinterpret_cast<int4*>(smem + gemm::Rows<BM>::SMEM_FLOATS), k_begin, k_end);
+    GradientRows<BM> a(g, dy, ring, m0);
+    PatchColumns bcols(g, x, ring, n0);
+    float acc[gemm::Rows<BM>::TM][gemm::TN];
+    gemm::mainloop<BM>(a, bcols, (k_end - k_begin + BK - 1) / BK, smem, acc);
+    gemm::StoreRowMajor store{partials + (long long)blockIdx.z * g.c_out * cols, nullptr, g.c_out, cols, cols,
+                              false, false};
+    gemm::store_tile<BM>(acc, m0, n0, store);
+}
+
+}  // namespace
+
+// Every GEMM kernel has a 64-row and a 32-row block-tile entry point (the `_m32` one), with the same
+// parameters; the wrapper picks one from M.
+
 extern "C" __global__ __launch_bounds__(gemm::THREADS, gemm::MIN_BLOCKS) void conv2d_forward(
     ConvGeom g,
     const float* __restrict__ x,     // (N, C_in, H_in, W_in)
@@ -437,37 +504,19 @@ extern "C" __global__ __launch_bounds__(gemm::THREADS, gemm::MIN_BLOCKS) void co
     const int4* __restrict__ table,  // (K rounded up to BK): conv2d_gather_table(g, 0)
     float* __restrict__ y)           // (N, C_out, H_out, W_out)
 {
-    RESCNN_DYNAMIC_SHARED(float, smem);
-    const int k = g.c_in * g.k_h * g.k_w;
-    const int m0 = blockIdx.y * gemm::BM;
-    const int p0 = blockIdx.x * gemm::BN;
-    gemm::LoadKContiguous<gemm::BM> a(w, g.c_out, k, m0, 0, k, k);
-    ImageColumns bcols(g, x, table, p0);
-    float acc[gemm::TM][gemm::TN];
-    gemm::mainloop(a, bcols, (k + BK - 1) / BK, smem, acc);
-    StoreImages store{y, b, g.c_out, g.h_out * g.w_out, g.n * g.h_out * g.w_out, g.relu != 0, false};
-    gemm::store_tile(acc, m0, p0, store);
+    forward<64>(g, x, w, b, table, y);
 }
 
-namespace {
-
-template <bool UNIT_STRIDE>
-__device__ __forceinline__ void backward_data(const ConvGeom& g, const float* __restrict__ w,
-                                              const float* __restrict__ dy, const int4* __restrict__ table,
-                                              float* __restrict__ dx) {
-    RESCNN_DYNAMIC_SHARED(float, smem);
-    const int k = g.c_out * g.k_h * g.k_w;
-    const int m0 = blockIdx.y * gemm::BM;
-    const int p0 = blockIdx.x * gemm::BN;
-    FilterRowsTransposed a(g, w, m0);
-    GradientColumns<UNIT_STRIDE> bcols(g, dy, table, p0);
-    float acc[gemm::TM][gemm::TN];
-    gemm::mainloop(a, bcols, (k + BK - 1) / BK, smem, acc);
-    StoreImages store{dx, nullptr, g.c_in, g.h_in * g.w_in, g.n * g.h_in * g.w_in, false, true};
-    gemm::store_tile(acc, m0, p0, store);
+extern "C" __global__ __launch_bounds__(gemm::THREADS, gemm::MIN_BLOCKS) void conv2d_forward_m32(
+    ConvGeom g,
+    const float* __restrict__ x,     // (N, C_in, H_in, W_in)
+    const float* __restrict__ w,     // (C_out, C_in, K_h, K_w)
+    const float* __restrict__ b,     // (C_out)
+    const int4* __restrict__ table,  // (K rounded up to BK): conv2d_gather_table(g, 0)
+    float* __restrict__ y)           // (N, C_out, H_out, W_out)
+{
+    forward<32>(g, x, w, b, table, y);
 }
-
-}  // namespace
 
 // stride 1
 extern "C" __global__ __launch_bounds__(gemm::THREADS, gemm::MIN_BLOCKS) void conv2d_backward_data(
@@ -477,7 +526,17 @@ extern "C" __global__ __launch_bounds__(gemm::THREADS, gemm::MIN_BLOCKS) void co
     const int4* __restrict__ table,  // (K rounded up to BK): conv2d_gather_table(g, 1)
     float* __restrict__ dx)          // (N, C_in, H_in, W_in), accumulated
 {
-    backward_data<true>(g, w, dy, table, dx);
+    backward_data<64, true>(g, w, dy, table, dx);
+}
+
+extern "C" __global__ __launch_bounds__(gemm::THREADS, gemm::MIN_BLOCKS) void conv2d_backward_data_m32(
+    ConvGeom g,
+    const float* __restrict__ w,     // (C_out, C_in, K_h, K_w)
+    const float* __restrict__ dy,    // (N, C_out, H_out, W_out), already ReLU-masked
+    const int4* __restrict__ table,  // (K rounded up to BK): conv2d_gather_table(g, 1)
+    float* __restrict__ dx)          // (N, C_in, H_in, W_in), accumulated
+{
+    backward_data<32, true>(g, w, dy, table, dx);
 }
 
 // stride > 1: the divisions need more registers than 128; 3 blocks per SM (up to 170) keep it spill-free.
@@ -489,35 +548,41 @@ extern "C" __global__ __launch_bounds__(gemm::THREADS, 3) void conv2d_backward_d
     const int4* __restrict__ table,  // (K rounded up to BK): conv2d_gather_table(g, 1)
     float* __restrict__ dx)          // (N, C_in, H_in, W_in), accumulated
 {
-    backward_data<false>(g, w, dy, table, dx);
+    backward_data<64, false>(g, w, dy, table, dx);
+}
+
+extern "C" __global__ __launch_bounds__(gemm::THREADS, 3) void conv2d_backward_data_strided_m32(
+    ConvGeom g,
+    const float* __restrict__ w,     // (C_out, C_in, K_h, K_w)
+    const float* __restrict__ dy,    // (N, C_out, H_out, W_out), already ReLU-masked
+    const int4* __restrict__ table,  // (K rounded up to BK): conv2d_gather_table(g, 1)
+    float* __restrict__ dx)          // (N, C_in, H_in, W_in), accumulated
+{
+    backward_data<32, false>(g, w, dy, table, dx);
 }
 
 // 3 resident blocks (up to 168 registers): at 128 the ring reads of a K step (8 int4) no longer fit
 // beside the 64 accumulators and ptxas spills on sm_80/sm_90. 12 warps per SM still hide the global
 // latency: a K step is 512 independent FFMA per thread between the loads and their use.
+// Dynamic shared memory: gemm::Rows<BM>::SMEM_BYTES, then the pixel ring ((RING_SLOTS + 1) x BK int4).
 extern "C" __global__ __launch_bounds__(gemm::THREADS, 3) void conv2d_backward_filter(
     ConvGeom g,
     const float* __restrict__ x,     // (N, C_in, H_in, W_in)
     const float* __restrict__ dy,    // (N, C_out, H_out, W_out), already ReLU-masked
     float* __restrict__ partials,    // (gridDim.z, C_out, C_in·K_h·K_w); with gridDim.z == 1 this is dw
     int k_chunk)                     // output pixels per split, a multiple of BK
-// dynamic shared memory: gemm::SMEM_BYTES, then the pixel ring ((RING_SLOTS + 1) x BK int4)
 {
-    RESCNN_DYNAMIC_SHARED(float, smem);
-    const int cols = g.c_in * g.k_h * g.k_w;
-    const int pixels = g.n * g.h_out * g.w_out;
-    const int m0 = blockIdx.y * gemm::BM;
-    const int n0 = blockIdx.x * gemm::BN;
-    const int k_begin = blockIdx.z * k_chunk;
-    const int k_end = min(pixels, k_begin + k_chunk);
-    PixelRing ring(g, reinterpret_cast<int4*>(smem + gemm::SMEM_FLOATS), k_begin, k_end);
-    GradientRows a(g, dy, ring, m0);
-    PatchColumns bcols(g, x, ring, n0);
-    float acc[gemm::TM][gemm::TN];
-    gemm::mainloop(a, bcols, (k_end - k_begin + BK - 1) / BK, smem, acc);
-    gemm::StoreRowMajor store{partials + (long long)blockIdx.z * g.c_out * cols, nullptr, g.c_out, cols, cols,
-                              false, false};
-    gemm::store_tile(acc, m0, n0, store);
+    backward_filter<64>(g, x, dy, partials, k_chunk);
+}
+
+extern "C" __global__ __launch_bounds__(gemm::THREADS, 3) void conv2d_backward_filter_m32(
+    ConvGeom g,
+    const float* __restrict__ x,     // (N, C_in, H_in, W_in)
+    const float* __restrict__ dy,    // (N, C_out, H_out, W_out), already ReLU-masked
+    float* __restrict__ partials,    // (gridDim.z, C_out, C_in·K_h·K_w); with gridDim.z == 1 this is dw
+    int k_chunk)                     // output pixels per split, a multiple of BK
+{
+    backward_filter<32>(g, x, dy, partials, k_chunk);
 }
 
 extern "C" __global__ __launch_bounds__(REDUCE_THREADS) void conv2d_bias_grad_partial(

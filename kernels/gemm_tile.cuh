@@ -5,14 +5,16 @@
 // convolutions; the result goes through a STORE functor (bias/ReLU epilogue, accumulate, write, or
 // raw split-K partials), so no kernel variant carries its own copy of the loop.
 //
-// Tiling (one configuration, chosen for the paper's C_out = 64 convolutions):
-//   block tile BM x BN = 64 x 128, K step BK = 8, 128 threads (16 x 8), each thread an 8 x 8 register
-//   block (64 accumulators) — rows {ty*4 + 0..3, 32 + ty*4 + 0..3}, columns {tx*4 + 0..3, 64 + tx*4 + 0..3}.
+// Tiling (a template on the block's rows, Rows<BM>; the wrapper picks one per GEMM from M):
+//   block tile BM x BN = 64 x 128 or 32 x 128, K step BK = 8, 128 threads (16 x 8), each thread an
+//   8 x 8 (BM = 64: 64 accumulators, rows {ty*4 + 0..3, 32 + ty*4 + 0..3}) or 4 x 8 (BM = 32: rows
+//   ty*4 + 0..3) register block; columns {tx*4 + 0..3, 64 + tx*4 + 0..3}. The 32-row tile serves the
+//   GEMMs with M = 32, which the 64-row tile would pad with 32 rows of zeros.
 //   The two 4-wide halves keep every shared-memory fragment read a conflict-free float4: a warp
 //   (16 tx x 2 ty) reads 2 broadcast A addresses and 16 consecutive B float4s per k.
-//   Per k step a thread does 64 FFMA for 4 LDS.128: the loop is FMA-bound, not shared-memory bound.
+//   Per k step a thread does 64 FFMA for 4 LDS.128 (BM = 32: 32 for 3): FMA-bound, not shared-memory bound.
 // Shared memory: A stored k-major As[BK][BM + 4], B as Bs[BK][BN + 4], double-buffered: 2 x (8 x 68 +
-//   8 x 132) floats = 12.5 KiB per block, so registers, not shared memory, bound occupancy
+//   8 x 132) floats = 12.5 KiB per block (BM = 32: 2 x (8 x 36 + 8 x 132) = 10.5 KiB), so registers, not shared memory, bound occupancy
 //   (4 blocks = 16 warps per SM at <= 128 registers). The +4 padding makes the transposed stores of
 //   k-contiguous operands conflict-free (lanes k0 = 0 and k0 = 4 land 16 banks apart).
 // Pipelining: global loads of tile t+1 go to registers before the FMAs on tile t and are stored to the
@@ -34,42 +36,83 @@
 
 namespace gemm {
 
-constexpr int BM = 64;
+// What every block tile shares: BN columns, one per thread, the K step, the thread grid, the B tile.
 constexpr int BN = 128;
 constexpr int BK = 8;
-constexpr int TM = 8;
 constexpr int TN = 8;
 constexpr int THREADS_X = BN / TN;              // 16
-constexpr int THREADS_Y = BM / TM;              // 8
+constexpr int THREADS_Y = 8;
 constexpr int THREADS = THREADS_X * THREADS_Y;  // 128
 constexpr int PAD = 4;
-constexpr int LDA = BM + PAD;
 constexpr int LDB = BN + PAD;
-constexpr int A_TILE = BK * LDA;
 constexpr int B_TILE = BK * LDB;
-constexpr int SMEM_FLOATS = 2 * (A_TILE + B_TILE);
-constexpr int SMEM_BYTES = SMEM_FLOATS * (int)sizeof(float);
 // __launch_bounds__ minimum of resident blocks per SM: caps registers at 65536 / (4 x 128) = 128 per
 // thread, i.e. 16 warps per SM on sm_61 .. sm_90 — the usual SGEMM operating point (64 accumulators,
 // 16 fragment registers, loader staging), where ILP rather than occupancy hides latency.
 constexpr int MIN_BLOCKS = 4;
 
+// The block tile's rows: BM = 64 (8 x 8 accumulators per thread, rows in two halves of 4) or BM = 32
+// (4 x 8 per thread, one quad of rows), for GEMMs whose M is 32 (the paper's conv1 forward and
+// filter gradient, conv2's data gradient), where the 64-row tile multiplies zeros in half its rows.
+// The wrapper picks the variant from M (src/backends/kernels/gemm.rs, Tile::for_rows).
+template <int BM_>
+struct Rows {
+    static constexpr int BM = BM_;
+    static constexpr int TM = BM / THREADS_Y;  // accumulator rows per thread: 8 or 4
+    static constexpr int LDA = BM + PAD;
+    static constexpr int A_TILE = BK * LDA;
+    static constexpr int SMEM_FLOATS = 2 * (A_TILE + B_TILE);
+    static constexpr int SMEM_BYTES = SMEM_FLOATS * (int)sizeof(float);
+    static_assert(TM == 4 || TM == 8, "a thread's rows are one or two float4 fragments");
+};
+using Rows64 = Rows<64>;
+using Rows32 = Rows<32>;
+
 static_assert(BN == THREADS, "the gather loaders give each thread one B column");
 static_assert(THREADS % BK == 0, "loaders keep one k offset per thread");
 
-// Row (column) of this thread's i-th accumulator row (column) inside the block tile.
+// Row (column) of this thread's i-th accumulator row (column) inside the block tile: fragment h = i / 4
+// covers rows h·BM/2 + ty·4 .. +3.
+template <int BM>
 __device__ __forceinline__ int tile_row(int ty, int i) { return (i < 4 ? 0 : BM / 2) + ty * 4 + (i & 3); }
 __device__ __forceinline__ int tile_col(int tx, int j) { return (j < 4 ? 0 : BN / 2) + tx * 4 + (j & 3); }
 
 __device__ __forceinline__ bool aligned16(const void* p) { return ((unsigned long long)p & 15ull) == 0; }
 
-// The main loop: acc = A[m0 .. m0+BM, k range] · B[k range, n0 .. n0+BN] for this thread's 8 x 8 block.
+// One 16-byte store to global memory at a 16-byte aligned `dst`. Under NVRTC an explicit
+// st.global.v4.f32: written as a plain float4 store, the epilogues' vector path and their scalar
+// fallback store the same values to the same addresses (when nothing is accumulated), so the
+// optimiser merges the two into the fallback's scalar stores — conv2d_forward compiled to 384
+// st.global.f32 and no vector store at all. The asm cannot be merged; a test reads the PTX for it
+// (tests/ptx_stores.rs).
+__device__ __forceinline__ void store_float4(float* dst, float4 v) {
+#ifdef __CUDACC_RTC__
+    // No "memory" clobber: nothing in the epilogues reads what another store writes (an accumulating
+    // store's own read of dst feeds its operands), and a clobber would pin the surrounding loads.
+    asm volatile("st.global.v4.f32 [%0], {%1, %2, %3, %4};" ::"l"(dst), "f"(v.x), "f"(v.y), "f"(v.z), "f"(v.w));
+#else
+    *reinterpret_cast<float4*>(dst) = v;
+#endif
+}
+
+// acc += ar ⊗ br: TM x 8 FFMA (NVRTC contracts a * b + c by default).
+template <int TM>
+__device__ __forceinline__ void fma_block(float (&acc)[TM][TN], const float (&ar)[TM], const float (&br)[TN]) {
+#pragma unroll
+    for (int i = 0; i < TM; ++i)
+#pragma unroll
+        for (int j = 0; j < TN; ++j) acc[i][j] += ar[i] * br[j];
+}
+
+// The main loop: acc = A[m0 .. m0+BM, k range] · B[k range, n0 .. n0+BN] for this thread's TM x 8 block.
 // `k_steps` is the number of BK steps the loaders walk (uniform across the block).
-template <class LoaderA, class LoaderB>
+template <int BM, class LoaderA, class LoaderB>
 __device__ __forceinline__ void mainloop(LoaderA& la, LoaderB& lb, int k_steps, float* smem,
-                                         float (&acc)[TM][TN]) {
-    float* As = smem;               // 2 x A_TILE
-    float* Bs = smem + 2 * A_TILE;  // 2 x B_TILE
+                                         float (&acc)[Rows<BM>::TM][TN]) {
+    using R = Rows<BM>;
+    constexpr int TM = R::TM;
+    float* As = smem;                 // 2 x A_TILE
+    float* Bs = smem + 2 * R::A_TILE;  // 2 x B_TILE
     const int tx = threadIdx.x % THREADS_X;
     const int ty = threadIdx.x / THREADS_X;
 #pragma unroll
@@ -90,23 +133,27 @@ __device__ __forceinline__ void mainloop(LoaderA& la, LoaderB& lb, int k_steps, 
             la.fetch();
             lb.fetch();
         }
-        const float* a = As + cur * A_TILE;
+        const float* a = As + cur * R::A_TILE;
         const float* b = Bs + cur * B_TILE;
 #pragma unroll
         for (int k = 0; k < BK; ++k) {
-            const float4 a0 = *reinterpret_cast<const float4*>(a + k * LDA + ty * 4);
-            const float4 a1 = *reinterpret_cast<const float4*>(a + k * LDA + BM / 2 + ty * 4);
+            const float4 a0 = *reinterpret_cast<const float4*>(a + k * R::LDA + ty * 4);
+            // The second row fragment (TM = 8 only; with TM = 4 this re-reads a0's address, a load
+            // nothing uses, which the compiler drops).
+            const float4 a1 = *reinterpret_cast<const float4*>(a + k * R::LDA + (TM == 8 ? BM / 2 : 0) + ty * 4);
             const float4 b0 = *reinterpret_cast<const float4*>(b + k * LDB + tx * 4);
             const float4 b1 = *reinterpret_cast<const float4*>(b + k * LDB + BN / 2 + tx * 4);
-            const float ar[TM] = {a0.x, a0.y, a0.z, a0.w, a1.x, a1.y, a1.z, a1.w};
             const float br[TN] = {b0.x, b0.y, b0.z, b0.w, b1.x, b1.y, b1.z, b1.w};
-#pragma unroll
-            for (int i = 0; i < TM; ++i)
-#pragma unroll
-                for (int j = 0; j < TN; ++j) acc[i][j] += ar[i] * br[j];  // one FFMA (NVRTC contracts by default)
+            if constexpr (TM == 8) {
+                const float ar[8] = {a0.x, a0.y, a0.z, a0.w, a1.x, a1.y, a1.z, a1.w};
+                fma_block(acc, ar, br);
+            } else {
+                const float ar[4] = {a0.x, a0.y, a0.z, a0.w};
+                fma_block(acc, ar, br);
+            }
         }
         if (more) {  // the other buffer was last read before the previous barrier
-            la.store(As + (cur ^ 1) * A_TILE);
+            la.store(As + (cur ^ 1) * R::A_TILE);
             lb.store(Bs + (cur ^ 1) * B_TILE);
         }
         __syncthreads();
@@ -114,15 +161,15 @@ __device__ __forceinline__ void mainloop(LoaderA& la, LoaderB& lb, int k_steps, 
 }
 
 // Hand this thread's accumulators to `store`, four consecutive columns at a time.
-template <class Store>
-__device__ __forceinline__ void store_tile(const float (&acc)[TM][TN], int m0, int n0, Store& store) {
+template <int BM, class Store>
+__device__ __forceinline__ void store_tile(const float (&acc)[Rows<BM>::TM][TN], int m0, int n0, Store& store) {
     const int tx = threadIdx.x % THREADS_X;
     const int ty = threadIdx.x / THREADS_X;
 #pragma unroll
-    for (int i = 0; i < TM; ++i)
+    for (int i = 0; i < Rows<BM>::TM; ++i)
 #pragma unroll
         for (int h = 0; h < 2; ++h)
-            store(m0 + tile_row(ty, i), n0 + tile_col(tx, 4 * h), acc[i][4 * h], acc[i][4 * h + 1],
+            store(m0 + tile_row<BM>(ty, i), n0 + tile_col(tx, 4 * h), acc[i][4 * h], acc[i][4 * h + 1],
                   acc[i][4 * h + 2], acc[i][4 * h + 3]);
 }
 
@@ -140,7 +187,13 @@ __device__ __forceinline__ void store_tile(const float (&acc)[TM][TN], int m0, i
 // to the +4 padding).
 template <int R>
 struct LoadKContiguous {
-    static constexpr int QUADS = R * BK / THREADS / 4;
+    static constexpr int QUAD_COUNT = R * BK / 4;  // quads of the slab: 128 (R = 64), 64 (R = 32), 256
+    static constexpr int QUADS = (QUAD_COUNT + THREADS - 1) / THREADS;  // per thread
+    // With fewer quads than threads (R = 32), the upper threads move none.
+    __device__ __forceinline__ static bool active(int i) {
+        if constexpr (QUAD_COUNT % THREADS == 0) return true;
+        else return (int)threadIdx.x + i * THREADS < QUAD_COUNT;
+    }
     static constexpr int LD = R + PAD;
     static constexpr int QUADS_PER_ROW = BK / 4;
     const float* ptr[QUADS];
@@ -157,6 +210,7 @@ struct LoadKContiguous {
         for (int i = 0; i < QUADS; ++i) {
             const int r = r0 + ((int)threadIdx.x + i * THREADS) / QUADS_PER_ROW;
             row_ok[i] = r < rows;
+            if constexpr (QUAD_COUNT % THREADS != 0) row_ok[i] = row_ok[i] && active(i);
             ptr[i] = p + (long long)(row_ok[i] ? r : 0) * ld + k;
         }
     }
@@ -181,6 +235,9 @@ struct LoadKContiguous {
     __device__ __forceinline__ void store(float* tile) const {
 #pragma unroll
         for (int i = 0; i < QUADS; ++i) {
+            if constexpr (QUAD_COUNT % THREADS != 0) {
+                if (!active(i)) continue;
+            }
             const int e = (int)threadIdx.x + i * THREADS;
             const int r = e / QUADS_PER_ROW;
             const int kq = 4 * (e % QUADS_PER_ROW);
@@ -195,7 +252,12 @@ struct LoadKContiguous {
 // float4.
 template <int R>
 struct LoadRContiguous {
-    static constexpr int QUADS = R * BK / THREADS / 4;
+    static constexpr int QUAD_COUNT = R * BK / 4;
+    static constexpr int QUADS = (QUAD_COUNT + THREADS - 1) / THREADS;
+    __device__ __forceinline__ static bool active(int i) {
+        if constexpr (QUAD_COUNT % THREADS == 0) return true;
+        else return (int)threadIdx.x + i * THREADS < QUAD_COUNT;
+    }
     static constexpr int LD = R + PAD;
     static constexpr int QUADS_PER_K = R / 4;
     static constexpr int K_PER_PASS = THREADS / QUADS_PER_K;  // k rows covered by one pass of the block
@@ -216,7 +278,8 @@ struct LoadRContiguous {
     __device__ __forceinline__ void fetch() {
 #pragma unroll
         for (int i = 0; i < QUADS; ++i) {
-            const bool k_ok = k + i * K_PER_PASS < k_end;
+            bool k_ok = k + i * K_PER_PASS < k_end;
+            if constexpr (QUAD_COUNT % THREADS != 0) k_ok = k_ok && active(i);
             if (vec) {
                 float4 x = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
                 if (r < rows && k_ok) x = *reinterpret_cast<const float4*>(ptr[i]);
@@ -235,6 +298,9 @@ struct LoadRContiguous {
     __device__ __forceinline__ void store(float* tile) const {
 #pragma unroll
         for (int i = 0; i < QUADS; ++i) {
+            if constexpr (QUAD_COUNT % THREADS != 0) {
+                if (!active(i)) continue;
+            }
             const int e = (int)threadIdx.x + i * THREADS;
             *reinterpret_cast<float4*>(tile + (e / QUADS_PER_K) * LD + 4 * (e % QUADS_PER_K)) =
                 make_float4(v[4 * i], v[4 * i + 1], v[4 * i + 2], v[4 * i + 3]);
@@ -269,7 +335,11 @@ struct StoreRowMajor {
                 v.z += o.z;
                 v.w += o.w;
             }
-            *reinterpret_cast<float4*>(dst) = v;
+            if (accumulate) {
+                *reinterpret_cast<float4*>(dst) = v;  // the read above keeps it a vector store
+            } else {
+                store_float4(dst, v);
+            }
             return;
         }
         const float vs[4] = {v0, v1, v2, v3};

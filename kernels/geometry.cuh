@@ -44,9 +44,33 @@ struct RmsPropParams {
     float lr, rho, eps, weight_decay;
 };
 
+// batch norm per channel over (N, H, W): x, y (N, C, H, W); γ, β, running mean/var (C).
+struct BatchNormGeom {
+    int n, c, h, w;
+    int relu;  // 1: y = max(0, γ·x̂ + β)
+    float eps, momentum;
+};
+
+// statistics pooling: x (N, C, H, W) -> y (N, 2C) = [mean_w, std_w] of the frequency means.
+struct StatsPoolGeom {
+    int n, c, h, w;
+    float eps;
+};
+
+// inverted dropout over `len` values: kept iff dropout_hash(i, key) ≥ threshold; kept values × scale.
+struct DropoutParams {
+    int len;
+    unsigned threshold;
+    float scale;
+    unsigned key_lo, key_hi;
+};
+
 static_assert(sizeof(ConvGeom) == 13 * 4, "ConvGeom must mirror src/backends/geometry.rs");
 static_assert(sizeof(PoolGeom) == 8 * 4, "PoolGeom must mirror src/backends/geometry.rs");
 static_assert(sizeof(ShortcutGeom) == 8 * 4, "ShortcutGeom must mirror src/backends/geometry.rs");
 static_assert(sizeof(DenseGeom) == 4 * 4, "DenseGeom must mirror src/backends/geometry.rs");
 static_assert(sizeof(XentGeom) == 2 * 4, "XentGeom must mirror src/backends/geometry.rs");
 static_assert(sizeof(RmsPropParams) == 5 * 4, "RmsPropParams must mirror src/backends/geometry.rs");
+static_assert(sizeof(BatchNormGeom) == 7 * 4, "BatchNormGeom must mirror src/backends/geometry.rs");
+static_assert(sizeof(StatsPoolGeom) == 5 * 4, "StatsPoolGeom must mirror src/backends/geometry.rs");
+static_assert(sizeof(DropoutParams) == 5 * 4, "DropoutParams must mirror src/backends/geometry.rs");

@@ -10,6 +10,10 @@
 //     contain it and adds the dy of those whose argmax is this element, in row-major window order,
 //     then adds the total into dx once. No two threads write the same dx element, so overlapping
 //     windows need no atomics, and the result does not depend on scheduling.
+//   maxpool_relu_backward: the same gather, WRITING dx (no read of it, no prior zeroing), times the
+//     ReLU mask [x > 0] of the element's own input value: the pre-activation gradient of a fused
+//     convolution whose output only this pool reads. Saves the zeroing and the read of dx, and the
+//     conv backward's read of its y and rewrite of dy. Elements no window routes to skip reading x.
 #include "common.cuh"
 
 extern "C" __global__ void maxpool_forward(PoolGeom g,
@@ -66,5 +70,33 @@ extern "C" __global__ void maxpool_backward(PoolGeom g,
             }
         }
         dx[i] = acc;
+    }
+}
+
+extern "C" __global__ void maxpool_relu_backward(PoolGeom g,
+                                                 const float* __restrict__ dy,         // (N, C, H_out, W_out)
+                                                 const float* __restrict__ x,          // (N, C, H_in, W_in)
+                                                 const unsigned* __restrict__ argmax,  // (N, C, H_out, W_out)
+                                                 float* __restrict__ dx) {             // (N, C, H_in, W_in)
+    const unsigned total = (unsigned)g.n * g.c * g.h_in * g.w_in;
+    const unsigned stride = gridDim.x * blockDim.x;
+    for (unsigned i = blockIdx.x * blockDim.x + threadIdx.x; i < total; i += stride) {
+        const int w = i % g.w_in;
+        const int h = (i / g.w_in) % g.h_in;
+        const unsigned plane = i / (g.w_in * g.h_in);
+        const int oh_lo = h < g.k ? 0 : (h - g.k + g.stride) / g.stride;
+        const int oh_hi = min(h / g.stride, g.h_out - 1);
+        const int ow_lo = w < g.k ? 0 : (w - g.k + g.stride) / g.stride;
+        const int ow_hi = min(w / g.stride, g.w_out - 1);
+        const unsigned me = (unsigned)(h * g.w_in + w);
+        const size_t out_plane = (size_t)plane * g.h_out * g.w_out;
+        float acc = 0.0f;
+        for (int oh = oh_lo; oh <= oh_hi; ++oh) {
+            for (int ow = ow_lo; ow <= ow_hi; ++ow) {
+                const size_t o = out_plane + oh * g.w_out + ow;
+                if (__ldg(argmax + o) == me) acc += __ldg(dy + o);
+            }
+        }
+        dx[i] = (acc != 0.0f && __ldg(x + i) > 0.0f) ? acc : 0.0f;
     }
 }

@@ -94,6 +94,44 @@ fn assembler_log_without_a_usage_line_is_an_error() {
     assert!(err.contains("tiled_gemm"), "{err}");
 }
 
+#[test]
+fn a_spilling_gemm_kernel_fails_the_build_and_other_spills_do_not() {
+    // `heavy` spills in the recorded log; declared as a GEMM kernel it is an error naming it and the
+    // architecture, declared without the GEMM launch bounds it is not.
+    let r = ptxas_log::parse(SPILLING_LOG_SM61).unwrap();
+    let gemm = "extern \"C\" __global__ void light(float* p) {}\n\
+                extern \"C\" __global__ __launch_bounds__(gemm::THREADS, gemm::MIN_BLOCKS) void heavy(float* p) {}";
+    let errors = ptxas_log::gemm_spill_errors("kernels/x.cu", gemm, "sm_61", &r);
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    assert!(
+        errors[0].contains("heavy")
+            && errors[0].contains("sm_61")
+            && errors[0].contains("kernels/x.cu"),
+        "{}",
+        errors[0]
+    );
+    let plain = "extern \"C\" __global__ void light(float* p) {}\n\
+                 extern \"C\" __global__ __launch_bounds__(256) void heavy(float* p) {}";
+    assert!(ptxas_log::gemm_spill_errors("kernels/x.cu", plain, "sm_61", &r).is_empty());
+    // The real sources: every GEMM entry point is recognised, the element-wise ones are not.
+    let conv = std::fs::read_to_string("kernels/conv2d.cu").unwrap();
+    for name in [
+        "conv2d_forward",
+        "conv2d_forward_m32",
+        "conv2d_backward_data_m32",
+        "conv2d_backward_filter",
+    ] {
+        assert!(ptxas_log::is_gemm_entry(&conv, name), "{name}");
+    }
+    assert!(!ptxas_log::is_gemm_entry(&conv, "conv2d_sum_partials"));
+    let dense = std::fs::read_to_string("kernels/dense.cu").unwrap();
+    assert!(ptxas_log::is_gemm_entry(
+        &dense,
+        "dense_backward_filter_m32"
+    ));
+    assert!(!ptxas_log::is_gemm_entry(&dense, "dense_bias_grad"));
+}
+
 /// PTX signatures as NVRTC 12.9 writes them (compute_61): pointers, a 12-byte struct by value, ints.
 const PTX: &str = "
 .visible .entry scale_add(

@@ -23,6 +23,7 @@ backend_tests!(
     conv2d_matches_reference_stride_1,
     conv2d_matches_reference_stride_2,
     conv2d_matches_reference_with_multiple_tiles,
+    gemms_match_reference_on_both_block_tiles,
     dense_matches_reference,
     dense_matches_reference_on_split_k_paths,
     training_steps_of_a_net_with_shortcuts_match_reference,
@@ -237,8 +238,46 @@ fn conv2d_matches_reference_stride_2<B: Backend<Elem = f32>>(dev: &B) {
     );
 }
 
+/// Every GEMM kernel on both block tiles (gemm_tile.cuh's Rows<64> and Rows<32>, picked by
+/// `Tile::for_rows` from M): M = 40 and 50 take the 64-row entry points, M = 20 and 24 the `_m32`
+/// ones, with two row tiles each where M allows, at stride 1 and 2 (the strided backward-data kernel).
+fn gemms_match_reference_on_both_block_tiles<B: Backend<Elem = f32>>(dev: &B) {
+    use rescnn::backends::kernels::gemm::Tile;
+    for (m, tile) in [
+        (40, Tile::Rows64),
+        (50, Tile::Rows64),
+        (20, Tile::Rows32),
+        (24, Tile::Rows32),
+        (70, Tile::Rows32),
+    ] {
+        assert_eq!(
+            Tile::for_rows(m),
+            tile,
+            "the shapes below are chosen for this rule: M = {m}"
+        );
+    }
+    for (c_in, c_out) in [(40, 40), (24, 20)] {
+        for stride in [1, 2] {
+            conv_case(
+                dev,
+                Shape::new(2, c_in, 7, 6),
+                c_out,
+                (3, 3),
+                stride,
+                Padding::Same,
+                true,
+            );
+        }
+    }
+    // forward and dx: M = N (batch); dw: M = OUT
+    dense_case(dev, 50, 36, 40, true);
+    dense_case(dev, 20, 36, 24, true);
+    // ... and on the split-K paths
+    dense_case(dev, 24, 700, 20, false);
+}
+
 fn conv2d_matches_reference_with_multiple_tiles<B: Backend<Elem = f32>>(dev: &B) {
-    // 70 filters = two row tiles of the forward and filter GEMMs
+    // 70 filters = three 32-row tiles of the forward and filter GEMMs
     conv_case(
         dev,
         Shape::new(1, 3, 6, 5),
@@ -248,7 +287,7 @@ fn conv2d_matches_reference_with_multiple_tiles<B: Backend<Elem = f32>>(dev: &B)
         Padding::Same,
         true,
     );
-    // 65 input channels = two row tiles of the backward-data GEMM; 65·16 filter columns = 9 tiles
+    // 65 input channels = two 64-row tiles of the backward-data GEMM; 65·16 filter columns = 9 tiles
     conv_case(
         dev,
         Shape::new(1, 65, 5, 4),

@@ -28,7 +28,8 @@ use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use rescnn::backends::cpu::CpuBackend;
 use rescnn::backends::{
-    Backend, ConvGeom, DenseGeom, Padding, PoolGeom, RmsPropConfig, ShortcutGeom, XentGeom,
+    Backend, BatchNormGeom, ConvGeom, DenseGeom, DropoutParams, Padding, PoolGeom, RmsPropConfig,
+    ShortcutGeom, StatsPoolGeom, XentGeom,
 };
 use rescnn::Shape;
 
@@ -915,6 +916,92 @@ fn softmax_xent_rejects_labels_out_of_range() {
     assert!(err.to_string().contains("label 3 of row 1"), "{err}");
 }
 
+#[test]
+fn softmax_xent_soft_values_gradient_and_hard_equivalence() {
+    let cpu = Cpu::new();
+    for (seed, &(n, k, weighted)) in [(3usize, 7usize, false), (1, 2, true), (4, 5, true)]
+        .iter()
+        .enumerate()
+    {
+        let g = XentGeom::new(n, k).unwrap();
+        let mut r = rng(seed as u64 + 600);
+        let logits = uniform(&mut r, n * k, -3.0, 3.0);
+        let mut targets = uniform(&mut r, n * k, 0.0, 1.0);
+        for row in targets.chunks_mut(k) {
+            let s: f64 = row.iter().sum();
+            row.iter_mut().for_each(|v| *v /= s);
+        }
+        let weights = weighted.then(|| uniform(&mut r, k, 0.5, 2.0));
+        let run = |z: &[f64]| {
+            let (mut losses, mut d) = (vec![SENTINEL; n + TAIL], vec![SENTINEL; n * k + TAIL]);
+            let w = weights.as_ref().map(|w| with_tail(w, f64::NAN));
+            let stats = cpu
+                .softmax_xent_soft(
+                    &g,
+                    &with_tail(z, f64::NAN),
+                    &with_tail(&targets, f64::NAN),
+                    w.as_ref(),
+                    &mut losses,
+                    &mut d,
+                )
+                .unwrap();
+            assert_tail("losses", &losses, n);
+            assert_tail("d_logits", &d, n * k);
+            (stats, losses[..n].to_vec(), d[..n * k].to_vec())
+        };
+        let (stats, losses, d) = run(&logits);
+        for i in 0..n {
+            let z = &logits[i * k..][..k];
+            let lse = z.iter().map(|v| v.exp()).sum::<f64>().ln();
+            let want: f64 = (0..k)
+                .map(|j| {
+                    -weights.as_ref().map_or(1.0, |w| w[j]) * targets[i * k + j] * (z[j] - lse)
+                })
+                .sum();
+            assert!(
+                (losses[i] - want).abs() < 1e-13,
+                "row {i}: {} vs {want}",
+                losses[i]
+            );
+        }
+        assert!((stats.mean_loss - losses.iter().sum::<f64>() / n as f64).abs() < 1e-14);
+        let num = numeric(&logits, &(0..n * k).collect::<Vec<_>>(), 1e-5, |z| {
+            run(z).0.mean_loss
+        });
+        compare(
+            &format!("soft softmax xent {n}×{k} weighted {weighted}: d_logits"),
+            &d,
+            &num,
+        );
+    }
+    // One-hot targets without weights: exactly the hard-label path.
+    let (n, k) = (4, 6);
+    let g = XentGeom::new(n, k).unwrap();
+    let logits = uniform(&mut rng(700), n * k, -3.0, 3.0);
+    let labels = vec![0u32, 5, 2, 2];
+    let mut onehot = vec![0.0; n * k];
+    for (i, &l) in labels.iter().enumerate() {
+        onehot[i * k + l as usize] = 1.0;
+    }
+    let (mut l1, mut d1, mut l2, mut d2) = (
+        vec![0.0; n],
+        vec![0.0; n * k],
+        vec![0.0; n],
+        vec![0.0; n * k],
+    );
+    let hard = cpu
+        .softmax_xent(&g, &logits, &labels, &mut l1, &mut d1)
+        .unwrap();
+    let soft = cpu
+        .softmax_xent_soft(&g, &logits, &onehot, None, &mut l2, &mut d2)
+        .unwrap();
+    assert_eq!(
+        (l1, d1, hard),
+        (l2, d2, soft),
+        "one-hot soft targets differ from hard labels"
+    );
+}
+
 // ---- RMSProp -------------------------------------------------------------------------------------
 
 /// The paper's formulas (3), (4) with the time decay, against values worked out by hand.
@@ -991,6 +1078,337 @@ fn rmsprop_matches_hand_computed_steps() {
         "{}",
         w[0]
     );
+}
+
+// ---- batch normalisation -------------------------------------------------------------------------
+
+/// Batch norm by its definition (biased batch variance), before the optional ReLU.
+fn batchnorm_definition(
+    s: Shape,
+    eps: f64,
+    x: &[f64],
+    gamma: &[f64],
+    beta: &[f64],
+) -> (Vec<f64>, Vec<f64>, Vec<f64>) {
+    let hw = s.h * s.w;
+    let m = (s.n * hw) as f64;
+    let mut pre = vec![0.0; x.len()];
+    let (mut means, mut vars) = (vec![0.0; s.c], vec![0.0; s.c]);
+    for c in 0..s.c {
+        let idx: Vec<usize> = (0..s.n)
+            .flat_map(|n| (0..hw).map(move |i| (n * s.c + c) * hw + i))
+            .collect();
+        let mean = idx.iter().map(|&i| x[i]).sum::<f64>() / m;
+        let var = idx.iter().map(|&i| (x[i] - mean).powi(2)).sum::<f64>() / m;
+        for &i in &idx {
+            pre[i] = gamma[c] * (x[i] - mean) / (var + eps).sqrt() + beta[c];
+        }
+        (means[c], vars[c]) = (mean, var);
+    }
+    (pre, means, vars)
+}
+
+#[test]
+fn batchnorm_gradients_and_running_statistics() {
+    let cpu = Cpu::new();
+    let (eps, momentum) = (1e-5, 0.1);
+    for (seed, &(n, c, h, w, relu, with_dx)) in [
+        (1, 3, 4, 5, false, true),
+        (3, 2, 3, 3, true, true),
+        (2, 4, 1, 1, false, true),
+        (3, 2, 2, 5, true, false),
+    ]
+    .iter()
+    .enumerate()
+    {
+        let s = Shape::new(n, c, h, w);
+        let g = BatchNormGeom::new(s, relu, eps, momentum).unwrap();
+        // The geometry carries them as f32 (what the kernels read): the definition uses those values.
+        let (eps, momentum) = (g.eps as f64, g.momentum as f64);
+        let label = format!("batch norm {s} relu={relu}");
+        let len = s.len();
+        let mut r = rng(seed as u64 + 300);
+        // Redraw until every pre-activation is RELU_MARGIN from the kink (relu only): a step of H
+        // moves a pre-activation by at most a few H (through x̂ and the batch statistics).
+        let (x, gamma, beta) = loop {
+            let x = uniform(&mut r, len, -1.0, 1.0);
+            let gamma = uniform(&mut r, c, 0.5, 1.5);
+            let beta = uniform(&mut r, c, -0.5, 0.5);
+            let (pre, ..) = batchnorm_definition(s, eps, &x, &gamma, &beta);
+            if !relu || pre.iter().all(|v| v.abs() > RELU_MARGIN) {
+                break (x, gamma, beta);
+            }
+        };
+        let running0 = uniform(&mut r, 2 * c, 0.5, 1.5);
+        let run = |x: &[f64], gamma: &[f64], beta: &[f64]| {
+            let mut y = vec![SENTINEL; len + TAIL];
+            let mut saved = vec![SENTINEL; 2 * c + TAIL];
+            let mut rm = with_tail(&running0[..c], SENTINEL);
+            let mut rv = with_tail(&running0[c..], SENTINEL);
+            cpu.batchnorm_forward_train(
+                &g,
+                &with_tail(x, f64::NAN),
+                &with_tail(gamma, f64::NAN),
+                &with_tail(beta, f64::NAN),
+                &mut y,
+                &mut saved,
+                &mut rm,
+                &mut rv,
+            )
+            .unwrap();
+            for (what, v, prefix) in [
+                ("y", &y, len),
+                ("saved", &saved, 2 * c),
+                ("running mean", &rm, c),
+                ("running var", &rv, c),
+            ] {
+                assert_tail(&format!("{label}: {what}"), v, prefix);
+            }
+            (y, saved, rm, rv)
+        };
+        let (y, saved, rm, rv) = run(&x, &gamma, &beta);
+        let (pre, means, vars) = batchnorm_definition(s, eps, &x, &gamma, &beta);
+        let want_y: Vec<f64> = pre
+            .iter()
+            .map(|&v| if relu { v.max(0.0) } else { v })
+            .collect();
+        assert_close(&format!("{label}: y"), &y[..len], &want_y);
+        let m = (n * h * w) as f64;
+        let unbias = if m > 1.0 { m / (m - 1.0) } else { 1.0 };
+        for ch in 0..c {
+            let want_rm = (1.0 - momentum) * running0[ch] + momentum * means[ch];
+            let want_rv = (1.0 - momentum) * running0[c + ch] + momentum * vars[ch] * unbias;
+            assert!(
+                (rm[ch] - want_rm).abs() < 1e-12,
+                "{label}: running mean {ch}"
+            );
+            assert!(
+                (rv[ch] - want_rv).abs() < 1e-12,
+                "{label}: running var {ch}"
+            );
+            assert!((saved[ch] - means[ch]).abs() < 1e-12, "{label}: saved mean");
+        }
+        // Evaluation uses the running statistics instead of the batch's.
+        let mut y_eval = vec![SENTINEL; len + TAIL];
+        cpu.batchnorm_forward_eval(
+            &g,
+            &with_tail(&x, f64::NAN),
+            &gamma,
+            &beta,
+            &rm,
+            &rv,
+            &mut y_eval,
+        )
+        .unwrap();
+        assert_tail(&format!("{label}: y (evaluation)"), &y_eval, len);
+        let hw = h * w;
+        let want_eval: Vec<f64> = (0..len)
+            .map(|i| {
+                let ch = (i / hw) % c;
+                let v = gamma[ch] * (x[i] - rm[ch]) / (rv[ch] + eps).sqrt() + beta[ch];
+                if relu {
+                    v.max(0.0)
+                } else {
+                    v
+                }
+            })
+            .collect();
+        assert_close(
+            &format!("{label}: y (evaluation)"),
+            &y_eval[..len],
+            &want_eval,
+        );
+
+        let probe = uniform(&mut r, len, -1.0, 1.0);
+        let prefill = uniform(&mut r, len, -2.0, 2.0);
+        let mut dy = with_tail(&probe, f64::NAN);
+        let mut dx = with_tail(&prefill, SENTINEL);
+        let (mut dgamma, mut dbeta) = (vec![SENTINEL; c + TAIL], vec![SENTINEL; c + TAIL]);
+        dgamma[..c].fill(7.0); // WRITTEN, not accumulated
+        cpu.batchnorm_backward(
+            &g,
+            &with_tail(&x, f64::NAN),
+            &with_tail(&gamma, f64::NAN),
+            &y,
+            &saved,
+            &mut dy,
+            with_dx.then_some(&mut dx),
+            &mut dgamma,
+            &mut dbeta,
+        )
+        .unwrap();
+        assert_tail(&format!("{label}: dgamma"), &dgamma, c);
+        assert_tail(&format!("{label}: dbeta"), &dbeta, c);
+        let loss = |x: &[f64], gm: &[f64], bt: &[f64]| dot(&probe, &run(x, gm, bt).0[..len]);
+        let all = |k: usize| (0..k).collect::<Vec<_>>();
+        // Smooth away from the ReLU kink but curved through the statistics (strongly so for M = 2,
+        // where x̂ is ±1 up to eps): h = 1e-5 keeps the h² truncation below the tolerance.
+        const H_BN: f64 = 1e-5;
+        let num_g = numeric(&gamma, &all(c), H_BN, |gm| loss(&x, gm, &beta));
+        compare(&format!("{label}: dgamma"), &dgamma[..c], &num_g);
+        let num_b = numeric(&beta, &all(c), H_BN, |bt| loss(&x, &gamma, bt));
+        compare(&format!("{label}: dbeta"), &dbeta[..c], &num_b);
+        if with_dx {
+            assert_tail(&format!("{label}: dx"), &dx, len);
+            let num_x = numeric(&x, &all(len), H_BN, |x| loss(x, &gamma, &beta));
+            let got: Vec<f64> = dx[..len].iter().zip(&prefill).map(|(a, p)| a - p).collect();
+            compare(&format!("{label}: dx"), &got, &num_x);
+        } else {
+            assert_eq!(
+                dx[..len],
+                prefill[..],
+                "{label}: dx touched although not requested"
+            );
+        }
+    }
+}
+
+// ---- statistics pooling --------------------------------------------------------------------------
+
+#[test]
+fn statspool_values_and_gradients() {
+    let cpu = Cpu::new();
+    let eps = 1e-5;
+    // W = 1 (zero variance: the std is sqrt(eps) and its gradient 0), H = 1, odd sizes, and a
+    // constant plane (zero variance with W > 1).
+    for (seed, &(n, c, h, w)) in [(1, 3, 4, 7), (3, 2, 5, 1), (2, 3, 1, 9), (3, 4, 3, 33)]
+        .iter()
+        .enumerate()
+    {
+        let s = Shape::new(n, c, h, w);
+        let g = StatsPoolGeom::new(s, eps).unwrap();
+        let eps = g.eps as f64; // as the kernels read it (f32)
+        let label = format!("statistics pooling {s}");
+        let (in_len, out_len) = (s.len(), 2 * n * c);
+        let mut r = rng(seed as u64 + 400);
+        let mut x = uniform(&mut r, in_len, -1.0, 1.0);
+        x[..h * w].fill(0.3);
+        let run = |x: &[f64]| {
+            let mut y = vec![SENTINEL; out_len + TAIL];
+            cpu.statspool_forward(&g, &with_tail(x, f64::NAN), &mut y)
+                .unwrap();
+            assert_tail(&label, &y, out_len);
+            y.truncate(out_len);
+            y
+        };
+        let y = run(&x);
+        let mut want = vec![0.0; out_len];
+        for img in 0..n {
+            for ch in 0..c {
+                let plane = &x[(img * c + ch) * h * w..][..h * w];
+                let m: Vec<f64> = (0..w)
+                    .map(|col| (0..h).map(|row| plane[row * w + col]).sum::<f64>() / h as f64)
+                    .collect();
+                let mean = m.iter().sum::<f64>() / w as f64;
+                let var = m.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / w as f64;
+                want[img * 2 * c + ch] = mean;
+                want[img * 2 * c + c + ch] = (var + eps).sqrt();
+            }
+        }
+        assert_close(&format!("{label}: y"), &y, &want);
+
+        let probe = uniform(&mut r, out_len, -1.0, 1.0);
+        let prefill = uniform(&mut r, in_len, -2.0, 2.0);
+        let mut dx = with_tail(&prefill, SENTINEL);
+        cpu.statspool_backward(
+            &g,
+            &with_tail(&x, f64::NAN),
+            &with_tail(&y, f64::NAN),
+            &with_tail(&probe, f64::NAN),
+            &mut dx,
+        )
+        .unwrap();
+        assert_tail(&label, &dx, in_len);
+        // Smooth (eps > 0 keeps the sqrt away from 0): h = 1e-5, truncation ~h².
+        let num = numeric(&x, &(0..in_len).collect::<Vec<_>>(), 1e-5, |x| {
+            dot(&probe, &run(x))
+        });
+        let got: Vec<f64> = dx[..in_len]
+            .iter()
+            .zip(&prefill)
+            .map(|(a, p)| a - p)
+            .collect();
+        compare(&format!("{label}: dx"), &got, &num);
+    }
+}
+
+// ---- dropout -------------------------------------------------------------------------------------
+
+#[test]
+fn dropout_gradient_rate_and_determinism() {
+    let cpu = Cpu::new();
+    let len = 200_000;
+    let x: Vec<f64> = vec![1.0; len];
+    let forward = |p: &DropoutParams| {
+        let mut y = vec![SENTINEL; len + TAIL];
+        cpu.dropout_forward(p, &with_tail(&x, f64::NAN), &mut y)
+            .unwrap();
+        assert_tail("dropout y", &y, len);
+        y.truncate(len);
+        y
+    };
+    for rate in [0.1, 0.5, 0.9] {
+        let p = DropoutParams::new(len, rate, 3, 10, 2).unwrap();
+        let y = forward(&p);
+        let dropped = y.iter().filter(|&&v| v == 0.0).count() as f64 / len as f64;
+        // Binomial: std of the fraction is sqrt(p(1−p)/len) ≤ 0.0012; allow 5 of them.
+        assert!(
+            (dropped - rate).abs() < 0.006,
+            "rate {rate}: dropped {dropped}"
+        );
+        // Kept values are scaled by 1/(1−p): the expectation of y is x.
+        let scale = 1.0 / (1.0 - rate);
+        assert!(y.iter().all(|&v| v == 0.0 || (v - scale).abs() < 1e-6));
+        // Same (seed, step, layer): same mask; any one changed: a different mask.
+        assert_eq!(
+            forward(&DropoutParams::new(len, rate, 3, 10, 2).unwrap()),
+            y
+        );
+        for other in [
+            DropoutParams::new(len, rate, 4, 10, 2).unwrap(),
+            DropoutParams::new(len, rate, 3, 11, 2).unwrap(),
+            DropoutParams::new(len, rate, 3, 10, 3).unwrap(),
+        ] {
+            let z = forward(&other);
+            let differ = y
+                .iter()
+                .zip(&z)
+                .filter(|(a, b)| (**a == 0.0) != (**b == 0.0))
+                .count();
+            // Independent masks disagree on 2p(1−p) of the elements.
+            let want = 2.0 * rate * (1.0 - rate) * len as f64;
+            assert!(
+                (differ as f64 - want).abs() < 0.05 * want,
+                "{other:?}: {differ} vs {want}"
+            );
+        }
+    }
+    // Evaluation: the identity, bit for bit.
+    let mut r = rng(500);
+    let v = uniform(&mut r, 1000, -1.0, 1.0);
+    let id = DropoutParams::identity(1000).unwrap();
+    let mut y = vec![0.0; 1000];
+    cpu.dropout_forward(&id, &v, &mut y).unwrap();
+    assert_eq!(y, v);
+    assert!(DropoutParams::new(10, 1.0, 0, 0, 0).is_err());
+
+    // Gradient: linear in x, so central differences are exact up to rounding.
+    let n = 300;
+    let p = DropoutParams::new(n, 0.4, 9, 1, 0).unwrap();
+    let x = uniform(&mut r, n, -1.0, 1.0);
+    let probe = uniform(&mut r, n, -1.0, 1.0);
+    let prefill = uniform(&mut r, n, -2.0, 2.0);
+    let mut dx = with_tail(&prefill, SENTINEL);
+    cpu.dropout_backward(&p, &with_tail(&probe, f64::NAN), &mut dx)
+        .unwrap();
+    assert_tail("dropout dx", &dx, n);
+    let num = numeric(&x, &(0..n).collect::<Vec<_>>(), H, |x| {
+        let mut y = vec![0.0; n];
+        cpu.dropout_forward(&p, &x.to_vec(), &mut y).unwrap();
+        dot(&probe, &y)
+    });
+    let got: Vec<f64> = dx[..n].iter().zip(&prefill).map(|(a, b)| a - b).collect();
+    compare("dropout dx", &got, &num);
 }
 
 // ---- f32 against f64 -----------------------------------------------------------------------------

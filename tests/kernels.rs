@@ -7,17 +7,25 @@ mod common;
 
 use common::{reference, Rng};
 use rescnn::backends::check::{self, assert_close, assert_same_indices};
-use rescnn::backends::{Backend, PoolGeom, RmsPropConfig, ShortcutGeom, XentGeom};
+use rescnn::backends::{
+    Backend, BatchNormGeom, DropoutParams, PoolGeom, RmsPropConfig, ShortcutGeom, StatsPoolGeom,
+    XentGeom,
+};
 use rescnn::Shape;
 
 backend_tests!(
     maxpool_matches_reference,
     maxpool_with_ties_takes_the_first_maximum,
     maxpool_refuses_a_geometry_its_constructor_would_not_build,
+    maxpool_relu_backward_writes_the_masked_gradient,
     shortcut_matches_reference,
     softmax_xent_matches_reference,
     softmax_xent_rejects_a_label_outside_the_classes,
+    softmax_xent_soft_matches_reference,
     rmsprop_matches_reference_over_several_steps,
+    batchnorm_matches_reference,
+    statspool_matches_reference,
+    dropout_matches_reference_with_the_same_mask,
 );
 
 /// Forward then backward of one max-pool on `b`; dx starts from `dx0` (the op accumulates).
@@ -62,6 +70,55 @@ fn check_maxpool<B: Backend<Elem = f32>>(dev: &B, g: &PoolGeom, x: &[f32], rng: 
         &dx,
         &dx_ref,
     );
+}
+
+/// The fused backward of a pool over a ReLU output x: dx is WRITTEN (it starts as NaN garbage) and
+/// holds [x > 0] · (dy routed to each window's argmax), which is the unfused path the network used
+/// before (accumulate into zeros, then the convolution's ReLU mask). ReLU-like inputs: many zeros,
+/// whole zero windows, overlapping windows (k 3, s 2), stride 1, and the paper's 2×2.
+fn maxpool_relu_backward_writes_the_masked_gradient<B: Backend<Elem = f32>>(dev: &B) {
+    let mut rng = Rng::new(11);
+    for (shape, k, s) in [
+        (Shape::new(2, 3, 8, 6), 2, 2),
+        (Shape::new(1, 2, 9, 7), 3, 2),
+        (Shape::new(3, 1, 5, 5), 2, 1),
+    ] {
+        let g = PoolGeom::new(shape, k, s).unwrap();
+        let what = format!(
+            "maxpool_relu_backward {shape} k={k} s={s} on {}",
+            dev.name()
+        );
+        let x: Vec<f32> = rng
+            .vec(g.input().len(), -1.0, 1.0)
+            .into_iter()
+            .map(|v| v.max(0.0))
+            .collect();
+        let dy = rng.vec(g.output().len(), -1.0, 1.0);
+        let xb = dev.upload(&x).unwrap();
+        let mut y = dev.zeros(g.output().len()).unwrap();
+        let mut am = dev.zeros_idx(g.output().len()).unwrap();
+        dev.maxpool_forward(&g, &xb, &mut y, &mut am).unwrap();
+        let dyb = dev.upload(&dy).unwrap();
+        let mut dx = dev.upload(&vec![f32::NAN; g.input().len()]).unwrap();
+        dev.maxpool_relu_backward(&g, &dyb, &xb, &am, &mut dx)
+            .unwrap();
+        let dx = dev.download(&dx).unwrap();
+
+        // The oracle, on the host: route dy to the argmax, keep it where x > 0.
+        let am_h = dev.download_idx(&am).unwrap();
+        let (ip, op) = ((g.h_in * g.w_in) as usize, (g.h_out * g.w_out) as usize);
+        let mut want = vec![0.0f32; g.input().len()];
+        for o in 0..g.output().len() {
+            want[(o / op) * ip + am_h[o] as usize] += dy[o];
+        }
+        for (w, &v) in want.iter_mut().zip(&x) {
+            if v <= 0.0 {
+                *w = 0.0;
+            }
+        }
+        assert!(want.iter().any(|&v| v != 0.0) && x.contains(&0.0));
+        assert_close(&check::MAXPOOL_BACKWARD, &format!("{what}: dx"), &dx, &want);
+    }
 }
 
 /// The geometry's fields are public; a hand-built one whose output runs past the input (floor mode
@@ -142,6 +199,8 @@ fn shortcut_matches_reference<B: Backend<Elem = f32>>(dev: &B) {
         (Shape::new(3, 3, 10, 14), Shape::new(3, 8, 5, 7)),
         (Shape::new(2, 1, 7, 5), Shape::new(2, 16, 7, 5)),
         (Shape::new(1, 3, 64, 48), Shape::new(1, 32, 8, 6)),
+        // more source than target channels: the surplus source channels feed nothing
+        (Shape::new(2, 8, 8, 6), Shape::new(2, 3, 4, 3)),
     ];
     let mut rng = Rng::new(3);
     for (src_shape, dst_shape) in cases {
@@ -281,5 +340,248 @@ fn rmsprop_matches_reference_over_several_steps<B: Backend<Elem = f32>>(dev: &B)
             assert_close(&check::RMSPROP, &format!("{what}: w"), &w, &w_ref);
             assert_close(&check::RMSPROP, &format!("{what}: r"), &r, &r_ref);
         }
+    }
+}
+
+/// Everything one batch-norm training step produces on `b`: y, saved, running mean and variance,
+/// the masked dy, dx (accumulated onto dx0), dγ, dβ; then the evaluation forward with the updated
+/// running statistics.
+fn run_batchnorm<B: Backend<Elem = f32>>(
+    b: &B,
+    g: &BatchNormGeom,
+    host: &[Vec<f32>; 6],
+    with_dx: bool,
+) -> Vec<(&'static str, Vec<f32>)> {
+    let [x, gamma, beta, dy, dx0, running] = host;
+    let c = g.c as usize;
+    let (xb, gb, bb) = (
+        b.upload(x).unwrap(),
+        b.upload(gamma).unwrap(),
+        b.upload(beta).unwrap(),
+    );
+    let mut y = b.zeros(x.len()).unwrap();
+    let mut saved = b.zeros(2 * c).unwrap();
+    let mut rm = b.upload(&running[..c]).unwrap();
+    let mut rv = b.upload(&running[c..]).unwrap();
+    b.batchnorm_forward_train(g, &xb, &gb, &bb, &mut y, &mut saved, &mut rm, &mut rv)
+        .unwrap();
+    let mut dyb = b.upload(dy).unwrap();
+    let mut dx = b.upload(dx0).unwrap();
+    let (mut dgamma, mut dbeta) = (b.zeros(c).unwrap(), b.zeros(c).unwrap());
+    b.batchnorm_backward(
+        g,
+        &xb,
+        &gb,
+        &y,
+        &saved,
+        &mut dyb,
+        with_dx.then_some(&mut dx),
+        &mut dgamma,
+        &mut dbeta,
+    )
+    .unwrap();
+    let mut y_eval = b.zeros(x.len()).unwrap();
+    b.batchnorm_forward_eval(g, &xb, &gb, &bb, &rm, &rv, &mut y_eval)
+        .unwrap();
+    let d = |v: &B::Buf| b.download(v).unwrap();
+    vec![
+        ("y", d(&y)),
+        ("saved", d(&saved)),
+        ("running mean", d(&rm)),
+        ("running var", d(&rv)),
+        ("dy (masked)", d(&dyb)),
+        ("dx", d(&dx)),
+        ("dgamma", d(&dgamma)),
+        ("dbeta", d(&dbeta)),
+        ("y (evaluation)", d(&y_eval)),
+    ]
+}
+
+fn batchnorm_matches_reference<B: Backend<Elem = f32>>(dev: &B) {
+    let mut rng = Rng::new(7);
+    // (shape, relu, with dx): batch 1 and 3, odd maps, a channel of M = 1 (N = H = W = 1), more values
+    // per channel than the block's 256 threads, and more channels than one warp.
+    let cases = [
+        (Shape::new(1, 3, 5, 7), true, true),
+        (Shape::new(3, 2, 9, 8), false, true),
+        (Shape::new(1, 4, 1, 1), false, true),
+        (Shape::new(3, 5, 17, 13), true, false),
+        (Shape::new(2, 40, 3, 2), true, true),
+    ];
+    for (shape, relu, with_dx) in cases {
+        let g = BatchNormGeom::new(shape, relu, 1e-5, 0.1).unwrap();
+        let (len, c) = (shape.len(), shape.c);
+        // A channel offset and scale different per channel, so the statistics matter.
+        let mut x = rng.vec(len, -1.0, 1.0);
+        for (i, v) in x.iter_mut().enumerate() {
+            let ch = (i / (shape.h * shape.w)) % c;
+            *v = *v * (1.0 + ch as f32 * 0.3) + ch as f32 * 0.5 - 1.0;
+        }
+        let mut running = rng.vec(c, -0.5, 0.5);
+        running.extend(rng.vec(c, 0.5, 2.0));
+        let host = [
+            x,
+            rng.vec(c, 0.5, 1.5),
+            rng.vec(c, -0.5, 0.5),
+            rng.vec(len, -1.0, 1.0),
+            rng.vec(len, -1.0, 1.0),
+            running,
+        ];
+        let got = run_batchnorm(dev, &g, &host, with_dx);
+        let want = run_batchnorm(&reference(), &g, &host, with_dx);
+        for ((name, got), (_, want)) in got.iter().zip(&want) {
+            let what = format!("batchnorm {shape} relu={relu} on {}: {name}", dev.name());
+            assert_close(&check::BATCHNORM, &what, got, want);
+        }
+    }
+}
+
+fn run_statspool<B: Backend<Elem = f32>>(
+    b: &B,
+    g: &StatsPoolGeom,
+    x: &[f32],
+    dy: &[f32],
+    dx0: &[f32],
+) -> (Vec<f32>, Vec<f32>) {
+    let xb = b.upload(x).unwrap();
+    let mut y = b.zeros(g.output().len()).unwrap();
+    b.statspool_forward(g, &xb, &mut y).unwrap();
+    let dyb = b.upload(dy).unwrap();
+    let mut dx = b.upload(dx0).unwrap();
+    b.statspool_backward(g, &xb, &y, &dyb, &mut dx).unwrap();
+    (b.download(&y).unwrap(), b.download(&dx).unwrap())
+}
+
+fn statspool_matches_reference<B: Backend<Elem = f32>>(dev: &B) {
+    let mut rng = Rng::new(8);
+    // Widths below, at and above a warp (lanes owning several columns), W = 1 (variance 0: the std is
+    // sqrt(eps)), H = 1, and a constant plane.
+    let cases = [
+        Shape::new(1, 3, 4, 7),
+        Shape::new(3, 5, 8, 32),
+        Shape::new(2, 4, 3, 101),
+        Shape::new(3, 2, 6, 1),
+        Shape::new(1, 6, 1, 40),
+    ];
+    for shape in cases {
+        let g = StatsPoolGeom::new(shape, 1e-5).unwrap();
+        let mut x = rng.vec(shape.len(), -1.0, 1.0);
+        x[..shape.h * shape.w].fill(0.25);
+        let dy = rng.vec(g.output().len(), -1.0, 1.0);
+        let dx0 = rng.vec(shape.len(), -1.0, 1.0);
+        let (y, dx) = run_statspool(dev, &g, &x, &dy, &dx0);
+        let (y_ref, dx_ref) = run_statspool(&reference(), &g, &x, &dy, &dx0);
+        let what = format!("statspool {shape} on {}", dev.name());
+        assert_close(&check::STATSPOOL, &format!("{what}: y"), &y, &y_ref);
+        assert_close(&check::STATSPOOL, &format!("{what}: dx"), &dx, &dx_ref);
+    }
+}
+
+fn run_dropout<B: Backend<Elem = f32>>(
+    b: &B,
+    p: &DropoutParams,
+    x: &[f32],
+    dy: &[f32],
+    dx0: &[f32],
+) -> (Vec<f32>, Vec<f32>) {
+    let xb = b.upload(x).unwrap();
+    let mut y = b.zeros(x.len()).unwrap();
+    b.dropout_forward(p, &xb, &mut y).unwrap();
+    let dyb = b.upload(dy).unwrap();
+    let mut dx = b.upload(dx0).unwrap();
+    b.dropout_backward(p, &dyb, &mut dx).unwrap();
+    (b.download(&y).unwrap(), b.download(&dx).unwrap())
+}
+
+fn dropout_matches_reference_with_the_same_mask<B: Backend<Elem = f32>>(dev: &B) {
+    let mut rng = Rng::new(9);
+    for (len, p, step, layer) in [(1, 0.5, 0, 0), (1000, 0.3, 7, 2), (4099, 0.9, 123, 5)] {
+        let params = DropoutParams::new(len, p, 42, step, layer).unwrap();
+        // No zeros in x or dy, so a zero in y is exactly a dropped element.
+        let x = rng.vec(len, 0.5, 1.5);
+        let dy = rng.vec(len, 0.5, 1.5);
+        let dx0 = rng.vec(len, -1.0, 1.0);
+        let (y, dx) = run_dropout(dev, &params, &x, &dy, &dx0);
+        let (y_ref, dx_ref) = run_dropout(&reference(), &params, &x, &dy, &dx0);
+        let what = format!("dropout len {len} p {p} on {}", dev.name());
+        let dropped: Vec<bool> = y.iter().map(|&v| v == 0.0).collect();
+        let dropped_ref: Vec<bool> = y_ref.iter().map(|&v| v == 0.0).collect();
+        assert_eq!(dropped, dropped_ref, "{what}: masks differ");
+        assert_close(&check::DROPOUT, &format!("{what}: y"), &y, &y_ref);
+        assert_close(&check::DROPOUT, &format!("{what}: dx"), &dx, &dx_ref);
+    }
+}
+
+fn run_xent_soft<B: Backend<Elem = f32>>(
+    b: &B,
+    g: &XentGeom,
+    logits: &[f32],
+    targets: &[f32],
+    weights: Option<&[f32]>,
+) -> (Vec<f32>, Vec<f32>, f64, usize) {
+    let lb = b.upload(logits).unwrap();
+    let tb = b.upload(targets).unwrap();
+    let wb = weights.map(|w| b.upload(w).unwrap());
+    let mut losses = b.zeros(g.n as usize).unwrap();
+    let mut d = b.zeros(logits.len()).unwrap();
+    let stats = b
+        .softmax_xent_soft(g, &lb, &tb, wb.as_ref(), &mut losses, &mut d)
+        .unwrap();
+    (
+        b.download(&losses).unwrap(),
+        b.download(&d).unwrap(),
+        stats.mean_loss,
+        stats.correct,
+    )
+}
+
+fn softmax_xent_soft_matches_reference<B: Backend<Elem = f32>>(dev: &B) {
+    let mut rng = Rng::new(10);
+    for (n, k, scale, weighted) in [
+        (1, 7, 3.0, false),
+        (3, 7, 3.0, true),
+        (50, 7, 3.0, false),
+        (5, 40, 2.0, true), // more classes than lanes
+        (3, 7, 1e4, true),  // logits of ±1e4
+    ] {
+        let g = XentGeom::new(n, k).unwrap();
+        let logits = rng.vec(n * k, -scale, scale);
+        // Mixup-like rows: two classes mixed by λ, smoothed by 0.1 over all classes.
+        let mut targets = vec![0.1 / k as f32; n * k];
+        for row in 0..n {
+            let lambda = rng.uniform(0.0, 1.0);
+            targets[row * k + rng.below(k as u32) as usize] += 0.9 * lambda;
+            targets[row * k + rng.below(k as u32) as usize] += 0.9 * (1.0 - lambda);
+        }
+        let weights = weighted.then(|| rng.vec(k, 0.5, 2.0));
+        let got = run_xent_soft(dev, &g, &logits, &targets, weights.as_deref());
+        let want = run_xent_soft(&reference(), &g, &logits, &targets, weights.as_deref());
+        let what = format!(
+            "softmax_xent_soft {n}×{k}, ±{scale}, weighted {weighted} on {}",
+            dev.name()
+        );
+        assert!(
+            got.0.iter().all(|l| l.is_finite()),
+            "{what}: non-finite loss"
+        );
+        assert_close(
+            &check::SOFTMAX_XENT,
+            &format!("{what}: losses"),
+            &got.0,
+            &want.0,
+        );
+        assert_close(
+            &check::SOFTMAX_XENT,
+            &format!("{what}: d_logits"),
+            &got.1,
+            &want.1,
+        );
+        assert_close(
+            &check::SOFTMAX_XENT,
+            &format!("{what}: mean"),
+            &[got.2],
+            &[want.2],
+        );
+        assert_eq!(got.3, want.3, "{what}: correct rows");
     }
 }

@@ -435,3 +435,490 @@ fn api_errors_are_clear() {
     assert!(Network::new(&cpu, &spec, input, 3, 0, 0).is_err());
     let _ = cpu.name();
 }
+
+// ---- batch norm, statistics pooling, dropout ------------------------------------------------------
+
+/// The spec of the tests below: conv → BN → ReLU twice, a shortcut, statistics pooling (so any
+/// width), dropout before and after a dense layer.
+const MODERN: &str = "c4k3 bn p2 +0 c6k3 bn stats drop0.3 fc8 drop0.2";
+
+/// The smallest |pre-activation| of every ReLU (batch norm's γ·x̂ + β, the dense layers' xW + b) and
+/// max-pool lead of the last forward pass (training mode), like `kink_margin` for these layers.
+fn modern_kink_margin(cpu: &Cpu, net: &Network<Cpu>) -> f64 {
+    let acts = net.export_activations(cpu).unwrap();
+    let params = net.export_params(cpu).unwrap();
+    let param = |name: &str| &params.iter().find(|p| p.name == name).unwrap().data;
+    let n = acts[0].dims[0];
+    let mut margin = f64::INFINITY;
+    for layer in &net.plan().layers {
+        match layer.op {
+            PlannedOp::BatchNorm { geom, input, .. } => {
+                let g = rescnn::backends::BatchNormGeom {
+                    relu: 0,
+                    ..geom.with_batch(n)
+                };
+                let c = g.c as usize;
+                let mut z = vec![0.0; g.shape().len()];
+                let (mut saved, mut rm, mut rv) = (vec![0.0; 2 * c], vec![0.0; c], vec![1.0; c]);
+                cpu.batchnorm_forward_train(
+                    &g,
+                    &acts[input].data,
+                    param(&format!("{}.gamma", layer.name)),
+                    param(&format!("{}.beta", layer.name)),
+                    &mut z,
+                    &mut saved,
+                    &mut rm,
+                    &mut rv,
+                )
+                .unwrap();
+                margin = z.iter().fold(margin, |m, v| m.min(v.abs()));
+            }
+            PlannedOp::Conv { .. } => {} // no ReLU of its own: the batch norm applies it
+            _ => {}
+        }
+    }
+    // Dense ReLUs and pools: as in the classic networks.
+    margin.min(kink_margin_without_convs(cpu, net))
+}
+
+fn kink_margin_without_convs(cpu: &Cpu, net: &Network<Cpu>) -> f64 {
+    // As kink_margin for the dense layers; its conv branch does not apply (these convs have no ReLU).
+    let acts = net.export_activations(cpu).unwrap();
+    let params = net.export_params(cpu).unwrap();
+    let param = |name: &str| &params.iter().find(|p| p.name == name).unwrap().data;
+    let n = acts[0].dims[0];
+    let mut margin = f64::INFINITY;
+    for layer in &net.plan().layers {
+        if let PlannedOp::Dense { geom, input, .. } = layer.op {
+            if geom.relu == 0 {
+                continue;
+            }
+            let g = rescnn::backends::DenseGeom {
+                relu: 0,
+                ..geom.with_batch(n)
+            };
+            let mut z = vec![0.0; n * g.out_features as usize];
+            cpu.dense_forward(
+                &g,
+                &acts[input].data,
+                param(&format!("{}.weight", layer.name)),
+                param(&format!("{}.bias", layer.name)),
+                &mut z,
+            )
+            .unwrap();
+            margin = z.iter().fold(margin, |m, v| m.min(v.abs()));
+        }
+    }
+    margin
+}
+
+/// The whole-network gradient check of `whole_network_gradient_check_with_shortcuts` (same metric,
+/// tolerance 1e-6, h = 1e-5) on a network with batch norm, statistics pooling and dropout, in
+/// training mode: the loss is a function of the parameters through the batch's statistics (the
+/// running averages do not enter it) and through fixed dropout masks (the step does not move
+/// between the forward passes). Max-pool leads are not screened: the pool follows a batch norm whose
+/// outputs are spread over the whole batch, and the printed errors show no crossing.
+#[test]
+fn whole_network_gradient_check_with_batch_norm_stats_and_dropout() {
+    let spec = ArchSpec::parse(MODERN).unwrap();
+    let input = InputShape::new(2, 8, 12);
+    let (n, classes) = (4, 3);
+    let cpu = Cpu::new();
+    let labels: Vec<u32> = vec![0, 2, 1, 2];
+    let (mut net, images, seed) = (0..200u64)
+        .find_map(|seed| {
+            let mut r = ChaCha8Rng::seed_from_u64(seed);
+            let images: Vec<f64> = uniform(&mut r, n * input.len(), 0.0, 1.0);
+            let mut net = Network::new(&cpu, &spec, input, classes, n, seed).unwrap();
+            net.forward(&cpu, &images, n).unwrap();
+            (modern_kink_margin(&cpu, &net) >= 1e-4).then_some((net, images, seed))
+        })
+        .expect("no seed below 200 keeps every kink 1e-4 away");
+    // A dropout mask that keeps everything would make this a check without dropout.
+    let acts = net.export_activations(&cpu).unwrap();
+    let dropped = acts
+        .iter()
+        .find(|a| a.name == "dropout1")
+        .unwrap()
+        .data
+        .iter()
+        .filter(|&&v| v == 0.0)
+        .count();
+    assert!(dropped > 0, "dropout1 dropped nothing");
+    net.loss(&cpu, &labels).unwrap();
+    net.backward(&cpu).unwrap();
+    let grads = net.export_grads(&cpu).unwrap();
+    let params = net.export_params(&cpu).unwrap();
+    let names: Vec<&str> = grads.iter().map(|g| g.name.as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            "conv1.weight",
+            "conv1.bias",
+            "bn1.gamma",
+            "bn1.beta",
+            "conv2.weight",
+            "conv2.bias",
+            "bn2.gamma",
+            "bn2.beta",
+            "fc1.weight",
+            "fc1.bias",
+            "classifier.weight",
+            "classifier.bias"
+        ]
+    );
+
+    let h = 1e-5;
+    let mut loss_at = |ps: &[NamedTensor<f64>]| {
+        net.import_params(&cpu, ps).unwrap();
+        net.forward(&cpu, &images, n).unwrap();
+        net.loss(&cpu, &labels).unwrap().mean_loss
+    };
+    for (t, grad) in grads.iter().enumerate() {
+        let mut ps = params.clone();
+        let numeric: Vec<f64> = (0..grad.data.len())
+            .map(|i| {
+                let orig = ps[t].data[i];
+                ps[t].data[i] = orig + h;
+                let up = loss_at(&ps);
+                ps[t].data[i] = orig - h;
+                let down = loss_at(&ps);
+                ps[t].data[i] = orig;
+                (up - down) / (2.0 * h)
+            })
+            .collect();
+        let scale = numeric.iter().fold(0.0f64, |m, v| m.max(v.abs()));
+        // A conv bias before a batch norm has no effect at all (the batch mean removes it): its
+        // gradient must be zero, analytically and numerically.
+        if grad.name.starts_with("conv") && grad.name.ends_with(".bias") {
+            assert!(scale < 1e-9, "{}: numerical gradient {scale:e}", grad.name);
+            let worst = grad.data.iter().fold(0.0f64, |m, v| m.max(v.abs()));
+            assert!(worst < 1e-12, "{}: analytic gradient {worst:e}", grad.name);
+            continue;
+        }
+        assert!(
+            scale > 1e-8,
+            "{}: zero gradient, the check would be vacuous",
+            grad.name
+        );
+        let floor = 1e-3 * scale;
+        let (worst, at) = grad
+            .data
+            .iter()
+            .zip(&numeric)
+            .map(|(a, b)| (a - b).abs() / (a.abs() + b.abs()).max(floor))
+            .enumerate()
+            .fold(
+                (0.0, 0),
+                |(w, wi), (i, e)| if e > w { (e, i) } else { (w, wi) },
+            );
+        eprintln!(
+            "{}: max error {worst:.2e} over {} entries (seed {seed})",
+            grad.name,
+            numeric.len()
+        );
+        assert!(
+            worst <= 1e-6,
+            "{}: max error {worst:.3e} at [{at}]: analytic {:.9e}, numeric {:.9e} (seed {seed})",
+            grad.name,
+            grad.data[at],
+            numeric[at]
+        );
+    }
+}
+
+/// Four classes told apart by local texture, wherever it is: horizontal stripes, vertical stripes,
+/// a checkerboard, plain noise; random phase, on noise. 1×8×`width` images.
+fn textures(r: &mut ChaCha8Rng, n: usize, width: usize) -> (Vec<f32>, Vec<u32>) {
+    let mut images = Vec::with_capacity(n * 8 * width);
+    let mut labels = Vec::with_capacity(n);
+    for _ in 0..n {
+        let class = (r.random::<f64>() * 4.0) as usize % 4;
+        let (ph, pw) = (r.random::<f64>() < 0.5, r.random::<f64>() < 0.5);
+        for h in 0..8 {
+            for w in 0..width {
+                let (a, b) = ((h % 2 == 0) ^ ph, (w % 2 == 0) ^ pw);
+                let on = match class {
+                    0 => a,
+                    1 => b,
+                    2 => a ^ b,
+                    _ => false,
+                };
+                images.push(0.6 * r.random::<f32>() + if on { 0.6 } else { 0.0 });
+            }
+        }
+        labels.push(class as u32);
+    }
+    (images, labels)
+}
+
+/// A short CPU training run of the batch norm + stats + dropout network on 16-column images; then
+/// evaluation of single images 24 and 10 columns wide (batch 1, the width set per image): the training
+/// loss halves (it stays well above zero: dropout of 30 % and 20 % before and after an 8-unit layer
+/// keeps it noisy) and held-out accuracy, in evaluation mode, reaches 90 % at both other widths (chance 25 %).
+#[test]
+fn batch_norm_stats_dropout_network_learns_and_evaluates_any_width() {
+    let cpu = CpuBackend::<f32>::new();
+    let spec = ArchSpec::parse(MODERN).unwrap();
+    let mut net = Network::new(&cpu, &spec, InputShape::new(1, 8, 16), 4, 16, 5).unwrap();
+    let mut r = ChaCha8Rng::seed_from_u64(9);
+    let cfg = RmsPropConfig {
+        lr: 3e-3,
+        ..Default::default()
+    };
+    let mut losses = Vec::new();
+    for _ in 0..150 {
+        let (x, y) = textures(&mut r, 16, 16);
+        losses.push(net.train_step(&cpu, &x, &y, &cfg).unwrap().mean_loss);
+    }
+    let first: f64 = losses[..5].iter().sum::<f64>() / 5.0;
+    let last: f64 = losses[140..].iter().sum::<f64>() / 10.0;
+    let mut correct = Vec::new();
+    for width in [24, 10] {
+        net.set_input_width(&cpu, width).unwrap();
+        let (x, y) = textures(&mut r, 40, width);
+        let c: usize = (0..40)
+            .map(|i| {
+                net.evaluate(&cpu, &x[i * 8 * width..][..8 * width], &y[i..][..1])
+                    .unwrap()
+                    .correct
+            })
+            .sum();
+        correct.push(c);
+    }
+    eprintln!(
+        "first-5 loss {first:.4}, last-10 {last:.4}, held-out at widths 24, 10: {correct:?}/40"
+    );
+    assert!(
+        last <= first / 2.0,
+        "loss {first:.4} → {last:.4}: not down by 2×"
+    );
+    assert!(
+        correct.iter().all(|&c| c >= 36),
+        "held-out {correct:?}/40 below 90 %"
+    );
+}
+
+/// Evaluation mode: batch norm uses the running statistics (so a sample's logits do not depend on
+/// the batch around it) and dropout is the identity; training mode draws a new mask each step. A
+/// width change keeps the parameters: the logits equal those of a network built for that width
+/// with the same parameters, and going back reproduces the earlier logits bit for bit.
+#[test]
+fn evaluation_mode_and_input_width() {
+    let cpu = Cpu::new();
+    let spec = ArchSpec::parse(MODERN).unwrap();
+    let input = InputShape::new(1, 8, 16);
+    let mut net = Network::new(&cpu, &spec, input, 3, 4, 2).unwrap();
+    let mut r = ChaCha8Rng::seed_from_u64(3);
+    let cfg = RmsPropConfig::default();
+    for _ in 0..3 {
+        let x: Vec<f64> = uniform(&mut r, 4 * input.len(), 0.0, 1.0);
+        net.train_step(&cpu, &x, &[0, 1, 2, 0], &cfg).unwrap();
+    }
+    let params = net.export_params(&cpu).unwrap();
+    let rm = &params
+        .iter()
+        .find(|p| p.name == "bn1.running_mean")
+        .unwrap()
+        .data;
+    assert!(
+        rm.iter().all(|&v| v != 0.0),
+        "running mean never updated: {rm:?}"
+    );
+
+    let x: Vec<f64> = uniform(&mut r, 4 * input.len(), 0.0, 1.0);
+    let all = net.forward_logits(&cpu, &x, 4).unwrap();
+    let one = net
+        .forward_logits(&cpu, &x[input.len()..2 * input.len()], 1)
+        .unwrap();
+    assert_eq!(one[..], all[3..6], "evaluation depends on the batch");
+    assert_eq!(
+        net.forward_logits(&cpu, &x, 4).unwrap(),
+        all,
+        "evaluation is not deterministic"
+    );
+
+    // Another width: the same logits as a network built for it with these parameters.
+    let wide = InputShape::new(1, 8, 40);
+    let xw: Vec<f64> = uniform(&mut r, 2 * wide.len(), 0.0, 1.0);
+    net.set_input_width(&cpu, 40).unwrap();
+    let got = net.forward_logits(&cpu, &xw, 2).unwrap();
+    let mut built = Network::new(&cpu, &spec, wide, 3, 4, 77).unwrap();
+    built.import_params(&cpu, &params).unwrap();
+    assert_eq!(got, built.forward_logits(&cpu, &xw, 2).unwrap());
+    net.set_input_width(&cpu, 16).unwrap();
+    assert_eq!(net.forward_logits(&cpu, &x, 4).unwrap(), all);
+
+    // Training mode (batch statistics, dropout; it also moves the running statistics) gives other
+    // logits, and a backward after an evaluation forward is refused.
+    net.forward(&cpu, &x, 4).unwrap();
+    let acts = net.export_activations(&cpu).unwrap();
+    assert_ne!(acts.last().unwrap().data[..12], all[..]);
+    net.evaluate(&cpu, &x, &[0, 1, 2, 0]).unwrap();
+    net.forward_logits(&cpu, &x, 4).unwrap();
+    net.loss(&cpu, &[0, 1, 2, 0]).unwrap();
+    let e = net.backward(&cpu).unwrap_err().to_string();
+    assert!(e.contains("training-mode forward"), "{e}");
+
+    // A network whose dense layer reads the flattened maps cannot change width.
+    let mut fixed = Network::new(
+        &cpu,
+        &ArchSpec::parse("c4k3 bn p2 fc8").unwrap(),
+        input,
+        3,
+        2,
+        0,
+    )
+    .unwrap();
+    let e = fixed.set_input_width(&cpu, 20).unwrap_err().to_string();
+    assert!(
+        e.contains("16 columns wide only") && e.contains("stats"),
+        "{e}"
+    );
+}
+
+/// Checkpoint round trip with batch norm and dropout: the running statistics are exported with the
+/// parameters, and a fresh network (same seed, so the same dropout masks) given the checkpoint
+/// continues training bit for bit like the original, running statistics included.
+#[test]
+fn checkpoint_round_trip_with_batch_norm_and_dropout_is_bit_exact() {
+    let cpu = CpuBackend::<f32>::new();
+    let spec = ArchSpec::parse(MODERN).unwrap();
+    let input = InputShape::new(1, 8, 10);
+    let mut a = Network::new(&cpu, &spec, input, 3, 4, 1).unwrap();
+    let mut r = ChaCha8Rng::seed_from_u64(2);
+    let cfg = RmsPropConfig::default();
+    let batch = |r: &mut ChaCha8Rng| (uniform::<f32>(r, 4 * 80, 0.0, 1.0), vec![0u32, 1, 2, 1]);
+    for _ in 0..3 {
+        let (x, y) = batch(&mut r);
+        a.train_step(&cpu, &x, &y, &cfg).unwrap();
+    }
+    let (params, opt) = (
+        a.export_params(&cpu).unwrap(),
+        a.export_optimizer_state(&cpu).unwrap(),
+    );
+    let names: Vec<&str> = params.iter().map(|p| p.name.as_str()).collect();
+    for want in [
+        "bn1.running_mean",
+        "bn1.running_var",
+        "bn2.running_mean",
+        "bn2.running_var",
+    ] {
+        assert!(names.contains(&want), "{want} missing from {names:?}");
+    }
+    assert_eq!(
+        opt.mean_square.len(),
+        12,
+        "state tensors have no optimizer state"
+    );
+    let mut b = Network::new(&cpu, &spec, input, 3, 4, 1).unwrap();
+    assert_ne!(b.export_params(&cpu).unwrap(), params);
+    b.import_params(&cpu, &params).unwrap();
+    b.import_optimizer_state(&cpu, &opt).unwrap();
+    let (x, _) = batch(&mut r);
+    assert_eq!(
+        a.forward_logits(&cpu, &x, 4).unwrap(),
+        b.forward_logits(&cpu, &x, 4).unwrap()
+    );
+    for _ in 0..2 {
+        let (x, y) = batch(&mut r);
+        assert_eq!(
+            a.train_step(&cpu, &x, &y, &cfg).unwrap(),
+            b.train_step(&cpu, &x, &y, &cfg).unwrap()
+        );
+    }
+    assert_eq!(
+        a.export_params(&cpu).unwrap(),
+        b.export_params(&cpu).unwrap()
+    );
+    // A checkpoint without the running statistics is refused, naming them.
+    let without: Vec<_> = params
+        .iter()
+        .filter(|p| !p.name.contains("running"))
+        .cloned()
+        .collect();
+    let e = b.import_params(&cpu, &without).unwrap_err().to_string();
+    assert!(
+        e.contains("bn1.running_mean") && e.contains("missing"),
+        "{e}"
+    );
+}
+
+/// The soft-target loss through a whole network: one-hot targets give exactly the hard-label loss
+/// and gradients; smoothed, weighted targets give the gradient of their loss (f64 central
+/// differences on the classifier, which the loss reaches without kinks); bad targets are refused.
+#[test]
+fn soft_target_loss_through_the_network() {
+    let cpu = Cpu::new();
+    let spec = ArchSpec::parse("c4k3 bn stats fc6").unwrap();
+    let input = InputShape::new(1, 6, 8);
+    let (n, k) = (3, 4);
+    let mut net = Network::new(&cpu, &spec, input, k, n, 1).unwrap();
+    let mut r = ChaCha8Rng::seed_from_u64(5);
+    let x: Vec<f64> = uniform(&mut r, n * input.len(), 0.0, 1.0);
+    let labels = [2u32, 0, 3];
+    net.forward(&cpu, &x, n).unwrap();
+    let hard = net.loss(&cpu, &labels).unwrap();
+    net.backward(&cpu).unwrap();
+    let hard_grads = net.export_grads(&cpu).unwrap();
+    let mut onehot = vec![0.0; n * k];
+    for (i, &l) in labels.iter().enumerate() {
+        onehot[i * k + l as usize] = 1.0;
+    }
+    net.forward(&cpu, &x, n).unwrap();
+    assert_eq!(net.loss_soft(&cpu, &onehot, None).unwrap(), hard);
+    net.backward(&cpu).unwrap();
+    assert_eq!(net.export_grads(&cpu).unwrap(), hard_grads);
+
+    // Label smoothing 0.1 and class weights.
+    let smooth: Vec<f64> = onehot.iter().map(|&t| 0.9 * t + 0.1 / k as f64).collect();
+    let weights = [1.0, 2.0, 0.5, 1.5];
+    net.forward(&cpu, &x, n).unwrap();
+    net.loss_soft(&cpu, &smooth, Some(&weights)).unwrap();
+    net.backward(&cpu).unwrap();
+    let grads = net.export_grads(&cpu).unwrap();
+    let params = net.export_params(&cpu).unwrap();
+    let t = params
+        .iter()
+        .position(|p| p.name == "classifier.weight")
+        .unwrap();
+    let h = 1e-5;
+    let mut loss_at = |ps: &[NamedTensor<f64>]| {
+        net.import_params(&cpu, ps).unwrap();
+        net.forward(&cpu, &x, n).unwrap();
+        net.loss_soft(&cpu, &smooth, Some(&weights))
+            .unwrap()
+            .mean_loss
+    };
+    let mut ps = params.clone();
+    for i in 0..ps[t].data.len() {
+        let orig = ps[t].data[i];
+        ps[t].data[i] = orig + h;
+        let up = loss_at(&ps);
+        ps[t].data[i] = orig - h;
+        let down = loss_at(&ps);
+        ps[t].data[i] = orig;
+        let numeric = (up - down) / (2.0 * h);
+        let a = grads[t].data[i];
+        // Smooth in these parameters: truncation ~h², rounding ~1e-11.
+        assert!(
+            (a - numeric).abs() <= 1e-7 * (1.0 + a.abs()),
+            "classifier.weight[{i}]: {a} vs {numeric}"
+        );
+    }
+    net.forward(&cpu, &x, n).unwrap();
+    let mut bad = smooth.clone();
+    bad[0] = 0.5;
+    let e = net.loss_soft(&cpu, &bad, None).unwrap_err().to_string();
+    assert!(e.contains("sample 0") && e.contains("summing to 1"), "{e}");
+    let e = net
+        .loss_soft(&cpu, &smooth, Some(&[1.0, 0.0, 1.0, 1.0]))
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("class weights"), "{e}");
+    let e = net
+        .loss_soft(&cpu, &smooth[..8], None)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("need 12 values, got 8"), "{e}");
+}

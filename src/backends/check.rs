@@ -56,6 +56,27 @@ pub const RMSPROP: Tolerance = Tolerance {
     rtol: 1e-5,
     reason: "one sqrt and one divide per step in f32 (a GPU may fuse the multiply-adds); rounding compounds over steps",
 };
+/// Batch normalisation (training and evaluation forward, running statistics, dx, dγ, dβ).
+pub const BATCHNORM: Tolerance = Tolerance {
+    name: "batchnorm",
+    atol: 1e-5,
+    rtol: 1e-4,
+    reason: "per-channel f32 sums of N·H·W terms (up to a few thousand here) in tree order against the reference's image-by-image order, through a 1/sqrt; dx subtracts two such means from dy (cancellation), so atol is set at the scale of dy",
+};
+/// Statistics pooling (forward, backward).
+pub const STATSPOOL: Tolerance = Tolerance {
+    name: "statspool",
+    atol: 1e-6,
+    rtol: 1e-5,
+    reason: "f32 column sums over H, then a 32-lane butterfly over W instead of a left-to-right sum, and one sqrt",
+};
+/// Dropout (forward, backward): the mask is bit-identical; only the scaling multiply remains.
+pub const DROPOUT: Tolerance = Tolerance {
+    name: "dropout",
+    atol: 0.0,
+    rtol: 1e-6,
+    reason: "the same mask on every backend and one f32 multiply per value; a GPU may fuse dx += dy·scale into one rounding",
+};
 /// Convolution (forward, backward data, filter and bias gradients), for the conv2d kernels.
 pub const CONV2D: Tolerance = Tolerance {
     name: "conv2d",

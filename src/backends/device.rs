@@ -171,6 +171,11 @@ pub trait Device: Send + Sync {
 
     /// Wait for all launched work to finish, reporting any asynchronous error.
     fn synchronize(&self) -> Result<()>;
+
+    /// The cost-model hook: a wrapper states what the launch of `kernel` it is about to make computes
+    /// and moves, from the geometry and configuration it launches with. Devices that run kernels
+    /// ignore it (the closure is never called); [`CostDevice`](super::cost::CostDevice) records it.
+    fn note_cost(&self, _kernel: Kernel, _cost: impl FnOnce() -> super::cost::Cost) {}
 }
 
 #[cfg(test)]

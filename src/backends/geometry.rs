@@ -411,6 +411,193 @@ impl RmsPropConfig {
     }
 }
 
+/// Batch normalisation per channel over (N, H, W) of x (N, C, H, W) -> y (N, C, H, W), with a per-channel
+/// scale γ (C) and shift β (C), optionally followed by ReLU:
+///
+/// ```text
+/// training:    μ, σ² = mean and (biased) variance of channel c over the batch;  x̂ = (x − μ) / sqrt(σ² + eps)
+///              running_mean ← (1 − momentum) · running_mean + momentum · μ
+///              running_var  ← (1 − momentum) · running_var  + momentum · σ² · M/(M − 1)   (M = N·H·W; unbiased)
+/// evaluation:  x̂ = (x − running_mean) / sqrt(running_var + eps)
+/// both:        y = [ReLU](γ · x̂ + β)
+/// ```
+///
+/// The running variance uses the unbiased estimate (M/(M − 1); plain σ² when M = 1), as PyTorch does.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, bytemuck::Pod, bytemuck::Zeroable)]
+pub struct BatchNormGeom {
+    pub n: i32,
+    pub c: i32,
+    pub h: i32,
+    pub w: i32,
+    /// 1: y = max(0, γ·x̂ + β).
+    pub relu: i32,
+    pub eps: f32,
+    pub momentum: f32,
+}
+
+impl BatchNormGeom {
+    pub fn new(input: Shape, relu: bool, eps: f64, momentum: f64) -> Result<Self> {
+        if input.is_empty() {
+            return Err(shape_err!(
+                "batch norm needs a non-empty input, got {input}"
+            ));
+        }
+        if !(eps > 0.0 && eps.is_finite() && (0.0..=1.0).contains(&momentum)) {
+            return Err(shape_err!(
+                "batch norm needs eps > 0 and momentum in [0, 1]; got eps {eps}, momentum {momentum}"
+            ));
+        }
+        Ok(BatchNormGeom {
+            n: to_i32("batch", input.n)?,
+            c: to_i32("channels", input.c)?,
+            h: to_i32("height", input.h)?,
+            w: to_i32("width", input.w)?,
+            relu: relu as i32,
+            eps: eps as f32,
+            momentum: momentum as f32,
+        })
+    }
+    pub fn shape(&self) -> Shape {
+        Shape::new(
+            self.n as usize,
+            self.c as usize,
+            self.h as usize,
+            self.w as usize,
+        )
+    }
+    /// M = N·H·W: the values each channel's statistics are taken over.
+    pub fn per_channel(&self) -> usize {
+        self.n as usize * self.h as usize * self.w as usize
+    }
+    pub fn with_batch(self, n: usize) -> Self {
+        BatchNormGeom {
+            n: n as i32,
+            ..self
+        }
+    }
+}
+
+/// Global statistics pooling of x (N, C, H, W) -> y (N, 2C): the mean over frequency (H) gives one
+/// value m_w per time step, then
+///
+/// ```text
+/// y[n, c]     = mean_w m_w
+/// y[n, C + c] = sqrt(var_w m_w + eps)        (var: the biased variance over the W time steps)
+/// ```
+///
+/// `eps` keeps the standard deviation's derivative, (m_w − mean) / (W · std), finite when a channel is
+/// constant over time (var = 0, e.g. a dead ReLU channel or W = 1). Output length 2C whatever H and W
+/// are, so a network with statistics pooling takes inputs of any width.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, bytemuck::Pod, bytemuck::Zeroable)]
+pub struct StatsPoolGeom {
+    pub n: i32,
+    pub c: i32,
+    pub h: i32,
+    pub w: i32,
+    pub eps: f32,
+}
+
+impl StatsPoolGeom {
+    pub fn new(input: Shape, eps: f64) -> Result<Self> {
+        if input.is_empty() || !(eps > 0.0 && eps.is_finite()) {
+            return Err(shape_err!(
+                "statistics pooling needs a non-empty input and eps > 0; got {input}, eps {eps}"
+            ));
+        }
+        Ok(StatsPoolGeom {
+            n: to_i32("batch", input.n)?,
+            c: to_i32("channels", input.c)?,
+            h: to_i32("height", input.h)?,
+            w: to_i32("width", input.w)?,
+            eps: eps as f32,
+        })
+    }
+    pub fn input(&self) -> Shape {
+        Shape::new(
+            self.n as usize,
+            self.c as usize,
+            self.h as usize,
+            self.w as usize,
+        )
+    }
+    /// (N, 2C).
+    pub fn output(&self) -> Shape {
+        Shape::flat(self.n as usize, 2 * self.c as usize)
+    }
+    pub fn with_batch(self, n: usize) -> Self {
+        StatsPoolGeom {
+            n: n as i32,
+            ..self
+        }
+    }
+}
+
+/// Inverted dropout over `len` values: y = x / (1 − p) where the element is kept, 0 where dropped.
+/// Element i is kept iff `dropout_hash(i, key_lo, key_hi) ≥ threshold`, threshold = ⌊p · 2³²⌋: the
+/// mask is a pure function of the key (itself a function of seed, step and layer, see
+/// [`DropoutParams::new`]) and the element index, so every backend draws the same bits, nothing is
+/// stored between forward and backward, and a resumed run draws the masks it would have drawn.
+/// With p = 0 (evaluation) every element is kept with scale 1: y = x exactly.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, bytemuck::Pod, bytemuck::Zeroable)]
+pub struct DropoutParams {
+    pub len: i32,
+    pub threshold: u32,
+    /// 1 / (1 − p).
+    pub scale: f32,
+    pub key_lo: u32,
+    pub key_hi: u32,
+}
+
+/// SplitMix64's finaliser: a bijective 64-bit mix.
+fn mix64(mut z: u64) -> u64 {
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
+
+/// A 32-bit integer mix (xor-shift-multiply, the "lowbias32" constants), used twice per element.
+fn mix32(mut x: u32) -> u32 {
+    x ^= x >> 16;
+    x = x.wrapping_mul(0x7feb_352d);
+    x ^= x >> 15;
+    x = x.wrapping_mul(0x846c_a68b);
+    x ^ (x >> 16)
+}
+
+/// The dropout hash of element `index` (mirrored by `dropout_hash` in kernels/dropout.cu).
+pub fn dropout_hash(index: u32, key_lo: u32, key_hi: u32) -> u32 {
+    mix32(mix32(index.wrapping_mul(0x9e37_79b1) ^ key_lo) ^ key_hi)
+}
+
+impl DropoutParams {
+    /// The mask of layer `layer` at training step `step` of a run seeded with `seed`, over `len`
+    /// values, dropping each with probability `p` (0 ≤ p < 1).
+    pub fn new(len: usize, p: f64, seed: u64, step: u64, layer: u64) -> Result<Self> {
+        if !(0.0..1.0).contains(&p) {
+            return Err(shape_err!("dropout rate {p} must be in [0, 1)"));
+        }
+        let key = mix64(mix64(mix64(seed ^ 0x0d70_9a0d) ^ step) ^ layer);
+        Ok(DropoutParams {
+            len: to_i32("dropout length", len)?,
+            threshold: (p * 4294967296.0).floor().min(u32::MAX as f64) as u32,
+            scale: (1.0 / (1.0 - p)) as f32,
+            key_lo: key as u32,
+            key_hi: (key >> 32) as u32,
+        })
+    }
+    /// The identity (evaluation mode): every element kept, scale 1.
+    pub fn identity(len: usize) -> Result<Self> {
+        Self::new(len, 0.0, 0, 0, 0)
+    }
+    /// Whether element `index` is kept.
+    pub fn keeps(&self, index: u32) -> bool {
+        dropout_hash(index, self.key_lo, self.key_hi) >= self.threshold
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

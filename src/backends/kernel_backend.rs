@@ -7,7 +7,8 @@ use std::sync::Mutex;
 
 use super::device::Device;
 use super::geometry::{
-    ConvGeom, DenseGeom, PoolGeom, RmsPropConfig, ShortcutGeom, XentGeom, XentStats,
+    BatchNormGeom, ConvGeom, DenseGeom, DropoutParams, PoolGeom, RmsPropConfig, ShortcutGeom,
+    StatsPoolGeom, XentGeom, XentStats,
 };
 use super::kernels;
 use super::Backend;
@@ -125,6 +126,17 @@ impl<D: Device> Backend for KernelBackend<D> {
         kernels::maxpool::backward(&self.dev, g, dy, argmax, dx)
     }
 
+    fn maxpool_relu_backward(
+        &self,
+        g: &PoolGeom,
+        dy: &Self::Buf,
+        x: &Self::Buf,
+        argmax: &Self::Idx,
+        dx: &mut Self::Buf,
+    ) -> Result<()> {
+        kernels::maxpool::relu_backward(&self.dev, g, dy, x, argmax, dx)
+    }
+
     fn shortcut_forward(
         &self,
         g: &ShortcutGeom,
@@ -168,6 +180,86 @@ impl<D: Device> Backend for KernelBackend<D> {
         kernels::dense::backward(&self.dev, &self.gemm_scratch, g, x, w, y, dy, dx, dw, db)
     }
 
+    fn batchnorm_forward_train(
+        &self,
+        g: &BatchNormGeom,
+        x: &Self::Buf,
+        gamma: &Self::Buf,
+        beta: &Self::Buf,
+        y: &mut Self::Buf,
+        saved: &mut Self::Buf,
+        running_mean: &mut Self::Buf,
+        running_var: &mut Self::Buf,
+    ) -> Result<()> {
+        kernels::batchnorm::forward_train(
+            &self.dev,
+            g,
+            x,
+            gamma,
+            beta,
+            y,
+            saved,
+            running_mean,
+            running_var,
+        )
+    }
+
+    fn batchnorm_forward_eval(
+        &self,
+        g: &BatchNormGeom,
+        x: &Self::Buf,
+        gamma: &Self::Buf,
+        beta: &Self::Buf,
+        running_mean: &Self::Buf,
+        running_var: &Self::Buf,
+        y: &mut Self::Buf,
+    ) -> Result<()> {
+        kernels::batchnorm::forward_eval(&self.dev, g, x, gamma, beta, running_mean, running_var, y)
+    }
+
+    fn batchnorm_backward(
+        &self,
+        g: &BatchNormGeom,
+        x: &Self::Buf,
+        gamma: &Self::Buf,
+        y: &Self::Buf,
+        saved: &Self::Buf,
+        dy: &mut Self::Buf,
+        dx: Option<&mut Self::Buf>,
+        dgamma: &mut Self::Buf,
+        dbeta: &mut Self::Buf,
+    ) -> Result<()> {
+        kernels::batchnorm::backward(&self.dev, g, x, gamma, y, saved, dy, dx, dgamma, dbeta)
+    }
+
+    fn statspool_forward(&self, g: &StatsPoolGeom, x: &Self::Buf, y: &mut Self::Buf) -> Result<()> {
+        kernels::statspool::forward(&self.dev, g, x, y)
+    }
+
+    fn statspool_backward(
+        &self,
+        g: &StatsPoolGeom,
+        x: &Self::Buf,
+        y: &Self::Buf,
+        dy: &Self::Buf,
+        dx: &mut Self::Buf,
+    ) -> Result<()> {
+        kernels::statspool::backward(&self.dev, g, x, y, dy, dx)
+    }
+
+    fn dropout_forward(&self, p: &DropoutParams, x: &Self::Buf, y: &mut Self::Buf) -> Result<()> {
+        kernels::dropout::forward(&self.dev, p, x, y)
+    }
+
+    fn dropout_backward(
+        &self,
+        p: &DropoutParams,
+        dy: &Self::Buf,
+        dx: &mut Self::Buf,
+    ) -> Result<()> {
+        kernels::dropout::backward(&self.dev, p, dy, dx)
+    }
+
     fn softmax_xent(
         &self,
         g: &XentGeom,
@@ -182,6 +274,28 @@ impl<D: Device> Backend for KernelBackend<D> {
             g,
             logits,
             labels,
+            losses,
+            d_logits,
+            &mut counters,
+        )
+    }
+
+    fn softmax_xent_soft(
+        &self,
+        g: &XentGeom,
+        logits: &Self::Buf,
+        targets: &Self::Buf,
+        class_weights: Option<&Self::Buf>,
+        losses: &mut Self::Buf,
+        d_logits: &mut Self::Buf,
+    ) -> Result<XentStats> {
+        let mut counters = self.xent_counters.lock().unwrap_or_else(|p| p.into_inner());
+        kernels::softmax_xent::softmax_xent_soft(
+            &self.dev,
+            g,
+            logits,
+            targets,
+            class_weights,
             losses,
             d_logits,
             &mut counters,

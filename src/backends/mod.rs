@@ -18,8 +18,13 @@
 //!   per step.
 //! - With a fused ReLU, the backward pass first multiplies `dy` IN PLACE by `[y > 0]`, turning it into
 //!   the gradient of the pre-activation; `y` is the op's forward output.
+//! - Exception, for a memory pass less: [`Backend::maxpool_relu_backward`] WRITES its `dx`, already
+//!   ReLU-masked. The network uses it where a pool is the only consumer of a ReLU convolution's
+//!   output (then nothing else adds into that gradient, and it needs no zeroing), and runs that
+//!   convolution's backward with `relu` off. Only gradients that are accumulated into are zeroed.
 
 pub mod check;
+pub mod cost;
 pub mod cpu;
 pub mod cuda;
 pub mod device;
@@ -29,8 +34,8 @@ pub mod kernel_backend;
 pub mod kernels;
 
 pub use geometry::{
-    ConvGeom, DenseGeom, Padding, PoolGeom, RmsPropConfig, RmsPropParams, ShortcutGeom, XentGeom,
-    XentStats,
+    BatchNormGeom, ConvGeom, DenseGeom, DropoutParams, Padding, PoolGeom, RmsPropConfig,
+    RmsPropParams, ShortcutGeom, StatsPoolGeom, XentGeom, XentStats,
 };
 
 use crate::tensor::Real;
@@ -119,6 +124,20 @@ pub trait Backend {
         dx: &mut Self::Buf,
     ) -> Result<()>;
 
+    /// Backward of a max-pool whose input x (N, C, H_in, W_in) is the output of a fused ReLU with no
+    /// other consumer: WRITES dx (N, C, H_in, W_in) = [x > 0] · (the dy (N, C, H_out, W_out) routed to
+    /// their argmax), the gradient of the ReLU's PRE-activation. The producing layer's backward then
+    /// runs without its ReLU (it must not mask again, and need not read its y or rewrite dy). (The
+    /// pool's own output cannot give the mask: shortcuts add into it after pooling.)
+    fn maxpool_relu_backward(
+        &self,
+        g: &PoolGeom,
+        dy: &Self::Buf,
+        x: &Self::Buf,
+        argmax: &Self::Idx,
+        dx: &mut Self::Buf,
+    ) -> Result<()>;
+
     // ---- shortcut (multi-level residual identity map) -------------------------------------------
     /// dst (N, C_dst, H_dst, W_dst) += r×r-mean of src (N, C_src, H_src, W_src), channel c reading
     /// source channel c mod C_src. ACCUMULATES into dst.
@@ -164,6 +183,75 @@ pub trait Backend {
         db: &mut Self::Buf,
     ) -> Result<()>;
 
+    // ---- batch normalisation ------------------------------------------------------------------
+    /// Training forward of [`BatchNormGeom`]: y (N, C, H, W) = \[ReLU\](γ · x̂ + β) with the batch's
+    /// per-channel statistics. WRITES y and saved (2, C) = (μ, 1/σ) for the backward pass; updates
+    /// running_mean and running_var (C) in place by the momentum rule.
+    #[allow(clippy::too_many_arguments)]
+    fn batchnorm_forward_train(
+        &self,
+        g: &BatchNormGeom,
+        x: &Self::Buf,
+        gamma: &Self::Buf,
+        beta: &Self::Buf,
+        y: &mut Self::Buf,
+        saved: &mut Self::Buf,
+        running_mean: &mut Self::Buf,
+        running_var: &mut Self::Buf,
+    ) -> Result<()>;
+
+    /// Evaluation forward of [`BatchNormGeom`] with the running statistics. WRITES y.
+    #[allow(clippy::too_many_arguments)]
+    fn batchnorm_forward_eval(
+        &self,
+        g: &BatchNormGeom,
+        x: &Self::Buf,
+        gamma: &Self::Buf,
+        beta: &Self::Buf,
+        running_mean: &Self::Buf,
+        running_var: &Self::Buf,
+        y: &mut Self::Buf,
+    ) -> Result<()>;
+
+    /// Backward of [`Backend::batchnorm_forward_train`] (y and saved from that call). With `g.relu`,
+    /// first masks `dy` in place by `y > 0`. ACCUMULATES dx when given; WRITES dgamma and dbeta (C).
+    #[allow(clippy::too_many_arguments)]
+    fn batchnorm_backward(
+        &self,
+        g: &BatchNormGeom,
+        x: &Self::Buf,
+        gamma: &Self::Buf,
+        y: &Self::Buf,
+        saved: &Self::Buf,
+        dy: &mut Self::Buf,
+        dx: Option<&mut Self::Buf>,
+        dgamma: &mut Self::Buf,
+        dbeta: &mut Self::Buf,
+    ) -> Result<()>;
+
+    // ---- statistics pooling -------------------------------------------------------------------
+    /// y (N, 2C) = mean and std over W of the H-means of x (N, C, H, W) (see [`StatsPoolGeom`]). Writes y.
+    fn statspool_forward(&self, g: &StatsPoolGeom, x: &Self::Buf, y: &mut Self::Buf) -> Result<()>;
+
+    /// Backward of [`Backend::statspool_forward`] (y is its output): ACCUMULATES dx (N, C, H, W).
+    fn statspool_backward(
+        &self,
+        g: &StatsPoolGeom,
+        x: &Self::Buf,
+        y: &Self::Buf,
+        dy: &Self::Buf,
+        dx: &mut Self::Buf,
+    ) -> Result<()>;
+
+    // ---- dropout ------------------------------------------------------------------------------
+    /// Inverted dropout of `p.len` values (see [`DropoutParams`]). Writes y.
+    fn dropout_forward(&self, p: &DropoutParams, x: &Self::Buf, y: &mut Self::Buf) -> Result<()>;
+
+    /// Backward of [`Backend::dropout_forward`] with the same parameters (the mask is recomputed):
+    /// ACCUMULATES dx.
+    fn dropout_backward(&self, p: &DropoutParams, dy: &Self::Buf, dx: &mut Self::Buf)
+        -> Result<()>;
+
     // ---- loss -----------------------------------------------------------------------------------
     /// Fused softmax cross-entropy of logits (N, CLASSES) against labels (N). WRITES losses (N), the
     /// per-sample losses, and d_logits (N, CLASSES), the gradient of the MEAN loss ((softmax − onehot)/N).
@@ -174,6 +262,23 @@ pub trait Backend {
         g: &XentGeom,
         logits: &Self::Buf,
         labels: &Self::Idx,
+        losses: &mut Self::Buf,
+        d_logits: &mut Self::Buf,
+    ) -> Result<XentStats>;
+
+    /// Softmax cross-entropy of logits (N, CLASSES) against soft targets (N, CLASSES), rows of
+    /// probabilities (label smoothing, mixup), with optional class weights w (CLASSES; `None`: all 1):
+    /// WRITES losses (N), loss_i = −Σ_j w_j t_ij log softmax(z_i)_j, and d_logits (N, CLASSES), the
+    /// gradient of their MEAN, (softmax · Σ_j w_j t_ij − w ⊙ t_i)/N. Returns the mean loss and the
+    /// number of rows whose first-maximum logit is their target's first maximum. The targets are not
+    /// validated here (the caller does, on the host). [`Backend::softmax_xent`] is the hard-label path.
+    #[allow(clippy::too_many_arguments)]
+    fn softmax_xent_soft(
+        &self,
+        g: &XentGeom,
+        logits: &Self::Buf,
+        targets: &Self::Buf,
+        class_weights: Option<&Self::Buf>,
         losses: &mut Self::Buf,
         d_logits: &mut Self::Buf,
     ) -> Result<XentStats>;

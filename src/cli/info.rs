@@ -1,6 +1,7 @@
 //! `rescnn info [--kernels]`: which compute devices this machine offers, the NVRTC the binary was built
 //! with, and the CUDA kernels embedded in it; with `--kernels`, the assembler's figures per kernel and
-//! architecture (registers, static shared memory, stack, spills), known without a GPU.
+//! architecture (registers, static shared memory, stack, spills), known without a GPU; with `--cost`,
+//! the cost model of one `paper` training step (src/backends/cost.rs).
 
 use std::collections::BTreeSet;
 use std::fmt::Write as _;
@@ -14,9 +15,17 @@ pub struct InfoArgs {
     /// Also list every kernel with its registers, shared memory and spills per architecture.
     #[arg(long)]
     pub kernels: bool,
+    /// Print the cost model of one `paper` training step at 512×512, batch 50 instead: every kernel
+    /// launch with its FLOPs, DRAM bytes and roofline time on a GTX 1080 and an H100 (no GPU needed).
+    #[arg(long)]
+    pub cost: bool,
 }
 
 pub fn run(args: &InfoArgs) -> Result<()> {
+    if args.cost {
+        print!("{}", crate::model::cost::paper_step_report()?);
+        return Ok(());
+    }
     print!("{}", report(args.kernels));
     Ok(())
 }

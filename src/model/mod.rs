@@ -16,6 +16,7 @@
 //! # Ok(()) }
 //! ```
 
+pub mod cost;
 pub mod init;
 pub mod network;
 pub mod plan;

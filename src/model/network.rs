@@ -1,11 +1,26 @@
 //! The network on a backend: parameters, optimizer state and every activation buffer allocated once
 //! for the largest batch, then forward, loss, backward and RMSProp update driven through the
 //! [`Backend`] contract, so the same code runs on the CPU reference, the emulated device and CUDA.
+//!
+//! # Training and evaluation
+//! [`Network::forward`] (and [`Network::train_step`]) run in TRAINING mode: batch norm normalises
+//! with the batch's statistics and updates its running averages, dropout drops. The evaluation
+//! entry points, [`Network::forward_logits`] and [`Network::evaluate`], run in EVALUATION mode:
+//! batch norm uses the running averages and dropout is the identity; a backward pass after them is
+//! refused. For networks without batch norm and dropout the two modes compute the same bits.
+//!
+//! # State
+//! Besides the trained parameters a network has state that training changes but no gradient does:
+//! batch norm's running mean and variance (`bnK.running_mean`, `bnK.running_var`). It travels with
+//! the parameters in [`Network::export_params`] / [`Network::import_params`], so checkpoints save
+//! and restore it exactly. Dropout's mask is a function of (seed, step, layer): the seed given to
+//! [`Network::new`], the step count restored with the optimizer state, so a resumed run draws the
+//! masks the uninterrupted run would have drawn.
 
 use super::init;
 use super::plan::{InputShape, Plan, PlannedOp};
 use super::spec::ArchSpec;
-use crate::backends::geometry::{RmsPropConfig, XentGeom, XentStats};
+use crate::backends::geometry::{DropoutParams, RmsPropConfig, XentGeom, XentStats};
 use crate::backends::Backend;
 use crate::tensor::Real;
 use crate::{config_err, shape_err, Result};
@@ -40,10 +55,16 @@ struct Param<B: Backend> {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Stage {
     Idle,
-    /// Activations hold a forward pass of `n` samples.
-    Forward(usize),
+    /// Activations hold a forward pass of `n` samples (in training mode or not).
+    Forward {
+        n: usize,
+        training: bool,
+    },
     /// ... and the logits' gradient holds the loss gradient.
-    Loss(usize),
+    Loss {
+        n: usize,
+        training: bool,
+    },
     /// Parameter gradients are ready for an update.
     Gradients,
 }
@@ -61,16 +82,68 @@ pub struct Network<B: Backend> {
     plan: Plan,
     max_batch: usize,
     params: Vec<Param<B>>,
-    /// For each planned layer with parameters, the index of its weight in `params` (bias follows).
+    /// For each planned layer with parameters, the index of its weight in `params` (bias follows;
+    /// batch norm: γ, then β).
     layer_params: Vec<Option<usize>>,
+    /// Non-trained state (batch norm's running mean, then variance); `grad` and `mean_square` are
+    /// empty.
+    state: Vec<Param<B>>,
+    /// For each batch norm layer, the index of its running mean in `state`.
+    layer_state: Vec<Option<usize>>,
+    /// For each batch norm layer, the (μ, 1/σ) of its last training forward pass, (2, C).
+    bn_saved: Vec<Option<B::Buf>>,
+    /// Capacity of each pool layer's argmax buffer (they grow with the input width).
+    argmax_len: Vec<usize>,
+    /// Seeds the dropout masks (with the step and the layer index).
+    seed: u64,
     acts: Vec<B::Buf>,
     /// Gradient of each node; none for the input, which needs no gradient.
     grads: Vec<Option<B::Buf>>,
     argmax: Vec<Option<B::Idx>>,
     labels: B::Idx,
+    /// Soft targets (max_batch, classes) and class weights (classes) of [`Network::loss_soft`].
+    targets: B::Buf,
+    class_weights: B::Buf,
     losses: B::Buf,
+    /// Per layer: a ReLU convolution whose output only the next max-pool reads, or that pool. Their
+    /// backward is fused: the pool WRITES the masked gradient, the convolution runs without ReLU.
+    fused_relu_pool: Vec<bool>,
     step: u64,
     stage: Stage,
+}
+
+/// Which layers take the fused pool backward ([`Backend::maxpool_relu_backward`]): a max-pool whose
+/// input node is written by a ReLU convolution and read by nothing but this pool (no other layer, no
+/// shortcut from or into it) — marked at the pool and at the convolution.
+fn fused_relu_pools(plan: &Plan) -> Vec<bool> {
+    let mut fused = vec![false; plan.layers.len()];
+    let uses = |node: usize| {
+        plan.layers
+            .iter()
+            .filter(|l| match l.op {
+                PlannedOp::Conv { input, .. }
+                | PlannedOp::Pool { input, .. }
+                | PlannedOp::Dense { input, .. }
+                | PlannedOp::BatchNorm { input, .. }
+                | PlannedOp::StatsPool { input, .. }
+                | PlannedOp::Dropout { input, .. } => input == node,
+                PlannedOp::Shortcut { source, target, .. } => source == node || target == node,
+            })
+            .count()
+    };
+    for (pi, pool) in plan.layers.iter().enumerate() {
+        let PlannedOp::Pool { input, .. } = pool.op else {
+            continue;
+        };
+        let producer = plan.layers.iter().position(
+            |l| matches!(l.op, PlannedOp::Conv { geom, output, .. } if output == input && geom.relu != 0),
+        );
+        if let (Some(ci), 1) = (producer, uses(input)) {
+            fused[ci] = true;
+            fused[pi] = true;
+        }
+    }
+    fused
 }
 
 /// `(&v[read], &mut v[write])` for two different indices.
@@ -114,13 +187,54 @@ impl<B: Backend> Network<B> {
         let logits = plan.logits_node();
         let mut params = Vec::new();
         let mut layer_params = Vec::with_capacity(plan.layers.len());
+        let mut state = Vec::new();
+        let mut layer_state = Vec::with_capacity(plan.layers.len());
+        let mut bn_saved = Vec::with_capacity(plan.layers.len());
         for layer in &plan.layers {
+            let named = layer.state();
+            layer_state.push((!named.is_empty()).then_some(state.len()));
+            for (name, dims) in named {
+                // Running mean 0, running variance 1: evaluation before any training step is the
+                // identity normalisation.
+                let start = if name.ends_with(".running_var") {
+                    B::Elem::ONE
+                } else {
+                    B::Elem::ZERO
+                };
+                let len: usize = dims.iter().product();
+                state.push(Param {
+                    name,
+                    dims,
+                    value: backend.upload(&vec![start; len])?,
+                    grad: backend.zeros(0)?,
+                    mean_square: backend.zeros(0)?,
+                });
+            }
+            bn_saved.push(match layer.op {
+                PlannedOp::BatchNorm { geom, .. } => Some(backend.zeros(2 * geom.c as usize)?),
+                _ => None,
+            });
             let named = layer.params();
             if named.is_empty() {
                 layer_params.push(None);
                 continue;
             }
             layer_params.push(Some(params.len()));
+            if let PlannedOp::BatchNorm { .. } = layer.op {
+                // γ = 1, β = 0: the layer starts as a plain normalisation.
+                for (k, (name, dims)) in named.into_iter().enumerate() {
+                    let len: usize = dims.iter().product();
+                    let v = if k == 0 { B::Elem::ONE } else { B::Elem::ZERO };
+                    params.push(Param {
+                        name,
+                        dims,
+                        value: backend.upload(&vec![v; len])?,
+                        grad: backend.zeros(len)?,
+                        mean_square: backend.zeros(len)?,
+                    });
+                }
+                continue;
+            }
             let is_classifier =
                 matches!(layer.op, PlannedOp::Dense { output, .. } if output == logits);
             let fan_in = layer
@@ -167,23 +281,38 @@ impl<B: Backend> Network<B> {
                 }
             })
             .collect::<Result<Vec<_>>>()?;
-        let argmax = plan
+        let argmax_len: Vec<usize> = plan
             .layers
             .iter()
             .map(|l| match l.op {
-                PlannedOp::Pool { geom, .. } => {
-                    backend.zeros_idx(max_batch * geom.output().len()).map(Some)
-                }
+                PlannedOp::Pool { geom, .. } => max_batch * geom.output().len(),
+                _ => 0,
+            })
+            .collect();
+        let argmax = plan
+            .layers
+            .iter()
+            .zip(&argmax_len)
+            .map(|(l, &len)| match l.op {
+                PlannedOp::Pool { .. } => backend.zeros_idx(len).map(Some),
                 _ => Ok(None),
             })
             .collect::<Result<Vec<_>>>()?;
         Ok(Network {
+            fused_relu_pool: fused_relu_pools(&plan),
             labels: backend.zeros_idx(max_batch)?,
+            targets: backend.zeros(max_batch * plan.classes)?,
+            class_weights: backend.zeros(plan.classes)?,
             losses: backend.zeros(max_batch)?,
             plan,
             max_batch,
             params,
             layer_params,
+            state,
+            layer_state,
+            bn_saved,
+            argmax_len,
+            seed,
             acts,
             grads,
             argmax,
@@ -216,6 +345,59 @@ impl<B: Backend> Network<B> {
         self.step
     }
 
+    /// Lay the network out for inputs `width` columns wide (same channels and height), keeping every
+    /// parameter and state value. Only networks whose parameters do not depend on the width accept
+    /// this: those with statistics pooling (`stats`) before their dense layers. Activation buffers
+    /// grow when the new width needs more (still for `max_batch` samples); they never shrink, so
+    /// going back to a width used before allocates nothing. E.g. train on fixed crops, then evaluate
+    /// each whole utterance with batch 1 at its own width.
+    pub fn set_input_width(&mut self, backend: &B, width: usize) -> Result<()> {
+        if width == self.plan.input.width {
+            return Ok(());
+        }
+        self.stage = Stage::Idle;
+        let input = InputShape {
+            width,
+            ..self.plan.input
+        };
+        let plan = Plan::new(&self.plan.spec, input, self.plan.classes)?;
+        let same_params = plan.layers.len() == self.plan.layers.len()
+            && plan
+                .layers
+                .iter()
+                .zip(&self.plan.layers)
+                .all(|(a, b)| a.params() == b.params());
+        if !same_params {
+            return Err(config_err!(
+                "architecture `{}` takes inputs {} columns wide only (its dense layers' input size depends on the width; put `stats` before the fc layers to make it width-independent); {width} columns were asked for",
+                self.plan.spec,
+                self.plan.input.width
+            ));
+        }
+        for (i, s) in plan.nodes.iter().enumerate() {
+            let need = self.max_batch * s.per_sample();
+            if backend.len(&self.acts[i]) < need {
+                self.acts[i] = backend.zeros(need)?;
+            }
+            if let Some(g) = self.grads[i].as_mut() {
+                if backend.len(g) < need {
+                    *g = backend.zeros(need)?;
+                }
+            }
+        }
+        for (li, l) in plan.layers.iter().enumerate() {
+            if let PlannedOp::Pool { geom, .. } = l.op {
+                let need = self.max_batch * geom.output().len();
+                if self.argmax_len[li] < need {
+                    self.argmax[li] = Some(backend.zeros_idx(need)?);
+                    self.argmax_len[li] = need;
+                }
+            }
+        }
+        self.plan = plan;
+        Ok(())
+    }
+
     /// One training step on a batch of `labels.len()` samples: forward, loss, backward, RMSProp
     /// update, step counter + 1. `inputs` holds the batch's images, N·C·H·W values in NCHW order.
     pub fn train_step(
@@ -232,8 +414,19 @@ impl<B: Backend> Network<B> {
         Ok(stats)
     }
 
-    /// Forward pass of `n` samples (1 ≤ n ≤ max batch) from host images (N·C·H·W values).
+    /// Forward pass in training mode of `n` samples (1 ≤ n ≤ max batch) from host images (N·C·H·W
+    /// values). Updates batch norm's running statistics.
     pub fn forward(&mut self, backend: &B, inputs: &[B::Elem], n: usize) -> Result<()> {
+        self.run_forward(backend, inputs, n, true)
+    }
+
+    fn run_forward(
+        &mut self,
+        backend: &B,
+        inputs: &[B::Elem],
+        n: usize,
+        training: bool,
+    ) -> Result<()> {
         self.stage = Stage::Idle;
         if n == 0 || n > self.max_batch {
             return Err(config_err!(
@@ -303,17 +496,78 @@ impl<B: Backend> Network<B> {
                         y,
                     )?;
                 }
+                PlannedOp::BatchNorm {
+                    geom,
+                    input,
+                    output,
+                } => {
+                    let p = self.layer_params[li].expect("batch norm has parameters");
+                    let st = self.layer_state[li].expect("batch norm has state");
+                    let (x, y) = read_write(&mut self.acts, input, output);
+                    let (gamma, beta) = (&self.params[p].value, &self.params[p + 1].value);
+                    let g = geom.with_batch(n);
+                    if training {
+                        let (rm, rv) = both_mut(&mut self.state, st, st + 1);
+                        let saved = self.bn_saved[li].as_mut().expect("batch norm saves");
+                        backend.batchnorm_forward_train(
+                            &g,
+                            x,
+                            gamma,
+                            beta,
+                            y,
+                            saved,
+                            &mut rm.value,
+                            &mut rv.value,
+                        )?;
+                    } else {
+                        let (rm, rv) = (&self.state[st].value, &self.state[st + 1].value);
+                        backend.batchnorm_forward_eval(&g, x, gamma, beta, rm, rv, y)?;
+                    }
+                }
+                PlannedOp::StatsPool {
+                    geom,
+                    input,
+                    output,
+                } => {
+                    let (x, y) = read_write(&mut self.acts, input, output);
+                    backend.statspool_forward(&geom.with_batch(n), x, y)?;
+                }
+                PlannedOp::Dropout {
+                    rate,
+                    per_sample,
+                    input,
+                    output,
+                } => {
+                    let params = self.dropout_params(li, rate, n * per_sample, training)?;
+                    let (x, y) = read_write(&mut self.acts, input, output);
+                    backend.dropout_forward(&params, x, y)?;
+                }
             }
         }
-        self.stage = Stage::Forward(n);
+        self.stage = Stage::Forward { n, training };
         Ok(())
+    }
+
+    /// Dropout's parameters for layer `li` at the current step (the identity in evaluation).
+    fn dropout_params(
+        &self,
+        li: usize,
+        rate: f64,
+        len: usize,
+        training: bool,
+    ) -> Result<DropoutParams> {
+        if training {
+            DropoutParams::new(len, rate, self.seed, self.step, li as u64)
+        } else {
+            DropoutParams::identity(len)
+        }
     }
 
     /// Softmax cross-entropy of the last forward pass against `labels` (one per sample, each below
     /// the number of classes); leaves the loss gradient ready for [`Network::backward`].
     pub fn loss(&mut self, backend: &B, labels: &[u32]) -> Result<XentStats> {
-        let n = match self.stage {
-            Stage::Forward(n) | Stage::Loss(n) => n,
+        let (n, training) = match self.stage {
+            Stage::Forward { n, training } | Stage::Loss { n, training } => (n, training),
             _ => return Err(config_err!("loss needs a forward pass first")),
         };
         if labels.len() != n {
@@ -344,18 +598,100 @@ impl<B: Backend> Network<B> {
             &mut self.losses,
             d_logits,
         )?;
-        self.stage = Stage::Loss(n);
+        self.stage = Stage::Loss { n, training };
+        Ok(stats)
+    }
+
+    /// Softmax cross-entropy of the last forward pass against soft targets (one row of `classes`
+    /// probabilities per sample: label smoothing, mixup), with optional per-class weights; leaves the
+    /// loss gradient ready for [`Network::backward`]. Targets must be finite, non-negative and sum to
+    /// 1 per row (within 1e-3); weights finite and positive. `correct` counts rows whose predicted
+    /// class is the target's largest entry.
+    pub fn loss_soft(
+        &mut self,
+        backend: &B,
+        targets: &[B::Elem],
+        class_weights: Option<&[B::Elem]>,
+    ) -> Result<XentStats> {
+        let (n, training) = match self.stage {
+            Stage::Forward { n, training } | Stage::Loss { n, training } => (n, training),
+            _ => return Err(config_err!("loss_soft needs a forward pass first")),
+        };
+        let classes = self.plan.classes;
+        if targets.len() != n * classes {
+            return Err(shape_err!(
+                "the forward pass ran {n} samples of {classes} classes, so the soft targets need {} values, got {}",
+                n * classes,
+                targets.len()
+            ));
+        }
+        for (i, row) in targets.chunks(classes).enumerate() {
+            let sum: f64 = row.iter().map(|v| v.to_f64()).sum();
+            if row
+                .iter()
+                .any(|v| !v.to_f64().is_finite() || v.to_f64() < 0.0)
+                || (sum - 1.0).abs() > 1e-3
+            {
+                return Err(config_err!(
+                    "soft targets of sample {i} must be non-negative probabilities summing to 1, got {:?}",
+                    row.iter().map(|v| v.to_f64()).collect::<Vec<_>>()
+                ));
+            }
+        }
+        if let Some(w) = class_weights {
+            if w.len() != classes
+                || w.iter()
+                    .any(|v| !(v.to_f64().is_finite() && v.to_f64() > 0.0))
+            {
+                return Err(config_err!(
+                    "class weights must be {classes} finite positive values, got {:?}",
+                    w.iter().map(|v| v.to_f64()).collect::<Vec<_>>()
+                ));
+            }
+            backend.write(&mut self.class_weights, w)?;
+        }
+        backend.write(&mut self.targets, targets)?;
+        let logits = self.plan.logits_node();
+        let d_logits = self.grads[logits]
+            .as_mut()
+            .expect("logits have a gradient buffer");
+        let stats = backend.softmax_xent_soft(
+            &XentGeom::new(n, classes)?,
+            &self.acts[logits],
+            &self.targets,
+            class_weights.is_some().then_some(&self.class_weights),
+            &mut self.losses,
+            d_logits,
+        )?;
+        self.stage = Stage::Loss { n, training };
         Ok(stats)
     }
 
     /// Backward pass from the loss gradient: WRITES every parameter gradient (of the mean loss).
     pub fn backward(&mut self, backend: &B) -> Result<()> {
-        let Stage::Loss(n) = self.stage else {
-            return Err(config_err!("backward needs forward and loss first"));
+        let n = match self.stage {
+            Stage::Loss { n, training: true } => n,
+            Stage::Loss {
+                training: false, ..
+            } => {
+                return Err(config_err!(
+                    "backward needs a training-mode forward pass (forward), not an evaluation one"
+                ))
+            }
+            _ => return Err(config_err!("backward needs forward and loss first")),
         };
+        // Zero only the gradients that are accumulated into: not the logits' (written by the loss),
+        // not those a fused pool backward writes.
         let logits = self.plan.logits_node();
-        for (i, g) in self.grads.iter_mut().enumerate() {
-            if let (Some(g), false) = (g, i == logits) {
+        let mut written = vec![false; self.grads.len()];
+        written[logits] = true;
+        for (layer, &fused) in self.plan.layers.iter().zip(&self.fused_relu_pool) {
+            if let (PlannedOp::Pool { input, .. }, true) = (layer.op, fused) {
+                written[input] = true;
+            }
+        }
+        for (g, written) in self.grads.iter_mut().zip(written) {
+            if let (Some(g), false) = (g, written) {
                 backend.fill_zero(g)?;
             }
         }
@@ -385,12 +721,13 @@ impl<B: Backend> Network<B> {
                     }
                     let (dy, dx) = read_write(&mut self.grads, output, input);
                     let am = self.argmax[li].as_ref().expect("pool has an argmax buffer");
-                    backend.maxpool_backward(
-                        &geom.with_batch(n),
-                        dy.as_ref().expect("grad"),
-                        am,
-                        dx.as_mut().expect("grad"),
-                    )?;
+                    let (dy, dx) = (dy.as_ref().expect("grad"), dx.as_mut().expect("grad"));
+                    if self.fused_relu_pool[li] {
+                        let x = &self.acts[input];
+                        backend.maxpool_relu_backward(&geom.with_batch(n), dy, x, am, dx)?;
+                    } else {
+                        backend.maxpool_backward(&geom.with_batch(n), dy, am, dx)?;
+                    }
                 }
                 PlannedOp::Conv {
                     geom,
@@ -400,8 +737,12 @@ impl<B: Backend> Network<B> {
                     let p = self.layer_params[li].expect("conv has parameters");
                     let (dx, dy) = both_mut(&mut self.grads, input, output);
                     let (w, b) = both_mut(&mut self.params, p, p + 1);
+                    let mut g = geom.with_batch(n);
+                    if self.fused_relu_pool[li] {
+                        g.relu = 0; // dy is already the pre-activation gradient (the pool masked it)
+                    }
                     backend.conv2d_backward(
-                        &geom.with_batch(n),
+                        &g,
                         &self.acts[input],
                         &w.value,
                         &self.acts[output],
@@ -428,6 +769,61 @@ impl<B: Backend> Network<B> {
                         dx.as_mut(),
                         &mut w.grad,
                         &mut b.grad,
+                    )?;
+                }
+                PlannedOp::BatchNorm {
+                    geom,
+                    input,
+                    output,
+                } => {
+                    let p = self.layer_params[li].expect("batch norm has parameters");
+                    let (dx, dy) = both_mut(&mut self.grads, input, output);
+                    let (gamma, beta) = both_mut(&mut self.params, p, p + 1);
+                    backend.batchnorm_backward(
+                        &geom.with_batch(n),
+                        &self.acts[input],
+                        &gamma.value,
+                        &self.acts[output],
+                        self.bn_saved[li].as_ref().expect("batch norm saves"),
+                        dy.as_mut().expect("grad"),
+                        dx.as_mut(),
+                        &mut gamma.grad,
+                        &mut beta.grad,
+                    )?;
+                }
+                PlannedOp::StatsPool {
+                    geom,
+                    input,
+                    output,
+                } => {
+                    if input == 0 {
+                        continue;
+                    }
+                    let (dy, dx) = read_write(&mut self.grads, output, input);
+                    backend.statspool_backward(
+                        &geom.with_batch(n),
+                        &self.acts[input],
+                        &self.acts[output],
+                        dy.as_ref().expect("grad"),
+                        dx.as_mut().expect("grad"),
+                    )?;
+                }
+                PlannedOp::Dropout {
+                    rate,
+                    per_sample,
+                    input,
+                    output,
+                } => {
+                    if input == 0 {
+                        continue;
+                    }
+                    // The same parameters as the forward pass: the step has not moved since.
+                    let params = self.dropout_params(li, rate, n * per_sample, true)?;
+                    let (dy, dx) = read_write(&mut self.grads, output, input);
+                    backend.dropout_backward(
+                        &params,
+                        dy.as_ref().expect("grad"),
+                        dx.as_mut().expect("grad"),
                     )?;
                 }
             }
@@ -457,7 +853,7 @@ impl<B: Backend> Network<B> {
         inputs: &[B::Elem],
         n: usize,
     ) -> Result<Vec<B::Elem>> {
-        self.forward(backend, inputs, n)?;
+        self.run_forward(backend, inputs, n, false)?;
         let mut logits = backend.download(&self.acts[self.plan.logits_node()])?;
         logits.truncate(n * self.plan.classes);
         Ok(logits)
@@ -470,7 +866,7 @@ impl<B: Backend> Network<B> {
         inputs: &[B::Elem],
         labels: &[u32],
     ) -> Result<XentStats> {
-        self.forward(backend, inputs, labels.len())?;
+        self.run_forward(backend, inputs, labels.len(), false)?;
         let stats = self.loss(backend, labels)?;
         self.stage = Stage::Idle;
         Ok(stats)
@@ -493,23 +889,46 @@ impl<B: Backend> Network<B> {
             .collect()
     }
 
+    /// The state tensors (batch norm's running statistics), exported with the parameters.
+    fn export_state(&self, backend: &B) -> Result<Vec<NamedTensor<B::Elem>>> {
+        self.state
+            .iter()
+            .map(|p| {
+                Ok(NamedTensor {
+                    name: p.name.clone(),
+                    dims: p.dims.clone(),
+                    data: backend.download(&p.value)?,
+                })
+            })
+            .collect()
+    }
+
+    /// Write `tensors` into the parameters (and, `with_state`, the state tensors) through `pick`.
+    /// The set of names and their dimensions must match exactly.
     fn import(
         &mut self,
         backend: &B,
         what: &str,
         tensors: &[NamedTensor<B::Elem>],
+        with_state: bool,
         pick: impl Fn(&mut Param<B>) -> &mut B::Buf,
     ) -> Result<()> {
+        let state_len = if with_state { self.state.len() } else { 0 };
+        let targets: Vec<&Param<B>> = self.params.iter().chain(&self.state[..state_len]).collect();
         for t in tensors {
-            if !self.params.iter().any(|p| p.name == t.name) {
+            if !targets.iter().any(|p| p.name == t.name) {
                 return Err(config_err!(
                     "{what}: unexpected tensor `{}` (this network has {})",
                     t.name,
-                    self.name_list()
+                    targets
+                        .iter()
+                        .map(|p| p.name.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
                 ));
             }
         }
-        for p in &self.params {
+        for p in targets {
             let t = tensors.iter().find(|t| t.name == p.name);
             let Some(t) = t else {
                 return Err(config_err!("{what}: tensor `{}` is missing", p.name));
@@ -524,7 +943,7 @@ impl<B: Backend> Network<B> {
                 ));
             }
         }
-        for p in &mut self.params {
+        for p in self.params.iter_mut().chain(&mut self.state[..state_len]) {
             let t = tensors
                 .iter()
                 .find(|t| t.name == p.name)
@@ -535,31 +954,18 @@ impl<B: Backend> Network<B> {
         Ok(())
     }
 
-    fn name_list(&self) -> String {
-        self.params
-            .iter()
-            .map(|p| p.name.as_str())
-            .collect::<Vec<_>>()
-            .join(", ")
-    }
-
     /// The activations of the last forward pass, one tensor per node with dimensions (N, C, H, W):
     /// "input", then each conv, pool (including the shortcuts added to it), dense layer and finally
     /// "classifier" (the logits), named like their layers. For diagnostics and tests.
     pub fn export_activations(&self, backend: &B) -> Result<Vec<NamedTensor<B::Elem>>> {
         let n = match self.stage {
-            Stage::Forward(n) | Stage::Loss(n) => n,
+            Stage::Forward { n, .. } | Stage::Loss { n, .. } => n,
             _ => return Err(config_err!("export_activations needs a forward pass first")),
         };
         let mut names = vec!["input".to_string(); self.plan.nodes.len()];
         for l in &self.plan.layers {
-            match l.op {
-                PlannedOp::Conv { output, .. }
-                | PlannedOp::Pool { output, .. }
-                | PlannedOp::Dense { output, .. } => {
-                    names[output] = l.name.clone();
-                }
-                PlannedOp::Shortcut { .. } => {}
+            if !matches!(l.op, PlannedOp::Shortcut { .. }) {
+                names[l.output()] = l.name.clone();
             }
         }
         self.plan
@@ -579,14 +985,19 @@ impl<B: Backend> Network<B> {
             .collect()
     }
 
-    /// Every parameter as a named host tensor.
+    /// Every parameter as a named host tensor, followed by the state tensors (batch norm's running
+    /// statistics, `bnK.running_mean` and `bnK.running_var`): everything a checkpoint must hold to
+    /// reproduce the network's outputs.
     pub fn export_params(&self, backend: &B) -> Result<Vec<NamedTensor<B::Elem>>> {
-        self.export(backend, |p| &p.value)
+        let mut out = self.export(backend, |p| &p.value)?;
+        out.extend(self.export_state(backend)?);
+        Ok(out)
     }
 
-    /// Replace every parameter. The set of names and their dimensions must match exactly.
+    /// Replace every parameter and state tensor. The set of names and their dimensions must match
+    /// [`Network::export_params`] exactly.
     pub fn import_params(&mut self, backend: &B, tensors: &[NamedTensor<B::Elem>]) -> Result<()> {
-        self.import(backend, "import_params", tensors, |p| &mut p.value)
+        self.import(backend, "import_params", tensors, true, |p| &mut p.value)
     }
 
     /// The parameter gradients of the last backward pass (for gradient checks and diagnostics).
@@ -608,9 +1019,13 @@ impl<B: Backend> Network<B> {
         backend: &B,
         state: &OptimizerState<B::Elem>,
     ) -> Result<()> {
-        self.import(backend, "import_optimizer_state", &state.mean_square, |p| {
-            &mut p.mean_square
-        })?;
+        self.import(
+            backend,
+            "import_optimizer_state",
+            &state.mean_square,
+            false,
+            |p| &mut p.mean_square,
+        )?;
         self.step = state.step;
         Ok(())
     }

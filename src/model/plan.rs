@@ -5,9 +5,19 @@
 use std::fmt::Write as _;
 
 use super::spec::{ArchSpec, LayerSpec};
-use crate::backends::geometry::{ConvGeom, DenseGeom, Padding, PoolGeom, ShortcutGeom};
+use crate::backends::geometry::{
+    BatchNormGeom, ConvGeom, DenseGeom, Padding, PoolGeom, ShortcutGeom, StatsPoolGeom,
+};
 use crate::tensor::Shape;
 use crate::{config_err, Result};
+
+/// Batch norm's eps (added to the variance under the square root), as in PyTorch and Keras.
+pub const BATCHNORM_EPS: f64 = 1e-5;
+/// Batch norm's running-average momentum: running ← 0.9 · running + 0.1 · batch statistic.
+pub const BATCHNORM_MOMENTUM: f64 = 0.1;
+/// Statistics pooling's eps under the standard deviation's square root: keeps its gradient finite
+/// for a channel that is constant over time, and is far below the variance of any live feature.
+pub const STATSPOOL_EPS: f64 = 1e-5;
 
 /// The network input: one spectrogram image, C×H×W (C = 1 gray or 3 RGB).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -60,6 +70,24 @@ pub enum PlannedOp {
         input: usize,
         output: usize,
     },
+    /// Batch norm (with ReLU) of the convolution output `input`.
+    BatchNorm {
+        geom: BatchNormGeom,
+        input: usize,
+        output: usize,
+    },
+    StatsPool {
+        geom: StatsPoolGeom,
+        input: usize,
+        output: usize,
+    },
+    /// Dropout of `rate` over the `per_sample` values of node `input` of each sample.
+    Dropout {
+        rate: f64,
+        per_sample: usize,
+        input: usize,
+        output: usize,
+    },
 }
 
 /// One layer of a [`Plan`].
@@ -75,6 +103,13 @@ pub struct PlannedLayer {
 impl PlannedLayer {
     /// Names and shapes of this layer's parameters (weight, then bias), empty for parameter-free ops.
     pub fn params(&self) -> Vec<(String, Vec<usize>)> {
+        if let PlannedOp::BatchNorm { geom, .. } = self.op {
+            let c = vec![geom.c as usize];
+            return vec![
+                (format!("{}.gamma", self.name), c.clone()),
+                (format!("{}.beta", self.name), c),
+            ];
+        }
         let (w, b) = match self.op {
             PlannedOp::Conv { geom: g, .. } => (
                 vec![
@@ -96,7 +131,30 @@ impl PlannedLayer {
             (format!("{}.bias", self.name), vec![b]),
         ]
     }
-    /// Fan-in of each output unit (the He initialisation's scale), for layers with parameters.
+    /// Names and shapes of this layer's non-trained state (batch norm's running mean and variance),
+    /// saved in checkpoints beside the parameters.
+    pub fn state(&self) -> Vec<(String, Vec<usize>)> {
+        match self.op {
+            PlannedOp::BatchNorm { geom, .. } => vec![
+                (format!("{}.running_mean", self.name), vec![geom.c as usize]),
+                (format!("{}.running_var", self.name), vec![geom.c as usize]),
+            ],
+            _ => Vec::new(),
+        }
+    }
+    /// The node this layer writes (a shortcut: the node it adds into).
+    pub fn output(&self) -> usize {
+        match self.op {
+            PlannedOp::Conv { output, .. }
+            | PlannedOp::Pool { output, .. }
+            | PlannedOp::Dense { output, .. }
+            | PlannedOp::BatchNorm { output, .. }
+            | PlannedOp::StatsPool { output, .. }
+            | PlannedOp::Dropout { output, .. } => output,
+            PlannedOp::Shortcut { target, .. } => target,
+        }
+    }
+    /// Fan-in of each output unit (the He initialisation's scale), for conv and dense layers.
     pub fn fan_in(&self) -> Option<usize> {
         match self.op {
             PlannedOp::Conv { geom: g, .. } => Some((g.c_in * g.k_h * g.k_w) as usize),
@@ -133,7 +191,7 @@ impl Plan {
         let mut nodes = vec![Shape::new(1, input.channels, input.height, input.width)];
         let mut taps = vec![0usize];
         let mut layers = Vec::new();
-        let (mut convs, mut pools, mut fcs) = (0, 0, 0);
+        let (mut convs, mut pools, mut fcs, mut bns, mut drops) = (0, 0, 0, 0, 0);
         let describe = |s: Shape| format!("{}×{}×{}", s.c, s.h, s.w);
         for (i, &l) in spec.layers().iter().enumerate() {
             let cur = nodes.len() - 1;
@@ -144,13 +202,15 @@ impl Plan {
                     kernel,
                     stride,
                 } => {
+                    // A batch norm after the convolution applies the ReLU instead.
+                    let relu = spec.layers().get(i + 1) != Some(&LayerSpec::BatchNorm);
                     let geom = ConvGeom::new(
                         shape,
                         filters,
                         (kernel, kernel),
                         stride,
                         Padding::Same,
-                        true,
+                        relu,
                     )
                     .map_err(|e| spec.layer_error(i, &e.to_string()))?;
                     nodes.push(geom.output());
@@ -213,6 +273,46 @@ impl Plan {
                             tap,
                             source,
                             target: cur,
+                        },
+                    )
+                }
+                LayerSpec::BatchNorm => {
+                    let geom = BatchNormGeom::new(shape, true, BATCHNORM_EPS, BATCHNORM_MOMENTUM)
+                        .map_err(|e| spec.layer_error(i, &e.to_string()))?;
+                    nodes.push(shape);
+                    bns += 1;
+                    (
+                        format!("bn{bns}"),
+                        PlannedOp::BatchNorm {
+                            geom,
+                            input: cur,
+                            output: cur + 1,
+                        },
+                    )
+                }
+                LayerSpec::StatsPool => {
+                    let geom = StatsPoolGeom::new(shape, STATSPOOL_EPS)
+                        .map_err(|e| spec.layer_error(i, &e.to_string()))?;
+                    nodes.push(Shape::flat(1, 2 * shape.c));
+                    (
+                        "stats".to_string(),
+                        PlannedOp::StatsPool {
+                            geom,
+                            input: cur,
+                            output: cur + 1,
+                        },
+                    )
+                }
+                LayerSpec::Dropout { rate } => {
+                    nodes.push(shape);
+                    drops += 1;
+                    (
+                        format!("dropout{drops}"),
+                        PlannedOp::Dropout {
+                            rate,
+                            per_sample: shape.per_sample(),
+                            input: cur,
+                            output: cur + 1,
                         },
                     )
                 }
@@ -334,7 +434,10 @@ impl Plan {
             let (node, extra) = match l.op {
                 PlannedOp::Conv { output, .. }
                 | PlannedOp::Pool { output, .. }
-                | PlannedOp::Dense { output, .. } => (output, String::new()),
+                | PlannedOp::Dense { output, .. }
+                | PlannedOp::BatchNorm { output, .. }
+                | PlannedOp::StatsPool { output, .. }
+                | PlannedOp::Dropout { output, .. } => (output, String::new()),
                 PlannedOp::Shortcut {
                     geom, tap, target, ..
                 } => (
@@ -423,6 +526,55 @@ mod tests {
             "{s}"
         );
         assert!(s.contains(&group_digits(want)), "{s}");
+    }
+
+    #[test]
+    fn stats_pooling_makes_the_dense_input_2c_at_any_width() {
+        for width in [16, 40, 200] {
+            let p = plan(
+                "c8k3 bn p2 +0 c12k3 bn stats drop0.3 fc5",
+                InputShape::new(1, 8, width),
+            )
+            .unwrap();
+            let conv1 = &p.layers[0];
+            match (conv1.op, p.layers[1].op) {
+                (PlannedOp::Conv { geom, .. }, PlannedOp::BatchNorm { geom: bn, .. }) => {
+                    assert_eq!(
+                        (geom.relu, bn.relu, bn.c),
+                        (0, 1, 8),
+                        "conv leaves the ReLU to bn"
+                    );
+                }
+                other => panic!("{other:?}"),
+            }
+            let fc = p.layers.iter().find(|l| l.name == "fc1").unwrap();
+            assert!(
+                matches!(fc.op, PlannedOp::Dense { geom, .. } if geom.in_features == 24),
+                "{width}: {:?}",
+                fc.op
+            );
+            assert_eq!(
+                fc.params(),
+                vec![
+                    ("fc1.weight".into(), vec![5, 24]),
+                    ("fc1.bias".into(), vec![5])
+                ]
+            );
+            assert_eq!(
+                p.layers[1].state(),
+                vec![
+                    ("bn1.running_mean".into(), vec![8]),
+                    ("bn1.running_var".into(), vec![8])
+                ]
+            );
+        }
+        let s = plan("c8k3 bn stats fc5", InputShape::new(1, 8, 16))
+            .unwrap()
+            .summary();
+        assert!(
+            s.contains("bn1") && s.contains("stats") && s.contains(" 16 "),
+            "{s}"
+        );
     }
 
     #[test]

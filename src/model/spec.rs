@@ -6,7 +6,19 @@
 //! p<K>[s<S>]       max-pool: K×K window, stride S (default K), floor mode
 //! +<T>             shortcut: add tap T into the output of the pool just before it (see below)
 //! fc<N>            dense layer of N units with ReLU
+//! bn               batch normalisation of the convolution just before it, per channel, with ReLU
+//! stats            statistics pooling: (C, H, W) -> 2C (mean and std over time of the mean over H)
+//! drop<P>          dropout with rate P, 0 ≤ P < 1 (e.g. drop0.3), in training only
 //! ```
+//!
+//! `bn` must directly follow a convolution; that convolution then has no ReLU of its own and the
+//! batch norm applies it (conv → BN → ReLU). Batch statistics in training, running averages
+//! (momentum 0.1, eps 1e-5) in evaluation; the running statistics are network state saved in
+//! checkpoints. `stats` ends the convolutional part: after it come only `fc` and `drop` layers, and
+//! the dense layers' input is 2C whatever the input's width, so the network accepts spectrograms of
+//! any number of frames (see [`super::Network::set_input_width`]). `drop<P>` may follow any layer
+//! except that, like every layer, it cannot sit between a pool and its shortcut; its mask is a pure
+//! function of (seed, step, layer), so runs stay deterministic and resumable.
 //!
 //! Taps: tap 0 is the network input (the spectrogram image); tap n is the output of the n-th pool,
 //! including whatever shortcuts were added to it. A shortcut's target is the output of the pool it
@@ -18,6 +30,7 @@
 //! dense layer with one output per class, no ReLU, followed by softmax) is implicit.
 //!
 //! Example, the paper's best network: `c32k4 p2 +0 c64k8 p2 +0 c64k10 p2 +0 c64k10 p2 fc716 fc716`.
+//! A width-independent one with the newer layers: `c32k3 bn p2 +0 c64k3 bn p2 +0 stats fc128 drop0.3`.
 
 use std::fmt;
 use std::str::FromStr;
@@ -25,7 +38,7 @@ use std::str::FromStr;
 use crate::{config_err, Error, Result};
 
 /// One layer of a spec.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq)]
 pub enum LayerSpec {
     /// `c<filters>k<kernel>[s<stride>]`
     Conv {
@@ -39,6 +52,12 @@ pub enum LayerSpec {
     Shortcut { tap: usize },
     /// `fc<units>`
     Dense { units: usize },
+    /// `bn`
+    BatchNorm,
+    /// `stats`
+    StatsPool,
+    /// `drop<rate>`
+    Dropout { rate: f64 },
 }
 
 impl fmt::Display for LayerSpec {
@@ -58,13 +77,16 @@ impl fmt::Display for LayerSpec {
             LayerSpec::Pool { window, stride } => write!(f, "p{window}s{stride}"),
             LayerSpec::Shortcut { tap } => write!(f, "+{tap}"),
             LayerSpec::Dense { units } => write!(f, "fc{units}"),
+            LayerSpec::BatchNorm => write!(f, "bn"),
+            LayerSpec::StatsPool => write!(f, "stats"),
+            LayerSpec::Dropout { rate } => write!(f, "drop{rate}"),
         }
     }
 }
 
 /// A parsed, syntactically valid architecture spec. Each layer remembers the token it came from so
 /// later errors (shapes that do not work for a given input size) can point at it.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct ArchSpec {
     text: String,
     layers: Vec<LayerSpec>,
@@ -82,15 +104,40 @@ impl ArchSpec {
         let mut layers = Vec::with_capacity(tokens.len());
         let mut pools = 0usize;
         let mut seen_dense = false;
+        let mut seen_stats = false;
         for (i, &tok) in tokens.iter().enumerate() {
             let err = |what: String| token_error(text, i, tok, &what);
             let layer = parse_token(tok).map_err(err)?;
             match layer {
-                LayerSpec::Conv { .. } | LayerSpec::Pool { .. } if seen_dense => {
+                LayerSpec::Conv { .. } | LayerSpec::Pool { .. } | LayerSpec::StatsPool
+                    if seen_dense =>
+                {
                     return Err(err(
-                        "convolutions and pools must come before the dense (fc) layers".into(),
+                        "convolutions, pools and stats must come before the dense (fc) layers"
+                            .into(),
                     ));
                 }
+                LayerSpec::Conv { .. }
+                | LayerSpec::Pool { .. }
+                | LayerSpec::Shortcut { .. }
+                | LayerSpec::BatchNorm
+                | LayerSpec::StatsPool
+                    if seen_stats =>
+                {
+                    return Err(err(
+                        "only fc and drop layers may follow stats (statistics pooling ends the convolutional part)"
+                            .into(),
+                    ));
+                }
+                LayerSpec::StatsPool => seen_stats = true,
+                LayerSpec::BatchNorm => {
+                    if !matches!(layers.last(), Some(LayerSpec::Conv { .. })) {
+                        return Err(err(
+                            "bn must directly follow a convolution (c<filters>k<kernel>), which it normalises".into(),
+                        ));
+                    }
+                }
+                LayerSpec::Dropout { .. } => {}
                 LayerSpec::Pool { .. } => pools += 1,
                 LayerSpec::Dense { .. } => seen_dense = true,
                 LayerSpec::Shortcut { tap } => {
@@ -178,8 +225,7 @@ fn number<'a>(s: &'a str, what: &str) -> std::result::Result<(usize, &'a str), S
 }
 
 fn parse_token(tok: &str) -> std::result::Result<LayerSpec, String> {
-    const FORMS: &str =
-        "expected c<filters>k<kernel>[s<stride>], p<window>[s<stride>], +<tap> or fc<units>";
+    const FORMS: &str = "expected c<filters>k<kernel>[s<stride>], p<window>[s<stride>], +<tap>, fc<units>, bn, stats or drop<rate>";
     let stride = |rest: &str, what: &str| -> std::result::Result<Option<usize>, String> {
         if rest.is_empty() {
             return Ok(None);
@@ -193,7 +239,27 @@ fn parse_token(tok: &str) -> std::result::Result<LayerSpec, String> {
         }
         Ok(Some(s))
     };
-    if let Some(r) = tok.strip_prefix("fc") {
+    if tok == "bn" {
+        Ok(LayerSpec::BatchNorm)
+    } else if tok == "stats" {
+        Ok(LayerSpec::StatsPool)
+    } else if let Some(r) = tok.strip_prefix("drop") {
+        let valid = !r.is_empty() && r.chars().all(|c| c.is_ascii_digit() || c == '.');
+        let rate: f64 = match r.parse() {
+            Ok(v) if valid => v,
+            _ => {
+                return Err(format!(
+                    "dropout is `drop<rate>` with a decimal rate, e.g. drop0.3; {FORMS}"
+                ))
+            }
+        };
+        if !(0.0..1.0).contains(&rate) {
+            return Err(format!(
+                "the dropout rate {r} must be at least 0 and below 1"
+            ));
+        }
+        Ok(LayerSpec::Dropout { rate })
+    } else if let Some(r) = tok.strip_prefix("fc") {
         let (units, tail) = number(r, "number of units")?;
         if !tail.is_empty() {
             return Err(format!("unexpected `{tail}` after fc{units}; {FORMS}"));
@@ -329,6 +395,60 @@ mod tests {
             .to_string();
         assert!(
             e.contains("neither a preset") && e.contains("paper-plain"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn batch_norm_stats_and_dropout_tokens() {
+        let s = "c8k3 bn p2 +0 c16k3s2 bn stats drop0.25 fc32 drop0 fc8";
+        let spec = ArchSpec::parse(s).unwrap();
+        assert_eq!(spec.layers()[1], LayerSpec::BatchNorm);
+        assert_eq!(spec.layers()[6], LayerSpec::StatsPool);
+        assert_eq!(spec.layers()[7], LayerSpec::Dropout { rate: 0.25 });
+        assert_eq!(spec.layers()[9], LayerSpec::Dropout { rate: 0.0 });
+        assert_eq!(spec.to_string(), s);
+        assert_eq!(ArchSpec::parse(&spec.to_string()).unwrap(), spec);
+
+        let e = err("c8k3 p2 bn");
+        assert!(
+            e.contains("token 3 `bn`") && e.contains("directly follow a convolution"),
+            "{e}"
+        );
+        let e = err("bn c8k3");
+        assert!(e.contains("token 1 `bn`"), "{e}");
+        let e = err("c8k3 stats c8k3");
+        assert!(
+            e.contains("token 3 `c8k3`") && e.contains("only fc and drop layers may follow stats"),
+            "{e}"
+        );
+        let e = err("c8k3 p2 stats +0");
+        assert!(e.contains("token 4 `+0`"), "{e}");
+        let e = err("c8k3 fc4 stats");
+        assert!(
+            e.contains("token 3 `stats`") && e.contains("before the dense"),
+            "{e}"
+        );
+        let e = err("c8k3 stats drop1 fc4");
+        assert!(
+            e.contains("token 3 `drop1`") && e.contains("below 1"),
+            "{e}"
+        );
+        for bad in ["drop", "drop-0.1", "dropx", "drop0.3.1", "drop1e-2"] {
+            let e = err(&format!("c8k3 {bad}"));
+            assert!(
+                e.contains(&format!("token 2 `{bad}`")) && e.contains("drop<rate>"),
+                "{bad}: {e}"
+            );
+        }
+        let e = err("c8k3 bnx");
+        assert!(
+            e.contains("token 2 `bnx`") && e.contains("unknown token"),
+            "{e}"
+        );
+        let e = err("c8k3 statistics");
+        assert!(
+            e.contains("token 2 `statistics`") && e.contains("unknown token"),
             "{e}"
         );
     }

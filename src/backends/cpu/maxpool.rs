@@ -84,6 +84,31 @@ pub(super) fn forward<T: Real>(
     Ok(())
 }
 
+/// WRITES dx = [x > 0] · (dy routed to its argmax), the ReLU mask of the pooled input x applied
+/// (see `Backend::maxpool_relu_backward`): [`backward`] into zeros, then the mask — the same sums,
+/// in the same order, as the unfused path.
+pub(super) fn relu_backward<T: Real>(
+    g: &PoolGeom,
+    dy: &[T],
+    x: &[T],
+    argmax: &[u32],
+    dx: &mut [T],
+) -> Result<()> {
+    let d = Dims::new(g)?;
+    let ip = d.in_plane();
+    check_len("max-pool x", x.len(), d.planes * ip)?;
+    check_len("max-pool dx", dx.len(), d.planes * ip)?;
+    dx[..d.planes * ip].fill(T::ZERO);
+    backward(g, dy, argmax, dx)?;
+    for (d, &v) in dx[..d.planes * ip].iter_mut().zip(x) {
+        // Not > 0 (NaN included), as the convolution's own mask `!(y > 0)`.
+        if v.partial_cmp(&T::ZERO) != Some(std::cmp::Ordering::Greater) {
+            *d = T::ZERO;
+        }
+    }
+    Ok(())
+}
+
 /// ACCUMULATES dx[argmax] += dy.
 pub(super) fn backward<T: Real>(
     g: &PoolGeom,

@@ -12,13 +12,16 @@
 //! backend and is reused from call to call, so after the first training step the backend allocates
 //! nothing of its own; the GEMM crate still allocates its small packing buffers per call.
 
+mod batchnorm;
 mod conv2d;
 mod dense;
+mod dropout;
 mod gemm;
 mod maxpool;
 mod rmsprop;
 mod shortcut;
 mod softmax_xent;
+mod statspool;
 
 use std::marker::PhantomData;
 use std::sync::Mutex;
@@ -26,7 +29,8 @@ use std::sync::Mutex;
 use rayon::prelude::*;
 
 use super::geometry::{
-    ConvGeom, DenseGeom, PoolGeom, RmsPropConfig, ShortcutGeom, XentGeom, XentStats,
+    BatchNormGeom, ConvGeom, DenseGeom, DropoutParams, PoolGeom, RmsPropConfig, ShortcutGeom,
+    StatsPoolGeom, XentGeom, XentStats,
 };
 use super::Backend;
 use crate::tensor::Real;
@@ -263,6 +267,17 @@ impl<T: Real> Backend for CpuBackend<T> {
         maxpool::backward(g, dy, argmax, dx)
     }
 
+    fn maxpool_relu_backward(
+        &self,
+        g: &PoolGeom,
+        dy: &Vec<T>,
+        x: &Vec<T>,
+        argmax: &Vec<u32>,
+        dx: &mut Vec<T>,
+    ) -> Result<()> {
+        maxpool::relu_backward(g, dy, x, argmax, dx)
+    }
+
     fn shortcut_forward(&self, g: &ShortcutGeom, src: &Vec<T>, dst: &mut Vec<T>) -> Result<()> {
         shortcut::forward(g, src, dst)
     }
@@ -301,6 +316,81 @@ impl<T: Real> Backend for CpuBackend<T> {
         dense::backward(g, x, w, y, dy, dx.map(|v| v.as_mut_slice()), dw, db)
     }
 
+    fn batchnorm_forward_train(
+        &self,
+        g: &BatchNormGeom,
+        x: &Vec<T>,
+        gamma: &Vec<T>,
+        beta: &Vec<T>,
+        y: &mut Vec<T>,
+        saved: &mut Vec<T>,
+        running_mean: &mut Vec<T>,
+        running_var: &mut Vec<T>,
+    ) -> Result<()> {
+        batchnorm::forward_train(g, x, gamma, beta, y, saved, running_mean, running_var)
+    }
+
+    fn batchnorm_forward_eval(
+        &self,
+        g: &BatchNormGeom,
+        x: &Vec<T>,
+        gamma: &Vec<T>,
+        beta: &Vec<T>,
+        running_mean: &Vec<T>,
+        running_var: &Vec<T>,
+        y: &mut Vec<T>,
+    ) -> Result<()> {
+        batchnorm::forward_eval(g, x, gamma, beta, running_mean, running_var, y)
+    }
+
+    fn batchnorm_backward(
+        &self,
+        g: &BatchNormGeom,
+        x: &Vec<T>,
+        gamma: &Vec<T>,
+        y: &Vec<T>,
+        saved: &Vec<T>,
+        dy: &mut Vec<T>,
+        dx: Option<&mut Vec<T>>,
+        dgamma: &mut Vec<T>,
+        dbeta: &mut Vec<T>,
+    ) -> Result<()> {
+        batchnorm::backward(
+            g,
+            x,
+            gamma,
+            y,
+            saved,
+            dy,
+            dx.map(|v| v.as_mut_slice()),
+            dgamma,
+            dbeta,
+        )
+    }
+
+    fn statspool_forward(&self, g: &StatsPoolGeom, x: &Vec<T>, y: &mut Vec<T>) -> Result<()> {
+        statspool::forward(g, x, y)
+    }
+
+    fn statspool_backward(
+        &self,
+        g: &StatsPoolGeom,
+        x: &Vec<T>,
+        y: &Vec<T>,
+        dy: &Vec<T>,
+        dx: &mut Vec<T>,
+    ) -> Result<()> {
+        statspool::backward(g, x, y, dy, dx)
+    }
+
+    fn dropout_forward(&self, p: &DropoutParams, x: &Vec<T>, y: &mut Vec<T>) -> Result<()> {
+        dropout::forward(p, x, y)
+    }
+
+    fn dropout_backward(&self, p: &DropoutParams, dy: &Vec<T>, dx: &mut Vec<T>) -> Result<()> {
+        dropout::backward(p, dy, dx)
+    }
+
     fn softmax_xent(
         &self,
         g: &XentGeom,
@@ -310,6 +400,25 @@ impl<T: Real> Backend for CpuBackend<T> {
         d_logits: &mut Vec<T>,
     ) -> Result<XentStats> {
         softmax_xent::softmax_xent(g, logits, labels, losses, d_logits)
+    }
+
+    fn softmax_xent_soft(
+        &self,
+        g: &XentGeom,
+        logits: &Vec<T>,
+        targets: &Vec<T>,
+        class_weights: Option<&Vec<T>>,
+        losses: &mut Vec<T>,
+        d_logits: &mut Vec<T>,
+    ) -> Result<XentStats> {
+        softmax_xent::softmax_xent_soft(
+            g,
+            logits,
+            targets,
+            class_weights.map(|w| w.as_slice()),
+            losses,
+            d_logits,
+        )
     }
 
     fn rmsprop_update(

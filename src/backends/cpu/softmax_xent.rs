@@ -58,3 +58,54 @@ pub(super) fn softmax_xent<T: Real>(
         correct,
     })
 }
+
+/// Soft-target softmax cross-entropy (see [`crate::backends::Backend::softmax_xent_soft`]): WRITES
+/// losses (N) = −Σ_j w_j t_j log p_j and d_logits = (p · Σ_j w_j t_j − w ⊙ t)/N.
+pub(super) fn softmax_xent_soft<T: Real>(
+    g: &XentGeom,
+    logits: &[T],
+    targets: &[T],
+    weights: Option<&[T]>,
+    losses: &mut [T],
+    d_logits: &mut [T],
+) -> Result<XentStats> {
+    if g.n <= 0 || g.classes < 2 {
+        return Err(shape_err!("invalid softmax cross-entropy geometry {g:?}"));
+    }
+    let (n, k) = (g.n as usize, g.classes as usize);
+    check_len("softmax_xent_soft logits", logits.len(), n * k)?;
+    check_len("softmax_xent_soft targets", targets.len(), n * k)?;
+    check_len("softmax_xent_soft losses", losses.len(), n)?;
+    check_len("softmax_xent_soft d_logits", d_logits.len(), n * k)?;
+    if let Some(w) = weights {
+        check_len("softmax_xent_soft class weights", w.len(), k)?;
+    }
+    let weight = |j: usize| weights.map_or(T::ONE, |w| w[j]);
+    let first_max = |v: &[T]| (1..v.len()).fold(0, |b, j| if v[j] > v[b] { j } else { b });
+    let inv_n = T::from_f64(1.0 / n as f64);
+    let (mut total, mut correct) = (0.0f64, 0usize);
+    for row in 0..n {
+        let z = &logits[row * k..][..k];
+        let t = &targets[row * k..][..k];
+        let argmax = first_max(z);
+        let max = z[argmax];
+        let sum: T = z.iter().map(|&v| (v - max).exp()).sum();
+        let log_sum = sum.ln();
+        let (mut wt, mut loss) = (T::ZERO, T::ZERO);
+        for j in 0..k {
+            wt += weight(j) * t[j];
+            loss += weight(j) * t[j] * (log_sum - (z[j] - max));
+        }
+        losses[row] = loss;
+        total += loss.to_f64();
+        correct += usize::from(argmax == first_max(t));
+        for (j, (d, &v)) in d_logits[row * k..][..k].iter_mut().zip(z).enumerate() {
+            let p = (v - max).exp() / sum;
+            *d = (p * wt - weight(j) * t[j]) * inv_n;
+        }
+    }
+    Ok(XentStats {
+        mean_loss: total / n as f64,
+        correct,
+    })
+}

@@ -1,28 +1,53 @@
 //! Wrapper of `kernels/conv2d.cu`: kernel names, argument order and launch configuration of the
 //! convolution, forward and backward, in one place. See the `.cu` header for each kernel's strategy.
 
-use super::gemm::{self, check_int_range, Scratch, SplitK};
+use super::gemm::{self, check_int_range, Scratch, SplitK, Tile, Variants};
 use super::need;
+use crate::backends::cost::Cost;
 use crate::backends::device::{Device, Kernel, KernelArgs, LaunchConfig};
 use crate::backends::geometry::ConvGeom;
 use crate::{shape_err, Result};
 
 const MODULE: &str = "conv2d";
-const FORWARD: Kernel = Kernel {
-    module: MODULE,
-    name: "conv2d_forward",
+const FORWARD: Variants = Variants {
+    rows64: Kernel {
+        module: MODULE,
+        name: "conv2d_forward",
+    },
+    rows32: Kernel {
+        module: MODULE,
+        name: "conv2d_forward_m32",
+    },
 };
-const BACKWARD_DATA: Kernel = Kernel {
-    module: MODULE,
-    name: "conv2d_backward_data",
+const BACKWARD_DATA: Variants = Variants {
+    rows64: Kernel {
+        module: MODULE,
+        name: "conv2d_backward_data",
+    },
+    rows32: Kernel {
+        module: MODULE,
+        name: "conv2d_backward_data_m32",
+    },
 };
-const BACKWARD_DATA_STRIDED: Kernel = Kernel {
-    module: MODULE,
-    name: "conv2d_backward_data_strided",
+const BACKWARD_DATA_STRIDED: Variants = Variants {
+    rows64: Kernel {
+        module: MODULE,
+        name: "conv2d_backward_data_strided",
+    },
+    rows32: Kernel {
+        module: MODULE,
+        name: "conv2d_backward_data_strided_m32",
+    },
 };
-const BACKWARD_FILTER: Kernel = Kernel {
-    module: MODULE,
-    name: "conv2d_backward_filter",
+const BACKWARD_FILTER: Variants = Variants {
+    rows64: Kernel {
+        module: MODULE,
+        name: "conv2d_backward_filter",
+    },
+    rows32: Kernel {
+        module: MODULE,
+        name: "conv2d_backward_filter_m32",
+    },
 };
 const GATHER_TABLE: Kernel = Kernel {
     module: MODULE,
@@ -92,8 +117,10 @@ pub fn forward<D: Device>(
     need(dev, w, g.weight_len(), "conv2d forward: w")?;
     need(dev, b, g.c_out as usize, "conv2d forward: b")?;
     need(dev, y, g.output().len(), "conv2d forward: y")?;
-    let pixels = g.output().len() / g.c_out as usize;
-    let cfg = gemm::launch(g.c_out as usize, pixels, 1)?;
+    let c_out = g.c_out as usize;
+    let pixels = g.output().len() / c_out;
+    let cfg = gemm::launch(c_out, pixels, 1)?;
+    let kernel = Tile::for_rows(c_out).kernel(FORWARD);
     let k = g.weight_len() / g.c_out as usize;
     scratch.with(dev, table_floats(k), |table| {
         gather_table(dev, g, false, k, table)?;
@@ -104,12 +131,17 @@ pub fn forward<D: Device>(
             .push(dev.device_ptr(b))
             .push(dev.device_ptr(table))
             .push(dev.device_ptr(y));
+        dev.note_cost(kernel, || {
+            let bytes = 4 * (g.input().len() + g.weight_len() + g.output().len() + c_out)
+                + 16 * table_len(k);
+            gemm::cost(&cfg, (c_out, pixels, k), SplitK::with_splits(k, 1), bytes)
+        });
         // SAFETY: conv2d_forward(ConvGeom, const float* x, const float* w, const float* b, const int4*
         // table, float* y) — the same six parameters in this order. The buffers were checked above to
         // hold the input, filter, bias and output of `g`; the table was just filled with one int4 per
         // k for the kernel's k_steps·BK reads. Every load and store is guarded by the geometry,
         // whatever the grid's overshoot past C_out or the pixel count.
-        unsafe { dev.launch(FORWARD, &cfg, &mut args) }
+        unsafe { dev.launch(kernel, &cfg, &mut args) }
     })
 }
 
@@ -145,6 +177,7 @@ fn gather_table<D: Device>(
         .push(backward_data as i32)
         .push(len as i32)
         .push(dev.device_ptr(table));
+    dev.note_cost(GATHER_TABLE, || Cost::memory(16 * len));
     // SAFETY: conv2d_gather_table(ConvGeom, int backward_data, int len, int4* table): the table buffer
     // holds 4·len floats = len int4s and is 16-byte aligned (both checked just above); the kernel writes
     // table[0 .. len) only.
@@ -213,6 +246,9 @@ pub fn bias_grad<D: Device>(
             .push(dev.device_ptr(dy))
             .push(dev.device_ptr(partials))
             .push(chunk as i32);
+        dev.note_cost(BIAS_GRAD_PARTIAL, || {
+            Cost::memory(4 * (output * if g.relu != 0 { 3 } else { 1 } + splits * c_out))
+        });
         // SAFETY: conv2d_bias_grad_partial(ConvGeom, const float* y, float* dy, float* partials, int
         // chunk). y and dy hold the output of `g` (checked above); block (c, z) touches channel c < C_out
         // at positions [z·chunk, min(total, (z+1)·chunk)) only, and writes partials[z·C_out + c] with
@@ -248,11 +284,21 @@ pub fn backward_data<D: Device>(
             .push(dev.device_ptr(dy))
             .push(dev.device_ptr(table))
             .push(dev.device_ptr(dx));
-        let kernel = if g.stride == 1 {
+        let kernel = Tile::for_rows(g.c_in as usize).kernel(if g.stride == 1 {
             BACKWARD_DATA
         } else {
             BACKWARD_DATA_STRIDED
-        };
+        });
+        dev.note_cost(kernel, || {
+            let bytes = 4 * (g.weight_len() + g.output().len() + 2 * input) + 16 * table_len(k);
+            let c_in = g.c_in as usize;
+            gemm::cost(
+                &cfg,
+                (c_in, input / c_in, k),
+                SplitK::with_splits(k, 1),
+                bytes,
+            )
+        });
         // SAFETY: conv2d_backward_data and conv2d_backward_data_strided both take (ConvGeom, const
         // float* w, const float* dy, const int4* table, float* dx). w, dy and dx hold the filter,
         // output and input of `g` (checked above); the table was just filled with one int4 per
@@ -284,6 +330,7 @@ pub fn backward_filter<D: Device>(
     let split = SplitK::plan(c_out, cols, output / c_out);
     let mut cfg = gemm::launch(c_out, cols, split.splits)?;
     cfg.dynamic_shared_bytes += PIXEL_RING_BYTES;
+    let kernel = Tile::for_rows(c_out).kernel(BACKWARD_FILTER);
     scratch.with(dev, split.scratch_len(c_out, cols), |partials| {
         let direct = split.splits == 1;
         let out_ptr = if direct {
@@ -297,13 +344,18 @@ pub fn backward_filter<D: Device>(
             .push(dev.device_ptr(dy))
             .push(out_ptr)
             .push(split.chunk as i32);
+        dev.note_cost(kernel, || {
+            let out = split.splits * c_out * cols;
+            let bytes = 4 * (g.input().len() + output + out);
+            gemm::cost(&cfg, (c_out, cols, output / c_out), split, bytes)
+        });
         // SAFETY: conv2d_backward_filter(ConvGeom, const float* x, const float* dy, float* partials, int
         // k_chunk), with the GEMM tiles plus the pixel ring as dynamic shared memory. x and dy hold the
         // input and output of `g` (checked above); block z writes the
         // C_out × cols slab z of `partials`, z < splits: with one split that is dw (weight_len values,
         // checked above), else the scratch, sized for splits·C_out·cols values. k_chunk·splits covers
         // the pixel count.
-        unsafe { dev.launch(BACKWARD_FILTER, &cfg, &mut args)? };
+        unsafe { dev.launch(kernel, &cfg, &mut args)? };
         if !direct {
             sum_partials(dev, c_out * cols, split.splits, partials, dw)?;
         }
@@ -327,6 +379,7 @@ fn sum_partials<D: Device>(
         .push(splits as i32)
         .push(dev.device_ptr(partials))
         .push(dev.device_ptr(out));
+    dev.note_cost(SUM_PARTIALS, || Cost::memory(4 * (splits + 1) * len));
     // SAFETY: conv2d_sum_partials(int len, int splits, const float* partials, float* out); partials holds
     // splits·len values and out len values (checked just above); the kernel touches nothing else.
     unsafe { dev.launch(SUM_PARTIALS, &cfg, &mut args) }

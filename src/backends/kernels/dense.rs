@@ -1,28 +1,47 @@
 //! Wrapper of `kernels/dense.cu`: kernel names, argument order and launch configuration of the fully
 //! connected layer, forward and backward, in one place. See the `.cu` header for each kernel's strategy.
 
-use super::gemm::{self, check_int_range, Scratch, SplitK};
+use super::gemm::{self, check_int_range, Scratch, SplitK, Tile, Variants};
 use super::need;
+use crate::backends::cost::Cost;
 use crate::backends::device::{Device, Kernel, KernelArgs, LaunchConfig};
 use crate::backends::geometry::DenseGeom;
 use crate::{shape_err, Result};
 
 const MODULE: &str = "dense";
-const FORWARD: Kernel = Kernel {
-    module: MODULE,
-    name: "dense_forward",
+const FORWARD: Variants = Variants {
+    rows64: Kernel {
+        module: MODULE,
+        name: "dense_forward",
+    },
+    rows32: Kernel {
+        module: MODULE,
+        name: "dense_forward_m32",
+    },
 };
 const FORWARD_REDUCE: Kernel = Kernel {
     module: MODULE,
     name: "dense_forward_reduce",
 };
-const BACKWARD_DATA: Kernel = Kernel {
-    module: MODULE,
-    name: "dense_backward_data",
+const BACKWARD_DATA: Variants = Variants {
+    rows64: Kernel {
+        module: MODULE,
+        name: "dense_backward_data",
+    },
+    rows32: Kernel {
+        module: MODULE,
+        name: "dense_backward_data_m32",
+    },
 };
-const BACKWARD_FILTER: Kernel = Kernel {
-    module: MODULE,
-    name: "dense_backward_filter",
+const BACKWARD_FILTER: Variants = Variants {
+    rows64: Kernel {
+        module: MODULE,
+        name: "dense_backward_filter",
+    },
+    rows32: Kernel {
+        module: MODULE,
+        name: "dense_backward_filter_m32",
+    },
 };
 const REDUCE_PARTIALS: Kernel = Kernel {
     module: MODULE,
@@ -85,11 +104,16 @@ pub fn forward<D: Device>(
             .push(dev.device_ptr(y))
             .push(dev.device_ptr(partials))
             .push(split.chunk as i32);
+        let kernel = Tile::for_rows(n).kernel(FORWARD);
+        dev.note_cost(kernel, || {
+            let bytes = 4 * (n * inp + inp * out + split.splits * n * out + out);
+            gemm::cost(&cfg, (n, out, inp), split, bytes)
+        });
         // SAFETY: dense_forward(DenseGeom, const float* x, const float* w, const float* b, float* y,
         // float* partials, int k_chunk) — seven parameters in this order. x, w, b, y hold N·IN, OUT·IN,
         // OUT and N·OUT values (checked above); with gridDim.z > 1 block z writes slab z of partials,
         // z < splits, and the scratch holds splits·N·OUT values; loads stop at IN.
-        unsafe { dev.launch(FORWARD, &cfg, &mut args)? };
+        unsafe { dev.launch(kernel, &cfg, &mut args)? };
         if split.splits > 1 {
             let cfg = gemm::reduce_launch(n * out);
             let mut args = KernelArgs::new();
@@ -98,6 +122,9 @@ pub fn forward<D: Device>(
                 .push(dev.device_ptr(partials))
                 .push(dev.device_ptr(b))
                 .push(dev.device_ptr(y));
+            dev.note_cost(FORWARD_REDUCE, || {
+                Cost::memory(4 * ((split.splits + 1) * n * out + out))
+            });
             // SAFETY: dense_forward_reduce(DenseGeom, int splits, const float* partials, const float*
             // b, float* y): partials holds splits·N·OUT values written above, b OUT and y N·OUT values.
             unsafe { dev.launch(FORWARD_REDUCE, &cfg, &mut args)? };
@@ -149,6 +176,9 @@ pub fn bias_grad<D: Device>(
         .push(dev.device_ptr(y))
         .push(dev.device_ptr(dy))
         .push(dev.device_ptr(db));
+    dev.note_cost(BIAS_GRAD, || {
+        Cost::memory(4 * (n * out * if g.relu != 0 { 3 } else { 1 } + out))
+    });
     // SAFETY: dense_bias_grad(DenseGeom, const float* y, float* dy, float* db): y and dy hold N·OUT
     // values and db OUT (checked above); thread o < OUT touches column o only.
     unsafe { dev.launch(BIAS_GRAD, &cfg, &mut args) }
@@ -178,10 +208,17 @@ pub fn backward_data<D: Device>(
             .push(dev.device_ptr(dx))
             .push(dev.device_ptr(partials))
             .push(split.chunk as i32);
+        let kernel = Tile::for_rows(n).kernel(BACKWARD_DATA);
+        dev.note_cost(kernel, || {
+            // dx read and written when accumulated directly, else every split's partials written
+            let c = if split.splits > 1 { split.splits } else { 2 };
+            let bytes = 4 * (n * out + inp * out + c * n * inp);
+            gemm::cost(&cfg, (n, inp, out), split, bytes)
+        });
         // SAFETY: dense_backward_data(DenseGeom, const float* dy, const float* w, float* dx, float*
         // partials, int k_chunk): dy N·OUT, w OUT·IN, dx N·IN values (checked above); with several
         // splits block z writes slab z of partials, and the scratch holds splits·N·IN values.
-        unsafe { dev.launch(BACKWARD_DATA, &cfg, &mut args)? };
+        unsafe { dev.launch(kernel, &cfg, &mut args)? };
         if split.splits > 1 {
             reduce_partials(dev, n, inp, split.splits, true, partials, dx)?;
         }
@@ -213,10 +250,15 @@ pub fn backward_filter<D: Device>(
             .push(dev.device_ptr(dw))
             .push(dev.device_ptr(partials))
             .push(split.chunk as i32);
+        let kernel = Tile::for_rows(out).kernel(BACKWARD_FILTER);
+        dev.note_cost(kernel, || {
+            let bytes = 4 * (n * out + n * inp + split.splits * inp * out);
+            gemm::cost(&cfg, (out, inp, n), split, bytes)
+        });
         // SAFETY: dense_backward_filter(DenseGeom, const float* dy, const float* x, float* dw, float*
         // partials, int k_chunk): dy N·OUT, x N·IN, dw OUT·IN values (checked above); with several
         // splits block z writes slab z of partials, and the scratch holds splits·OUT·IN values.
-        unsafe { dev.launch(BACKWARD_FILTER, &cfg, &mut args)? };
+        unsafe { dev.launch(kernel, &cfg, &mut args)? };
         if split.splits > 1 {
             reduce_partials(dev, out, inp, split.splits, false, partials, dw)?;
         }
@@ -244,6 +286,9 @@ fn reduce_partials<D: Device>(
         .push(accumulate as i32)
         .push(dev.device_ptr(partials))
         .push(dev.device_ptr(out));
+    dev.note_cost(REDUCE_PARTIALS, || {
+        Cost::memory(4 * (splits + 1 + accumulate as usize) * rows * cols)
+    });
     // SAFETY: dense_reduce_partials(int rows, int cols, int splits, int accumulate, const float*
     // partials, float* out): partials holds splits·rows·cols values and out rows·cols (checked just
     // above); nothing else is touched.

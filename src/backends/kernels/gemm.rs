@@ -4,20 +4,64 @@
 
 use std::sync::Mutex;
 
-use crate::backends::device::{Device, LaunchConfig};
+use crate::backends::cost::Cost;
+use crate::backends::device::{Device, Kernel, LaunchConfig};
 use crate::{shape_err, Result};
 
-/// Block tile rows (M), mirrored from `gemm::BM`.
-pub const BM: usize = 64;
 /// Block tile columns (N), `gemm::BN`.
 pub const BN: usize = 128;
 /// K step, `gemm::BK`; split-K chunks are multiples of it.
 pub const BK: usize = 8;
 /// Threads per GEMM block, `gemm::THREADS`.
 pub const THREADS: u32 = 128;
-/// Dynamic shared memory of a GEMM block: two buffers of (BK × (BM + 4) + BK × (BN + 4)) floats,
-/// `gemm::SMEM_BYTES`.
-pub const SMEM_BYTES: u32 = (2 * (BK * (BM + 4) + BK * (BN + 4)) * 4) as u32;
+
+/// The block tile's rows, `gemm::Rows<BM>` in kernels/gemm_tile.cuh: every GEMM kernel has an entry
+/// point for each (the 32-row one named `<kernel>_m32`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Tile {
+    Rows64,
+    Rows32,
+}
+
+/// The two block-tile entry points of one GEMM kernel.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Variants {
+    pub rows64: Kernel,
+    pub rows32: Kernel,
+}
+
+impl Tile {
+    /// THE place where a GEMM's tile is chosen, from its M alone: the tile that pads M to fewer rows;
+    /// on a tie the 64-row one, which does twice the FMAs per shared-memory fragment load. So M = 32
+    /// (the paper's conv1 forward and filter gradient, conv2's data gradient) takes 32 rows, M = 64 or
+    /// 50 takes 64, M = 96 takes 32 (3 tiles, no padding, instead of 2 with 32 rows of zeros).
+    pub fn for_rows(m: usize) -> Tile {
+        if m.div_ceil(32) * 32 < m.div_ceil(64) * 64 {
+            Tile::Rows32
+        } else {
+            Tile::Rows64
+        }
+    }
+    /// Block tile rows (M), `gemm::Rows<BM>::BM`.
+    pub fn rows(self) -> usize {
+        match self {
+            Tile::Rows64 => 64,
+            Tile::Rows32 => 32,
+        }
+    }
+    /// Dynamic shared memory of a block: two buffers of (BK × (BM + 4) + BK × (BN + 4)) floats,
+    /// `gemm::Rows<BM>::SMEM_BYTES`.
+    pub fn smem_bytes(self) -> u32 {
+        (2 * (BK * (self.rows() + 4) + BK * (BN + 4)) * 4) as u32
+    }
+    /// This tile's entry point of `kernel`.
+    pub fn kernel(self, kernel: Variants) -> Kernel {
+        match self {
+            Tile::Rows64 => kernel.rows64,
+            Tile::Rows32 => kernel.rows32,
+        }
+    }
+}
 
 /// Blocks a GEMM launch should reach before splitting K stops paying. Not one wave but many: with
 /// about 400-530 resident GEMM blocks on an H100 (132 SMs × 3-4), a launch of 512 blocks would run as
@@ -46,7 +90,7 @@ pub struct SplitK {
 impl SplitK {
     /// Split K when an `m` × `n` output has too few tiles to fill the GPU on its own.
     pub fn plan(m: usize, n: usize, k: usize) -> Self {
-        let tiles = m.div_ceil(BM) * n.div_ceil(BN);
+        let tiles = m.div_ceil(Tile::for_rows(m).rows()) * n.div_ceil(BN);
         if tiles >= UNSPLIT_TILES {
             return Self::with_splits(k, 1);
         }
@@ -62,6 +106,12 @@ impl SplitK {
             chunk,
         }
     }
+    /// K steps (of BK) the splits of a GEMM over `k` walk in all: what each output tile executes.
+    pub fn k_steps(&self, k: usize) -> usize {
+        (0..self.splits)
+            .map(|z| (k.min((z + 1) * self.chunk) - (z * self.chunk).min(k)).div_ceil(BK))
+            .sum()
+    }
     /// Floats of scratch the partial sums of an `m` × `n` output need (0 without a split).
     pub fn scratch_len(&self, m: usize, n: usize) -> usize {
         if self.splits > 1 {
@@ -72,10 +122,11 @@ impl SplitK {
     }
 }
 
-/// Launch shape of a tiled GEMM with an `m` × `n` output: column tiles along x (no 65535 limit there),
-/// row tiles along y, K splits along z.
+/// Launch shape of a tiled GEMM with an `m` × `n` output on the tile [`Tile::for_rows`] picks: column
+/// tiles along x (no 65535 limit there), row tiles along y, K splits along z.
 pub fn launch(m: usize, n: usize, splits: usize) -> Result<LaunchConfig> {
-    let (tiles_y, splits_z) = (m.div_ceil(BM), splits);
+    let tile = Tile::for_rows(m);
+    let (tiles_y, splits_z) = (m.div_ceil(tile.rows()), splits);
     if tiles_y > 65535 || splits_z > 65535 {
         return Err(shape_err!(
             "a {m} × {n} GEMM in {splits} K chunks needs {tiles_y} row tiles and {splits_z} splits; at most 65535 each"
@@ -84,8 +135,20 @@ pub fn launch(m: usize, n: usize, splits: usize) -> Result<LaunchConfig> {
     let mut cfg = LaunchConfig::linear(n.div_ceil(BN) as u32, THREADS);
     cfg.grid.1 = tiles_y as u32;
     cfg.grid.2 = splits_z as u32;
-    cfg.dynamic_shared_bytes = SMEM_BYTES;
+    cfg.dynamic_shared_bytes = tile.smem_bytes();
     Ok(cfg)
+}
+
+/// The cost of the tiled GEMM launch `cfg` for an `m` × `n` × `k` product split as `split`, moving
+/// `bytes` (see [`crate::backends::cost`] for the traffic model).
+pub fn cost(
+    cfg: &LaunchConfig,
+    (m, n, k): (usize, usize, usize),
+    split: SplitK,
+    bytes: usize,
+) -> Cost {
+    let rows = Tile::for_rows(m).rows();
+    Cost::gemm(cfg, rows, BN, split.k_steps(k), BK, (m, n, k), bytes)
 }
 
 /// Launch shape of `gemm::splitk_reduce` (grid-stride) over `len` outputs.
@@ -160,8 +223,31 @@ mod tests {
 
     #[test]
     fn smem_matches_the_cuda_constant() {
-        // gemm::SMEM_FLOATS = 2 * (8 * 68 + 8 * 132) = 3200 floats.
-        assert_eq!(SMEM_BYTES, 12_800);
+        // gemm::Rows<64>::SMEM_FLOATS = 2 * (8 * 68 + 8 * 132) = 3200 floats, Rows<32> 2 * (8 * 36 +
+        // 8 * 132) = 2688.
+        assert_eq!(Tile::Rows64.smem_bytes(), 12_800);
+        assert_eq!(Tile::Rows32.smem_bytes(), 10_752);
+    }
+
+    #[test]
+    fn the_tile_pads_m_least() {
+        for (m, tile) in [
+            (1, Tile::Rows32),
+            (32, Tile::Rows32),
+            (33, Tile::Rows64),
+            (50, Tile::Rows64),
+            (64, Tile::Rows64),
+            (70, Tile::Rows32),
+            (96, Tile::Rows32),
+            (97, Tile::Rows64),
+            (704, Tile::Rows64),
+            (716, Tile::Rows32),
+        ] {
+            assert_eq!(Tile::for_rows(m), tile, "M = {m}");
+        }
+        let cfg = launch(32, 1000, 1).unwrap();
+        assert_eq!((cfg.grid.1, cfg.dynamic_shared_bytes), (1, 10_752));
+        assert_eq!(launch(96, 1000, 1).unwrap().grid.1, 3);
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! Wrapper of kernels/maxpool.cu: max-pool forward (with argmax) and backward (gather into dx).
 
 use super::{check_index_range, grid_stride, need};
+use crate::backends::cost::Cost;
 use crate::backends::device::{Device, Kernel, KernelArgs};
 use crate::backends::geometry::PoolGeom;
 use crate::{shape_err, Result};
@@ -12,6 +13,10 @@ pub const FORWARD: Kernel = Kernel {
 pub const BACKWARD: Kernel = Kernel {
     module: "maxpool",
     name: "maxpool_backward",
+};
+pub const RELU_BACKWARD: Kernel = Kernel {
+    module: "maxpool",
+    name: "maxpool_relu_backward",
 };
 
 /// The kernels trust the output size and window to lie inside the input (floor mode). The fields
@@ -44,6 +49,8 @@ pub fn forward<D: Device>(
         .push(need(dev, x, input, "max-pool x")?)
         .push(need(dev, y, output, "max-pool y")?)
         .push(need(dev, argmax, output, "max-pool argmax")?);
+    // x read once (overlapping windows hit in cache), y and a u32 argmax written.
+    dev.note_cost(FORWARD, || Cost::memory(4 * input + 8 * output));
     // SAFETY: maxpool_forward(PoolGeom, const float* x, float* y, unsigned* argmax): the arguments are
     // pushed in that order with those types, x holds N·C·H_in·W_in values and y and argmax
     // N·C·H_out·W_out (checked above), and the kernel touches no index beyond those (its grid-stride
@@ -66,8 +73,36 @@ pub fn backward<D: Device>(
         .push(need(dev, dy, output, "max-pool dy")?)
         .push(need(dev, argmax, output, "max-pool argmax")?)
         .push(need(dev, dx, input, "max-pool dx")?);
+    // dy and argmax read once (a window's inputs share them through L1), dx read and written.
+    dev.note_cost(BACKWARD, || Cost::memory(8 * output + 8 * input));
     // SAFETY: maxpool_backward(PoolGeom, const float* dy, const unsigned* argmax, float* dx), pushed in
     // that order; lengths checked above. The kernel only compares argmax values (never indexes with
     // them), so any argmax content is memory-safe.
     unsafe { dev.launch(BACKWARD, &grid_stride(input), &mut args) }
+}
+
+/// WRITES dx (N, C, H_in, W_in) = [x > 0] · (dy (N, C, H_out, W_out) routed to its argmax), x the
+/// pool's input (see `Backend::maxpool_relu_backward`).
+pub fn relu_backward<D: Device>(
+    dev: &D,
+    g: &PoolGeom,
+    dy: &D::Buffer<f32>,
+    x: &D::Buffer<f32>,
+    argmax: &D::Buffer<u32>,
+    dx: &mut D::Buffer<f32>,
+) -> Result<()> {
+    check(g)?;
+    let (input, output) = (g.input().len(), g.output().len());
+    let mut args = KernelArgs::new();
+    args.push(*g)
+        .push(need(dev, dy, output, "max-pool dy")?)
+        .push(need(dev, x, input, "max-pool x")?)
+        .push(need(dev, argmax, output, "max-pool argmax")?)
+        .push(need(dev, dx, input, "max-pool dx")?);
+    // dy and argmax read once (a window's inputs share them through L1), x read, dx written.
+    dev.note_cost(RELU_BACKWARD, || Cost::memory(8 * output + 8 * input));
+    // SAFETY: maxpool_relu_backward(PoolGeom, const float* dy, const float* x, const unsigned* argmax,
+    // float* dx), pushed in that order; lengths checked above. As in maxpool_backward, argmax values
+    // are only compared, never used as indices.
+    unsafe { dev.launch(RELU_BACKWARD, &grid_stride(input), &mut args) }
 }

@@ -15,13 +15,16 @@
 //!    kernels/geometry.cuh; the layout test below picks it up from the header by itself.
 //! 3. Call it from [`super::kernel_backend::KernelBackend`], and add its test body to tests/kernels.rs.
 
+pub mod batchnorm;
 pub mod conv2d;
 pub mod dense;
+pub mod dropout;
 pub mod gemm;
 pub mod maxpool;
 pub mod rmsprop;
 pub mod shortcut;
 pub mod softmax_xent;
+pub mod statspool;
 
 use super::device::{Device, DevicePtr, LaunchConfig};
 use crate::{shape_err, Result};

@@ -1,6 +1,7 @@
 //! Wrapper of kernels/rmsprop.cu: one RMSProp step over a parameter tensor.
 
 use super::{check_index_range, grid_stride, need};
+use crate::backends::cost::Cost;
 use crate::backends::device::{Device, Kernel, KernelArgs};
 use crate::backends::geometry::RmsPropConfig;
 use crate::{shape_err, Result};
@@ -38,6 +39,8 @@ pub fn update<D: Device>(
     for p in pointers {
         args.push(p);
     }
+    // w, g, r read; w, r written.
+    dev.note_cost(UPDATE, || Cost::memory(20 * len));
     // SAFETY: rmsprop_update(RmsPropParams, float* w, const float* g, float* r), pushed in that order;
     // each buffer holds at least params.len values and is 16-byte aligned (checked above), so the
     // kernel's float4 body (len/4 vectors) and scalar tail stay inside them.
