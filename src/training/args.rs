@@ -143,6 +143,8 @@ config_flags! {
     choice "sweep" => "sweep": super::config::SweepKind, "Train a series: every Table IV preset, or every input-shortcut placement of --arch.";
     choice "eval-time" => "eval_time": crate::data::EvalTime, "Evaluation of validation/test utterances: first (the first --width frames), whole (the whole utterance; needs stats pooling) or crops (mean probabilities over crops).";
     value "eval-hop" => "eval_hop": usize, "Frames between evaluation crops with --eval-time crops (0: half the width).";
+    value "mixup" => "mixup_alpha": f64, "Mixup of training batches at λ ~ Beta(α, α) (0: off; 0.2–0.4 usual).";
+    value "label-smoothing" => "label_smoothing": f64, "Label smoothing ε of the training targets (0: off).";
     value "prosody" => "prosody_weight": f64, "Late fusion with the prosody branch (logistic regression on F0/energy/voicing statistics) at weight W in [0, 1] (0: off).";
 }
 

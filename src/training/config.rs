@@ -217,6 +217,11 @@ pub struct TrainConfig {
     /// statistics; [`crate::features::prosody`]) fitted on the fold's training utterances,
     /// normalised as `input_norm` says. Applies to validation (selection) and test alike.
     pub prosody_weight: f64 = 0.0,
+    /// Mixup (Zhang et al. 2018): mix each training batch with a permutation of itself at
+    /// λ ~ Beta(α, α), inputs and targets alike (0 = off; 0.2–0.4 usual). Trains on soft targets.
+    pub mixup_alpha: f64 = 0.0,
+    /// Label smoothing ε: targets (1 − ε)·one-hot + ε/classes (0 = off). Trains on soft targets.
+    pub label_smoothing: f64 = 0.0,
 }
 }
 
@@ -322,6 +327,18 @@ impl TrainConfig {
         }
         for v in &self.waveform_variants {
             v.validate()?;
+        }
+        if !(self.mixup_alpha >= 0.0 && self.mixup_alpha.is_finite()) {
+            return Err(config_err!(
+                "mixup_alpha must be ≥ 0 (0 = off), got {}",
+                self.mixup_alpha
+            ));
+        }
+        if !(0.0..1.0).contains(&self.label_smoothing) {
+            return Err(config_err!(
+                "label_smoothing must be in [0, 1), got {}",
+                self.label_smoothing
+            ));
         }
         if !(0.0..=1.0).contains(&self.prosody_weight) {
             return Err(config_err!(

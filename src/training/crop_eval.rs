@@ -5,7 +5,7 @@
 use super::ensemble::Predictions;
 use super::inference::{predict_all, softmax};
 use crate::backends::Backend;
-use crate::data::crops::{average_over_crops, plan_crops, render_crops};
+use crate::data::crops::{average_over_crops, plan_crops, render_crops, whole_width};
 use crate::data::{BatchConfig, Batcher, EvalTime, FeatureStore, Normalization};
 use crate::features::ImageConfig;
 use crate::model::Network;
@@ -84,9 +84,52 @@ pub fn predict_with<B: Backend<Elem = f32>>(
             indices,
             mode.hop_for(image),
         ),
-        EvalTime::Whole => Err(config_err!(
-            "eval_time = \"whole\" needs a network that accepts any width (statistics pooling); \
-             not available in this build"
-        )),
+        EvalTime::Whole => predict_whole(backend, net, store, image, norm, indices, mode.batch),
     }
+}
+
+/// Class probabilities of `indices` with each whole utterance in one image: the network is laid
+/// out for the longest utterance's width, rounded up to the first width its shortcuts accept
+/// (a shortcut into pool level k needs a width divisible by its pooling factor; the extra
+/// columns are padding), and back to its training width afterwards. Needs statistics pooling.
+pub fn predict_whole<B: Backend<Elem = f32>>(
+    backend: &B,
+    net: &mut Network<B>,
+    store: &FeatureStore,
+    image: &ImageConfig,
+    norm: &Normalization,
+    indices: &[usize],
+    batch: usize,
+) -> Result<Predictions> {
+    if image.time_axis != crate::features::TimeAxis::Fixed {
+        return Err(config_err!(
+            "eval_time = \"whole\" needs time_axis = \"fixed\" (with \"whole\" the utterance is \
+             already stretched into one image: use eval_time = \"first\")"
+        ));
+    }
+    let train_width = net.input_shape().width;
+    let longest = whole_width(store, image, indices);
+    let mut width = longest;
+    loop {
+        match net.set_input_width(backend, width) {
+            Ok(()) => break,
+            // Widths the shortcuts refuse; 64 more columns cover any pooling factor up to 64.
+            Err(_) if width < longest + 64 => width += 1,
+            Err(e) => return Err(e),
+        }
+    }
+    let wide = ImageConfig {
+        width,
+        ..image.clone()
+    };
+    let batcher = Batcher::new(
+        store,
+        &wide,
+        indices,
+        BatchConfig::evaluation(batch),
+        norm.clone(),
+    )?;
+    let out = predict_all(backend, net, &batcher);
+    net.set_input_width(backend, train_width)?;
+    out
 }

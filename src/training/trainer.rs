@@ -248,6 +248,40 @@ impl<'a, B: Backend<Elem = f32>> Trainer<'a, B> {
         })
     }
 
+    /// One training step on soft targets: label smoothing, then mixup of inputs and targets with
+    /// one λ ~ Beta(α, α) and a random partner per sample, both drawn from a generator seeded by
+    /// (data seed, step), so a resumed run mixes as the uninterrupted one.
+    fn soft_target_step(
+        &mut self,
+        batch: &mut crate::data::Batch,
+        rms: &crate::backends::RmsPropConfig,
+    ) -> Result<crate::backends::geometry::XentStats> {
+        use rand::SeedableRng;
+        let classes = self.net.classes();
+        let n = batch.labels.len();
+        let mut targets = crate::data::mixup::smoothed_targets(
+            &batch.labels,
+            classes,
+            self.cfg.label_smoothing as f32,
+        )?;
+        if self.cfg.mixup_alpha > 0.0 {
+            let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(derive_seed(
+                self.state.data_seed,
+                3,
+                self.state.step,
+            ));
+            let plan = crate::data::mixup::MixPlan::draw(n, self.cfg.mixup_alpha as f32, &mut rng)?;
+            let per = batch.inputs.data.len() / n;
+            plan.mix(&mut batch.inputs.data, per);
+            plan.mix(&mut targets, classes);
+        }
+        self.net.forward(self.backend, &batch.inputs.data, n)?;
+        let stats = self.net.loss_soft(self.backend, &targets, None)?;
+        self.net.backward(self.backend)?;
+        self.net.apply_update(self.backend, rms)?;
+        Ok(stats)
+    }
+
     /// The network's class probabilities on `indices`, evaluated as `eval_time` says.
     fn network_predictions(&mut self, indices: &[usize]) -> Result<Predictions> {
         let mode = EvalMode {
@@ -384,7 +418,7 @@ impl<'a, B: Backend<Elem = f32>> Trainer<'a, B> {
             };
             let batch = train_batcher.batch_at(epoch, &epoch_order, index as usize);
             order = Some((epoch, epoch_order));
-            let Some(batch) = batch else {
+            let Some(mut batch) = batch else {
                 return Err(config_err!(
                     "{}: epoch {epoch} has no batch {index} ({} training utterances, batch {})",
                     self.fold.name,
@@ -392,9 +426,12 @@ impl<'a, B: Backend<Elem = f32>> Trainer<'a, B> {
                     self.cfg.batch
                 ));
             };
-            let stats =
+            let stats = if self.cfg.mixup_alpha > 0.0 || self.cfg.label_smoothing > 0.0 {
+                self.soft_target_step(&mut batch, &rms)?
+            } else {
                 self.net
-                    .train_step(self.backend, &batch.inputs.data, &batch.labels, &rms)?;
+                    .train_step(self.backend, &batch.inputs.data, &batch.labels, &rms)?
+            };
             if !stats.mean_loss.is_finite() {
                 return Err(config_err!(
                     "training diverged at step {} (loss {}): lower the learning rate (--lr, now {})",
