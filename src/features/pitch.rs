@@ -80,7 +80,7 @@ impl PitchConfig {
                 self.threshold
             ));
         }
-        if !(self.silence_db > 0.0) {
+        if self.silence_db.is_nan() || self.silence_db <= 0.0 {
             return Err(config_err!(
                 "silence_db must be positive, got {}",
                 self.silence_db
@@ -198,10 +198,10 @@ fn difference(f: &[f32], window: usize, d: &mut [f64]) {
 fn best_period(d: &mut [f64], min_lag: usize, max_lag: usize, threshold: f64) -> (f64, f64) {
     let mut running = 0f64;
     d[0] = 1.0;
-    for tau in 1..d.len() {
-        running += d[tau];
-        d[tau] = if running > 0.0 {
-            d[tau] * tau as f64 / running
+    for (tau, v) in d.iter_mut().enumerate().skip(1) {
+        running += *v;
+        *v = if running > 0.0 {
+            *v * tau as f64 / running
         } else {
             1.0
         };
