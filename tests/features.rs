@@ -371,3 +371,93 @@ fn colour_lookup_fast_path_matches_the_per_pixel_definition() {
         }
     }
 }
+
+/// Δ and ΔΔ channels: the image gets two more planes after its colour channel(s), holding the
+/// regression deltas (features::deltas) of the unquantised intensities along time; in the
+/// fixed-time mode only the columns that hold frames take part (padding gets 0, and the last real
+/// column's delta does not see the padding); time reversal flips the padding with the image.
+#[test]
+fn delta_channels_follow_the_intensity_and_skip_padding() {
+    use rescnn::features::deltas::delta_1d;
+    let (h, w) = (24, 100);
+    let image = ImageConfig {
+        height: h,
+        width: w,
+        colormap: Colormap::Gray,
+        time_axis: TimeAxis::Fixed,
+        delta_window: 2,
+        ..ImageConfig::default()
+    };
+    assert_eq!(image.channels(), 3);
+    assert_eq!(
+        SpectrogramConfig {
+            image: image.clone(),
+            ..SpectrogramConfig::default()
+        }
+        .input_shape(),
+        (3, h, w)
+    );
+    let mut r = Renderer::new(&image).unwrap();
+    let spec = StftPlan::new(&StftConfig::default())
+        .unwrap()
+        .compute(&noise_and_tones(8_000, 16_000)); // 48 frames: columns 48.. are padding
+    let region = r.default_region(&spec);
+    let intensity = r.intensity(&spec, &region).to_vec();
+    assert_eq!(r.valid_columns(), 0..48);
+    let mut chw = vec![0f32; 3 * h * w];
+    r.render_chw(&spec, &mut chw);
+    let plane = h * w;
+    let mut busy = 0;
+    for y in 0..h {
+        let row = &intensity[y * w..y * w + 48];
+        let mut d = vec![0f32; 48];
+        let mut dd = vec![0f32; 48];
+        delta_1d(row, 2, &mut d);
+        delta_1d(&d, 2, &mut dd);
+        assert_eq!(
+            &chw[plane + y * w..plane + y * w + 48],
+            d.as_slice(),
+            "Δ row {y}"
+        );
+        assert_eq!(
+            &chw[2 * plane + y * w..2 * plane + y * w + 48],
+            dd.as_slice()
+        );
+        assert!(chw[plane + y * w + 48..plane + (y + 1) * w]
+            .iter()
+            .all(|&v| v == 0.0));
+        assert!(chw[2 * plane + y * w + 48..2 * plane + (y + 1) * w]
+            .iter()
+            .all(|&v| v == 0.0));
+        busy += d.iter().filter(|v| v.abs() > 1e-3).count();
+    }
+    assert!(
+        busy > h * 10,
+        "the deltas of a noisy chirp are mostly non-zero ({busy})"
+    );
+    // Time reversal: padding moves to the start and the deltas change sign (a reversed ramp
+    // falls), so Δ of the flipped image at column w-1-t is −Δ at t.
+    r.intensity(&spec, &region);
+    r.flip_time();
+    assert_eq!(r.valid_columns(), w - 48..w);
+    let mut flipped = vec![0f32; 3 * h * w];
+    r.colorize_chw(false, &mut flipped);
+    for y in 0..h {
+        for t in 0..48 {
+            let a = chw[plane + y * w + t];
+            let b = flipped[plane + y * w + (w - 1 - t)];
+            // Tolerance: the same terms summed in the opposite order (f32).
+            assert!((a + b).abs() < 1e-6, "row {y} column {t}: {a} vs {b}");
+        }
+        assert!(flipped[plane + y * w..plane + y * w + w - 48]
+            .iter()
+            .all(|&v| v == 0.0));
+    }
+    // Too wide a window is refused with the setting's name.
+    let bad = ImageConfig {
+        delta_window: 11,
+        ..image
+    };
+    let e = bad.validate().unwrap_err().to_string();
+    assert!(e.contains("delta_window"), "{e}");
+}

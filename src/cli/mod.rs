@@ -118,6 +118,7 @@ impl SpectrogramArgs {
                     TimeAxis::Whole
                 },
                 top_db: self.top_db,
+                ..ImageConfig::default()
             },
         };
         cfg.validate()?;

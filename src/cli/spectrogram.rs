@@ -48,7 +48,8 @@ pub fn run(args: &Args) -> Result<()> {
     if let Some(png) = &args.output {
         let mut pixels = Vec::new();
         renderer.render_u8(&spec, &mut pixels);
-        write_png(png, &pixels, w, h, c)?;
+        // The picture holds the colour planes only; Δ/ΔΔ planes are in the .npy.
+        write_png(png, &pixels, w, h, cfg.image.colormap.channels())?;
         written.push(png.display().to_string());
     }
     if let Some(npy) = &args.npy {

@@ -150,23 +150,35 @@ impl AugmentConfig {
         let flip = rng.random_bool(self.flip as f64);
         let gray = rng.random_bool(self.gray as f64);
         let noise = rng.random_bool(self.noise_points as f64);
-        let image = renderer.intensity_mut(spec, &region);
+        renderer.intensity_mut(spec, &region);
         if flip {
-            image.chunks_exact_mut(w).for_each(|row| row.reverse());
+            renderer.flip_time();
         }
+        // Δ and ΔΔ (when configured) come from the cropped, flipped image before anything is
+        // masked or sprinkled on it, and the masks cover them too: a masked band is missing
+        // information in every channel, not a step edge the deltas would turn into a signal.
+        renderer.compute_deltas();
+        let mut masks: Vec<Mask> = Vec::new();
         for _ in 0..self.time_masks {
             let width = rng.random_range(0..=(self.time_mask_width * w as f32) as usize);
             let x0 = rng.random_range(0..=w - width);
-            image
-                .chunks_exact_mut(w)
-                .for_each(|row| row[x0..x0 + width].fill(0.0));
+            masks.push(Mask::Columns(x0..x0 + width));
         }
         for _ in 0..self.freq_masks {
             let height = rng.random_range(0..=(self.freq_mask_height * h as f32) as usize);
             let y0 = rng.random_range(0..=h - height);
-            image[y0 * w..(y0 + height) * w].fill(0.0);
+            masks.push(Mask::Rows(y0..y0 + height));
+        }
+        for m in &masks {
+            m.apply(renderer.intensity_mut_last(), w);
+            let (d, dd) = renderer.deltas_mut();
+            if !d.is_empty() {
+                m.apply(d, w);
+                m.apply(dd, w);
+            }
         }
         if noise {
+            let image = renderer.intensity_mut_last();
             let count = (rng.random_range(0.0..=self.noise_density) * (h * w) as f32) as usize;
             for _ in 0..count {
                 let p = rng.random_range(0..h * w);
@@ -174,5 +186,22 @@ impl AugmentConfig {
             }
         }
         renderer.colorize_chw(gray, out);
+    }
+}
+
+/// A SpecAugment mask: image columns (time) or rows (frequency) set to 0.
+enum Mask {
+    Columns(std::ops::Range<usize>),
+    Rows(std::ops::Range<usize>),
+}
+
+impl Mask {
+    fn apply(&self, plane: &mut [f32], width: usize) {
+        match self {
+            Mask::Columns(c) => plane
+                .chunks_exact_mut(width)
+                .for_each(|row| row[c.clone()].fill(0.0)),
+            Mask::Rows(r) => plane[r.start * width..r.end * width].fill(0.0),
+        }
     }
 }

@@ -14,7 +14,10 @@
 //! prepared once and reused, so rendering allocates nothing per image.
 
 pub mod colormap;
+pub mod deltas;
 pub mod mel;
+pub mod pitch;
+pub mod prosody;
 pub mod reference;
 pub mod render;
 pub mod stft;
@@ -193,6 +196,12 @@ pub struct ImageConfig {
     /// Dynamic range shown: per utterance, dB values below `max - top_db` are drawn as the floor
     /// colour, and `[max(min, max - top_db), max]` maps to [0, 1].
     pub top_db: f32,
+    /// Δ and ΔΔ channels: 0 = none; N ≥ 1 = two more channels after the colour channel(s), the
+    /// regression delta of the image intensity along time over ±N columns and the same delta of
+    /// that delta ([`deltas`]; HTK's and ACRNN's N = 2 is the usual choice). With `time_axis =
+    /// "fixed"` a column is one STFT frame, so these are the deltas of the (normalised) log-mel
+    /// per 10 ms frame; with `"whole"` they are per image column.
+    pub delta_window: usize,
 }
 
 impl Default for ImageConfig {
@@ -203,13 +212,15 @@ impl Default for ImageConfig {
             colormap: Colormap::Jet,
             time_axis: TimeAxis::Whole,
             top_db: 80.0,
+            delta_window: 0,
         }
     }
 }
 
 impl ImageConfig {
+    /// Network input channels: the colour channel(s), plus Δ and ΔΔ when `delta_window` > 0.
     pub fn channels(&self) -> usize {
-        self.colormap.channels()
+        self.colormap.channels() + if self.delta_window > 0 { 2 } else { 0 }
     }
     pub fn validate(&self) -> Result<()> {
         if self.height < 2 || self.width < 2 || self.height > 8192 || self.width > 8192 {
@@ -223,6 +234,13 @@ impl ImageConfig {
             return Err(config_err!(
                 "top_db (dynamic range) must be positive, got {}",
                 self.top_db
+            ));
+        }
+        if self.delta_window > deltas::MAX_WINDOW {
+            return Err(config_err!(
+                "delta_window = {} is too wide (expected 0 = no Δ channels, or 1 ..= {})",
+                self.delta_window,
+                deltas::MAX_WINDOW
             ));
         }
         Ok(())

@@ -186,6 +186,13 @@ pub struct Renderer {
     intensity: Vec<f32>,
     /// One image row, for the fused frequency-pass-and-colour of `render_u8`.
     row: Vec<f32>,
+    /// Columns of the last drawn image that hold source frames (the rest is padding).
+    valid: std::ops::Range<usize>,
+    /// Δ and ΔΔ planes of the last intensities (when `delta_window` > 0), and whether they are
+    /// up to date with them.
+    delta: Vec<f32>,
+    delta2: Vec<f32>,
+    deltas_ready: bool,
 }
 
 impl Renderer {
@@ -201,6 +208,10 @@ impl Renderer {
             transposed: Vec::new(),
             intensity: vec![0.0; cfg.height * cfg.width],
             row: vec![0.0; cfg.width],
+            valid: 0..cfg.width,
+            delta: Vec::new(),
+            delta2: Vec::new(),
+            deltas_ready: false,
         })
     }
 
@@ -233,6 +244,7 @@ impl Renderer {
     /// it with [`Renderer::colorize_chw`].
     pub fn intensity_mut(&mut self, spec: &Spectrogram, region: &Region) -> &mut [f32] {
         self.resize_time(spec, region);
+        self.deltas_ready = false;
         let (h, w) = (self.cfg.height, self.cfg.width);
         self.intensity.resize(h * w, 0.0);
         for (y, dst) in self.intensity.chunks_exact_mut(w).enumerate() {
@@ -263,6 +275,13 @@ impl Renderer {
         let fixed = self.cfg.time_axis == TimeAxis::Fixed;
         self.time
             .prepare(frames, region.t0, region.t1 - region.t0, w, fixed);
+        self.valid = if fixed {
+            0..frames
+                .saturating_sub(region.t0.floor().max(0.0) as usize)
+                .min(w)
+        } else {
+            0..w
+        };
         self.freq
             .prepare(bins, region.f0, region.f1 - region.f0, h, false);
 
@@ -275,19 +294,81 @@ impl Renderer {
         transpose(&self.resized_time, w, bins, &mut self.transposed);
     }
 
-    /// Colour the last computed intensities into planar f32 (`channels × height × width`); with
-    /// `grayed`, every channel holds the luma of the coloured pixel.
-    pub fn colorize_chw(&self, grayed: bool, out: &mut [f32]) {
-        colorize_chw(&self.table, &self.intensity, grayed, out);
+    /// The last intensities, mutable, for drawing on (noise points, masks) without redrawing;
+    /// the Δ planes are not recomputed from them once computed.
+    pub fn intensity_mut_last(&mut self) -> &mut [f32] {
+        &mut self.intensity
     }
 
-    /// The default image of `spec` as interleaved u8 (`height × width × channels`), for PNG.
+    /// Columns of the last drawn image that hold source frames; in the fixed-time mode the
+    /// columns past a short utterance's end are padding.
+    pub fn valid_columns(&self) -> std::ops::Range<usize> {
+        self.valid.clone()
+    }
+
+    /// Reverse the time axis of the last intensities (the "flip" augmentation), keeping track of
+    /// where the padding went.
+    pub fn flip_time(&mut self) {
+        let w = self.cfg.width;
+        self.intensity
+            .chunks_exact_mut(w)
+            .for_each(|row| row.reverse());
+        self.valid = w - self.valid.end..w - self.valid.start;
+        self.deltas_ready = false;
+    }
+
+    /// Compute the Δ and ΔΔ planes of the last intensities now (a no-op without delta
+    /// channels), so that augmentations can mask them too ([`Renderer::deltas_mut`]); otherwise
+    /// [`Renderer::colorize_chw`] computes them.
+    pub fn compute_deltas(&mut self) {
+        if self.cfg.delta_window == 0 || self.deltas_ready {
+            return;
+        }
+        super::deltas::deltas_rows(
+            &self.intensity,
+            self.cfg.width,
+            self.valid.clone(),
+            self.cfg.delta_window,
+            &mut self.delta,
+            &mut self.delta2,
+        );
+        self.deltas_ready = true;
+    }
+
+    /// The Δ and ΔΔ planes (`height × width` each) after [`Renderer::compute_deltas`]; empty
+    /// without delta channels.
+    pub fn deltas_mut(&mut self) -> (&mut [f32], &mut [f32]) {
+        self.compute_deltas();
+        (&mut self.delta, &mut self.delta2)
+    }
+
+    /// Colour the last computed intensities into planar f32 (`channels × height × width`); with
+    /// `grayed`, every colour channel holds the luma of the coloured pixel. With delta channels,
+    /// the last two planes are Δ and ΔΔ of the (unquantised) intensities.
+    pub fn colorize_chw(&mut self, grayed: bool, out: &mut [f32]) {
+        let plane = self.intensity.len();
+        let colour = self.cfg.colormap.channels() * plane;
+        colorize_chw(&self.table, &self.intensity, grayed, &mut out[..colour]);
+        if self.cfg.delta_window > 0 {
+            self.compute_deltas();
+            out[colour..colour + plane].copy_from_slice(&self.delta);
+            out[colour + plane..].copy_from_slice(&self.delta2);
+        }
+    }
+
+    /// The default image of `spec` as interleaved u8 (`height × width × colour channels`), for
+    /// PNG: the colour channels only (Δ and ΔΔ are signed and have no picture).
     pub fn render_u8(&mut self, spec: &Spectrogram, out: &mut Vec<u8>) {
         let region = self.default_region(spec);
         self.resize_time(spec, &region);
         // Frequency pass and colour fused row by row: the row stays in L1 instead of a round trip
         // through a full-image intensity buffer.
-        let (h, w, c) = (self.cfg.height, self.cfg.width, self.cfg.channels());
+        self.deltas_ready = false;
+        let (h, w, c) = (
+            self.cfg.height,
+            self.cfg.width,
+            self.cfg.colormap.channels(),
+        );
         out.resize(h * w * c, 0);
         self.row.resize(w, 0.0);
         for (y, dst) in out.chunks_exact_mut(w * c).enumerate() {
@@ -297,11 +378,17 @@ impl Renderer {
         }
     }
 
-    /// The default image of `spec` as planar f32 (`channels × height × width`) in [0, 1].
+    /// The default image of `spec` as planar f32 (`channels × height × width`): colours in
+    /// [0, 1], then Δ and ΔΔ when configured.
     pub fn render_chw(&mut self, spec: &Spectrogram, out: &mut [f32]) {
         let region = self.default_region(spec);
-        self.intensity(spec, &region);
-        colorize_chw(&self.table, &self.intensity, false, out);
+        self.render_region_chw(spec, &region, out);
+    }
+
+    /// [`Renderer::render_chw`] for `region` (e.g. one crop of an utterance for evaluation).
+    pub fn render_region_chw(&mut self, spec: &Spectrogram, region: &Region, out: &mut [f32]) {
+        self.intensity_mut(spec, region);
+        self.colorize_chw(false, out);
     }
 }
 

@@ -127,6 +127,7 @@ config_flags! {
     value "colormap" => "spectrogram.image.colormap": crate::features::Colormap, "Colormap: jet (3 channels, as in the paper) or gray (1 channel).";
     switch "fixed-time" => "spectrogram.image.time_axis" = "fixed", "Fixed time resolution: one column per frame, cropped or padded to the width, instead of stretching the whole utterance to the width.";
     value "top-db" => "spectrogram.image.top_db": f32, "Dynamic range shown, in dB below the utterance's maximum.";
+    value "deltas" => "spectrogram.image.delta_window": usize, "Δ and ΔΔ input channels: regression deltas along time over ±N frames (0: none; 2 is the usual choice).";
     value "batch" => "batch": usize, "Batch size.";
     value "iters" => "iterations": u64, "Training iterations (batches).";
     value "epochs" => "epochs": f64, "Training length in epochs (passes over the training utterances).";
@@ -140,6 +141,11 @@ config_flags! {
     switch "no-cache" => "feature_cache" = false, "Do not read or write the on-disk feature cache.";
     switch "skip-bad" => "skip_bad" = true, "Leave unreadable audio files out instead of stopping.";
     choice "sweep" => "sweep": super::config::SweepKind, "Train a series: every Table IV preset, or every input-shortcut placement of --arch.";
+    choice "eval-time" => "eval_time": crate::data::EvalTime, "Evaluation of validation/test utterances: first (the first --width frames), whole (the whole utterance; needs stats pooling) or crops (mean probabilities over crops).";
+    value "eval-hop" => "eval_hop": usize, "Frames between evaluation crops with --eval-time crops (0: half the width).";
+    value "mixup" => "mixup_alpha": f64, "Mixup of training batches at λ ~ Beta(α, α) (0: off; 0.2–0.4 usual).";
+    value "label-smoothing" => "label_smoothing": f64, "Label smoothing ε of the training targets (0: off).";
+    value "prosody" => "prosody_weight": f64, "Late fusion with the prosody branch (logistic regression on F0/energy/voicing statistics) at weight W in [0, 1] (0: off).";
 }
 
 /// The value at dotted `key` of `v`.

@@ -203,6 +203,25 @@ pub struct TrainConfig {
     /// Train a series of networks instead of one: every Table IV preset, or every placement of
     /// input shortcuts into `arch`'s pools.
     pub sweep: Option<SweepKind> = None,
+    /// How validation and test utterances are shown to the network (see
+    /// [`crate::data::crops`]): `first` (the image as training draws it without augmentation:
+    /// the first `width` frames with `time_axis = "fixed"`), `whole` (each whole utterance in one
+    /// image, the network re-laid out for its width; needs `stats` pooling) or `crops` (the mean of
+    /// the class probabilities over crops of the training width, every `eval_hop` frames).
+    pub eval_time: crate::data::EvalTime = crate::data::EvalTime::First,
+    /// Frames between evaluation crops (`eval_time = "crops"`); 0 = half the crop width.
+    pub eval_hop: usize = 0,
+    /// Weight of the prosody branch in the late fusion of class probabilities (0 = no prosody
+    /// branch): `p = (1 − w)·p_network + w·p_prosody`, where `p_prosody` comes from a class-balanced
+    /// logistic regression on the utterance prosody vector (F0, energy, voicing, voice quality
+    /// statistics; [`crate::features::prosody`]) fitted on the fold's training utterances,
+    /// normalised as `input_norm` says. Applies to validation (selection) and test alike.
+    pub prosody_weight: f64 = 0.0,
+    /// Mixup (Zhang et al. 2018): mix each training batch with a permutation of itself at
+    /// λ ~ Beta(α, α), inputs and targets alike (0 = off; 0.2–0.4 usual). Trains on soft targets.
+    pub mixup_alpha: f64 = 0.0,
+    /// Label smoothing ε: targets (1 − ε)·one-hot + ε/classes (0 = off). Trains on soft targets.
+    pub label_smoothing: f64 = 0.0,
 }
 }
 
@@ -308,6 +327,33 @@ impl TrainConfig {
         }
         for v in &self.waveform_variants {
             v.validate()?;
+        }
+        if !(self.mixup_alpha >= 0.0 && self.mixup_alpha.is_finite()) {
+            return Err(config_err!(
+                "mixup_alpha must be ≥ 0 (0 = off), got {}",
+                self.mixup_alpha
+            ));
+        }
+        if !(0.0..1.0).contains(&self.label_smoothing) {
+            return Err(config_err!(
+                "label_smoothing must be in [0, 1), got {}",
+                self.label_smoothing
+            ));
+        }
+        if !(0.0..=1.0).contains(&self.prosody_weight) {
+            return Err(config_err!(
+                "prosody_weight must be in [0, 1] (0 = no prosody branch), got {}",
+                self.prosody_weight
+            ));
+        }
+        if self.eval_time != crate::data::EvalTime::First
+            && self.spectrogram.image.time_axis != crate::features::TimeAxis::Fixed
+        {
+            return Err(config_err!(
+                "eval_time = \"{}\" needs time_axis = \"fixed\" (--fixed-time): with \"whole\" the \
+                 utterance is already stretched into one image",
+                self.eval_time
+            ));
         }
         Ok(())
     }

@@ -6,12 +6,16 @@
 pub mod args;
 pub mod checkpoint;
 pub mod config;
+pub mod crop_eval;
 pub mod device;
+pub mod ensemble;
 pub mod inference;
+pub mod linear;
 pub mod metrics;
 pub mod model_dir;
 pub mod plots;
 pub mod prepare;
+pub mod prosody_branch;
 pub mod report;
 pub mod run;
 pub mod run_dir;

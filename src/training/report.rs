@@ -177,6 +177,37 @@ fn header(out: &mut String, title: &str, cfg: &TrainConfig, corpus: &Corpus) {
         if cfg.balanced { "on" } else { "off" },
         cfg.select_by
     );
+    let delta = match cfg.spectrogram.image.delta_window {
+        0 => String::new(),
+        n => format!(" with Δ and ΔΔ channels (±{n} frames)"),
+    };
+    let evaluation = match cfg.eval_time {
+        crate::data::EvalTime::First => "the image as training draws it (no averaging)".to_string(),
+        crate::data::EvalTime::Whole => "each whole utterance in one image".to_string(),
+        crate::data::EvalTime::Crops => format!(
+            "mean class probabilities over crops of {} frames every {} frames",
+            cfg.spectrogram.image.width,
+            if cfg.eval_hop == 0 {
+                (cfg.spectrogram.image.width / 2).max(1)
+            } else {
+                cfg.eval_hop
+            }
+        ),
+    };
+    let prosody = if cfg.prosody_weight > 0.0 {
+        format!(
+            "; late fusion with the prosody branch at weight {} (logistic regression on the prosody vector, {} normalisation)",
+            cfg.prosody_weight, cfg.input_norm
+        )
+    } else {
+        String::new()
+    };
+    let _ = writeln!(
+        out,
+        "- input normalisation: {}{delta}
+- evaluation: {evaluation}{prosody}",
+        cfg.input_norm
+    );
 }
 
 fn provenance_lines(out: &mut String, p: &Provenance) {

@@ -15,15 +15,19 @@ use std::time::Instant;
 
 use super::checkpoint::{BestRecord, Checkpoint, ModelInfo, TrainerState};
 use super::config::{batches_per_epoch, drop_short_batch, Selection, TrainConfig};
-use super::inference::evaluate;
+use super::crop_eval::{predict_with, EvalMode};
+use super::ensemble::{average, Predictions};
+use super::inference::score;
 use super::metrics::EvalReport;
+use super::prosody_branch::ProsodyBranch;
 use super::run_dir::{
     append_metrics, describe_line, files, truncate_metrics, Fold, FoldOutcome, FoldResult,
     MetricsLine,
 };
 use crate::backends::Backend;
 use crate::data::{
-    BatchConfig, Batcher, Corpus, FeatureStore, InputNorm, InputNormMode, Normalization, Split,
+    BatchConfig, Batcher, CacheOptions, Corpus, FeatureStore, InputNorm, InputNormMode,
+    Normalization, ProsodyStore, Split,
 };
 use crate::model::Network;
 use crate::{config_err, Error, Result};
@@ -101,6 +105,8 @@ pub struct Trainer<'a, B: Backend<Elem = f32>> {
     state: TrainerState,
     model: ModelInfo,
     device: String,
+    /// The prosody branch fused with the network's probabilities (`prosody_weight` > 0).
+    prosody: Option<(ProsodyStore, ProsodyBranch)>,
 }
 
 impl<'a, B: Backend<Elem = f32>> Trainer<'a, B> {
@@ -189,7 +195,28 @@ impl<'a, B: Backend<Elem = f32>> Trainer<'a, B> {
             },
             config: config_json,
         };
+        let prosody = if cfg.prosody_weight > 0.0 {
+            let opts = CacheOptions {
+                dir: cfg
+                    .feature_cache
+                    .then(crate::data::cache::default_cache_dir),
+                progress: false,
+                variants: Vec::new(),
+            };
+            let store = ProsodyStore::build(
+                corpus,
+                &Default::default(),
+                cfg.spectrogram.stft.sample_rate,
+                &opts,
+            )?;
+            // A pure function of the corpus and the split: refitted identically on resume.
+            let branch = ProsodyBranch::fit(&store, corpus, cfg.input_norm, &fold.split.train)?;
+            Some((store, branch))
+        } else {
+            None
+        };
         Ok(Trainer {
+            prosody,
             device: backend.name(),
             backend,
             cfg,
@@ -221,13 +248,112 @@ impl<'a, B: Backend<Elem = f32>> Trainer<'a, B> {
         })
     }
 
-    fn eval_batcher(&self, indices: &[usize]) -> Result<Batcher<'a>> {
-        Batcher::new(
+    /// One training step on soft targets: label smoothing, then mixup of inputs and targets with
+    /// one λ ~ Beta(α, α) and a random partner per sample, both drawn from a generator seeded by
+    /// (data seed, step), so a resumed run mixes as the uninterrupted one.
+    fn soft_target_step(
+        &mut self,
+        batch: &mut crate::data::Batch,
+        rms: &crate::backends::RmsPropConfig,
+    ) -> Result<crate::backends::geometry::XentStats> {
+        use rand::SeedableRng;
+        let classes = self.net.classes();
+        let n = batch.labels.len();
+        let mut targets = crate::data::mixup::smoothed_targets(
+            &batch.labels,
+            classes,
+            self.cfg.label_smoothing as f32,
+        )?;
+        if self.cfg.mixup_alpha > 0.0 {
+            let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(derive_seed(
+                self.state.data_seed,
+                3,
+                self.state.step,
+            ));
+            let plan = crate::data::mixup::MixPlan::draw(n, self.cfg.mixup_alpha as f32, &mut rng)?;
+            let per = batch.inputs.data.len() / n;
+            plan.mix(&mut batch.inputs.data, per);
+            plan.mix(&mut targets, classes);
+        }
+        self.net.forward(self.backend, &batch.inputs.data, n)?;
+        let stats = self.net.loss_soft(self.backend, &targets, None)?;
+        self.net.backward(self.backend)?;
+        self.net.apply_update(self.backend, rms)?;
+        Ok(stats)
+    }
+
+    /// The network's class probabilities on `indices`, evaluated as `eval_time` says.
+    fn network_predictions(&mut self, indices: &[usize]) -> Result<Predictions> {
+        let mode = EvalMode {
+            time: self.cfg.eval_time,
+            hop: self.cfg.eval_hop,
+            batch: self.cfg.batch,
+        };
+        predict_with(
+            self.backend,
+            &mut self.net,
             self.store,
             &self.cfg.spectrogram.image,
+            &self.norm,
             indices,
-            BatchConfig::evaluation(self.cfg.batch),
-            self.norm.clone(),
+            &mode,
+        )
+    }
+
+    /// The network's probabilities fused with the prosody branch's, when there is one.
+    fn fused(&self, network: Predictions, indices: &[usize]) -> Result<Predictions> {
+        match &self.prosody {
+            Some((store, branch)) => {
+                let w = self.cfg.prosody_weight;
+                average(
+                    &[network, branch.predict(store, indices)],
+                    Some(&[1.0 - w, w]),
+                )
+            }
+            None => Ok(network),
+        }
+    }
+
+    /// Evaluate on `indices` as `eval_time` says, fused with the prosody branch when there is one.
+    fn evaluate_on(&mut self, indices: &[usize]) -> Result<EvalReport> {
+        let p = self.network_predictions(indices)?;
+        let p = self.fused(p, indices)?;
+        Ok(score(self.net.classes(), p, self.corpus, None))
+    }
+
+    /// `test-predictions.json`: the test utterances' class probabilities from the network's last
+    /// weights and, with a prosody branch, from the branch alone, so that fusion weights, ensembles
+    /// and the branch's ablation can be scored afterwards without retraining.
+    fn write_test_predictions(&mut self, indices: &[usize]) -> Result<()> {
+        let network = self.network_predictions(indices)?;
+        let prosody = self
+            .prosody
+            .as_ref()
+            .map(|(store, branch)| branch.predict(store, indices));
+        let ids: Vec<&str> = indices
+            .iter()
+            .map(|&i| self.corpus.utterances[i].id.as_str())
+            .collect();
+        let labels: Vec<usize> = indices
+            .iter()
+            .map(|&i| self.corpus.utterances[i].label)
+            .collect();
+        let rows =
+            |p: &Predictions| -> Vec<Vec<f64>> { p.iter().map(|(_, v)| v.clone()).collect() };
+        let json = serde_json::json!({
+            "classes": self.corpus.classes,
+            "ids": ids,
+            "labels": labels,
+            "network_last": rows(&network),
+            "prosody": prosody.as_ref().map(rows),
+            "prosody_weight": self.cfg.prosody_weight,
+            "prosody_l2": self.prosody.as_ref().map(|(_, b)| b.l2),
+        });
+        crate::fsutil::write_atomic(
+            &self.fold.dir.join("test-predictions.json"),
+            serde_json::to_string(&json)
+                .expect("predictions serialise")
+                .as_bytes(),
         )
     }
 
@@ -254,7 +380,6 @@ impl<'a, B: Backend<Elem = f32>> Trainer<'a, B> {
             },
             self.norm.clone(),
         )?;
-        let val_batcher = self.eval_batcher(&split.val)?;
         let rms = self.cfg.optimizer;
         let total = self.state.total_steps;
 
@@ -293,7 +418,7 @@ impl<'a, B: Backend<Elem = f32>> Trainer<'a, B> {
             };
             let batch = train_batcher.batch_at(epoch, &epoch_order, index as usize);
             order = Some((epoch, epoch_order));
-            let Some(batch) = batch else {
+            let Some(mut batch) = batch else {
                 return Err(config_err!(
                     "{}: epoch {epoch} has no batch {index} ({} training utterances, batch {})",
                     self.fold.name,
@@ -301,9 +426,12 @@ impl<'a, B: Backend<Elem = f32>> Trainer<'a, B> {
                     self.cfg.batch
                 ));
             };
-            let stats =
+            let stats = if self.cfg.mixup_alpha > 0.0 || self.cfg.label_smoothing > 0.0 {
+                self.soft_target_step(&mut batch, &rms)?
+            } else {
                 self.net
-                    .train_step(self.backend, &batch.inputs.data, &batch.labels, &rms)?;
+                    .train_step(self.backend, &batch.inputs.data, &batch.labels, &rms)?
+            };
             if !stats.mean_loss.is_finite() {
                 return Err(config_err!(
                     "training diverged at step {} (loss {}): lower the learning rate (--lr, now {})",
@@ -326,7 +454,7 @@ impl<'a, B: Backend<Elem = f32>> Trainer<'a, B> {
             ));
             if self.state.step % self.cfg.eval_every == 0 || self.state.step == total {
                 self.state.elapsed_s = segment_base + segment_start.elapsed().as_secs_f64();
-                let line = self.validate(&val_batcher, &rms)?;
+                let line = self.validate(&rms)?;
                 append_metrics(&metrics_path, &line)?;
                 bar.suspend(|| println!("{}", describe_line(&self.fold.name, &line, total)));
                 // Checkpoint after the metrics line, so a checkpoint never lacks its evaluations.
@@ -341,11 +469,7 @@ impl<'a, B: Backend<Elem = f32>> Trainer<'a, B> {
     }
 
     /// Validation evaluation: a metrics line, and the selected checkpoint updated when it improves.
-    fn validate(
-        &mut self,
-        val_batcher: &Batcher<'_>,
-        rms: &crate::backends::RmsPropConfig,
-    ) -> Result<MetricsLine> {
+    fn validate(&mut self, rms: &crate::backends::RmsPropConfig) -> Result<MetricsLine> {
         let st = &mut self.state;
         let samples = st.interval_samples.max(1) as f64;
         let mut line = MetricsLine {
@@ -364,8 +488,8 @@ impl<'a, B: Backend<Elem = f32>> Trainer<'a, B> {
         st.interval_loss_sum = 0.0;
         st.interval_correct = 0;
         st.interval_samples = 0;
-        if val_batcher.len_utterances() > 0 {
-            let val = evaluate(self.backend, &mut self.net, val_batcher, self.corpus, None)?;
+        if !self.fold.split.val.is_empty() {
+            let val = self.evaluate_on(&self.fold.split.val.clone())?;
             line.val_loss = Some(val.loss);
             line.val_wa = Some(val.wa);
             line.val_uar = Some(val.uar);
@@ -388,27 +512,15 @@ impl<'a, B: Backend<Elem = f32>> Trainer<'a, B> {
     fn finish(&mut self) -> Result<FoldResult> {
         let dir = self.fold.dir.clone();
         let split = self.fold.split;
-        let test_batcher = self.eval_batcher(&split.test)?;
-        let last = evaluate(
-            self.backend,
-            &mut self.net,
-            &test_batcher,
-            self.corpus,
-            None,
-        )?;
-        let (selected_step, selected) = match &self.state.best {
+        let last = self.evaluate_on(&split.test)?;
+        self.write_test_predictions(&split.test)?;
+        let (selected_step, selected) = match self.state.best.clone() {
             Some(b) if b.step != self.state.step => {
                 let best_path = dir.join(files::BEST);
                 let ck = Checkpoint::load(&best_path)?;
                 let last_params = self.net.export_params(self.backend)?;
                 self.net.import_params(self.backend, &ck.params)?;
-                let r = evaluate(
-                    self.backend,
-                    &mut self.net,
-                    &test_batcher,
-                    self.corpus,
-                    None,
-                )?;
+                let r = self.evaluate_on(&split.test)?;
                 self.net.import_params(self.backend, &last_params)?;
                 (b.step, r)
             }

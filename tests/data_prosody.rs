@@ -1,0 +1,143 @@
+//! The prosody vectors on the built-in synthetic corpus (whose emotions set pitch level, range,
+//! rate, loudness and tilt): they follow the generator's known F0 ordering, carry emotion
+//! information a speaker-independent classifier can use, and are cached on disk under a key that
+//! covers their settings.
+
+use rescnn::data::synth::{self, SynthConfig};
+use rescnn::data::{CacheOptions, InputNormMode, ProsodyNorm, ProsodyStore, EMOTIONS};
+use rescnn::features::pitch::PitchConfig;
+use rescnn::features::prosody::{self, ProsodyConfig};
+
+fn index(name: &str) -> usize {
+    prosody::FEATURES.iter().position(|&n| n == name).unwrap()
+}
+
+/// Leave-one-speaker-out nearest-centroid accuracy on already normalised vectors.
+fn loso_nearest_centroid(x: &[Vec<f32>], labels: &[usize], speakers: &[String]) -> f64 {
+    let mut names = speakers.to_vec();
+    names.sort();
+    names.dedup();
+    let dims = x[0].len();
+    let mut correct = 0;
+    for s in &names {
+        let centroids: Vec<Vec<f64>> = (0..7)
+            .map(|c| {
+                let m: Vec<usize> = (0..x.len())
+                    .filter(|&i| &speakers[i] != s && labels[i] == c)
+                    .collect();
+                (0..dims)
+                    .map(|d| m.iter().map(|&i| x[i][d] as f64).sum::<f64>() / m.len() as f64)
+                    .collect()
+            })
+            .collect();
+        for i in (0..x.len()).filter(|&i| &speakers[i] == s) {
+            let dist = |c: usize| -> f64 {
+                (0..dims)
+                    .map(|d| (x[i][d] as f64 - centroids[c][d]).powi(2))
+                    .sum()
+            };
+            let pred = (0..7).min_by(|&a, &b| dist(a).total_cmp(&dist(b))).unwrap();
+            correct += usize::from(pred == labels[i]);
+        }
+    }
+    correct as f64 / x.len() as f64
+}
+
+#[test]
+fn synthetic_emotions_show_in_the_prosody_vector() {
+    let corpus = synth::generate(&SynthConfig::default()).unwrap();
+    let store = ProsodyStore::build(
+        &corpus,
+        &ProsodyConfig::default(),
+        16_000,
+        &CacheOptions::in_memory(),
+    )
+    .unwrap();
+    assert_eq!(store.len(), corpus.len());
+    assert_eq!(store.stats.computed, corpus.len());
+
+    // The generator scales each speaker's F0 by the class: fear 1.35, anger 1.25 against
+    // boredom 0.92, sadness 0.88, i.e. 5 to 7 semitones apart. Class means of the tracked F0 must
+    // keep that order with at least 3 semitones between the groups (jitter, tremor, declination
+    // and the speakers' spread blur each utterance, not the class means).
+    let class_mean = |c: usize| {
+        let v: Vec<f64> = (0..corpus.len())
+            .filter(|&i| corpus.utterances[i].label == c)
+            .map(|i| store.vector(i)[index("f0_p50_st")] as f64)
+            .collect();
+        v.iter().sum::<f64>() / v.len() as f64
+    };
+    let class = |name: &str| EMOTIONS.iter().position(|&e| e == name).unwrap();
+    let (high, low) = (
+        class_mean(class("fear")).min(class_mean(class("anger"))),
+        class_mean(class("sadness")).max(class_mean(class("boredom"))),
+    );
+    assert!(
+        high > low + 3.0,
+        "median F0 of fear/anger {high:.1} st vs sadness/boredom {low:.1} st"
+    );
+
+    // Speaker-normalised vectors, leave one speaker out, nearest centroid: well above chance
+    // (14.3 %). The README quotes 39 % for hand-picked speaker-normalised pitch/rate/tilt/ZCR
+    // features with a similar classifier; this vector reached 67 % when written, and 55 % is the
+    // bar (with F0 taken from a wrong octave, or from noise, it falls towards the energy
+    // features' share).
+    let speakers: Vec<String> = corpus
+        .utterances
+        .iter()
+        .map(|u| u.speaker.clone())
+        .collect();
+    let labels: Vec<usize> = corpus.utterances.iter().map(|u| u.label).collect();
+    let norm = ProsodyNorm::for_training(InputNormMode::Speaker, &store, &speakers, &[]).unwrap();
+    let x: Vec<Vec<f32>> = (0..corpus.len())
+        .map(|i| norm.normalised(&store, i))
+        .collect();
+    let acc = loso_nearest_centroid(&x, &labels, &speakers);
+    println!(
+        "prosody vector, speaker-normalised, LOSO nearest centroid: {:.1} %",
+        100.0 * acc
+    );
+    assert!(acc > 0.55, "accuracy {:.1} %", 100.0 * acc);
+}
+
+#[test]
+fn disk_cache_round_trip_and_key() {
+    let corpus = synth::generate(&SynthConfig {
+        speakers: 2,
+        per_class_per_speaker: 1,
+        ..SynthConfig::default()
+    })
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let opts = CacheOptions {
+        dir: Some(dir.path().to_path_buf()),
+        progress: false,
+        variants: Vec::new(),
+    };
+    let cfg = ProsodyConfig::default();
+    let a = ProsodyStore::build(&corpus, &cfg, 16_000, &opts).unwrap();
+    assert_eq!((a.stats.computed, a.stats.loaded), (corpus.len(), 0));
+    let b = ProsodyStore::build(&corpus, &cfg, 16_000, &opts).unwrap();
+    assert_eq!((b.stats.computed, b.stats.loaded), (0, corpus.len()));
+    for i in 0..corpus.len() {
+        assert_eq!(a.vector(i), b.vector(i), "utterance {i}");
+    }
+    // Another tracker setting or analysis rate is another key: computed again, not read stale.
+    let other = ProsodyConfig {
+        pitch: PitchConfig {
+            threshold: 0.15,
+            ..PitchConfig::default()
+        },
+    };
+    let c = ProsodyStore::build(&corpus, &other, 16_000, &opts).unwrap();
+    assert_eq!(c.stats.computed, corpus.len());
+    let d = ProsodyStore::build(&corpus, &cfg, 8_000, &opts).unwrap();
+    assert_eq!(d.stats.computed, corpus.len());
+    // A damaged entry is recomputed, with the same result.
+    for e in std::fs::read_dir(dir.path().join("prosody-v1")).unwrap() {
+        std::fs::write(e.unwrap().path(), b"garbage").unwrap();
+    }
+    let e = ProsodyStore::build(&corpus, &cfg, 16_000, &opts).unwrap();
+    assert_eq!(e.stats.computed, corpus.len());
+    assert_eq!(e.vector(0), a.vector(0));
+}
