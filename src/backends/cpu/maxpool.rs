@@ -64,20 +64,27 @@ pub(super) fn forward<T: Real>(
         .enumerate()
         .for_each(|(p, (y, am))| {
             let x = &x[p * ip..][..ip];
-            for oh in 0..d.h_out {
-                for ow in 0..d.w_out {
+            for (oh, (y, am)) in y
+                .chunks_exact_mut(d.w_out)
+                .zip(am.chunks_exact_mut(d.w_out))
+                .enumerate()
+            {
+                for (ow, (y, am)) in y.iter_mut().zip(am.iter_mut()).enumerate() {
                     let first = oh * d.stride * d.w_in + ow * d.stride;
                     let (mut best, mut at) = (x[first], first);
                     for i in 0..d.k {
-                        for j in 0..d.k {
-                            let idx = first + i * d.w_in + j;
-                            if x[idx] > best {
-                                (best, at) = (x[idx], idx);
-                            }
+                        let row = first + i * d.w_in;
+                        for (j, &v) in x[row..row + d.k].iter().enumerate() {
+                            // Selects, not a branch: which element wins is data the branch
+                            // predictor cannot learn. `>` keeps the first maximum (and never
+                            // takes a NaN), as the kernel does.
+                            let take = v > best;
+                            best = if take { v } else { best };
+                            at = if take { row + j } else { at };
                         }
                     }
-                    y[oh * d.w_out + ow] = best;
-                    am[oh * d.w_out + ow] = at as u32;
+                    *y = best;
+                    *am = at as u32;
                 }
             }
         });

@@ -52,7 +52,9 @@ impl Dims {
     }
 }
 
-/// ACCUMULATES dst += r×r-mean of src (channel c reads source channel c mod C_src).
+/// ACCUMULATES dst += r×r-mean of src (channel c reads source channel c mod C_src). Each source
+/// plane's window means are computed once per image and added to every target channel that reads
+/// it (C_dst / C_src of them), each mean summed in the same order as a per-target computation would.
 pub(super) fn forward<T: Real>(g: &ShortcutGeom, src: &[T], dst: &mut [T]) -> Result<()> {
     let d = Dims::new(g)?;
     let (sp, dp) = (d.src_plane(), d.dst_plane());
@@ -60,20 +62,28 @@ pub(super) fn forward<T: Real>(g: &ShortcutGeom, src: &[T], dst: &mut [T]) -> Re
     check_len("shortcut dst", dst.len(), d.n * d.c_dst * dp)?;
     let scale = T::from_f64(1.0 / (d.r * d.r) as f64);
     dst[..d.n * d.c_dst * dp]
-        .par_chunks_mut(dp)
+        .par_chunks_mut(d.c_dst * dp)
         .enumerate()
-        .for_each(|(plane, dst)| {
-            let (img, c) = (plane / d.c_dst, plane % d.c_dst);
-            let src = &src[(img * d.c_src + c % d.c_src) * sp..][..sp];
-            for h in 0..d.h_dst {
-                for w in 0..d.w_dst {
-                    let mut sum = T::ZERO;
-                    for i in 0..d.r {
-                        for v in &src[(h * d.r + i) * d.w_src + w * d.r..][..d.r] {
-                            sum += *v;
+        .for_each(|(img, dst)| {
+            let mut means = vec![T::ZERO; d.c_src * dp];
+            for (cs, means) in means.chunks_exact_mut(dp).enumerate() {
+                let src = &src[(img * d.c_src + cs) * sp..][..sp];
+                for h in 0..d.h_dst {
+                    for w in 0..d.w_dst {
+                        let mut sum = T::ZERO;
+                        for i in 0..d.r {
+                            for v in &src[(h * d.r + i) * d.w_src + w * d.r..][..d.r] {
+                                sum += *v;
+                            }
                         }
+                        means[h * d.w_dst + w] = sum * scale;
                     }
-                    dst[h * d.w_dst + w] += sum * scale;
+                }
+            }
+            for (c, dst) in dst.chunks_exact_mut(dp).enumerate() {
+                let mean = &means[(c % d.c_src) * dp..][..dp];
+                for (o, &m) in dst.iter_mut().zip(mean) {
+                    *o += m;
                 }
             }
         });
