@@ -32,25 +32,27 @@ impl Dims {
     fn m(&self) -> usize {
         self.n * self.hw
     }
-    /// Σ over channel c of f(offset), image by image. Each plane is summed in `LANES` interleaved
-    /// partial sums (offset o goes to lane o mod LANES), combined in lane order: a fixed order, so
-    /// the result does not depend on the thread count, and independent adds, so the sum is not one
-    /// long chain of dependent additions (which ran the batch-norm statistics at the adder's
-    /// latency, about a quarter of its throughput).
-    fn channel_sum<T: Real>(&self, c: usize, f: impl Fn(usize) -> T) -> T {
+    /// Σ over channel c of f(a[o], b[o]), image by image. Each plane is summed in `LANES`
+    /// interleaved partial sums (offset o in lane o mod LANES), combined in lane order: a fixed
+    /// order, so the result does not depend on the thread count, and independent adds over
+    /// fixed-size chunks, which vectorise, where one chain of dependent additions ran at the
+    /// adder's latency.
+    fn channel_sum<T: Real>(&self, c: usize, a: &[T], b: &[T], f: impl Fn(T, T) -> T) -> T {
         const LANES: usize = 8;
         let mut total = T::ZERO;
         for img in 0..self.n {
             let base = (img * self.c + c) * self.hw;
+            let (a, b) = (&a[base..][..self.hw], &b[base..][..self.hw]);
             let mut lanes = [T::ZERO; LANES];
-            let full = self.hw - self.hw % LANES;
-            for chunk in (base..base + full).step_by(LANES) {
-                for (l, lane) in lanes.iter_mut().enumerate() {
-                    *lane += f(chunk + l);
+            let (a_chunks, b_chunks) = (a.chunks_exact(LANES), b.chunks_exact(LANES));
+            let (a_tail, b_tail) = (a_chunks.remainder(), b_chunks.remainder());
+            for (ca, cb) in a_chunks.zip(b_chunks) {
+                for l in 0..LANES {
+                    lanes[l] += f(ca[l], cb[l]);
                 }
             }
-            for (l, o) in (base + full..base + self.hw).enumerate() {
-                lanes[l] += f(o);
+            for (l, (&va, &vb)) in a_tail.iter().zip(b_tail).enumerate() {
+                lanes[l] += f(va, vb);
             }
             total += lanes.iter().fold(T::ZERO, |s, &v| s + v);
         }
@@ -64,8 +66,8 @@ fn batch_statistics<T: Real>(d: &Dims, eps: T, x: &[T]) -> Vec<(T, T, T)> {
     (0..d.c)
         .into_par_iter()
         .map(|c| {
-            let mean = d.channel_sum(c, |o| x[o]) / m;
-            let var = d.channel_sum(c, |o| (x[o] - mean) * (x[o] - mean)) / m;
+            let mean = d.channel_sum(c, x, x, |v, _| v) / m;
+            let var = d.channel_sum(c, x, x, |v, _| (v - mean) * (v - mean)) / m;
             (mean, T::ONE / (var + eps).sqrt(), var)
         })
         .collect()
@@ -193,10 +195,10 @@ pub(super) fn backward<T: Real>(
     let sums: Vec<(T, T)> = (0..d.c)
         .into_par_iter()
         .map(|c| {
-            let xhat = |o: usize| (x[o] - mean[c]) * inv_std[c];
+            let (mean, inv_std) = (mean[c], inv_std[c]);
             (
-                d.channel_sum(c, |o| dy[o]),
-                d.channel_sum(c, |o| dy[o] * xhat(o)),
+                d.channel_sum(c, dy, dy, |g, _| g),
+                d.channel_sum(c, dy, x, |g, v| g * ((v - mean) * inv_std)),
             )
         })
         .collect();
