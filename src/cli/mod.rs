@@ -8,6 +8,7 @@ pub mod eval;
 pub mod export;
 pub mod info;
 pub mod predict;
+pub mod score;
 pub mod spectrogram;
 pub mod timeline;
 
@@ -41,6 +42,9 @@ pub enum Command {
     Eval(eval::Args),
     /// Write a trained model as one ONNX graph (spectrogram image in, class probabilities out).
     Export(export::Args),
+    /// Re-score a finished run from its folds' saved test probabilities: the network alone, the
+    /// prosody branch alone and their fusion, pooled over folds and per fold.
+    Score(score::Args),
 }
 
 pub fn run(cli: Cli) -> Result<()> {
@@ -50,6 +54,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Predict(args) => predict::run(&args),
         Command::Eval(args) => eval::run(&args),
         Command::Export(args) => export::run(&args),
+        Command::Score(args) => score::run(&args),
     }
 }
 
