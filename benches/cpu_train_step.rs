@@ -171,10 +171,20 @@ fn conv_breakdown(
             Ok((process_cpu_seconds_fine() - t0) / REPS as f64)
         };
         let fwd = time(&mut || backend.conv2d_forward(&g, &x, &w, &b, &mut y))?;
-        let dw_only =
-            time(&mut || backend.conv2d_backward(&g, &x, &w, &y, &mut dy, None, &mut dw, &mut db))?;
+        let dw_only = time(&mut || {
+            backend.conv2d_backward(&g, &x, &w, &y, &mut dy, None, &mut dw, Some(&mut db))
+        })?;
         let with_dx = time(&mut || {
-            backend.conv2d_backward(&g, &x, &w, &y, &mut dy, Some(&mut dx), &mut dw, &mut db)
+            backend.conv2d_backward(
+                &g,
+                &x,
+                &w,
+                &y,
+                &mut dy,
+                Some(&mut dx),
+                &mut dw,
+                Some(&mut db),
+            )
         })?;
         let flops = g.forward_flops();
         let rate = |secs: f64| flops / secs / 1e9;

@@ -526,7 +526,7 @@ fn validate_conv(gpu: &KernelBackend<CudaDevice>, g: &ConvGeom) -> Result<()> {
         &mut gdy,
         Some(&mut gdx),
         &mut gdw,
-        &mut gdb,
+        Some(&mut gdb),
     )?;
     let (mut cdy, mut cdx) = (widen(&dy0), widen(&dx0));
     let (mut cdw, mut cdb) = (cpu.zeros(g.weight_len())?, cpu.zeros(g.c_out as usize)?);
@@ -538,7 +538,7 @@ fn validate_conv(gpu: &KernelBackend<CudaDevice>, g: &ConvGeom) -> Result<()> {
         &mut cdy,
         Some(&mut cdx),
         &mut cdw,
-        &mut cdb,
+        Some(&mut cdb),
     )?;
     check(&CONV2D, "conv backward dx", &gpu.download(&gdx)?, &cdx)?;
     check(&CONV2D, "conv backward dw", &gpu.download(&gdw)?, &cdw)?;

@@ -41,13 +41,17 @@
 //   conv2d_bias_grad_partial db, first stage (and the ReLU mask): block (c, z) sums dy over chunk z of
 //                            channel c's N·H_out·W_out values (with g.relu, first zeroing dy in place where
 //                            y <= 0), tree-reduces in the block (warp shuffles), writes partials[z][c].
-//                            Memory-bound: one read of dy (and y), one write of the masked dy.
-//   conv2d_sum_partials      out[i] = sum over z in order of partials[z][i]: the second stage of both.
+//                            Memory-bound: one read of dy (and y), one write of the masked dy. Not run
+//                            where the convolution's only reader is a max-pool: maxpool_relu_backward
+//                            (maxpool.cu) emits these partials as it writes the masked dy.
+//   conv2d_sum_partials      out[i] = sum over z in order of partials[z][i]: the second stage of the
+//                            filter and bias gradients (and of the pool-emitted bias partials).
 //
 // All K and N edges are handled by zero-filled loads and guarded stores, so no size needs to be a
 // multiple of any tile. Offsets inside one image are 32-bit; image bases are 64-bit.
 #include "common.cuh"
 #include "gemm_tile.cuh"
+#include "channel_sum.cuh"
 
 namespace {
 
@@ -391,26 +395,8 @@ struct StoreImages {
     }
 };
 
-constexpr int REDUCE_THREADS = 256;
-
-// Sum of `v` over the block (REDUCE_THREADS threads), valid in thread 0. Fixed tree: deterministic.
-// `warp_sums` is the caller's __shared__ float[REDUCE_THREADS / 32] (declared in the kernel so that the
-// build's static shared-memory accounting sees it).
-__device__ __forceinline__ float block_sum(float v, float* warp_sums) {
-#pragma unroll
-    for (int offset = 16; offset > 0; offset >>= 1) v += __shfl_down_sync(RESCNN_FULL_MASK, v, offset);
-    const int lane = threadIdx.x % 32;
-    const int warp = threadIdx.x / 32;
-    if (lane == 0) warp_sums[warp] = v;
-    __syncthreads();
-    v = 0.0f;
-    if (warp == 0) {
-        v = lane < REDUCE_THREADS / 32 ? warp_sums[lane] : 0.0f;
-#pragma unroll
-        for (int offset = 16; offset > 0; offset >>= 1) v += __shfl_down_sync(RESCNN_FULL_MASK, v, offset);
-    }
-    return v;
-}
+using channel_sum::block_sum;
+using channel_sum::REDUCE_THREADS;
 
 }  // namespace
 

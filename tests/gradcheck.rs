@@ -327,7 +327,7 @@ fn check_conv(case: &ConvCase, seed: u64) {
         &mut dy,
         case.with_dx.then_some(&mut dx),
         &mut dw,
-        &mut db,
+        Some(&mut db),
     )
     .unwrap();
     for (what, v, len) in [
@@ -391,7 +391,7 @@ fn check_conv(case: &ConvCase, seed: u64) {
         &mut dy2,
         case.with_dx.then_some(&mut dx2),
         &mut dw2,
-        &mut db2,
+        Some(&mut db2),
     )
     .unwrap();
     assert_eq!(
@@ -1582,7 +1582,7 @@ fn f32_ops_agree_with_f64() {
         &mut dy64,
         Some(&mut dx64),
         &mut dw64,
-        &mut db64,
+        Some(&mut db64),
     )
     .unwrap();
     c32.conv2d_backward(
@@ -1593,7 +1593,7 @@ fn f32_ops_agree_with_f64() {
         &mut dy32,
         Some(&mut dx32),
         &mut dw32,
-        &mut db32,
+        Some(&mut db32),
     )
     .unwrap();
     close("conv dx", &dx32, &dx64);

@@ -18,10 +18,12 @@
 //!   per step.
 //! - With a fused ReLU, the backward pass first multiplies `dy` IN PLACE by `[y > 0]`, turning it into
 //!   the gradient of the pre-activation; `y` is the op's forward output.
-//! - Exception, for a memory pass less: [`Backend::maxpool_relu_backward`] WRITES its `dx`, already
-//!   ReLU-masked. The network uses it where a pool is the only consumer of a ReLU convolution's
-//!   output (then nothing else adds into that gradient, and it needs no zeroing), and runs that
-//!   convolution's backward with `relu` off. Only gradients that are accumulated into are zeroed.
+//! - Exception, for memory passes less: [`Backend::maxpool_relu_backward`] WRITES its `dx`, already
+//!   ReLU-masked, and WRITES the producing convolution's bias gradient `db` (the channel sums of that
+//!   `dx`). The network uses it where a pool is the only consumer of a ReLU convolution's output
+//!   (then nothing else adds into that gradient, and it needs no zeroing), and runs that
+//!   convolution's backward with `relu` off and without `db` (`None`), so the convolution reads
+//!   neither its y nor, for the bias, its dy. Only gradients that are accumulated into are zeroed.
 
 pub mod check;
 pub mod cost;
@@ -90,7 +92,9 @@ pub trait Backend {
 
     /// Backward of [`Backend::conv2d_forward`]. With `g.relu`, first masks `dy` in place by `y > 0`.
     /// ACCUMULATES dx (N, C_in, H_in, W_in) when given (pass `None` for the first layer, whose input
-    /// needs no gradient); WRITES dw (C_out, C_in, K_h, K_w) and db (C_out).
+    /// needs no gradient); WRITES dw (C_out, C_in, K_h, K_w), and db (C_out) when given (pass `None`
+    /// where [`Backend::maxpool_relu_backward`] already wrote it; then `g.relu` must be off, since
+    /// that pool also applied the mask: an error otherwise).
     #[allow(clippy::too_many_arguments)]
     fn conv2d_backward(
         &self,
@@ -101,7 +105,7 @@ pub trait Backend {
         dy: &mut Self::Buf,
         dx: Option<&mut Self::Buf>,
         dw: &mut Self::Buf,
-        db: &mut Self::Buf,
+        db: Option<&mut Self::Buf>,
     ) -> Result<()>;
 
     // ---- max-pool -------------------------------------------------------------------------------
@@ -125,11 +129,13 @@ pub trait Backend {
         dx: &mut Self::Buf,
     ) -> Result<()>;
 
-    /// Backward of a max-pool whose input x (N, C, H_in, W_in) is the output of a fused ReLU with no
-    /// other consumer: WRITES dx (N, C, H_in, W_in) = [x > 0] · (the dy (N, C, H_out, W_out) routed to
-    /// their argmax), the gradient of the ReLU's PRE-activation. The producing layer's backward then
-    /// runs without its ReLU (it must not mask again, and need not read its y or rewrite dy). (The
-    /// pool's own output cannot give the mask: shortcuts add into it after pooling.)
+    /// Backward of a max-pool whose input x (N, C, H_in, W_in) is the output of a fused ReLU
+    /// convolution with no other consumer: WRITES dx (N, C, H_in, W_in) = [x > 0] · (the dy (N, C,
+    /// H_out, W_out) routed to their argmax), the gradient of the ReLU's PRE-activation, and WRITES
+    /// db (C) = Σ over (n, h, w) of dx, the convolution's bias gradient. The convolution's backward
+    /// then runs without its ReLU and without db (it must not mask again, and need not read its y,
+    /// rewrite dy or re-read dy for the bias). (The pool's own output cannot give the mask: shortcuts
+    /// add into it after pooling.)
     fn maxpool_relu_backward(
         &self,
         g: &PoolGeom,
@@ -137,6 +143,7 @@ pub trait Backend {
         x: &Self::Buf,
         argmax: &Self::Idx,
         dx: &mut Self::Buf,
+        db: &mut Self::Buf,
     ) -> Result<()>;
 
     // ---- shortcut (multi-level residual identity map) -------------------------------------------

@@ -105,18 +105,20 @@ pub struct Network<B: Backend> {
     targets: B::Buf,
     class_weights: B::Buf,
     losses: B::Buf,
-    /// Per layer: a ReLU convolution whose output only the next max-pool reads, or that pool. Their
-    /// backward is fused: the pool WRITES the masked gradient, the convolution runs without ReLU.
-    fused_relu_pool: Vec<bool>,
+    /// Per layer: for a ReLU convolution whose output only the next max-pool reads, and for that
+    /// pool, the convolution's layer index. Their backward is fused: the pool WRITES the masked
+    /// gradient and the convolution's bias gradient, the convolution runs without ReLU and bias.
+    fused_relu_pool: Vec<Option<usize>>,
     step: u64,
     stage: Stage,
 }
 
 /// Which layers take the fused pool backward ([`Backend::maxpool_relu_backward`]): a max-pool whose
 /// input node is written by a ReLU convolution and read by nothing but this pool (no other layer, no
-/// shortcut from or into it) — marked at the pool and at the convolution.
-fn fused_relu_pools(plan: &Plan) -> Vec<bool> {
-    let mut fused = vec![false; plan.layers.len()];
+/// shortcut from or into it) — marked, with the convolution's layer index, at the pool and at the
+/// convolution.
+fn fused_relu_pools(plan: &Plan) -> Vec<Option<usize>> {
+    let mut fused = vec![None; plan.layers.len()];
     let uses = |node: usize| {
         plan.layers
             .iter()
@@ -139,8 +141,8 @@ fn fused_relu_pools(plan: &Plan) -> Vec<bool> {
             |l| matches!(l.op, PlannedOp::Conv { geom, output, .. } if output == input && geom.relu != 0),
         );
         if let (Some(ci), 1) = (producer, uses(input)) {
-            fused[ci] = true;
-            fused[pi] = true;
+            fused[ci] = Some(ci);
+            fused[pi] = Some(ci);
         }
     }
     fused
@@ -685,8 +687,8 @@ impl<B: Backend> Network<B> {
         let logits = self.plan.logits_node();
         let mut written = vec![false; self.grads.len()];
         written[logits] = true;
-        for (layer, &fused) in self.plan.layers.iter().zip(&self.fused_relu_pool) {
-            if let (PlannedOp::Pool { input, .. }, true) = (layer.op, fused) {
+        for (layer, fused) in self.plan.layers.iter().zip(&self.fused_relu_pool) {
+            if let (PlannedOp::Pool { input, .. }, Some(_)) = (layer.op, fused) {
                 written[input] = true;
             }
         }
@@ -722,9 +724,11 @@ impl<B: Backend> Network<B> {
                     let (dy, dx) = read_write(&mut self.grads, output, input);
                     let am = self.argmax[li].as_ref().expect("pool has an argmax buffer");
                     let (dy, dx) = (dy.as_ref().expect("grad"), dx.as_mut().expect("grad"));
-                    if self.fused_relu_pool[li] {
+                    if let Some(conv) = self.fused_relu_pool[li] {
                         let x = &self.acts[input];
-                        backend.maxpool_relu_backward(&geom.with_batch(n), dy, x, am, dx)?;
+                        let bias = self.layer_params[conv].expect("conv has parameters") + 1;
+                        let db = &mut self.params[bias].grad;
+                        backend.maxpool_relu_backward(&geom.with_batch(n), dy, x, am, dx, db)?;
                     } else {
                         backend.maxpool_backward(&geom.with_batch(n), dy, am, dx)?;
                     }
@@ -738,8 +742,10 @@ impl<B: Backend> Network<B> {
                     let (dx, dy) = both_mut(&mut self.grads, input, output);
                     let (w, b) = both_mut(&mut self.params, p, p + 1);
                     let mut g = geom.with_batch(n);
-                    if self.fused_relu_pool[li] {
-                        g.relu = 0; // dy is already the pre-activation gradient (the pool masked it)
+                    let fused = self.fused_relu_pool[li].is_some();
+                    if fused {
+                        // dy is already the pre-activation gradient, and db written: the pool did both.
+                        g.relu = 0;
                     }
                     backend.conv2d_backward(
                         &g,
@@ -749,7 +755,7 @@ impl<B: Backend> Network<B> {
                         dy.as_mut().expect("grad"),
                         dx.as_mut(),
                         &mut w.grad,
-                        &mut b.grad,
+                        (!fused).then_some(&mut b.grad),
                     )?;
                 }
                 PlannedOp::Dense {

@@ -233,7 +233,7 @@ impl<T: Real> Backend for CpuBackend<T> {
         dy: &mut Vec<T>,
         dx: Option<&mut Vec<T>>,
         dw: &mut Vec<T>,
-        db: &mut Vec<T>,
+        db: Option<&mut Vec<T>>,
     ) -> Result<()> {
         conv2d::backward(
             &self.scratch,
@@ -244,7 +244,7 @@ impl<T: Real> Backend for CpuBackend<T> {
             dy,
             dx.map(|v| v.as_mut_slice()),
             dw,
-            db,
+            db.map(|v| v.as_mut_slice()),
         )
     }
 
@@ -275,8 +275,9 @@ impl<T: Real> Backend for CpuBackend<T> {
         x: &Vec<T>,
         argmax: &Vec<u32>,
         dx: &mut Vec<T>,
+        db: &mut Vec<T>,
     ) -> Result<()> {
-        maxpool::relu_backward(g, dy, x, argmax, dx)
+        maxpool::relu_backward(g, dy, x, argmax, dx, db)
     }
 
     fn shortcut_forward(&self, g: &ShortcutGeom, src: &Vec<T>, dst: &mut Vec<T>) -> Result<()> {
