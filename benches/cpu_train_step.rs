@@ -13,7 +13,7 @@ use std::time::Instant;
 use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use rescnn::backends::cpu::CpuBackend;
-use rescnn::backends::RmsPropConfig;
+use rescnn::backends::{InputGrad, RmsPropConfig};
 use rescnn::model::{ArchSpec, InputShape, Network};
 
 struct Case {
@@ -172,7 +172,16 @@ fn conv_breakdown(
         };
         let fwd = time(&mut || backend.conv2d_forward(&g, &x, &w, &b, &mut y))?;
         let dw_only = time(&mut || {
-            backend.conv2d_backward(&g, &x, &w, &y, &mut dy, None, &mut dw, Some(&mut db))
+            backend.conv2d_backward(
+                &g,
+                &x,
+                &w,
+                &y,
+                &mut dy,
+                InputGrad::None,
+                &mut dw,
+                Some(&mut db),
+            )
         })?;
         let with_dx = time(&mut || {
             backend.conv2d_backward(
@@ -181,7 +190,7 @@ fn conv_breakdown(
                 &w,
                 &y,
                 &mut dy,
-                Some(&mut dx),
+                InputGrad::Add(&mut dx),
                 &mut dw,
                 Some(&mut db),
             )

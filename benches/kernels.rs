@@ -18,7 +18,7 @@ use rescnn::backends::cuda::{list_gpus, CudaBuffer, CudaDevice};
 use rescnn::backends::device::Device;
 use rescnn::backends::kernel_backend::KernelBackend;
 use rescnn::backends::kernels::{conv2d, dense, gemm::Scratch};
-use rescnn::backends::{Backend, ConvGeom, DenseGeom, Padding, RmsPropConfig};
+use rescnn::backends::{Backend, ConvGeom, DenseGeom, InputGrad, Padding, RmsPropConfig};
 use rescnn::model::{ArchSpec, InputShape, Network};
 use rescnn::{Error, Result, Shape};
 
@@ -195,10 +195,11 @@ fn run() -> Result<()> {
         // reads y and dy, writes the masked dy
         report.bytes("ReLU mask + bias gradient", &t, 3.0 * out_bytes, true);
         let t = timer.time(&cfg, || {
-            conv2d::backward_data(dev, &scratch, &g, &w, &dy, &mut dx)
+            conv2d::backward_data(dev, &scratch, &g, &w, &dy, &mut dx, false)
         })?;
-        // The first layer's input needs no gradient: timed, but not part of a training step.
-        report.flops("backward data (dx +=)", &t, flops, layer > 0);
+        // The first layer's input needs no gradient: timed, but not part of a training step. In the
+        // paper's step each convolution is the only producer of its input's gradient: it writes.
+        report.flops("backward data (dx =)", &t, flops, layer > 0);
         let t = timer.time(&cfg, || {
             conv2d::backward_filter(dev, &scratch, &g, &x, &dy, &mut dw)
         })?;
@@ -524,7 +525,7 @@ fn validate_conv(gpu: &KernelBackend<CudaDevice>, g: &ConvGeom) -> Result<()> {
         &gw,
         &gy,
         &mut gdy,
-        Some(&mut gdx),
+        InputGrad::Add(&mut gdx),
         &mut gdw,
         Some(&mut gdb),
     )?;
@@ -536,7 +537,7 @@ fn validate_conv(gpu: &KernelBackend<CudaDevice>, g: &ConvGeom) -> Result<()> {
         &cw,
         &widen(&y),
         &mut cdy,
-        Some(&mut cdx),
+        InputGrad::Add(&mut cdx),
         &mut cdw,
         Some(&mut cdb),
     )?;

@@ -15,7 +15,7 @@ mod common;
 use common::Rng;
 use rescnn::backends::check::{assert_close, Tolerance, CONV2D, DENSE};
 use rescnn::backends::cpu::CpuBackend;
-use rescnn::backends::{Backend, ConvGeom, DenseGeom, Padding, RmsPropConfig};
+use rescnn::backends::{Backend, ConvGeom, DenseGeom, InputGrad, Padding, RmsPropConfig};
 use rescnn::model::{ArchSpec, InputShape, Network};
 use rescnn::Shape;
 
@@ -109,7 +109,7 @@ fn conv_case<B: Backend<Elem = f32>>(
         &dw_,
         &y,
         &mut dy,
-        Some(&mut dx),
+        InputGrad::Add(&mut dx),
         &mut dw,
         Some(&mut db),
     )
@@ -127,7 +127,7 @@ fn conv_case<B: Backend<Elem = f32>>(
             &rw,
             &ry_dev,
             &mut rdy,
-            Some(&mut rdx),
+            InputGrad::Add(&mut rdx),
             &mut rdw,
             Some(&mut rdb),
         )
@@ -159,8 +159,17 @@ fn conv_case<B: Backend<Elem = f32>>(
 
     // The first layer passes no dx: the other gradients are the same.
     let mut dy = dev.upload(&dy0).unwrap();
-    dev.conv2d_backward(&g, &dx_, &dw_, &y, &mut dy, None, &mut dw, Some(&mut db))
-        .unwrap();
+    dev.conv2d_backward(
+        &g,
+        &dx_,
+        &dw_,
+        &y,
+        &mut dy,
+        InputGrad::None,
+        &mut dw,
+        Some(&mut db),
+    )
+    .unwrap();
     check(
         &CONV2D,
         format!("{what}: dw without dx"),
@@ -168,12 +177,14 @@ fn conv_case<B: Backend<Elem = f32>>(
         &rdw,
     );
 
-    // Without db, as after a fused pool backward (which wrote db and masked dy): the same dx and dw
-    // from the pre-activation gradient with the ReLU off, db untouched. With the ReLU on it is
-    // refused: the bias pass is what applies the mask.
+    // Without db, as after a fused pool backward (which wrote db and masked dy), and with dx
+    // WRITTEN, as where the convolution is its input's only consumer: from the pre-activation
+    // gradient with the ReLU off, dx (NaN garbage before) is the gradient alone, dw the same, db
+    // untouched. With the ReLU on, no db is refused: the bias pass is what applies the mask.
     let masked: Vec<f32> = rdy.iter().map(|&v| v as f32).collect();
     let no_relu = ConvGeom { relu: 0, ..g };
-    let (mut dy, mut dx) = (dev.upload(&masked).unwrap(), dev.upload(&dx0).unwrap());
+    let garbage = vec![f32::NAN; g.input().len()];
+    let (mut dy, mut dx) = (dev.upload(&masked).unwrap(), dev.upload(&garbage).unwrap());
     let db_before = dev.download(&db).unwrap();
     dev.conv2d_backward(
         &no_relu,
@@ -181,13 +192,31 @@ fn conv_case<B: Backend<Elem = f32>>(
         &dw_,
         &y,
         &mut dy,
-        Some(&mut dx),
+        InputGrad::Write(&mut dx),
         &mut dw,
         None,
     )
     .unwrap();
+    let (mut rdy, mut rdx) = (widen(&masked), widen(&garbage));
+    reference
+        .conv2d_backward(
+            &no_relu,
+            &rx,
+            &rw,
+            &ry_dev,
+            &mut rdy,
+            InputGrad::Write(&mut rdx),
+            &mut rdw,
+            None,
+        )
+        .unwrap();
     let (dx_h, dw_h) = (dev.download(&dx).unwrap(), dev.download(&dw).unwrap());
-    check(&CONV2D, format!("{what}: dx without db"), &dx_h, &rdx);
+    check(
+        &CONV2D,
+        format!("{what}: dx written, without db"),
+        &dx_h,
+        &rdx,
+    );
     check(&CONV2D, format!("{what}: dw without db"), &dw_h, &rdw);
     assert_eq!(
         dev.download(&db).unwrap(),
@@ -196,7 +225,7 @@ fn conv_case<B: Backend<Elem = f32>>(
     );
     if relu {
         let err = dev
-            .conv2d_backward(&g, &dx_, &dw_, &y, &mut dy, None, &mut dw, None)
+            .conv2d_backward(&g, &dx_, &dw_, &y, &mut dy, InputGrad::None, &mut dw, None)
             .unwrap_err()
             .to_string();
         assert!(err.contains("ReLU must be off"), "{what}: {err}");

@@ -11,7 +11,7 @@ use super::geometry::{
     ShortcutGeom, StatsPoolGeom, XentGeom, XentStats,
 };
 use super::kernels;
-use super::Backend;
+use super::{Backend, InputGrad};
 use crate::Result;
 
 /// The op contract on a kernel-running device (f32 throughout).
@@ -99,7 +99,7 @@ impl<D: Device> Backend for KernelBackend<D> {
         w: &Self::Buf,
         y: &Self::Buf,
         dy: &mut Self::Buf,
-        dx: Option<&mut Self::Buf>,
+        dx: InputGrad<'_, Self::Buf>,
         dw: &mut Self::Buf,
         db: Option<&mut Self::Buf>,
     ) -> Result<()> {

@@ -14,6 +14,9 @@
 //!   that feeds two places (a pooled map that feeds the next convolution and a later shortcut) gets the
 //!   sum of both contributions, in whatever order the backward pass visits them. The caller zeroes
 //!   these buffers once per step.
+//! - Exception: [`Backend::conv2d_backward`] takes its `dx` as an [`InputGrad`], which may also say
+//!   WRITE. The network writes where the convolution is the only op that produces that gradient (its
+//!   input feeds nothing else), and does not zero that buffer.
 //! - Gradients with respect to PARAMETERS (`dw`, `db`) are WRITTEN: every parameter is used exactly once
 //!   per step.
 //! - With a fused ReLU, the backward pass first multiplies `dy` IN PLACE by `[y > 0]`, turning it into
@@ -43,6 +46,18 @@ pub use geometry::{
 
 use crate::tensor::Real;
 use crate::Result;
+
+/// Where [`Backend::conv2d_backward`] puts the gradient with respect to its data input.
+#[derive(Debug)]
+pub enum InputGrad<'a, B> {
+    /// Not needed (the first layer, whose input is the data).
+    None,
+    /// ACCUMULATED: `dx += ∂L/∂x`, as every data gradient (other ops add into the same tensor).
+    Add(&'a mut B),
+    /// WRITTEN: `dx = ∂L/∂x`, its old values neither read nor kept. Only for the sole producer of
+    /// that gradient, which then needs no zeroing.
+    Write(&'a mut B),
+}
 
 /// The operations the network is built from, forward and backward. See the module documentation for
 /// which outputs are written and which are accumulated.
@@ -91,8 +106,8 @@ pub trait Backend {
     ) -> Result<()>;
 
     /// Backward of [`Backend::conv2d_forward`]. With `g.relu`, first masks `dy` in place by `y > 0`.
-    /// ACCUMULATES dx (N, C_in, H_in, W_in) when given (pass `None` for the first layer, whose input
-    /// needs no gradient); WRITES dw (C_out, C_in, K_h, K_w), and db (C_out) when given (pass `None`
+    /// ACCUMULATES or WRITES dx (N, C_in, H_in, W_in), as [`InputGrad`] says (`InputGrad::None` for
+    /// the first layer, whose input needs no gradient); WRITES dw (C_out, C_in, K_h, K_w), and db (C_out) when given (pass `None`
     /// where [`Backend::maxpool_relu_backward`] already wrote it; then `g.relu` must be off, since
     /// that pool also applied the mask: an error otherwise).
     #[allow(clippy::too_many_arguments)]
@@ -103,7 +118,7 @@ pub trait Backend {
         w: &Self::Buf,
         y: &Self::Buf,
         dy: &mut Self::Buf,
-        dx: Option<&mut Self::Buf>,
+        dx: InputGrad<'_, Self::Buf>,
         dw: &mut Self::Buf,
         db: Option<&mut Self::Buf>,
     ) -> Result<()>;

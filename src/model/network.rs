@@ -21,7 +21,7 @@ use super::init;
 use super::plan::{InputShape, Plan, PlannedOp};
 use super::spec::ArchSpec;
 use crate::backends::geometry::{DropoutParams, RmsPropConfig, XentGeom, XentStats};
-use crate::backends::Backend;
+use crate::backends::{Backend, InputGrad};
 use crate::tensor::Real;
 use crate::{config_err, shape_err, Result};
 
@@ -109,6 +109,10 @@ pub struct Network<B: Backend> {
     /// pool, the convolution's layer index. Their backward is fused: the pool WRITES the masked
     /// gradient and the convolution's bias gradient, the convolution runs without ReLU and bias.
     fused_relu_pool: Vec<Option<usize>>,
+    /// Per layer: a convolution that is the only producer of its input's gradient (its input feeds
+    /// no other layer and is no shortcut's source), so its backward WRITES that gradient, which is
+    /// then not zeroed.
+    conv_writes_dx: Vec<bool>,
     step: u64,
     stage: Stage,
 }
@@ -146,6 +150,40 @@ fn fused_relu_pools(plan: &Plan) -> Vec<Option<usize>> {
         }
     }
     fused
+}
+
+/// Which convolutions write their input's gradient ([`InputGrad::Write`]): those whose input node has
+/// a gradient (not the network's input) and is read by no other layer and by no shortcut as its
+/// source, so no other backward adds into that gradient. Its readers (the node's producer, shortcuts
+/// into it) must come before the convolution, so that the reverse pass runs the write first.
+fn convs_writing_dx(plan: &Plan) -> Vec<bool> {
+    let producers = |node: usize| {
+        plan.layers
+            .iter()
+            .filter(|l| match l.op {
+                PlannedOp::Conv { input, .. }
+                | PlannedOp::Pool { input, .. }
+                | PlannedOp::Dense { input, .. }
+                | PlannedOp::BatchNorm { input, .. }
+                | PlannedOp::StatsPool { input, .. }
+                | PlannedOp::Dropout { input, .. } => input == node,
+                PlannedOp::Shortcut { source, .. } => source == node,
+            })
+            .count()
+    };
+    let read_later = |node: usize, after: usize| {
+        plan.layers[after + 1..]
+            .iter()
+            .any(|l| matches!(l.op, PlannedOp::Shortcut { target, .. } if target == node))
+    };
+    plan.layers
+        .iter()
+        .enumerate()
+        .map(|(li, l)| {
+            matches!(l.op, PlannedOp::Conv { input, .. }
+                if input != 0 && producers(input) == 1 && !read_later(input, li))
+        })
+        .collect()
 }
 
 /// `(&v[read], &mut v[write])` for two different indices.
@@ -302,6 +340,7 @@ impl<B: Backend> Network<B> {
             .collect::<Result<Vec<_>>>()?;
         Ok(Network {
             fused_relu_pool: fused_relu_pools(&plan),
+            conv_writes_dx: convs_writing_dx(&plan),
             labels: backend.zeros_idx(max_batch)?,
             targets: backend.zeros(max_batch * plan.classes)?,
             class_weights: backend.zeros(plan.classes)?,
@@ -683,13 +722,17 @@ impl<B: Backend> Network<B> {
             _ => return Err(config_err!("backward needs forward and loss first")),
         };
         // Zero only the gradients that are accumulated into: not the logits' (written by the loss),
-        // not those a fused pool backward writes.
+        // not those a fused pool backward or a convolution writes.
         let logits = self.plan.logits_node();
         let mut written = vec![false; self.grads.len()];
         written[logits] = true;
-        for (layer, fused) in self.plan.layers.iter().zip(&self.fused_relu_pool) {
-            if let (PlannedOp::Pool { input, .. }, Some(_)) = (layer.op, fused) {
-                written[input] = true;
+        for (li, layer) in self.plan.layers.iter().enumerate() {
+            match layer.op {
+                PlannedOp::Pool { input, .. } if self.fused_relu_pool[li].is_some() => {
+                    written[input] = true
+                }
+                PlannedOp::Conv { input, .. } if self.conv_writes_dx[li] => written[input] = true,
+                _ => {}
             }
         }
         for (g, written) in self.grads.iter_mut().zip(written) {
@@ -753,7 +796,11 @@ impl<B: Backend> Network<B> {
                         &w.value,
                         &self.acts[output],
                         dy.as_mut().expect("grad"),
-                        dx.as_mut(),
+                        match (dx.as_mut(), self.conv_writes_dx[li]) {
+                            (None, _) => InputGrad::None,
+                            (Some(dx), false) => InputGrad::Add(dx),
+                            (Some(dx), true) => InputGrad::Write(dx),
+                        },
                         &mut w.grad,
                         (!fused).then_some(&mut b.grad),
                     )?;

@@ -8,7 +8,7 @@
 //!
 //! - forward: y[img][:, chunk] = bias; y[img][:, chunk] += W (C_out×K) · col (K×P_c); ReLU.
 //! - d_input: per image (col2im of overlapping chunks must not race): dcol = Wᵀ · dy[img][:, chunk],
-//!   then col2im ADDS dcol into dx.
+//!   then col2im ADDS dcol into dx (zeroed first where the op contract says WRITE).
 //! - d_weight: the items are split into one contiguous range per thread; each range sums
 //!   dy[img][:, chunk] · colᵀ into its own partial (stored transposed, K × C_out, which the GEMM
 //!   fills twice as fast), and the partials are added in range order while transposing back, so the
@@ -354,6 +354,7 @@ pub(super) fn forward<T: Real>(
     Ok(())
 }
 
+/// The backward pass; `dx` is `(dx, accumulate)`: added into when `accumulate`, else written.
 #[allow(clippy::too_many_arguments)]
 pub(super) fn backward<T: Real>(
     scratch: &Scratch<T>,
@@ -362,7 +363,7 @@ pub(super) fn backward<T: Real>(
     w: &[T],
     y: &[T],
     dy: &mut [T],
-    dx: Option<&mut [T]>,
+    dx: Option<(&mut [T], bool)>,
     dw: &mut [T],
     db: Option<&mut [T]>,
 ) -> Result<()> {
@@ -377,12 +378,14 @@ pub(super) fn backward<T: Real>(
     match &db {
         Some(db) => check_len("conv2d db", db.len(), d.c_out)?,
         // Without db a fused pool backward wrote it and masked dy (see `Backend::conv2d_backward`).
-        None if d.relu => return Err(shape_err!(
+        None if d.relu => {
+            return Err(shape_err!(
             "conv2d backward of {g:?} without db: dy must already be masked, so ReLU must be off"
-        )),
+        ))
+        }
         None => {}
     }
-    if let Some(dx) = &dx {
+    if let Some((dx, _)) = &dx {
         check_len("conv2d dx", dx.len(), in_total)?;
     }
     if d.relu {
@@ -395,8 +398,11 @@ pub(super) fn backward<T: Real>(
         channel_sums(&dy[..out_total], d.n, d.c_out, plane, &mut db[..d.c_out]);
     }
 
-    // d_input (ACCUMULATE), one image per task.
-    if let Some(dx) = dx {
+    // d_input (ACCUMULATE, or WRITE: added into zeros), one image per task.
+    if let Some((dx, accumulate)) = dx {
+        if !accumulate {
+            dx[..in_total].fill(T::ZERO);
+        }
         dx[..in_total]
             .par_chunks_mut(d.in_len())
             .enumerate()

@@ -6,6 +6,7 @@ use super::need;
 use crate::backends::cost::Cost;
 use crate::backends::device::{Device, Kernel, KernelArgs, LaunchConfig};
 use crate::backends::geometry::ConvGeom;
+use crate::backends::InputGrad;
 use crate::{shape_err, Result};
 
 const MODULE: &str = "conv2d";
@@ -200,8 +201,8 @@ fn bias_plan(g: &ConvGeom) -> (usize, usize) {
     channel_chunks(g.c_out as usize, g.output().len() / g.c_out as usize)
 }
 
-/// Backward of [`forward`]. With `g.relu`, first zeroes dy in place where y <= 0. ACCUMULATES dx
-/// (N, C_in, H_in, W_in) when given; WRITES dw (C_out, C_in, K_h, K_w), and db (C_out) when given
+/// Backward of [`forward`]. With `g.relu`, first zeroes dy in place where y <= 0. ACCUMULATES or
+/// WRITES dx (N, C_in, H_in, W_in), as [`InputGrad`] says; WRITES dw (C_out, C_in, K_h, K_w), and db (C_out) when given
 /// (`None`: a fused pool backward already wrote it, and masked dy, so `g.relu` must be off). Partial
 /// sums live in `scratch`. Runs [`bias_grad`] (which masks dy, so it goes first), [`backward_data`]
 /// and [`backward_filter`].
@@ -214,20 +215,24 @@ pub fn backward<D: Device>(
     w: &D::Buffer<f32>,
     y: &D::Buffer<f32>,
     dy: &mut D::Buffer<f32>,
-    dx: Option<&mut D::Buffer<f32>>,
+    dx: InputGrad<'_, D::Buffer<f32>>,
     dw: &mut D::Buffer<f32>,
     db: Option<&mut D::Buffer<f32>>,
 ) -> Result<()> {
     match db {
         Some(db) => bias_grad(dev, scratch, g, y, dy, db)?,
         // The ReLU mask is applied by the bias-gradient pass: without it, nothing would mask dy.
-        None if g.relu != 0 => return Err(shape_err!(
+        None if g.relu != 0 => {
+            return Err(shape_err!(
             "conv2d backward of {g:?} without db: dy must already be masked, so ReLU must be off"
-        )),
+        ))
+        }
         None => {}
     }
-    if let Some(dx) = dx {
-        backward_data(dev, scratch, g, w, dy, dx)?;
+    match dx {
+        InputGrad::None => {}
+        InputGrad::Add(dx) => backward_data(dev, scratch, g, w, dy, dx, true)?,
+        InputGrad::Write(dx) => backward_data(dev, scratch, g, w, dy, dx, false)?,
     }
     backward_filter(dev, scratch, g, x, dy, dw)
 }
@@ -273,9 +278,9 @@ pub fn bias_grad<D: Device>(
     })
 }
 
-/// dx (N, C_in, H_in, W_in) += the gradient of the convolution with respect to its input, from the
-/// (already ReLU-masked) dy (N, C_out, H_out, W_out) and w (C_out, C_in, K_h, K_w). The gather's K
-/// table lives in `scratch`.
+/// dx (N, C_in, H_in, W_in) += (with `accumulate`; else =, without reading dx) the gradient of the
+/// convolution with respect to its input, from the (already ReLU-masked) dy (N, C_out, H_out, W_out)
+/// and w (C_out, C_in, K_h, K_w). The gather's K table lives in `scratch`.
 pub fn backward_data<D: Device>(
     dev: &D,
     scratch: &Scratch<D>,
@@ -283,6 +288,7 @@ pub fn backward_data<D: Device>(
     w: &D::Buffer<f32>,
     dy: &D::Buffer<f32>,
     dx: &mut D::Buffer<f32>,
+    accumulate: bool,
 ) -> Result<()> {
     check_geometry(g)?;
     let input = g.input().len();
@@ -298,14 +304,18 @@ pub fn backward_data<D: Device>(
             .push(dev.device_ptr(w))
             .push(dev.device_ptr(dy))
             .push(dev.device_ptr(table))
-            .push(dev.device_ptr(dx));
+            .push(dev.device_ptr(dx))
+            .push(accumulate as i32);
         let kernel = Tile::for_rows(g.c_in as usize).kernel(if g.stride == 1 {
             BACKWARD_DATA
         } else {
             BACKWARD_DATA_STRIDED
         });
         dev.note_cost(kernel, || {
-            let bytes = 4 * (g.weight_len() + g.output().len() + 2 * input) + 16 * table_len(k);
+            // dx written, and read too when accumulated into.
+            let dx_passes = if accumulate { 2 } else { 1 };
+            let bytes =
+                4 * (g.weight_len() + g.output().len() + dx_passes * input) + 16 * table_len(k);
             let c_in = g.c_in as usize;
             gemm::cost(
                 &cfg,
@@ -315,7 +325,8 @@ pub fn backward_data<D: Device>(
             )
         });
         // SAFETY: conv2d_backward_data and conv2d_backward_data_strided both take (ConvGeom, const
-        // float* w, const float* dy, const int4* table, float* dx). w, dy and dx hold the filter,
+        // float* w, const float* dy, const int4* table, float* dx, int accumulate), pushed in that
+        // order with those types (the flag as an i32). w, dy and dx hold the filter,
         // output and input of `g` (checked above); the table was just filled with one int4 per
         // k = (co, kh, kw) for the kernel's k_steps·BK reads; all accesses are guarded by the
         // geometry.
