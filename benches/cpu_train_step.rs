@@ -13,7 +13,7 @@ use std::time::Instant;
 use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use rescnn::backends::cpu::CpuBackend;
-use rescnn::backends::RmsPropConfig;
+use rescnn::backends::{InputGrad, RmsPropConfig};
 use rescnn::model::{ArchSpec, InputShape, Network};
 
 struct Case {
@@ -171,10 +171,29 @@ fn conv_breakdown(
             Ok((process_cpu_seconds_fine() - t0) / REPS as f64)
         };
         let fwd = time(&mut || backend.conv2d_forward(&g, &x, &w, &b, &mut y))?;
-        let dw_only =
-            time(&mut || backend.conv2d_backward(&g, &x, &w, &y, &mut dy, None, &mut dw, &mut db))?;
+        let dw_only = time(&mut || {
+            backend.conv2d_backward(
+                &g,
+                &x,
+                &w,
+                &y,
+                &mut dy,
+                InputGrad::None,
+                &mut dw,
+                Some(&mut db),
+            )
+        })?;
         let with_dx = time(&mut || {
-            backend.conv2d_backward(&g, &x, &w, &y, &mut dy, Some(&mut dx), &mut dw, &mut db)
+            backend.conv2d_backward(
+                &g,
+                &x,
+                &w,
+                &y,
+                &mut dy,
+                InputGrad::Add(&mut dx),
+                &mut dw,
+                Some(&mut db),
+            )
         })?;
         let flops = g.forward_flops();
         let rate = |secs: f64| flops / secs / 1e9;

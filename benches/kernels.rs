@@ -18,7 +18,7 @@ use rescnn::backends::cuda::{list_gpus, CudaBuffer, CudaDevice};
 use rescnn::backends::device::Device;
 use rescnn::backends::kernel_backend::KernelBackend;
 use rescnn::backends::kernels::{conv2d, dense, gemm::Scratch};
-use rescnn::backends::{Backend, ConvGeom, DenseGeom, Padding, RmsPropConfig};
+use rescnn::backends::{Backend, ConvGeom, DenseGeom, InputGrad, Padding, RmsPropConfig};
 use rescnn::model::{ArchSpec, InputShape, Network};
 use rescnn::{Error, Result, Shape};
 
@@ -195,10 +195,11 @@ fn run() -> Result<()> {
         // reads y and dy, writes the masked dy
         report.bytes("ReLU mask + bias gradient", &t, 3.0 * out_bytes, true);
         let t = timer.time(&cfg, || {
-            conv2d::backward_data(dev, &scratch, &g, &w, &dy, &mut dx)
+            conv2d::backward_data(dev, &scratch, &g, &w, &dy, &mut dx, false)
         })?;
-        // The first layer's input needs no gradient: timed, but not part of a training step.
-        report.flops("backward data (dx +=)", &t, flops, layer > 0);
+        // The first layer's input needs no gradient: timed, but not part of a training step. In the
+        // paper's step each convolution is the only producer of its input's gradient: it writes.
+        report.flops("backward data (dx =)", &t, flops, layer > 0);
         let t = timer.time(&cfg, || {
             conv2d::backward_filter(dev, &scratch, &g, &x, &dy, &mut dw)
         })?;
@@ -524,9 +525,9 @@ fn validate_conv(gpu: &KernelBackend<CudaDevice>, g: &ConvGeom) -> Result<()> {
         &gw,
         &gy,
         &mut gdy,
-        Some(&mut gdx),
+        InputGrad::Add(&mut gdx),
         &mut gdw,
-        &mut gdb,
+        Some(&mut gdb),
     )?;
     let (mut cdy, mut cdx) = (widen(&dy0), widen(&dx0));
     let (mut cdw, mut cdb) = (cpu.zeros(g.weight_len())?, cpu.zeros(g.c_out as usize)?);
@@ -536,9 +537,9 @@ fn validate_conv(gpu: &KernelBackend<CudaDevice>, g: &ConvGeom) -> Result<()> {
         &cw,
         &widen(&y),
         &mut cdy,
-        Some(&mut cdx),
+        InputGrad::Add(&mut cdx),
         &mut cdw,
-        &mut cdb,
+        Some(&mut cdb),
     )?;
     check(&CONV2D, "conv backward dx", &gpu.download(&gdx)?, &cdx)?;
     check(&CONV2D, "conv backward dw", &gpu.download(&gdw)?, &cdw)?;

@@ -18,13 +18,16 @@
 //                            row. Epilogue: bias + optional ReLU, st.global.v4 when H_out·W_out % 4 == 0.
 //                            Compute-bound for the paper's 8x8/10x10 layers (K = 2048 / 6400): 12.8k flop
 //                            per output, 8 flop per byte moved into shared memory.
-//   conv2d_backward_data     dx += w^T · col2im(dy): GEMM M = C_in, N = N·H_in·W_in, K = C_out·KK.
+//   conv2d_backward_data     dx (+)= w^T · col2im(dy): GEMM M = C_in, N = N·H_in·W_in, K = C_out·KK.
+//                            Added into dx, or (accumulate = 0, where the convolution is the only
+//                            producer of that gradient) written without reading it, so the caller
+//                            need not zero it either.
 //   (and _strided)           A gathered from w (thread fixes one k offset, 4 ci rows); B gathered from dy
 //                            through the K table: oh = (ih + pad_top − kh) / stride when that divides
 //                            exactly and lies in range. The stride-1 kernel (the paper's) skips the
 //                            division; stride > 1 runs conv2d_backward_data_strided, the same template
 //                            with the divisibility tests. Each dx element is owned by one thread:
-//                            accumulated without atomics.
+//                            accumulated (or written) without atomics.
 //   conv2d_gather_table      the K table of the forward or backward-data gather: one int4 per k =
 //                            (channel, kh, kw) with the k-dependent part of the address and (kh, kw),
 //                            padded to whole BK steps; built once per launch (K threads), read by every
@@ -41,13 +44,17 @@
 //   conv2d_bias_grad_partial db, first stage (and the ReLU mask): block (c, z) sums dy over chunk z of
 //                            channel c's N·H_out·W_out values (with g.relu, first zeroing dy in place where
 //                            y <= 0), tree-reduces in the block (warp shuffles), writes partials[z][c].
-//                            Memory-bound: one read of dy (and y), one write of the masked dy.
-//   conv2d_sum_partials      out[i] = sum over z in order of partials[z][i]: the second stage of both.
+//                            Memory-bound: one read of dy (and y), one write of the masked dy. Not run
+//                            where the convolution's only reader is a max-pool: maxpool_relu_backward
+//                            (maxpool.cu) emits these partials as it writes the masked dy.
+//   conv2d_sum_partials      out[i] = sum over z in order of partials[z][i]: the second stage of the
+//                            filter and bias gradients (and of the pool-emitted bias partials).
 //
 // All K and N edges are handled by zero-filled loads and guarded stores, so no size needs to be a
 // multiple of any tile. Offsets inside one image are 32-bit; image bases are 64-bit.
 #include "common.cuh"
 #include "gemm_tile.cuh"
+#include "channel_sum.cuh"
 
 namespace {
 
@@ -391,26 +398,8 @@ struct StoreImages {
     }
 };
 
-constexpr int REDUCE_THREADS = 256;
-
-// Sum of `v` over the block (REDUCE_THREADS threads), valid in thread 0. Fixed tree: deterministic.
-// `warp_sums` is the caller's __shared__ float[REDUCE_THREADS / 32] (declared in the kernel so that the
-// build's static shared-memory accounting sees it).
-__device__ __forceinline__ float block_sum(float v, float* warp_sums) {
-#pragma unroll
-    for (int offset = 16; offset > 0; offset >>= 1) v += __shfl_down_sync(RESCNN_FULL_MASK, v, offset);
-    const int lane = threadIdx.x % 32;
-    const int warp = threadIdx.x / 32;
-    if (lane == 0) warp_sums[warp] = v;
-    __syncthreads();
-    v = 0.0f;
-    if (warp == 0) {
-        v = lane < REDUCE_THREADS / 32 ? warp_sums[lane] : 0.0f;
-#pragma unroll
-        for (int offset = 16; offset > 0; offset >>= 1) v += __shfl_down_sync(RESCNN_FULL_MASK, v, offset);
-    }
-    return v;
-}
+using channel_sum::block_sum;
+using channel_sum::REDUCE_THREADS;
 
 }  // namespace
 
@@ -457,7 +446,7 @@ __device__ __forceinline__ void forward(const ConvGeom& g, const float* __restri
 template <int BM, bool UNIT_STRIDE>
 __device__ __forceinline__ void backward_data(const ConvGeom& g, const float* __restrict__ w,
                                               const float* __restrict__ dy, const int4* __restrict__ table,
-                                              float* __restrict__ dx) {
+                                              float* __restrict__ dx, bool accumulate) {
     RESCNN_DYNAMIC_SHARED(float, smem);
     const int k = g.c_out * g.k_h * g.k_w;
     const int m0 = blockIdx.y * BM;
@@ -466,7 +455,7 @@ __device__ __forceinline__ void backward_data(const ConvGeom& g, const float* __
     GradientColumns<UNIT_STRIDE> bcols(g, dy, table, p0);
     float acc[gemm::Rows<BM>::TM][gemm::TN];
     gemm::mainloop<BM>(a, bcols, (k + BK - 1) / BK, smem, acc);
-    StoreImages store{dx, nullptr, g.c_in, g.h_in * g.w_in, g.n * g.h_in * g.w_in, false, true};
+    StoreImages store{dx, nullptr, g.c_in, g.h_in * g.w_in, g.n * g.h_in * g.w_in, false, accumulate};
     gemm::store_tile<BM>(acc, m0, p0, store);
 }
 
@@ -524,9 +513,10 @@ extern "C" __global__ __launch_bounds__(gemm::THREADS, gemm::MIN_BLOCKS) void co
     const float* __restrict__ w,     // (C_out, C_in, K_h, K_w)
     const float* __restrict__ dy,    // (N, C_out, H_out, W_out), already ReLU-masked
     const int4* __restrict__ table,  // (K rounded up to BK): conv2d_gather_table(g, 1)
-    float* __restrict__ dx)          // (N, C_in, H_in, W_in), accumulated
+    float* __restrict__ dx,          // (N, C_in, H_in, W_in), accumulated or written
+    int accumulate)                  // 1: dx += the gradient; 0: dx = it (dx is not read)
 {
-    backward_data<64, true>(g, w, dy, table, dx);
+    backward_data<64, true>(g, w, dy, table, dx, accumulate != 0);
 }
 
 extern "C" __global__ __launch_bounds__(gemm::THREADS, gemm::MIN_BLOCKS) void conv2d_backward_data_m32(
@@ -534,9 +524,10 @@ extern "C" __global__ __launch_bounds__(gemm::THREADS, gemm::MIN_BLOCKS) void co
     const float* __restrict__ w,     // (C_out, C_in, K_h, K_w)
     const float* __restrict__ dy,    // (N, C_out, H_out, W_out), already ReLU-masked
     const int4* __restrict__ table,  // (K rounded up to BK): conv2d_gather_table(g, 1)
-    float* __restrict__ dx)          // (N, C_in, H_in, W_in), accumulated
+    float* __restrict__ dx,          // (N, C_in, H_in, W_in), accumulated or written
+    int accumulate)                  // 1: dx += the gradient; 0: dx = it (dx is not read)
 {
-    backward_data<32, true>(g, w, dy, table, dx);
+    backward_data<32, true>(g, w, dy, table, dx, accumulate != 0);
 }
 
 // stride > 1: the divisions need more registers than 128; 3 blocks per SM (up to 170) keep it spill-free.
@@ -546,9 +537,10 @@ extern "C" __global__ __launch_bounds__(gemm::THREADS, 3) void conv2d_backward_d
     const float* __restrict__ w,     // (C_out, C_in, K_h, K_w)
     const float* __restrict__ dy,    // (N, C_out, H_out, W_out), already ReLU-masked
     const int4* __restrict__ table,  // (K rounded up to BK): conv2d_gather_table(g, 1)
-    float* __restrict__ dx)          // (N, C_in, H_in, W_in), accumulated
+    float* __restrict__ dx,          // (N, C_in, H_in, W_in), accumulated or written
+    int accumulate)                  // 1: dx += the gradient; 0: dx = it (dx is not read)
 {
-    backward_data<64, false>(g, w, dy, table, dx);
+    backward_data<64, false>(g, w, dy, table, dx, accumulate != 0);
 }
 
 extern "C" __global__ __launch_bounds__(gemm::THREADS, 3) void conv2d_backward_data_strided_m32(
@@ -556,9 +548,10 @@ extern "C" __global__ __launch_bounds__(gemm::THREADS, 3) void conv2d_backward_d
     const float* __restrict__ w,     // (C_out, C_in, K_h, K_w)
     const float* __restrict__ dy,    // (N, C_out, H_out, W_out), already ReLU-masked
     const int4* __restrict__ table,  // (K rounded up to BK): conv2d_gather_table(g, 1)
-    float* __restrict__ dx)          // (N, C_in, H_in, W_in), accumulated
+    float* __restrict__ dx,          // (N, C_in, H_in, W_in), accumulated or written
+    int accumulate)                  // 1: dx += the gradient; 0: dx = it (dx is not read)
 {
-    backward_data<32, false>(g, w, dy, table, dx);
+    backward_data<32, false>(g, w, dy, table, dx, accumulate != 0);
 }
 
 // 3 resident blocks (up to 168 registers): at 128 the ring reads of a K step (8 int4) no longer fit

@@ -12,9 +12,17 @@
 //     windows need no atomics, and the result does not depend on scheduling.
 //   maxpool_relu_backward: the same gather, WRITING dx (no read of it, no prior zeroing), times the
 //     ReLU mask [x > 0] of the element's own input value: the pre-activation gradient of a fused
-//     convolution whose output only this pool reads. Saves the zeroing and the read of dx, and the
-//     conv backward's read of its y and rewrite of dy. Elements no window routes to skip reading x.
+//     convolution whose output only this pool reads. It also emits that convolution's bias-gradient
+//     partials: block (c, z) of REDUCE_THREADS threads covers chunk z of channel c's N·H_in·W_in
+//     positions (consecutive threads on consecutive columns of one plane, so dx and x stay coalesced),
+//     tree-reduces the dx it wrote (channel_sum.cuh) and stores partials[z][c]; conv2d_sum_partials
+//     adds the chunks in order. Saves the zeroing and the read of dx, and the conv backward's read of
+//     its y, rewrite of dy and the bias gradient's re-read of dy. Elements no window routes to skip
+//     reading x.
 #include "common.cuh"
+#include "channel_sum.cuh"
+
+using channel_sum::REDUCE_THREADS;
 
 extern "C" __global__ void maxpool_forward(PoolGeom g,
                                            const float* __restrict__ x,  // (N, C, H_in, W_in)
@@ -73,30 +81,52 @@ extern "C" __global__ void maxpool_backward(PoolGeom g,
     }
 }
 
-extern "C" __global__ void maxpool_relu_backward(PoolGeom g,
-                                                 const float* __restrict__ dy,         // (N, C, H_out, W_out)
-                                                 const float* __restrict__ x,          // (N, C, H_in, W_in)
-                                                 const unsigned* __restrict__ argmax,  // (N, C, H_out, W_out)
-                                                 float* __restrict__ dx) {             // (N, C, H_in, W_in)
-    const unsigned total = (unsigned)g.n * g.c * g.h_in * g.w_in;
-    const unsigned stride = gridDim.x * blockDim.x;
-    for (unsigned i = blockIdx.x * blockDim.x + threadIdx.x; i < total; i += stride) {
-        const int w = i % g.w_in;
-        const int h = (i / g.w_in) % g.h_in;
-        const unsigned plane = i / (g.w_in * g.h_in);
+extern "C" __global__ __launch_bounds__(REDUCE_THREADS) void maxpool_relu_backward(
+    PoolGeom g,
+    const float* __restrict__ dy,         // (N, C, H_out, W_out)
+    const float* __restrict__ x,          // (N, C, H_in, W_in)
+    const unsigned* __restrict__ argmax,  // (N, C, H_out, W_out)
+    float* __restrict__ dx,               // (N, C, H_in, W_in), written
+    float* __restrict__ partials,         // (gridDim.y, C): Σ dx over chunk z of channel c at [z][c]
+    int chunk)                            // (n, h, w) positions per block, a multiple of REDUCE_THREADS
+{
+    const int c = blockIdx.x;
+    const int hw = g.h_in * g.w_in;
+    const int out_hw = g.h_out * g.w_out;
+    const int total = g.n * hw;
+    const int begin = blockIdx.y * chunk;
+    const int end = min(total, begin + chunk);
+    int t = begin + (int)threadIdx.x;
+    int n = t / hw;
+    int q = t - n * hw;  // offset in the (n, c) plane
+    float sum = 0.0f;
+    for (; t < end; t += REDUCE_THREADS) {
+        const size_t plane = (size_t)n * g.c + c;
+        const int h = q / g.w_in;
+        const int w = q - h * g.w_in;
         const int oh_lo = h < g.k ? 0 : (h - g.k + g.stride) / g.stride;
         const int oh_hi = min(h / g.stride, g.h_out - 1);
         const int ow_lo = w < g.k ? 0 : (w - g.k + g.stride) / g.stride;
         const int ow_hi = min(w / g.stride, g.w_out - 1);
-        const unsigned me = (unsigned)(h * g.w_in + w);
-        const size_t out_plane = (size_t)plane * g.h_out * g.w_out;
+        const size_t out_plane = plane * out_hw;
         float acc = 0.0f;
         for (int oh = oh_lo; oh <= oh_hi; ++oh) {
             for (int ow = ow_lo; ow <= ow_hi; ++ow) {
                 const size_t o = out_plane + oh * g.w_out + ow;
-                if (__ldg(argmax + o) == me) acc += __ldg(dy + o);
+                if (__ldg(argmax + o) == (unsigned)q) acc += __ldg(dy + o);
             }
         }
-        dx[i] = (acc != 0.0f && __ldg(x + i) > 0.0f) ? acc : 0.0f;
+        const size_t i = plane * hw + q;
+        const float v = (acc != 0.0f && __ldg(x + i) > 0.0f) ? acc : 0.0f;
+        dx[i] = v;
+        sum += v;
+        q += REDUCE_THREADS;
+        if (q >= hw) {
+            n += q / hw;
+            q %= hw;
+        }
     }
+    __shared__ float warp_sums[REDUCE_THREADS / 32];
+    sum = channel_sum::block_sum(sum, warp_sums);
+    if (threadIdx.x == 0) partials[blockIdx.y * g.c + c] = sum;
 }

@@ -15,7 +15,7 @@ mod common;
 use common::Rng;
 use rescnn::backends::check::{assert_close, Tolerance, CONV2D, DENSE};
 use rescnn::backends::cpu::CpuBackend;
-use rescnn::backends::{Backend, ConvGeom, DenseGeom, Padding, RmsPropConfig};
+use rescnn::backends::{Backend, ConvGeom, DenseGeom, InputGrad, Padding, RmsPropConfig};
 use rescnn::model::{ArchSpec, InputShape, Network};
 use rescnn::Shape;
 
@@ -28,6 +28,13 @@ backend_tests!(
     dense_matches_reference_on_split_k_paths,
     training_steps_of_a_net_with_shortcuts_match_reference,
 );
+
+/// The convolution contract (accumulate dx, write dw and db, the `None` forms) on the CPU reference in
+/// f32 too: the network's fused pool path runs its backward without db there as well.
+#[test]
+fn conv2d_contract_holds_on_the_cpu_reference() {
+    conv2d_matches_reference_stride_1(&common::reference());
+}
 
 fn random(rng: &mut Rng, len: usize) -> Vec<f32> {
     rng.vec(len, -1.0, 1.0)
@@ -96,8 +103,17 @@ fn conv_case<B: Backend<Elem = f32>>(
     let mut dx = dev.upload(&dx0).unwrap();
     let mut dw = dev.upload(&random(&mut rng, g.weight_len())).unwrap(); // written: garbage must vanish
     let mut db = dev.upload(&random(&mut rng, c_out)).unwrap();
-    dev.conv2d_backward(&g, &dx_, &dw_, &y, &mut dy, Some(&mut dx), &mut dw, &mut db)
-        .unwrap();
+    dev.conv2d_backward(
+        &g,
+        &dx_,
+        &dw_,
+        &y,
+        &mut dy,
+        InputGrad::Add(&mut dx),
+        &mut dw,
+        Some(&mut db),
+    )
+    .unwrap();
 
     let ry_dev = widen(&y_host);
     let mut rdy = widen(&dy0);
@@ -111,9 +127,9 @@ fn conv_case<B: Backend<Elem = f32>>(
             &rw,
             &ry_dev,
             &mut rdy,
-            Some(&mut rdx),
+            InputGrad::Add(&mut rdx),
             &mut rdw,
-            &mut rdb,
+            Some(&mut rdb),
         )
         .unwrap();
     check(
@@ -143,14 +159,77 @@ fn conv_case<B: Backend<Elem = f32>>(
 
     // The first layer passes no dx: the other gradients are the same.
     let mut dy = dev.upload(&dy0).unwrap();
-    dev.conv2d_backward(&g, &dx_, &dw_, &y, &mut dy, None, &mut dw, &mut db)
-        .unwrap();
+    dev.conv2d_backward(
+        &g,
+        &dx_,
+        &dw_,
+        &y,
+        &mut dy,
+        InputGrad::None,
+        &mut dw,
+        Some(&mut db),
+    )
+    .unwrap();
     check(
         &CONV2D,
         format!("{what}: dw without dx"),
         &dev.download(&dw).unwrap(),
         &rdw,
     );
+
+    // Without db, as after a fused pool backward (which wrote db and masked dy), and with dx
+    // WRITTEN, as where the convolution is its input's only consumer: from the pre-activation
+    // gradient with the ReLU off, dx (NaN garbage before) is the gradient alone, dw the same, db
+    // untouched. With the ReLU on, no db is refused: the bias pass is what applies the mask.
+    let masked: Vec<f32> = rdy.iter().map(|&v| v as f32).collect();
+    let no_relu = ConvGeom { relu: 0, ..g };
+    let garbage = vec![f32::NAN; g.input().len()];
+    let (mut dy, mut dx) = (dev.upload(&masked).unwrap(), dev.upload(&garbage).unwrap());
+    let db_before = dev.download(&db).unwrap();
+    dev.conv2d_backward(
+        &no_relu,
+        &dx_,
+        &dw_,
+        &y,
+        &mut dy,
+        InputGrad::Write(&mut dx),
+        &mut dw,
+        None,
+    )
+    .unwrap();
+    let (mut rdy, mut rdx) = (widen(&masked), widen(&garbage));
+    reference
+        .conv2d_backward(
+            &no_relu,
+            &rx,
+            &rw,
+            &ry_dev,
+            &mut rdy,
+            InputGrad::Write(&mut rdx),
+            &mut rdw,
+            None,
+        )
+        .unwrap();
+    let (dx_h, dw_h) = (dev.download(&dx).unwrap(), dev.download(&dw).unwrap());
+    check(
+        &CONV2D,
+        format!("{what}: dx written, without db"),
+        &dx_h,
+        &rdx,
+    );
+    check(&CONV2D, format!("{what}: dw without db"), &dw_h, &rdw);
+    assert_eq!(
+        dev.download(&db).unwrap(),
+        db_before,
+        "{what}: db was written"
+    );
+    if relu {
+        let err = dev
+            .conv2d_backward(&g, &dx_, &dw_, &y, &mut dy, InputGrad::None, &mut dw, None)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("ReLU must be off"), "{what}: {err}");
+    }
 }
 
 fn explicit(top: usize, bottom: usize, left: usize, right: usize) -> Padding {

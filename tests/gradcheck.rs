@@ -28,8 +28,8 @@ use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use rescnn::backends::cpu::CpuBackend;
 use rescnn::backends::{
-    AdamWConfig, Backend, BatchNormGeom, ConvGeom, DenseGeom, DropoutParams, LrSchedule, Padding,
-    PoolGeom, RmsPropConfig, ShortcutGeom, StatsPoolGeom, XentGeom,
+    AdamWConfig, Backend, BatchNormGeom, ConvGeom, DenseGeom, DropoutParams, InputGrad, LrSchedule,
+    Padding, PoolGeom, RmsPropConfig, ShortcutGeom, StatsPoolGeom, XentGeom,
 };
 use rescnn::Shape;
 
@@ -325,9 +325,13 @@ fn check_conv(case: &ConvCase, seed: u64) {
         &with_tail(&w, f64::NAN),
         &with_tail(&y, f64::NAN),
         &mut dy,
-        case.with_dx.then_some(&mut dx),
+        if case.with_dx {
+            InputGrad::Add(&mut dx)
+        } else {
+            InputGrad::None
+        },
         &mut dw,
-        &mut db,
+        Some(&mut db),
     )
     .unwrap();
     for (what, v, len) in [
@@ -389,9 +393,13 @@ fn check_conv(case: &ConvCase, seed: u64) {
         &w,
         &y,
         &mut dy2,
-        case.with_dx.then_some(&mut dx2),
+        if case.with_dx {
+            InputGrad::Add(&mut dx2)
+        } else {
+            InputGrad::None
+        },
         &mut dw2,
-        &mut db2,
+        Some(&mut db2),
     )
     .unwrap();
     assert_eq!(
@@ -411,6 +419,23 @@ fn check_conv(case: &ConvCase, seed: u64) {
                 dx2[i]
             );
         }
+        // InputGrad::Write: dx from garbage (its tail must survive) is the gradient itself, the
+        // same bits as accumulating into zeros.
+        let mut dy3 = with_tail(&probe, SENTINEL);
+        let mut dx3 = with_tail(&vec![f64::NAN; in_len], SENTINEL);
+        cpu.conv2d_backward(
+            &g,
+            &x,
+            &w,
+            &y,
+            &mut dy3,
+            InputGrad::Write(&mut dx3),
+            &mut dw2,
+            Some(&mut db2),
+        )
+        .unwrap();
+        assert_tail("conv dx written", &dx3, in_len);
+        assert_eq!(dx3[..in_len], dx2[..], "{label}: dx must be WRITTEN");
     }
 }
 
@@ -1580,9 +1605,9 @@ fn f32_ops_agree_with_f64() {
         &w,
         &y64,
         &mut dy64,
-        Some(&mut dx64),
+        InputGrad::Add(&mut dx64),
         &mut dw64,
-        &mut db64,
+        Some(&mut db64),
     )
     .unwrap();
     c32.conv2d_backward(
@@ -1591,9 +1616,9 @@ fn f32_ops_agree_with_f64() {
         &to32(&w),
         &y32,
         &mut dy32,
-        Some(&mut dx32),
+        InputGrad::Add(&mut dx32),
         &mut dw32,
-        &mut db32,
+        Some(&mut db32),
     )
     .unwrap();
     close("conv dx", &dx32, &dx64);

@@ -73,16 +73,21 @@ fn check_maxpool<B: Backend<Elem = f32>>(dev: &B, g: &PoolGeom, x: &[f32], rng: 
     );
 }
 
-/// The fused backward of a pool over a ReLU output x: dx is WRITTEN (it starts as NaN garbage) and
-/// holds [x > 0] · (dy routed to each window's argmax), which is the unfused path the network used
-/// before (accumulate into zeros, then the convolution's ReLU mask). ReLU-like inputs: many zeros,
-/// whole zero windows, overlapping windows (k 3, s 2), stride 1, and the paper's 2×2.
+/// The fused backward of a pool over a ReLU output x: dx and db are WRITTEN (they start as NaN
+/// garbage); dx holds [x > 0] · (dy routed to each window's argmax), which is the unfused path the
+/// network used before (accumulate into zeros, then the convolution's ReLU mask), and db (C) the
+/// channel sums of that dx, the bias gradient the convolution's backward computed from it. ReLU-like
+/// inputs: many zeros, whole zero windows, overlapping windows (k 3, s 2), stride 1, the paper's 2×2,
+/// and a map large enough (3 × 40 × 40 per channel) that a channel's sum is split into two chunks
+/// (kernels/channel_sum.cuh), the second starting inside the second image's plane, so a misplaced
+/// partial or chunk offset shows in db.
 fn maxpool_relu_backward_writes_the_masked_gradient<B: Backend<Elem = f32>>(dev: &B) {
     let mut rng = Rng::new(11);
     for (shape, k, s) in [
         (Shape::new(2, 3, 8, 6), 2, 2),
         (Shape::new(1, 2, 9, 7), 3, 2),
         (Shape::new(3, 1, 5, 5), 2, 1),
+        (Shape::new(3, 2, 40, 40), 2, 2),
     ] {
         let g = PoolGeom::new(shape, k, s).unwrap();
         let what = format!(
@@ -101,11 +106,12 @@ fn maxpool_relu_backward_writes_the_masked_gradient<B: Backend<Elem = f32>>(dev:
         dev.maxpool_forward(&g, &xb, &mut y, &mut am).unwrap();
         let dyb = dev.upload(&dy).unwrap();
         let mut dx = dev.upload(&vec![f32::NAN; g.input().len()]).unwrap();
-        dev.maxpool_relu_backward(&g, &dyb, &xb, &am, &mut dx)
+        let mut db = dev.upload(&vec![f32::NAN; g.c as usize]).unwrap();
+        dev.maxpool_relu_backward(&g, &dyb, &xb, &am, &mut dx, &mut db)
             .unwrap();
-        let dx = dev.download(&dx).unwrap();
+        let (dx, db) = (dev.download(&dx).unwrap(), dev.download(&db).unwrap());
 
-        // The oracle, on the host: route dy to the argmax, keep it where x > 0.
+        // The oracle, on the host: route dy to the argmax, keep it where x > 0, sum each channel.
         let am_h = dev.download_idx(&am).unwrap();
         let (ip, op) = ((g.h_in * g.w_in) as usize, (g.h_out * g.w_out) as usize);
         let mut want = vec![0.0f32; g.input().len()];
@@ -117,9 +123,22 @@ fn maxpool_relu_backward_writes_the_masked_gradient<B: Backend<Elem = f32>>(dev:
                 *w = 0.0;
             }
         }
+        let mut want_db = vec![0.0f64; g.c as usize];
+        for (plane, values) in want.chunks(ip).enumerate() {
+            want_db[plane % g.c as usize] += values.iter().map(|&v| v as f64).sum::<f64>();
+        }
+        let want_db: Vec<f32> = want_db.into_iter().map(|v| v as f32).collect();
         assert!(want.iter().any(|&v| v != 0.0) && x.contains(&0.0));
         assert_close(&check::MAXPOOL_BACKWARD, &format!("{what}: dx"), &dx, &want);
+        // db is the bias gradient of the convolution that produced x: its tolerance.
+        assert_close(&check::CONV2D, &format!("{what}: db"), &db, &want_db);
     }
+}
+
+/// The same contract on the CPU reference, which the network's gradient checks use.
+#[test]
+fn maxpool_relu_backward_writes_the_masked_gradient_on_the_cpu() {
+    maxpool_relu_backward_writes_the_masked_gradient(&reference());
 }
 
 /// The geometry's fields are public; a hand-built one whose output runs past the input (floor mode

@@ -11,14 +11,14 @@ use super::geometry::{
     ShortcutGeom, StatsPoolGeom, XentGeom, XentStats,
 };
 use super::kernels;
-use super::Backend;
+use super::{Backend, InputGrad};
 use crate::Result;
 
 /// The op contract on a kernel-running device (f32 throughout).
 pub struct KernelBackend<D: Device> {
     dev: D,
-    /// Scratch of the conv2d and dense wrappers (split-K partial sums, bias-gradient partials, the
-    /// convolution gathers' K tables): one device buffer, grown to the largest request and reused, so
+    /// Scratch of the conv2d, dense and max-pool wrappers (split-K partial sums, bias-gradient
+    /// partials, the convolution gathers' K tables): one device buffer, grown to the largest request and reused, so
     /// training allocates nothing after its first step.
     gemm_scratch: kernels::gemm::Scratch<D>,
     /// Scratch for softmax_xent's two counters (correct rows, bad labels), reused across calls.
@@ -99,9 +99,9 @@ impl<D: Device> Backend for KernelBackend<D> {
         w: &Self::Buf,
         y: &Self::Buf,
         dy: &mut Self::Buf,
-        dx: Option<&mut Self::Buf>,
+        dx: InputGrad<'_, Self::Buf>,
         dw: &mut Self::Buf,
-        db: &mut Self::Buf,
+        db: Option<&mut Self::Buf>,
     ) -> Result<()> {
         kernels::conv2d::backward(&self.dev, &self.gemm_scratch, g, x, w, y, dy, dx, dw, db)
     }
@@ -133,8 +133,9 @@ impl<D: Device> Backend for KernelBackend<D> {
         x: &Self::Buf,
         argmax: &Self::Idx,
         dx: &mut Self::Buf,
+        db: &mut Self::Buf,
     ) -> Result<()> {
-        kernels::maxpool::relu_backward(&self.dev, g, dy, x, argmax, dx)
+        kernels::maxpool::relu_backward(&self.dev, &self.gemm_scratch, g, dy, x, argmax, dx, db)
     }
 
     fn shortcut_forward(

@@ -14,14 +14,19 @@
 //!   that feeds two places (a pooled map that feeds the next convolution and a later shortcut) gets the
 //!   sum of both contributions, in whatever order the backward pass visits them. The caller zeroes
 //!   these buffers once per step.
+//! - Exception: [`Backend::conv2d_backward`] takes its `dx` as an [`InputGrad`], which may also say
+//!   WRITE. The network writes where the convolution is the only op that produces that gradient (its
+//!   input feeds nothing else), and does not zero that buffer.
 //! - Gradients with respect to PARAMETERS (`dw`, `db`) are WRITTEN: every parameter is used exactly once
 //!   per step.
 //! - With a fused ReLU, the backward pass first multiplies `dy` IN PLACE by `[y > 0]`, turning it into
 //!   the gradient of the pre-activation; `y` is the op's forward output.
-//! - Exception, for a memory pass less: [`Backend::maxpool_relu_backward`] WRITES its `dx`, already
-//!   ReLU-masked. The network uses it where a pool is the only consumer of a ReLU convolution's
-//!   output (then nothing else adds into that gradient, and it needs no zeroing), and runs that
-//!   convolution's backward with `relu` off. Only gradients that are accumulated into are zeroed.
+//! - Exception, for memory passes less: [`Backend::maxpool_relu_backward`] WRITES its `dx`, already
+//!   ReLU-masked, and WRITES the producing convolution's bias gradient `db` (the channel sums of that
+//!   `dx`). The network uses it where a pool is the only consumer of a ReLU convolution's output
+//!   (then nothing else adds into that gradient, and it needs no zeroing), and runs that
+//!   convolution's backward with `relu` off and without `db` (`None`), so the convolution reads
+//!   neither its y nor, for the bias, its dy. Only gradients that are accumulated into are zeroed.
 
 pub mod check;
 pub mod cost;
@@ -41,6 +46,18 @@ pub use geometry::{
 
 use crate::tensor::Real;
 use crate::Result;
+
+/// Where [`Backend::conv2d_backward`] puts the gradient with respect to its data input.
+#[derive(Debug)]
+pub enum InputGrad<'a, B> {
+    /// Not needed (the first layer, whose input is the data).
+    None,
+    /// ACCUMULATED: `dx += ∂L/∂x`, as every data gradient (other ops add into the same tensor).
+    Add(&'a mut B),
+    /// WRITTEN: `dx = ∂L/∂x`, its old values neither read nor kept. Only for the sole producer of
+    /// that gradient, which then needs no zeroing.
+    Write(&'a mut B),
+}
 
 /// The operations the network is built from, forward and backward. See the module documentation for
 /// which outputs are written and which are accumulated.
@@ -89,8 +106,10 @@ pub trait Backend {
     ) -> Result<()>;
 
     /// Backward of [`Backend::conv2d_forward`]. With `g.relu`, first masks `dy` in place by `y > 0`.
-    /// ACCUMULATES dx (N, C_in, H_in, W_in) when given (pass `None` for the first layer, whose input
-    /// needs no gradient); WRITES dw (C_out, C_in, K_h, K_w) and db (C_out).
+    /// ACCUMULATES or WRITES dx (N, C_in, H_in, W_in), as [`InputGrad`] says (`InputGrad::None` for
+    /// the first layer, whose input needs no gradient); WRITES dw (C_out, C_in, K_h, K_w), and db (C_out) when given (pass `None`
+    /// where [`Backend::maxpool_relu_backward`] already wrote it; then `g.relu` must be off, since
+    /// that pool also applied the mask: an error otherwise).
     #[allow(clippy::too_many_arguments)]
     fn conv2d_backward(
         &self,
@@ -99,9 +118,9 @@ pub trait Backend {
         w: &Self::Buf,
         y: &Self::Buf,
         dy: &mut Self::Buf,
-        dx: Option<&mut Self::Buf>,
+        dx: InputGrad<'_, Self::Buf>,
         dw: &mut Self::Buf,
-        db: &mut Self::Buf,
+        db: Option<&mut Self::Buf>,
     ) -> Result<()>;
 
     // ---- max-pool -------------------------------------------------------------------------------
@@ -125,11 +144,13 @@ pub trait Backend {
         dx: &mut Self::Buf,
     ) -> Result<()>;
 
-    /// Backward of a max-pool whose input x (N, C, H_in, W_in) is the output of a fused ReLU with no
-    /// other consumer: WRITES dx (N, C, H_in, W_in) = [x > 0] · (the dy (N, C, H_out, W_out) routed to
-    /// their argmax), the gradient of the ReLU's PRE-activation. The producing layer's backward then
-    /// runs without its ReLU (it must not mask again, and need not read its y or rewrite dy). (The
-    /// pool's own output cannot give the mask: shortcuts add into it after pooling.)
+    /// Backward of a max-pool whose input x (N, C, H_in, W_in) is the output of a fused ReLU
+    /// convolution with no other consumer: WRITES dx (N, C, H_in, W_in) = [x > 0] · (the dy (N, C,
+    /// H_out, W_out) routed to their argmax), the gradient of the ReLU's PRE-activation, and WRITES
+    /// db (C) = Σ over (n, h, w) of dx, the convolution's bias gradient. The convolution's backward
+    /// then runs without its ReLU and without db (it must not mask again, and need not read its y,
+    /// rewrite dy or re-read dy for the bias). (The pool's own output cannot give the mask: shortcuts
+    /// add into it after pooling.)
     fn maxpool_relu_backward(
         &self,
         g: &PoolGeom,
@@ -137,6 +158,7 @@ pub trait Backend {
         x: &Self::Buf,
         argmax: &Self::Idx,
         dx: &mut Self::Buf,
+        db: &mut Self::Buf,
     ) -> Result<()>;
 
     // ---- shortcut (multi-level residual identity map) -------------------------------------------

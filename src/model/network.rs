@@ -21,7 +21,7 @@ use super::init;
 use super::plan::{InputShape, Plan, PlannedOp};
 use super::spec::ArchSpec;
 use crate::backends::geometry::{DropoutParams, RmsPropConfig, XentGeom, XentStats};
-use crate::backends::Backend;
+use crate::backends::{Backend, InputGrad};
 use crate::tensor::Real;
 use crate::{config_err, shape_err, Result};
 
@@ -105,18 +105,24 @@ pub struct Network<B: Backend> {
     targets: B::Buf,
     class_weights: B::Buf,
     losses: B::Buf,
-    /// Per layer: a ReLU convolution whose output only the next max-pool reads, or that pool. Their
-    /// backward is fused: the pool WRITES the masked gradient, the convolution runs without ReLU.
-    fused_relu_pool: Vec<bool>,
+    /// Per layer: for a ReLU convolution whose output only the next max-pool reads, and for that
+    /// pool, the convolution's layer index. Their backward is fused: the pool WRITES the masked
+    /// gradient and the convolution's bias gradient, the convolution runs without ReLU and bias.
+    fused_relu_pool: Vec<Option<usize>>,
+    /// Per layer: a convolution that is the only producer of its input's gradient (its input feeds
+    /// no other layer and is no shortcut's source), so its backward WRITES that gradient, which is
+    /// then not zeroed.
+    conv_writes_dx: Vec<bool>,
     step: u64,
     stage: Stage,
 }
 
 /// Which layers take the fused pool backward ([`Backend::maxpool_relu_backward`]): a max-pool whose
 /// input node is written by a ReLU convolution and read by nothing but this pool (no other layer, no
-/// shortcut from or into it) — marked at the pool and at the convolution.
-fn fused_relu_pools(plan: &Plan) -> Vec<bool> {
-    let mut fused = vec![false; plan.layers.len()];
+/// shortcut from or into it) — marked, with the convolution's layer index, at the pool and at the
+/// convolution.
+fn fused_relu_pools(plan: &Plan) -> Vec<Option<usize>> {
+    let mut fused = vec![None; plan.layers.len()];
     let uses = |node: usize| {
         plan.layers
             .iter()
@@ -139,11 +145,45 @@ fn fused_relu_pools(plan: &Plan) -> Vec<bool> {
             |l| matches!(l.op, PlannedOp::Conv { geom, output, .. } if output == input && geom.relu != 0),
         );
         if let (Some(ci), 1) = (producer, uses(input)) {
-            fused[ci] = true;
-            fused[pi] = true;
+            fused[ci] = Some(ci);
+            fused[pi] = Some(ci);
         }
     }
     fused
+}
+
+/// Which convolutions write their input's gradient ([`InputGrad::Write`]): those whose input node has
+/// a gradient (not the network's input) and is read by no other layer and by no shortcut as its
+/// source, so no other backward adds into that gradient. Its readers (the node's producer, shortcuts
+/// into it) must come before the convolution, so that the reverse pass runs the write first.
+fn convs_writing_dx(plan: &Plan) -> Vec<bool> {
+    let producers = |node: usize| {
+        plan.layers
+            .iter()
+            .filter(|l| match l.op {
+                PlannedOp::Conv { input, .. }
+                | PlannedOp::Pool { input, .. }
+                | PlannedOp::Dense { input, .. }
+                | PlannedOp::BatchNorm { input, .. }
+                | PlannedOp::StatsPool { input, .. }
+                | PlannedOp::Dropout { input, .. } => input == node,
+                PlannedOp::Shortcut { source, .. } => source == node,
+            })
+            .count()
+    };
+    let read_later = |node: usize, after: usize| {
+        plan.layers[after + 1..]
+            .iter()
+            .any(|l| matches!(l.op, PlannedOp::Shortcut { target, .. } if target == node))
+    };
+    plan.layers
+        .iter()
+        .enumerate()
+        .map(|(li, l)| {
+            matches!(l.op, PlannedOp::Conv { input, .. }
+                if input != 0 && producers(input) == 1 && !read_later(input, li))
+        })
+        .collect()
 }
 
 /// `(&v[read], &mut v[write])` for two different indices.
@@ -300,6 +340,7 @@ impl<B: Backend> Network<B> {
             .collect::<Result<Vec<_>>>()?;
         Ok(Network {
             fused_relu_pool: fused_relu_pools(&plan),
+            conv_writes_dx: convs_writing_dx(&plan),
             labels: backend.zeros_idx(max_batch)?,
             targets: backend.zeros(max_batch * plan.classes)?,
             class_weights: backend.zeros(plan.classes)?,
@@ -681,13 +722,17 @@ impl<B: Backend> Network<B> {
             _ => return Err(config_err!("backward needs forward and loss first")),
         };
         // Zero only the gradients that are accumulated into: not the logits' (written by the loss),
-        // not those a fused pool backward writes.
+        // not those a fused pool backward or a convolution writes.
         let logits = self.plan.logits_node();
         let mut written = vec![false; self.grads.len()];
         written[logits] = true;
-        for (layer, &fused) in self.plan.layers.iter().zip(&self.fused_relu_pool) {
-            if let (PlannedOp::Pool { input, .. }, true) = (layer.op, fused) {
-                written[input] = true;
+        for (li, layer) in self.plan.layers.iter().enumerate() {
+            match layer.op {
+                PlannedOp::Pool { input, .. } if self.fused_relu_pool[li].is_some() => {
+                    written[input] = true
+                }
+                PlannedOp::Conv { input, .. } if self.conv_writes_dx[li] => written[input] = true,
+                _ => {}
             }
         }
         for (g, written) in self.grads.iter_mut().zip(written) {
@@ -722,9 +767,11 @@ impl<B: Backend> Network<B> {
                     let (dy, dx) = read_write(&mut self.grads, output, input);
                     let am = self.argmax[li].as_ref().expect("pool has an argmax buffer");
                     let (dy, dx) = (dy.as_ref().expect("grad"), dx.as_mut().expect("grad"));
-                    if self.fused_relu_pool[li] {
+                    if let Some(conv) = self.fused_relu_pool[li] {
                         let x = &self.acts[input];
-                        backend.maxpool_relu_backward(&geom.with_batch(n), dy, x, am, dx)?;
+                        let bias = self.layer_params[conv].expect("conv has parameters") + 1;
+                        let db = &mut self.params[bias].grad;
+                        backend.maxpool_relu_backward(&geom.with_batch(n), dy, x, am, dx, db)?;
                     } else {
                         backend.maxpool_backward(&geom.with_batch(n), dy, am, dx)?;
                     }
@@ -738,8 +785,10 @@ impl<B: Backend> Network<B> {
                     let (dx, dy) = both_mut(&mut self.grads, input, output);
                     let (w, b) = both_mut(&mut self.params, p, p + 1);
                     let mut g = geom.with_batch(n);
-                    if self.fused_relu_pool[li] {
-                        g.relu = 0; // dy is already the pre-activation gradient (the pool masked it)
+                    let fused = self.fused_relu_pool[li].is_some();
+                    if fused {
+                        // dy is already the pre-activation gradient, and db written: the pool did both.
+                        g.relu = 0;
                     }
                     backend.conv2d_backward(
                         &g,
@@ -747,9 +796,13 @@ impl<B: Backend> Network<B> {
                         &w.value,
                         &self.acts[output],
                         dy.as_mut().expect("grad"),
-                        dx.as_mut(),
+                        match (dx.as_mut(), self.conv_writes_dx[li]) {
+                            (None, _) => InputGrad::None,
+                            (Some(dx), false) => InputGrad::Add(dx),
+                            (Some(dx), true) => InputGrad::Write(dx),
+                        },
                         &mut w.grad,
-                        &mut b.grad,
+                        (!fused).then_some(&mut b.grad),
                     )?;
                 }
                 PlannedOp::Dense {

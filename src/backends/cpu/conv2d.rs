@@ -8,7 +8,7 @@
 //!
 //! - forward: y[img][:, chunk] = bias; y[img][:, chunk] += W (C_out×K) · col (K×P_c); ReLU.
 //! - d_input: per image (col2im of overlapping chunks must not race): dcol = Wᵀ · dy[img][:, chunk],
-//!   then col2im ADDS dcol into dx.
+//!   then col2im ADDS dcol into dx (zeroed first where the op contract says WRITE).
 //! - d_weight: the items are split into one contiguous range per thread; each range sums
 //!   dy[img][:, chunk] · colᵀ into its own partial (stored transposed, K × C_out, which the GEMM
 //!   fills twice as fast), and the partials are added in range order while transposing back, so the
@@ -250,6 +250,17 @@ fn transpose<T: Real>(src: &[T], rows: usize, row_stride: usize, cols: usize, ds
     }
 }
 
+/// out[c] = the sum over the `n` images of channel c's `plane` values of t (N, C, plane), in f64:
+/// the bias gradient of a convolution whose output gradient is t.
+pub(super) fn channel_sums<T: Real>(t: &[T], n: usize, c: usize, plane: usize, out: &mut [T]) {
+    out[..c].par_iter_mut().enumerate().for_each(|(ci, o)| {
+        let sum: f64 = (0..n)
+            .map(|img| sum_f64(&t[(img * c + ci) * plane..][..plane]))
+            .sum();
+        *o = T::from_f64(sum);
+    });
+}
+
 /// The sum of `v` in f64, accumulated in eight interleaved lanes (a fixed order, so reproducible)
 /// so that the compiler can vectorise it: a single running sum is one dependent add per element.
 pub(super) fn sum_f64<T: Real>(v: &[T]) -> f64 {
@@ -343,6 +354,7 @@ pub(super) fn forward<T: Real>(
     Ok(())
 }
 
+/// The backward pass; `dx` is `(dx, accumulate)`: added into when `accumulate`, else written.
 #[allow(clippy::too_many_arguments)]
 pub(super) fn backward<T: Real>(
     scratch: &Scratch<T>,
@@ -351,9 +363,9 @@ pub(super) fn backward<T: Real>(
     w: &[T],
     y: &[T],
     dy: &mut [T],
-    dx: Option<&mut [T]>,
+    dx: Option<(&mut [T], bool)>,
     dw: &mut [T],
-    db: &mut [T],
+    db: Option<&mut [T]>,
 ) -> Result<()> {
     let d = Dims::new(g)?;
     let (k_len, plane, n_chunks) = (d.k_len(), d.plane(), d.n_chunks());
@@ -363,8 +375,17 @@ pub(super) fn backward<T: Real>(
     check_len("conv2d y", y.len(), out_total)?;
     check_len("conv2d dy", dy.len(), out_total)?;
     check_len("conv2d dw", dw.len(), w_len)?;
-    check_len("conv2d db", db.len(), d.c_out)?;
-    if let Some(dx) = &dx {
+    match &db {
+        Some(db) => check_len("conv2d db", db.len(), d.c_out)?,
+        // Without db a fused pool backward wrote it and masked dy (see `Backend::conv2d_backward`).
+        None if d.relu => {
+            return Err(shape_err!(
+            "conv2d backward of {g:?} without db: dy must already be masked, so ReLU must be off"
+        ))
+        }
+        None => {}
+    }
+    if let Some((dx, _)) = &dx {
         check_len("conv2d dx", dx.len(), in_total)?;
     }
     if d.relu {
@@ -373,18 +394,15 @@ pub(super) fn backward<T: Real>(
     let dy = &dy[..out_total];
 
     // d_bias (WRITE).
-    db[..d.c_out]
-        .par_iter_mut()
-        .enumerate()
-        .for_each(|(c, db)| {
-            let sum: f64 = (0..d.n)
-                .map(|img| sum_f64(&dy[img * d.out_len() + c * plane..][..plane]))
-                .sum();
-            *db = T::from_f64(sum);
-        });
+    if let Some(db) = db {
+        channel_sums(&dy[..out_total], d.n, d.c_out, plane, &mut db[..d.c_out]);
+    }
 
-    // d_input (ACCUMULATE), one image per task.
-    if let Some(dx) = dx {
+    // d_input (ACCUMULATE, or WRITE: added into zeros), one image per task.
+    if let Some((dx, accumulate)) = dx {
+        if !accumulate {
+            dx[..in_total].fill(T::ZERO);
+        }
         dx[..in_total]
             .par_chunks_mut(d.in_len())
             .enumerate()

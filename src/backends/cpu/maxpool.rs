@@ -123,20 +123,23 @@ fn pool_2x2<T: Real>(d: &Dims, x: &[T], y: &mut [T], am: &mut [u32]) {
     }
 }
 
-/// WRITES dx = [x > 0] · (dy routed to its argmax), the ReLU mask of the pooled input x applied
-/// (see `Backend::maxpool_relu_backward`): [`backward`] into zeros, then the mask — the same sums,
-/// in the same order, as the unfused path.
+/// WRITES dx = [x > 0] · (dy routed to its argmax), the ReLU mask of the pooled input x applied,
+/// and db (C) = Σ over (n, h, w) of dx, the producing convolution's bias gradient (see
+/// `Backend::maxpool_relu_backward`): [`backward`] into zeros, then the mask, then the convolution's
+/// own channel sums — the same sums, in the same order, as the unfused path.
 pub(super) fn relu_backward<T: Real>(
     g: &PoolGeom,
     dy: &[T],
     x: &[T],
     argmax: &[u32],
     dx: &mut [T],
+    db: &mut [T],
 ) -> Result<()> {
     let d = Dims::new(g)?;
     let ip = d.in_plane();
     check_len("max-pool x", x.len(), d.planes * ip)?;
     check_len("max-pool dx", dx.len(), d.planes * ip)?;
+    check_len("max-pool db", db.len(), g.c as usize)?;
     dx[..d.planes * ip].fill(T::ZERO);
     backward(g, dy, argmax, dx)?;
     for (d, &v) in dx[..d.planes * ip].iter_mut().zip(x) {
@@ -145,6 +148,8 @@ pub(super) fn relu_backward<T: Real>(
             *d = T::ZERO;
         }
     }
+    let c = g.c as usize;
+    super::conv2d::channel_sums(&dx[..d.planes * ip], d.planes / c, c, ip, db);
     Ok(())
 }
 

@@ -33,7 +33,7 @@ use super::geometry::{
     AdamWStep, BatchNormGeom, ConvGeom, DenseGeom, DropoutParams, PoolGeom, RmsPropConfig,
     ShortcutGeom, StatsPoolGeom, XentGeom, XentStats,
 };
-use super::Backend;
+use super::{Backend, InputGrad};
 use crate::tensor::Real;
 use crate::{shape_err, Result};
 
@@ -231,10 +231,15 @@ impl<T: Real> Backend for CpuBackend<T> {
         w: &Vec<T>,
         y: &Vec<T>,
         dy: &mut Vec<T>,
-        dx: Option<&mut Vec<T>>,
+        dx: InputGrad<'_, Vec<T>>,
         dw: &mut Vec<T>,
-        db: &mut Vec<T>,
+        db: Option<&mut Vec<T>>,
     ) -> Result<()> {
+        let dx = match dx {
+            InputGrad::None => None,
+            InputGrad::Add(dx) => Some((dx.as_mut_slice(), true)),
+            InputGrad::Write(dx) => Some((dx.as_mut_slice(), false)),
+        };
         conv2d::backward(
             &self.scratch,
             g,
@@ -242,9 +247,9 @@ impl<T: Real> Backend for CpuBackend<T> {
             w,
             y,
             dy,
-            dx.map(|v| v.as_mut_slice()),
+            dx,
             dw,
-            db,
+            db.map(|v| v.as_mut_slice()),
         )
     }
 
@@ -275,8 +280,9 @@ impl<T: Real> Backend for CpuBackend<T> {
         x: &Vec<T>,
         argmax: &Vec<u32>,
         dx: &mut Vec<T>,
+        db: &mut Vec<T>,
     ) -> Result<()> {
-        maxpool::relu_backward(g, dy, x, argmax, dx)
+        maxpool::relu_backward(g, dy, x, argmax, dx, db)
     }
 
     fn shortcut_forward(&self, g: &ShortcutGeom, src: &Vec<T>, dst: &mut Vec<T>) -> Result<()> {

@@ -6,6 +6,7 @@ use super::need;
 use crate::backends::cost::Cost;
 use crate::backends::device::{Device, Kernel, KernelArgs, LaunchConfig};
 use crate::backends::geometry::ConvGeom;
+use crate::backends::InputGrad;
 use crate::{shape_err, Result};
 
 const MODULE: &str = "conv2d";
@@ -65,12 +66,13 @@ const SUM_PARTIALS: Kernel = Kernel {
 /// The backward-filter kernel's pixel ring after the GEMM tiles: (`RING_SLOTS` + 1) × BK int4s (three
 /// slots of entries and the producers' states).
 const PIXEL_RING_BYTES: u32 = (4 * gemm::BK * 16) as u32;
-/// Threads of `conv2d_bias_grad_partial` (its `REDUCE_THREADS`).
-const REDUCE_THREADS: usize = 256;
-/// Blocks the bias-gradient reduction aims for: enough 256-thread blocks to keep every SM's memory
+/// Threads of the per-channel reductions, `conv2d_bias_grad_partial` and `maxpool_relu_backward`
+/// (`REDUCE_THREADS` of kernels/channel_sum.cuh).
+pub(super) const REDUCE_THREADS: usize = 256;
+/// Blocks a per-channel reduction aims for: enough 256-thread blocks to keep every SM's memory
 /// pipeline busy on an H100 (about 8 per SM).
 const BIAS_TARGET_BLOCKS: usize = 1024;
-/// Fewest (n, h, w) positions per bias-gradient block.
+/// Fewest (n, h, w) positions per reduction block.
 const BIAS_MIN_CHUNK: usize = 16 * REDUCE_THREADS;
 
 /// What the launches' soundness rests on. The fields are public, so a geometry not built by
@@ -184,19 +186,26 @@ fn gather_table<D: Device>(
     unsafe { dev.launch(GATHER_TABLE, &cfg, &mut args) }
 }
 
-/// How the bias-gradient reduction is split: `splits` blocks per channel of `chunk` positions.
-fn bias_plan(g: &ConvGeom) -> (usize, usize) {
-    let total = g.output().len() / g.c_out as usize;
-    let wanted = BIAS_TARGET_BLOCKS.div_ceil(g.c_out as usize);
-    let splits = wanted.min(total.div_ceil(BIAS_MIN_CHUNK)).max(1);
-    let chunk = total.div_ceil(splits).next_multiple_of(REDUCE_THREADS);
-    (total.div_ceil(chunk), chunk)
+/// How a per-channel sum over `positions` (n, h, w) values of each of `channels` channels is split
+/// (kernels/channel_sum.cuh): `splits` blocks per channel of `chunk` positions, a multiple of
+/// [`REDUCE_THREADS`].
+pub(super) fn channel_chunks(channels: usize, positions: usize) -> (usize, usize) {
+    let wanted = BIAS_TARGET_BLOCKS.div_ceil(channels);
+    let splits = wanted.min(positions.div_ceil(BIAS_MIN_CHUNK)).max(1);
+    let chunk = positions.div_ceil(splits).next_multiple_of(REDUCE_THREADS);
+    (positions.div_ceil(chunk), chunk)
 }
 
-/// Backward of [`forward`]. With `g.relu`, first zeroes dy in place where y <= 0. ACCUMULATES dx
-/// (N, C_in, H_in, W_in) when given; WRITES dw (C_out, C_in, K_h, K_w) and db (C_out). Partial sums
-/// live in `scratch`. Runs [`bias_grad`] (which masks dy, so it goes first), [`backward_data`] and
-/// [`backward_filter`].
+/// How the bias-gradient reduction of `g` is split.
+fn bias_plan(g: &ConvGeom) -> (usize, usize) {
+    channel_chunks(g.c_out as usize, g.output().len() / g.c_out as usize)
+}
+
+/// Backward of [`forward`]. With `g.relu`, first zeroes dy in place where y <= 0. ACCUMULATES or
+/// WRITES dx (N, C_in, H_in, W_in), as [`InputGrad`] says; WRITES dw (C_out, C_in, K_h, K_w), and db (C_out) when given
+/// (`None`: a fused pool backward already wrote it, and masked dy, so `g.relu` must be off). Partial
+/// sums live in `scratch`. Runs [`bias_grad`] (which masks dy, so it goes first), [`backward_data`]
+/// and [`backward_filter`].
 #[allow(clippy::too_many_arguments)]
 pub fn backward<D: Device>(
     dev: &D,
@@ -206,13 +215,24 @@ pub fn backward<D: Device>(
     w: &D::Buffer<f32>,
     y: &D::Buffer<f32>,
     dy: &mut D::Buffer<f32>,
-    dx: Option<&mut D::Buffer<f32>>,
+    dx: InputGrad<'_, D::Buffer<f32>>,
     dw: &mut D::Buffer<f32>,
-    db: &mut D::Buffer<f32>,
+    db: Option<&mut D::Buffer<f32>>,
 ) -> Result<()> {
-    bias_grad(dev, scratch, g, y, dy, db)?;
-    if let Some(dx) = dx {
-        backward_data(dev, scratch, g, w, dy, dx)?;
+    match db {
+        Some(db) => bias_grad(dev, scratch, g, y, dy, db)?,
+        // The ReLU mask is applied by the bias-gradient pass: without it, nothing would mask dy.
+        None if g.relu != 0 => {
+            return Err(shape_err!(
+            "conv2d backward of {g:?} without db: dy must already be masked, so ReLU must be off"
+        ))
+        }
+        None => {}
+    }
+    match dx {
+        InputGrad::None => {}
+        InputGrad::Add(dx) => backward_data(dev, scratch, g, w, dy, dx, true)?,
+        InputGrad::Write(dx) => backward_data(dev, scratch, g, w, dy, dx, false)?,
     }
     backward_filter(dev, scratch, g, x, dy, dw)
 }
@@ -258,9 +278,9 @@ pub fn bias_grad<D: Device>(
     })
 }
 
-/// dx (N, C_in, H_in, W_in) += the gradient of the convolution with respect to its input, from the
-/// (already ReLU-masked) dy (N, C_out, H_out, W_out) and w (C_out, C_in, K_h, K_w). The gather's K
-/// table lives in `scratch`.
+/// dx (N, C_in, H_in, W_in) += (with `accumulate`; else =, without reading dx) the gradient of the
+/// convolution with respect to its input, from the (already ReLU-masked) dy (N, C_out, H_out, W_out)
+/// and w (C_out, C_in, K_h, K_w). The gather's K table lives in `scratch`.
 pub fn backward_data<D: Device>(
     dev: &D,
     scratch: &Scratch<D>,
@@ -268,6 +288,7 @@ pub fn backward_data<D: Device>(
     w: &D::Buffer<f32>,
     dy: &D::Buffer<f32>,
     dx: &mut D::Buffer<f32>,
+    accumulate: bool,
 ) -> Result<()> {
     check_geometry(g)?;
     let input = g.input().len();
@@ -283,14 +304,18 @@ pub fn backward_data<D: Device>(
             .push(dev.device_ptr(w))
             .push(dev.device_ptr(dy))
             .push(dev.device_ptr(table))
-            .push(dev.device_ptr(dx));
+            .push(dev.device_ptr(dx))
+            .push(accumulate as i32);
         let kernel = Tile::for_rows(g.c_in as usize).kernel(if g.stride == 1 {
             BACKWARD_DATA
         } else {
             BACKWARD_DATA_STRIDED
         });
         dev.note_cost(kernel, || {
-            let bytes = 4 * (g.weight_len() + g.output().len() + 2 * input) + 16 * table_len(k);
+            // dx written, and read too when accumulated into.
+            let dx_passes = if accumulate { 2 } else { 1 };
+            let bytes =
+                4 * (g.weight_len() + g.output().len() + dx_passes * input) + 16 * table_len(k);
             let c_in = g.c_in as usize;
             gemm::cost(
                 &cfg,
@@ -300,7 +325,8 @@ pub fn backward_data<D: Device>(
             )
         });
         // SAFETY: conv2d_backward_data and conv2d_backward_data_strided both take (ConvGeom, const
-        // float* w, const float* dy, const int4* table, float* dx). w, dy and dx hold the filter,
+        // float* w, const float* dy, const int4* table, float* dx, int accumulate), pushed in that
+        // order with those types (the flag as an i32). w, dy and dx hold the filter,
         // output and input of `g` (checked above); the table was just filled with one int4 per
         // k = (co, kh, kw) for the kernel's k_steps·BK reads; all accesses are guarded by the
         // geometry.
@@ -364,7 +390,7 @@ pub fn backward_filter<D: Device>(
 }
 
 /// out[i] = sum over z of partials[z·len + i], for i < len.
-fn sum_partials<D: Device>(
+pub(super) fn sum_partials<D: Device>(
     dev: &D,
     len: usize,
     splits: usize,

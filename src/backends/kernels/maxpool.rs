@@ -1,8 +1,12 @@
-//! Wrapper of kernels/maxpool.cu: max-pool forward (with argmax) and backward (gather into dx).
+//! Wrapper of kernels/maxpool.cu: max-pool forward (with argmax) and backward (gather into dx; the
+//! fused ReLU form also emits the producing convolution's bias-gradient partials, which the
+//! convolution's second stage, `conv2d_sum_partials`, adds).
 
+use super::conv2d;
+use super::gemm::Scratch;
 use super::{check_index_range, grid_stride, need};
 use crate::backends::cost::Cost;
-use crate::backends::device::{Device, Kernel, KernelArgs};
+use crate::backends::device::{Device, Kernel, KernelArgs, LaunchConfig};
 use crate::backends::geometry::PoolGeom;
 use crate::{shape_err, Result};
 
@@ -82,27 +86,50 @@ pub fn backward<D: Device>(
 }
 
 /// WRITES dx (N, C, H_in, W_in) = [x > 0] · (dy (N, C, H_out, W_out) routed to its argmax), x the
-/// pool's input (see `Backend::maxpool_relu_backward`).
+/// pool's input, and db (C) = Σ over (n, h, w) of dx, the bias gradient of the convolution that
+/// produced x (see `Backend::maxpool_relu_backward`). The per-chunk partial sums of db live in
+/// `scratch`; the convolution's own second stage ([`conv2d::sum_partials`]) adds them.
+#[allow(clippy::too_many_arguments)]
 pub fn relu_backward<D: Device>(
     dev: &D,
+    scratch: &Scratch<D>,
     g: &PoolGeom,
     dy: &D::Buffer<f32>,
     x: &D::Buffer<f32>,
     argmax: &D::Buffer<u32>,
     dx: &mut D::Buffer<f32>,
+    db: &mut D::Buffer<f32>,
 ) -> Result<()> {
     check(g)?;
     let (input, output) = (g.input().len(), g.output().len());
-    let mut args = KernelArgs::new();
-    args.push(*g)
-        .push(need(dev, dy, output, "max-pool dy")?)
-        .push(need(dev, x, input, "max-pool x")?)
-        .push(need(dev, argmax, output, "max-pool argmax")?)
-        .push(need(dev, dx, input, "max-pool dx")?);
-    // dy and argmax read once (a window's inputs share them through L1), x read, dx written.
-    dev.note_cost(RELU_BACKWARD, || Cost::memory(8 * output + 8 * input));
-    // SAFETY: maxpool_relu_backward(PoolGeom, const float* dy, const float* x, const unsigned* argmax,
-    // float* dx), pushed in that order; lengths checked above. As in maxpool_backward, argmax values
-    // are only compared, never used as indices.
-    unsafe { dev.launch(RELU_BACKWARD, &grid_stride(input), &mut args) }
+    let channels = g.c as usize;
+    need(dev, db, channels, "max-pool db")?;
+    let (splits, chunk) = conv2d::channel_chunks(channels, input / channels);
+    scratch.with(dev, splits * channels, |partials| {
+        let mut args = KernelArgs::new();
+        args.push(*g)
+            .push(need(dev, dy, output, "max-pool dy")?)
+            .push(need(dev, x, input, "max-pool x")?)
+            .push(need(dev, argmax, output, "max-pool argmax")?)
+            .push(need(dev, dx, input, "max-pool dx")?)
+            .push(dev.device_ptr(partials))
+            .push(chunk as i32);
+        let cfg = LaunchConfig {
+            grid: (channels as u32, splits as u32, 1),
+            ..LaunchConfig::linear(1, conv2d::REDUCE_THREADS as u32)
+        };
+        // dy and argmax read once (a window's inputs share them through L1), x read, dx written, one
+        // partial per block.
+        dev.note_cost(RELU_BACKWARD, || {
+            Cost::memory(8 * output + 8 * input + 4 * splits * channels)
+        });
+        // SAFETY: maxpool_relu_backward(PoolGeom, const float* dy, const float* x, const unsigned*
+        // argmax, float* dx, float* partials, int chunk), pushed in that order; dy, x, argmax and dx
+        // lengths checked above. Block (c, z) touches channel c < C at positions [z·chunk, min(N·H_in·
+        // W_in, (z+1)·chunk)) only, and writes partials[z·C + c] with z < splits: inside the scratch,
+        // sized for splits·C values. As in maxpool_backward, argmax values are only compared, never
+        // used as indices.
+        unsafe { dev.launch(RELU_BACKWARD, &cfg, &mut args)? };
+        conv2d::sum_partials(dev, channels, splits, partials, db)
+    })
 }
