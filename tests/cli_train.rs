@@ -8,6 +8,7 @@ use std::process::{Command, Stdio};
 
 use rescnn::features::Colormap;
 use rescnn::training::args::{config, parse, request, Request};
+use rescnn::training::config::OptimizerConfig;
 use rescnn::training::TrainConfig;
 use train_support::*;
 
@@ -26,7 +27,14 @@ fn the_paper_preset_sets_what_the_paper_states() {
     let c = cfg_of(&["--preset", "paper"]).unwrap();
     assert_eq!(c.arch, "paper");
     assert_eq!((c.batch, c.iterations, c.epochs), (50, Some(100_000), None));
-    assert_eq!((c.optimizer.lr, c.optimizer.decay), (0.001, 1e-6));
+    assert_eq!(
+        c.optimizer,
+        OptimizerConfig::RmsProp(rescnn::backends::RmsPropConfig {
+            lr: 0.001,
+            decay: 1e-6,
+            ..Default::default()
+        })
+    );
     assert_eq!(
         (c.spectrogram.image.height, c.spectrogram.image.width),
         (512, 512)
@@ -49,7 +57,7 @@ fn toml_and_json_files_layer_under_the_options_given() {
     let c = cfg_of(&["--config", toml.to_str().unwrap(), "--lr", "0.02"]).unwrap();
     assert_eq!(c.arch, "paper-plain");
     assert_eq!(c.iterations, Some(5));
-    assert_eq!(c.optimizer.lr, 0.02, "an option given beats the file");
+    assert_eq!(c.optimizer.lr(), 0.02, "an option given beats the file");
     assert_eq!(c.spectrogram.image.height, 48);
     // Options NOT given (e.g. --width, whose clap default is 512) leave the file and defaults alone.
     assert_eq!(
@@ -329,4 +337,60 @@ fn a_written_configuration_read_back_as_a_config_file_is_the_same() {
             .mel_bands,
         None
     );
+}
+
+/// `--optimizer adamw` with its options; an option of the other optimizer, and a bad value, are
+/// refused naming the option.
+#[test]
+fn optimizer_options_choose_and_set_adamw_and_name_misfits() {
+    use rescnn::backends::{AdamWConfig, LrSchedule};
+    let c = cfg_of(&[
+        "--optimizer",
+        "adamw",
+        "--lr",
+        "0.003",
+        "--weight-decay",
+        "0.05",
+        "--warmup",
+        "0.1",
+        "--schedule",
+        "one-cycle",
+    ])
+    .unwrap();
+    assert_eq!(
+        c.optimizer,
+        OptimizerConfig::AdamW(AdamWConfig {
+            lr: 0.003,
+            weight_decay: 0.05,
+            warmup_fraction: 0.1,
+            schedule: LrSchedule::OneCycle,
+            ..AdamWConfig::default()
+        })
+    );
+    let e = cfg_of(&["--warmup", "0.1"]).unwrap_err().to_string();
+    assert!(
+        e.contains("--warmup") && e.contains("rmsprop") && e.contains("--optimizer adamw"),
+        "{e}"
+    );
+    let e = cfg_of(&["--optimizer", "adamw", "--decay", "0.1"])
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("--decay") && e.contains("--optimizer rmsprop"),
+        "{e}"
+    );
+    let e = cfg_of(&["--optimizer", "adamw", "--warmup", "1.5"])
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("warmup_fraction") && e.contains("--warmup"),
+        "{e}"
+    );
+    let e = cfg_of(&["--ensemble", "0"]).unwrap_err().to_string();
+    assert!(e.contains("--ensemble"), "{e}");
+    assert_eq!(cfg_of(&["--ensemble", "3"]).unwrap().ensemble, 3);
+    let e = parse(["rescnn-train", "--optimizer", "adam"])
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("--optimizer") && e.contains("adamw"), "{e}");
 }

@@ -20,7 +20,89 @@ fn complete(outcome: RunOutcome) -> rescnn::training::report::RunResult {
 
 #[test]
 fn same_seed_is_bit_identical_and_resume_equals_the_uninterrupted_run() {
-    let cfg = tiny_config();
+    repeats_and_resumes_bit_identically(&tiny_config());
+}
+
+/// The tiny run trained with AdamW (warm-up, cosine, decoupled weight decay): its checkpoints hold
+/// both moments, the metrics' learning rate follows the schedule, and it repeats and resumes bit
+/// for bit like an RMSProp run.
+#[test]
+fn adamw_run_repeats_and_resumes_bit_identically() {
+    use rescnn::backends::AdamWConfig;
+    use rescnn::training::config::OptimizerConfig;
+    let adamw = AdamWConfig {
+        lr: 3e-3,
+        warmup_fraction: 0.2,
+        ..AdamWConfig::default()
+    };
+    let cfg = rescnn::training::TrainConfig {
+        optimizer: OptimizerConfig::AdamW(adamw),
+        ..tiny_config()
+    };
+    let dir = repeats_and_resumes_bit_identically(&cfg);
+    let toml = std::fs::read_to_string(dir.path().join("config.toml")).unwrap();
+    assert!(toml.contains("kind = \"adamw\""), "{toml}");
+    let ck = last_checkpoint(dir.path());
+    let opt = ck.optimizer.as_ref().unwrap();
+    // One moment of each kind per parameter tensor (this network has no batch-norm state).
+    assert_eq!(opt.first_moment.len(), ck.params.len());
+    assert_eq!(opt.mean_square.len(), ck.params.len());
+    assert!(
+        opt.first_moment
+            .iter()
+            .all(|t| t.data.iter().any(|&v| v != 0.0)),
+        "AdamW's first moments are saved"
+    );
+    for m in metrics_without_time(dir.path()) {
+        assert_eq!(m.lr, adamw.lr_at(m.step, 30), "step {}", m.step);
+    }
+
+    // RMSProp from the same seed ends elsewhere: the trainer did use AdamW.
+    let rms = temp_dir();
+    train(&tiny_config(), rms.path());
+    assert_ne!(tensor_bits(&ck), tensor_bits(&last_checkpoint(rms.path())));
+}
+
+/// A run and its checkpoints written before AdamW existed (no `kind` in the `[optimizer]` table
+/// of config.toml nor of the checkpoint's configuration) resumes as RMSProp, bit for bit as the
+/// uninterrupted run.
+#[test]
+fn a_run_written_before_adamw_resumes_as_rmsprop_bit_identically() {
+    let mut cfg = tiny_config();
+    cfg.iterations = Some(6);
+    cfg.eval_every = 3;
+    let (whole, old) = (temp_dir(), temp_dir());
+    train(&cfg, whole.path());
+    let stop = RunControl {
+        stop_at: Some(4),
+        ..RunControl::default()
+    };
+    run::start(&cfg, old.path(), &stop).unwrap();
+    let last = old.path().join("checkpoints/last.safetensors");
+    let mut ck = Checkpoint::load(&last).unwrap();
+    let table = ck.model.config["optimizer"].as_object_mut().unwrap();
+    assert_eq!(table.remove("kind"), Some("rmsprop".into()));
+    ck.save(&last).unwrap();
+    let toml_path = old.path().join("config.toml");
+    let toml = std::fs::read_to_string(&toml_path).unwrap();
+    assert!(toml.contains("kind = \"rmsprop\"\n"), "{toml}");
+    std::fs::write(&toml_path, toml.replace("kind = \"rmsprop\"\n", "")).unwrap();
+    complete(run::resume(old.path(), &quiet()).unwrap());
+    assert_eq!(
+        tensor_bits(&last_checkpoint(whole.path())),
+        tensor_bits(&last_checkpoint(old.path()))
+    );
+    assert_eq!(
+        metrics_without_time(whole.path()),
+        metrics_without_time(old.path())
+    );
+}
+
+/// Trains `cfg` (30 iterations, validation every 10) three times: uninterrupted, interrupted at
+/// step 17 and resumed, and repeated; all three must end with the same bits (weights, optimizer
+/// state, selected weights, metrics, results), and another seed must not. Returns the first run.
+fn repeats_and_resumes_bit_identically(cfg: &rescnn::training::TrainConfig) -> tempfile::TempDir {
+    let cfg = cfg.clone();
     let (a, b, c) = (temp_dir(), temp_dir(), temp_dir());
     let ra = complete(train(&cfg, a.path()));
 
@@ -51,7 +133,7 @@ fn same_seed_is_bit_identical_and_resume_equals_the_uninterrupted_run() {
         assert_eq!(
             tensor_bits(&last_checkpoint(a.path())),
             tensor_bits(&last_checkpoint(other)),
-            "{what} run: weights or RMSProp state differ"
+            "{what} run: weights or optimizer state differ"
         );
         assert_eq!(
             metrics_without_time(a.path()),
@@ -79,6 +161,7 @@ fn same_seed_is_bit_identical_and_resume_equals_the_uninterrupted_run() {
         tensor_bits(&last_checkpoint(a.path())),
         tensor_bits(&last_checkpoint(d.path()))
     );
+    a
 }
 
 #[test]

@@ -1,14 +1,15 @@
 //! The recipe's options end to end on the synthetic corpus (CPU): Δ channels, statistics pooling
 //! with whole-utterance or crop-averaged evaluation, mixup and label smoothing on soft targets, and
 //! the late fusion with the prosody branch, whose reported result must be the fusion of the
-//! probabilities the fold writes to `test-predictions.json`.
+//! probabilities the fold writes to `test-predictions.json`; ensembles of seeds, whose reported
+//! result must be the average of the members' written probabilities.
 
 mod train_support;
 
 use rescnn::data::EvalTime;
 use rescnn::training::inference::argmax;
 use rescnn::training::run::{self, RunOutcome};
-use rescnn::training::trainer::RunControl;
+use rescnn::training::trainer::{RunControl, TestProbabilities};
 use train_support::*;
 
 fn recipe_config(eval_time: EvalTime) -> rescnn::training::TrainConfig {
@@ -95,4 +96,158 @@ fn bad_recipe_settings_are_refused_with_their_names() {
         .unwrap_err()
         .to_string()
         .contains("mixup_alpha"));
+}
+
+/// A member's `test-probabilities.json`: (corpus index, class probabilities) per test utterance.
+fn member_probabilities(dir: &std::path::Path, seed: u64) -> TestProbabilities {
+    let path = dir.join(format!("seed-{seed}/test-probabilities.json"));
+    serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap()
+}
+
+/// `--ensemble 2` on a tiny run: two members (seeds 0 and 1) trained in their own folders; the
+/// reported ensemble (selected and last weights) is the evaluation of the average of the members'
+/// written test probabilities, and each member's reported result is that member's own; member 0
+/// is exactly the one-network run of the same configuration; the run's result pools member k over
+/// the folds with the members' mean ± std; an ensemble interrupted in its second member resumes
+/// to the same result.
+#[test]
+fn an_ensemble_reports_the_average_of_its_members_probabilities() {
+    use rescnn::training::ensemble::Predictions;
+    use rescnn::training::metrics::mean_std;
+    use rescnn::training::report::RunResult;
+    let mut cfg = tiny_config();
+    cfg.iterations = Some(20);
+    cfg.ensemble = 2;
+    let dir = temp_dir();
+    let result = match run::start(&cfg, dir.path(), &RunControl::default()).unwrap() {
+        RunOutcome::Complete { result, .. } => *result,
+        other => panic!("expected a complete run, got {other:?}"),
+    };
+    let corpus = rescnn::training::prepare::load_corpus(&cfg).unwrap();
+    let fold = &result.folds[0];
+    let e = fold.ensemble.as_ref().expect("an ensemble fold");
+    assert_eq!(e.seeds, [0, 1]);
+    assert_eq!(e.selected.members.len(), 2);
+    let members: Vec<TestProbabilities> = e
+        .seeds
+        .iter()
+        .map(|&s| member_probabilities(dir.path(), s))
+        .collect();
+    let pick = [
+        |p: &TestProbabilities| p.selected.clone(),
+        |p: &TestProbabilities| p.last.clone(),
+    ];
+    for (what, pick, reported) in [
+        ("selected", pick[0], (&e.selected, &fold.selected)),
+        ("last", pick[1], (&e.last, &fold.last)),
+    ] {
+        let each: Vec<Predictions> = members.iter().map(pick).collect();
+        assert_eq!(each[0].len(), fold.test_utterances);
+        assert_ne!(
+            each[0], each[1],
+            "{what}: the seeds trained different members"
+        );
+        // The average, here, by hand; then accuracy and mean loss of its argmax.
+        let (mut correct, mut loss) = (0usize, 0.0f64);
+        for (k, (u, p0)) in each[0].iter().enumerate() {
+            let (v, p1) = &each[1][k];
+            assert_eq!(u, v, "{what}: members in the same utterance order");
+            let avg: Vec<f64> = p0.iter().zip(p1).map(|(a, b)| 0.5 * a + 0.5 * b).collect();
+            let truth = corpus.utterances[*u].label;
+            correct += usize::from(argmax(&avg) == truth);
+            loss -= avg[truth].ln();
+        }
+        let n = each[0].len() as f64;
+        let (ensemble, fold_report) = reported;
+        assert_eq!(
+            &ensemble.ensemble, fold_report,
+            "{what}: the fold reports the ensemble"
+        );
+        // Tolerance 1e-12: the same sums in another order (weights 1/2 applied before or after).
+        assert!(
+            (ensemble.ensemble.wa - correct as f64 / n).abs() < 1e-12,
+            "{what}: reported ensemble WA {} vs averaged probabilities {}",
+            ensemble.ensemble.wa,
+            correct as f64 / n
+        );
+        assert!(
+            (ensemble.ensemble.loss - loss / n).abs() < 1e-12,
+            "{what}: reported ensemble loss {} vs averaged probabilities {}",
+            ensemble.ensemble.loss,
+            loss / n
+        );
+        // Each member's reported result is its own folder's.
+        for (k, &seed) in e.seeds.iter().enumerate() {
+            let own: rescnn::training::run_dir::FoldResult = serde_json::from_str(
+                &std::fs::read_to_string(dir.path().join(format!("seed-{seed}/fold.json")))
+                    .unwrap(),
+            )
+            .unwrap();
+            let own = if what == "selected" {
+                own.selected
+            } else {
+                own.last
+            };
+            assert_eq!(ensemble.members[k], own, "{what}: member {seed}");
+        }
+        let wa: Vec<f64> = ensemble.members.iter().map(|m| m.wa).collect();
+        assert_eq!(ensemble.member_wa, mean_std(&wa));
+    }
+    let run_json: RunResult =
+        serde_json::from_str(&std::fs::read_to_string(dir.path().join("result.json")).unwrap())
+            .unwrap();
+    assert_eq!(
+        run_json.ensemble.as_ref(),
+        Some(e),
+        "one fold: the run's ensemble is the fold's"
+    );
+    let summary = std::fs::read_to_string(dir.path().join("summary.md")).unwrap();
+    assert!(
+        summary.contains("ensemble of 2") && summary.contains("members' mean ± std"),
+        "{summary}"
+    );
+
+    // Member 0 is the one-network run: same seed, same split, same bits.
+    let single = temp_dir();
+    let one = rescnn::training::TrainConfig {
+        ensemble: 1,
+        ..cfg.clone()
+    };
+    let single_result = match run::start(&one, single.path(), &RunControl::default()).unwrap() {
+        RunOutcome::Complete { result, .. } => *result,
+        other => panic!("expected a complete run, got {other:?}"),
+    };
+    assert!(single_result.ensemble.is_none() && single_result.folds[0].ensemble.is_none());
+    assert_eq!(single_result.selected, e.selected.members[0]);
+    assert_eq!(
+        tensor_bits(&last_checkpoint(single.path())),
+        tensor_bits(&last_checkpoint(&dir.path().join("seed-0")))
+    );
+
+    // Interrupted in a member, then resumed: the same result. Then, with the ensemble's own files
+    // gone, the members' saved results and probabilities rebuild it without training.
+    let resumed = temp_dir();
+    let stop = RunControl {
+        stop_at: Some(7),
+        ..RunControl::default()
+    };
+    match run::start(&cfg, resumed.path(), &stop).unwrap() {
+        RunOutcome::Interrupted { fold, step, .. } => {
+            assert!(fold.contains("seed 0"), "{fold}");
+            assert_eq!(step, 7);
+        }
+        other => panic!("expected an interruption, got {other:?}"),
+    }
+    for pass in ["resumed", "rebuilt from the members' files"] {
+        let again = match run::resume(resumed.path(), &RunControl::default()).unwrap() {
+            RunOutcome::Complete { result, .. } => *result,
+            other => panic!("{pass}: expected a complete run, got {other:?}"),
+        };
+        assert_eq!(again.ensemble, result.ensemble, "{pass}");
+        assert_eq!(again.selected, result.selected, "{pass}");
+        assert_eq!(again.last, result.last, "{pass}");
+        for file in ["summary.md", "result.json", "fold.json"] {
+            std::fs::remove_file(resumed.path().join(file)).unwrap();
+        }
+    }
 }

@@ -438,8 +438,10 @@ pub struct AdamWParams {
     pub bias2: f32,
 }
 
-/// The learning-rate curve of AdamW after its linear warm-up.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+/// The learning-rate curve of AdamW after its linear warm-up (also the trainer's `--schedule`).
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize, clap::ValueEnum,
+)]
 #[serde(rename_all = "kebab-case")]
 pub enum LrSchedule {
     /// lr throughout (after the warm-up).

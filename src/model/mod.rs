@@ -23,7 +23,7 @@ pub mod plan;
 pub mod presets;
 pub mod spec;
 
-pub use network::{NamedTensor, Network, OptimizerState};
+pub use network::{NamedTensor, Network, Optimizer, OptimizerState};
 pub use plan::{InputShape, Plan, PlannedLayer, PlannedOp};
 pub use presets::{input_shortcut_sweep, preset, presets, table4, Certainty, Preset};
 pub use spec::{ArchSpec, LayerSpec};

@@ -1,5 +1,6 @@
 //! The network on a backend: parameters, optimizer state and every activation buffer allocated once
-//! for the largest batch, then forward, loss, backward and RMSProp update driven through the
+//! for the largest batch, then forward, loss, backward and optimizer update (RMSProp or AdamW)
+//! driven through the
 //! [`Backend`] contract, so the same code runs on the CPU reference, the emulated device and CUDA.
 //!
 //! # Training and evaluation
@@ -20,7 +21,7 @@
 use super::init;
 use super::plan::{InputShape, Plan, PlannedOp};
 use super::spec::ArchSpec;
-use crate::backends::geometry::{DropoutParams, RmsPropConfig, XentGeom, XentStats};
+use crate::backends::geometry::{AdamWConfig, DropoutParams, RmsPropConfig, XentGeom, XentStats};
 use crate::backends::{Backend, InputGrad};
 use crate::tensor::Real;
 use crate::{config_err, shape_err, Result};
@@ -35,12 +36,42 @@ pub struct NamedTensor<T> {
     pub data: Vec<T>,
 }
 
-/// RMSProp's state: the running mean square r of every parameter (named like the parameter) and
-/// the number of updates applied so far (which sets the time-decayed learning rate).
+/// The optimizer's state, tensors named like their parameters: the number of updates applied so
+/// far (which sets the learning rate, and AdamW's bias correction), the running mean square of
+/// every parameter's gradient (RMSProp's r, AdamW's second moment v: the same recurrence with their
+/// own rates) and, for AdamW only, the first moment m (empty for RMSProp).
 #[derive(Clone, Debug, PartialEq)]
 pub struct OptimizerState<T> {
     pub step: u64,
     pub mean_square: Vec<NamedTensor<T>>,
+    pub first_moment: Vec<NamedTensor<T>>,
+}
+
+/// The update a training step applies: RMSProp, or AdamW with the run's length (its learning-rate
+/// schedule is a function of the step and the total).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Optimizer {
+    RmsProp(RmsPropConfig),
+    AdamW { cfg: AdamWConfig, total_steps: u64 },
+}
+
+impl From<&RmsPropConfig> for Optimizer {
+    fn from(cfg: &RmsPropConfig) -> Self {
+        Optimizer::RmsProp(*cfg)
+    }
+}
+
+impl Optimizer {
+    fn uses_first_moment(&self) -> bool {
+        matches!(self, Optimizer::AdamW { .. })
+    }
+    fn name(uses_first_moment: bool) -> &'static str {
+        if uses_first_moment {
+            "AdamW"
+        } else {
+            "RMSProp"
+        }
+    }
 }
 
 struct Param<B: Backend> {
@@ -49,6 +80,8 @@ struct Param<B: Backend> {
     value: B::Buf,
     grad: B::Buf,
     mean_square: B::Buf,
+    /// AdamW's first moment (allocated with the others, so no training step allocates).
+    first_moment: B::Buf,
 }
 
 /// Where a network is in its step, so pieces are called in an order that makes sense.
@@ -71,7 +104,7 @@ enum Stage {
 
 /// A network built from a [`Plan`] on backend `B`.
 ///
-/// All buffers — parameters, their gradients, RMSProp state, one activation and one
+/// All buffers — parameters, their gradients, optimizer state, one activation and one
 /// activation-gradient buffer per node, max-pool argmaxes, labels and per-sample losses — are
 /// allocated once in [`Network::new`] for `max_batch` samples; a training step allocates no buffer
 /// (inputs and labels are written into the existing ones). What a backend does inside an op is its
@@ -85,7 +118,7 @@ pub struct Network<B: Backend> {
     /// For each planned layer with parameters, the index of its weight in `params` (bias follows;
     /// batch norm: γ, then β).
     layer_params: Vec<Option<usize>>,
-    /// Non-trained state (batch norm's running mean, then variance); `grad` and `mean_square` are
+    /// Non-trained state (batch norm's running mean, then variance); `grad` and the moments are
     /// empty.
     state: Vec<Param<B>>,
     /// For each batch norm layer, the index of its running mean in `state`.
@@ -114,6 +147,9 @@ pub struct Network<B: Backend> {
     /// then not zeroed.
     conv_writes_dx: Vec<bool>,
     step: u64,
+    /// Which optimizer's state the moments hold once updates were applied or imported (`Some(true)`:
+    /// AdamW's, `Some(false)`: RMSProp's, `None`: fresh): the other optimizer would misread them.
+    moments_of: Option<bool>,
     stage: Stage,
 }
 
@@ -248,6 +284,7 @@ impl<B: Backend> Network<B> {
                     value: backend.upload(&vec![start; len])?,
                     grad: backend.zeros(0)?,
                     mean_square: backend.zeros(0)?,
+                    first_moment: backend.zeros(0)?,
                 });
             }
             bn_saved.push(match layer.op {
@@ -271,6 +308,7 @@ impl<B: Backend> Network<B> {
                         value: backend.upload(&vec![v; len])?,
                         grad: backend.zeros(len)?,
                         mean_square: backend.zeros(len)?,
+                        first_moment: backend.zeros(len)?,
                     });
                 }
                 continue;
@@ -301,6 +339,7 @@ impl<B: Backend> Network<B> {
                     value: backend.upload(&host)?,
                     grad: backend.zeros(len)?,
                     mean_square: backend.zeros(len)?,
+                    first_moment: backend.zeros(len)?,
                 });
             }
         }
@@ -358,6 +397,7 @@ impl<B: Backend> Network<B> {
             grads,
             argmax,
             step: 0,
+            moments_of: None,
             stage: Stage::Idle,
         })
     }
@@ -439,19 +479,20 @@ impl<B: Backend> Network<B> {
         Ok(())
     }
 
-    /// One training step on a batch of `labels.len()` samples: forward, loss, backward, RMSProp
-    /// update, step counter + 1. `inputs` holds the batch's images, N·C·H·W values in NCHW order.
+    /// One training step on a batch of `labels.len()` samples: forward, loss, backward, optimizer
+    /// update (`&RmsPropConfig` or an [`Optimizer`]), step counter + 1. `inputs` holds the batch's
+    /// images, N·C·H·W values in NCHW order.
     pub fn train_step(
         &mut self,
         backend: &B,
         inputs: &[B::Elem],
         labels: &[u32],
-        cfg: &RmsPropConfig,
+        optimizer: impl Into<Optimizer>,
     ) -> Result<XentStats> {
         self.forward(backend, inputs, labels.len())?;
         let stats = self.loss(backend, labels)?;
         self.backward(backend)?;
-        self.apply_update(backend, cfg)?;
+        self.apply_update(backend, optimizer)?;
         Ok(stats)
     }
 
@@ -885,15 +926,48 @@ impl<B: Backend> Network<B> {
         Ok(())
     }
 
-    /// One RMSProp update of every parameter from the gradients of the last backward pass, at the
-    /// current step count (which then goes up by one).
-    pub fn apply_update(&mut self, backend: &B, cfg: &RmsPropConfig) -> Result<()> {
+    /// One optimizer update of every parameter from the gradients of the last backward pass, at the
+    /// current step count (which then goes up by one): RMSProp at its time-decayed rate, or AdamW
+    /// with the scheduled rate and the bias correction of update number step + 1.
+    pub fn apply_update(&mut self, backend: &B, optimizer: impl Into<Optimizer>) -> Result<()> {
+        let optimizer = optimizer.into();
         if self.stage != Stage::Gradients {
             return Err(config_err!("apply_update needs a backward pass first"));
         }
-        for p in &mut self.params {
-            backend.rmsprop_update(cfg, self.step, &mut p.value, &p.grad, &mut p.mean_square)?;
+        let adamw = optimizer.uses_first_moment();
+        if let Some(held) = self.moments_of.filter(|&held| held != adamw) {
+            return Err(config_err!(
+                "the optimizer state is {}'s; a {} update cannot continue it",
+                Optimizer::name(held),
+                Optimizer::name(adamw)
+            ));
         }
+        match optimizer {
+            Optimizer::RmsProp(cfg) => {
+                for p in &mut self.params {
+                    backend.rmsprop_update(
+                        &cfg,
+                        self.step,
+                        &mut p.value,
+                        &p.grad,
+                        &mut p.mean_square,
+                    )?;
+                }
+            }
+            Optimizer::AdamW { cfg, total_steps } => {
+                let step = cfg.step(self.step, total_steps);
+                for p in &mut self.params {
+                    backend.adamw_update(
+                        &step,
+                        &mut p.value,
+                        &p.grad,
+                        &mut p.first_moment,
+                        &mut p.mean_square,
+                    )?;
+                }
+            }
+        }
+        self.moments_of = Some(adamw);
         self.step += 1;
         self.stage = Stage::Idle;
         Ok(())
@@ -1058,15 +1132,22 @@ impl<B: Backend> Network<B> {
         self.export(backend, |p| &p.grad)
     }
 
-    /// RMSProp's running mean squares and step count.
+    /// The optimizer's step count and moments (AdamW's first moments only once AdamW updated the
+    /// network or its state was imported).
     pub fn export_optimizer_state(&self, backend: &B) -> Result<OptimizerState<B::Elem>> {
         Ok(OptimizerState {
             step: self.step,
             mean_square: self.export(backend, |p| &p.mean_square)?,
+            first_moment: if self.moments_of == Some(true) {
+                self.export(backend, |p| &p.first_moment)?
+            } else {
+                Vec::new()
+            },
         })
     }
 
-    /// Restore RMSProp's state (names and dimensions must match the parameters exactly).
+    /// Restore the optimizer's state (names and dimensions must match the parameters exactly; no
+    /// first moments means RMSProp's).
     pub fn import_optimizer_state(
         &mut self,
         backend: &B,
@@ -1079,7 +1160,18 @@ impl<B: Backend> Network<B> {
             false,
             |p| &mut p.mean_square,
         )?;
+        let adamw = !state.first_moment.is_empty();
+        if adamw {
+            self.import(
+                backend,
+                "import_optimizer_state (first moments)",
+                &state.first_moment,
+                false,
+                |p| &mut p.first_moment,
+            )?;
+        }
         self.step = state.step;
+        self.moments_of = (adamw || state.step > 0).then_some(adamw);
         Ok(())
     }
 }

@@ -13,7 +13,7 @@ use clap::parser::ValueSource;
 use clap::{Arg, ArgAction, ArgMatches, CommandFactory, FromArgMatches, Parser};
 use serde_json::{json, Map, Value};
 
-use super::config::{AugmentLevel, TrainConfig};
+use super::config::{AugmentLevel, OptimizerConfig, OptimizerKind, TrainConfig};
 use crate::{config_err, Result};
 
 #[derive(Parser, Debug)]
@@ -131,8 +131,12 @@ config_flags! {
     value "batch" => "batch": usize, "Batch size.";
     value "iters" => "iterations": u64, "Training iterations (batches).";
     value "epochs" => "epochs": f64, "Training length in epochs (passes over the training utterances).";
-    value "lr" => "optimizer.lr": f64, "RMSProp learning rate α.";
-    value "decay" => "optimizer.decay": f64, "Learning-rate time decay: α_t = α / (1 + decay·t).";
+    choice "optimizer" => "optimizer.kind": OptimizerKind, "Optimizer (its settings start from its own defaults).";
+    value "lr" => "optimizer.lr": f64, "Learning rate: RMSProp's α, or AdamW's peak rate after the warm-up.";
+    value "decay" => "optimizer.decay": f64, "RMSProp's learning-rate time decay: α_t = α / (1 + decay·t).";
+    value "weight-decay" => "optimizer.weight_decay": f64, "Weight decay λ: RMSProp adds λ·w to the gradient; AdamW decays decoupled, w ← w − lr_t·λ·w.";
+    value "warmup" => "optimizer.warmup_fraction": f64, "AdamW: share of the steps in [0, 1) spent in the linear warm-up to --lr.";
+    choice "schedule" => "optimizer.schedule": crate::backends::LrSchedule, "AdamW: the learning rate after the warm-up.";
     value "seed" => "seed": u64, "Seed of everything random (splits, weights, data order, augmentation).";
     value "eval-every" => "eval_every": u64, "Validate and checkpoint every N iterations.";
     choice "select-by" => "select_by": super::config::Selection, "Model selection criterion on the validation set.";
@@ -145,6 +149,7 @@ config_flags! {
     value "eval-hop" => "eval_hop": usize, "Frames between evaluation crops with --eval-time crops (0: half the width).";
     value "mixup" => "mixup_alpha": f64, "Mixup of training batches at λ ~ Beta(α, α) (0: off; 0.2–0.4 usual).";
     value "label-smoothing" => "label_smoothing": f64, "Label smoothing ε of the training targets (0: off).";
+    value "ensemble" => "ensemble": usize, "Train K networks per fold from seeds seed, seed+1, … (each in its own folder) and report their averaged probabilities beside each member's result (1: one network).";
     value "prosody" => "prosody_weight": f64, "Late fusion with the prosody branch (logistic regression on F0/energy/voicing statistics) at weight W in [0, 1] (0: off).";
 }
 
@@ -153,9 +158,23 @@ fn at<'v>(v: &'v Value, key: &str) -> Option<&'v Value> {
     key.split('.').try_fold(v, |v, k| v.get(k))
 }
 
+/// The trainer's default configuration as JSON, and the same with each other optimizer's defaults
+/// (so that every optimizer's settings have a default to show).
+fn default_settings() -> Vec<Value> {
+    [OptimizerKind::RmsProp, OptimizerKind::AdamW]
+        .into_iter()
+        .map(|kind| {
+            to_json(TrainConfig {
+                optimizer: OptimizerConfig::defaults(kind),
+                ..TrainConfig::default()
+            })
+        })
+        .collect()
+}
+
 /// `[default: …]` as the help shows it, from the trainer's own default configuration.
-fn default_text(defaults: &Value, key: &str) -> Option<String> {
-    match at(defaults, key)? {
+fn default_text(defaults: &[Value], key: &str) -> Option<String> {
+    match defaults.iter().find_map(|d| at(d, key))? {
         Value::Null => None,
         Value::String(s) => Some(s.clone()),
         other => Some(other.to_string()),
@@ -164,7 +183,7 @@ fn default_text(defaults: &Value, key: &str) -> Option<String> {
 
 /// The command: [`Args`] plus one option per [`config_flags!`] line, with the trainer's defaults.
 pub fn command() -> clap::Command {
-    let defaults = to_json(TrainConfig::default());
+    let defaults = default_settings();
     let mut cmd = Args::command();
     for f in config_flags() {
         let value_name = f.flag.to_ascii_uppercase().replace('-', "_");
@@ -179,7 +198,7 @@ pub fn command() -> clap::Command {
     cmd.mut_arg("iterations", |a| a.conflicts_with("epochs"))
 }
 
-fn config_flag_help(f: &ConfigFlag, defaults: &Value) -> String {
+fn config_flag_help(f: &ConfigFlag, defaults: &[Value]) -> String {
     match (&f.switch, default_text(defaults, f.key)) {
         (None, Some(d)) => format!("{} [default: {d}]", f.help),
         _ => f.help.to_string(),
@@ -251,9 +270,63 @@ pub fn config(args: &Args, m: &ArgMatches) -> Result<TrainConfig> {
     if let Some(file) = &args.config {
         c = c.with_file(file)?;
     }
-    let c = c.with_overlay(overlay(args, m)?)?;
-    c.validate()?;
+    let overlay = overlay(args, m)?;
+    check_optimizer_flags(&c, &overlay, m)?;
+    let c = c.with_overlay(overlay)?;
+    c.validate().map_err(|e| name_the_flags(e, m))?;
     Ok(c)
+}
+
+/// Refuse an optimizer option the chosen optimizer has no setting for (e.g. `--warmup` with
+/// RMSProp), naming the option and the optimizer it belongs to.
+fn check_optimizer_flags(base: &TrainConfig, overlay: &Value, m: &ArgMatches) -> Result<()> {
+    let kind = match at(overlay, "optimizer.kind") {
+        Some(k) => serde_json::from_value(k.clone()).expect("--optimizer parsed as a kind"),
+        None => base.optimizer.kind(),
+    };
+    let settings = |kind| to_json(OptimizerConfig::defaults(kind));
+    for f in config_flags() {
+        let Some(setting) = f.key.strip_prefix("optimizer.") else {
+            continue;
+        };
+        if !given(m, f.key) || settings(kind).get(setting).is_some() {
+            continue;
+        }
+        let owners: Vec<String> = [OptimizerKind::RmsProp, OptimizerKind::AdamW]
+            .into_iter()
+            .filter(|&k| settings(k).get(setting).is_some())
+            .map(|k| format!("--optimizer {k}"))
+            .collect();
+        return Err(config_err!(
+            "--{} is not a setting of the {kind} optimizer; it applies with {}",
+            f.flag,
+            owners.join(" or ")
+        ));
+    }
+    Ok(())
+}
+
+/// A validation error that names a setting given as an option says which option.
+fn name_the_flags(e: crate::Error, m: &ArgMatches) -> crate::Error {
+    let text = e.to_string();
+    let is_word = |c: Option<char>| c.is_some_and(|c| c.is_alphanumeric() || c == '_');
+    let named: Vec<String> = config_flags()
+        .into_iter()
+        .filter(|f| given(m, f.key))
+        .filter(|f| {
+            let setting = f.key.rsplit('.').next().unwrap_or(f.key);
+            text.match_indices(setting).any(|(i, _)| {
+                !is_word(text[..i].chars().next_back())
+                    && !is_word(text[i + setting.len()..].chars().next())
+            })
+        })
+        .map(|f| format!("--{}", f.flag))
+        .collect();
+    if named.is_empty() {
+        e
+    } else {
+        config_err!("{text} (given as {})", named.join(", "))
+    }
 }
 
 /// The options given on the command line as a configuration overlay.
@@ -366,10 +439,10 @@ mod tests {
 
     #[test]
     fn every_flag_key_is_a_setting_and_given_flags_alone_form_the_overlay() {
-        let defaults = to_json(TrainConfig::default());
+        let defaults = default_settings();
         for f in config_flags() {
             assert!(
-                at(&defaults, f.key).is_some(),
+                defaults.iter().any(|d| at(d, f.key).is_some()),
                 "--{} sets unknown key {}",
                 f.flag,
                 f.key

@@ -1,5 +1,6 @@
-//! Checkpoints as safetensors files: the weights (`param.<name>`), RMSProp's mean squares
-//! (`rmsprop.<name>`, full checkpoints only), and in the header's metadata everything needed to
+//! Checkpoints as safetensors files: the weights (`param.<name>`), the optimizer's moments (full
+//! checkpoints only: RMSProp's mean squares `rmsprop.<name>`, or AdamW's first and second moments
+//! `adamw_m.<name>` and `adamw_v.<name>`), and in the header's metadata everything needed to
 //! continue training or to use the model on its own: the effective configuration, the class names,
 //! the input normalisation (mode, and the training statistics in `training` mode), the architecture and input shape, and the trainer's state (step, data
 //! position, selection record, the running training statistics).
@@ -25,6 +26,11 @@ pub const FORMAT: &str = "rescnn-checkpoint/1";
 /// The safetensors metadata key holding [`Header`] as JSON.
 pub const METADATA_KEY: &str = "rescnn";
 
+/// Tensor name prefixes of the optimizer state.
+const RMSPROP: &str = "rmsprop";
+const ADAMW_M: &str = "adamw_m";
+const ADAMW_V: &str = "adamw_v";
+
 /// Everything of a checkpoint besides its tensors.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 struct Header {
@@ -32,7 +38,7 @@ struct Header {
     written_by: String,
     model: ModelInfo,
     state: TrainerState,
-    /// RMSProp's step count; absent in a weights-only checkpoint.
+    /// The optimizer's step count; absent in a weights-only checkpoint.
     optimizer_step: Option<u64>,
 }
 
@@ -132,8 +138,15 @@ impl Checkpoint {
             tensors.push((format!("param.{}", t.name), view(t)?));
         }
         if let Some(opt) = &self.optimizer {
+            // AdamW's second moment is the same recurrence as RMSProp's mean square, under its own
+            // name so that a reader of the file sees which optimizer wrote it.
+            let adamw = !opt.first_moment.is_empty();
+            let second = if adamw { ADAMW_V } else { RMSPROP };
             for t in &opt.mean_square {
-                tensors.push((format!("rmsprop.{}", t.name), view(t)?));
+                tensors.push((format!("{second}.{}", t.name), view(t)?));
+            }
+            for t in &opt.first_moment {
+                tensors.push((format!("{ADAMW_M}.{}", t.name), view(t)?));
             }
         }
         // One metadata entry holding one JSON object: safetensors keeps metadata in a HashMap, whose
@@ -193,6 +206,8 @@ impl Checkpoint {
             .map_err(|e| format!("the tensors cannot be read ({e})"))?;
         let mut params = Vec::new();
         let mut mean_square = Vec::new();
+        let mut first_moment = Vec::new();
+        let (mut rmsprop, mut adamw_v) = (false, false);
         let mut names: Vec<(String, safetensors::tensor::TensorView<'_>)> = st.tensors();
         names.sort_by(|a, b| a.0.cmp(&b.0));
         for (name, view) in names {
@@ -217,16 +232,33 @@ impl Checkpoint {
             };
             match kind {
                 "param" => params.push(t),
-                "rmsprop" => mean_square.push(t),
+                RMSPROP => {
+                    rmsprop = true;
+                    mean_square.push(t)
+                }
+                ADAMW_V => {
+                    adamw_v = true;
+                    mean_square.push(t)
+                }
+                ADAMW_M => first_moment.push(t),
                 _ => return Err(format!("unexpected tensor `{name}`")),
             }
+        }
+        let adamw_m = !first_moment.is_empty();
+        if (rmsprop && (adamw_v || adamw_m)) || adamw_v != adamw_m {
+            return Err(
+                "the optimizer state mixes RMSProp's and AdamW's moments, or lacks one of AdamW's two"
+                    .into(),
+            );
         }
         if params.is_empty() {
             return Err("the checkpoint holds no weights".into());
         }
-        let optimizer = head
-            .optimizer_step
-            .map(|step| OptimizerState { step, mean_square });
+        let optimizer = head.optimizer_step.map(|step| OptimizerState {
+            step,
+            mean_square,
+            first_moment,
+        });
         Ok(Checkpoint {
             model: head.model,
             params,

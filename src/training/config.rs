@@ -11,9 +11,10 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 
 use crate::audio::Perturbation;
-use crate::backends::RmsPropConfig;
+use crate::backends::{AdamWConfig, RmsPropConfig};
 use crate::data::{AugmentConfig, InputNormMode};
 use crate::features::SpectrogramConfig;
+use crate::model::Optimizer;
 use crate::{config_err, Error, Result};
 
 pub use super::device::DeviceChoice;
@@ -28,6 +29,153 @@ pub enum Selection {
     Wa,
     /// Lowest validation loss.
     Loss,
+}
+
+/// Which optimizer trains (`--optimizer`, the `kind` key of the `[optimizer]` table).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+pub enum OptimizerKind {
+    /// RMSProp with time-decayed learning rate (the paper's Table III; the default).
+    #[serde(rename = "rmsprop")]
+    #[value(name = "rmsprop")]
+    RmsProp,
+    /// AdamW: bias-corrected moments, decoupled weight decay, linear warm-up then a schedule.
+    #[serde(rename = "adamw")]
+    #[value(name = "adamw")]
+    AdamW,
+}
+
+impl std::fmt::Display for OptimizerKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            OptimizerKind::RmsProp => "rmsprop",
+            OptimizerKind::AdamW => "adamw",
+        })
+    }
+}
+
+/// The `[optimizer]` table: `kind = "rmsprop"` (keys `lr`, `decay`, `rho`, `eps`, `weight_decay`;
+/// see [`RmsPropConfig`]) or `kind = "adamw"` (keys `lr`, `beta1`, `beta2`, `eps`,
+/// `weight_decay`, `warmup_fraction`, `schedule`, `final_lr_fraction`; see [`AdamWConfig`]). A
+/// table without `kind` is RMSProp's, as every configuration and checkpoint written before AdamW
+/// existed; missing keys take that optimizer's defaults.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize)]
+#[serde(tag = "kind")]
+pub enum OptimizerConfig {
+    #[serde(rename = "rmsprop")]
+    RmsProp(RmsPropConfig),
+    #[serde(rename = "adamw")]
+    AdamW(AdamWConfig),
+}
+
+impl Default for OptimizerConfig {
+    fn default() -> Self {
+        OptimizerConfig::RmsProp(RmsPropConfig::default())
+    }
+}
+
+impl<'de> Deserialize<'de> for OptimizerConfig {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        use serde::de::Error as _;
+        let mut table = serde_json::Map::<String, serde_json::Value>::deserialize(d)?;
+        let kind = match table.remove("kind") {
+            None => OptimizerKind::RmsProp,
+            Some(k) => OptimizerKind::deserialize(k)
+                .map_err(|_| D::Error::custom("optimizer kind must be \"rmsprop\" or \"adamw\""))?,
+        };
+        let table = serde_json::Value::Object(table);
+        let named = |e: serde_json::Error| D::Error::custom(format!("optimizer ({kind}): {e}"));
+        match kind {
+            OptimizerKind::RmsProp => RmsPropConfig::deserialize(table)
+                .map(OptimizerConfig::RmsProp)
+                .map_err(named),
+            OptimizerKind::AdamW => AdamWConfig::deserialize(table)
+                .map(OptimizerConfig::AdamW)
+                .map_err(named),
+        }
+    }
+}
+
+impl OptimizerConfig {
+    /// The defaults of optimizer `kind`.
+    pub fn defaults(kind: OptimizerKind) -> Self {
+        match kind {
+            OptimizerKind::RmsProp => OptimizerConfig::RmsProp(RmsPropConfig::default()),
+            OptimizerKind::AdamW => OptimizerConfig::AdamW(AdamWConfig::default()),
+        }
+    }
+
+    pub fn kind(&self) -> OptimizerKind {
+        match self {
+            OptimizerConfig::RmsProp(_) => OptimizerKind::RmsProp,
+            OptimizerConfig::AdamW(_) => OptimizerKind::AdamW,
+        }
+    }
+
+    /// The base learning rate (RMSProp's α, AdamW's peak rate).
+    pub fn lr(&self) -> f64 {
+        match self {
+            OptimizerConfig::RmsProp(o) => o.lr,
+            OptimizerConfig::AdamW(o) => o.lr,
+        }
+    }
+
+    /// The learning rate of update `step` (0-based) of a run of `total_steps`.
+    pub fn lr_at(&self, step: u64, total_steps: u64) -> f64 {
+        match self {
+            OptimizerConfig::RmsProp(o) => o.lr_at(step),
+            OptimizerConfig::AdamW(o) => o.lr_at(step, total_steps),
+        }
+    }
+
+    /// What the network applies in a run of `total_steps` updates.
+    pub fn for_run(&self, total_steps: u64) -> Optimizer {
+        match *self {
+            OptimizerConfig::RmsProp(cfg) => Optimizer::RmsProp(cfg),
+            OptimizerConfig::AdamW(cfg) => Optimizer::AdamW { cfg, total_steps },
+        }
+    }
+
+    /// One line for the reports.
+    pub fn describe(&self) -> String {
+        match self {
+            OptimizerConfig::RmsProp(o) => format!("RMSProp lr {} decay {}", o.lr, o.decay),
+            OptimizerConfig::AdamW(o) => format!(
+                "AdamW lr {} (β1 {}, β2 {}, decoupled weight decay {}), linear warm-up over {} % \
+                 of the steps, then {} to {} × lr",
+                o.lr,
+                o.beta1,
+                o.beta2,
+                o.weight_decay,
+                100.0 * o.warmup_fraction,
+                match o.schedule {
+                    crate::backends::LrSchedule::Constant => "constant",
+                    crate::backends::LrSchedule::Cosine => "cosine",
+                    crate::backends::LrSchedule::OneCycle => "one-cycle",
+                },
+                o.final_lr_fraction
+            ),
+        }
+    }
+
+    fn validate(&self) -> Result<()> {
+        match self {
+            OptimizerConfig::RmsProp(o) => {
+                if !(o.lr > 0.0 && o.lr.is_finite())
+                    || o.decay < 0.0
+                    || !(0.0..1.0).contains(&o.rho)
+                {
+                    return Err(config_err!(
+                        "optimizer: need lr > 0, decay ≥ 0 and 0 ≤ rho < 1 (got lr {}, decay {}, rho {})",
+                        o.lr,
+                        o.decay,
+                        o.rho
+                    ));
+                }
+                Ok(())
+            }
+            OptimizerConfig::AdamW(o) => o.validate().map_err(|e| config_err!("optimizer: {e}")),
+        }
+    }
 }
 
 /// A named augmentation setting for the command line (`--augment`); a config file can set every
@@ -184,8 +332,10 @@ pub struct TrainConfig {
     pub eval_every: u64 = 50,
     /// How the selected checkpoint is chosen among the validation evaluations.
     pub select_by: Selection = Selection::Uar,
-    /// RMSProp: `lr`, its time `decay`, `rho`, `eps`, `weight_decay` (the paper's Table III).
-    pub optimizer: RmsPropConfig = RmsPropConfig::default(),
+    /// The optimizer and its settings: `kind = "rmsprop"` (the default; `lr`, its time `decay`,
+    /// `rho`, `eps`, `weight_decay`: the paper's Table III) or `kind = "adamw"` (with its
+    /// learning-rate schedule); see [`OptimizerConfig`].
+    pub optimizer: OptimizerConfig = OptimizerConfig::default(),
     /// The network's input: STFT settings (`[spectrogram.stft]`) and the image (`[spectrogram.image]`).
     pub spectrogram: SpectrogramConfig = small_spectrogram(64, 128),
     /// Augmentation of training images (`AugmentConfig::none()` turns it off).
@@ -222,6 +372,10 @@ pub struct TrainConfig {
     pub mixup_alpha: f64 = 0.0,
     /// Label smoothing ε: targets (1 − ε)·one-hot + ε/classes (0 = off). Trains on soft targets.
     pub label_smoothing: f64 = 0.0,
+    /// Ensemble members per fold: K networks trained on the fold's split from the seeds `seed`,
+    /// `seed + 1`, … (their weights, data order, augmentation and dropout; the split stays that of
+    /// `seed`), each in its own folder, their test probabilities averaged (1 = one network).
+    pub ensemble: usize = 1,
 }
 }
 
@@ -263,7 +417,7 @@ impl TrainConfig {
             iterations: Some(100_000),
             epochs: None,
             eval_every: 1000,
-            optimizer: RmsPropConfig::default(),
+            optimizer: OptimizerConfig::RmsProp(RmsPropConfig::default()),
             spectrogram: SpectrogramConfig::paper(),
             augment: AugmentConfig::paper(),
             balanced: true,
@@ -316,15 +470,7 @@ impl TrainConfig {
         if self.eval_every == 0 {
             return Err(config_err!("eval_every must be at least 1"));
         }
-        let o = &self.optimizer;
-        if !(o.lr > 0.0 && o.lr.is_finite()) || o.decay < 0.0 || !(0.0..1.0).contains(&o.rho) {
-            return Err(config_err!(
-                "optimizer: need lr > 0, decay ≥ 0 and 0 ≤ rho < 1 (got lr {}, decay {}, rho {})",
-                o.lr,
-                o.decay,
-                o.rho
-            ));
-        }
+        self.optimizer.validate()?;
         for v in &self.waveform_variants {
             v.validate()?;
         }
@@ -338,6 +484,11 @@ impl TrainConfig {
             return Err(config_err!(
                 "label_smoothing must be in [0, 1), got {}",
                 self.label_smoothing
+            ));
+        }
+        if self.ensemble == 0 {
+            return Err(config_err!(
+                "ensemble must be at least 1 (the members per fold; 1 = one network)"
             ));
         }
         if !(0.0..=1.0).contains(&self.prosody_weight) {
@@ -401,6 +552,15 @@ impl TrainConfig {
             }
             None => self.clone(),
         };
+        let mut base = base;
+        // Another optimizer starts from its own defaults: the keys of one are no settings of the other.
+        let kind = map
+            .get("optimizer")
+            .and_then(|o| o.get("kind"))
+            .and_then(|k| OptimizerKind::deserialize(k).ok());
+        if let Some(kind) = kind.filter(|&k| k != base.optimizer.kind()) {
+            base.optimizer = OptimizerConfig::defaults(kind);
+        }
         let mut value = serde_json::to_value(&base).expect("TrainConfig serialises");
         let target = value.as_object_mut().expect("a struct serialises to a map");
         // Null, not absent: an absent key would take the default's value.

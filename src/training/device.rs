@@ -42,13 +42,14 @@ impl std::fmt::Display for DeviceChoice {
 }
 
 /// The kernel files (`kernels/<name>.cu`) the network needs on a kernel-running device.
-pub const REQUIRED_KERNEL_MODULES: [&str; 6] = [
+pub const REQUIRED_KERNEL_MODULES: [&str; 7] = [
     "conv2d",
     "dense",
     "maxpool",
     "shortcut",
     "softmax_xent",
     "rmsprop",
+    "adamw",
 ];
 
 /// Kernel modules the network needs that are missing from `present`.
@@ -188,7 +189,8 @@ pub fn on_device<J: BackendJob>(device: DeviceChoice, job: J) -> Result<J::Outpu
 /// What a network of a plan needs in device memory for a batch, in bytes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct MemoryEstimate {
-    /// Weights, their gradients and RMSProp's mean squares: 3 × parameters.
+    /// Weights, their gradients and the optimizer's two moments (RMSProp's mean square; AdamW's first
+    /// and second moments), all allocated whichever optimizer trains: 4 × parameters.
     pub params: u64,
     /// Activations and their gradients, max-pool argmaxes, labels and losses for the batch.
     pub activations: u64,
@@ -211,7 +213,7 @@ const FIXED_RESERVE: u64 = 256 << 20;
 /// f32 values, u32 indices).
 pub fn estimate_memory(plan: &Plan, batch: usize) -> MemoryEstimate {
     let b = batch as u64;
-    let params = 3 * 4 * plan.param_count() as u64;
+    let params = 4 * 4 * plan.param_count() as u64;
     let per_sample_nodes: u64 = plan.nodes.iter().map(|s| s.per_sample() as u64).sum();
     let input = plan.nodes[0].per_sample() as u64;
     // Every node has an activation; every node but the input has a gradient.
@@ -310,8 +312,9 @@ mod tests {
         )
         .unwrap();
         let e = estimate_memory(&plan, 3);
-        // params: conv 2·1·9 + 2 = 20, classifier 2·8 + 2 = 18 → 38 values × 3 copies × 4 bytes.
-        assert_eq!(e.params, 38 * 3 * 4);
+        // params: conv 2·1·9 + 2 = 20, classifier 2·8 + 2 = 18 → 38 values × 4 copies (value,
+        // gradient, two moments) × 4 bytes.
+        assert_eq!(e.params, 38 * 4 * 4);
         // per sample: acts 16 + 32 + 8 + 2 = 58, grads 58 − 16 = 42, argmax 8, label + loss 2 → 110.
         assert_eq!(e.activations, 3 * 110 * 4);
     }
@@ -343,7 +346,7 @@ mod tests {
     fn missing_modules_are_listed() {
         assert_eq!(
             missing_kernel_modules(["maxpool", "shortcut", "softmax_xent", "rmsprop"]),
-            vec!["conv2d", "dense"]
+            vec!["conv2d", "dense", "adamw"]
         );
         assert!(missing_kernel_modules(REQUIRED_KERNEL_MODULES).is_empty());
     }

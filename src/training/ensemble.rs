@@ -25,6 +25,19 @@ pub struct EnsembleReport {
     pub member_uar: (f64, f64),
 }
 
+/// What an ensemble of networks trained from several seeds adds to a fold's or a run's result:
+/// the ensemble's and each member's test evaluation, with the selected weights and the last.
+/// In a run's result the members' evaluations are pooled over the folds (member k of every fold).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct EnsembleResult {
+    /// The members' seeds, in member order.
+    pub seeds: Vec<u64>,
+    /// Each member's selected weights (its own best validation), their probabilities averaged.
+    pub selected: EnsembleReport,
+    /// Each member's last weights, their probabilities averaged.
+    pub last: EnsembleReport,
+}
+
 /// Evaluate predictions against the corpus labels (`label_map` maps corpus labels to the model's
 /// classes, identity when `None`).
 pub fn evaluate_predictions(

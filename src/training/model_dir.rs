@@ -56,7 +56,7 @@ pub fn locate(model: &Path, which: Weights) -> Result<PathBuf> {
         return Err(Error::data(
             model,
             format!(
-                "holds {} models (one per fold or sweep member: {}); give one of those folders, e.g. {}",
+                "holds {} models (one per fold, sweep or ensemble member: {}); give one of those folders, e.g. {}",
                 subruns.len(),
                 subruns.join(", "),
                 model.join(&subruns[0]).display()

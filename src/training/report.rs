@@ -12,6 +12,7 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 
 use super::config::TrainConfig;
+use super::ensemble::{EnsembleReport, EnsembleResult};
 use super::metrics::{mean_std, ConfusionMatrix, EvalReport};
 use super::plots::{confusion_svg, curves};
 use super::run_dir::{files, FoldResult, MetricsLine};
@@ -51,6 +52,10 @@ pub struct RunResult {
     pub wa_mean_std: (f64, f64),
     pub uar_mean_std: (f64, f64),
     pub provenance: Provenance,
+    /// With `ensemble` > 1: the ensemble (pooled over folds, as `selected` and `last`) and each
+    /// member pooled over the folds, with the members' mean ± std. (Absent for one network.)
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ensemble: Option<EnsembleResult>,
 }
 
 /// Merge fold reports into one over all their test utterances.
@@ -156,7 +161,7 @@ fn header(out: &mut String, title: &str, cfg: &TrainConfig, corpus: &Corpus) {
     let _ = writeln!(
         out,
         "- network: `{}` = `{spec}`\n- input: {c}×{h}×{w} ({} spectrogram, {} time axis)\n\
-         - protocol: {}; seed {}\n- training: {length}, batch {}, RMSProp lr {} decay {}, augmentation {}, \
+         - protocol: {}; seed {}\n- training: {length}, batch {}, {}, augmentation {}, \
          class-balanced sampling {}\n- model selection: best validation {:?} (never the test set)",
         cfg.arch,
         cfg.spectrogram.image.colormap.name(),
@@ -167,8 +172,7 @@ fn header(out: &mut String, title: &str, cfg: &TrainConfig, corpus: &Corpus) {
         cfg.protocol,
         cfg.seed,
         cfg.batch,
-        cfg.optimizer.lr,
-        cfg.optimizer.decay,
+        cfg.optimizer.describe(),
         if cfg.augment == crate::data::AugmentConfig::none() {
             "off"
         } else {
@@ -340,10 +344,164 @@ pub fn run_result(cfg: &TrainConfig, folds: Vec<FoldResult>) -> RunResult {
         },
         wa_mean_std: mean_std(&was),
         uar_mean_std: mean_std(&uars),
+        ensemble: pooled_ensemble(&folds),
         selected,
         last,
         folds,
     }
+}
+
+/// The folds' ensembles pooled: the ensemble's evaluations and member k's of every fold, each
+/// merged over the folds (`None` unless every fold is an ensemble).
+fn pooled_ensemble(folds: &[FoldResult]) -> Option<EnsembleResult> {
+    let each: Vec<&EnsembleResult> = folds
+        .iter()
+        .map(|f| f.ensemble.as_ref())
+        .collect::<Option<_>>()?;
+    let first = each.first()?;
+    let pooled = |pick: fn(&EnsembleResult) -> &EnsembleReport| {
+        let members: Vec<EvalReport> = (0..first.seeds.len())
+            .map(|k| pool(&each.iter().map(|e| &pick(e).members[k]).collect::<Vec<_>>()))
+            .collect();
+        let wa: Vec<f64> = members.iter().map(|m| m.wa).collect();
+        let uar: Vec<f64> = members.iter().map(|m| m.uar).collect();
+        EnsembleReport {
+            ensemble: pool(&each.iter().map(|e| &pick(e).ensemble).collect::<Vec<_>>()),
+            member_wa: mean_std(&wa),
+            member_uar: mean_std(&uar),
+            members,
+        }
+    };
+    Some(EnsembleResult {
+        seeds: first.seeds.clone(),
+        selected: pooled(|e| &e.selected),
+        last: pooled(|e| &e.last),
+    })
+}
+
+/// The ensemble's, each member's and the members' mean ± std test results, selected and last
+/// weights, as one table.
+fn ensemble_table(out: &mut String, e: &EnsembleResult, member_steps: Option<&[u64]>) {
+    let _ = writeln!(
+        out,
+        "| weights | model | WA (%) | UAR (%) | macro-F1 (%) | loss |\n|---|---|---|---|---|---|"
+    );
+    for (what, r) in [
+        ("selected (each member's best validation)", &e.selected),
+        ("last", &e.last),
+    ] {
+        let x = &r.ensemble;
+        let _ = writeln!(
+            out,
+            "| {what} | **ensemble of {}** | **{}** | **{}** | {} | {:.4} |",
+            e.seeds.len(),
+            pct(x.wa),
+            pct(x.uar),
+            pct(x.macro_f1),
+            x.loss
+        );
+        for (k, (m, seed)) in r.members.iter().zip(&e.seeds).enumerate() {
+            let step = match (what, member_steps) {
+                ("last", _) | (_, None) => String::new(),
+                (_, Some(steps)) => format!(" (step {})", steps[k]),
+            };
+            let _ = writeln!(
+                out,
+                "| | seed {seed}{step} | {} | {} | {} | {:.4} |",
+                pct(m.wa),
+                pct(m.uar),
+                pct(m.macro_f1),
+                m.loss
+            );
+        }
+        let _ = writeln!(
+            out,
+            "| | members' mean ± std | {} ± {} | {} ± {} | | |",
+            pct(r.member_wa.0),
+            pct(r.member_wa.1),
+            pct(r.member_uar.0),
+            pct(r.member_uar.1)
+        );
+    }
+}
+
+/// The report of a fold trained as an ensemble (`r.ensemble` set; `members` the members' own
+/// results, whose folders hold their curves, checkpoints and reports); `summary.md` last.
+pub fn write_ensemble_fold_report(
+    dir: &Path,
+    cfg: &TrainConfig,
+    corpus: &Corpus,
+    r: &FoldResult,
+    members: &[FoldResult],
+) -> Result<()> {
+    let e = r
+        .ensemble
+        .as_ref()
+        .expect("an ensemble fold's result has its ensemble");
+    let names: Vec<&str> = corpus.classes.iter().map(String::as_str).collect();
+    for (file, what, report) in [
+        ("confusion.svg", "selected", &r.selected),
+        ("confusion-last.svg", "last", &r.last),
+    ] {
+        write_atomic(
+            &dir.join(file),
+            confusion_svg(
+                &format!(
+                    "{}: test, ensemble of {} ({what} weights)",
+                    r.name,
+                    e.seeds.len()
+                ),
+                &report.confusion,
+                &names,
+            )
+            .as_bytes(),
+        )?;
+    }
+    write_atomic(&dir.join(files::FOLD_RESULT), &json_bytes(r))?;
+    let mut out = String::new();
+    header(
+        &mut out,
+        &format!("rescnn: {} ({})", cfg.label(), r.name),
+        cfg,
+        corpus,
+    );
+    provenance_lines(
+        &mut out,
+        &Provenance {
+            rescnn: super::checkpoint::version_string(),
+            device: r.device.clone(),
+            wall_s: r.wall_s,
+            images_per_s: r.images_per_s,
+        },
+    );
+    let _ = writeln!(
+        out,
+        "- utterances: train {}, validation {}, test {} (test speakers: {})\n",
+        r.train_utterances,
+        r.val_utterances,
+        r.test_utterances,
+        r.test_speakers.join(", ")
+    );
+    let _ = writeln!(
+        out,
+        "## Test results: ensemble of {} networks\n\nEach member trains on this split from its own \
+         seed (weights, data order, augmentation) in its own folder (`seed-N/`, with its own report, \
+         curves and checkpoints) and selects its own weights on the validation set; the ensemble \
+         averages the members' class probabilities per test utterance.\n",
+        e.seeds.len()
+    );
+    let steps: Vec<u64> = members.iter().map(|m| m.selected_step).collect();
+    ensemble_table(&mut out, e, Some(&steps));
+    let _ = writeln!(out, "\n### Ensemble, selected weights\n");
+    eval_tables(&mut out, &r.selected, &corpus.classes);
+    let _ = writeln!(out, "\n### Ensemble, last weights\n");
+    eval_tables(&mut out, &r.last, &corpus.classes);
+    let _ = writeln!(
+        out,
+        "\nFigures: `confusion.svg` (ensemble, selected), `confusion-last.svg`. Data: `split.json`, \
+         `fold.json`; each member's folder has its `test-probabilities.json`."
+    );
+    write_atomic(&dir.join(files::SUMMARY), out.as_bytes())
 }
 
 /// The top-level report of a multi-fold (leave-one-speaker-out) run; `summary.md` last.
@@ -396,7 +554,11 @@ pub fn write_multi_fold_report(
             f.name,
             f.test_speakers.join(","),
             f.test_utterances,
-            f.selected_step,
+            if f.ensemble.is_some() {
+                "per member".to_string()
+            } else {
+                f.selected_step.to_string()
+            },
             pct(f.selected.wa),
             pct(f.selected.uar),
             pct(f.selected.macro_f1),
@@ -430,6 +592,21 @@ pub fn write_multi_fold_report(
         pct(r.last.wa),
         pct(r.last.uar)
     );
+    if let Some(e) = &r.ensemble {
+        let _ = writeln!(
+            out,
+            "\n## Ensemble of {} networks per fold (seeds {})\n\nThe rows above are the ensemble's. \
+             Pooled over folds: the ensemble, each member (member k of every fold), and the \
+             members' mean ± std.\n",
+            e.seeds.len(),
+            e.seeds
+                .iter()
+                .map(u64::to_string)
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+        ensemble_table(&mut out, e, None);
+    }
     let _ = writeln!(out, "\n## Pooled over folds, selected weights\n");
     eval_tables(&mut out, &r.selected, &corpus.classes);
     let _ = writeln!(

@@ -14,6 +14,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use super::checkpoint::BestRecord;
+use super::ensemble::EnsembleResult;
 use super::metrics::EvalReport;
 use crate::data::split::{self, Split};
 use crate::data::Corpus;
@@ -139,6 +140,10 @@ pub struct FoldResult {
     pub wall_s: f64,
     pub train_images: u64,
     pub images_per_s: f64,
+    /// With `ensemble` > 1: the members' results; `selected` and `last` are then the ensemble's,
+    /// and the counts and times are the members' sums. (Absent for one network.)
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ensemble: Option<EnsembleResult>,
 }
 
 /// How a fold ended.

@@ -1,4 +1,4 @@
-//! The training loop of one split (a "fold"), generic over the backend: batches, RMSProp steps,
+//! The training loop of one split (a "fold"), generic over the backend: batches, optimizer steps,
 //! periodic validation with model selection on the validation set only, checkpoints, Ctrl-C, and
 //! at the end the test evaluation of both the selected and the last weights, returned as a
 //! [`FoldResult`]. The network comes built from the run level ([`super::run`]), which also writes
@@ -29,7 +29,7 @@ use crate::data::{
     BatchConfig, Batcher, CacheOptions, Corpus, FeatureStore, InputNorm, InputNormMode,
     Normalization, ProsodyStore, Split,
 };
-use crate::model::Network;
+use crate::model::{Network, Optimizer};
 use crate::{config_err, Error, Result};
 
 /// How a run is driven from outside: the stop flag (Ctrl-C), a planned stop, the progress bar.
@@ -107,6 +107,17 @@ pub struct Trainer<'a, B: Backend<Elem = f32>> {
     device: String,
     /// The prosody branch fused with the network's probabilities (`prosody_weight` > 0).
     prosody: Option<(ProsodyStore, ProsodyBranch)>,
+    /// The test set's class probabilities once the fold is finished (what its results score).
+    test_probabilities: Option<TestProbabilities>,
+}
+
+/// The test utterances' class probabilities (fused with the prosody branch when there is one)
+/// from the selected and the last weights: what a fold's test results score, and what an ensemble
+/// averages.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct TestProbabilities {
+    pub selected: Predictions,
+    pub last: Predictions,
 }
 
 impl<'a, B: Backend<Elem = f32>> Trainer<'a, B> {
@@ -217,6 +228,7 @@ impl<'a, B: Backend<Elem = f32>> Trainer<'a, B> {
         };
         Ok(Trainer {
             prosody,
+            test_probabilities: None,
             device: backend.name(),
             backend,
             cfg,
@@ -232,6 +244,11 @@ impl<'a, B: Backend<Elem = f32>> Trainer<'a, B> {
 
     pub fn state(&self) -> &TrainerState {
         &self.state
+    }
+
+    /// The test probabilities the finished fold's results score (`None` before the end).
+    pub fn test_probabilities(&self) -> Option<&TestProbabilities> {
+        self.test_probabilities.as_ref()
     }
 
     fn checkpoint(&self, full: bool) -> Result<Checkpoint> {
@@ -254,7 +271,7 @@ impl<'a, B: Backend<Elem = f32>> Trainer<'a, B> {
     fn soft_target_step(
         &mut self,
         batch: &mut crate::data::Batch,
-        rms: &crate::backends::RmsPropConfig,
+        optimizer: Optimizer,
     ) -> Result<crate::backends::geometry::XentStats> {
         use rand::SeedableRng;
         let classes = self.net.classes();
@@ -278,7 +295,7 @@ impl<'a, B: Backend<Elem = f32>> Trainer<'a, B> {
         self.net.forward(self.backend, &batch.inputs.data, n)?;
         let stats = self.net.loss_soft(self.backend, &targets, None)?;
         self.net.backward(self.backend)?;
-        self.net.apply_update(self.backend, rms)?;
+        self.net.apply_update(self.backend, optimizer)?;
         Ok(stats)
     }
 
@@ -314,11 +331,21 @@ impl<'a, B: Backend<Elem = f32>> Trainer<'a, B> {
         }
     }
 
-    /// Evaluate on `indices` as `eval_time` says, fused with the prosody branch when there is one.
-    fn evaluate_on(&mut self, indices: &[usize]) -> Result<EvalReport> {
+    /// Class probabilities on `indices`, evaluated as `eval_time` says, fused with the prosody
+    /// branch when there is one.
+    fn predictions_on(&mut self, indices: &[usize]) -> Result<Predictions> {
         let p = self.network_predictions(indices)?;
-        let p = self.fused(p, indices)?;
-        Ok(score(self.net.classes(), p, self.corpus, None))
+        self.fused(p, indices)
+    }
+
+    fn score(&self, p: Predictions) -> EvalReport {
+        score(self.net.classes(), p, self.corpus, None)
+    }
+
+    /// Evaluate on `indices` as [`Trainer::predictions_on`] predicts.
+    fn evaluate_on(&mut self, indices: &[usize]) -> Result<EvalReport> {
+        let p = self.predictions_on(indices)?;
+        Ok(self.score(p))
     }
 
     /// `test-predictions.json`: the test utterances' class probabilities from the network's last
@@ -380,8 +407,8 @@ impl<'a, B: Backend<Elem = f32>> Trainer<'a, B> {
             },
             self.norm.clone(),
         )?;
-        let rms = self.cfg.optimizer;
         let total = self.state.total_steps;
+        let optimizer = self.cfg.optimizer.for_run(total);
 
         let bar = if control.progress {
             indicatif::ProgressBar::new(total)
@@ -427,17 +454,17 @@ impl<'a, B: Backend<Elem = f32>> Trainer<'a, B> {
                 ));
             };
             let stats = if self.cfg.mixup_alpha > 0.0 || self.cfg.label_smoothing > 0.0 {
-                self.soft_target_step(&mut batch, &rms)?
+                self.soft_target_step(&mut batch, optimizer)?
             } else {
                 self.net
-                    .train_step(self.backend, &batch.inputs.data, &batch.labels, &rms)?
+                    .train_step(self.backend, &batch.inputs.data, &batch.labels, optimizer)?
             };
             if !stats.mean_loss.is_finite() {
                 return Err(config_err!(
                     "training diverged at step {} (loss {}): lower the learning rate (--lr, now {})",
                     self.state.step + 1,
                     stats.mean_loss,
-                    rms.lr
+                    self.cfg.optimizer.lr()
                 ));
             }
             let n = batch.labels.len() as u64;
@@ -454,7 +481,7 @@ impl<'a, B: Backend<Elem = f32>> Trainer<'a, B> {
             ));
             if self.state.step % self.cfg.eval_every == 0 || self.state.step == total {
                 self.state.elapsed_s = segment_base + segment_start.elapsed().as_secs_f64();
-                let line = self.validate(&rms)?;
+                let line = self.validate()?;
                 append_metrics(&metrics_path, &line)?;
                 bar.suspend(|| println!("{}", describe_line(&self.fold.name, &line, total)));
                 // Checkpoint after the metrics line, so a checkpoint never lacks its evaluations.
@@ -469,13 +496,13 @@ impl<'a, B: Backend<Elem = f32>> Trainer<'a, B> {
     }
 
     /// Validation evaluation: a metrics line, and the selected checkpoint updated when it improves.
-    fn validate(&mut self, rms: &crate::backends::RmsPropConfig) -> Result<MetricsLine> {
+    fn validate(&mut self) -> Result<MetricsLine> {
         let st = &mut self.state;
         let samples = st.interval_samples.max(1) as f64;
         let mut line = MetricsLine {
             step: st.step,
             epoch: st.step as f64 / st.batches_per_epoch.max(1) as f64,
-            lr: rms.lr_at(st.step),
+            lr: self.cfg.optimizer.lr_at(st.step, st.total_steps),
             train_loss: st.interval_loss_sum / samples,
             train_acc: st.interval_correct as f64 / samples,
             val_loss: None,
@@ -512,25 +539,31 @@ impl<'a, B: Backend<Elem = f32>> Trainer<'a, B> {
     fn finish(&mut self) -> Result<FoldResult> {
         let dir = self.fold.dir.clone();
         let split = self.fold.split;
-        let last = self.evaluate_on(&split.test)?;
+        let last_p = self.predictions_on(&split.test)?;
+        let last = self.score(last_p.clone());
         self.write_test_predictions(&split.test)?;
-        let (selected_step, selected) = match self.state.best.clone() {
+        let (selected_step, selected_p) = match self.state.best.clone() {
             Some(b) if b.step != self.state.step => {
                 let best_path = dir.join(files::BEST);
                 let ck = Checkpoint::load(&best_path)?;
                 let last_params = self.net.export_params(self.backend)?;
                 self.net.import_params(self.backend, &ck.params)?;
-                let r = self.evaluate_on(&split.test)?;
+                let p = self.predictions_on(&split.test)?;
                 self.net.import_params(self.backend, &last_params)?;
-                (b.step, r)
+                (b.step, p)
             }
-            Some(b) => (b.step, last.clone()),
+            Some(b) => (b.step, last_p.clone()),
             None => {
                 // No validation set: the last weights are the selected ones.
                 self.checkpoint(false)?.save(&dir.join(files::BEST))?;
-                (self.state.step, last.clone())
+                (self.state.step, last_p.clone())
             }
         };
+        let selected = self.score(selected_p.clone());
+        self.test_probabilities = Some(TestProbabilities {
+            selected: selected_p,
+            last: last_p,
+        });
         let test_speakers = {
             let mut s: Vec<String> = split
                 .test
@@ -556,6 +589,7 @@ impl<'a, B: Backend<Elem = f32>> Trainer<'a, B> {
             wall_s: self.state.elapsed_s,
             train_images: self.state.images,
             images_per_s: self.state.images as f64 / self.state.elapsed_s.max(1e-9),
+            ensemble: None,
         };
         Ok(result)
     }

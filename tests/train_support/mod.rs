@@ -107,7 +107,7 @@ pub fn metrics_without_time(dir: &Path) -> Vec<MetricsLine> {
         .collect()
 }
 
-/// Bit patterns of every weight and RMSProp mean square.
+/// Bit patterns of every weight and optimizer moment (RMSProp's mean square; AdamW's two moments).
 pub fn tensor_bits(ck: &Checkpoint) -> Vec<(String, Vec<u32>)> {
     let mut out: Vec<(String, Vec<u32>)> = ck
         .params
@@ -120,12 +120,18 @@ pub fn tensor_bits(ck: &Checkpoint) -> Vec<(String, Vec<u32>)> {
         })
         .collect();
     if let Some(o) = &ck.optimizer {
-        out.extend(o.mean_square.iter().map(|t| {
-            (
-                format!("rmsprop.{}", t.name),
-                t.data.iter().map(|v| v.to_bits()).collect(),
-            )
-        }));
+        let moments = [
+            ("mean_square", &o.mean_square),
+            ("first_moment", &o.first_moment),
+        ];
+        for (what, tensors) in moments {
+            out.extend(tensors.iter().map(|t| {
+                (
+                    format!("{what}.{}", t.name),
+                    t.data.iter().map(|v| v.to_bits()).collect(),
+                )
+            }));
+        }
     }
     out
 }
