@@ -30,7 +30,8 @@
 //                            accumulated (or written) without atomics.
 //   conv2d_gather_table      the K table of the forward or backward-data gather: one int4 per k =
 //                            (channel, kh, kw) with the k-dependent part of the address and (kh, kw),
-//                            padded to whole BK steps; built once per launch (K threads), read by every
+//                            padded to whole BK steps; built once per shape (K threads; the wrapper
+//                            caches it per geometry and direction), read by every
 //                            block as broadcast loads, so the per-element gather is 2 adds, 2 unsigned
 //                            bounds tests and a predicated load instead of index arithmetic.
 //   conv2d_backward_filter   dw = dy · im2col(x)^T: GEMM M = C_out, N = C_in·KK, K = P (huge: 3.3M for the
@@ -67,7 +68,7 @@ using gemm::THREADS;
 constexpr int FAR = 1 << 28;
 
 // The K table of an implicit GEMM (built by conv2d_gather_table, one int4 per k = (c, kh, kw), padded
-// with FAR entries to whole BK steps): what a gather needs from k, computed once per launch instead of
+// with FAR entries to whole BK steps): what a gather needs from k, computed once per shape instead of
 // per element. Every thread of a block reads the same entry at once: one broadcast L1 transaction.
 //   forward:        {c·H_in·W_in + kh·W_in + kw, kh, kw, 0}
 //   backward-data:  {c·H_out·W_out − kh·W_out − kw, kh, kw, 0}   (c = output channel)

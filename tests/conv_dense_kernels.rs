@@ -24,6 +24,7 @@ backend_tests!(
     conv2d_matches_reference_stride_2,
     conv2d_matches_reference_with_multiple_tiles,
     gemms_match_reference_on_both_block_tiles,
+    conv2d_matches_reference_with_cached_gather_tables,
     dense_matches_reference,
     dense_matches_reference_on_split_k_paths,
     training_steps_of_a_net_with_shortcuts_match_reference,
@@ -476,6 +477,20 @@ fn dense_matches_reference<B: Backend<Elem = f32>>(dev: &B) {
     dense_case(dev, 1, 5, 3, true); // smaller than every tile; scalar loads (5, 3 not multiples of 4)
     dense_case(dev, 3, 13, 7, false);
     dense_case(dev, 67, 64, 36, true); // float4 loads, two row tiles
+}
+
+/// The kernel backends cache the gathers' K tables per shape and direction (not per batch): one
+/// backend runs shapes that share channels and window but differ in plane size, and a shape again at
+/// another batch, so a table reused where it does not belong shows as a wrong y or dx.
+fn conv2d_matches_reference_with_cached_gather_tables<B: Backend<Elem = f32>>(dev: &B) {
+    let same = Padding::Same;
+    conv_case(dev, Shape::new(3, 4, 9, 12), 5, (3, 3), 1, same, true);
+    conv_case(dev, Shape::new(3, 4, 9, 13), 5, (3, 3), 1, same, true); // wider plane
+    conv_case(dev, Shape::new(3, 4, 10, 12), 5, (3, 3), 1, same, true); // taller plane
+    conv_case(dev, Shape::new(1, 4, 9, 12), 5, (3, 3), 1, same, true); // the first, batch 1
+    conv_case(dev, Shape::new(3, 5, 9, 12), 4, (3, 3), 1, same, true); // channels swapped
+    conv_case(dev, Shape::new(3, 4, 9, 12), 5, (3, 3), 2, same, false); // strided: other out plane
+    conv_case(dev, Shape::new(3, 4, 9, 12), 5, (3, 3), 1, same, true); // the first again
 }
 
 fn dense_matches_reference_on_split_k_paths<B: Backend<Elem = f32>>(dev: &B) {

@@ -172,10 +172,6 @@ impl CostDevice {
     pub fn take_events(&self) -> Vec<Event> {
         std::mem::take(&mut *self.events.lock().unwrap_or_else(|e| e.into_inner()))
     }
-    /// Buffers allocated since the device was made.
-    pub fn allocations(&self) -> usize {
-        self.allocations.load(Ordering::Relaxed)
-    }
     fn record(&self, kind: EventKind, cost: Option<Cost>) {
         self.events
             .lock()
@@ -227,6 +223,9 @@ impl Device for CostDevice {
             Some(Cost::memory(buf.len * std::mem::size_of::<T>())),
         );
         Ok(())
+    }
+    fn allocations(&self) -> usize {
+        self.allocations.load(Ordering::Relaxed)
     }
     fn buffer_len<T: bytemuck::Pod + Send + Sync>(&self, buf: &CostBuffer<T>) -> usize {
         buf.len

@@ -149,6 +149,10 @@ pub trait Device: Send + Sync {
         -> Result<Vec<T>>;
     /// Set every byte of `buf` to zero.
     fn memset_zero<T: bytemuck::Pod + Send + Sync>(&self, buf: &mut Self::Buffer<T>) -> Result<()>;
+    /// Buffers allocated on this device since it was made ([`Device::alloc_zeroed`] calls, whatever
+    /// their size; frees are not subtracted). A relaxed atomic counter, cheap enough to keep on every
+    /// device, so a test can prove that a steady-state training step allocates nothing.
+    fn allocations(&self) -> usize;
     /// Number of values in `buf`.
     fn buffer_len<T: bytemuck::Pod + Send + Sync>(&self, buf: &Self::Buffer<T>) -> usize;
     /// The address a kernel's pointer parameter receives for `buf`.

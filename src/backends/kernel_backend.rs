@@ -18,9 +18,11 @@ use crate::Result;
 pub struct KernelBackend<D: Device> {
     dev: D,
     /// Scratch of the conv2d, dense and max-pool wrappers (split-K partial sums, bias-gradient
-    /// partials, the convolution gathers' K tables): one device buffer, grown to the largest request and reused, so
-    /// training allocates nothing after its first step.
+    /// partials): one device buffer, grown to the largest request and reused, so training
+    /// allocates nothing after its first step.
     gemm_scratch: kernels::gemm::Scratch<D>,
+    /// The convolution gathers' K tables, built once per geometry and direction.
+    gather_tables: kernels::conv2d::GatherTables<D>,
     /// Scratch for softmax_xent's two counters (correct rows, bad labels), reused across calls.
     xent_counters: Mutex<D::Buffer<u32>>,
 }
@@ -31,11 +33,16 @@ impl<D: Device> KernelBackend<D> {
         Ok(KernelBackend {
             dev,
             gemm_scratch: kernels::gemm::Scratch::new(),
+            gather_tables: kernels::conv2d::GatherTables::new(),
             xent_counters,
         })
     }
     pub fn device(&self) -> &D {
         &self.dev
+    }
+    /// The convolution K tables currently cached.
+    pub fn gather_tables(&self) -> usize {
+        self.gather_tables.len()
     }
 }
 
@@ -89,7 +96,7 @@ impl<D: Device> Backend for KernelBackend<D> {
         b: &Self::Buf,
         y: &mut Self::Buf,
     ) -> Result<()> {
-        kernels::conv2d::forward(&self.dev, &self.gemm_scratch, g, x, w, b, y)
+        kernels::conv2d::forward(&self.dev, &self.gather_tables, g, x, w, b, y)
     }
 
     fn conv2d_backward(
@@ -103,7 +110,19 @@ impl<D: Device> Backend for KernelBackend<D> {
         dw: &mut Self::Buf,
         db: Option<&mut Self::Buf>,
     ) -> Result<()> {
-        kernels::conv2d::backward(&self.dev, &self.gemm_scratch, g, x, w, y, dy, dx, dw, db)
+        kernels::conv2d::backward(
+            &self.dev,
+            &self.gemm_scratch,
+            &self.gather_tables,
+            g,
+            x,
+            w,
+            y,
+            dy,
+            dx,
+            dw,
+            db,
+        )
     }
 
     fn maxpool_forward(

@@ -7,6 +7,7 @@ use super::network::Network;
 use super::plan::InputShape;
 use super::spec::ArchSpec;
 use crate::backends::cost::{self, CostDevice, Event};
+use crate::backends::device::Device;
 use crate::backends::geometry::RmsPropConfig;
 use crate::backends::kernel_backend::KernelBackend;
 use crate::Result;

@@ -27,7 +27,7 @@ pub mod timing;
 use std::collections::HashMap;
 use std::marker::PhantomData;
 use std::panic::AssertUnwindSafe;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use cudarc::driver::{
@@ -101,6 +101,8 @@ pub struct CudaDevice {
     /// Keeps the modules loaded for as long as the device lives (functions also hold them).
     modules: Vec<(&'static str, Arc<CudaModule>, LoadedImage)>,
     functions: HashMap<(&'static str, &'static str), LoadedFunction>,
+    /// Buffers allocated so far ([`Device::allocations`]).
+    allocations: AtomicUsize,
     /// Last field: dropped after the stream, modules and functions that belong to it.
     ctx: Arc<CudaContext>,
 }
@@ -285,6 +287,7 @@ impl CudaDevice {
             stream,
             modules,
             functions,
+            allocations: AtomicUsize::new(0),
             ctx,
         })
     }
@@ -470,6 +473,7 @@ impl Device for CudaDevice {
         let bytes = len
             .checked_mul(std::mem::size_of::<T>())
             .ok_or_else(|| Error::Device(format!("a buffer of {len} values overflows")))?;
+        self.allocations.fetch_add(1, Ordering::Relaxed);
         // cuMemAlloc rejects 0 bytes; an empty buffer still gets a (1-byte) allocation.
         let raw = self
             .stream
@@ -522,6 +526,10 @@ impl Device for CudaDevice {
         self.stream
             .memset_zeros(&mut buf.raw)
             .map_err(driver_err("zeroing a GPU buffer"))
+    }
+
+    fn allocations(&self) -> usize {
+        self.allocations.load(Ordering::Relaxed)
     }
 
     fn buffer_len<T: bytemuck::Pod + Send + Sync>(&self, buf: &CudaBuffer<T>) -> usize {

@@ -17,7 +17,7 @@ use std::alloc::Layout;
 use std::collections::HashMap;
 use std::ffi::c_void;
 use std::ptr::NonNull;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Mutex;
 
 use rayon::prelude::*;
@@ -113,6 +113,8 @@ pub struct EmuDevice {
     pool: rayon::ThreadPool,
     host_threads: usize,
     kernels: HashMap<(&'static str, &'static str), &'static EmuKernel>,
+    /// Buffers allocated so far ([`Device::allocations`]).
+    allocations: AtomicUsize,
 }
 
 impl EmuDevice {
@@ -138,6 +140,7 @@ impl EmuDevice {
             pool,
             host_threads,
             kernels: HashMap::new(),
+            allocations: AtomicUsize::new(0),
         };
         device.register(product_kernels())?;
         Ok(device)
@@ -239,6 +242,7 @@ impl Device for EmuDevice {
             Layout::from_size_align(bytes, 256.max(std::mem::align_of::<T>())).map_err(|e| {
                 Error::Device(format!("emulated device: allocation of {bytes} bytes: {e}"))
             })?;
+        self.allocations.fetch_add(1, Ordering::Relaxed);
         // SAFETY: the layout has a non-zero size.
         let ptr = unsafe { std::alloc::alloc_zeroed(layout) };
         let ptr = NonNull::new(ptr.cast::<T>()).ok_or_else(|| {
@@ -274,6 +278,10 @@ impl Device for EmuDevice {
         // SAFETY: the buffer holds `len` values; all-zero bytes are a valid Pod value.
         unsafe { std::ptr::write_bytes(buf.ptr.as_ptr(), 0, buf.len) };
         Ok(())
+    }
+
+    fn allocations(&self) -> usize {
+        self.allocations.load(Ordering::Relaxed)
     }
 
     fn buffer_len<T: bytemuck::Pod + Send + Sync>(&self, buf: &EmuBuffer<T>) -> usize {

@@ -1,6 +1,9 @@
 //! Wrapper of `kernels/conv2d.cu`: kernel names, argument order and launch configuration of the
 //! convolution, forward and backward, in one place. See the `.cu` header for each kernel's strategy.
 
+use std::collections::HashMap;
+use std::sync::Mutex;
+
 use super::gemm::{self, check_int_range, Scratch, SplitK, Tile, Variants};
 use super::need;
 use crate::backends::cost::Cost;
@@ -104,10 +107,10 @@ fn check_geometry(g: &ConvGeom) -> Result<()> {
 }
 
 /// y (N, C_out, H_out, W_out) = \[ReLU\](conv(x (N, C_in, H_in, W_in), w (C_out, C_in, K_h, K_w)) + b (C_out)). Writes y.
-/// The gather's K table lives in `scratch`.
+/// The gather's K table comes from `tables`.
 pub fn forward<D: Device>(
     dev: &D,
-    scratch: &Scratch<D>,
+    tables: &GatherTables<D>,
     g: &ConvGeom,
     x: &D::Buffer<f32>,
     w: &D::Buffer<f32>,
@@ -124,8 +127,7 @@ pub fn forward<D: Device>(
     let cfg = gemm::launch(c_out, pixels, 1)?;
     let kernel = Tile::for_rows(c_out).kernel(FORWARD);
     let k = g.weight_len() / g.c_out as usize;
-    scratch.with(dev, table_floats(k), |table| {
-        gather_table(dev, g, false, k, table)?;
+    tables.with(dev, g, false, k, |table| {
         let mut args = KernelArgs::new();
         args.push(*g)
             .push(dev.device_ptr(x))
@@ -140,8 +142,9 @@ pub fn forward<D: Device>(
         });
         // SAFETY: conv2d_forward(ConvGeom, const float* x, const float* w, const float* b, const int4*
         // table, float* y) — the same six parameters in this order. The buffers were checked above to
-        // hold the input, filter, bias and output of `g`; the table was just filled with one int4 per
-        // k for the kernel's k_steps·BK reads. Every load and store is guarded by the geometry,
+        // hold the input, filter, bias and output of `g`; the table holds one int4 per k for the
+        // kernel's k_steps·BK reads, filled by conv2d_gather_table for this geometry's key (all it
+        // reads of `g`). Every load and store is guarded by the geometry,
         // whatever the grid's overshoot past C_out or the pixel count.
         unsafe { dev.launch(kernel, &cfg, &mut args) }
     })
@@ -157,7 +160,7 @@ fn table_floats(k: usize) -> usize {
     4 * table_len(k)
 }
 
-/// Fill `table` with the K table of the forward (`backward_data` false) or backward-data gather of `g`.
+/// Fill `table` (a fresh allocation, so 256-byte aligned) with the K table of the forward (`backward_data` false) or backward-data gather of `g`.
 fn gather_table<D: Device>(
     dev: &D,
     g: &ConvGeom,
@@ -186,6 +189,95 @@ fn gather_table<D: Device>(
     unsafe { dev.launch(GATHER_TABLE, &cfg, &mut args) }
 }
 
+/// What a K table depends on (see `conv2d_gather_table`): the direction, then the gathered tensor's
+/// channels and plane (C_in, H_in, W_in forward; C_out, H_out, W_out backward-data) and the kernel
+/// window. Not the batch: a short last batch reuses its full batch's table.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+struct TableKey {
+    backward_data: bool,
+    channels: i32,
+    h: i32,
+    w: i32,
+    k_h: i32,
+    k_w: i32,
+}
+
+impl TableKey {
+    fn of(g: &ConvGeom, backward_data: bool) -> Self {
+        let (channels, h, w) = if backward_data {
+            (g.c_out, g.h_out, g.w_out)
+        } else {
+            (g.c_in, g.h_in, g.w_in)
+        };
+        TableKey {
+            backward_data,
+            channels,
+            h,
+            w,
+            k_h: g.k_h,
+            k_w: g.k_w,
+        }
+    }
+}
+
+/// The convolution gathers' K tables, one device buffer per distinct [`TableKey`], each built by one
+/// `conv2d_gather_table` launch the first time its key is seen and then reused: a steady-state
+/// training step launches no table kernel and allocates nothing. Inputs of varying width (crop
+/// evaluation) add keys, so past [`GatherTables::MAX_TABLES`] the cache is emptied and refilled.
+pub struct GatherTables<D: Device> {
+    tables: Mutex<HashMap<TableKey, D::Buffer<f32>>>,
+}
+
+impl<D: Device> Default for GatherTables<D> {
+    fn default() -> Self {
+        GatherTables {
+            tables: Mutex::new(HashMap::new()),
+        }
+    }
+}
+
+impl<D: Device> GatherTables<D> {
+    /// Most tables kept at once: a network has two per convolution, far fewer than this; the
+    /// tables are K·16 bytes each (100 KiB for the paper's largest layer), so the bound caps the
+    /// cache at a few MiB.
+    pub const MAX_TABLES: usize = 64;
+
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Run `f` with the K table of the forward (`backward_data` false) or backward-data gather of
+    /// `g` over `k` entries, building it first if this key has none yet.
+    fn with<R>(
+        &self,
+        dev: &D,
+        g: &ConvGeom,
+        backward_data: bool,
+        k: usize,
+        f: impl FnOnce(&D::Buffer<f32>) -> Result<R>,
+    ) -> Result<R> {
+        let key = TableKey::of(g, backward_data);
+        let mut tables = self.tables.lock().unwrap_or_else(|e| e.into_inner());
+        if !tables.contains_key(&key) {
+            if tables.len() >= Self::MAX_TABLES {
+                tables.clear();
+            }
+            let mut table = dev.alloc_zeroed::<f32>(table_floats(k))?;
+            gather_table(dev, g, backward_data, k, &mut table)?;
+            tables.insert(key, table);
+        }
+        f(&tables[&key])
+    }
+
+    /// Tables currently held.
+    pub fn len(&self) -> usize {
+        self.tables.lock().unwrap_or_else(|e| e.into_inner()).len()
+    }
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
 /// How a per-channel sum over `positions` (n, h, w) values of each of `channels` channels is split
 /// (kernels/channel_sum.cuh): `splits` blocks per channel of `chunk` positions, a multiple of
 /// [`REDUCE_THREADS`].
@@ -204,12 +296,13 @@ fn bias_plan(g: &ConvGeom) -> (usize, usize) {
 /// Backward of [`forward`]. With `g.relu`, first zeroes dy in place where y <= 0. ACCUMULATES or
 /// WRITES dx (N, C_in, H_in, W_in), as [`InputGrad`] says; WRITES dw (C_out, C_in, K_h, K_w), and db (C_out) when given
 /// (`None`: a fused pool backward already wrote it, and masked dy, so `g.relu` must be off). Partial
-/// sums live in `scratch`. Runs [`bias_grad`] (which masks dy, so it goes first), [`backward_data`]
+/// sums live in `scratch`, the backward-data gather's K table in `tables`. Runs [`bias_grad`] (which masks dy, so it goes first), [`backward_data`]
 /// and [`backward_filter`].
 #[allow(clippy::too_many_arguments)]
 pub fn backward<D: Device>(
     dev: &D,
     scratch: &Scratch<D>,
+    tables: &GatherTables<D>,
     g: &ConvGeom,
     x: &D::Buffer<f32>,
     w: &D::Buffer<f32>,
@@ -231,8 +324,8 @@ pub fn backward<D: Device>(
     }
     match dx {
         InputGrad::None => {}
-        InputGrad::Add(dx) => backward_data(dev, scratch, g, w, dy, dx, true)?,
-        InputGrad::Write(dx) => backward_data(dev, scratch, g, w, dy, dx, false)?,
+        InputGrad::Add(dx) => backward_data(dev, tables, g, w, dy, dx, true)?,
+        InputGrad::Write(dx) => backward_data(dev, tables, g, w, dy, dx, false)?,
     }
     backward_filter(dev, scratch, g, x, dy, dw)
 }
@@ -280,10 +373,10 @@ pub fn bias_grad<D: Device>(
 
 /// dx (N, C_in, H_in, W_in) += (with `accumulate`; else =, without reading dx) the gradient of the
 /// convolution with respect to its input, from the (already ReLU-masked) dy (N, C_out, H_out, W_out)
-/// and w (C_out, C_in, K_h, K_w). The gather's K table lives in `scratch`.
+/// and w (C_out, C_in, K_h, K_w). The gather's K table comes from `tables`.
 pub fn backward_data<D: Device>(
     dev: &D,
-    scratch: &Scratch<D>,
+    tables: &GatherTables<D>,
     g: &ConvGeom,
     w: &D::Buffer<f32>,
     dy: &D::Buffer<f32>,
@@ -297,8 +390,7 @@ pub fn backward_data<D: Device>(
     need(dev, dx, input, "conv2d backward: dx")?;
     let cfg = gemm::launch(g.c_in as usize, input / g.c_in as usize, 1)?;
     let k = g.weight_len() / g.c_in as usize;
-    scratch.with(dev, table_floats(k), |table| {
-        gather_table(dev, g, true, k, table)?;
+    tables.with(dev, g, true, k, |table| {
         let mut args = KernelArgs::new();
         args.push(*g)
             .push(dev.device_ptr(w))
@@ -326,10 +418,10 @@ pub fn backward_data<D: Device>(
         });
         // SAFETY: conv2d_backward_data and conv2d_backward_data_strided both take (ConvGeom, const
         // float* w, const float* dy, const int4* table, float* dx, int accumulate), pushed in that
-        // order with those types (the flag as an i32). w, dy and dx hold the filter,
-        // output and input of `g` (checked above); the table was just filled with one int4 per
-        // k = (co, kh, kw) for the kernel's k_steps·BK reads; all accesses are guarded by the
-        // geometry.
+        // order with those types (the flag as an i32). w, dy and dx hold the filter, output and
+        // input of `g` (checked above); the table holds one int4 per k = (co, kh, kw) for the
+        // kernel's k_steps·BK reads, filled by conv2d_gather_table for this geometry's key (all it
+        // reads of `g`); all accesses are guarded by the geometry.
         unsafe { dev.launch(kernel, &cfg, &mut args) }
     })
 }

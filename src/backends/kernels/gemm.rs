@@ -168,10 +168,9 @@ pub fn check_int_range(what: &str, values: &[usize]) -> Result<()> {
     }
 }
 
-/// A device buffer for intermediate results — split-K partial sums, partial bias gradients, and the
-/// convolution gathers' K tables (int4 entries written into the f32 storage, which is 16-byte aligned
-/// like every device allocation) — allocated on first use, grown to the largest request, and reused
-/// by every later call: the training loop allocates nothing after its first step. Uses are serialised
+/// A device buffer for intermediate results — split-K partial sums and partial bias gradients (the
+/// convolution gathers' K tables have their own cache, `conv2d::GatherTables`) — allocated on first
+/// use, grown to the largest request, and reused by every later call: the training loop allocates nothing after its first step. Uses are serialised
 /// by a lock; on the CUDA device the kernels that use it are ordered on the one stream, so a later op
 /// cannot overwrite what an earlier op's kernels have not read yet (and a buffer replaced by a larger
 /// one is freed in stream order).
