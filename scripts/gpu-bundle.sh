@@ -26,7 +26,7 @@ stage=target/gpu-bundle
 rm -rf "$stage" && mkdir -p "$stage/bin"
 
 # The test targets whose executables hold GPU tests (ignored without a GPU), and the benchmark.
-tests=(cuda kernels conv_dense_kernels)
+tests=(cuda kernels conv_dense_kernels steady_state)
 bench=kernels
 
 # Executables by target name, as cargo reports them (the hashed names in target/release/deps change

@@ -2,7 +2,7 @@
 # The one-command GPU check, for a lent GPU machine with no Rust toolchain and no network (x86-64,
 # CUDA driver, python3 with PyTorch + cuDNN). It unpacks the bundle that scripts/gpu-bundle.sh built
 # and runs, each part under its own time limit (about 8 minutes in all):
-#   1. the GPU tests (the ignored-without-a-GPU tests of the cuda, kernels and conv_dense_kernels
+#   1. the GPU tests (the ignored-without-a-GPU tests of the cuda, kernels, conv_dense_kernels, steady_state
 #      test executables);
 #   2. the kernels benchmark: the cost model, then each conv/dense kernel validated and timed
 #      (GFLOP/s, % of peak, ratio to cuBLAS), then `paper` training steps at 512x512, batch 50;
@@ -46,7 +46,7 @@ run() {
 }
 verdict() { if [ "$1" = 0 ]; then echo ok; elif [ "$1" = 124 ] || [ "$1" = 137 ]; then echo "TIMED OUT"; else echo "FAILED (exit $1)"; fi; }
 
-tests=(cuda kernels conv_dense_kernels)
+tests=(cuda kernels conv_dense_kernels steady_state)
 for f in "${tests[@]/#/test-}" bench-kernels rescnn-train; do
     [ -x "$b/bin/$f" ] || { echo "gpu-check: the bundle lacks bin/$f" >&2; exit 2; }
 done
