@@ -5,10 +5,11 @@
 //!
 //! ```sh
 //! cargo run --release --example prosody_loso -- [EMODB_DIR] [--norm speaker|training] \
-//!     [--mel-stats] [--fuse RUN_DIR]
+//!     [--set basic|full] [--mel-stats] [--fuse RUN_DIR]
 //! ```
 //!
-//! `--mel-stats` appends the functionals of the issue's third baseline to the vector: mean and
+//! `--set full` classifies the large functional set (`rescnn::features::functionals`) after the
+//! prosody vector. `--mel-stats` appends the functionals of the issue's third baseline to the vector: mean and
 //! standard deviation over the voiced-or-not frames (all but the all-silent padding) of each of 64
 //! log-mel bands (25 ms / 10 ms) and of their Δ (±2 frames), 256 values, normalised as the prosody
 //! vector is. `--fuse RUN_DIR` also scores the average (equal weights, fixed in advance) of this
@@ -25,7 +26,7 @@ use rescnn::data::{
     ProsodyStore,
 };
 use rescnn::features::deltas::delta_1d;
-use rescnn::features::prosody::{self, ProsodyConfig};
+use rescnn::features::prosody::{ProsodyConfig, ProsodySet};
 use rescnn::features::{Spectrogram, StftConfig};
 use rescnn::training::inference::argmax;
 use rescnn::training::linear::{select_l2, SoftmaxRegression, L2_GRID};
@@ -36,10 +37,22 @@ fn main() -> rescnn::Result<()> {
     let mut dir = emodb::default_dir();
     let mut mode = InputNormMode::Speaker;
     let (mut mel_stats, mut fuse) = (false, None);
+    let mut cfg = ProsodyConfig::default();
     let mut it = args.iter();
     while let Some(a) = it.next() {
         match a.as_str() {
             "--mel-stats" => mel_stats = true,
+            "--set" => {
+                cfg.set = match it.next().map(String::as_str) {
+                    Some("basic") => ProsodySet::Basic,
+                    Some("full") => ProsodySet::Full,
+                    other => {
+                        return Err(rescnn::config_err!(
+                            "--set: expected basic or full, got {other:?}"
+                        ))
+                    }
+                }
+            }
             "--fuse" => {
                 let dir = it
                     .next()
@@ -64,13 +77,13 @@ fn main() -> rescnn::Result<()> {
     let t0 = std::time::Instant::now();
     let store = ProsodyStore::build(
         &corpus,
-        &ProsodyConfig::default(),
+        &cfg,
         rescnn::audio::DEFAULT_SAMPLE_RATE,
         &CacheOptions::default(),
     )?;
     eprintln!(
         "prosody vectors ({} entries) of {} utterances: {} computed, {} cached, {:.1} s",
-        prosody::LEN,
+        cfg.vector_len(),
         corpus.len(),
         store.stats.computed,
         store.stats.loaded,
@@ -137,8 +150,9 @@ fn main() -> rescnn::Result<()> {
     let (mw, sw) = mean_std(&fold_wa);
     let (mu, su) = mean_std(&fold_uar);
     println!(
-        "\nprosody vector{} + logistic regression, {mode} normalisation, LOSO pooled over {} \
+        "\n{} prosody vector{} + logistic regression, {mode} normalisation, LOSO pooled over {} \
          utterances: WA {:.2} UAR {:.2} macro-F1 {:.2}; per fold WA {:.2} ± {:.2}, UAR {:.2} ± {:.2}",
+        cfg.set,
         if mel_stats { " and log-mel functionals" } else { "" },
         r.confusion.total(),
         100.0 * r.wa,

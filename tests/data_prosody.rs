@@ -128,6 +128,7 @@ fn disk_cache_round_trip_and_key() {
             threshold: 0.15,
             ..PitchConfig::default()
         },
+        ..ProsodyConfig::default()
     };
     let c = ProsodyStore::build(&corpus, &other, 16_000, &opts).unwrap();
     assert_eq!(c.stats.computed, corpus.len());
@@ -140,4 +141,82 @@ fn disk_cache_round_trip_and_key() {
     let e = ProsodyStore::build(&corpus, &cfg, 16_000, &opts).unwrap();
     assert_eq!(e.stats.computed, corpus.len());
     assert_eq!(e.vector(0), a.vector(0));
+}
+
+/// The full set: the basic vector followed by the functionals (its first entries are the basic
+/// vector bit for bit), cached under its own key; and the functionals alone carry the synthetic
+/// emotions: a leave-one-speaker-out logistic regression on them (speaker-normalised; the prosody
+/// branch's classifier, L2 fixed in advance at 0.3) is well above chance (14.3 %). Measured when
+/// written: 44.0 % on the functionals alone, 66.7 % on the basic vector (this 84-utterance corpus
+/// encodes emotion in a few prosodic parameters, which the 29 statistics capture directly; on
+/// EMO-DB the full set is far ahead, see the README). The bar is 30 %: all-zero or constant
+/// functionals give chance.
+#[test]
+fn the_full_set_extends_the_basic_vector_and_carries_the_emotions() {
+    use rescnn::features::prosody::ProsodySet;
+    use rescnn::training::linear::SoftmaxRegression;
+    let corpus = synth::generate(&SynthConfig {
+        speakers: 4,
+        per_class_per_speaker: 3,
+        ..SynthConfig::default()
+    })
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let opts = CacheOptions {
+        dir: Some(dir.path().to_path_buf()),
+        progress: false,
+        variants: Vec::new(),
+    };
+    let basic = ProsodyStore::build(&corpus, &ProsodyConfig::default(), 16_000, &opts).unwrap();
+    let full_cfg = ProsodyConfig {
+        set: ProsodySet::Full,
+        ..ProsodyConfig::default()
+    };
+    let full = ProsodyStore::build(&corpus, &full_cfg, 16_000, &opts).unwrap();
+    assert_eq!(
+        full.stats.computed,
+        corpus.len(),
+        "not read from the basic set's entries"
+    );
+    assert_eq!(full.vector(0).len(), full_cfg.vector_len());
+    assert_eq!(full_cfg.names().len(), full_cfg.vector_len());
+    for i in 0..corpus.len() {
+        assert_eq!(
+            &full.vector(i)[..prosody::LEN],
+            basic.vector(i),
+            "utterance {i}"
+        );
+    }
+    let speakers: Vec<String> = corpus
+        .utterances
+        .iter()
+        .map(|u| u.speaker.clone())
+        .collect();
+    let labels: Vec<usize> = corpus.utterances.iter().map(|u| u.label).collect();
+    let accuracy = |store: &ProsodyStore, from: usize| {
+        let norm =
+            ProsodyNorm::for_training(InputNormMode::Speaker, store, &speakers, &[]).unwrap();
+        let x: Vec<Vec<f32>> = (0..corpus.len())
+            .map(|i| norm.normalised(store, i)[from..].to_vec())
+            .collect();
+        let mut correct = 0;
+        for s in corpus.speakers() {
+            let train: Vec<usize> = (0..x.len()).filter(|&i| speakers[i] != s).collect();
+            let rows: Vec<&[f32]> = train.iter().map(|&i| x[i].as_slice()).collect();
+            let y: Vec<usize> = train.iter().map(|&i| labels[i]).collect();
+            let m = SoftmaxRegression::fit(&rows, &y, 7, 0.3).unwrap();
+            for i in (0..x.len()).filter(|&i| speakers[i] == s) {
+                let p = m.predict(&x[i]);
+                correct += usize::from(rescnn::training::inference::argmax(&p) == labels[i]);
+            }
+        }
+        correct as f64 / x.len() as f64
+    };
+    let (a, b) = (accuracy(&basic, 0), accuracy(&full, prosody::LEN));
+    println!(
+        "LOSO logistic regression: basic vector {:.1} %, functionals alone {:.1} %",
+        100.0 * a,
+        100.0 * b
+    );
+    assert!(b > 0.3, "functionals alone: accuracy {:.1} %", 100.0 * b);
 }

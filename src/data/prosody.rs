@@ -81,13 +81,13 @@ impl ProsodyStore {
     }
 
     /// A store of ready vectors (tests, or vectors computed elsewhere); all of length
-    /// [`prosody::LEN`].
+    /// [`ProsodyConfig::vector_len`].
     pub fn from_vectors(cfg: &ProsodyConfig, vectors: Vec<Vec<f32>>) -> Result<Self> {
-        if let Some(bad) = vectors.iter().position(|v| v.len() != prosody::LEN) {
+        if let Some(bad) = vectors.iter().position(|v| v.len() != cfg.vector_len()) {
             return Err(config_err!(
                 "prosody vector {bad} has {} values, expected {}",
                 vectors[bad].len(),
-                prosody::LEN
+                cfg.vector_len()
             ));
         }
         Ok(ProsodyStore {
@@ -106,7 +106,7 @@ impl ProsodyStore {
     pub fn config(&self) -> &ProsodyConfig {
         &self.cfg
     }
-    /// Utterance `utterance`'s raw vector ([`prosody::FEATURES`] order).
+    /// Utterance `utterance`'s raw vector ([`ProsodyConfig::names`] order).
     pub fn vector(&self, utterance: usize) -> &[f32] {
         &self.vectors[utterance]
     }
@@ -122,7 +122,7 @@ fn vector_of(
     let mut key = Fnv::new();
     key.write(MAGIC);
     key.write(cfg_json.as_bytes());
-    key.write(prosody::FEATURES.join(",").as_bytes());
+    key.write(cfg.names().join(",").as_bytes());
     key.write(&sample_rate.to_le_bytes());
     let (audio, name) = match &u.source {
         Source::File(p) => {
@@ -144,7 +144,10 @@ fn vector_of(
     };
     let file = dir.map(|d| d.join(format!("{:016x}.prosody", key.0)));
     if let Some(f) = &file {
-        if let Some(v) = std::fs::read(f).ok().and_then(|b| decode(&b)) {
+        if let Some(v) = std::fs::read(f)
+            .ok()
+            .and_then(|b| decode(&b, cfg.vector_len()))
+        {
             return Ok((v, true));
         }
     }
@@ -173,12 +176,12 @@ fn encode(v: &[f32]) -> Vec<u8> {
     b
 }
 
-fn decode(b: &[u8]) -> Option<Vec<f32>> {
+fn decode(b: &[u8], len: usize) -> Option<Vec<f32>> {
     if b.len() < 12 || &b[..8] != MAGIC {
         return None;
     }
     let n = u32::from_le_bytes(b[8..12].try_into().ok()?) as usize;
-    if n != prosody::LEN || b.len() != 12 + 4 * n {
+    if n != len || b.len() != 12 + 4 * n {
         return None;
     }
     let v: Vec<f32> = b[12..]
@@ -244,8 +247,9 @@ impl ProsodyNorm {
         };
         let (mut mean, mut std) = (Vec::new(), Vec::new());
         for members in &groups {
-            let (mut m, mut s) = (vec![0f64; prosody::LEN], vec![0f64; prosody::LEN]);
-            for k in 0..prosody::LEN {
+            let len = store.config().vector_len();
+            let (mut m, mut s) = (vec![0f64; len], vec![0f64; len]);
+            for k in 0..len {
                 let v: Vec<f64> = members.iter().map(|&i| store.vector(i)[k] as f64).collect();
                 let (mk, sk) = prosody::mean_std(&v);
                 m[k] = mk;
@@ -272,7 +276,7 @@ impl ProsodyNorm {
             .collect()
     }
 
-    /// The normalised vectors of `utterances`, concatenated (N × [`prosody::LEN`]): a network's
+    /// The normalised vectors of `utterances`, concatenated (N × [`ProsodyConfig::vector_len`]): a network's
     /// side input for one batch.
     pub fn batch(&self, store: &ProsodyStore, utterances: &[usize]) -> Vec<f32> {
         utterances
@@ -355,11 +359,16 @@ mod tests {
     fn cache_files_round_trip_and_reject_damage() {
         let v: Vec<f32> = (0..prosody::LEN).map(|k| k as f32 - 3.5).collect();
         let b = encode(&v);
-        assert_eq!(decode(&b), Some(v.clone()));
-        assert_eq!(decode(&b[..b.len() - 1]), None);
+        assert_eq!(decode(&b, prosody::LEN), Some(v.clone()));
+        assert_eq!(
+            decode(&b, prosody::LEN + 1),
+            None,
+            "a vector of another set's length"
+        );
+        assert_eq!(decode(&b[..b.len() - 1], prosody::LEN), None);
         let mut wrong = b.clone();
         wrong[0] ^= 1;
-        assert_eq!(decode(&wrong), None);
+        assert_eq!(decode(&wrong, prosody::LEN), None);
         assert!(ProsodyStore::from_vectors(&ProsodyConfig::default(), vec![vec![0.0; 3]]).is_err());
     }
 }

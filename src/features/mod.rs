@@ -15,6 +15,7 @@
 
 pub mod colormap;
 pub mod deltas;
+pub mod functionals;
 pub mod mel;
 pub mod pitch;
 pub mod prosody;

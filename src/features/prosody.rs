@@ -28,11 +28,54 @@ use super::stft::StftPlan;
 use super::StftConfig;
 use crate::Result;
 
+/// Which utterance vector the prosody branch classifies (config key `prosody_set`).
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize, clap::ValueEnum,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum ProsodySet {
+    /// The [`FEATURES`] alone (29 prosody and voice-quality statistics, eGeMAPS-like).
+    #[default]
+    Basic,
+    /// [`FEATURES`] followed by the large LLD × functionals set of
+    /// [`functionals`](super::functionals) (ComParE-like, about two thousand entries).
+    Full,
+}
+
+impl std::fmt::Display for ProsodySet {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            ProsodySet::Basic => "basic",
+            ProsodySet::Full => "full",
+        })
+    }
+}
+
 /// The settings of the prosody vector (part of its cache key).
 #[derive(Clone, Debug, PartialEq, Default, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ProsodyConfig {
     pub pitch: PitchConfig,
+    pub set: ProsodySet,
+}
+
+impl ProsodyConfig {
+    /// Names of the vector's entries, in order.
+    pub fn names(&self) -> Vec<String> {
+        let mut v: Vec<String> = FEATURES.iter().map(|s| s.to_string()).collect();
+        if self.set == ProsodySet::Full {
+            v.extend(super::functionals::names());
+        }
+        v
+    }
+
+    /// Length of the vector.
+    pub fn vector_len(&self) -> usize {
+        match self.set {
+            ProsodySet::Basic => LEN,
+            ProsodySet::Full => LEN + super::functionals::len(),
+        }
+    }
 }
 
 /// Names of the vector's entries, in order.
@@ -157,8 +200,21 @@ fn spectral_balance(db: &[f32], bin_hz: f64) -> [f64; 4] {
     ]
 }
 
-/// The prosody vector ([`FEATURES`] order) of `samples` at `sample_rate`.
+/// The utterance vector ([`ProsodyConfig::names`] order) of `samples` at `sample_rate`.
 pub fn prosody_vector(samples: &[f32], sample_rate: u32, cfg: &ProsodyConfig) -> Result<Vec<f32>> {
+    let mut v = basic_vector(samples, sample_rate, cfg)?;
+    if cfg.set == ProsodySet::Full {
+        v.extend(super::functionals::vector(
+            samples,
+            sample_rate,
+            &cfg.pitch,
+        )?);
+    }
+    Ok(v)
+}
+
+/// The [`FEATURES`] of `samples` at `sample_rate`.
+fn basic_vector(samples: &[f32], sample_rate: u32, cfg: &ProsodyConfig) -> Result<Vec<f32>> {
     let track = pitch::track(samples, sample_rate, &cfg.pitch)?;
     let window = (cfg.pitch.window_ms as f64 * 1e-3 * sample_rate as f64).round() as usize;
     let stft = StftConfig {

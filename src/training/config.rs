@@ -367,6 +367,10 @@ pub struct TrainConfig {
     /// statistics; [`crate::features::prosody`]) fitted on the fold's training utterances,
     /// normalised as `input_norm` says. Applies to validation (selection) and test alike.
     pub prosody_weight: f64 = 0.0,
+    /// The prosody branch's utterance vector: `basic` (29 F0, energy, voicing and spectral-balance
+    /// statistics) or `full` (those and about two thousand functionals of 62 frame-level
+    /// descriptors and their deltas, ComParE-like; [`crate::features::functionals`]).
+    pub prosody_set: crate::features::prosody::ProsodySet = crate::features::prosody::ProsodySet::Basic,
     /// Mixup (Zhang et al. 2018): mix each training batch with a permutation of itself at
     /// λ ~ Beta(α, α), inputs and targets alike (0 = off; 0.2–0.4 usual). Trains on soft targets.
     pub mixup_alpha: f64 = 0.0,

@@ -11,6 +11,8 @@
 //! the iteration count, not on a seed. `l2` is chosen by an inner leave-one-speaker-out over the
 //! training speakers only ([`select_l2`]), as the SVM baselines choose their C.
 
+use rayon::prelude::*;
+
 use crate::config_err;
 use crate::Result;
 
@@ -28,7 +30,22 @@ pub const ITERATIONS: usize = 1500;
 
 impl SoftmaxRegression {
     /// Fit on rows `x[i]` (all of one length) with labels `y[i] < classes`.
+    ///
+    /// With more dimensions than rows (a large functional set) and `l2 > 0`, the fit runs in the
+    /// span of the training rows ([`RowSpan`]): the optimum lies in that span, so the model is the
+    /// same, at a cost per iteration of rows² instead of rows · dims.
     pub fn fit(x: &[&[f32]], y: &[usize], classes: usize, l2: f64) -> Result<Self> {
+        let dims = x.first().map_or(0, |r| r.len());
+        if l2 > 0.0 && dims > x.len() && x.iter().all(|r| r.len() == dims) {
+            let span = RowSpan::new(x);
+            let coords: Vec<&[f32]> = span.coords.iter().map(|c| c.as_slice()).collect();
+            let reduced = Self::fit_direct(&coords, y, classes, l2)?;
+            return Ok(span.lift(&reduced, x));
+        }
+        Self::fit_direct(x, y, classes, l2)
+    }
+
+    fn fit_direct(x: &[&[f32]], y: &[usize], classes: usize, l2: f64) -> Result<Self> {
         if x.is_empty() || x.len() != y.len() {
             return Err(config_err!(
                 "logistic regression: {} rows for {} labels",
@@ -145,6 +162,93 @@ impl SoftmaxRegression {
     }
 }
 
+/// An orthonormal basis of the span of a set of rows, from the Cholesky factor of their Gram
+/// matrix `G = X·Xᵀ = L·Lᵀ` (columns of `L` whose pivot falls below `1e-10 · max Gᵢᵢ` are
+/// dependent and left out): basis vector `k` is `Σ_{p ∈ pivots} (L_PP⁻ᵀ)_{pk} · x_p`, and row
+/// `i`'s coordinates in it are `L[i, pivots]`, so inner products, norms, and hence a linear
+/// model's scores and its L2 penalty, are those of the original rows.
+struct RowSpan {
+    /// The independent rows, in order.
+    pivots: Vec<usize>,
+    /// `L` (rows × rows, row-major); only the pivot columns are used.
+    l: Vec<f64>,
+    /// Each row's coordinates (pivots.len() values).
+    coords: Vec<Vec<f32>>,
+}
+
+impl RowSpan {
+    fn new(x: &[&[f32]]) -> Self {
+        let n = x.len();
+        let mut g = vec![0f64; n * n];
+        for i in 0..n {
+            for j in 0..=i {
+                let v: f64 = x[i]
+                    .iter()
+                    .zip(x[j])
+                    .map(|(&a, &b)| a as f64 * b as f64)
+                    .sum();
+                g[i * n + j] = v;
+                g[j * n + i] = v;
+            }
+        }
+        let max_diag = (0..n).map(|i| g[i * n + i]).fold(0.0, f64::max);
+        let mut l = vec![0f64; n * n];
+        let mut pivots = Vec::new();
+        for j in 0..n {
+            let dot = |l: &[f64], a: usize, b: usize| -> f64 {
+                pivots.iter().map(|&k| l[a * n + k] * l[b * n + k]).sum()
+            };
+            let d = g[j * n + j] - dot(&l, j, j);
+            if d <= 1e-10 * max_diag {
+                continue;
+            }
+            let root = d.sqrt();
+            l[j * n + j] = root;
+            for i in j + 1..n {
+                l[i * n + j] = (g[i * n + j] - dot(&l, i, j)) / root;
+            }
+            pivots.push(j);
+        }
+        let coords = (0..n)
+            .map(|i| pivots.iter().map(|&k| l[i * n + k] as f32).collect())
+            .collect();
+        RowSpan { pivots, l, coords }
+    }
+
+    /// The model on the original rows `x` whose scores equal `reduced`'s on the coordinates.
+    fn lift(&self, reduced: &SoftmaxRegression, x: &[&[f32]]) -> SoftmaxRegression {
+        let (n, r, dims) = (x.len(), self.pivots.len(), x[0].len());
+        let rs = r + 1;
+        let stride = dims + 1;
+        let mut w = vec![0f64; reduced.classes * stride];
+        for c in 0..reduced.classes {
+            // α = L_PP⁻ᵀ · v: back substitution on the pivots' lower-triangular block.
+            let v = &reduced.w[c * rs..c * rs + r];
+            let mut alpha = vec![0f64; r];
+            for a in (0..r).rev() {
+                let pa = self.pivots[a];
+                let mut acc = v[a];
+                for (&pb, &ab) in self.pivots[a + 1..].iter().zip(&alpha[a + 1..]) {
+                    acc -= self.l[pb * n + pa] * ab;
+                }
+                alpha[a] = acc / self.l[pa * n + pa];
+            }
+            let wc = &mut w[c * stride..(c + 1) * stride];
+            for (a, &p) in alpha.iter().zip(&self.pivots) {
+                for (wk, &xk) in wc[..dims].iter_mut().zip(x[p]) {
+                    *wk += a * xk as f64;
+                }
+            }
+            wc[dims] = reduced.w[c * rs + r];
+        }
+        SoftmaxRegression {
+            classes: reduced.classes,
+            dims,
+            w,
+        }
+    }
+}
+
 fn probabilities(w: &[f64], classes: usize, row: &[f32], out: &mut [f64]) {
     let stride = row.len() + 1;
     for (c, o) in out.iter_mut().enumerate().take(classes) {
@@ -171,7 +275,7 @@ pub const L2_GRID: [f64; 6] = [1e-3, 3e-3, 1e-2, 3e-2, 0.1, 0.3];
 /// The `l2` of `grid` with the best pooled UAR over an inner leave-one-speaker-out on `train`
 /// (indices into `x`, `y`, `speakers`): only training speakers are ever held out, so the test
 /// speaker plays no part in the choice. Ties go to the stronger penalty.
-pub fn select_l2<S: AsRef<str> + PartialEq>(
+pub fn select_l2<S: AsRef<str> + PartialEq + Sync>(
     x: &[Vec<f32>],
     y: &[usize],
     speakers: &[S],
@@ -187,20 +291,37 @@ pub fn select_l2<S: AsRef<str> + PartialEq>(
             "choosing the L2 strength needs at least two training speakers"
         ));
     }
-    let mut best: Option<(f64, f64)> = None;
-    for &l2 in grid.iter().rev() {
-        let mut confusion = super::metrics::ConfusionMatrix::new(classes);
-        for held in &inner {
+    // Every (l2, held-out speaker) fit is independent: in parallel, merged in a fixed order.
+    let jobs: Vec<(f64, &str)> = grid
+        .iter()
+        .rev()
+        .flat_map(|&l2| inner.iter().map(move |&h| (l2, h)))
+        .collect();
+    let outcomes: Vec<Result<Vec<(usize, usize)>>> = jobs
+        .par_iter()
+        .map(|&(l2, held)| {
             let fit_on: Vec<usize> = train
                 .iter()
                 .copied()
-                .filter(|&i| speakers[i].as_ref() != *held)
+                .filter(|&i| speakers[i].as_ref() != held)
                 .collect();
             let rows: Vec<&[f32]> = fit_on.iter().map(|&i| x[i].as_slice()).collect();
             let labels: Vec<usize> = fit_on.iter().map(|&i| y[i]).collect();
             let m = SoftmaxRegression::fit(&rows, &labels, classes, l2)?;
-            for &i in train.iter().filter(|&&i| speakers[i].as_ref() == *held) {
-                confusion.add(y[i], super::inference::argmax(&m.predict(&x[i])));
+            Ok(train
+                .iter()
+                .filter(|&&i| speakers[i].as_ref() == held)
+                .map(|&i| (y[i], super::inference::argmax(&m.predict(&x[i]))))
+                .collect())
+        })
+        .collect();
+    let mut best: Option<(f64, f64)> = None;
+    let mut outcomes = outcomes.into_iter();
+    for &l2 in grid.iter().rev() {
+        let mut confusion = super::metrics::ConfusionMatrix::new(classes);
+        for _ in &inner {
+            for (truth, predicted) in outcomes.next().expect("one outcome per job")? {
+                confusion.add(truth, predicted);
             }
         }
         let uar = confusion.unweighted_average_recall();
@@ -285,5 +406,39 @@ mod tests {
         let b = select_l2(&x, &y, &speakers, &train, 2, &L2_GRID).unwrap();
         assert_eq!(a, b);
         assert!(select_l2(&x, &y, &speakers, &[0, 4], 2, &L2_GRID).is_err());
+    }
+
+    /// More dimensions than rows: the fit in the rows' span is the same model as the direct fit
+    /// (same objective at the optimum, same probabilities on new rows), including rows that are
+    /// linear combinations of others (each speaker's z-normalised rows sum to zero). Tolerances:
+    /// both fits stop after the same number of iterations of a linearly convergent method, so
+    /// they agree to ~1e-6 in probability; the objectives to 1e-8.
+    #[test]
+    fn the_row_span_fit_is_the_direct_fit() {
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(11);
+        let (n, dims) = (24, 60);
+        let mut x: Vec<Vec<f32>> = (0..n)
+            .map(|_| (0..dims).map(|_| rng.random_range(-1.0f32..1.0)).collect())
+            .collect();
+        // Row 23 = row 0 − row 1: a dependent row.
+        x[23] = x[0].iter().zip(&x[1]).map(|(a, b)| a - b).collect();
+        let y: Vec<usize> = (0..n).map(|i| (i * 7 + i / 5) % 3).collect();
+        let rows: Vec<&[f32]> = x.iter().map(|r| r.as_slice()).collect();
+        let l2 = 0.1;
+        let span = RowSpan::new(&rows);
+        assert_eq!(span.pivots.len(), n - 1, "the dependent row is not a pivot");
+        let reduced = SoftmaxRegression::fit(&rows, &y, 3, l2).unwrap();
+        let direct = SoftmaxRegression::fit_direct(&rows, &y, 3, l2).unwrap();
+        let (a, b) = (
+            reduced.objective(&rows, &y, l2),
+            direct.objective(&rows, &y, l2),
+        );
+        assert!((a - b).abs() < 1e-8, "objectives {a} vs {b}");
+        for _ in 0..5 {
+            let new: Vec<f32> = (0..dims).map(|_| rng.random_range(-1.0f32..1.0)).collect();
+            for (p, q) in reduced.predict(&new).iter().zip(direct.predict(&new)) {
+                assert!((p - q).abs() < 1e-6, "probabilities {p} vs {q}");
+            }
+        }
     }
 }

@@ -200,8 +200,8 @@ fn header(out: &mut String, title: &str, cfg: &TrainConfig, corpus: &Corpus) {
     };
     let prosody = if cfg.prosody_weight > 0.0 {
         format!(
-            "; late fusion with the prosody branch at weight {} (logistic regression on the prosody vector, {} normalisation)",
-            cfg.prosody_weight, cfg.input_norm
+            "; late fusion with the prosody branch at weight {} (logistic regression on the {} prosody vector, {} normalisation)",
+            cfg.prosody_weight, cfg.prosody_set, cfg.input_norm
         )
     } else {
         String::new()

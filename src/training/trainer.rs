@@ -216,7 +216,10 @@ impl<'a, B: Backend<Elem = f32>> Trainer<'a, B> {
             };
             let store = ProsodyStore::build(
                 corpus,
-                &Default::default(),
+                &crate::features::prosody::ProsodyConfig {
+                    set: cfg.prosody_set,
+                    ..Default::default()
+                },
                 cfg.spectrogram.stft.sample_rate,
                 &opts,
             )?;
