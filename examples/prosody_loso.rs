@@ -14,7 +14,8 @@
 //! log-mel bands (25 ms / 10 ms) and of their Δ (±2 frames), 256 values, normalised as the prosody
 //! vector is. `--fuse RUN_DIR` also scores the average (equal weights, fixed in advance) of this
 //! classifier's probabilities with the network probabilities a rescnn-train LOSO run saved
-//! (`RUN_DIR/fold-*/test-predictions.json`, its last weights), matched by utterance id.
+//! (`RUN_DIR/fold-*/test-predictions.json`, its last weights), matched by utterance id; only
+//! the folds the run has are scored (an ablation cut short after a few folds).
 //!
 //! Prints per-fold WA/UAR, their mean ± std, the pooled WA/UAR/macro-F1, per-class recall and the
 //! pooled confusion matrix.
@@ -107,6 +108,18 @@ fn main() -> rescnn::Result<()> {
     let (mut fold_wa, mut fold_uar) = (Vec::new(), Vec::new());
     println!("| test speaker | l2 | WA (%) | UAR (%) |\n|---|---|---|---|");
     for test in corpus.speakers() {
+        // A run cut short (a few folds of an ablation) is scored on the folds it has: the
+        // branch alone and the fusion then cover the same utterances.
+        if let Some(net) = &fuse {
+            let in_run = |i: &usize| net.contains_key(&corpus.utterances[*i].id);
+            if !(0..corpus.len())
+                .filter(|&i| speakers[i] == test)
+                .any(|i| in_run(&i))
+            {
+                println!("| {test} | | not in the run | |");
+                continue;
+            }
+        }
         let train: Vec<usize> = (0..corpus.len()).filter(|&i| speakers[i] != test).collect();
         let norm = ProsodyNorm::for_training(mode, &store, &speakers, &train)?;
         let mut x: Vec<Vec<f32>> = (0..corpus.len())

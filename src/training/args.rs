@@ -159,10 +159,13 @@ fn at<'v>(v: &'v Value, key: &str) -> Option<&'v Value> {
     key.split('.').try_fold(v, |v, k| v.get(k))
 }
 
+/// Every optimizer, in the order the help lists their defaults.
+const OPTIMIZER_KINDS: [OptimizerKind; 2] = [OptimizerKind::RmsProp, OptimizerKind::AdamW];
+
 /// The trainer's default configuration as JSON, and the same with each other optimizer's defaults
 /// (so that every optimizer's settings have a default to show).
 fn default_settings() -> Vec<Value> {
-    [OptimizerKind::RmsProp, OptimizerKind::AdamW]
+    OPTIMIZER_KINDS
         .into_iter()
         .map(|kind| {
             to_json(TrainConfig {
@@ -173,13 +176,26 @@ fn default_settings() -> Vec<Value> {
         .collect()
 }
 
-/// `[default: …]` as the help shows it, from the trainer's own default configuration.
+/// `[default: …]` as the help shows it, from the trainer's own default configuration; a setting
+/// whose default differs between optimizers (`weight_decay`) shows each one's.
 fn default_text(defaults: &[Value], key: &str) -> Option<String> {
-    match defaults.iter().find_map(|d| at(d, key))? {
-        Value::Null => None,
-        Value::String(s) => Some(s.clone()),
-        other => Some(other.to_string()),
+    let shown: Vec<Option<String>> = defaults
+        .iter()
+        .map(|d| match at(d, key)? {
+            Value::Null => None,
+            Value::String(s) => Some(s.clone()),
+            other => Some(other.to_string()),
+        })
+        .collect();
+    if shown.iter().all(|v| *v == shown[0]) {
+        return shown[0].clone();
     }
+    let per_kind: Vec<String> = OPTIMIZER_KINDS
+        .iter()
+        .zip(&shown)
+        .filter_map(|(kind, v)| Some(format!("{} with {kind}", v.as_ref()?)))
+        .collect();
+    Some(per_kind.join(", "))
 }
 
 /// The command: [`Args`] plus one option per [`config_flags!`] line, with the trainer's defaults.
@@ -436,6 +452,14 @@ mod tests {
         );
         let colormap = help_line(&help, "colormap");
         assert!(colormap.contains("[default: gray]"), "{colormap}");
+        // Each optimizer's own default where they differ, from the same source as the training.
+        let decay = help_line(&help, "weight-decay");
+        let want = format!(
+            "[default: {:?} with rmsprop, {:?} with adamw]",
+            crate::backends::RmsPropConfig::default().weight_decay,
+            crate::backends::AdamWConfig::default().weight_decay
+        );
+        assert!(decay.contains(&want), "{decay} lacks {want}");
     }
 
     #[test]
