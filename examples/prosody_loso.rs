@@ -5,7 +5,7 @@
 //!
 //! ```sh
 //! cargo run --release --example prosody_loso -- [EMODB_DIR] [--norm speaker|training] \
-//!     [--set basic|full] [--mel-stats] [--fuse RUN_DIR]
+//!     [--set basic|full] [--mel-stats] [--fuse RUN_DIR] [--dump FILE.csv]
 //! ```
 //!
 //! `--set full` classifies the large functional set (`rescnn::features::functionals`) after the
@@ -16,6 +16,9 @@
 //! classifier's probabilities with the network probabilities a rescnn-train LOSO run saved
 //! (`RUN_DIR/fold-*/test-predictions.json`, its last weights), matched by utterance id; only
 //! the folds the run has are scored (an ablation cut short after a few folds).
+//!
+//! `--dump FILE.csv` also writes the raw vectors (`id,speaker,label,<names>`), for
+//! `scripts/svm_check.py`: the issue's baseline classifier (linear SVM) on our features.
 //!
 //! Prints per-fold WA/UAR, their mean ± std, the pooled WA/UAR/macro-F1, per-class recall and the
 //! pooled confusion matrix.
@@ -39,10 +42,18 @@ fn main() -> rescnn::Result<()> {
     let mut mode = InputNormMode::Speaker;
     let (mut mel_stats, mut fuse) = (false, None);
     let mut cfg = ProsodyConfig::default();
+    let mut dump = None;
     let mut it = args.iter();
     while let Some(a) = it.next() {
         match a.as_str() {
             "--mel-stats" => mel_stats = true,
+            "--dump" => {
+                dump = Some(
+                    it.next()
+                        .ok_or_else(|| rescnn::config_err!("--dump: expected a CSV file name"))?
+                        .clone(),
+                )
+            }
             "--set" => {
                 cfg.set = match it.next().map(String::as_str) {
                     Some("basic") => ProsodySet::Basic,
@@ -90,6 +101,10 @@ fn main() -> rescnn::Result<()> {
         store.stats.loaded,
         t0.elapsed().as_secs_f64()
     );
+    if let Some(path) = &dump {
+        write_csv(path, &corpus, &store)?;
+        eprintln!("raw vectors written to {path}");
+    }
     let extra = if mel_stats {
         Some(mel_functionals(&corpus)?)
     } else {
@@ -248,6 +263,25 @@ fn network_predictions(run: &std::path::Path) -> rescnn::Result<HashMap<String, 
         ));
     }
     Ok(out)
+}
+
+/// The raw (unnormalised) vectors as CSV: `id,speaker,label,<entry names>`, one row per utterance,
+/// written atomically.
+fn write_csv(path: &str, corpus: &Corpus, store: &ProsodyStore) -> rescnn::Result<()> {
+    use std::fmt::Write as _;
+    let mut out = String::from("id,speaker,label");
+    for name in store.config().names() {
+        let _ = write!(out, ",{name}");
+    }
+    out.push('\n');
+    for (i, u) in corpus.utterances.iter().enumerate() {
+        let _ = write!(out, "{},{},{}", u.id, u.speaker, u.label);
+        for v in store.vector(i) {
+            let _ = write!(out, ",{v}");
+        }
+        out.push('\n');
+    }
+    rescnn::fsutil::write_atomic(std::path::Path::new(path), out.as_bytes())
 }
 
 /// Per utterance: mean and standard deviation over frames of each of 64 log-mel bands and of

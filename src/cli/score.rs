@@ -3,7 +3,8 @@
 //! alone), without retraining. One run then gives the network alone, the prosody branch alone and
 //! their fusion at the run's own weight, pooled over folds and as per-fold mean ± std: the prosody
 //! ablation rows. Extra `--weight` values are marked "post hoc" in the output, because a weight
-//! picked by looking at these numbers has been selected on the test speakers.
+//! picked by looking at these numbers has been selected on the test speakers. A fold of an
+//! `--ensemble K` run is scored as the mean of its members' (`seed-N/`) network probabilities.
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -68,13 +69,50 @@ fn load_folds(run: &Path) -> Result<Vec<Fold>> {
         }
         Ok(Fold { name, p })
     };
-    if run.join(PREDICTIONS).is_file() {
-        return Ok(vec![read(run, run.display().to_string())?]);
+    // A fold of `--ensemble K` keeps its members' predictions in `seed-N/`: the fold's
+    // network probabilities are their mean (what the trainer reports for the ensemble), and the
+    // prosody branch, a function of the fold alone, is the same in every member.
+    let read_fold = |dir: &Path, name: String| -> Result<Fold> {
+        let members = ensemble_members(dir);
+        if dir.join(PREDICTIONS).is_file() || members.is_empty() {
+            return read(dir, name);
+        }
+        let folds: Vec<Fold> = members
+            .iter()
+            .map(|m| read(m, name.clone()))
+            .collect::<Result<_>>()?;
+        let first = &folds[0].p;
+        if folds.iter().any(|f| {
+            f.p.labels != first.labels
+                || f.p.classes != first.classes
+                || f.p.prosody != first.prosody
+        }) {
+            return Err(config_err!(
+                "{}: its ensemble members (seed-*/) disagree on the test labels, classes or prosody \
+                 branch",
+                dir.display()
+            ));
+        }
+        let k = folds.len() as f64;
+        let mut mean = vec![vec![0.0; first.classes.len()]; first.labels.len()];
+        for f in &folds {
+            for (m, row) in mean.iter_mut().zip(&f.p.network_last) {
+                for (a, b) in m.iter_mut().zip(row) {
+                    *a += b / k;
+                }
+            }
+        }
+        let mut fold = folds.into_iter().next().expect("at least one member");
+        fold.p.network_last = mean;
+        Ok(fold)
+    };
+    if run.join(PREDICTIONS).is_file() || !ensemble_members(run).is_empty() {
+        return Ok(vec![read_fold(run, run.display().to_string())?]);
     }
     let entries = std::fs::read_dir(run).map_err(|e| Error::io(run, e))?;
     let mut dirs: Vec<PathBuf> = entries
         .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.join(PREDICTIONS).is_file())
+        .filter(|p| p.join(PREDICTIONS).is_file() || !ensemble_members(p).is_empty())
         .collect();
     dirs.sort();
     if dirs.is_empty() {
@@ -86,7 +124,7 @@ fn load_folds(run: &Path) -> Result<Vec<Fold>> {
     let folds: Vec<Fold> = dirs
         .iter()
         .map(|d| {
-            read(
+            read_fold(
                 d,
                 d.file_name().unwrap_or_default().to_string_lossy().into(),
             )
@@ -99,6 +137,28 @@ fn load_folds(run: &Path) -> Result<Vec<Fold>> {
         ));
     }
     Ok(folds)
+}
+
+/// The `seed-N/` sub-folders of `dir` holding predictions, in seed order.
+fn ensemble_members(dir: &Path) -> Vec<PathBuf> {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    let mut members: Vec<(u64, PathBuf)> = entries
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.join(PREDICTIONS).is_file())
+        .filter_map(|p| {
+            let seed = p
+                .file_name()?
+                .to_str()?
+                .strip_prefix("seed-")?
+                .parse()
+                .ok()?;
+            Some((seed, p))
+        })
+        .collect();
+    members.sort();
+    members.into_iter().map(|(_, p)| p).collect()
 }
 
 /// What to score: the network alone, the prosody branch alone, or their fusion at weight w.
@@ -290,6 +350,48 @@ mod tests {
             text.contains("Pooled over folds, fusion at the run's weight 0.5"),
             "{text}"
         );
+    }
+
+    /// An ensemble fold (`seed-N/` members, no fold-level file) scores the mean of its members'
+    /// network probabilities: here two members that are each wrong on one utterance and right
+    /// on average on both; members that disagree on the labels are refused.
+    #[test]
+    fn ensemble_folds_score_their_members_mean() {
+        let run = tempfile::tempdir().unwrap();
+        let fold = run.path().join("fold-01-03");
+        write_fold(
+            &fold.join("seed-0"),
+            &[0, 1],
+            &[[0.9, 0.1], [0.6, 0.4]],
+            &[[0.5, 0.5]; 2],
+            0.5,
+        );
+        write_fold(
+            &fold.join("seed-1"),
+            &[0, 1],
+            &[[0.4, 0.6], [0.1, 0.9]],
+            &[[0.5, 0.5]; 2],
+            0.5,
+        );
+        let folds = load_folds(run.path()).unwrap();
+        assert_eq!(folds.len(), 1);
+        let want = [[0.65, 0.35], [0.35, 0.65]];
+        for (row, w) in folds[0].p.network_last.iter().zip(want) {
+            for (a, b) in row.iter().zip(w) {
+                // f64 mean of two values: exact to rounding.
+                assert!((a - b).abs() < 1e-12, "{row:?} vs {w:?}");
+            }
+        }
+        assert!((score(&folds, Source::Network).unwrap().pooled.wa - 1.0).abs() < 1e-12);
+        write_fold(
+            &fold.join("seed-2"),
+            &[1, 1],
+            &[[0.5, 0.5]; 2],
+            &[[0.5, 0.5]; 2],
+            0.5,
+        );
+        let e = load_folds(run.path()).unwrap_err().to_string();
+        assert!(e.contains("ensemble members"), "{e}");
     }
 
     #[test]
