@@ -1,6 +1,7 @@
 //! Utterance-level prosody and voice-quality statistics: a fixed-length vector per utterance, the
 //! kind of functionals the classic SER baselines (eGeMAPS, ComParE) classify with, for the
-//! network's prosody branch (concatenated after statistics pooling).
+//! prosody branch (a linear classifier whose class probabilities are fused late with the
+//! network's, [`crate::training::prosody_branch`]).
 //!
 //! From the [`pitch`](super::pitch) track (YIN, 10 ms frames) and a linear-frequency power
 //! spectrum of the same frames:

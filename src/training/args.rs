@@ -150,7 +150,7 @@ config_flags! {
     value "mixup" => "mixup_alpha": f64, "Mixup of training batches at λ ~ Beta(α, α) (0: off; 0.2–0.4 usual).";
     value "label-smoothing" => "label_smoothing": f64, "Label smoothing ε of the training targets (0: off).";
     value "ensemble" => "ensemble": usize, "Train K networks per fold from seeds seed, seed+1, … (each in its own folder) and report their averaged probabilities beside each member's result (1: one network).";
-    value "prosody" => "prosody_weight": f64, "Late fusion with the prosody branch (logistic regression on F0/energy/voicing statistics) at weight W in [0, 1] (0: off).";
+    value "prosody" => "prosody_weight": f64, "Late fusion with the prosody branch (logistic regression on the --prosody-set utterance vector) at weight W in [0, 1] (0: off).";
     choice "prosody-set" => "prosody_set": crate::features::prosody::ProsodySet, "The prosody branch's utterance vector: basic (29 prosody statistics) or full (those and ~2000 functionals of 62 frame-level descriptors and their deltas).";
 }
 
