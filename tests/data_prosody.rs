@@ -100,11 +100,15 @@ fn synthetic_emotions_show_in_the_prosody_vector() {
     assert!(acc > 0.55, "accuracy {:.1} %", 100.0 * acc);
 }
 
-#[test]
-fn disk_cache_round_trip_and_key() {
+/// A small synthetic corpus and cache options writing to a fresh temporary folder (kept alive by
+/// the returned guard).
+fn corpus_with_disk_cache(
+    speakers: usize,
+    per_class_per_speaker: usize,
+) -> (rescnn::data::Corpus, tempfile::TempDir, CacheOptions) {
     let corpus = synth::generate(&SynthConfig {
-        speakers: 2,
-        per_class_per_speaker: 1,
+        speakers,
+        per_class_per_speaker,
         ..SynthConfig::default()
     })
     .unwrap();
@@ -114,6 +118,12 @@ fn disk_cache_round_trip_and_key() {
         progress: false,
         variants: Vec::new(),
     };
+    (corpus, dir, opts)
+}
+
+#[test]
+fn disk_cache_round_trip_and_key() {
+    let (corpus, dir, opts) = corpus_with_disk_cache(2, 1);
     let cfg = ProsodyConfig::default();
     let a = ProsodyStore::build(&corpus, &cfg, 16_000, &opts).unwrap();
     assert_eq!((a.stats.computed, a.stats.loaded), (corpus.len(), 0));
@@ -155,18 +165,7 @@ fn disk_cache_round_trip_and_key() {
 fn the_full_set_extends_the_basic_vector_and_carries_the_emotions() {
     use rescnn::features::prosody::ProsodySet;
     use rescnn::training::linear::SoftmaxRegression;
-    let corpus = synth::generate(&SynthConfig {
-        speakers: 4,
-        per_class_per_speaker: 3,
-        ..SynthConfig::default()
-    })
-    .unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let opts = CacheOptions {
-        dir: Some(dir.path().to_path_buf()),
-        progress: false,
-        variants: Vec::new(),
-    };
+    let (corpus, _dir, opts) = corpus_with_disk_cache(4, 3);
     let basic = ProsodyStore::build(&corpus, &ProsodyConfig::default(), 16_000, &opts).unwrap();
     let full_cfg = ProsodyConfig {
         set: ProsodySet::Full,
