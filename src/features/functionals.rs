@@ -27,7 +27,7 @@
 
 use super::mel::MelBank;
 use super::pitch::{self, PitchConfig};
-use super::prosody::mean_std;
+use super::prosody::{mean_std, quantile_sorted};
 use super::stft::StftPlan;
 use super::StftConfig;
 use crate::Result;
@@ -191,12 +191,6 @@ pub fn functionals(x: &[f64], hop_s: f64) -> [f64; 16] {
         up75,
         rise,
     ]
-}
-
-fn quantile_sorted(s: &[f64], q: f64) -> f64 {
-    let pos = q.clamp(0.0, 1.0) * (s.len() - 1) as f64;
-    let (lo, hi) = (pos.floor() as usize, pos.ceil() as usize);
-    s[lo] + (s[hi] - s[lo]) * (pos - lo as f64)
 }
 
 /// Regression delta (±2 frames, edges repeated) of a contour.

@@ -138,6 +138,11 @@ pub fn quantile(v: &[f64], q: f64) -> f64 {
     }
     let mut s = v.to_vec();
     s.sort_by(f64::total_cmp);
+    quantile_sorted(&s, q)
+}
+
+/// [`quantile`] of an already sorted, non-empty slice (several quantiles of one sort).
+pub fn quantile_sorted(s: &[f64], q: f64) -> f64 {
     let pos = q.clamp(0.0, 1.0) * (s.len() - 1) as f64;
     let (lo, hi) = (pos.floor() as usize, pos.ceil() as usize);
     s[lo] + (s[hi] - s[lo]) * (pos - lo as f64)
