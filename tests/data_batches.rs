@@ -205,26 +205,26 @@ fn augmentation_is_reproducible_and_does_what_it_says() {
     let plane = 48 * 40;
     assert!((0..plane).all(|p| out[p] == out[plane + p] && out[p] == out[2 * plane + p]));
     assert_ne!(out, plain);
-    // Masks: a full-width frequency mask leaves rows at the floor colour (jet's dark blue).
+    // Masks act after normalisation: the image comes back unmasked, and the returned plan zeroes
+    // whole rows (the normalised mean) in every channel.
     let mask = AugmentConfig {
         freq_masks: 1,
         freq_mask_height: 1.0,
         ..AugmentConfig::none()
     };
-    let mut floor_rows = 0;
+    let mut zero_rows = 0;
     for seed in 0..20 {
         let mut rng = <rand_chacha::ChaCha8Rng as rand::SeedableRng>::seed_from_u64(seed);
-        mask.render(&mut r, &spec, &mut rng, &mut out);
-        floor_rows += (0..48)
-            .filter(|&y| {
-                (0..40)
-                    .all(|x| out[2 * plane + y * 40 + x] == 128.0 / 255.0 && out[y * 40 + x] == 0.0)
-            })
+        let after = mask.render(&mut r, &spec, &mut rng, &mut out);
+        assert_eq!(out, plain, "masks are not drawn on the unnormalised image");
+        after.apply(&mut out);
+        zero_rows += (0..48)
+            .filter(|&y| (0..3).all(|c| (0..40).all(|x| out[c * plane + y * 40 + x] == 0.0)))
             .count();
     }
     assert!(
-        floor_rows > 48 * 20 / 4,
-        "masks should blank many rows: {floor_rows}"
+        zero_rows > 48 * 20 / 4,
+        "masks should blank many rows: {zero_rows}"
     );
     // Noise points change a few pixels only.
     let noisy = AugmentConfig {

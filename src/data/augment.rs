@@ -5,8 +5,9 @@
 //! full image; in the fixed-time-resolution mode, a random window of frames), random flipping (time
 //! reversal), graying (the coloured image replaced by its luma in every channel) and noise points
 //! (a random sprinkling of pixels set to random intensities). Plus SpecAugment's time and frequency
-//! masking (bands set to the floor) and a random choice among the waveform-perturbed variants in the
-//! feature store (speed / pitch; see [`super::cache`]).
+//! masking (bands set to the normalised mean) and a random choice among the waveform-perturbed
+//! variants in the feature store (speed / pitch; see [`super::cache`]). The frequency crop and the
+//! masks act on the normalised image ([`Normalized`]); everything else on the intensities.
 
 use rand::RngExt;
 use rand_chacha::ChaCha8Rng;
@@ -70,6 +71,21 @@ impl AugmentConfig {
         }
     }
 
+    /// SpecAugment alone (Park et al. 2019): two time masks of up to an eighth of the width and two
+    /// frequency masks of up to an eighth of the height (20 frames and 8 bands of a 160 × 64 image),
+    /// at the normalised mean; nothing that shows the network speech it never hears (time
+    /// reversal), colours it never sees (graying, noise points) or shifted bands (the frequency
+    /// crop). In the fixed-time mode the training crop still picks a random window.
+    pub fn specaugment() -> Self {
+        AugmentConfig {
+            time_masks: 2,
+            time_mask_width: 0.125,
+            freq_masks: 2,
+            freq_mask_height: 0.125,
+            ..Self::none()
+        }
+    }
+
     /// Nothing changes the image.
     pub fn none() -> Self {
         AugmentConfig {
@@ -121,14 +137,19 @@ impl AugmentConfig {
         }
     }
 
-    /// Render one augmented image of `spec` as planar f32 (`channels × height × width`) into `out`.
+    /// Render one augmented image of `spec` as planar f32 (`channels × height × width`) into `out`,
+    /// and return what is left to do once the image is normalised ([`Normalized::apply`]): the
+    /// frequency crop and the SpecAugment masks act on the normalised image, so a crop stretches
+    /// rows that were normalised with their own band's statistics, and a masked band holds the
+    /// normalised mean (0) instead of the floor colour, which would land several standard
+    /// deviations below it.
     pub fn render(
         &self,
         renderer: &mut Renderer,
         spec: &Spectrogram,
         rng: &mut ChaCha8Rng,
         out: &mut [f32],
-    ) {
+    ) -> Normalized {
         let cfg = renderer.config().clone();
         let (h, w) = (cfg.height, cfg.width);
         let mut region = renderer.default_region(spec);
@@ -142,11 +163,13 @@ impl AugmentConfig {
             region.t0 = rng.random_range(0.0..=spec.frames as f32 - span);
             region.t1 = region.t0 + span;
         }
-        if self.crop_freq < 1.0 {
-            let span = spec.bins as f32 * rng.random_range(self.crop_freq..=1.0);
-            region.f0 = rng.random_range(0.0..=spec.bins as f32 - span);
-            region.f1 = region.f0 + span;
-        }
+        let rows = if self.crop_freq < 1.0 {
+            let span = h as f32 * rng.random_range(self.crop_freq..=1.0);
+            let y0 = rng.random_range(0.0..=h as f32 - span);
+            Some((y0, y0 + span))
+        } else {
+            None
+        };
         let flip = rng.random_bool(self.flip as f64);
         let gray = rng.random_bool(self.gray as f64);
         let noise = rng.random_bool(self.noise_points as f64);
@@ -154,10 +177,6 @@ impl AugmentConfig {
         if flip {
             renderer.flip_time();
         }
-        // Δ and ΔΔ (when configured) come from the cropped, flipped image before anything is
-        // masked or sprinkled on it, and the masks cover them too: a masked band is missing
-        // information in every channel, not a step edge the deltas would turn into a signal.
-        renderer.compute_deltas();
         let mut masks: Vec<Mask> = Vec::new();
         for _ in 0..self.time_masks {
             let width = rng.random_range(0..=(self.time_mask_width * w as f32) as usize);
@@ -169,14 +188,9 @@ impl AugmentConfig {
             let y0 = rng.random_range(0..=h - height);
             masks.push(Mask::Rows(y0..y0 + height));
         }
-        for m in &masks {
-            m.apply(renderer.intensity_mut_last(), w);
-            let (d, dd) = renderer.deltas_mut();
-            if !d.is_empty() {
-                m.apply(d, w);
-                m.apply(dd, w);
-            }
-        }
+        // Δ and ΔΔ (when configured) come from the cropped, flipped image before noise points
+        // are sprinkled on it.
+        renderer.compute_deltas();
         if noise {
             let image = renderer.intensity_mut_last();
             let count = (rng.random_range(0.0..=self.noise_density) * (h * w) as f32) as usize;
@@ -186,10 +200,62 @@ impl AugmentConfig {
             }
         }
         renderer.colorize_chw(gray, out);
+        Normalized {
+            rows,
+            masks,
+            height: h,
+            width: w,
+        }
+    }
+}
+
+/// What an augmentation does to an image after its normalisation ([`AugmentConfig::render`]).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Normalized {
+    /// The frequency crop: image rows `[y0, y1)` (fractional) stretched to the full height.
+    rows: Option<(f32, f32)>,
+    /// SpecAugment masks, set to 0 (the normalised mean) in every channel.
+    masks: Vec<Mask>,
+    height: usize,
+    width: usize,
+}
+
+impl Normalized {
+    /// Apply the frequency crop, then the masks, to a normalised (C, H, W) image. The crop resamples
+    /// each column linearly, row position `y0 + (r + ½)·(y1 − y0)/H − ½` for output row `r`, and
+    /// so commutes with the Δ channels (linear along time, row by row).
+    pub fn apply(&self, chw: &mut [f32]) {
+        let (h, w) = (self.height, self.width);
+        if h == 0 || w == 0 {
+            return;
+        }
+        if let Some((y0, y1)) = self.rows {
+            let scale = (y1 - y0) / h as f32;
+            let mut plane = vec![0f32; h * w];
+            for channel in chw.chunks_exact_mut(h * w) {
+                plane.copy_from_slice(channel);
+                for (r, dst) in channel.chunks_exact_mut(w).enumerate() {
+                    let y = (y0 + (r as f32 + 0.5) * scale - 0.5).clamp(0.0, (h - 1) as f32);
+                    let lo = (y.floor() as usize).min(h - 1);
+                    let hi = (lo + 1).min(h - 1);
+                    let t = y - lo as f32;
+                    let (a, b) = (&plane[lo * w..(lo + 1) * w], &plane[hi * w..(hi + 1) * w]);
+                    for ((d, &p), &q) in dst.iter_mut().zip(a).zip(b) {
+                        *d = p + t * (q - p);
+                    }
+                }
+            }
+        }
+        for channel in chw.chunks_exact_mut(h * w) {
+            for m in &self.masks {
+                m.apply(channel, w);
+            }
+        }
     }
 }
 
 /// A SpecAugment mask: image columns (time) or rows (frequency) set to 0.
+#[derive(Clone, Debug, PartialEq)]
 enum Mask {
     Columns(std::ops::Range<usize>),
     Rows(std::ops::Range<usize>),
@@ -202,6 +268,57 @@ impl Mask {
                 .chunks_exact_mut(width)
                 .for_each(|row| row[c.clone()].fill(0.0)),
             Mask::Rows(r) => plane[r.start * width..r.end * width].fill(0.0),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The frequency crop stretches rows `[y0, y1)` of the normalised image to the full height by
+    /// linear interpolation between neighbouring rows, in every channel, and the masks then zero
+    /// their columns or rows. A plane whose row `k` holds the value `k` makes the interpolation
+    /// visible: output row `r` holds `y0 + (r + ½)·(y1 − y0)/H − ½`. Tolerance 1e-5: f32
+    /// arithmetic on values below 32.
+    #[test]
+    fn the_frequency_crop_stretches_normalised_rows_and_masks_zero_every_channel() {
+        let (c, h, w) = (2, 32, 5);
+        let mut chw: Vec<f32> = (0..c * h * w).map(|i| ((i / w) % h) as f32).collect();
+        let after = Normalized {
+            rows: Some((8.0, 24.0)),
+            masks: vec![Mask::Columns(1..3)],
+            height: h,
+            width: w,
+        };
+        after.apply(&mut chw);
+        for ch in 0..c {
+            for r in 0..h {
+                let want = (8.0 + (r as f32 + 0.5) * 0.5 - 0.5).clamp(0.0, (h - 1) as f32);
+                for x in 0..w {
+                    let v = chw[(ch * h + r) * w + x];
+                    if (1..3).contains(&x) {
+                        assert_eq!(v, 0.0, "channel {ch} row {r} column {x} is masked");
+                    } else {
+                        assert!(
+                            (v - want).abs() < 1e-5,
+                            "channel {ch} row {r} column {x}: {v}, expected {want}"
+                        );
+                    }
+                }
+            }
+        }
+        let mut rows = vec![1f32; c * h * w];
+        Normalized {
+            rows: None,
+            masks: vec![Mask::Rows(4..6)],
+            height: h,
+            width: w,
+        }
+        .apply(&mut rows);
+        for (i, v) in rows.iter().enumerate() {
+            let row = (i / w) % h;
+            assert_eq!(*v, if (4..6).contains(&row) { 0.0 } else { 1.0 });
         }
     }
 }

@@ -93,7 +93,7 @@ impl<'a> Batcher<'a> {
         if let Some(a) = &cfg.augment {
             a.validate()?;
         }
-        norm.check(image, store.len())?;
+        norm.check(image, store)?;
         if let Some(&bad) = indices.iter().find(|&&i| i >= store.len()) {
             return Err(config_err!(
                 "utterance index {bad} is outside the feature store ({} utterances)",
@@ -174,24 +174,29 @@ impl<'a> Batcher<'a> {
             .zip(ids.par_iter())
             .enumerate()
             .for_each(|(k, (out, &i))| {
-                with_renderer(&self.image, |r, spec| match &self.cfg.augment {
-                    None => {
-                        self.store.spectrogram_into(i, 0, spec);
-                        r.render_chw(spec, out);
-                    }
-                    Some(aug) => {
-                        let position = (first + k) as u64;
-                        let mut rng = ChaCha8Rng::seed_from_u64(
-                            self.cfg.seed
-                                ^ epoch.wrapping_mul(0x9e37_79b9_7f4a_7c15)
-                                ^ position.wrapping_mul(0xd1b5_4a32_d192_ed03),
-                        );
-                        let variant = aug.pick_variant(self.store.variants().len(), &mut rng);
-                        self.store.spectrogram_into(i, variant, spec);
-                        aug.render(r, spec, &mut rng, out);
-                    }
-                });
-                self.norm.apply(i, out);
+                let (variant, after_norm) =
+                    with_renderer(&self.image, |r, spec| match &self.cfg.augment {
+                        None => {
+                            self.store.spectrogram_into(i, 0, spec);
+                            r.render_chw(spec, out);
+                            (0, None)
+                        }
+                        Some(aug) => {
+                            let position = (first + k) as u64;
+                            let mut rng = ChaCha8Rng::seed_from_u64(
+                                self.cfg.seed
+                                    ^ epoch.wrapping_mul(0x9e37_79b9_7f4a_7c15)
+                                    ^ position.wrapping_mul(0xd1b5_4a32_d192_ed03),
+                            );
+                            let variant = aug.pick_variant(self.store.variants().len(), &mut rng);
+                            self.store.spectrogram_into(i, variant, spec);
+                            (variant, Some(aug.render(r, spec, &mut rng, out)))
+                        }
+                    });
+                self.norm.apply_variant(i, variant, out);
+                if let Some(after) = after_norm {
+                    after.apply(out);
+                }
             });
         Batch {
             inputs: Tensor {

@@ -2,10 +2,12 @@
 //! Minimization", ICLR 2018), for the soft-target softmax cross-entropy.
 //!
 //! - Label smoothing `ε`: the target of class `y` is `(1 − ε)·onehot(y) + ε/K` over `K` classes.
-//! - Mixup `α`: one `λ ~ Beta(α, α)` per batch and a random partner `π(i)` for every sample (a
-//!   permutation of the batch); input `i` becomes `λ·x_i + (1 − λ)·x_π(i)` and its target
-//!   `λ·t_i + (1 − λ)·t_π(i)`. Every per-sample array of the batch (the image, the prosody side
-//!   input) is mixed with the same `λ` and partners ([`MixPlan::mix`]).
+//! - Mixup `α`: for every sample `i` its own `λ_i ~ Beta(α, α)` and a random partner `π(i)` (a
+//!   permutation of the batch); input `i` becomes `λ_i·x_i + (1 − λ_i)·x_π(i)` and its target
+//!   `λ_i·t_i + (1 − λ_i)·t_π(i)`. Every per-sample array of the batch (the image, the prosody side
+//!   input) is mixed with the same weights and partners ([`MixPlan::mix`]). One `λ` per sample
+//!   rather than per batch keeps a batch from being mostly one image on some steps and an even
+//!   blend on others, which would swing the batch-norm statistics from step to step.
 //!
 //! Both are pure functions of their generator, which the trainer seeds from (seed, fold, step), so
 //! a resumed run mixes exactly as the uninterrupted one.
@@ -35,22 +37,25 @@ pub fn smoothed_targets(labels: &[u32], classes: usize, epsilon: f32) -> Result<
     Ok(t)
 }
 
-/// One batch's mixing: the weight `lambda` of each sample itself and its partner.
+/// One batch's mixing: for sample `i`, the weight `lambda[i]` of the sample itself and its
+/// partner `partner[i]`.
 #[derive(Clone, Debug, PartialEq)]
 pub struct MixPlan {
-    pub lambda: f32,
+    pub lambda: Vec<f32>,
     pub partner: Vec<usize>,
 }
 
 impl MixPlan {
-    /// Draw `λ ~ Beta(alpha, alpha)` and a random permutation of `n` samples.
+    /// Draw a random permutation of `n` samples, then `λ_i ~ Beta(alpha, alpha)` for each sample.
     pub fn draw(n: usize, alpha: f32, rng: &mut ChaCha8Rng) -> Result<Self> {
         if !(alpha > 0.0 && alpha.is_finite()) {
             return Err(config_err!("mixup alpha must be positive, got {alpha}"));
         }
-        let lambda = beta(alpha as f64, alpha as f64, rng) as f32;
         let mut partner: Vec<usize> = (0..n).collect();
         partner.shuffle(rng);
+        let lambda = (0..n)
+            .map(|_| beta(alpha as f64, alpha as f64, rng) as f32)
+            .collect();
         Ok(MixPlan { lambda, partner })
     }
 
@@ -62,9 +67,9 @@ impl MixPlan {
             "mixup: data does not hold one row per sample"
         );
         let original = data.to_vec();
-        let (a, b) = (self.lambda, 1.0 - self.lambda);
         for (i, row) in data.chunks_exact_mut(per_sample).enumerate() {
             let p = self.partner[i];
+            let (a, b) = (self.lambda[i], 1.0 - self.lambda[i]);
             let other = &original[p * per_sample..(p + 1) * per_sample];
             row.iter_mut()
                 .zip(other)
@@ -155,8 +160,9 @@ mod tests {
         }
     }
 
-    /// Mixing is the convex combination with the partner, the same for every array of the batch,
-    /// and mixed one-hot targets stay distributions whose weights are λ and 1 − λ.
+    /// Mixing is the convex combination with the partner at the sample's own λ, the same for
+    /// every array of the batch, and mixed one-hot targets stay distributions whose weights are
+    /// λ_i and 1 − λ_i. Tolerance 1e-5: one f32 multiply-add of values below 12.
     #[test]
     fn mixing_is_a_convex_combination_with_the_partner() {
         let mut rng = ChaCha8Rng::seed_from_u64(2);
@@ -167,8 +173,8 @@ mod tests {
         let x: Vec<f32> = (0..12).map(|v| v as f32).collect();
         let mut mixed = x.clone();
         plan.mix(&mut mixed, 3);
-        let l = plan.lambda;
         for i in 0..4 {
+            let l = plan.lambda[i];
             for k in 0..3 {
                 let want = l * x[i * 3 + k] + (1.0 - l) * x[plan.partner[i] * 3 + k];
                 assert!((mixed[i * 3 + k] - want).abs() < 1e-5);
@@ -177,6 +183,7 @@ mod tests {
         let mut t = smoothed_targets(&[0, 1, 2, 3], 4, 0.0).unwrap();
         plan.mix(&mut t, 4);
         for (i, row) in t.chunks_exact(4).enumerate() {
+            let l = plan.lambda[i];
             assert!((row.iter().sum::<f32>() - 1.0).abs() < 1e-6);
             if plan.partner[i] != i {
                 assert!(
@@ -185,5 +192,40 @@ mod tests {
             }
         }
         assert!(MixPlan::draw(4, 0.0, &mut rng).is_err());
+    }
+
+    /// Every sample draws its own λ: over a batch of 64 at α = 0.4 (Beta(0.4, 0.4) puts most of its
+    /// mass near 0 and 1) the weights are not all one value, and their spread is that of
+    /// Beta(0.4, 0.4) (variance 1/7.2 ≈ 0.139; a batch of 64 estimates it to within about ±0.05, so
+    /// the bound 0.07 is over four standard errors away, while one λ per batch gives 0).
+    #[test]
+    fn each_sample_draws_its_own_lambda() {
+        let mut rng = ChaCha8Rng::seed_from_u64(5);
+        let plan = MixPlan::draw(64, 0.4, &mut rng).unwrap();
+        assert_eq!(plan.lambda.len(), 64);
+        let m = plan.lambda.iter().map(|&l| l as f64).sum::<f64>() / 64.0;
+        let var = plan
+            .lambda
+            .iter()
+            .map(|&l| (l as f64 - m).powi(2))
+            .sum::<f64>()
+            / 64.0;
+        assert!(
+            var > 0.07,
+            "λ variance {var} over the batch: {:?}",
+            plan.lambda
+        );
+        // The mix of sample i uses λ_i: two samples with different λ mixed with the same partner
+        // values come out different.
+        let mut data: Vec<f32> = (0..64)
+            .map(|i| if i % 2 == 0 { 1.0 } else { 0.0 })
+            .collect();
+        let original = data.clone();
+        plan.mix(&mut data, 1);
+        for i in 0..64 {
+            let p = plan.partner[i];
+            let want = plan.lambda[i] * original[i] + (1.0 - plan.lambda[i]) * original[p];
+            assert!((data[i] - want).abs() < 1e-6, "sample {i}");
+        }
     }
 }

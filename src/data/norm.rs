@@ -8,7 +8,7 @@ use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use super::cache::FeatureStore;
-use super::render::with_renderer;
+use super::render::{every_frame_image, utterance_moments, RowMoments};
 use super::speaker_norm::SpeakerNorm;
 use crate::features::ImageConfig;
 use crate::{config_err, Result};
@@ -30,7 +30,8 @@ impl InputNorm {
     }
 
     /// Mean and standard deviation per channel over the plain (unaugmented) images of `train`
-    /// (training utterances only, so nothing about validation or test leaks into the inputs).
+    /// (training utterances only, so nothing about validation or test leaks into the inputs),
+    /// every frame of each utterance counted once ([`every_frame_image`]).
     pub fn from_training(
         store: &FeatureStore,
         image: &ImageConfig,
@@ -41,38 +42,23 @@ impl InputNorm {
                 "cannot compute input statistics from an empty training set"
             ));
         }
-        let c = image.channels();
-        let plane = image.height * image.width;
+        let (c, h) = (image.channels(), image.height);
+        let wide = every_frame_image(store, image);
         // Per-utterance sums in parallel, combined in a fixed order: rayon's `reduce` may pair
         // partial sums differently from run to run, which would change the last bits of the
         // statistics and break bit-identical runs for a seed.
-        let partial: Vec<(Vec<f64>, Vec<f64>)> = train
+        let partial: Vec<RowMoments> = train
             .par_iter()
-            .map(|&i| {
-                with_renderer(image, |r, spec| {
-                    store.spectrogram_into(i, 0, spec);
-                    let mut buf = vec![0f32; c * plane];
-                    r.render_chw(spec, &mut buf);
-                    let mut s = vec![0f64; c];
-                    let mut q = vec![0f64; c];
-                    for ch in 0..c {
-                        for &v in &buf[ch * plane..(ch + 1) * plane] {
-                            s[ch] += v as f64;
-                            q[ch] += (v as f64) * (v as f64);
-                        }
-                    }
-                    (s, q)
-                })
-            })
+            .map(|&i| utterance_moments(store, &wide, i, 0))
             .collect();
-        let (mut sum, mut sumsq) = (vec![0f64; c], vec![0f64; c]);
-        for (s, q) in &partial {
+        let (mut sum, mut sumsq, mut n) = (vec![0f64; c], vec![0f64; c], 0f64);
+        for m in &partial {
             for ch in 0..c {
-                sum[ch] += s[ch];
-                sumsq[ch] += q[ch];
+                sum[ch] += m.sum[ch * h..(ch + 1) * h].iter().sum::<f64>();
+                sumsq[ch] += m.sumsq[ch * h..(ch + 1) * h].iter().sum::<f64>();
             }
+            n += (h * m.columns) as f64;
         }
-        let n = (train.len() * plane) as f64;
         let mean: Vec<f32> = sum.iter().map(|s| (s / n) as f32).collect();
         let std: Vec<f32> = sum
             .iter()
@@ -164,13 +150,26 @@ impl Normalization {
 
     /// Normalise utterance `utterance`'s (C, H, W) image.
     pub fn apply(&self, utterance: usize, chw: &mut [f32]) {
+        self.apply_variant(utterance, 0, chw)
+    }
+
+    /// Normalise utterance `utterance`'s (C, H, W) image drawn from its waveform-perturbed variant
+    /// `variant` (0 = the original audio). Per-speaker statistics are the speaker's own for that
+    /// variant: a pitch-shifted or sped-up utterance normalised with the speaker's unperturbed
+    /// statistics would look shifted against its own speaker, which is what the network is
+    /// meant to read as emotion. Training-set statistics pool many speakers, whose spread covers
+    /// the perturbations, and are the same for every variant.
+    pub fn apply_variant(&self, utterance: usize, variant: usize, chw: &mut [f32]) {
         match self {
             Normalization::Global(n) => n.apply(chw),
-            Normalization::PerSpeaker(n) => n.apply(utterance, chw),
+            Normalization::PerSpeaker(n) => n.apply_variant(utterance, variant, chw),
         }
     }
 
-    pub(crate) fn check(&self, image: &ImageConfig, utterances: usize) -> Result<()> {
+    /// Whether this normalisation fits images of `image` drawn from `store`'s utterances and
+    /// waveform variants.
+    pub(crate) fn check(&self, image: &ImageConfig, store: &FeatureStore) -> Result<()> {
+        let utterances = store.len();
         match self {
             Normalization::Global(norm) => {
                 if norm.mean.len() != image.channels() || norm.std.len() != image.channels() {
@@ -196,6 +195,14 @@ impl Normalization {
                         "speaker normalisation covers {} utterances, the feature store holds {}",
                         n.len_utterances(),
                         utterances
+                    ));
+                }
+                if n.variants() < store.variants().len() {
+                    return Err(config_err!(
+                        "speaker normalisation covers {} waveform variant(s), the feature store \
+                         holds {}",
+                        n.variants(),
+                        store.variants().len()
                     ));
                 }
             }

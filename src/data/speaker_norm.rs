@@ -1,16 +1,19 @@
 //! Per-speaker input normalisation ([`SpeakerNorm`]): each speaker's own per-(channel, row)
-//! statistics over the plain images of all of its utterances.
+//! statistics over every frame of the plain images of all of its utterances, one set per stored
+//! waveform variant.
 
 use rayon::prelude::*;
 
 use super::cache::FeatureStore;
-use super::render::with_renderer;
+use super::render::{every_frame_image, utterance_moments, RowMoments};
 use crate::features::ImageConfig;
 use crate::{config_err, Result};
 
 /// Per-speaker input normalisation: the image of an utterance of speaker `s` becomes
 /// `x[c, row, t] ← (x − mean_s[c, row]) / std_s[c, row]`, each speaker's statistics taken over the
-/// plain (unaugmented) images of all of its utterances.
+/// plain (unaugmented) images of all of its utterances, every frame of each utterance counted once.
+/// A waveform-perturbed variant (speed, pitch) of an utterance is normalised with the statistics
+/// of the same variant of all of its speaker's utterances ([`SpeakerNorm::apply_variant`]).
 ///
 /// Each image row is one frequency band, so this removes a speaker's average spectral envelope
 /// (vocal-tract length, recording channel) and its per-band loudness spread, as per-speaker
@@ -25,9 +28,10 @@ pub struct SpeakerNorm {
     speakers: Vec<String>,
     /// Index into `speakers` of every utterance (corpus index).
     utterance_speaker: Vec<usize>,
-    /// `[speaker][c * height + row]`.
+    /// `[variant * speakers + speaker][c * height + row]`; variant 0 is the original audio.
     mean: Vec<Vec<f32>>,
-    /// `[speaker][c * height + row]`, floored (see [`SpeakerNorm::STD_FLOOR`]).
+    /// `[variant * speakers + speaker][c * height + row]`, floored (see
+    /// [`SpeakerNorm::STD_FLOOR`]).
     std: Vec<Vec<f32>>,
 }
 
@@ -43,8 +47,9 @@ impl SpeakerNorm {
     pub const STD_FLOOR: f64 = 0.1;
 
     /// Statistics of every utterance of `store` (all of them, whatever part of a split they are
-    /// in), grouped by `speakers[i]`, the speaker of utterance `i`. Images are rendered with
-    /// `image` in parallel; per-utterance sums are combined in utterance order, so the result is
+    /// in), grouped by `speakers[i]`, the speaker of utterance `i`, over every frame of each
+    /// utterance ([`every_frame_image`]), for each waveform variant the store holds. Images are
+    /// rendered in parallel; per-utterance sums are combined in utterance order, so the result is
     /// the same bit for bit whatever the thread count.
     pub fn from_store<S: AsRef<str>>(
         store: &FeatureStore,
@@ -59,23 +64,23 @@ impl SpeakerNorm {
                 store.len()
             ));
         }
-        let (c, h, w) = (image.channels(), image.height, image.width);
-        let partial: Vec<RowMoments> = (0..store.len())
-            .into_par_iter()
-            .map(|i| {
-                with_renderer(image, |r, spec| {
-                    store.spectrogram_into(i, 0, spec);
-                    let mut buf = vec![0f32; c * h * w];
-                    r.render_chw(spec, &mut buf);
-                    RowMoments::of(&buf, c, h, w)
-                })
+        let (c, h) = (image.channels(), image.height);
+        let wide = every_frame_image(store, image);
+        let variants = store.variants().len().max(1);
+        let per_variant: Vec<Vec<RowMoments>> = (0..variants)
+            .map(|v| {
+                (0..store.len())
+                    .into_par_iter()
+                    .map(|i| utterance_moments(store, &wide, i, v))
+                    .collect()
             })
             .collect();
-        Self::from_moments(partial, speakers, c, h, w)
+        Self::from_moments(per_variant, speakers, c, h)
     }
 
     /// Statistics of ready images (`images[i]` is utterance `i`'s (C, H, W) image, of speaker
-    /// `speakers[i]`): the same computation as [`SpeakerNorm::from_store`] after rendering.
+    /// `speakers[i]`, every column a frame): the same computation as [`SpeakerNorm::from_store`]
+    /// after rendering, for the original audio only.
     pub fn from_images<S: AsRef<str>>(
         images: &[Vec<f32>],
         speakers: &[S],
@@ -96,19 +101,18 @@ impl SpeakerNorm {
         }
         let partial: Vec<RowMoments> = images
             .par_iter()
-            .map(|x| RowMoments::of(x, c, h, w))
+            .map(|x| RowMoments::of(x, c * h, w, w))
             .collect();
-        Self::from_moments(partial, speakers, c, h, w)
+        Self::from_moments(vec![partial], speakers, c, h)
     }
 
     fn from_moments<S: AsRef<str>>(
-        partial: Vec<RowMoments>,
+        per_variant: Vec<Vec<RowMoments>>,
         speakers: &[S],
         c: usize,
         h: usize,
-        w: usize,
     ) -> Result<Self> {
-        if partial.is_empty() {
+        if per_variant.first().is_none_or(|p| p.is_empty()) {
             return Err(config_err!(
                 "cannot compute speaker statistics without utterances"
             ));
@@ -125,39 +129,41 @@ impl SpeakerNorm {
             })
             .collect();
         let rows = c * h;
-        let mut sum = vec![vec![0f64; rows]; names.len()];
-        let mut sumsq = vec![vec![0f64; rows]; names.len()];
-        let mut count = vec![0usize; names.len()];
-        // Fixed order (utterance index) so the statistics are bit-identical from run to run.
-        for (m, &s) in partial.iter().zip(&utterance_speaker) {
-            for k in 0..rows {
-                sum[s][k] += m.sum[k];
-                sumsq[s][k] += m.sumsq[k];
-            }
-            count[s] += 1;
-        }
         let (mut mean, mut std) = (Vec::new(), Vec::new());
-        for s in 0..names.len() {
-            let n_row = (count[s] * w) as f64;
-            let mut m_s = vec![0f32; rows];
-            let mut sd_s = vec![0f32; rows];
-            for ch in 0..c {
-                let range = ch * h..(ch + 1) * h;
-                let mut mean_variance = 0.0;
-                for k in range.clone() {
-                    let m = sum[s][k] / n_row;
-                    let variance = (sumsq[s][k] / n_row - m * m).max(0.0);
-                    m_s[k] = m as f32;
-                    sd_s[k] = variance.sqrt() as f32;
-                    mean_variance += variance / h as f64;
+        for partial in &per_variant {
+            let mut sum = vec![vec![0f64; rows]; names.len()];
+            let mut sumsq = vec![vec![0f64; rows]; names.len()];
+            let mut columns = vec![0usize; names.len()];
+            // Fixed order (utterance index) so the statistics are bit-identical from run to run.
+            for (m, &s) in partial.iter().zip(&utterance_speaker) {
+                for k in 0..rows {
+                    sum[s][k] += m.sum[k];
+                    sumsq[s][k] += m.sumsq[k];
                 }
-                let floor = (Self::STD_FLOOR * mean_variance.sqrt()).max(1e-6) as f32;
-                for sd in &mut sd_s[range] {
-                    *sd = sd.max(floor);
-                }
+                columns[s] += m.columns;
             }
-            mean.push(m_s);
-            std.push(sd_s);
+            for s in 0..names.len() {
+                let n_row = columns[s] as f64;
+                let mut m_s = vec![0f32; rows];
+                let mut sd_s = vec![0f32; rows];
+                for ch in 0..c {
+                    let range = ch * h..(ch + 1) * h;
+                    let mut mean_variance = 0.0;
+                    for k in range.clone() {
+                        let m = sum[s][k] / n_row;
+                        let variance = (sumsq[s][k] / n_row - m * m).max(0.0);
+                        m_s[k] = m as f32;
+                        sd_s[k] = variance.sqrt() as f32;
+                        mean_variance += variance / h as f64;
+                    }
+                    let floor = (Self::STD_FLOOR * mean_variance.sqrt()).max(1e-6) as f32;
+                    for sd in &mut sd_s[range] {
+                        *sd = sd.max(floor);
+                    }
+                }
+                mean.push(m_s);
+                std.push(sd_s);
+            }
         }
         Ok(SpeakerNorm {
             channels: c,
@@ -190,32 +196,28 @@ impl SpeakerNorm {
 
     /// Normalise utterance `utterance`'s (C, H, W) image with its speaker's statistics.
     pub fn apply(&self, utterance: usize, chw: &mut [f32]) {
-        let s = self.utterance_speaker[utterance];
+        self.apply_variant(utterance, 0, chw)
+    }
+
+    /// Waveform variants the statistics cover (1 = the original audio only).
+    pub fn variants(&self) -> usize {
+        self.mean.len() / self.speakers.len()
+    }
+
+    /// Normalise the (C, H, W) image of waveform variant `variant` of utterance `utterance` with
+    /// its speaker's statistics of that variant.
+    pub fn apply_variant(&self, utterance: usize, variant: usize, chw: &mut [f32]) {
+        assert!(
+            variant < self.variants(),
+            "speaker statistics cover {} variant(s), not variant {variant}",
+            self.variants()
+        );
+        let s = variant * self.speakers.len() + self.utterance_speaker[utterance];
         let w = chw.len() / (self.channels * self.height);
         for (k, row) in chw.chunks_exact_mut(w).enumerate() {
             let (m, inv) = (self.mean[s][k], 1.0 / self.std[s][k]);
             row.iter_mut().for_each(|v| *v = (*v - m) * inv);
         }
-    }
-}
-
-/// Sums and sums of squares per (channel, row) of one image.
-struct RowMoments {
-    sum: Vec<f64>,
-    sumsq: Vec<f64>,
-}
-
-impl RowMoments {
-    fn of(chw: &[f32], c: usize, h: usize, w: usize) -> Self {
-        let mut sum = vec![0f64; c * h];
-        let mut sumsq = vec![0f64; c * h];
-        for (k, row) in chw.chunks_exact(w).enumerate() {
-            for &v in row {
-                sum[k] += v as f64;
-                sumsq[k] += (v as f64) * (v as f64);
-            }
-        }
-        RowMoments { sum, sumsq }
     }
 }
 

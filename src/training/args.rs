@@ -32,13 +32,15 @@ pub struct Args {
     #[arg(long, value_name = "KIND")]
     pub corpus: Option<String>,
     /// Training augmentation: `paper` (random crop, flip, graying, noise points), `full` (those,
-    /// SpecAugment masks, and speed/pitch-perturbed variants), or `none`.
+    /// SpecAugment masks, and speed/pitch-perturbed variants), `specaugment` (the masks alone), or
+    /// `none`.
     #[arg(long, value_enum, conflicts_with = "no_augment")]
     pub augment: Option<AugmentLevel>,
     /// Turn training augmentation off (the same as `--augment none`).
     #[arg(long)]
     pub no_augment: bool,
-    /// Start from a named configuration: paper (everything the paper states) or default.
+    /// Start from a named configuration: recipe (our best speaker-independent setting; add --data
+    /// and --protocol), paper (everything the paper states) or default.
     #[arg(long, value_name = "NAME")]
     pub preset: Option<String>,
     /// Settings from a TOML or JSON file (keys as in a run's config.toml).
