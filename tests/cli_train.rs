@@ -140,6 +140,8 @@ fn ctrl_c_checkpoints_and_the_run_resumes() {
     let common = [
         "--arch",
         "c8k3 p2 fc32",
+        "--eval-time",
+        "first",
         "--height",
         "32",
         "--width",
@@ -229,16 +231,16 @@ fn ctrl_c_checkpoints_and_the_run_resumes() {
     assert_eq!(status.trim(), "complete");
 }
 
-/// `--input-norm` and the file key `input_norm` layer like the other settings (default `training`),
-/// reach config.toml, and are refused together with `--resume`.
+/// `--input-norm` and the file key `input_norm` layer like the other settings (default `speaker`,
+/// the recipe's), reach config.toml, and are refused together with `--resume`.
 #[test]
 fn input_norm_option_and_key_layer_like_the_others() {
     use rescnn::data::InputNormMode;
-    assert_eq!(cfg_of(&[]).unwrap().input_norm, InputNormMode::Training);
-    let c = cfg_of(&["--input-norm", "speaker"]).unwrap();
-    assert_eq!(c.input_norm, InputNormMode::Speaker);
+    assert_eq!(cfg_of(&[]).unwrap().input_norm, InputNormMode::Speaker);
+    let c = cfg_of(&["--input-norm", "training"]).unwrap();
+    assert_eq!(c.input_norm, InputNormMode::Training);
     assert!(
-        c.to_toml().contains("input_norm = \"speaker\""),
+        c.to_toml().contains("input_norm = \"training\""),
         "{}",
         c.to_toml()
     );
@@ -246,17 +248,17 @@ fn input_norm_option_and_key_layer_like_the_others() {
 
     let dir = temp_dir();
     let file = dir.path().join("run.toml");
-    std::fs::write(&file, "input_norm = \"speaker\"\n").unwrap();
+    std::fs::write(&file, "input_norm = \"training\"\n").unwrap();
     let from_file = cfg_of(&["--config", file.to_str().unwrap()]).unwrap();
-    assert_eq!(from_file.input_norm, InputNormMode::Speaker);
+    assert_eq!(from_file.input_norm, InputNormMode::Training);
     let overridden = cfg_of(&[
         "--config",
         file.to_str().unwrap(),
         "--input-norm",
-        "training",
+        "speaker",
     ])
     .unwrap();
-    assert_eq!(overridden.input_norm, InputNormMode::Training);
+    assert_eq!(overridden.input_norm, InputNormMode::Speaker);
     std::fs::write(&file, "input_norm = \"utterance\"\n").unwrap();
     let e = cfg_of(&["--config", file.to_str().unwrap()])
         .unwrap_err()
@@ -344,7 +346,10 @@ fn a_written_configuration_read_back_as_a_config_file_is_the_same() {
 #[test]
 fn optimizer_options_choose_and_set_adamw_and_name_misfits() {
     use rescnn::backends::{AdamWConfig, LrSchedule};
+    // From the paper's RMSProp: choosing AdamW starts from AdamW's own defaults.
     let c = cfg_of(&[
+        "--preset",
+        "paper",
         "--optimizer",
         "adamw",
         "--lr",
@@ -367,7 +372,9 @@ fn optimizer_options_choose_and_set_adamw_and_name_misfits() {
             ..AdamWConfig::default()
         })
     );
-    let e = cfg_of(&["--warmup", "0.1"]).unwrap_err().to_string();
+    let e = cfg_of(&["--preset", "paper", "--warmup", "0.1"])
+        .unwrap_err()
+        .to_string();
     assert!(
         e.contains("--warmup") && e.contains("rmsprop") && e.contains("--optimizer adamw"),
         "{e}"

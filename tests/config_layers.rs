@@ -40,7 +40,7 @@ fn toml_round_trip_keeps_every_setting() {
 
 #[test]
 fn overlays_replace_only_their_keys_and_epochs_replace_iterations() {
-    let base = TrainConfig::default();
+    let base = TrainConfig::paper();
     let c = base
         .with_overlay(serde_json::json!({"epochs": 2, "optimizer": {"lr": 0.01}}))
         .unwrap();
@@ -53,7 +53,7 @@ fn overlays_replace_only_their_keys_and_epochs_replace_iterations() {
         .unwrap_err()
         .to_string();
     assert!(e.contains("bacth"), "{e}");
-    let p = base
+    let p = TrainConfig::default()
         .with_overlay(serde_json::json!({"preset": "paper", "batch": 8}))
         .unwrap();
     assert_eq!((p.arch.as_str(), p.batch), ("paper", 8));
@@ -107,7 +107,7 @@ fn adamw_tables_read_round_trip_and_refuse_other_keys() {
     assert_eq!(c.optimizer, OptimizerConfig::AdamW(want));
     assert_eq!(toml::from_str::<TrainConfig>(&c.to_toml()).unwrap(), c);
 
-    let base = TrainConfig::default();
+    let base = TrainConfig::paper();
     let switched = base
         .with_overlay(serde_json::json!({"optimizer": {"kind": "adamw", "lr": 0.003}}))
         .unwrap();

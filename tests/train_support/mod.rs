@@ -5,14 +5,17 @@
 use std::path::{Path, PathBuf};
 
 use rescnn::data::{synth, Corpus, SynthConfig};
+use rescnn::data::{AugmentConfig, EvalTime, InputNormMode};
 use rescnn::training::checkpoint::Checkpoint;
-use rescnn::training::config::{small_spectrogram, DeviceChoice, TrainConfig};
+use rescnn::training::config::{small_spectrogram, DeviceChoice, OptimizerConfig, TrainConfig};
 use rescnn::training::run::{self, RunOutcome};
 use rescnn::training::run_dir::{read_metrics, MetricsLine};
 use rescnn::training::trainer::RunControl;
 
 /// A network and input small enough that a test run takes seconds: 32 mel bands × 128 frames gray,
-/// two convs with a shortcut, batch 16.
+/// two convs with a shortcut, batch 16; RMSProp, the paper's augmentation, training-set
+/// normalisation, hard targets and first-frames evaluation, which the tests below switch on and
+/// off one at a time.
 pub fn tiny_config() -> TrainConfig {
     TrainConfig {
         corpus: "synthetic".into(),
@@ -25,6 +28,13 @@ pub fn tiny_config() -> TrainConfig {
         epochs: None,
         eval_every: 10,
         feature_cache: false,
+        optimizer: OptimizerConfig::default(),
+        augment: AugmentConfig::paper(),
+        balanced: false,
+        input_norm: InputNormMode::Training,
+        eval_time: EvalTime::First,
+        mixup_alpha: 0.0,
+        label_smoothing: 0.0,
         ..TrainConfig::default()
     }
 }
