@@ -3,7 +3,7 @@
 //! step). Before timing, each configuration is validated: the f32 network's logits must agree with
 //! the f64 network's (same seed, same weights) and one step on a fixed batch must lower its loss.
 //!
-//! Reference (the figures): TensorFlow 2.21 on CPU (oneDNN), 2 cores, trains `paper-plain`
+//! Reference (figures measured on this machine): TensorFlow 2.21 on CPU (oneDNN), 2 cores, trains `paper-plain`
 //! at 43 images/s (128×128, batch 8) and 2.3 images/s (512×512, batch 2), about 280 GFLOP/s.
 //!
 //! `cargo bench --bench cpu_train_step` (set RESCNN_BENCH_STEPS to change the number of timed steps).

@@ -4,7 +4,7 @@
 //! `cargo bench --bench spectrogram` (`-- --quick` for a short run). Before timing, the fast path is
 //! checked against the f64 reference implementation (direct DFT, per-pixel filter weights).
 //!
-//! For scale (issue 4): librosa 0.11 + PIL resize + a jet lookup table make about 295 images/s on one
+//! For scale: librosa 0.11 + PIL resize + a jet lookup table make about 295 images/s on one
 //! core of a machine like ours, scipy 329/s; the goal is 1 500/s.
 
 use std::time::{Duration, Instant};

@@ -1,7 +1,7 @@
 //! The prosody branch on its own: leave-one-speaker-out on an EMO-DB folder with the utterance
 //! prosody vector (`rescnn::features::prosody`) and a class-balanced logistic regression whose
 //! L2 strength is chosen by an inner leave-one-speaker-out over the fold's training speakers
-//! (never the test speaker), as the issue's SVM baselines choose their C.
+//! (never the test speaker), as the linear SVM baselines choose their C.
 //!
 //! ```sh
 //! cargo run --release --example prosody_loso -- [EMODB_DIR] [--norm speaker|training] \
@@ -9,7 +9,7 @@
 //! ```
 //!
 //! `--set full` classifies the large functional set (`rescnn::features::functionals`) after the
-//! prosody vector. `--mel-stats` appends the functionals of the issue's third baseline to the vector: mean and
+//! prosody vector. `--mel-stats` appends the functionals of the log-mel statistics baseline to the vector: mean and
 //! standard deviation over the voiced-or-not frames (all but the all-silent padding) of each of 64
 //! log-mel bands (25 ms / 10 ms) and of their Δ (±2 frames), 256 values, normalised as the prosody
 //! vector is. `--fuse RUN_DIR` also scores the average (equal weights, fixed in advance) of this
@@ -18,7 +18,7 @@
 //! the folds the run has are scored (an ablation cut short after a few folds).
 //!
 //! `--dump FILE.csv` also writes the raw vectors (`id,speaker,label,<names>`), for
-//! `scripts/svm_check.py`: the issue's baseline classifier (linear SVM) on our features.
+//! `scripts/svm_check.py`: the baselines' classifier (linear SVM) on our features.
 //!
 //! Prints per-fold WA/UAR, their mean ± std, the pooled WA/UAR/macro-F1, per-class recall and the
 //! pooled confusion matrix.

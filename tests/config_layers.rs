@@ -141,3 +141,34 @@ fn adamw_tables_read_round_trip_and_refuse_other_keys() {
     let e = bad.validate().unwrap_err().to_string();
     assert!(e.contains("warmup_fraction"), "{e}");
 }
+
+/// Every configuration file shipped in `configs/` loads, validates, and spells out every setting:
+/// read over a base whose values all differ from the defaults' (`--preset paper`), it gives the
+/// same configuration as over the defaults, so a change of the trainer's defaults cannot change
+/// what the file trains.
+#[test]
+fn shipped_configuration_files_are_complete() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("configs");
+    let mut seen = 0;
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().and_then(|e| e.to_str()) != Some("toml") {
+            continue;
+        }
+        let over_defaults = TrainConfig::default().with_file(&path).unwrap();
+        over_defaults.validate().unwrap();
+        let over_paper = TrainConfig::paper().with_file(&path).unwrap();
+        assert_eq!(
+            over_defaults,
+            TrainConfig {
+                device: over_defaults.device,
+                feature_cache: over_defaults.feature_cache,
+                ..over_paper
+            },
+            "{} leaves settings to the base it is read over",
+            path.display()
+        );
+        seen += 1;
+    }
+    assert!(seen > 0, "no configuration files in {}", dir.display());
+}

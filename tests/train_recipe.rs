@@ -66,6 +66,31 @@ fn fused_results_are_the_fusion_of_the_written_probabilities() {
             "{eval_time}: reported last WA {} vs fused predictions {wa}",
             result.last.wa
         );
+        // The report's parts are the written probabilities of each part alone.
+        let parts = result
+            .parts
+            .as_ref()
+            .expect("a fused run reports its parts");
+        let accuracy = |rows: &[Vec<f64>]| {
+            rows.iter()
+                .zip(&labels)
+                .filter(|(r, &y)| argmax(r) == y)
+                .count() as f64
+                / labels.len() as f64
+        };
+        assert!((parts.network.wa - accuracy(&net)).abs() < 1e-12);
+        assert!((parts.branch.wa - accuracy(&pros)).abs() < 1e-12);
+        assert_eq!(parts.prosody_weight, 0.5);
+        for row in [
+            "| network alone |",
+            "| prosody branch alone |",
+            "| fusion at prosody weight 0.5 |",
+        ] {
+            assert!(
+                summary.contains(row),
+                "{eval_time}: no {row} row in {summary}"
+            );
+        }
     }
 }
 

@@ -34,8 +34,8 @@ pub fn train_step_events(
     Ok((backend.device().take_events(), allocations))
 }
 
-/// The report of the `paper` net's step at 512 × 512, batch 50, 7 classes (the reference
-/// point).
+/// The report of the `paper` net's step at 512 × 512, batch 50, 7 classes (the reference point of
+/// the GPU memory and traffic budgets).
 pub fn paper_step_report() -> Result<String> {
     let spec = ArchSpec::from_name_or_spec("paper")?;
     let (events, _) = train_step_events(&spec, InputShape::new(3, 512, 512), 7, 50)?;

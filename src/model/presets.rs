@@ -65,7 +65,7 @@ static PRESETS: &[Preset] = &[
     Preset {
         name: "recipe",
         spec: "c32k3 bn p2 +0 c64k3 bn p2 +0 c128k3 bn p2 +0 c128k3 bn p2 stats drop0.3 fc128 drop0.3",
-        source: "ours (issue 10), not in the paper",
+        source: "ours, not in the paper",
         paper_accuracy: f64::NAN,
         certainty: Certainty::Guess,
         note: "the paper's three input shortcuts into pools 1-3, with 3×3 convs, batch norm, statistics pooling (any number of frames) and dropout; no paper accuracy",
@@ -73,7 +73,7 @@ static PRESETS: &[Preset] = &[
     Preset {
         name: "recipe-plain",
         spec: "c32k3 bn p2 c64k3 bn p2 c128k3 bn p2 c128k3 bn p2 stats drop0.3 fc128 drop0.3",
-        source: "ours (issue 10), not in the paper",
+        source: "ours, not in the paper",
         paper_accuracy: f64::NAN,
         certainty: Certainty::Guess,
         note: "`recipe` without its input shortcuts (the ablation of the paper's idea); no paper accuracy",

@@ -1,7 +1,7 @@
 //! A multinomial logistic-regression classifier on fixed-length utterance vectors (the prosody
 //! vector), in f64 on the host: the prosody branch's classifier when it is used on its own or
 //! fused late with a network (class probabilities averaged), and the cheap baseline row beside the
-//! SVMs of the issue.
+//! linear SVM baselines (openSMILE functionals + SVM).
 //!
 //! Training minimises the class-balanced mean cross-entropy (each class weighted by
 //! `n / (classes · n_class)`, as scikit-learn's `class_weight="balanced"`, so the UAR is not
@@ -9,7 +9,7 @@
 //! Nesterov-accelerated gradient descent with the step `1/L` for the loss's smoothness bound
 //! `L = ½ · max_w · mean(‖x‖² + 1) + l2`: convex, so the result depends only on the data, `l2` and
 //! the iteration count, not on a seed. `l2` is chosen by an inner leave-one-speaker-out over the
-//! training speakers only ([`select_l2`]), as the issue's SVM baselines choose their C.
+//! training speakers only ([`select_l2`]), as the linear SVM baselines choose their C.
 
 use rayon::prelude::*;
 

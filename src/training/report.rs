@@ -15,7 +15,7 @@ use super::config::TrainConfig;
 use super::ensemble::{EnsembleReport, EnsembleResult};
 use super::metrics::{mean_std, ConfusionMatrix, EvalReport};
 use super::plots::{confusion_svg, curves};
-use super::run_dir::{files, FoldResult, MetricsLine};
+use super::run_dir::{files, FoldResult, MetricsLine, Parts};
 use crate::data::Corpus;
 use crate::fsutil::write_atomic;
 use crate::Result;
@@ -56,6 +56,10 @@ pub struct RunResult {
     /// member pooled over the folds, with the members' mean ± std. (Absent for one network.)
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ensemble: Option<EnsembleResult>,
+    /// With a prosody branch: the network alone and the branch alone, pooled over folds (their
+    /// fusion is `last`). (Absent unless every fold has them.)
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parts: Option<Parts>,
 }
 
 /// Merge fold reports into one over all their test utterances.
@@ -319,6 +323,9 @@ fn fold_results(out: &mut String, r: &FoldResult, classes: &[String]) {
         &r.selected,
     );
     metrics_row(out, "last", r.last_step, &r.last);
+    if let Some(parts) = &r.parts {
+        parts_table(out, parts, &r.last, None);
+    }
     let _ = writeln!(out, "\n### Selected weights\n");
     eval_tables(out, &r.selected, classes);
     let _ = writeln!(out, "\n### Last weights\n");
@@ -345,9 +352,72 @@ pub fn run_result(cfg: &TrainConfig, folds: Vec<FoldResult>) -> RunResult {
         wa_mean_std: mean_std(&was),
         uar_mean_std: mean_std(&uars),
         ensemble: pooled_ensemble(&folds),
+        parts: pooled_parts(&folds),
         selected,
         last,
         folds,
+    }
+}
+
+/// The folds' parts pooled (`None` unless every fold has them).
+fn pooled_parts(folds: &[FoldResult]) -> Option<Parts> {
+    let each: Vec<&Parts> = folds
+        .iter()
+        .map(|f| f.parts.as_ref())
+        .collect::<Option<_>>()?;
+    Some(Parts {
+        network: pool(&each.iter().map(|p| &p.network).collect::<Vec<_>>()),
+        branch: pool(&each.iter().map(|p| &p.branch).collect::<Vec<_>>()),
+        prosody_weight: each.first()?.prosody_weight,
+    })
+}
+
+/// The rows of a fused model's parts beside their fusion (`fused`, the last weights): WA, UAR and
+/// macro-F1 of each, and with `per_fold` their mean ± std over the folds.
+fn parts_table(out: &mut String, parts: &Parts, fused: &EvalReport, per_fold: Option<&[&Parts]>) {
+    let _ = writeln!(
+        out,
+        "
+## The fused model's parts (last weights)
+
+| model | WA (%) | UAR (%) | macro-F1 (%) |          per fold WA / UAR (%) |
+|---|---|---|---|---|"
+    );
+    let spread = |pick: &dyn Fn(&Parts) -> &EvalReport| -> String {
+        match per_fold {
+            Some(folds) if folds.len() > 1 => {
+                let (wm, ws) = mean_std(&folds.iter().map(|p| pick(p).wa).collect::<Vec<_>>());
+                let (um, us) = mean_std(&folds.iter().map(|p| pick(p).uar).collect::<Vec<_>>());
+                format!("{} ± {} / {} ± {}", pct(wm), pct(ws), pct(um), pct(us))
+            }
+            _ => "–".into(),
+        }
+    };
+    let rows: [(String, &EvalReport, String); 3] = [
+        (
+            format!("fusion at prosody weight {}", parts.prosody_weight),
+            fused,
+            "–".into(),
+        ),
+        (
+            "network alone".into(),
+            &parts.network,
+            spread(&|p| &p.network),
+        ),
+        (
+            "prosody branch alone".into(),
+            &parts.branch,
+            spread(&|p| &p.branch),
+        ),
+    ];
+    for (what, r, folds) in rows {
+        let _ = writeln!(
+            out,
+            "| {what} | {} | {} | {} | {folds} |",
+            pct(r.wa),
+            pct(r.uar),
+            pct(r.macro_f1)
+        );
     }
 }
 
@@ -592,6 +662,10 @@ pub fn write_multi_fold_report(
         pct(r.last.wa),
         pct(r.last.uar)
     );
+    if let Some(parts) = &r.parts {
+        let per_fold: Vec<&Parts> = r.folds.iter().filter_map(|f| f.parts.as_ref()).collect();
+        parts_table(&mut out, parts, &r.last, Some(&per_fold));
+    }
     if let Some(e) = &r.ensemble {
         let _ = writeln!(
             out,

@@ -261,6 +261,16 @@ impl FoldsJob<'_> {
                     100.0 * r.last.wa,
                     100.0 * r.last.uar
                 );
+                if let Some(p) = &r.parts {
+                    println!(
+                        "{name}: last weights' parts: network alone WA {:.2} % UAR {:.2} %, \
+                         prosody branch alone WA {:.2} % UAR {:.2} %",
+                        100.0 * p.network.wa,
+                        100.0 * p.network.uar,
+                        100.0 * p.branch.wa,
+                        100.0 * p.branch.uar
+                    );
+                }
                 Ok(Trained::Done(r, trainer.test_probabilities().cloned()))
             }
             FoldOutcome::Interrupted { step, total } => {
@@ -343,6 +353,7 @@ impl FoldsJob<'_> {
             selected: ensemble.selected.ensemble.clone(),
             last_step: first.last_step,
             last: ensemble.last.ensemble.clone(),
+            parts: None,
             device: first.device.clone(),
             wall_s,
             train_images,

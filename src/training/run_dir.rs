@@ -144,6 +144,19 @@ pub struct FoldResult {
     /// and the counts and times are the members' sums. (Absent for one network.)
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ensemble: Option<EnsembleResult>,
+    /// With a prosody branch: the test results of its two parts alone, beside `last` (their
+    /// fusion). (Absent without a branch, and for an ensemble.)
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parts: Option<Parts>,
+}
+
+/// The test results of the parts of a fused model: the network alone (its last weights) and the
+/// prosody branch alone; their fusion at `prosody_weight` is the fold's `last` result.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Parts {
+    pub network: EvalReport,
+    pub branch: EvalReport,
+    pub prosody_weight: f64,
 }
 
 /// How a fold ended.

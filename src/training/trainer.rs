@@ -22,7 +22,7 @@ use super::metrics::EvalReport;
 use super::prosody_branch::ProsodyBranch;
 use super::run_dir::{
     append_metrics, describe_line, files, truncate_metrics, Fold, FoldOutcome, FoldResult,
-    MetricsLine,
+    MetricsLine, Parts,
 };
 use crate::backends::Backend;
 use crate::data::{
@@ -354,7 +354,10 @@ impl<'a, B: Backend<Elem = f32>> Trainer<'a, B> {
     /// `test-predictions.json`: the test utterances' class probabilities from the network's last
     /// weights and, with a prosody branch, from the branch alone, so that fusion weights, ensembles
     /// and the branch's ablation can be scored afterwards without retraining.
-    fn write_test_predictions(&mut self, indices: &[usize]) -> Result<()> {
+    fn write_test_predictions(
+        &mut self,
+        indices: &[usize],
+    ) -> Result<(Predictions, Option<Predictions>)> {
         let network = self.network_predictions(indices)?;
         let prosody = self
             .prosody
@@ -384,7 +387,8 @@ impl<'a, B: Backend<Elem = f32>> Trainer<'a, B> {
             serde_json::to_string(&json)
                 .expect("predictions serialise")
                 .as_bytes(),
-        )
+        )?;
+        Ok((network, prosody))
     }
 
     /// Train to the end (or until stopped), then evaluate the test set.
@@ -544,7 +548,12 @@ impl<'a, B: Backend<Elem = f32>> Trainer<'a, B> {
         let split = self.fold.split;
         let last_p = self.predictions_on(&split.test)?;
         let last = self.score(last_p.clone());
-        self.write_test_predictions(&split.test)?;
+        let (network_p, prosody_p) = self.write_test_predictions(&split.test)?;
+        let parts = prosody_p.map(|branch| Parts {
+            network: self.score(network_p),
+            branch: self.score(branch),
+            prosody_weight: self.cfg.prosody_weight,
+        });
         let (selected_step, selected_p) = match self.state.best.clone() {
             Some(b) if b.step != self.state.step => {
                 let best_path = dir.join(files::BEST);
@@ -593,6 +602,7 @@ impl<'a, B: Backend<Elem = f32>> Trainer<'a, B> {
             train_images: self.state.images,
             images_per_s: self.state.images as f64 / self.state.elapsed_s.max(1e-9),
             ensemble: None,
+            parts,
         };
         Ok(result)
     }
