@@ -35,6 +35,8 @@ fn main() {
         eval_every: 4,
         device: DeviceChoice::Cpu,
         feature_cache: false,
+        // A timeline reads one long recording of unknown speakers: training-set statistics.
+        input_norm: rescnn::data::InputNormMode::Training,
         ..TrainConfig::default()
     };
     run::start(&cfg, &model_dir, &RunControl::default()).expect("training the benchmark's model");
