@@ -24,8 +24,6 @@ const MAX_TABLE: usize = 1 << 22;
 /// A resampler for one rate pair; reusable across signals.
 #[derive(Clone, Debug)]
 pub struct Resampler {
-    from: u32,
-    to: u32,
     up: usize,
     down: usize,
     /// Half the filter length, in input samples.
@@ -80,8 +78,6 @@ impl Resampler {
         let length = (ATTENUATION_DB - 7.95) / (2.285 * 2.0 * PI * transition) + 1.0;
         let half = (length / 2.0).ceil() as usize;
         let mut r = Resampler {
-            from,
-            to,
             up,
             down,
             half,
@@ -100,12 +96,6 @@ impl Resampler {
         Ok(r)
     }
 
-    pub fn from_rate(&self) -> u32 {
-        self.from
-    }
-    pub fn to_rate(&self) -> u32 {
-        self.to
-    }
     /// The reduced rate ratio (up, down): output sample n sits at input time n·down/up.
     pub fn ratio(&self) -> (usize, usize) {
         (self.up, self.down)

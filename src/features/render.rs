@@ -218,9 +218,6 @@ impl Renderer {
     pub fn config(&self) -> &ImageConfig {
         &self.cfg
     }
-    pub fn color_table(&self) -> &ColorTable {
-        &self.table
-    }
 
     /// The region drawn without augmentation: the whole utterance, or in the fixed-time-resolution
     /// mode its first `width` frames (padded past the end).
