@@ -108,7 +108,7 @@ impl TrainedModel {
         let mut net = Network::new(
             backend,
             &spec,
-            InputShape::new(c, h, w),
+            InputShape::new(c, h, w).with_side(m.side_input_len),
             m.classes.len(),
             max_batch.max(1),
             0,
