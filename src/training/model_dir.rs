@@ -131,6 +131,15 @@ impl TrainedModel {
         batcher: &Batcher<'_>,
         max_batch: usize,
     ) -> Result<Vec<(usize, Vec<f64>)>> {
+        if self.checkpoint.model.side_input_len > 0 {
+            return Err(Error::data(
+                &self.path,
+                format!(
+                    "is a joint model (architecture `{}` appends the utterance vector), and predict/eval do                      not compute utterance vectors: score the test-predictions.json its training wrote instead",
+                    self.checkpoint.model.arch
+                ),
+            ));
+        }
         struct Probabilities<'m, 'b> {
             model: &'m TrainedModel,
             batcher: &'m Batcher<'b>,
