@@ -71,6 +71,11 @@ struct DropoutParams {
     unsigned key_lo, key_hi;
 };
 
+// concatenation along the row: a (N, A) and b (N, B) -> y (N, A + B) = [a, b].
+struct ConcatGeom {
+    int n, a, b;
+};
+
 static_assert(sizeof(ConvGeom) == 13 * 4, "ConvGeom must mirror src/backends/geometry.rs");
 static_assert(sizeof(PoolGeom) == 8 * 4, "PoolGeom must mirror src/backends/geometry.rs");
 static_assert(sizeof(ShortcutGeom) == 8 * 4, "ShortcutGeom must mirror src/backends/geometry.rs");
@@ -81,3 +86,4 @@ static_assert(sizeof(AdamWParams) == 8 * 4, "AdamWParams must mirror src/backend
 static_assert(sizeof(BatchNormGeom) == 7 * 4, "BatchNormGeom must mirror src/backends/geometry.rs");
 static_assert(sizeof(StatsPoolGeom) == 5 * 4, "StatsPoolGeom must mirror src/backends/geometry.rs");
 static_assert(sizeof(DropoutParams) == 5 * 4, "DropoutParams must mirror src/backends/geometry.rs");
+static_assert(sizeof(ConcatGeom) == 3 * 4, "ConcatGeom must mirror src/backends/geometry.rs");

@@ -28,8 +28,8 @@ use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use rescnn::backends::cpu::CpuBackend;
 use rescnn::backends::{
-    AdamWConfig, Backend, BatchNormGeom, ConvGeom, DenseGeom, DropoutParams, InputGrad, LrSchedule,
-    Padding, PoolGeom, RmsPropConfig, ShortcutGeom, StatsPoolGeom, XentGeom,
+    AdamWConfig, Backend, BatchNormGeom, ConcatGeom, ConvGeom, DenseGeom, DropoutParams, InputGrad,
+    LrSchedule, Padding, PoolGeom, RmsPropConfig, ShortcutGeom, StatsPoolGeom, XentGeom,
 };
 use rescnn::Shape;
 
@@ -1477,6 +1477,92 @@ fn statspool_values_and_gradients() {
             .collect();
         compare(&format!("{label}: dx"), &got, &num);
     }
+}
+
+// ---- concatenation -------------------------------------------------------------------------------
+
+#[test]
+fn concat_values_and_gradients() {
+    let cpu = Cpu::new();
+    // One feature on either side, batch 1 and 3, a side part wider than the first.
+    for (seed, &(n, a, b)) in [(1, 5, 3), (3, 1, 4), (2, 7, 1), (3, 6, 11)]
+        .iter()
+        .enumerate()
+    {
+        let g = ConcatGeom::new(n, a, b).unwrap();
+        let label = format!("concat {n}×({a} + {b})");
+        let (la, lb, ly) = (n * a, n * b, n * (a + b));
+        let mut r = rng(seed as u64 + 600);
+        let xa = uniform(&mut r, la, -1.0, 1.0);
+        let xb = uniform(&mut r, lb, -1.0, 1.0);
+        let run = |xa: &[f64], xb: &[f64]| {
+            let mut y = vec![SENTINEL; ly + TAIL];
+            cpu.concat_forward(
+                &g,
+                &with_tail(xa, f64::NAN),
+                &with_tail(xb, f64::NAN),
+                &mut y,
+            )
+            .unwrap();
+            assert_tail(&label, &y, ly);
+            y.truncate(ly);
+            y
+        };
+        let y = run(&xa, &xb);
+        let mut want = Vec::with_capacity(ly);
+        for row in 0..n {
+            want.extend_from_slice(&xa[row * a..][..a]);
+            want.extend_from_slice(&xb[row * b..][..b]);
+        }
+        assert_close(&format!("{label}: y"), &y, &want);
+
+        let probe = uniform(&mut r, ly, -1.0, 1.0);
+        let (pre_a, pre_b) = (
+            uniform(&mut r, la, -2.0, 2.0),
+            uniform(&mut r, lb, -2.0, 2.0),
+        );
+        let (mut da, mut db) = (with_tail(&pre_a, SENTINEL), with_tail(&pre_b, SENTINEL));
+        cpu.concat_backward(
+            &g,
+            &with_tail(&probe, f64::NAN),
+            Some(&mut da),
+            Some(&mut db),
+        )
+        .unwrap();
+        assert_tail(&format!("{label}: da"), &da, la);
+        assert_tail(&format!("{label}: db"), &db, lb);
+        let added = |d: &[f64], pre: &[f64]| -> Vec<f64> {
+            d.iter().zip(pre).map(|(d, p)| d - p).collect()
+        };
+        let num_a = numeric(&xa, &(0..la).collect::<Vec<_>>(), H, |xa| {
+            dot(&probe, &run(xa, &xb))
+        });
+        compare(&format!("{label}: da"), &added(&da[..la], &pre_a), &num_a);
+        let num_b = numeric(&xb, &(0..lb).collect::<Vec<_>>(), H, |xb| {
+            dot(&probe, &run(&xa, xb))
+        });
+        compare(&format!("{label}: db"), &added(&db[..lb], &pre_b), &num_b);
+
+        // Either part may be left out; the other gets the same gradient.
+        let mut da_only = pre_a.clone();
+        cpu.concat_backward(&g, &probe, Some(&mut da_only), None)
+            .unwrap();
+        assert_eq!(da_only, da[..la].to_vec(), "{label}: da without db");
+        let mut db_only = pre_b.clone();
+        cpu.concat_backward(&g, &probe, None, Some(&mut db_only))
+            .unwrap();
+        assert_eq!(db_only, db[..lb].to_vec(), "{label}: db without da");
+    }
+    assert!(ConcatGeom::new(2, 0, 3).is_err());
+    assert!(ConcatGeom::new(0, 2, 3).is_err());
+    // A buffer shorter than the geometry says is refused, not read past.
+    let g = ConcatGeom::new(2, 3, 2).unwrap();
+    let mut y = vec![0.0; 10];
+    let e = cpu
+        .concat_forward(&g, &vec![0.0; 6], &vec![0.0; 3], &mut y)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("concat b"), "{e}");
 }
 
 // ---- dropout -------------------------------------------------------------------------------------

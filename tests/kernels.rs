@@ -8,8 +8,8 @@ mod common;
 use common::{reference, Rng};
 use rescnn::backends::check::{self, assert_close, assert_same_indices};
 use rescnn::backends::{
-    AdamWConfig, Backend, BatchNormGeom, DropoutParams, LrSchedule, PoolGeom, RmsPropConfig,
-    ShortcutGeom, StatsPoolGeom, XentGeom,
+    AdamWConfig, Backend, BatchNormGeom, ConcatGeom, DropoutParams, LrSchedule, PoolGeom,
+    RmsPropConfig, ShortcutGeom, StatsPoolGeom, XentGeom,
 };
 use rescnn::Shape;
 
@@ -27,6 +27,7 @@ backend_tests!(
     batchnorm_matches_reference,
     statspool_matches_reference,
     dropout_matches_reference_with_the_same_mask,
+    concat_matches_reference,
 );
 
 /// Forward then backward of one max-pool on `b`; dx starts from `dx0` (the op accumulates).
@@ -578,6 +579,51 @@ fn dropout_matches_reference_with_the_same_mask<B: Backend<Elem = f32>>(dev: &B)
         assert_eq!(dropped, dropped_ref, "{what}: masks differ");
         assert_close(&check::DROPOUT, &format!("{what}: y"), &y, &y_ref);
         assert_close(&check::DROPOUT, &format!("{what}: dx"), &dx, &dx_ref);
+    }
+}
+
+/// Forward, then backward into da and db (pre-filled with `da0` and `db0`: the op accumulates).
+fn run_concat<B: Backend<Elem = f32>>(
+    be: &B,
+    g: &ConcatGeom,
+    a: &[f32],
+    b: &[f32],
+    dy: &[f32],
+    (da0, db0): (&[f32], &[f32]),
+) -> [Vec<f32>; 3] {
+    let (ab, bb) = (be.upload(a).unwrap(), be.upload(b).unwrap());
+    let mut y = be.zeros(g.lens().2).unwrap();
+    be.concat_forward(g, &ab, &bb, &mut y).unwrap();
+    let dyb = be.upload(dy).unwrap();
+    let (mut da, mut db) = (be.upload(da0).unwrap(), be.upload(db0).unwrap());
+    be.concat_backward(g, &dyb, Some(&mut da), Some(&mut db))
+        .unwrap();
+    [y, da, db].map(|v| be.download(&v).unwrap())
+}
+
+fn concat_matches_reference<B: Backend<Elem = f32>>(dev: &B) {
+    let mut rng = Rng::new(10);
+    // One feature on a side, batch 1 and 3, rows that are no multiple of a block, and the network's
+    // shape (256 pooled statistics and a 1981-entry utterance vector) over more than one grid-stride.
+    for (n, a, b) in [
+        (1, 1, 1),
+        (3, 5, 7),
+        (2, 1, 300),
+        (3, 256, 1981),
+        (70, 130, 9),
+    ] {
+        let g = ConcatGeom::new(n, a, b).unwrap();
+        let (la, lb, ly) = g.lens();
+        let xa = rng.vec(la, -1.0, 1.0);
+        let xb = rng.vec(lb, -1.0, 1.0);
+        let dy = rng.vec(ly, -1.0, 1.0);
+        let pre = (rng.vec(la, -1.0, 1.0), rng.vec(lb, -1.0, 1.0));
+        let got = run_concat(dev, &g, &xa, &xb, &dy, (&pre.0, &pre.1));
+        let want = run_concat(&reference(), &g, &xa, &xb, &dy, (&pre.0, &pre.1));
+        for (name, (got, want)) in ["y", "da", "db"].iter().zip(got.iter().zip(&want)) {
+            let what = format!("concat {n}×({a} + {b}) on {}: {name}", dev.name());
+            assert_close(&check::CONCAT, &what, got, want);
+        }
     }
 }
 

@@ -999,3 +999,161 @@ fn assert_matches_numeric(name: &str, analytic: &[f64], numeric: &[f64], seed: u
         numeric[at]
     );
 }
+
+/// A network that appends a projected, dropped-out side input to its pooled statistics.
+const JOINT: &str = "c4k3 bn p2 +0 c6k3 bn stats vec0.3fc5 fc8 drop0.2";
+
+/// The whole-network gradient check (same metric, tolerance 1e-6, h = 1e-5) through the `vec`
+/// layer: the concatenation hands the pooled statistics' part of the gradient back into the
+/// convolutions and the side part into the projection, through a dropout mask on the vector. Every
+/// parameter is checked; the projection's weight gradient is zero unless the side input reaches it.
+#[test]
+fn whole_network_gradient_check_with_a_side_input() {
+    let spec = ArchSpec::parse(JOINT).unwrap();
+    let side_len = 7;
+    let input = InputShape::new(2, 8, 12).with_side(side_len);
+    let (n, classes) = (4, 3);
+    let cpu = Cpu::new();
+    let labels: Vec<u32> = vec![0, 2, 1, 2];
+    let (mut net, images, side, seed) = (0..200u64)
+        .find_map(|seed| {
+            let mut r = ChaCha8Rng::seed_from_u64(seed);
+            let images: Vec<f64> = uniform(&mut r, n * input.len(), 0.0, 1.0);
+            let side: Vec<f64> = uniform(&mut r, n * side_len, -1.5, 1.5);
+            let mut net = Network::new(&cpu, &spec, input, classes, n, seed).unwrap();
+            net.forward_with_side(&cpu, &images, Some(&side), n)
+                .unwrap();
+            (modern_kink_margin(&cpu, &net) >= 1e-4).then_some((net, images, side, seed))
+        })
+        .expect("no seed below 200 keeps every kink 1e-4 away");
+    let acts = net.export_activations(&cpu).unwrap();
+    let side_node = net.plan().side_input.unwrap();
+    assert_eq!(
+        acts[side_node].data, side,
+        "the side input node holds the rows given"
+    );
+    let dropped = acts[side_node + 1]
+        .data
+        .iter()
+        .filter(|&&v| v == 0.0)
+        .count();
+    assert!(dropped > 0, "the vector's dropout dropped nothing");
+    net.loss(&cpu, &labels).unwrap();
+    net.backward(&cpu).unwrap();
+    let grads = net.export_grads(&cpu).unwrap();
+    let params = net.export_params(&cpu).unwrap();
+    let names: Vec<&str> = grads.iter().map(|g| g.name.as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            "conv1.weight",
+            "conv1.bias",
+            "bn1.gamma",
+            "bn1.beta",
+            "conv2.weight",
+            "conv2.bias",
+            "bn2.gamma",
+            "bn2.beta",
+            "vec.fc.weight",
+            "vec.fc.bias",
+            "fc1.weight",
+            "fc1.bias",
+            "classifier.weight",
+            "classifier.bias"
+        ]
+    );
+    let h = 1e-5;
+    let mut loss_at = |ps: &[NamedTensor<f64>]| {
+        net.import_params(&cpu, ps).unwrap();
+        net.forward_with_side(&cpu, &images, Some(&side), n)
+            .unwrap();
+        net.loss(&cpu, &labels).unwrap().mean_loss
+    };
+    for (t, grad) in grads.iter().enumerate() {
+        if grad.name.starts_with("conv") && grad.name.ends_with(".bias") {
+            continue; // removed by the batch norm that follows (see the check above)
+        }
+        let mut ps = params.clone();
+        let numeric: Vec<f64> = (0..grad.data.len())
+            .map(|i| {
+                let orig = ps[t].data[i];
+                ps[t].data[i] = orig + h;
+                let up = loss_at(&ps);
+                ps[t].data[i] = orig - h;
+                let down = loss_at(&ps);
+                ps[t].data[i] = orig;
+                (up - down) / (2.0 * h)
+            })
+            .collect();
+        assert_matches_numeric(&grad.name, &grad.data, &numeric, seed);
+    }
+}
+
+/// In evaluation (batch norm on running statistics, no dropout) sample k's logits depend on row
+/// k of the side input and on no other row, and the layer table shows the concatenation.
+#[test]
+fn each_sample_reads_its_own_side_input_row() {
+    let spec = ArchSpec::parse("c4k3 bn p2 stats vec fc6").unwrap();
+    let side_len = 5;
+    let input = InputShape::new(1, 8, 10).with_side(side_len);
+    let (n, classes) = (3, 4);
+    let cpu = CpuBackend::<f32>::new();
+    let mut r = ChaCha8Rng::seed_from_u64(3);
+    let images: Vec<f32> = uniform(&mut r, n * input.len(), 0.0, 1.0);
+    let side: Vec<f32> = uniform(&mut r, n * side_len, -1.0, 1.0);
+    let mut net = Network::new(&cpu, &spec, input, classes, n, 1).unwrap();
+    let base = net
+        .forward_logits_with_side(&cpu, &images, Some(&side), n)
+        .unwrap();
+    let mut changed = side.clone();
+    changed[side_len + 2] += 1.0; // row 1 only
+    let after = net
+        .forward_logits_with_side(&cpu, &images, Some(&changed), n)
+        .unwrap();
+    for k in 0..n {
+        let (a, b) = (
+            &base[k * classes..][..classes],
+            &after[k * classes..][..classes],
+        );
+        assert_eq!(a == b, k != 1, "sample {k}: {a:?} vs {b:?}");
+    }
+    let summary = net.summary();
+    assert!(
+        summary.contains("vec") && summary.contains("8 features + 5 from the utterance vector"),
+        "{summary}"
+    );
+}
+
+#[test]
+fn side_input_errors_are_clear() {
+    let cpu = CpuBackend::<f32>::new();
+    let spec = ArchSpec::parse("c4k3 stats vec0.5 fc6").unwrap();
+    let e = Network::new(&cpu, &spec, InputShape::new(1, 8, 10), 3, 2, 1)
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(
+        e.contains("token 3 `vec0.5`") && e.contains("needs a side input"),
+        "{e}"
+    );
+    let input = InputShape::new(1, 8, 10).with_side(4);
+    let mut net = Network::new(&cpu, &spec, input, 3, 2, 1).unwrap();
+    let images = vec![0.5f32; 2 * input.len()];
+    let e = net.forward(&cpu, &images, 2).unwrap_err().to_string();
+    assert!(
+        e.contains("appends the utterance vector") && e.contains("2 × 4 values"),
+        "{e}"
+    );
+    let e = net
+        .forward_with_side(&cpu, &images, Some(&[0.0; 7]), 2)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("need 8 values, got 7"), "{e}");
+    let plain = ArchSpec::parse("c4k3 stats fc6").unwrap();
+    let mut net = Network::new(&cpu, &plain, input, 3, 2, 1).unwrap();
+    let e = net
+        .forward_with_side(&cpu, &images, Some(&[0.0; 8]), 2)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("takes no side input"), "{e}");
+}

@@ -94,13 +94,28 @@ struct Case {
     model: ModelProto,
     images: Vec<f32>,
     shape: Vec<usize>,
+    /// The utterance vectors (N, D) of a network with `vec`, its second graph input.
+    side: Option<(Vec<usize>, Vec<f32>)>,
     reference: Vec<f32>,
 }
 
 fn per_channel_case(spec: &str, input: InputShape, seed: u64) -> Case {
     let batch = 3;
     let classes = 7;
+    // A network with `vec` gets a side input of 11 values per sample.
+    let takes_vector = ArchSpec::from_name_or_spec(spec)
+        .unwrap()
+        .side_input()
+        .is_some();
+    let input = input.with_side(if takes_vector { 11 } else { 0 });
     let (cpu, mut net) = network(spec, input, classes, batch, seed);
+    let side = takes_vector.then(|| {
+        let mut rng = ChaCha8Rng::seed_from_u64(seed + 2);
+        let rows: Vec<f32> = (0..batch * input.side)
+            .map(|_| rng.random_range(-2.0f32..2.0))
+            .collect();
+        (vec![batch, input.side], rows)
+    });
     let images = random_images(batch, input, seed + 1);
     // Training statistics that are far from the identity, so leaving them out would show.
     let norm = InputNorm {
@@ -111,7 +126,9 @@ fn per_channel_case(spec: &str, input: InputShape, seed: u64) -> Case {
     normalised
         .chunks_mut(input.len())
         .for_each(|x| norm.apply(x));
-    let logits = net.forward_logits(&cpu, &normalised, batch).unwrap();
+    let logits = net
+        .forward_logits_with_side(&cpu, &normalised, side.as_ref().map(|s| &s.1[..]), batch)
+        .unwrap();
     Case {
         name: format!(
             "{spec} at {}×{}×{}",
@@ -120,6 +137,7 @@ fn per_channel_case(spec: &str, input: InputShape, seed: u64) -> Case {
         model: build(&net, &cpu, GraphNorm::PerChannel(&norm)),
         images,
         shape: vec![batch, input.channels, input.height, input.width],
+        side,
         reference: probabilities(&logits, classes),
     }
 }
@@ -168,6 +186,18 @@ fn all_cases() -> Vec<Case> {
         InputShape::new(3, 16, 16),
         12,
     ));
+    // The utterance vector appended after statistics pooling (dropped out: the identity at
+    // inference) and, without pooling, after the flattened map through a projection.
+    cases.push(per_channel_case(
+        "c8k3 bn p2 +0 c12k4 bn stats vec0.5 fc16",
+        InputShape::new(1, 32, 40),
+        13,
+    ));
+    cases.push(per_channel_case(
+        "c6k3 p2 vec0.2fc5 fc12",
+        InputShape::new(3, 16, 16),
+        14,
+    ));
     cases
 }
 
@@ -178,9 +208,13 @@ fn jobs(dir: &std::path::Path, cases: &[Case]) -> Vec<Job> {
         .map(|(i, c)| {
             let path = dir.join(format!("case{i}.onnx"));
             std::fs::write(&path, c.model.to_bytes()).unwrap();
+            let mut inputs = vec![(graph::INPUT.into(), c.shape.clone(), c.images.clone())];
+            if let Some((shape, rows)) = &c.side {
+                inputs.push((graph::UTTERANCE_VECTOR.into(), shape.clone(), rows.clone()));
+            }
             Job {
                 model: path,
-                inputs: vec![(graph::INPUT.into(), c.shape.clone(), c.images.clone())],
+                inputs,
             }
         })
         .collect()

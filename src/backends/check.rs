@@ -84,6 +84,13 @@ pub const DROPOUT: Tolerance = Tolerance {
     rtol: 1e-6,
     reason: "the same mask on every backend and one f32 multiply per value; a GPU may fuse dx += dy·scale into one rounding",
 };
+/// Concatenation (forward, backward): copies, and one f32 add per gradient value.
+pub const CONCAT: Tolerance = Tolerance {
+    name: "concat",
+    atol: 0.0,
+    rtol: 0.0,
+    reason: "forward copies values and backward adds one dy value into each gradient value: the same single f32 operation on every backend, so the results must be bit-exact",
+};
 /// Convolution (forward, backward data, filter and bias gradients), for the conv2d kernels.
 pub const CONV2D: Tolerance = Tolerance {
     name: "conv2d",

@@ -722,6 +722,57 @@ impl StatsPoolGeom {
     }
 }
 
+/// Concatenation along the row: a (N, A) and b (N, B) -> y (N, A + B), y\[n\] = \[a\[n\], b\[n\]\]. The
+/// network appends a side input (the utterance vector) to its pooled features with it.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, bytemuck::Pod, bytemuck::Zeroable)]
+pub struct ConcatGeom {
+    pub n: i32,
+    pub a: i32,
+    pub b: i32,
+}
+
+impl ConcatGeom {
+    pub fn new(n: usize, a: usize, b: usize) -> Result<Self> {
+        if n == 0 || a == 0 || b == 0 {
+            return Err(shape_err!(
+                "concatenation needs a non-empty batch and two non-empty parts; got batch {n}, {a} + {b} features"
+            ));
+        }
+        let total = a.checked_add(b).and_then(|row| row.checked_mul(n));
+        if !matches!(total, Some(t) if t <= i32::MAX as usize) {
+            return Err(shape_err!(
+                "concatenation of {n} rows of {a} + {b} features has more than {} values",
+                i32::MAX
+            ));
+        }
+        Ok(ConcatGeom {
+            n: to_i32("batch", n)?,
+            a: to_i32("first part's features", a)?,
+            b: to_i32("second part's features", b)?,
+        })
+    }
+    pub fn with_batch(self, n: usize) -> Self {
+        ConcatGeom {
+            n: n as i32,
+            ..self
+        }
+    }
+    /// A + B.
+    pub fn row(&self) -> usize {
+        self.a as usize + self.b as usize
+    }
+    /// N·A, N·B and N·(A + B): the lengths of a, b and y.
+    pub fn lens(&self) -> (usize, usize, usize) {
+        let n = self.n as usize;
+        (n * self.a as usize, n * self.b as usize, n * self.row())
+    }
+    /// False for a geometry [`ConcatGeom::new`] would not build (a hand-made or corrupted one).
+    pub fn is_valid(&self) -> bool {
+        self.n > 0 && self.a > 0 && self.b > 0 && self.lens().2 <= i32::MAX as usize
+    }
+}
+
 /// Inverted dropout over `len` values: y = x / (1 − p) where the element is kept, 0 where dropped.
 /// Element i is kept iff `dropout_hash(i, key_lo, key_hi) ≥ threshold`, threshold = ⌊p · 2³²⌋: the
 /// mask is a pure function of the key (itself a function of seed, step and layer, see

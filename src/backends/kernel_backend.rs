@@ -7,8 +7,8 @@ use std::sync::Mutex;
 
 use super::device::Device;
 use super::geometry::{
-    AdamWStep, BatchNormGeom, ConvGeom, DenseGeom, DropoutParams, PoolGeom, RmsPropConfig,
-    ShortcutGeom, StatsPoolGeom, XentGeom, XentStats,
+    AdamWStep, BatchNormGeom, ConcatGeom, ConvGeom, DenseGeom, DropoutParams, PoolGeom,
+    RmsPropConfig, ShortcutGeom, StatsPoolGeom, XentGeom, XentStats,
 };
 use super::kernels;
 use super::{Backend, InputGrad};
@@ -278,6 +278,26 @@ impl<D: Device> Backend for KernelBackend<D> {
         dx: &mut Self::Buf,
     ) -> Result<()> {
         kernels::dropout::backward(&self.dev, p, dy, dx)
+    }
+
+    fn concat_forward(
+        &self,
+        g: &ConcatGeom,
+        a: &Self::Buf,
+        b: &Self::Buf,
+        y: &mut Self::Buf,
+    ) -> Result<()> {
+        kernels::concat::forward(&self.dev, g, a, b, y)
+    }
+
+    fn concat_backward(
+        &self,
+        g: &ConcatGeom,
+        dy: &Self::Buf,
+        da: Option<&mut Self::Buf>,
+        db: Option<&mut Self::Buf>,
+    ) -> Result<()> {
+        kernels::concat::backward(&self.dev, g, dy, da, db)
     }
 
     fn softmax_xent(

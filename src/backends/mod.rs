@@ -39,9 +39,9 @@ pub mod kernel_backend;
 pub mod kernels;
 
 pub use geometry::{
-    AdamWConfig, AdamWParams, AdamWStep, BatchNormGeom, ConvGeom, DenseGeom, DropoutParams,
-    LrSchedule, Padding, PoolGeom, RmsPropConfig, RmsPropParams, ShortcutGeom, StatsPoolGeom,
-    XentGeom, XentStats,
+    AdamWConfig, AdamWParams, AdamWStep, BatchNormGeom, ConcatGeom, ConvGeom, DenseGeom,
+    DropoutParams, LrSchedule, Padding, PoolGeom, RmsPropConfig, RmsPropParams, ShortcutGeom,
+    StatsPoolGeom, XentGeom, XentStats,
 };
 
 use crate::tensor::Real;
@@ -274,6 +274,26 @@ pub trait Backend {
     /// ACCUMULATES dx.
     fn dropout_backward(&self, p: &DropoutParams, dy: &Self::Buf, dx: &mut Self::Buf)
         -> Result<()>;
+
+    // ---- concatenation --------------------------------------------------------------------------
+    /// y (N, A + B) = \[a (N, A), b (N, B)\] row by row (see [`ConcatGeom`]). Writes y.
+    fn concat_forward(
+        &self,
+        g: &ConcatGeom,
+        a: &Self::Buf,
+        b: &Self::Buf,
+        y: &mut Self::Buf,
+    ) -> Result<()>;
+
+    /// Backward of [`Backend::concat_forward`]: ACCUMULATES da (N, A) += dy\[:, ..A\] and db (N, B)
+    /// += dy\[:, A..\] from dy (N, A + B), each only when given (`None`: that part needs no gradient).
+    fn concat_backward(
+        &self,
+        g: &ConcatGeom,
+        dy: &Self::Buf,
+        da: Option<&mut Self::Buf>,
+        db: Option<&mut Self::Buf>,
+    ) -> Result<()>;
 
     // ---- loss -----------------------------------------------------------------------------------
     /// Fused softmax cross-entropy of logits (N, CLASSES) against labels (N). WRITES losses (N), the

@@ -14,6 +14,7 @@
 //! | batch norm (evaluation) | `BatchNormalization` (`training_mode` 0) with the running mean and variance, `Relu` |
 //! | statistics pooling | `ReduceMean` over H, then the mean over W and `Sqrt`(`ReduceMean` of the squared deviations + eps), `Concat` [means, stds] |
 //! | dropout | nothing (the identity at inference) |
+//! | `vec` (utterance vector) | a second graph input `utterance_vector` (N, D), already normalised as in training; its projection a `Gemm` + `Relu`; `Concat` after the features along axis 1 |
 //! | softmax | `Softmax` over axis 1 |
 //!
 //! The batch dimension is symbolic (`N`); height and width are fixed by the plan.
@@ -36,6 +37,9 @@ pub const OUTPUT: &str = "probabilities";
 /// (channel, image row), shape (C, H, 1).
 pub const SPEAKER_MEAN: &str = "speaker_mean";
 pub const SPEAKER_STD: &str = "speaker_std";
+/// The extra input of a model with a `vec` layer: each sample's utterance vector (N, D), normalised
+/// as in training (per speaker or with the training set's statistics, as the model's input norm).
+pub const UTTERANCE_VECTOR: &str = "utterance_vector";
 
 /// How the graph normalises its input.
 #[derive(Clone, Debug, PartialEq)]
@@ -245,6 +249,15 @@ pub fn build(spec: &GraphSpec<'_>) -> Result<ModelProto> {
     current[0] = normalised;
     // Whether node i is still a 4-D map (dense layers make it 2-D).
     let mut flattened = vec![false; plan.nodes.len()];
+    if let Some(node) = plan.side_input {
+        inputs.push(value_info(
+            UTTERANCE_VECTOR,
+            &[batch.clone(), Dim::Fixed(input.side)],
+            "each sample's utterance vector (N, D), normalised as the model was trained",
+        ));
+        current[node] = UTTERANCE_VECTOR.to_string();
+        flattened[node] = true;
+    }
     let logits = plan.logits_node();
     for layer in &plan.layers {
         let p = tensor_prefix(&layer.name);
@@ -490,6 +503,35 @@ pub fn build(spec: &GraphSpec<'_>) -> Result<ModelProto> {
                 // The identity at inference.
                 current[output] = current[input].clone();
                 flattened[output] = flattened[input];
+            }
+            PlannedOp::Concat {
+                input,
+                side,
+                output,
+                ..
+            } => {
+                let mut x = current[input].clone();
+                if !flattened[input] {
+                    let flat = format!("{p}.flat");
+                    b.push(node(
+                        "Flatten",
+                        format!("{p}.flatten"),
+                        &[&x],
+                        &[&flat],
+                        vec![attr_int("axis", 1)],
+                    ));
+                    x = flat;
+                }
+                let out = format!("{p}.out");
+                b.push(node(
+                    "Concat",
+                    format!("{p}.concat"),
+                    &[&x, &current[side]],
+                    &[&out],
+                    vec![attr_int("axis", 1)],
+                ));
+                current[output] = out;
+                flattened[output] = true;
             }
             PlannedOp::Dense {
                 geom,

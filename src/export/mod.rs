@@ -56,7 +56,11 @@ pub fn export_model(model: &TrainedModel) -> Result<ModelProto> {
     let m = &model.checkpoint.model;
     let spec = ArchSpec::parse(&m.arch)?;
     let (c, h, w) = m.input_shape;
-    let plan = Plan::new(&spec, InputShape::new(c, h, w), m.classes.len())?;
+    let plan = Plan::new(
+        &spec,
+        InputShape::new(c, h, w).with_side(m.side_input_len),
+        m.classes.len(),
+    )?;
     let spectrogram = &model.config.spectrogram;
     let (norm, norm_meta) = match m.input_norm_mode {
         InputNormMode::Training => (

@@ -170,6 +170,7 @@ fn fused_relu_pools(plan: &Plan) -> Vec<Option<usize>> {
                 | PlannedOp::StatsPool { input, .. }
                 | PlannedOp::Dropout { input, .. } => input == node,
                 PlannedOp::Shortcut { source, target, .. } => source == node || target == node,
+                PlannedOp::Concat { input, side, .. } => input == node || side == node,
             })
             .count()
     };
@@ -204,6 +205,7 @@ fn convs_writing_dx(plan: &Plan) -> Vec<bool> {
                 | PlannedOp::StatsPool { input, .. }
                 | PlannedOp::Dropout { input, .. } => input == node,
                 PlannedOp::Shortcut { source, .. } => source == node,
+                PlannedOp::Concat { input, side, .. } => input == node || side == node,
             })
             .count()
     };
@@ -489,23 +491,74 @@ impl<B: Backend> Network<B> {
         labels: &[u32],
         optimizer: impl Into<Optimizer>,
     ) -> Result<XentStats> {
-        self.forward(backend, inputs, labels.len())?;
+        self.train_step_with_side(backend, inputs, None, labels, optimizer)
+    }
+
+    /// Forward pass in training mode of `n` samples (1 ≤ n ≤ max batch) from host images (N·C·H·W
+    /// values). Updates batch norm's running statistics.
+    pub fn forward(&mut self, backend: &B, inputs: &[B::Elem], n: usize) -> Result<()> {
+        self.run_forward(backend, inputs, None, n, true)
+    }
+
+    /// [`Network::forward`] with the side input of a network with a `vec` layer: N × D values
+    /// (D = [`InputShape::side`]), row n belonging to image n. `None` for a network without one.
+    pub fn forward_with_side(
+        &mut self,
+        backend: &B,
+        inputs: &[B::Elem],
+        side: Option<&[B::Elem]>,
+        n: usize,
+    ) -> Result<()> {
+        self.run_forward(backend, inputs, side, n, true)
+    }
+
+    /// [`Network::train_step`] with a side input (see [`Network::forward_with_side`]).
+    pub fn train_step_with_side(
+        &mut self,
+        backend: &B,
+        inputs: &[B::Elem],
+        side: Option<&[B::Elem]>,
+        labels: &[u32],
+        optimizer: impl Into<Optimizer>,
+    ) -> Result<XentStats> {
+        self.forward_with_side(backend, inputs, side, labels.len())?;
         let stats = self.loss(backend, labels)?;
         self.backward(backend)?;
         self.apply_update(backend, optimizer)?;
         Ok(stats)
     }
 
-    /// Forward pass in training mode of `n` samples (1 ≤ n ≤ max batch) from host images (N·C·H·W
-    /// values). Updates batch norm's running statistics.
-    pub fn forward(&mut self, backend: &B, inputs: &[B::Elem], n: usize) -> Result<()> {
-        self.run_forward(backend, inputs, n, true)
+    /// Check the side input against the plan and write it into its node.
+    fn write_side_input(&mut self, backend: &B, side: Option<&[B::Elem]>, n: usize) -> Result<()> {
+        let width = self.plan.input.side;
+        match (self.plan.side_input, side) {
+            (None, None) => Ok(()),
+            (None, Some(_)) => Err(config_err!(
+                "architecture `{}` has no vec layer, so it takes no side input (utterance vector)",
+                self.plan.spec
+            )),
+            (Some(_), None) => Err(config_err!(
+                "architecture `{}` appends the utterance vector (vec): it needs a side input of {n} × {width} values",
+                self.plan.spec
+            )),
+            (Some(node), Some(v)) => {
+                if v.len() != n * width {
+                    return Err(shape_err!(
+                        "{n} samples with a side input of {width} values each need {} values, got {}",
+                        n * width,
+                        v.len()
+                    ));
+                }
+                backend.write(&mut self.acts[node], v)
+            }
+        }
     }
 
     fn run_forward(
         &mut self,
         backend: &B,
         inputs: &[B::Elem],
+        side: Option<&[B::Elem]>,
         n: usize,
         training: bool,
     ) -> Result<()> {
@@ -528,6 +581,7 @@ impl<B: Backend> Network<B> {
             ));
         }
         backend.write(&mut self.acts[0], inputs)?;
+        self.write_side_input(backend, side, n)?;
         for (li, layer) in self.plan.layers.iter().enumerate() {
             match layer.op {
                 PlannedOp::Conv {
@@ -623,6 +677,21 @@ impl<B: Backend> Network<B> {
                     let params = self.dropout_params(li, rate, n * per_sample, training)?;
                     let (x, y) = read_write(&mut self.acts, input, output);
                     backend.dropout_forward(&params, x, y)?;
+                }
+                PlannedOp::Concat {
+                    geom,
+                    input,
+                    side,
+                    output,
+                } => {
+                    // The plan numbers the concatenation's output after both of its inputs.
+                    let (before, after) = self.acts.split_at_mut(output);
+                    backend.concat_forward(
+                        &geom.with_batch(n),
+                        &before[input],
+                        &before[side],
+                        &mut after[0],
+                    )?;
                 }
             }
         }
@@ -920,6 +989,24 @@ impl<B: Backend> Network<B> {
                         dx.as_mut().expect("grad"),
                     )?;
                 }
+                PlannedOp::Concat {
+                    geom,
+                    input,
+                    side,
+                    output,
+                } => {
+                    let (before, after) = self.grads.split_at_mut(output);
+                    let dy = after[0].as_ref().expect("grad");
+                    let (da, db) = both_mut(before, input, side);
+                    // The raw side input's gradient feeds nothing: only a dropout or projection
+                    // of it needs one.
+                    let db = if Some(side) == self.plan.side_input {
+                        None
+                    } else {
+                        db.as_mut()
+                    };
+                    backend.concat_backward(&geom.with_batch(n), dy, da.as_mut(), db)?;
+                }
             }
         }
         self.stage = Stage::Gradients;
@@ -980,10 +1067,7 @@ impl<B: Backend> Network<B> {
         inputs: &[B::Elem],
         n: usize,
     ) -> Result<Vec<B::Elem>> {
-        self.run_forward(backend, inputs, n, false)?;
-        let mut logits = backend.download(&self.acts[self.plan.logits_node()])?;
-        logits.truncate(n * self.plan.classes);
-        Ok(logits)
+        self.forward_logits_with_side(backend, inputs, None, n)
     }
 
     /// Mean loss and number of correct predictions on a batch, without training.
@@ -993,7 +1077,32 @@ impl<B: Backend> Network<B> {
         inputs: &[B::Elem],
         labels: &[u32],
     ) -> Result<XentStats> {
-        self.run_forward(backend, inputs, labels.len(), false)?;
+        self.evaluate_with_side(backend, inputs, None, labels)
+    }
+
+    /// [`Network::forward_logits`] with a side input (see [`Network::forward_with_side`]).
+    pub fn forward_logits_with_side(
+        &mut self,
+        backend: &B,
+        inputs: &[B::Elem],
+        side: Option<&[B::Elem]>,
+        n: usize,
+    ) -> Result<Vec<B::Elem>> {
+        self.run_forward(backend, inputs, side, n, false)?;
+        let mut logits = backend.download(&self.acts[self.plan.logits_node()])?;
+        logits.truncate(n * self.plan.classes);
+        Ok(logits)
+    }
+
+    /// [`Network::evaluate`] with a side input (see [`Network::forward_with_side`]).
+    pub fn evaluate_with_side(
+        &mut self,
+        backend: &B,
+        inputs: &[B::Elem],
+        side: Option<&[B::Elem]>,
+        labels: &[u32],
+    ) -> Result<XentStats> {
+        self.run_forward(backend, inputs, side, labels.len(), false)?;
         let stats = self.loss(backend, labels)?;
         self.stage = Stage::Idle;
         Ok(stats)

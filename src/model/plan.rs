@@ -6,7 +6,7 @@ use std::fmt::Write as _;
 
 use super::spec::{ArchSpec, LayerSpec};
 use crate::backends::geometry::{
-    BatchNormGeom, ConvGeom, DenseGeom, Padding, PoolGeom, ShortcutGeom, StatsPoolGeom,
+    BatchNormGeom, ConcatGeom, ConvGeom, DenseGeom, Padding, PoolGeom, ShortcutGeom, StatsPoolGeom,
 };
 use crate::tensor::Shape;
 use crate::{config_err, Result};
@@ -19,12 +19,14 @@ pub const BATCHNORM_MOMENTUM: f64 = 0.1;
 /// for a channel that is constant over time, and is far below the variance of any live feature.
 pub const STATSPOOL_EPS: f64 = 1e-5;
 
-/// The network input: one spectrogram image, C×H×W (C = 1 gray or 3 RGB).
+/// The network input: one spectrogram image, C×H×W (C = 1 gray or 3 RGB), and the length of the
+/// side input per sample (the utterance vector a `vec` layer appends; 0 when there is none).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct InputShape {
     pub channels: usize,
     pub height: usize,
     pub width: usize,
+    pub side: usize,
 }
 
 impl InputShape {
@@ -33,8 +35,14 @@ impl InputShape {
             channels,
             height,
             width,
+            side: 0,
         }
     }
+    /// The same image with a side input of `side` values per sample.
+    pub const fn with_side(self, side: usize) -> Self {
+        InputShape { side, ..self }
+    }
+    /// Values of one image (the side input not counted).
     pub const fn len(&self) -> usize {
         self.channels * self.height * self.width
     }
@@ -86,6 +94,14 @@ pub enum PlannedOp {
         rate: f64,
         per_sample: usize,
         input: usize,
+        output: usize,
+    },
+    /// Node `input` (N, A) followed by node `side` (N, B): the features with the side input
+    /// (possibly dropped out and projected) appended.
+    Concat {
+        geom: ConcatGeom,
+        input: usize,
+        side: usize,
         output: usize,
     },
 }
@@ -150,7 +166,8 @@ impl PlannedLayer {
             | PlannedOp::Dense { output, .. }
             | PlannedOp::BatchNorm { output, .. }
             | PlannedOp::StatsPool { output, .. }
-            | PlannedOp::Dropout { output, .. } => output,
+            | PlannedOp::Dropout { output, .. }
+            | PlannedOp::Concat { output, .. } => output,
             PlannedOp::Shortcut { target, .. } => target,
         }
     }
@@ -173,6 +190,8 @@ pub struct Plan {
     /// Per-sample shape (n = 1) of every activation node; node 0 is the input, the last the logits.
     pub nodes: Vec<Shape>,
     pub layers: Vec<PlannedLayer>,
+    /// The node the side input (N, `input.side`) is written into, for a spec with `vec`.
+    pub side_input: Option<usize>,
 }
 
 impl Plan {
@@ -191,6 +210,7 @@ impl Plan {
         let mut nodes = vec![Shape::new(1, input.channels, input.height, input.width)];
         let mut taps = vec![0usize];
         let mut layers = Vec::new();
+        let mut side_input = None;
         let (mut convs, mut pools, mut fcs, mut bns, mut drops) = (0, 0, 0, 0, 0);
         let describe = |s: Shape| format!("{}×{}×{}", s.c, s.h, s.w);
         for (i, &l) in spec.layers().iter().enumerate() {
@@ -316,6 +336,59 @@ impl Plan {
                         },
                     )
                 }
+                LayerSpec::SideInput { rate, project } => {
+                    if input.side == 0 {
+                        return Err(spec.layer_error(
+                            i,
+                            "this network appends the utterance vector, so it needs a side input: lay it out for one (InputShape::with_side; the trainer does from --prosody-set)",
+                        ));
+                    }
+                    let node = nodes.len();
+                    nodes.push(Shape::flat(1, input.side));
+                    side_input = Some(node);
+                    let mut side = node;
+                    if rate > 0.0 {
+                        nodes.push(Shape::flat(1, input.side));
+                        layers.push(PlannedLayer {
+                            name: "vec.dropout".into(),
+                            op: PlannedOp::Dropout {
+                                rate,
+                                per_sample: input.side,
+                                input: side,
+                                output: side + 1,
+                            },
+                            token: Some(i),
+                        });
+                        side += 1;
+                    }
+                    if let Some(units) = project {
+                        let geom = DenseGeom::new(1, input.side, units, true)
+                            .map_err(|e| spec.layer_error(i, &e.to_string()))?;
+                        nodes.push(Shape::flat(1, units));
+                        layers.push(PlannedLayer {
+                            name: "vec.fc".into(),
+                            op: PlannedOp::Dense {
+                                geom,
+                                input: side,
+                                output: side + 1,
+                            },
+                            token: Some(i),
+                        });
+                        side += 1;
+                    }
+                    let geom = ConcatGeom::new(1, shape.per_sample(), nodes[side].per_sample())
+                        .map_err(|e| spec.layer_error(i, &e.to_string()))?;
+                    nodes.push(Shape::flat(1, geom.row()));
+                    (
+                        "vec".to_string(),
+                        PlannedOp::Concat {
+                            geom,
+                            input: cur,
+                            side,
+                            output: nodes.len() - 1,
+                        },
+                    )
+                }
                 LayerSpec::Dense { units } => {
                     let geom = DenseGeom::new(1, shape.per_sample(), units, true)
                         .map_err(|e| spec.layer_error(i, &e.to_string()))?;
@@ -355,6 +428,7 @@ impl Plan {
             classes,
             nodes,
             layers,
+            side_input,
         })
     }
 
@@ -438,6 +512,13 @@ impl Plan {
                 | PlannedOp::BatchNorm { output, .. }
                 | PlannedOp::StatsPool { output, .. }
                 | PlannedOp::Dropout { output, .. } => (output, String::new()),
+                PlannedOp::Concat { geom, output, .. } => (
+                    output,
+                    format!(
+                        "  ({} features + {} from the utterance vector)",
+                        geom.a, geom.b
+                    ),
+                ),
                 PlannedOp::Shortcut {
                     geom, tap, target, ..
                 } => (
@@ -574,6 +655,90 @@ mod tests {
         assert!(
             s.contains("bn1") && s.contains("stats") && s.contains(" 16 "),
             "{s}"
+        );
+    }
+
+    #[test]
+    fn vec_appends_the_side_input_after_its_dropout_and_projection() {
+        let input = InputShape::new(1, 8, 16).with_side(30);
+        let p = plan("c8k3 bn stats drop0.3 vec0.5fc6 fc5", input).unwrap();
+        // Nodes: input, conv, bn, stats (16), dropout, side (30), its dropout, its projection (6),
+        // the concatenation (16 + 6), fc1, logits.
+        let side = p.side_input.unwrap();
+        assert_eq!(p.nodes[side], Shape::flat(1, 30));
+        let names: Vec<&str> = p.layers.iter().map(|l| l.name.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "conv1",
+                "bn1",
+                "stats",
+                "dropout1",
+                "vec.dropout",
+                "vec.fc",
+                "vec",
+                "fc1",
+                "classifier"
+            ]
+        );
+        match (p.layers[4].op, p.layers[5].op, p.layers[6].op) {
+            (
+                PlannedOp::Dropout {
+                    rate,
+                    per_sample: 30,
+                    input: d_in,
+                    output: d_out,
+                },
+                PlannedOp::Dense {
+                    geom,
+                    input: f_in,
+                    output: f_out,
+                },
+                PlannedOp::Concat {
+                    geom: cat,
+                    input: features,
+                    side: appended,
+                    output,
+                },
+            ) => {
+                assert_eq!((rate, d_in, f_in), (0.5, side, d_out));
+                assert_eq!((geom.in_features, geom.out_features, geom.relu), (30, 6, 1));
+                assert_eq!((cat.a, cat.b, appended), (16, 6, f_out));
+                assert_eq!(features, 4, "the features are the dropout after stats");
+                assert_eq!(p.nodes[output], Shape::flat(1, 22));
+            }
+            other => panic!("{other:?}"),
+        }
+        let fc1 = &p.layers[7];
+        assert_eq!(fc1.params()[0].1, vec![5, 22]);
+        assert_eq!(
+            p.layers[5].params(),
+            vec![
+                ("vec.fc.weight".into(), vec![6, 30]),
+                ("vec.fc.bias".into(), vec![6])
+            ]
+        );
+        // Without dropout or projection the raw side input is appended.
+        let p = plan("c8k3 p2 vec fc5", input).unwrap();
+        match p.layers.iter().find(|l| l.name == "vec").unwrap().op {
+            PlannedOp::Concat { geom, side, .. } => {
+                assert_eq!((geom.a, geom.b, Some(side)), (8 * 4 * 8, 30, p.side_input));
+            }
+            other => panic!("{other:?}"),
+        }
+        let s = p.summary();
+        assert!(
+            s.contains("256 features + 30 from the utterance vector"),
+            "{s}"
+        );
+        // A spec without vec ignores the side width; one with vec needs it.
+        assert_eq!(plan("c8k3 stats fc5", input).unwrap().side_input, None);
+        let e = plan("c8k3 stats vec fc5", InputShape::new(1, 8, 16))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("token 3 `vec`") && e.contains("side input"),
+            "{e}"
         );
     }
 

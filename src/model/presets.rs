@@ -71,6 +71,14 @@ static PRESETS: &[Preset] = &[
         note: "the paper's three input shortcuts into pools 1-3, with 3×3 convs, batch norm, statistics pooling (any number of frames) and dropout; no paper accuracy",
     },
     Preset {
+        name: "recipe-joint",
+        spec: "c32k3 bn p2 +0 c64k3 bn p2 +0 c128k3 bn p2 +0 c128k3 bn p2 stats drop0.3 vec0.5 fc128 drop0.3",
+        source: "ours (issue 17), not in the paper",
+        paper_accuracy: f64::NAN,
+        certainty: Certainty::Guess,
+        note: "`recipe` with the utterance vector (--prosody-set) appended to its pooled statistics before the fc layers, with dropout 0.5 on the vector, trained jointly; no paper accuracy",
+    },
+    Preset {
         name: "recipe-plain",
         spec: "c32k3 bn p2 c64k3 bn p2 c128k3 bn p2 c128k3 bn p2 stats drop0.3 fc128 drop0.3",
         source: "ours, not in the paper",
@@ -270,7 +278,8 @@ mod tests {
                 "{} is not in canonical form",
                 p.name
             );
-            Plan::new(&spec, InputShape::new(3, 512, 512), 7)
+            // The full utterance vector's length as the side input of presets with `vec`.
+            Plan::new(&spec, InputShape::new(3, 512, 512).with_side(1981), 7)
                 .unwrap_or_else(|e| panic!("{}: {e}", p.name));
         }
         assert_eq!(table4().count(), 11);

@@ -9,7 +9,15 @@
 //! bn               batch normalisation of the convolution just before it, per channel, with ReLU
 //! stats            statistics pooling: (C, H, W) -> 2C (mean and std over time of the mean over H)
 //! drop<P>          dropout with rate P, 0 ≤ P < 1 (e.g. drop0.3), in training only
+//! vec[<P>][fc<N>]  append the utterance vector (the network's side input) to the features here:
+//!                  with dropout of rate P on the vector (training only), then with a dense ReLU
+//!                  projection of the vector alone to N units, e.g. vec, vec0.5, vecfc64, vec0.5fc64
 //! ```
+//!
+//! `vec` makes the network take a second input per sample, a vector of D values (D is set when the
+//! network is laid out, see [`super::InputShape::side`]); it is concatenated after the features
+//! that reach it, so it belongs after the convolutional part (after `stats`, or where the map is
+//! flattened) and before the `fc` layers: only `fc` and `drop` may follow it, and it comes once.
 //!
 //! `bn` must directly follow a convolution; that convolution then has no ReLU of its own and the
 //! batch norm applies it (conv → BN → ReLU). Batch statistics in training, running averages
@@ -58,6 +66,9 @@ pub enum LayerSpec {
     StatsPool,
     /// `drop<rate>`
     Dropout { rate: f64 },
+    /// `vec[<rate>][fc<units>]`: append the side input, after dropout of `rate` on it and, with
+    /// `project`, a dense ReLU layer of that many units over it alone.
+    SideInput { rate: f64, project: Option<usize> },
 }
 
 impl fmt::Display for LayerSpec {
@@ -80,6 +91,16 @@ impl fmt::Display for LayerSpec {
             LayerSpec::BatchNorm => write!(f, "bn"),
             LayerSpec::StatsPool => write!(f, "stats"),
             LayerSpec::Dropout { rate } => write!(f, "drop{rate}"),
+            LayerSpec::SideInput { rate, project } => {
+                f.write_str("vec")?;
+                if rate > 0.0 {
+                    write!(f, "{rate}")?;
+                }
+                if let Some(units) = project {
+                    write!(f, "fc{units}")?;
+                }
+                Ok(())
+            }
         }
     }
 }
@@ -105,6 +126,7 @@ impl ArchSpec {
         let mut pools = 0usize;
         let mut seen_dense = false;
         let mut seen_stats = false;
+        let mut seen_side = false;
         for (i, &tok) in tokens.iter().enumerate() {
             let err = |what: String| token_error(text, i, tok, &what);
             let layer = parse_token(tok).map_err(err)?;
@@ -129,6 +151,30 @@ impl ArchSpec {
                             .into(),
                     ));
                 }
+                LayerSpec::Conv { .. }
+                | LayerSpec::Pool { .. }
+                | LayerSpec::Shortcut { .. }
+                | LayerSpec::BatchNorm
+                | LayerSpec::StatsPool
+                    if seen_side =>
+                {
+                    return Err(err(
+                        "only fc and drop layers may follow vec (the utterance vector is appended to the features of the convolutional part)"
+                            .into(),
+                    ));
+                }
+                LayerSpec::SideInput { .. } if seen_side => {
+                    return Err(err(
+                        "the utterance vector (vec) can be appended only once".into()
+                    ));
+                }
+                LayerSpec::SideInput { .. } if seen_dense => {
+                    return Err(err(
+                        "vec must come before the dense (fc) layers: the utterance vector is appended to the pooled features, which the fc layers then read"
+                            .into(),
+                    ));
+                }
+                LayerSpec::SideInput { .. } => seen_side = true,
                 LayerSpec::StatsPool => seen_stats = true,
                 LayerSpec::BatchNorm => {
                     if !matches!(layers.last(), Some(LayerSpec::Conv { .. })) {
@@ -168,6 +214,14 @@ impl ArchSpec {
     /// The layers, in order.
     pub fn layers(&self) -> &[LayerSpec] {
         &self.layers
+    }
+
+    /// The `vec` layer's dropout rate and projection, if the network takes the utterance vector.
+    pub fn side_input(&self) -> Option<(f64, Option<usize>)> {
+        self.layers.iter().find_map(|l| match *l {
+            LayerSpec::SideInput { rate, project } => Some((rate, project)),
+            _ => None,
+        })
     }
 
     /// The text this spec was parsed from.
@@ -225,7 +279,7 @@ fn number<'a>(s: &'a str, what: &str) -> std::result::Result<(usize, &'a str), S
 }
 
 fn parse_token(tok: &str) -> std::result::Result<LayerSpec, String> {
-    const FORMS: &str = "expected c<filters>k<kernel>[s<stride>], p<window>[s<stride>], +<tap>, fc<units>, bn, stats or drop<rate>";
+    const FORMS: &str = "expected c<filters>k<kernel>[s<stride>], p<window>[s<stride>], +<tap>, fc<units>, bn, stats, drop<rate> or vec[<rate>][fc<units>]";
     let stride = |rest: &str, what: &str| -> std::result::Result<Option<usize>, String> {
         if rest.is_empty() {
             return Ok(None);
@@ -243,6 +297,42 @@ fn parse_token(tok: &str) -> std::result::Result<LayerSpec, String> {
         Ok(LayerSpec::BatchNorm)
     } else if tok == "stats" {
         Ok(LayerSpec::StatsPool)
+    } else if let Some(r) = tok.strip_prefix("vec") {
+        const VEC: &str = "the utterance vector is `vec[<rate>][fc<units>]`, e.g. vec, vec0.5, vecfc64 or vec0.5fc64";
+        let (rate_text, projection) = match r.find("fc") {
+            Some(at) => (&r[..at], Some(&r[at + 2..])),
+            None => (r, None),
+        };
+        let rate = if rate_text.is_empty() {
+            0.0
+        } else {
+            let valid = rate_text.chars().all(|c| c.is_ascii_digit() || c == '.');
+            match rate_text.parse::<f64>() {
+                Ok(v) if valid => v,
+                _ => {
+                    return Err(format!(
+                        "{VEC}; `{rate_text}` is not a decimal dropout rate"
+                    ))
+                }
+            }
+        };
+        if !(0.0..1.0).contains(&rate) {
+            return Err(format!(
+                "the vector's dropout rate {rate_text} must be at least 0 and below 1"
+            ));
+        }
+        let project = match projection {
+            None => None,
+            Some(p) => {
+                let (units, tail) =
+                    number(p, "number of projection units").map_err(|e| format!("{VEC}; {e}"))?;
+                if !tail.is_empty() {
+                    return Err(format!("{VEC}; unexpected `{tail}` after fc{units}"));
+                }
+                Some(units)
+            }
+        };
+        Ok(LayerSpec::SideInput { rate, project })
     } else if let Some(r) = tok.strip_prefix("drop") {
         let valid = !r.is_empty() && r.chars().all(|c| c.is_ascii_digit() || c == '.');
         let rate: f64 = match r.parse() {
@@ -451,6 +541,63 @@ mod tests {
             e.contains("token 2 `statistics`") && e.contains("unknown token"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn vector_tokens_parse_print_back_and_sit_before_the_dense_layers() {
+        for (s, rate, project) in [
+            ("c8k3 bn stats vec fc16", 0.0, None),
+            ("c8k3 bn stats vec0.5 fc16", 0.5, None),
+            ("c8k3 bn stats drop0.3 vecfc64 fc16", 0.0, Some(64)),
+            ("c8k3 p2 vec0.25fc8 drop0.1 fc16", 0.25, Some(8)),
+            ("c8k3 stats vec", 0.0, None),
+        ] {
+            let spec = ArchSpec::parse(s).unwrap();
+            assert_eq!(spec.side_input(), Some((rate, project)), "{s}");
+            assert_eq!(spec.to_string(), s);
+            assert_eq!(ArchSpec::parse(&spec.to_string()).unwrap(), spec);
+        }
+        assert_eq!(
+            ArchSpec::parse("c8k3 stats fc4").unwrap().side_input(),
+            None
+        );
+        // `vec0` is the same layer as `vec`, printed canonically.
+        assert_eq!(
+            ArchSpec::parse("c8k3 stats vec0 fc4").unwrap().to_string(),
+            "c8k3 stats vec fc4"
+        );
+
+        let e = err("c8k3 stats fc16 vec");
+        assert!(
+            e.contains("token 4 `vec`") && e.contains("before the dense (fc) layers"),
+            "{e}"
+        );
+        let e = err("c8k3 vec p2 fc4");
+        assert!(
+            e.contains("token 3 `p2`") && e.contains("only fc and drop layers may follow vec"),
+            "{e}"
+        );
+        let e = err("c8k3 stats vec vec0.5 fc4");
+        assert!(
+            e.contains("token 4 `vec0.5`") && e.contains("only once"),
+            "{e}"
+        );
+        let e = err("c8k3 stats vec1 fc4");
+        assert!(e.contains("token 3 `vec1`") && e.contains("below 1"), "{e}");
+        for bad in [
+            "vecx",
+            "vec0.5.1",
+            "vecfc",
+            "vecfc0",
+            "vec0.5fc8x",
+            "vec-0.1",
+        ] {
+            let e = err(&format!("c8k3 stats {bad} fc4"));
+            assert!(
+                e.contains(&format!("token 3 `{bad}`")) && e.contains("vec[<rate>][fc<units>]"),
+                "{bad}: {e}"
+            );
+        }
     }
 
     #[test]

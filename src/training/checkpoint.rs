@@ -99,6 +99,10 @@ pub struct ModelInfo {
     pub input_norm: InputNorm,
     /// The effective training configuration (JSON), including the spectrogram settings.
     pub config: serde_json::Value,
+    /// Values per sample of the side input (the utterance vector a `vec` layer appends); 0 for a
+    /// network without one and in checkpoints written before side inputs existed.
+    #[serde(default)]
+    pub side_input_len: usize,
 }
 
 /// A checkpoint in memory.
@@ -293,6 +297,7 @@ mod tests {
             input_norm_mode: InputNormMode::Speaker,
             input_norm: InputNorm::identity(1),
             config: serde_json::json!({}),
+            side_input_len: 0,
         };
         let mut value = serde_json::to_value(&info).unwrap();
         assert_eq!(value["input_norm_mode"], "speaker");

@@ -387,7 +387,9 @@ pub struct TrainConfig {
     pub prosody_weight: f64 = 0.0,
     /// The prosody branch's utterance vector: `basic` (29 F0, energy, voicing and spectral-balance
     /// statistics) or `full` (those and about two thousand functionals of 62 frame-level
-    /// descriptors and their deltas, ComParE-like; [`crate::features::functionals`]).
+    /// descriptors and their deltas, ComParE-like; [`crate::features::functionals`]). The same
+    /// vector is the side input that a `vec` layer of the architecture appends to the network's
+    /// pooled features (normalised as the branch's), trained end to end.
     pub prosody_set: crate::features::prosody::ProsodySet = crate::features::prosody::ProsodySet::Basic,
     /// Mixup (Zhang et al. 2018): mix each training batch with a permutation of itself at
     /// λ ~ Beta(α, α), inputs and targets alike (0 = off; 0.2–0.4 usual). Trains on soft targets.
@@ -495,6 +497,22 @@ impl TrainConfig {
 
     pub fn protocol_choice(&self) -> Result<ProtocolChoice> {
         self.protocol.parse()
+    }
+
+    /// The network input of architecture `spec`: the spectrogram image and, when `spec` has a `vec`
+    /// layer, the utterance vector of `prosody_set` as its side input.
+    pub fn network_input(&self, spec: &crate::model::ArchSpec) -> crate::model::InputShape {
+        let (c, h, w) = self.spectrogram.input_shape();
+        let side = if spec.side_input().is_some() {
+            crate::features::prosody::ProsodyConfig {
+                set: self.prosody_set,
+                ..Default::default()
+            }
+            .vector_len()
+        } else {
+            0
+        };
+        crate::model::InputShape::new(c, h, w).with_side(side)
     }
 
     /// Check everything that can be checked without data.

@@ -3,7 +3,7 @@
 //! the training width.
 
 use super::ensemble::Predictions;
-use super::inference::{predict_all, softmax};
+use super::inference::{predict_all_with_side, side_rows, softmax, SideInput};
 use crate::backends::Backend;
 use crate::data::crops::{average_over_crops, plan_crops, render_crops, whole_width};
 use crate::data::{BatchConfig, Batcher, EvalTime, FeatureStore, Normalization};
@@ -23,12 +23,30 @@ pub fn predict_over_crops<B: Backend<Elem = f32>>(
     indices: &[usize],
     hop: usize,
 ) -> Result<Predictions> {
+    predict_over_crops_with_side(backend, net, store, image, norm, indices, hop, None)
+}
+
+/// [`predict_over_crops`] for a network with a side input: every crop gets its utterance's row.
+#[allow(clippy::too_many_arguments)]
+pub fn predict_over_crops_with_side<B: Backend<Elem = f32>>(
+    backend: &B,
+    net: &mut Network<B>,
+    store: &FeatureStore,
+    image: &ImageConfig,
+    norm: &Normalization,
+    indices: &[usize],
+    hop: usize,
+    side: Option<SideInput<'_>>,
+) -> Result<Predictions> {
     let crops = plan_crops(store, image, indices, hop)?;
     let classes = net.classes();
     let mut probs = Vec::with_capacity(crops.len());
     for chunk in crops.chunks(net.max_batch()) {
         let x = render_crops(store, image, norm, chunk)?;
-        let logits = net.forward_logits(backend, &x.data, chunk.len())?;
+        let owners: Vec<usize> = chunk.iter().map(|c| c.utterance).collect();
+        let rows = side_rows(side, &owners);
+        let logits =
+            net.forward_logits_with_side(backend, &x.data, rows.as_deref(), chunk.len())?;
         probs.extend(logits.chunks_exact(classes).map(softmax));
     }
     Ok(average_over_crops(&crops, &probs))
@@ -54,7 +72,9 @@ impl EvalMode {
     }
 }
 
-/// Class probabilities of `indices` (in that order) evaluated as `mode` says.
+/// Class probabilities of `indices` (in that order) evaluated as `mode` says, with the side input
+/// of a network that takes one.
+#[allow(clippy::too_many_arguments)]
 pub fn predict_with<B: Backend<Elem = f32>>(
     backend: &B,
     net: &mut Network<B>,
@@ -63,6 +83,7 @@ pub fn predict_with<B: Backend<Elem = f32>>(
     norm: &Normalization,
     indices: &[usize],
     mode: &EvalMode,
+    side: Option<SideInput<'_>>,
 ) -> Result<Predictions> {
     match mode.time {
         EvalTime::First => {
@@ -73,9 +94,9 @@ pub fn predict_with<B: Backend<Elem = f32>>(
                 BatchConfig::evaluation(mode.batch),
                 norm.clone(),
             )?;
-            predict_all(backend, net, &batcher)
+            predict_all_with_side(backend, net, &batcher, side)
         }
-        EvalTime::Crops => predict_over_crops(
+        EvalTime::Crops => predict_over_crops_with_side(
             backend,
             net,
             store,
@@ -83,8 +104,11 @@ pub fn predict_with<B: Backend<Elem = f32>>(
             norm,
             indices,
             mode.hop_for(image),
+            side,
         ),
-        EvalTime::Whole => predict_whole(backend, net, store, image, norm, indices, mode.batch),
+        EvalTime::Whole => {
+            predict_whole(backend, net, store, image, norm, indices, mode.batch, side)
+        }
     }
 }
 
@@ -92,6 +116,7 @@ pub fn predict_with<B: Backend<Elem = f32>>(
 /// out for the longest utterance's width, rounded up to the first width its shortcuts accept
 /// (a shortcut into pool level k needs a width divisible by its pooling factor; the extra
 /// columns are padding), and back to its training width afterwards. Needs statistics pooling.
+#[allow(clippy::too_many_arguments)]
 pub fn predict_whole<B: Backend<Elem = f32>>(
     backend: &B,
     net: &mut Network<B>,
@@ -100,6 +125,7 @@ pub fn predict_whole<B: Backend<Elem = f32>>(
     norm: &Normalization,
     indices: &[usize],
     batch: usize,
+    side: Option<SideInput<'_>>,
 ) -> Result<Predictions> {
     if image.time_axis != crate::features::TimeAxis::Fixed {
         return Err(config_err!(
@@ -129,7 +155,7 @@ pub fn predict_whole<B: Backend<Elem = f32>>(
         BatchConfig::evaluation(batch),
         norm.clone(),
     )?;
-    let out = predict_all(backend, net, &batcher);
+    let out = predict_all_with_side(backend, net, &batcher, side);
     net.set_input_width(backend, train_width)?;
     out
 }

@@ -42,7 +42,7 @@ impl std::fmt::Display for DeviceChoice {
 }
 
 /// The kernel files (`kernels/<name>.cu`) the network needs on a kernel-running device.
-pub const REQUIRED_KERNEL_MODULES: [&str; 7] = [
+pub const REQUIRED_KERNEL_MODULES: [&str; 8] = [
     "conv2d",
     "dense",
     "maxpool",
@@ -50,6 +50,7 @@ pub const REQUIRED_KERNEL_MODULES: [&str; 7] = [
     "softmax_xent",
     "rmsprop",
     "adamw",
+    "concat",
 ];
 
 /// Kernel modules the network needs that are missing from `present`.
@@ -346,7 +347,7 @@ mod tests {
     fn missing_modules_are_listed() {
         assert_eq!(
             missing_kernel_modules(["maxpool", "shortcut", "softmax_xent", "rmsprop"]),
-            vec!["conv2d", "dense", "adamw"]
+            vec!["conv2d", "dense", "adamw", "concat"]
         );
         assert!(missing_kernel_modules(REQUIRED_KERNEL_MODULES).is_empty());
     }

@@ -4,9 +4,30 @@
 
 use super::metrics::{EvalReport, Evaluator};
 use crate::backends::Backend;
-use crate::data::{Batcher, Corpus};
+use crate::data::{Batcher, Corpus, ProsodyNorm, ProsodyStore};
 use crate::model::Network;
 use crate::Result;
+
+/// The side input of a network with a `vec` layer: each utterance's utterance vector, normalised
+/// as the fold's training normalised it (see [`ProsodyNorm`]).
+#[derive(Clone, Copy)]
+pub struct SideInput<'a> {
+    pub store: &'a ProsodyStore,
+    pub norm: &'a ProsodyNorm,
+}
+
+impl SideInput<'_> {
+    /// The rows of `utterances` (corpus indices; repeated where an utterance is, e.g. once per
+    /// crop), N × D.
+    pub fn rows(&self, utterances: &[usize]) -> Vec<f32> {
+        self.norm.batch(self.store, utterances)
+    }
+}
+
+/// The side input rows of `utterances` when there is a side input.
+pub fn side_rows(side: Option<SideInput<'_>>, utterances: &[usize]) -> Option<Vec<f32>> {
+    side.map(|s| s.rows(utterances))
+}
 
 /// Softmax probabilities of one row of logits, in f64 (stable: the maximum is subtracted first).
 pub fn softmax(logits: &[f32]) -> Vec<f64> {
@@ -34,11 +55,23 @@ pub fn predict_all<B: Backend<Elem = f32>>(
     net: &mut Network<B>,
     batcher: &Batcher<'_>,
 ) -> Result<Vec<(usize, Vec<f64>)>> {
+    predict_all_with_side(backend, net, batcher, None)
+}
+
+/// [`predict_all`] for a network that takes a side input (`None` for one that does not).
+pub fn predict_all_with_side<B: Backend<Elem = f32>>(
+    backend: &B,
+    net: &mut Network<B>,
+    batcher: &Batcher<'_>,
+    side: Option<SideInput<'_>>,
+) -> Result<Vec<(usize, Vec<f64>)>> {
     let classes = net.classes();
     let mut out = Vec::with_capacity(batcher.len_utterances());
     for batch in batcher.epoch(0) {
         let n = batch.labels.len();
-        let logits = net.forward_logits(backend, &batch.inputs.data, n)?;
+        let rows = side_rows(side, &batch.utterances);
+        let logits =
+            net.forward_logits_with_side(backend, &batch.inputs.data, rows.as_deref(), n)?;
         for (k, &u) in batch.utterances.iter().enumerate() {
             out.push((u, softmax(&logits[k * classes..(k + 1) * classes])));
         }

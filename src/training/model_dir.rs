@@ -108,7 +108,7 @@ impl TrainedModel {
         let mut net = Network::new(
             backend,
             &spec,
-            InputShape::new(c, h, w),
+            InputShape::new(c, h, w).with_side(m.side_input_len),
             m.classes.len(),
             max_batch.max(1),
             0,
@@ -131,6 +131,15 @@ impl TrainedModel {
         batcher: &Batcher<'_>,
         max_batch: usize,
     ) -> Result<Vec<(usize, Vec<f64>)>> {
+        if self.checkpoint.model.side_input_len > 0 {
+            return Err(Error::data(
+                &self.path,
+                format!(
+                    "is a joint model (architecture `{}` appends the utterance vector), and predict/eval do                      not compute utterance vectors: score the test-predictions.json its training wrote instead",
+                    self.checkpoint.model.arch
+                ),
+            ));
+        }
         struct Probabilities<'m, 'b> {
             model: &'m TrainedModel,
             batcher: &'m Batcher<'b>,

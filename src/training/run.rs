@@ -17,7 +17,7 @@ use super::sweep::{sweep_markdown, sweep_members, SweepMember, SweepRow};
 use super::trainer::{weight_seed, RunControl, TestProbabilities, Trainer};
 use crate::backends::Backend;
 use crate::data::{CacheOptions, Corpus, FeatureStore};
-use crate::model::{ArchSpec, InputShape, Network, Plan};
+use crate::model::{ArchSpec, Network, Plan};
 use crate::{config_err, Error, Result};
 
 /// How a run ended.
@@ -217,8 +217,7 @@ impl FoldsJob<'_> {
         if result_path.exists() && fold.dir.join(files::SUMMARY).exists() {
             return Ok(Trained::Done(read_json(&result_path)?, None));
         }
-        let (c, h, w) = cfg.spectrogram.input_shape();
-        let input = InputShape::new(c, h, w);
+        let input = cfg.network_input(&self.spec);
         let plan = Plan::new(&self.spec, input, self.corpus.classes.len())?;
         if !*described {
             if let Some(free) = memory.free {

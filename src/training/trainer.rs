@@ -17,7 +17,7 @@ use super::checkpoint::{BestRecord, Checkpoint, ModelInfo, TrainerState};
 use super::config::{batches_per_epoch, drop_short_batch, Selection, TrainConfig};
 use super::crop_eval::{predict_with, EvalMode};
 use super::ensemble::{average, Predictions};
-use super::inference::score;
+use super::inference::{score, side_rows, SideInput};
 use super::metrics::EvalReport;
 use super::prosody_branch::ProsodyBranch;
 use super::run_dir::{
@@ -27,7 +27,7 @@ use super::run_dir::{
 use crate::backends::Backend;
 use crate::data::{
     BatchConfig, Batcher, CacheOptions, Corpus, FeatureStore, InputNorm, InputNormMode,
-    Normalization, ProsodyStore, Split,
+    Normalization, ProsodyNorm, ProsodyStore, Split,
 };
 use crate::model::{Network, Optimizer};
 use crate::{config_err, Error, Result};
@@ -105,8 +105,13 @@ pub struct Trainer<'a, B: Backend<Elem = f32>> {
     state: TrainerState,
     model: ModelInfo,
     device: String,
+    /// The utterance vectors, when the prosody branch or the network's `vec` layer reads them.
+    vectors: Option<ProsodyStore>,
     /// The prosody branch fused with the network's probabilities (`prosody_weight` > 0).
-    prosody: Option<(ProsodyStore, ProsodyBranch)>,
+    prosody: Option<ProsodyBranch>,
+    /// The normalisation of the network's side input (an architecture with `vec`), fitted as the
+    /// branch fits its own: on the fold's training utterances or per speaker, as `input_norm` says.
+    side_norm: Option<ProsodyNorm>,
     /// The test set's class probabilities once the fold is finished (what its results score).
     test_probabilities: Option<TestProbabilities>,
 }
@@ -205,8 +210,10 @@ impl<'a, B: Backend<Elem = f32>> Trainer<'a, B> {
                 Normalization::PerSpeaker(_) => InputNorm::identity(c),
             },
             config: config_json,
+            side_input_len: net.plan().input.side,
         };
-        let prosody = if cfg.prosody_weight > 0.0 {
+        let takes_vector = net.plan().side_input.is_some();
+        let vectors = if cfg.prosody_weight > 0.0 || takes_vector {
             let opts = CacheOptions {
                 dir: cfg
                     .feature_cache
@@ -223,14 +230,48 @@ impl<'a, B: Backend<Elem = f32>> Trainer<'a, B> {
                 cfg.spectrogram.stft.sample_rate,
                 &opts,
             )?;
-            // A pure function of the corpus and the split: refitted identically on resume.
-            let branch = ProsodyBranch::fit(&store, corpus, cfg.input_norm, &fold.split.train)?;
-            Some((store, branch))
+            Some(store)
         } else {
             None
         };
+        // Both pure functions of the corpus and the split: refitted identically on resume.
+        let prosody = match &vectors {
+            Some(store) if cfg.prosody_weight > 0.0 => Some(ProsodyBranch::fit(
+                store,
+                corpus,
+                cfg.input_norm,
+                &fold.split.train,
+            )?),
+            _ => None,
+        };
+        let side_norm = match &vectors {
+            Some(store) if takes_vector => {
+                let width = store.config().vector_len();
+                if width != net.plan().input.side {
+                    return Err(config_err!(
+                        "the network's vec layer was laid out for {} values per utterance, but the `{}` utterance vector has {width}",
+                        net.plan().input.side,
+                        cfg.prosody_set
+                    ));
+                }
+                let speakers: Vec<&str> = corpus
+                    .utterances
+                    .iter()
+                    .map(|u| u.speaker.as_str())
+                    .collect();
+                Some(ProsodyNorm::for_training(
+                    cfg.input_norm,
+                    store,
+                    &speakers,
+                    &fold.split.train,
+                )?)
+            }
+            _ => None,
+        };
         Ok(Trainer {
+            vectors,
             prosody,
+            side_norm,
             test_probabilities: None,
             device: backend.name(),
             backend,
@@ -268,6 +309,14 @@ impl<'a, B: Backend<Elem = f32>> Trainer<'a, B> {
         })
     }
 
+    /// The side input source of an architecture with `vec`.
+    fn side_input(&self) -> Option<SideInput<'_>> {
+        match (&self.vectors, &self.side_norm) {
+            (Some(store), Some(norm)) => Some(SideInput { store, norm }),
+            _ => None,
+        }
+    }
+
     /// One training step on soft targets: label smoothing, then mixup of inputs and targets with
     /// one λ ~ Beta(α, α) and a random partner per sample, both drawn from a generator seeded by
     /// (data seed, step), so a resumed run mixes as the uninterrupted one.
@@ -279,6 +328,7 @@ impl<'a, B: Backend<Elem = f32>> Trainer<'a, B> {
         use rand::SeedableRng;
         let classes = self.net.classes();
         let n = batch.labels.len();
+        let mut side = side_rows(self.side_input(), &batch.utterances);
         let mut targets = crate::data::mixup::smoothed_targets(
             &batch.labels,
             classes,
@@ -294,8 +344,13 @@ impl<'a, B: Backend<Elem = f32>> Trainer<'a, B> {
             let per = batch.inputs.data.len() / n;
             plan.mix(&mut batch.inputs.data, per);
             plan.mix(&mut targets, classes);
+            // The side input mixes with the same partners and λ as its image.
+            if let Some(side) = side.as_mut() {
+                plan.mix(side, self.net.plan().input.side);
+            }
         }
-        self.net.forward(self.backend, &batch.inputs.data, n)?;
+        self.net
+            .forward_with_side(self.backend, &batch.inputs.data, side.as_deref(), n)?;
         let stats = self.net.loss_soft(self.backend, &targets, None)?;
         self.net.backward(self.backend)?;
         self.net.apply_update(self.backend, optimizer)?;
@@ -309,6 +364,10 @@ impl<'a, B: Backend<Elem = f32>> Trainer<'a, B> {
             hop: self.cfg.eval_hop,
             batch: self.cfg.batch,
         };
+        let side = match (&self.vectors, &self.side_norm) {
+            (Some(store), Some(norm)) => Some(SideInput { store, norm }),
+            _ => None,
+        };
         predict_with(
             self.backend,
             &mut self.net,
@@ -317,20 +376,21 @@ impl<'a, B: Backend<Elem = f32>> Trainer<'a, B> {
             &self.norm,
             indices,
             &mode,
+            side,
         )
     }
 
     /// The network's probabilities fused with the prosody branch's, when there is one.
     fn fused(&self, network: Predictions, indices: &[usize]) -> Result<Predictions> {
-        match &self.prosody {
-            Some((store, branch)) => {
+        match (&self.vectors, &self.prosody) {
+            (Some(store), Some(branch)) => {
                 let w = self.cfg.prosody_weight;
                 average(
                     &[network, branch.predict(store, indices)],
                     Some(&[1.0 - w, w]),
                 )
             }
-            None => Ok(network),
+            _ => Ok(network),
         }
     }
 
@@ -359,10 +419,10 @@ impl<'a, B: Backend<Elem = f32>> Trainer<'a, B> {
         indices: &[usize],
     ) -> Result<(Predictions, Option<Predictions>)> {
         let network = self.network_predictions(indices)?;
-        let prosody = self
-            .prosody
-            .as_ref()
-            .map(|(store, branch)| branch.predict(store, indices));
+        let prosody = match (&self.vectors, &self.prosody) {
+            (Some(store), Some(branch)) => Some(branch.predict(store, indices)),
+            _ => None,
+        };
         let ids: Vec<&str> = indices
             .iter()
             .map(|&i| self.corpus.utterances[i].id.as_str())
@@ -380,7 +440,7 @@ impl<'a, B: Backend<Elem = f32>> Trainer<'a, B> {
             "network_last": rows(&network),
             "prosody": prosody.as_ref().map(rows),
             "prosody_weight": self.cfg.prosody_weight,
-            "prosody_l2": self.prosody.as_ref().map(|(_, b)| b.l2),
+            "prosody_l2": self.prosody.as_ref().map(|b| b.l2),
         });
         crate::fsutil::write_atomic(
             &self.fold.dir.join("test-predictions.json"),
@@ -463,8 +523,14 @@ impl<'a, B: Backend<Elem = f32>> Trainer<'a, B> {
             let stats = if self.cfg.mixup_alpha > 0.0 || self.cfg.label_smoothing > 0.0 {
                 self.soft_target_step(&mut batch, optimizer)?
             } else {
-                self.net
-                    .train_step(self.backend, &batch.inputs.data, &batch.labels, optimizer)?
+                let side = side_rows(self.side_input(), &batch.utterances);
+                self.net.train_step_with_side(
+                    self.backend,
+                    &batch.inputs.data,
+                    side.as_deref(),
+                    &batch.labels,
+                    optimizer,
+                )?
             };
             if !stats.mean_loss.is_finite() {
                 return Err(config_err!(

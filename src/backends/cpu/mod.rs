@@ -14,6 +14,7 @@
 
 mod adamw;
 mod batchnorm;
+mod concat;
 mod conv2d;
 mod dense;
 mod dropout;
@@ -30,8 +31,8 @@ use std::sync::Mutex;
 use rayon::prelude::*;
 
 use super::geometry::{
-    AdamWStep, BatchNormGeom, ConvGeom, DenseGeom, DropoutParams, PoolGeom, RmsPropConfig,
-    ShortcutGeom, StatsPoolGeom, XentGeom, XentStats,
+    AdamWStep, BatchNormGeom, ConcatGeom, ConvGeom, DenseGeom, DropoutParams, PoolGeom,
+    RmsPropConfig, ShortcutGeom, StatsPoolGeom, XentGeom, XentStats,
 };
 use super::{Backend, InputGrad};
 use crate::tensor::Real;
@@ -396,6 +397,25 @@ impl<T: Real> Backend for CpuBackend<T> {
 
     fn dropout_backward(&self, p: &DropoutParams, dy: &Vec<T>, dx: &mut Vec<T>) -> Result<()> {
         dropout::backward(p, dy, dx)
+    }
+
+    fn concat_forward(&self, g: &ConcatGeom, a: &Vec<T>, b: &Vec<T>, y: &mut Vec<T>) -> Result<()> {
+        concat::forward(g, a, b, y)
+    }
+
+    fn concat_backward(
+        &self,
+        g: &ConcatGeom,
+        dy: &Vec<T>,
+        da: Option<&mut Vec<T>>,
+        db: Option<&mut Vec<T>>,
+    ) -> Result<()> {
+        concat::backward(
+            g,
+            dy,
+            da.map(|v| v.as_mut_slice()),
+            db.map(|v| v.as_mut_slice()),
+        )
     }
 
     fn softmax_xent(

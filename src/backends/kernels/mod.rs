@@ -17,6 +17,7 @@
 
 pub mod adamw;
 pub mod batchnorm;
+pub mod concat;
 pub mod conv2d;
 pub mod dense;
 pub mod dropout;
