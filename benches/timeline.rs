@@ -37,6 +37,8 @@ fn main() {
         feature_cache: false,
         // A timeline reads one long recording of unknown speakers: training-set statistics.
         input_norm: rescnn::data::InputNormMode::Training,
+        // The timeline classifies windows with the network alone.
+        prosody_weight: 0.0,
         ..TrainConfig::default()
     };
     run::start(&cfg, &model_dir, &RunControl::default()).expect("training the benchmark's model");

@@ -198,6 +198,8 @@ fn ctrl_c_checkpoints_and_the_run_resumes() {
         "c8k3 p2 fc32",
         "--eval-time",
         "first",
+        "--prosody",
+        "0",
         "--height",
         "32",
         "--width",

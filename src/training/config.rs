@@ -312,8 +312,8 @@ macro_rules! settings {
 settings! {
 /// Everything a training run depends on. The defaults are the no-argument run: the recipe
 /// ([`TrainConfig::recipe`]) scaled to about two minutes on two CPU cores (400 steps, crops of 96
-/// frames, no prosody branch) on the built-in synthetic corpus, with the paper's random split and a
-/// validation share for the training curves.
+/// frames) on the built-in synthetic corpus, with the paper's random split and a validation share
+/// for the training curves.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct TrainConfig {
@@ -384,13 +384,13 @@ pub struct TrainConfig {
     /// logistic regression on the utterance prosody vector (F0, energy, voicing, voice quality
     /// statistics; [`crate::features::prosody`]) fitted on the fold's training utterances,
     /// normalised as `input_norm` says. Applies to validation (selection) and test alike.
-    pub prosody_weight: f64 = 0.0,
+    pub prosody_weight: f64 = 0.5,
     /// The prosody branch's utterance vector: `basic` (29 F0, energy, voicing and spectral-balance
     /// statistics) or `full` (those and about two thousand functionals of 62 frame-level
     /// descriptors and their deltas, ComParE-like; [`crate::features::functionals`]). The same
     /// vector is the side input that a `vec` layer of the architecture appends to the network's
     /// pooled features (normalised as the branch's), trained end to end.
-    pub prosody_set: crate::features::prosody::ProsodySet = crate::features::prosody::ProsodySet::Basic,
+    pub prosody_set: crate::features::prosody::ProsodySet = crate::features::prosody::ProsodySet::Full,
     /// Mixup (Zhang et al. 2018): mix each training batch with a permutation of itself at
     /// λ ~ Beta(α, α), inputs and targets alike (0 = off; 0.2–0.4 usual). Trains on soft targets.
     pub mixup_alpha: f64 = 0.2,
@@ -455,6 +455,8 @@ impl TrainConfig {
             eval_time: crate::data::EvalTime::First,
             mixup_alpha: 0.0,
             label_smoothing: 0.0,
+            prosody_weight: 0.0,
+            prosody_set: crate::features::prosody::ProsodySet::Basic,
             ..TrainConfig::default()
         }
     }
@@ -477,8 +479,6 @@ impl TrainConfig {
             epochs: None,
             eval_every: 1440,
             spectrogram: recipe_spectrogram(160),
-            prosody_weight: 0.5,
-            prosody_set: crate::features::prosody::ProsodySet::Full,
             ..TrainConfig::default()
         }
     }

@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 
 use rescnn::data::{synth, Corpus, SynthConfig};
 use rescnn::data::{AugmentConfig, EvalTime, InputNormMode};
+use rescnn::features::prosody::ProsodySet;
 use rescnn::training::checkpoint::Checkpoint;
 use rescnn::training::config::{small_spectrogram, DeviceChoice, OptimizerConfig, TrainConfig};
 use rescnn::training::run::{self, RunOutcome};
@@ -14,7 +15,7 @@ use rescnn::training::trainer::RunControl;
 
 /// A network and input small enough that a test run takes seconds: 32 mel bands × 128 frames gray,
 /// two convs with a shortcut, batch 16; RMSProp, the paper's augmentation, training-set
-/// normalisation, hard targets and first-frames evaluation, which the tests below switch on and
+/// normalisation, hard targets, first-frames evaluation and no prosody branch, which the tests below switch on and
 /// off one at a time.
 pub fn tiny_config() -> TrainConfig {
     TrainConfig {
@@ -35,6 +36,8 @@ pub fn tiny_config() -> TrainConfig {
         eval_time: EvalTime::First,
         mixup_alpha: 0.0,
         label_smoothing: 0.0,
+        prosody_weight: 0.0,
+        prosody_set: ProsodySet::Basic,
         ..TrainConfig::default()
     }
 }
