@@ -116,7 +116,10 @@ fn a_diverged_run_fails_and_writes_no_non_finite_checkpoint() {
             let path = run_dir.join(format!("checkpoints/{name}.safetensors"));
             if path.exists() {
                 let ck = Checkpoint::load(&path).unwrap_or_else(|e| panic!("lr {lr}: {e}"));
-                assert!(ck.params.iter().all(|t| t.data.iter().all(|v| v.is_finite())));
+                assert!(ck
+                    .params
+                    .iter()
+                    .all(|t| t.data.iter().all(|v| v.is_finite())));
             }
         }
         assert!(!run_dir.join("summary.md").exists());
@@ -147,7 +150,11 @@ fn a_run_folder_is_locked_sigterm_checkpoints_and_a_killed_run_resumes() {
             && said.contains(&child.id().to_string()),
         "{said}"
     );
-    assert_eq!(status(&run_dir), "running", "the refused resume leaves STATUS alone");
+    assert_eq!(
+        status(&run_dir),
+        "running",
+        "the refused resume leaves STATUS alone"
+    );
 
     // A fresh run with the same --out is refused the same way, not with a split mismatch.
     let fresh = Command::new(TRAIN).args(&args).output().unwrap();
@@ -222,7 +229,11 @@ fn an_empty_test_set_is_an_error() {
 #[test]
 fn non_finite_settings_are_named() {
     let out = Command::new(TRAIN).args(["--lr", "nan"]).output().unwrap();
-    assert!(text(&out).contains("`nan` is not a finite number"), "{}", text(&out));
+    assert!(
+        text(&out).contains("`nan` is not a finite number"),
+        "{}",
+        text(&out)
+    );
     let dir = temp_dir();
     let file = dir.path().join("run.toml");
     std::fs::write(&file, "[optimizer]\nlr = inf\n").unwrap();
@@ -261,7 +272,8 @@ fn help_texts_hold_no_rustdoc_syntax() {
                 .nth(1)
                 .unwrap_or_default();
             assert!(
-                optimizer.ends_with("[default: rmsprop]") || optimizer.ends_with("[default: adamw]"),
+                optimizer.ends_with("[default: rmsprop]")
+                    || optimizer.ends_with("[default: adamw]"),
                 "one default for the optimizer choice: {optimizer:?}"
             );
         }
@@ -305,7 +317,14 @@ fn predict_names_every_bad_file_and_skip_bad_predicts_the_rest() {
     assert!(said.contains("--skip-bad"), "{said}");
 
     let out = Command::new(RESCNN)
-        .args(["predict", "--skip-bad", "--device", "cpu", "--model", &model])
+        .args([
+            "predict",
+            "--skip-bad",
+            "--device",
+            "cpu",
+            "--model",
+            &model,
+        ])
         .args(files)
         .output()
         .unwrap();
@@ -321,8 +340,14 @@ fn predict_names_every_bad_file_and_skip_bad_predicts_the_rest() {
             .unwrap_or_else(|| panic!("{f:?}: {stdout}"))
             .to_string()
     };
-    assert!(line_of(&short).contains("no label (only 0.001 s long"), "{stdout}");
-    assert!(line_of(&silent).contains("no label (digital silence"), "{stdout}");
+    assert!(
+        line_of(&short).contains("no label (only 0.001 s long"),
+        "{stdout}"
+    );
+    assert!(
+        line_of(&silent).contains("no label (digital silence"),
+        "{stdout}"
+    );
     assert!(!line_of(&good).contains("no label"), "{stdout}");
     assert!(
         String::from_utf8_lossy(&out.stderr).contains("left out 2 of 5 file(s)"),

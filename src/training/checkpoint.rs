@@ -53,7 +53,9 @@ struct Header {
 
 /// CRC-32 of tensors given as (name, shape, little-endian bytes), taken in name order: each name,
 /// a 0 byte, each dimension as a little-endian u64, then the bytes.
-fn tensor_checksum<'t>(tensors: impl IntoIterator<Item = (&'t str, &'t [usize], &'t [u8])>) -> String {
+fn tensor_checksum<'t>(
+    tensors: impl IntoIterator<Item = (&'t str, &'t [usize], &'t [u8])>,
+) -> String {
     let mut sorted: Vec<_> = tensors.into_iter().collect();
     sorted.sort_by(|a, b| a.0.cmp(b.0));
     let mut crc = crc32fast::Hasher::new();
@@ -286,7 +288,9 @@ impl Checkpoint {
                 ));
             }
             if view.data().len() % 4 != 0 {
-                return Err(format!("tensor `{name}` is not a whole number of F32 values"));
+                return Err(format!(
+                    "tensor `{name}` is not a whole number of F32 values"
+                ));
             }
             let data: Vec<f32> = view
                 .data()
@@ -494,7 +498,10 @@ mod tests {
         let st = SafeTensors::deserialize(&bytes).unwrap();
         let old = safetensors::serialize(
             st.tensors(),
-            Some(HashMap::from([(METADATA_KEY.to_string(), head.to_string())])),
+            Some(HashMap::from([(
+                METADATA_KEY.to_string(),
+                head.to_string(),
+            )])),
         )
         .unwrap();
         let (back, verified) = Checkpoint::from_bytes(&old).unwrap();

@@ -663,4 +663,3 @@ fn non_finite_float(v: &toml::Value, key: &str) -> Option<(String, f64)> {
         _ => None,
     }
 }
-

@@ -192,7 +192,10 @@ fn execute(cfg: &TrainConfig, dir: &Path, control: &RunControl) -> Result<RunOut
 /// Every split must have utterances to train on and to report a result on.
 fn check_splits(splits: &[crate::data::Split]) -> Result<()> {
     for s in splits {
-        for (set, empty) in [("training", s.train.is_empty()), ("test", s.test.is_empty())] {
+        for (set, empty) in [
+            ("training", s.train.is_empty()),
+            ("test", s.test.is_empty()),
+        ] {
             if empty {
                 return Err(config_err!(
                     "{}: the {set} set is empty, so no result can be reported (with --protocol \
