@@ -79,6 +79,8 @@ fn spawn_until(args: &[String], step_text: &str) -> (Child, Lines<BufReader<Chil
             return (child, lines);
         }
     }
+    let _ = child.kill();
+    let _ = child.wait();
     panic!("no `{step_text}` line: {seen:?}");
 }
 
@@ -94,12 +96,13 @@ fn signal(child: &Child, sig: &str) {
 /// step, and every checkpoint it left is finite (a diverged one is never written).
 #[test]
 fn a_diverged_run_fails_and_writes_no_non_finite_checkpoint() {
-    // 1e30: NaN weights behind finite losses (ReLU and max-pool hide them); 1000: a loss near 1e36.
-    for lr in ["1e30", "1000"] {
+    // 1e30 and 1000: losses far past the threshold from the second step on. 1e39: one step, whose
+    // loss (before the update) is ordinary, and whose update overflows f32: only the weights show it.
+    for (lr, iters) in [("1e30", "6"), ("1000", "6"), ("1e39", "1")] {
         let dir = temp_dir();
         let run_dir = dir.path().join("run");
         let out = Command::new(TRAIN)
-            .args(small_run("6", "1"))
+            .args(small_run(iters, "1"))
             .args(["--lr", lr, "--out"])
             .arg(&run_dir)
             .output()
@@ -353,4 +356,42 @@ fn predict_names_every_bad_file_and_skip_bad_predicts_the_rest() {
         String::from_utf8_lossy(&out.stderr).contains("left out 2 of 5 file(s)"),
         "{said}"
     );
+}
+
+/// `eval_time = "whole"` with a network that is not width-independent says that `stats` is needed
+/// (it complained about a shortcut token).
+#[test]
+fn whole_evaluation_without_stats_names_stats() {
+    let mut cfg = tiny_config();
+    cfg.spectrogram.image.time_axis = rescnn::features::TimeAxis::Fixed;
+    cfg.eval_time = rescnn::data::EvalTime::Whole;
+    let err = cfg.validate().unwrap_err().to_string();
+    assert!(err.contains("needs an architecture with `stats`"), "{err}");
+    cfg.arch = "c8k3 p2 +0 c16k3 p2 stats fc32".into();
+    cfg.validate().unwrap();
+}
+
+/// A file past the documented length is refused from its header by `spectrogram` and `predict`,
+/// saying why and what to use instead.
+#[test]
+fn over_long_files_are_refused_with_the_limit() {
+    let dir = temp_dir();
+    let long = dir.path().join("long.wav");
+    let seconds = rescnn::audio::MAX_WHOLE_FILE_S as usize + 1;
+    rescnn::audio::write_wav_i16(&long, &vec![0.1; seconds * 1000], 1000).unwrap();
+    let png = dir.path().join("long.png");
+    let out = Command::new(RESCNN)
+        .arg("spectrogram")
+        .arg(&long)
+        .arg("-o")
+        .arg(&png)
+        .output()
+        .unwrap();
+    let said = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{said}");
+    assert!(
+        said.contains("601 s long; rescnn spectrogram takes recordings up to 600 s"),
+        "{said}"
+    );
+    assert!(!png.exists());
 }

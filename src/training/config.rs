@@ -510,6 +510,17 @@ impl TrainConfig {
                 self.eval_time
             ));
         }
+        if self.eval_time == crate::data::EvalTime::Whole {
+            let spec = crate::model::ArchSpec::from_name_or_spec(&self.arch)?;
+            if !spec.layers().contains(&crate::model::LayerSpec::StatsPool) {
+                return Err(config_err!(
+                    "eval_time = \"whole\" needs an architecture with `stats` (statistics pooling \
+                     makes the network accept any width); `{}` has none: add `stats` before its fc \
+                     layers, or use eval_time = \"first\" or \"crops\"",
+                    self.arch
+                ));
+            }
+        }
         Ok(())
     }
 

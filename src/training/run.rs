@@ -85,8 +85,7 @@ fn prepare_new_dir(out: &Path) -> Result<()> {
     if out.exists() {
         let empty = std::fs::read_dir(out)
             .map_err(|e| Error::io(out, e))?
-            .filter(|e| e.as_ref().map_or(true, |e| e.file_name() != files::LOCK))
-            .next()
+            .find(|e| e.as_ref().map_or(true, |e| e.file_name() != files::LOCK))
             .is_none();
         if !empty {
             return Err(config_err!(

@@ -67,7 +67,7 @@ pub mod files {
 
 /// Exclusive use of a run directory, for as long as the value lives.
 ///
-/// An advisory `flock` on `files::LOCK` (through [`std::fs::File::try_lock`]): the kernel releases
+/// An advisory `flock` on `files::LOCK` (through the `fs4` crate): the kernel releases
 /// it when the holder exits, however it exits (kill -9 included), so a dead process's lock needs
 /// no detection and there is no PID-reuse race as with a PID file checked for liveness. The file
 /// also holds the holder's process id, for the message a second user gets.
@@ -88,14 +88,14 @@ impl RunLock {
             .truncate(false)
             .open(&path)
             .map_err(|e| Error::io(&path, e))?;
-        match file.try_lock() {
+        match fs4::FileExt::try_lock(&file) {
             Ok(()) => {
                 file.set_len(0).map_err(|e| Error::io(&path, e))?;
                 file.rewind().map_err(|e| Error::io(&path, e))?;
                 writeln!(file, "{}", std::process::id()).map_err(|e| Error::io(&path, e))?;
                 Ok(RunLock { _file: file })
             }
-            Err(std::fs::TryLockError::WouldBlock) => {
+            Err(fs4::TryLockError::WouldBlock) => {
                 let mut text = String::new();
                 let _ = file.read_to_string(&mut text);
                 let holder = match text.trim().parse::<u32>() {
@@ -109,7 +109,7 @@ impl RunLock {
                     dir.display()
                 ))
             }
-            Err(std::fs::TryLockError::Error(e)) => Err(Error::io(&path, e)),
+            Err(fs4::TryLockError::Error(e)) => Err(Error::io(&path, e)),
         }
     }
 }
