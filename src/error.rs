@@ -22,6 +22,13 @@ pub enum Error {
     },
     /// A compute device failed or is unavailable (CUDA, NVRTC, the emulator).
     Device(String),
+    /// Training diverged at `step`: `what` is the non-finite or exploding loss, or the first
+    /// non-finite tensor; `hint` says what to change.
+    Diverged {
+        step: u64,
+        what: String,
+        hint: String,
+    },
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -56,6 +63,9 @@ impl fmt::Display for Error {
                 message,
             } => write!(f, "{message}"),
             Error::Device(m) => write!(f, "device error: {m}"),
+            Error::Diverged { step, what, hint } => {
+                write!(f, "diverged at step {step} ({what}): {hint}")
+            }
         }
     }
 }

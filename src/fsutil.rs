@@ -57,6 +57,41 @@ fn temp_path(path: &Path) -> PathBuf {
     path.with_file_name(format!(".{name}.{}.{call}.tmp", std::process::id()))
 }
 
+/// Whether a file name is one of [`temp_path`]'s: `.NAME.PID.CALL.tmp`.
+pub fn is_temp_name(name: &str) -> bool {
+    let Some(inner) = name.strip_prefix('.').and_then(|n| n.strip_suffix(".tmp")) else {
+        return false;
+    };
+    let mut parts = inner.rsplitn(3, '.');
+    let numeric =
+        |p: Option<&str>| p.is_some_and(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()));
+    numeric(parts.next()) && numeric(parts.next()) && parts.next().is_some_and(|n| !n.is_empty())
+}
+
+/// Remove the temporaries of [`write_atomically`] under `dir` (recursively, not through symbolic
+/// links) that a writer killed mid-write left behind; returns what was removed. Call it only while
+/// no one else can be writing there (e.g. holding the run directory's lock).
+pub fn remove_stale_temporaries(dir: &Path) -> Result<Vec<PathBuf>> {
+    let mut removed = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let entries = std::fs::read_dir(&d).map_err(|e| Error::io(&d, e))?;
+        for entry in entries {
+            let entry = entry.map_err(|e| Error::io(&d, e))?;
+            let path = entry.path();
+            let kind = entry.file_type().map_err(|e| Error::io(&path, e))?;
+            if kind.is_dir() {
+                stack.push(path);
+            } else if kind.is_file() && is_temp_name(&entry.file_name().to_string_lossy()) {
+                std::fs::remove_file(&path).map_err(|e| Error::io(&path, e))?;
+                removed.push(path);
+            }
+        }
+    }
+    removed.sort();
+    Ok(removed)
+}
+
 /// Create `dir` and its parents, naming the folder on failure.
 pub fn create_dir_all(dir: &Path) -> Result<()> {
     std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))
@@ -129,6 +164,33 @@ mod tests {
         assert_eq!(bytes.len(), 4096);
         assert!(bytes.iter().all(|&b| b == bytes[0]), "mixed writers");
         assert_eq!(names(&dir), ["cache.spec"]);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn stale_temporaries_are_removed_and_nothing_else() {
+        let dir = scratch_dir("stale");
+        let sub = dir.join("checkpoints");
+        std::fs::create_dir_all(&sub).unwrap();
+        // What a writer killed between create and rename leaves: temp_path's own names.
+        let tmp_top = temp_path(&dir.join("STATUS"));
+        let tmp_sub = temp_path(&sub.join("last.safetensors"));
+        for (p, text) in [
+            (&tmp_top, "half"),
+            (&tmp_sub, "half"),
+            (&sub.join("last.safetensors"), "kept"),
+            (&dir.join(".notes.tmp"), "kept: not a writer's name"),
+            (&dir.join("run.tmp"), "kept"),
+        ] {
+            std::fs::write(p, text).unwrap();
+        }
+        let removed = remove_stale_temporaries(&dir).unwrap();
+        let mut expected = vec![tmp_top.clone(), tmp_sub.clone()];
+        expected.sort();
+        assert_eq!(removed, expected);
+        assert!(!tmp_top.exists() && !tmp_sub.exists());
+        assert_eq!(names(&sub), ["last.safetensors"]);
+        assert_eq!(names(&dir), [".notes.tmp", "checkpoints", "run.tmp"]);
         std::fs::remove_dir_all(&dir).unwrap();
     }
 

@@ -40,6 +40,31 @@ impl Audio {
     }
 }
 
+/// The longest recording `rescnn predict` (one label per file) and `rescnn spectrogram` (one image)
+/// accept, in seconds. Both hold the file, its spectrogram and its image in memory at once (about
+/// 0.2 MB per second of audio), and one label or one picture for more than ten minutes of speech
+/// says little; `rescnn predict --timeline` reads a file of any length window by window.
+pub const MAX_WHOLE_FILE_S: f64 = 600.0;
+
+/// Refuse, from its header alone (before decoding), a WAV file longer than [`MAX_WHOLE_FILE_S`];
+/// `what` names the command in the message.
+pub fn check_whole_file_length(path: impl AsRef<Path>, what: &str) -> Result<()> {
+    let path = path.as_ref();
+    let info = wav_info(path)?;
+    let seconds = info.frames as f64 / info.sample_rate.max(1) as f64;
+    if seconds > MAX_WHOLE_FILE_S {
+        return Err(Error::data(
+            path,
+            format!(
+                "{seconds:.0} s long; {what} takes recordings up to {MAX_WHOLE_FILE_S:.0} s (the \
+                 whole file is held in memory); use `rescnn predict --timeline` for long recordings, \
+                 or cut the file"
+            ),
+        ));
+    }
+    Ok(())
+}
+
 /// What a WAV header says, without decoding the samples.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct WavInfo {
@@ -104,7 +129,11 @@ pub fn write_wav_i16(path: impl AsRef<Path>, samples: &[f32], sample_rate: u32) 
     })
 }
 
-fn decode_wav<R: Read + Seek>(reader: R, path: &Path) -> Result<Audio> {
+fn decode_wav<R: Read + Seek>(mut reader: R, path: &Path) -> Result<Audio> {
+    let stream_bytes = reader
+        .seek(std::io::SeekFrom::End(0))
+        .and_then(|n| reader.rewind().map(|()| n))
+        .map_err(|e| Error::io(path, e))?;
     let mut reader = hound::WavReader::new(reader).map_err(|e| wav_error(e, path))?;
     let spec = reader.spec();
     let channels = spec.channels as usize;
@@ -118,7 +147,11 @@ fn decode_wav<R: Read + Seek>(reader: R, path: &Path) -> Result<Audio> {
         ));
     }
     let declared = reader.len() as usize;
-    let mut interleaved = Vec::with_capacity(declared);
+    // The header's count is a claim, not a size: reserve no more samples than the bytes there are,
+    // so a header declaring gigabytes of samples in a small file allocates what the file holds.
+    let bytes_per_sample = usize::from(spec.bits_per_sample.div_ceil(8).max(1));
+    let held = usize::try_from(stream_bytes).unwrap_or(usize::MAX) / bytes_per_sample;
+    let mut interleaved = Vec::with_capacity(declared.min(held));
     match (spec.sample_format, spec.bits_per_sample) {
         (hound::SampleFormat::Float, 32) => {
             for s in reader.samples::<f32>() {

@@ -19,16 +19,17 @@ fn main() -> ExitCode {
         ..RunControl::default()
     };
     let stop = control.stop.clone();
-    // First Ctrl-C: finish the step, checkpoint, exit cleanly. Second: exit at once.
+    // First Ctrl-C, SIGTERM or SIGHUP (ctrlc's `termination` feature): finish the step, checkpoint,
+    // exit cleanly. A second one: exit at once.
     let handler = ctrlc::set_handler(move || {
         if stop.swap(true, Ordering::SeqCst) {
             eprintln!("\nrescnn-train: second interrupt, exiting without a checkpoint");
             std::process::exit(130);
         }
-        eprintln!("\nrescnn-train: interrupted; finishing this step and writing a checkpoint (Ctrl-C again to quit now)");
+        eprintln!("\nrescnn-train: interrupted (Ctrl-C, SIGTERM or SIGHUP); finishing this step and writing a checkpoint (interrupt again to quit now)");
     });
     if let Err(e) = handler {
-        eprintln!("rescnn-train: warning: Ctrl-C will not checkpoint ({e})");
+        eprintln!("rescnn-train: warning: Ctrl-C, SIGTERM and SIGHUP will not checkpoint ({e})");
     }
     let outcome = args::request(&args, &matches).and_then(|req| match req {
         Request::Start { config, out } => run::start(&config, &out, &control),

@@ -38,6 +38,7 @@ pub fn run(args: &Args) -> Result<()> {
         Some(m) => TrainedModel::load(m, Weights::Best)?.config.spectrogram,
         None => args.settings.to_config()?,
     };
+    crate::audio::check_whole_file_length(&args.input, "rescnn spectrogram")?;
     let original = crate::audio::read_wav(&args.input)?;
     let audio = original.resampled(cfg.stft.sample_rate)?;
     let mut spec = StftPlan::new(&cfg.stft)?.compute(&audio.samples);
@@ -59,15 +60,15 @@ pub fn run(args: &Args) -> Result<()> {
         written.push(npy.display().to_string());
     }
     println!(
-        "{}: {:.2} s at {} Hz → {} frames × {} bins → {} ({}×{} {})",
+        "{}: {:.2} s at {} Hz → {} frames × {} bins → {} ({}×{} height×width, {})",
         args.input.display(),
         original.duration_s(),
         original.sample_rate,
         spec.frames,
         spec.bins,
         written.join(", "),
-        w,
         h,
+        w,
         cfg.image.colormap.name()
     );
     Ok(())

@@ -250,7 +250,7 @@ pub(crate) fn finish_load(
             return Err(Error::data(
                 root,
                 format!(
-                    "{} bad file(s) in {name} (pass skip-bad to leave them out):{list}",
+                    "{} bad file(s) in {name} (pass --skip-bad to leave them out):{list}",
                     bad.len()
                 ),
             ));
@@ -283,16 +283,28 @@ fn problem_text(e: &Error) -> String {
     }
 }
 
-/// `.wav` files (any case) under `dir`, recursively, sorted.
+/// `.wav` files (any case) under `dir`, recursively, sorted. Symbolic links are followed (a corpus
+/// may be assembled from links to folders); each real folder is read once, which also ends loops.
 pub(crate) fn wav_files(dir: &Path) -> Result<Vec<PathBuf>> {
     let mut out = Vec::new();
+    let mut seen = std::collections::HashSet::new();
     let mut stack = vec![dir.to_path_buf()];
     while let Some(d) = stack.pop() {
+        let real = std::fs::canonicalize(&d).map_err(|e| Error::io(&d, e))?;
+        if !seen.insert(real) {
+            continue;
+        }
         let entries = std::fs::read_dir(&d).map_err(|e| Error::io(&d, e))?;
         for entry in entries {
             let entry = entry.map_err(|e| Error::io(&d, e))?;
             let path = entry.path();
-            let ft = entry.file_type().map_err(|e| Error::io(&path, e))?;
+            let mut ft = entry.file_type().map_err(|e| Error::io(&path, e))?;
+            if ft.is_symlink() {
+                // A dangling link stays a link: a `.wav` one is then reported as a bad file.
+                if let Ok(target) = std::fs::metadata(&path) {
+                    ft = target.file_type();
+                }
+            }
             if ft.is_dir() {
                 stack.push(path);
             } else if path
@@ -393,5 +405,36 @@ impl CorpusSpec {
             CorpusSpec::Folders(dir) => folders::load(dir, opts),
             CorpusSpec::Manifest(file) => manifest::read(file, opts),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A corpus folder made of links to folders is searched through them; a link back up the tree
+    /// (a loop) and a second link to one folder read it once.
+    #[cfg(unix)]
+    #[test]
+    fn wav_search_follows_folder_links_once_and_ends_loops() {
+        use std::os::unix::fs::symlink;
+        let scratch = tempfile::tempdir().unwrap();
+        let real = scratch.path().join("real");
+        std::fs::create_dir_all(real.join("deeper")).unwrap();
+        crate::audio::write_wav_i16(real.join("a.wav"), &[0.1; 160], 16_000).unwrap();
+        crate::audio::write_wav_i16(real.join("deeper/b.WAV"), &[0.1; 160], 16_000).unwrap();
+        let corpus = scratch.path().join("corpus");
+        std::fs::create_dir_all(&corpus).unwrap();
+        symlink(&real, corpus.join("speaker1")).unwrap();
+        symlink(&real, corpus.join("same-again")).unwrap();
+        symlink(&corpus, real.join("deeper/loop")).unwrap();
+        let found = wav_files(&corpus).unwrap();
+        let names: Vec<String> = found
+            .iter()
+            .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
+            .collect();
+        let mut sorted = names.clone();
+        sorted.sort();
+        assert_eq!(sorted, ["a.wav", "b.WAV"], "{found:?}");
     }
 }

@@ -86,11 +86,11 @@ impl InputNorm {
 )]
 #[serde(rename_all = "lowercase")]
 pub enum InputNormMode {
-    /// One mean and standard deviation per channel, from the training utterances ([`InputNorm`]).
+    /// One mean and standard deviation per channel, from the training utterances.
     #[default]
     Training,
     /// Each speaker's own mean and standard deviation per (channel, image row), from all of that
-    /// speaker's utterances ([`SpeakerNorm`]); labels are never read.
+    /// speaker's utterances; labels are never read.
     Speaker,
 }
 

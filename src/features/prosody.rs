@@ -35,11 +35,11 @@ use crate::Result;
 )]
 #[serde(rename_all = "lowercase")]
 pub enum ProsodySet {
-    /// The [`FEATURES`] alone (29 prosody and voice-quality statistics, eGeMAPS-like).
+    /// The 29 prosody and voice-quality statistics alone (eGeMAPS-like).
     #[default]
     Basic,
-    /// [`FEATURES`] followed by the large LLD × functionals set of
-    /// [`functionals`](super::functionals) (ComParE-like, about two thousand entries).
+    /// The basic set followed by the large set of functionals of low-level descriptors
+    /// (ComParE-like, about two thousand entries).
     Full,
 }
 

@@ -287,10 +287,11 @@ impl Timeline {
     /// One line per window for a person.
     pub fn to_text(&self) -> String {
         let mut out = format!(
-            "{}: {:.2} s, {} windows of {} s every {} s (silent below {} dBFS)\n",
+            "{}: {:.2} s, {} window{} of {} s every {} s (silent below {} dBFS)\n",
             self.file,
             self.duration_s,
             self.windows.len(),
+            if self.windows.len() == 1 { "" } else { "s" },
             self.settings.window_s,
             self.settings.hop_s,
             self.settings.silence_dbfs

@@ -98,7 +98,11 @@ macro_rules! config_flags {
     (@switch $kind:ident) => { None };
     (@arg value, $key:literal, $ty:ty) => {
         Arg::new($key).value_parser(|s: &str| {
-            s.parse::<$ty>().map(to_json).map_err(|e| e.to_string())
+            // JSON has no NaN or infinity: they would become `null` and be refused as one.
+            match s.parse::<$ty>().map(to_json).map_err(|e| e.to_string())? {
+                Value::Null => Err(format!("`{s}` is not a finite number")),
+                v => Ok(v),
+            }
         })
     };
     (@arg choice, $key:literal, $ty:ty) => {
@@ -128,6 +132,7 @@ config_flags! {
     value "width" => "spectrogram.image.width": usize, "Image width in pixels (time axis).";
     value "colormap" => "spectrogram.image.colormap": crate::features::Colormap, "Colormap: jet (3 channels, as in the paper) or gray (1 channel).";
     switch "fixed-time" => "spectrogram.image.time_axis" = "fixed", "Fixed time resolution: one column per frame, cropped or padded to the width, instead of stretching the whole utterance to the width.";
+    switch "whole-time" => "spectrogram.image.time_axis" = "whole", "Stretch the whole utterance to the width, instead of one column per frame (--fixed-time).";
     value "top-db" => "spectrogram.image.top_db": f32, "Dynamic range shown, in dB below the utterance's maximum.";
     value "deltas" => "spectrogram.image.delta_window": usize, "Δ and ΔΔ input channels: regression deltas along time over ±N frames (0: none; 2 is the usual choice).";
     value "batch" => "batch": usize, "Batch size.";
@@ -181,6 +186,14 @@ fn default_settings() -> Vec<Value> {
 /// `[default: …]` as the help shows it, from the trainer's own default configuration; a setting
 /// whose default differs between optimizers (`weight_decay`) shows each one's.
 fn default_text(defaults: &[Value], key: &str) -> Option<String> {
+    // The choice of optimizer itself has one default: the trainer's.
+    let own;
+    let defaults = if key == "optimizer.kind" {
+        own = [to_json(TrainConfig::default())];
+        &own[..]
+    } else {
+        defaults
+    };
     let shown: Vec<Option<String>> = defaults
         .iter()
         .map(|d| match at(d, key)? {

@@ -9,6 +9,12 @@
 //! The data order and augmentation are pure functions of (seed, epoch, position in the epoch)
 //! (see [`crate::data::batch`]), so the step alone says where the data stream resumes.
 //! Files are written atomically ([`crate::fsutil::write_atomic`]): a reader never sees a partial one.
+//!
+//! The metadata also holds a CRC-32 of the tensors (names, shapes and bytes, in name order), checked
+//! on load, so flipped bytes are refused rather than predicted with. A file without one (written
+//! before the checksum existed) still loads, with a note that it cannot be verified. Loading also
+//! refuses non-finite tensors (a diverged run) and input normalisation deviations that are not
+//! positive, naming the tensor.
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -40,6 +46,39 @@ struct Header {
     state: TrainerState,
     /// The optimizer's step count; absent in a weights-only checkpoint.
     optimizer_step: Option<u64>,
+    /// [`tensor_checksum`] of the file's tensors, as 8 hex digits; absent in older files.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    tensor_crc32: Option<String>,
+}
+
+/// CRC-32 of tensors given as (name, shape, little-endian bytes), taken in name order: each name,
+/// a 0 byte, each dimension as a little-endian u64, then the bytes.
+fn tensor_checksum<'t>(
+    tensors: impl IntoIterator<Item = (&'t str, &'t [usize], &'t [u8])>,
+) -> String {
+    let mut sorted: Vec<_> = tensors.into_iter().collect();
+    sorted.sort_by(|a, b| a.0.cmp(b.0));
+    let mut crc = crc32fast::Hasher::new();
+    for (name, shape, bytes) in sorted {
+        crc.update(name.as_bytes());
+        crc.update(&[0]);
+        for &d in shape {
+            crc.update(&(d as u64).to_le_bytes());
+        }
+        crc.update(bytes);
+    }
+    format!("{:08x}", crc.finalize())
+}
+
+/// The first non-finite value among `tensors`: (tensor name, index, value).
+pub fn first_non_finite<'t>(
+    tensors: impl IntoIterator<Item = (&'t str, &'t [f32])>,
+) -> Option<(String, usize, f32)> {
+    tensors.into_iter().find_map(|(name, data)| {
+        data.iter()
+            .position(|v| !v.is_finite())
+            .map(|i| (name.to_string(), i, data[i]))
+    })
 }
 
 /// The best validation evaluation so far.
@@ -155,12 +194,18 @@ impl Checkpoint {
         }
         // One metadata entry holding one JSON object: safetensors keeps metadata in a HashMap, whose
         // order varies per process, and identical checkpoints should be identical files.
+        let checksum = tensor_checksum(
+            tensors
+                .iter()
+                .map(|(name, v)| (name.as_str(), v.shape(), v.data())),
+        );
         let header = Header {
             format: FORMAT.to_string(),
             written_by: self.written_by.clone(),
             model: self.model.clone(),
             state: self.state.clone(),
             optimizer_step: self.optimizer.as_ref().map(|o| o.step),
+            tensor_crc32: Some(checksum),
         };
         let meta = HashMap::from([(METADATA_KEY.to_string(), json(&header))]);
         safetensors::serialize(tensors, Some(meta))
@@ -180,15 +225,26 @@ impl Checkpoint {
                 format!("cannot read the checkpoint ({e}); is this a rescnn run directory?"),
             )
         })?;
-        Self::from_bytes(&bytes).map_err(|m| {
+        let (checkpoint, verified) = Self::from_bytes(&bytes).map_err(|m| {
             Error::data(
                 path,
                 format!("{m}; the file is damaged or not a rescnn checkpoint (retrain, or resume from another run)"),
             )
-        })
+        })?;
+        if !verified {
+            eprintln!(
+                "note: {}: this checkpoint carries no checksum (written by {}), so damage to its \
+                 tensors cannot be detected",
+                path.display(),
+                checkpoint.written_by
+            );
+        }
+        Ok(checkpoint)
     }
 
-    fn from_bytes(bytes: &[u8]) -> std::result::Result<Self, String> {
+    /// Parse and check a checkpoint's bytes; the flag says whether it carried a checksum (which
+    /// then matched).
+    pub fn from_bytes(bytes: &[u8]) -> std::result::Result<(Self, bool), String> {
         let (_, header) = SafeTensors::read_metadata(bytes)
             .map_err(|e| format!("not a safetensors file ({e})"))?;
         let meta = header
@@ -208,6 +264,20 @@ impl Checkpoint {
             serde_json::from_value(head).map_err(|e| format!("bad rescnn metadata ({e})"))?;
         let st = SafeTensors::deserialize(bytes)
             .map_err(|e| format!("the tensors cannot be read ({e})"))?;
+        if let Some(expected) = &head.tensor_crc32 {
+            let views = st.tensors();
+            let actual = tensor_checksum(
+                views
+                    .iter()
+                    .map(|(name, v)| (name.as_str(), v.shape(), v.data())),
+            );
+            if &actual != expected {
+                return Err(format!(
+                    "the tensors' checksum is {actual}, the header says {expected}: the weights \
+                     were changed after writing"
+                ));
+            }
+        }
         let mut params = Vec::new();
         let mut mean_square = Vec::new();
         let mut first_moment = Vec::new();
@@ -219,6 +289,11 @@ impl Checkpoint {
                 return Err(format!(
                     "tensor `{name}` is {:?}, expected F32",
                     view.dtype()
+                ));
+            }
+            if view.data().len() % 4 != 0 {
+                return Err(format!(
+                    "tensor `{name}` is not a whole number of F32 values"
                 ));
             }
             let data: Vec<f32> = view
@@ -258,19 +333,59 @@ impl Checkpoint {
         if params.is_empty() {
             return Err("the checkpoint holds no weights".into());
         }
+        let all = params
+            .iter()
+            .map(|t| ("param", t))
+            .chain(mean_square.iter().map(|t| ("optimizer", t)))
+            .chain(first_moment.iter().map(|t| ("optimizer", t)));
+        for (kind, t) in all {
+            if let Some(i) = t.data.iter().position(|v| !v.is_finite()) {
+                return Err(format!(
+                    "{kind} tensor `{}` holds a non-finite value ({} at index {i}): the run that \
+                     wrote it diverged",
+                    t.name, t.data[i]
+                ));
+            }
+        }
+        check_input_norm(&head.model.input_norm)?;
         let optimizer = head.optimizer_step.map(|step| OptimizerState {
             step,
             mean_square,
             first_moment,
         });
-        Ok(Checkpoint {
-            model: head.model,
-            params,
-            optimizer,
-            state: head.state,
-            written_by: head.written_by,
-        })
+        let verified = head.tensor_crc32.is_some();
+        Ok((
+            Checkpoint {
+                model: head.model,
+                params,
+                optimizer,
+                state: head.state,
+                written_by: head.written_by,
+            },
+            verified,
+        ))
     }
+}
+
+/// Input normalisation divides by each deviation: every one must be a positive number, every mean
+/// finite.
+fn check_input_norm(norm: &InputNorm) -> std::result::Result<(), String> {
+    if let Some((k, s)) = norm
+        .std
+        .iter()
+        .enumerate()
+        .find(|(_, s)| !(s.is_finite() && **s > 0.0))
+    {
+        return Err(format!(
+            "input normalisation `input_norm.std[{k}]` is {s}; expected a positive number"
+        ));
+    }
+    if let Some((k, m)) = norm.mean.iter().enumerate().find(|(_, m)| !m.is_finite()) {
+        return Err(format!(
+            "input normalisation `input_norm.mean[{k}]` is {m}; expected a finite number"
+        ));
+    }
+    Ok(())
 }
 
 fn config_err_tensor(name: &str, e: safetensors::SafeTensorError) -> Error {
@@ -306,5 +421,128 @@ mod tests {
         value.as_object_mut().unwrap().remove("input_norm_mode");
         let old: ModelInfo = serde_json::from_value(value).unwrap();
         assert_eq!(old.input_norm_mode, InputNormMode::Training);
+    }
+
+    fn small_checkpoint() -> Checkpoint {
+        let tensor = |name: &str, n: usize| NamedTensor {
+            name: name.to_string(),
+            dims: vec![n],
+            data: (0..n).map(|i| i as f32 * 0.25 - 1.0).collect(),
+        };
+        Checkpoint {
+            model: ModelInfo {
+                arch: "c4k3 p2 fc8".into(),
+                input_shape: (1, 8, 8),
+                classes: vec!["a".into(), "b".into()],
+                input_norm_mode: InputNormMode::Training,
+                input_norm: InputNorm {
+                    mean: vec![0.5],
+                    std: vec![2.0],
+                },
+                config: serde_json::json!({}),
+            },
+            // In name order, as a checkpoint reads back.
+            params: vec![tensor("conv1.b", 4), tensor("conv1.w", 36)],
+            optimizer: Some(OptimizerState {
+                step: 3,
+                mean_square: vec![tensor("conv1.b", 4), tensor("conv1.w", 36)],
+                first_moment: Vec::new(),
+            }),
+            state: TrainerState {
+                step: 3,
+                total_steps: 10,
+                batches_per_epoch: 2,
+                data_seed: 7,
+                best: None,
+                interval_loss_sum: 0.5,
+                interval_correct: 1,
+                interval_samples: 2,
+                elapsed_s: 1.5,
+                images: 6,
+            },
+            written_by: version_string(),
+        }
+    }
+
+    /// The offset of tensor `name`'s first byte in the file `bytes`.
+    fn data_offset(bytes: &[u8], name: &str) -> usize {
+        let header_len = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
+        let header: serde_json::Value = serde_json::from_slice(&bytes[8..8 + header_len]).unwrap();
+        let start = header[name]["data_offsets"][0].as_u64().unwrap() as usize;
+        8 + header_len + start
+    }
+
+    #[test]
+    fn a_checkpoint_round_trips_with_its_checksum() {
+        let ck = small_checkpoint();
+        let bytes = ck.to_bytes().unwrap();
+        let (back, verified) = Checkpoint::from_bytes(&bytes).unwrap();
+        assert!(verified, "a written checkpoint carries a checksum");
+        assert_eq!(back, ck);
+    }
+
+    /// One flipped bit in a weight is refused (it gave confident nonsense before the checksum).
+    #[test]
+    fn a_flipped_weight_byte_fails_the_checksum() {
+        let mut bytes = small_checkpoint().to_bytes().unwrap();
+        let at = data_offset(&bytes, "param.conv1.w") + 5;
+        bytes[at] ^= 0x10;
+        let err = Checkpoint::from_bytes(&bytes).unwrap_err();
+        assert!(err.contains("checksum"), "{err}");
+    }
+
+    /// A file without a checksum (older writers) loads, and says it was not verified.
+    #[test]
+    fn a_checkpoint_without_a_checksum_loads_unverified() {
+        let ck = small_checkpoint();
+        let bytes = ck.to_bytes().unwrap();
+        let (_, header) = SafeTensors::read_metadata(&bytes).unwrap();
+        let mut head: serde_json::Value =
+            serde_json::from_str(&header.metadata().as_ref().unwrap()[METADATA_KEY]).unwrap();
+        head.as_object_mut().unwrap().remove("tensor_crc32");
+        let st = SafeTensors::deserialize(&bytes).unwrap();
+        let old = safetensors::serialize(
+            st.tensors(),
+            Some(HashMap::from([(
+                METADATA_KEY.to_string(),
+                head.to_string(),
+            )])),
+        )
+        .unwrap();
+        let (back, verified) = Checkpoint::from_bytes(&old).unwrap();
+        assert!(!verified);
+        assert_eq!(back, ck);
+    }
+
+    #[test]
+    fn non_finite_tensors_are_refused_by_name() {
+        for (what, make) in [
+            ("param tensor `conv1.w`", 0usize),
+            ("optimizer tensor `conv1.w`", 1),
+        ] {
+            let mut ck = small_checkpoint();
+            match make {
+                0 => ck.params[1].data[2] = f32::NAN,
+                _ => ck.optimizer.as_mut().unwrap().mean_square[1].data[0] = f32::INFINITY,
+            }
+            // Written as a diverged run would have (the trainer itself refuses to).
+            let bytes = ck.to_bytes().unwrap();
+            let err = Checkpoint::from_bytes(&bytes).unwrap_err();
+            assert!(err.contains(what) && err.contains("non-finite"), "{err}");
+        }
+    }
+
+    #[test]
+    fn non_positive_normalisation_deviations_are_refused() {
+        // (NaN and infinity cannot be written: JSON has neither.)
+        for bad in [0.0, -1.0] {
+            let mut ck = small_checkpoint();
+            ck.model.input_norm.std[0] = bad;
+            let err = Checkpoint::from_bytes(&ck.to_bytes().unwrap()).unwrap_err();
+            assert!(
+                err.contains("input_norm.std[0]") && err.contains("positive"),
+                "{bad}: {err}"
+            );
+        }
     }
 }

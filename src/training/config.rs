@@ -581,6 +581,17 @@ impl TrainConfig {
                 self.eval_time
             ));
         }
+        if self.eval_time == crate::data::EvalTime::Whole {
+            let spec = crate::model::ArchSpec::from_name_or_spec(&self.arch)?;
+            if !spec.layers().contains(&crate::model::LayerSpec::StatsPool) {
+                return Err(config_err!(
+                    "eval_time = \"whole\" needs an architecture with `stats` (statistics pooling \
+                     makes the network accept any width); `{}` has none: add `stats` before its fc \
+                     layers, or use eval_time = \"first\" or \"crops\"",
+                    self.arch
+                ));
+            }
+        }
         Ok(())
     }
 
@@ -606,7 +617,15 @@ impl TrainConfig {
             serde_json::from_str(&text)
                 .map_err(|e| Error::data(path, format!("not valid JSON: {e}")))?
         } else {
-            toml::from_str(&text).map_err(|e| Error::data(path, format!("not valid TOML: {e}")))?
+            let table: toml::Value = toml::from_str(&text)
+                .map_err(|e| Error::data(path, format!("not valid TOML: {e}")))?;
+            if let Some((key, v)) = non_finite_float(&table, "") {
+                return Err(Error::data(
+                    path,
+                    format!("`{key}` is {v}; a setting must be a finite number"),
+                ));
+            }
+            serde_json::to_value(&table).map_err(|e| Error::data(path, e.to_string()))?
         };
         self.with_overlay(overlay)
             .map_err(|e| Error::data(path, e.to_string()))
@@ -702,5 +721,25 @@ fn merge(base: &mut serde_json::Value, overlay: serde_json::Value) {
             }
         }
         (slot, v) => *slot = v,
+    }
+}
+/// The first NaN or infinite float in a TOML value, with its dotted key (TOML has both; JSON,
+/// which the settings are layered as, has neither).
+fn non_finite_float(v: &toml::Value, key: &str) -> Option<(String, f64)> {
+    match v {
+        toml::Value::Float(f) if !f.is_finite() => Some((key.to_string(), *f)),
+        toml::Value::Table(t) => t.iter().find_map(|(k, v)| {
+            let key = if key.is_empty() {
+                k.clone()
+            } else {
+                format!("{key}.{k}")
+            };
+            non_finite_float(v, &key)
+        }),
+        toml::Value::Array(a) => a
+            .iter()
+            .enumerate()
+            .find_map(|(i, v)| non_finite_float(v, &format!("{key}[{i}]"))),
+        _ => None,
     }
 }

@@ -12,6 +12,7 @@ use super::prepare::{load_corpus, make_splits};
 use super::report::{self, RunResult};
 use super::run_dir::{
     files, lay_out_folds, read_json, read_metrics, write_status, Fold, FoldOutcome, FoldResult,
+    RunLock,
 };
 use super::sweep::{sweep_markdown, sweep_members, SweepMember, SweepRow};
 use super::trainer::{weight_seed, RunControl, TestProbabilities, Trainer};
@@ -40,9 +41,11 @@ pub enum RunOutcome {
     },
 }
 
-/// Start a new run in `out` (which must not exist or be empty).
+/// Start a new run in `out` (which must not exist or be empty), holding its [`RunLock`].
 pub fn start(cfg: &TrainConfig, out: &Path, control: &RunControl) -> Result<RunOutcome> {
     cfg.validate()?;
+    crate::fsutil::create_dir_all(out)?;
+    let _lock = RunLock::acquire(out)?;
     prepare_new_dir(out)?;
     // What the run uses is what config.toml says: written, then read back.
     let path = out.join(files::CONFIG);
@@ -65,14 +68,24 @@ pub fn resume(dir: &Path, control: &RunControl) -> Result<RunOutcome> {
     }
     let cfg = TrainConfig::load_toml(&path)?;
     cfg.validate()?;
+    let _lock = RunLock::acquire(dir)?;
+    // Under the lock nobody else writes here: what temporaries there are, a killed writer left.
+    let stale = crate::fsutil::remove_stale_temporaries(dir)?;
+    if !stale.is_empty() {
+        println!(
+            "removed {} temporary file(s) left by an interrupted write",
+            stale.len()
+        );
+    }
     guarded(dir, || execute(&cfg, dir, control))
 }
 
+/// Check that `out` (existing, locked by this process) holds nothing but its lock.
 fn prepare_new_dir(out: &Path) -> Result<()> {
     if out.exists() {
         let empty = std::fs::read_dir(out)
             .map_err(|e| Error::io(out, e))?
-            .next()
+            .find(|e| e.as_ref().map_or(true, |e| e.file_name() != files::LOCK))
             .is_none();
         if !empty {
             return Err(config_err!(
@@ -103,10 +116,11 @@ fn guarded(dir: &Path, f: impl FnOnce() -> Result<RunOutcome>) -> Result<RunOutc
             Ok(outcome)
         }
         Err(e) => {
-            let _ = write_status(
-                dir,
-                &format!("failed (no results; the report is incomplete): {e}"),
-            );
+            let text = match &e {
+                Error::Diverged { .. } => format!("failed: {e}"),
+                _ => format!("failed (no results; the report is incomplete): {e}"),
+            };
+            let _ = write_status(dir, &text);
             Err(e)
         }
     }
@@ -128,6 +142,8 @@ fn execute(cfg: &TrainConfig, dir: &Path, control: &RunControl) -> Result<RunOut
     println!("run directory: {}", dir.display());
     let corpus = load_corpus(cfg)?;
     println!("{}", corpus.summary());
+    let splits = make_splits(cfg, &corpus)?;
+    check_splits(&splits)?;
     let store = FeatureStore::build(
         &corpus,
         &cfg.spectrogram.stft,
@@ -139,7 +155,6 @@ fn execute(cfg: &TrainConfig, dir: &Path, control: &RunControl) -> Result<RunOut
             variants: cfg.waveform_variants.clone(),
         },
     )?;
-    let splits = make_splits(cfg, &corpus)?;
     let folds = lay_out_folds(dir, &corpus, &splits)?;
     let job = FoldsJob {
         cfg,
@@ -171,6 +186,26 @@ fn execute(cfg: &TrainConfig, dir: &Path, control: &RunControl) -> Result<RunOut
         dir: dir.to_path_buf(),
         result: Box::new(result),
     })
+}
+
+/// Every split must have utterances to train on and to report a result on.
+fn check_splits(splits: &[crate::data::Split]) -> Result<()> {
+    for s in splits {
+        for (set, empty) in [
+            ("training", s.train.is_empty()),
+            ("test", s.test.is_empty()),
+        ] {
+            if empty {
+                return Err(config_err!(
+                    "{}: the {set} set is empty, so no result can be reported (with --protocol \
+                     random, --test-fraction and --val-fraction must leave utterances for both \
+                     training and testing)",
+                    s.name()
+                ));
+            }
+        }
+    }
+    Ok(())
 }
 
 /// How the folds of a run ended.

@@ -2,6 +2,7 @@
 //!
 //! ```text
 //! config.toml   the effective configuration (written first)
+//! .lock         held (flock) by the rescnn-train using the folder, with its process id
 //! STATUS        running / interrupted (with the resume command) / failed (with the error) / complete
 //! split.json, metrics.jsonl, checkpoints/{last,best}.safetensors, accuracy.svg, loss.svg,
 //! confusion.svg, confusion-last.svg, fold.json, result.json, summary.md   (single split)
@@ -60,6 +61,57 @@ pub mod files {
     pub const STATUS: &str = "STATUS";
     pub const SUMMARY: &str = "summary.md";
     pub const CONFIG: &str = "config.toml";
+    /// The run directory's lock (see [`super::RunLock`]).
+    pub const LOCK: &str = ".lock";
+}
+
+/// Exclusive use of a run directory, for as long as the value lives.
+///
+/// An advisory `flock` on `files::LOCK` (through the `fs4` crate): the kernel releases
+/// it when the holder exits, however it exits (kill -9 included), so a dead process's lock needs
+/// no detection and there is no PID-reuse race as with a PID file checked for liveness. The file
+/// also holds the holder's process id, for the message a second user gets.
+#[derive(Debug)]
+pub struct RunLock {
+    _file: std::fs::File,
+}
+
+impl RunLock {
+    /// Take the lock of `dir` (which must exist), or say who holds it.
+    pub fn acquire(dir: &Path) -> Result<RunLock> {
+        use std::io::{Read as _, Seek as _};
+        let path = dir.join(files::LOCK);
+        let mut file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&path)
+            .map_err(|e| Error::io(&path, e))?;
+        match fs4::FileExt::try_lock(&file) {
+            Ok(()) => {
+                file.set_len(0).map_err(|e| Error::io(&path, e))?;
+                file.rewind().map_err(|e| Error::io(&path, e))?;
+                writeln!(file, "{}", std::process::id()).map_err(|e| Error::io(&path, e))?;
+                Ok(RunLock { _file: file })
+            }
+            Err(fs4::TryLockError::WouldBlock) => {
+                let mut text = String::new();
+                let _ = file.read_to_string(&mut text);
+                let holder = match text.trim().parse::<u32>() {
+                    Ok(pid) => format!("another rescnn-train (process {pid})"),
+                    Err(_) => "another rescnn-train".to_string(),
+                };
+                Err(crate::config_err!(
+                    "the run directory {} is in use by {holder}; wait for it to finish or stop it, \
+                     then continue with --resume {}",
+                    dir.display(),
+                    dir.display()
+                ))
+            }
+            Err(fs4::TryLockError::Error(e)) => Err(Error::io(&path, e)),
+        }
+    }
 }
 
 /// Everything one fold trains and evaluates on.

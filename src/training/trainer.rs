@@ -49,6 +49,12 @@ impl RunControl {
     }
 }
 
+/// A mean training loss above this (in nats) stops the run as diverged. Cross-entropy at chance is
+/// ln(classes) (ln 7 ≈ 1.95); a trained network's loss stays within a few nats, and a confidently
+/// wrong one within about 100 (near f32's smallest probabilities). Only logits blown up by runaway
+/// updates go past 1000, and from there the run does not recover.
+pub const DIVERGED_LOSS: f64 = 1e3;
+
 /// The seed of fold `fold`'s initial weights.
 pub fn weight_seed(seed: u64, fold: u64) -> u64 {
     derive_seed(seed, 1, fold)
@@ -295,15 +301,59 @@ impl<'a, B: Backend<Elem = f32>> Trainer<'a, B> {
         self.test_probabilities.as_ref()
     }
 
+    /// The run's divergence at `step`, with `what` diverged.
+    fn diverged(&self, step: u64, what: String) -> Error {
+        Error::Diverged {
+            step,
+            what,
+            hint: format!(
+                "lower the learning rate (--lr, now {}); the checkpoints written before it are kept",
+                self.cfg.optimizer.lr()
+            ),
+        }
+    }
+
+    /// The current weights, refused (as a divergence) when any is not finite.
+    fn finite_params(&self) -> Result<Vec<crate::model::NamedTensor<f32>>> {
+        let params = self.net.export_params(self.backend)?;
+        let bad = super::checkpoint::first_non_finite(
+            params.iter().map(|t| (t.name.as_str(), t.data.as_slice())),
+        );
+        match bad {
+            Some((name, i, v)) => Err(self.diverged(
+                self.state.step,
+                format!("weight `{name}` is {v} at index {i}"),
+            )),
+            None => Ok(params),
+        }
+    }
+
+    /// A checkpoint of the current state; never one holding a non-finite tensor (the run has
+    /// diverged then, and the previous checkpoint stays as it is).
     fn checkpoint(&self, full: bool) -> Result<Checkpoint> {
+        let params = self.finite_params()?;
+        let optimizer = if full {
+            let opt = self.net.export_optimizer_state(self.backend)?;
+            let bad = super::checkpoint::first_non_finite(
+                opt.mean_square
+                    .iter()
+                    .chain(&opt.first_moment)
+                    .map(|t| (t.name.as_str(), t.data.as_slice())),
+            );
+            if let Some((name, i, v)) = bad {
+                return Err(self.diverged(
+                    self.state.step,
+                    format!("optimizer moment of `{name}` is {v} at index {i}"),
+                ));
+            }
+            Some(opt)
+        } else {
+            None
+        };
         Ok(Checkpoint {
             model: self.model.clone(),
-            params: self.net.export_params(self.backend)?,
-            optimizer: if full {
-                Some(self.net.export_optimizer_state(self.backend)?)
-            } else {
-                None
-            },
+            params,
+            optimizer,
             state: self.state.clone(),
             written_by: super::checkpoint::version_string(),
         })
@@ -532,13 +582,9 @@ impl<'a, B: Backend<Elem = f32>> Trainer<'a, B> {
                     optimizer,
                 )?
             };
-            if !stats.mean_loss.is_finite() {
-                return Err(config_err!(
-                    "training diverged at step {} (loss {}): lower the learning rate (--lr, now {})",
-                    self.state.step + 1,
-                    stats.mean_loss,
-                    self.cfg.optimizer.lr()
-                ));
+            if !stats.mean_loss.is_finite() || stats.mean_loss > DIVERGED_LOSS {
+                let what = format!("loss {}", stats.mean_loss);
+                return Err(self.diverged(self.state.step + 1, what));
             }
             let n = batch.labels.len() as u64;
             self.state.step += 1;
@@ -553,6 +599,8 @@ impl<'a, B: Backend<Elem = f32>> Trainer<'a, B> {
                 100.0 * stats.correct as f64 / n as f64
             ));
             if self.state.step % self.cfg.eval_every == 0 || self.state.step == total {
+                // Before validating: a diverged network must not be evaluated, selected or saved.
+                self.finite_params()?;
                 self.state.elapsed_s = segment_base + segment_start.elapsed().as_secs_f64();
                 let line = self.validate()?;
                 append_metrics(&metrics_path, &line)?;
