@@ -22,7 +22,7 @@
 //! `bn` must directly follow a convolution; that convolution then has no ReLU of its own and the
 //! batch norm applies it (conv → BN → ReLU). Batch statistics in training, running averages
 //! (momentum 0.1, eps 1e-5) in evaluation; the running statistics are network state saved in
-//! checkpoints. `stats` ends the convolutional part: after it come only `fc` and `drop` layers, and
+//! checkpoints. `stats` ends the convolutional part: after it come only `vec`, `fc` and `drop` layers, and
 //! the dense layers' input is 2C whatever the input's width, so the network accepts spectrograms of
 //! any number of frames (see [`super::Network::set_input_width`]). `drop<P>` may follow any layer
 //! except that, like every layer, it cannot sit between a pool and its shortcut; its mask is a pure

@@ -318,6 +318,21 @@ mod tests {
         assert_eq!(e.params, 38 * 4 * 4);
         // per sample: acts 16 + 32 + 8 + 2 = 58, grads 58 − 16 = 42, argmax 8, label + loss 2 → 110.
         assert_eq!(e.activations, 3 * 110 * 4);
+
+        // The same with the utterance vector (5 values) appended: side input 5, concatenation
+        // 8 + 5 = 13, classifier 13 → 2.
+        let plan = Plan::new(
+            &ArchSpec::parse("c2k3 p2 vec").unwrap(),
+            InputShape::new(1, 4, 4).with_side(5),
+            2,
+        )
+        .unwrap();
+        let e = estimate_memory(&plan, 3);
+        // params: conv 20, classifier 2·13 + 2 = 28 → 48 values.
+        assert_eq!(e.params, 48 * 4 * 4);
+        // per sample: acts 16 + 32 + 8 + 5 + 13 + 2 = 76, grads 76 − 16 = 60 (the side input's
+        // buffer is allocated like every node's), argmax 8, label + loss 2 → 146.
+        assert_eq!(e.activations, 3 * 146 * 4);
     }
 
     #[test]
