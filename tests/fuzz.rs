@@ -361,6 +361,7 @@ fn small_checkpoint() -> Checkpoint {
                 std: vec![1.5],
             },
             config: serde_json::json!({"batch": 4}),
+            side_input_len: 0,
         },
         params: vec![tensor("c.b", vec![4]), tensor("c.w", vec![4, 1, 3, 3])],
         optimizer: Some(OptimizerState {

@@ -440,6 +440,7 @@ mod tests {
                     std: vec![2.0],
                 },
                 config: serde_json::json!({}),
+                side_input_len: 0,
             },
             // In name order, as a checkpoint reads back.
             params: vec![tensor("conv1.b", 4), tensor("conv1.w", 36)],
