@@ -16,10 +16,11 @@ use std::time::Instant;
 use super::checkpoint::{BestRecord, Checkpoint, ModelInfo, TrainerState};
 use super::config::{batches_per_epoch, drop_short_batch, Selection, TrainConfig};
 use super::crop_eval::{predict_with, EvalMode};
-use super::ensemble::{average, Predictions};
+use super::ensemble::Predictions;
 use super::inference::score;
 use super::metrics::EvalReport;
-use super::prosody_branch::ProsodyBranch;
+use super::model_file::{self, ModelFile, Stats};
+use super::prosody_branch::{fuse, ProsodyBranch};
 use super::run_dir::{
     append_metrics, describe_line, files, truncate_metrics, Fold, FoldOutcome, FoldResult,
     MetricsLine,
@@ -27,7 +28,7 @@ use super::run_dir::{
 use crate::backends::Backend;
 use crate::data::{
     BatchConfig, Batcher, CacheOptions, Corpus, FeatureStore, InputNorm, InputNormMode,
-    Normalization, ProsodyStore, Split,
+    Normalization, ProsodyStore, SpeakerNorm, Split,
 };
 use crate::model::{Network, Optimizer};
 use crate::{config_err, Error, Result};
@@ -93,6 +94,21 @@ fn fold_norm(
     )
 }
 
+/// The training utterances' image statistics per (channel, row), all training speakers together:
+/// what a speaker-normalised model falls back on for a speaker without statistics.
+fn training_rows(cfg: &TrainConfig, store: &FeatureStore, split: &Split) -> Result<Stats<f32>> {
+    let mut group = vec!["rest"; store.len()];
+    for &i in &split.train {
+        group[i] = "train";
+    }
+    let norm = SpeakerNorm::from_store(store, &cfg.spectrogram.image, &group)?;
+    let (mean, std) = norm.stats("train").expect("the training set is not empty");
+    Ok(Stats {
+        mean: mean.to_vec(),
+        std: std.to_vec(),
+    })
+}
+
 /// The trained network of a fold, with everything needed to continue.
 pub struct Trainer<'a, B: Backend<Elem = f32>> {
     backend: &'a B,
@@ -109,6 +125,8 @@ pub struct Trainer<'a, B: Backend<Elem = f32>> {
     prosody: Option<(ProsodyStore, ProsodyBranch)>,
     /// The test set's class probabilities once the fold is finished (what its results score).
     test_probabilities: Option<TestProbabilities>,
+    /// What a prediction needs besides the checkpoint (`model.json`).
+    model_file: ModelFile,
 }
 
 /// The test utterances' class probabilities (fused with the prosody branch when there is one)
@@ -229,7 +247,17 @@ impl<'a, B: Backend<Elem = f32>> Trainer<'a, B> {
         } else {
             None
         };
+        let model_file = ModelFile::new(
+            match cfg.input_norm {
+                InputNormMode::Training => None,
+                InputNormMode::Speaker => Some(training_rows(cfg, store, fold.split)?),
+            },
+            prosody.as_ref().map(|(store, branch)| {
+                branch.saved(store, cfg.spectrogram.stft.sample_rate, cfg.prosody_weight)
+            }),
+        );
         Ok(Trainer {
+            model_file,
             prosody,
             test_probabilities: None,
             device: backend.name(),
@@ -323,13 +351,11 @@ impl<'a, B: Backend<Elem = f32>> Trainer<'a, B> {
     /// The network's probabilities fused with the prosody branch's, when there is one.
     fn fused(&self, network: Predictions, indices: &[usize]) -> Result<Predictions> {
         match &self.prosody {
-            Some((store, branch)) => {
-                let w = self.cfg.prosody_weight;
-                average(
-                    &[network, branch.predict(store, indices)],
-                    Some(&[1.0 - w, w]),
-                )
-            }
+            Some((store, branch)) => fuse(
+                network,
+                branch.predict(store, indices),
+                self.cfg.prosody_weight,
+            ),
             None => Ok(network),
         }
     }
@@ -352,10 +378,16 @@ impl<'a, B: Backend<Elem = f32>> Trainer<'a, B> {
     }
 
     /// `test-predictions.json`: the test utterances' class probabilities from the network's last
-    /// weights and, with a prosody branch, from the branch alone, so that fusion weights, ensembles
-    /// and the branch's ablation can be scored afterwards without retraining.
-    fn write_test_predictions(&mut self, indices: &[usize]) -> Result<()> {
-        let network = self.network_predictions(indices)?;
+    /// and selected weights and, with a prosody branch, from the branch alone, so that fusion
+    /// weights, ensembles and the branch's ablation can be scored afterwards without retraining;
+    /// and what the fold's results score (`selected`, `last`: fused when there is a branch).
+    fn write_test_predictions(
+        &self,
+        indices: &[usize],
+        network: &Predictions,
+        network_selected: &Predictions,
+        scored: &TestProbabilities,
+    ) -> Result<()> {
         let prosody = self
             .prosody
             .as_ref()
@@ -374,7 +406,10 @@ impl<'a, B: Backend<Elem = f32>> Trainer<'a, B> {
             "classes": self.corpus.classes,
             "ids": ids,
             "labels": labels,
-            "network_last": rows(&network),
+            "network_last": rows(network),
+            "network_selected": rows(network_selected),
+            "last": rows(&scored.last),
+            "selected": rows(&scored.selected),
             "prosody": prosody.as_ref().map(rows),
             "prosody_weight": self.cfg.prosody_weight,
             "prosody_l2": self.prosody.as_ref().map(|(_, b)| b.l2),
@@ -391,6 +426,7 @@ impl<'a, B: Backend<Elem = f32>> Trainer<'a, B> {
     pub fn run(&mut self, control: &RunControl) -> Result<FoldOutcome> {
         let dir = self.fold.dir.clone();
         crate::fsutil::create_dir_all(&dir.join("checkpoints"))?;
+        self.model_file.save(&dir.join(model_file::FILE))?;
         let metrics_path = dir.join(files::METRICS);
         truncate_metrics(&metrics_path, self.state.step)?;
         let split = self.fold.split;
@@ -542,31 +578,34 @@ impl<'a, B: Backend<Elem = f32>> Trainer<'a, B> {
     fn finish(&mut self) -> Result<FoldResult> {
         let dir = self.fold.dir.clone();
         let split = self.fold.split;
-        let last_p = self.predictions_on(&split.test)?;
+        let network_last = self.network_predictions(&split.test)?;
+        let last_p = self.fused(network_last.clone(), &split.test)?;
         let last = self.score(last_p.clone());
-        self.write_test_predictions(&split.test)?;
-        let (selected_step, selected_p) = match self.state.best.clone() {
+        let (selected_step, network_selected) = match self.state.best.clone() {
             Some(b) if b.step != self.state.step => {
                 let best_path = dir.join(files::BEST);
                 let ck = Checkpoint::load(&best_path)?;
                 let last_params = self.net.export_params(self.backend)?;
                 self.net.import_params(self.backend, &ck.params)?;
-                let p = self.predictions_on(&split.test)?;
+                let p = self.network_predictions(&split.test)?;
                 self.net.import_params(self.backend, &last_params)?;
                 (b.step, p)
             }
-            Some(b) => (b.step, last_p.clone()),
+            Some(b) => (b.step, network_last.clone()),
             None => {
                 // No validation set: the last weights are the selected ones.
                 self.checkpoint(false)?.save(&dir.join(files::BEST))?;
-                (self.state.step, last_p.clone())
+                (self.state.step, network_last.clone())
             }
         };
+        let selected_p = self.fused(network_selected.clone(), &split.test)?;
         let selected = self.score(selected_p.clone());
-        self.test_probabilities = Some(TestProbabilities {
+        let scored = TestProbabilities {
             selected: selected_p,
             last: last_p,
-        });
+        };
+        self.write_test_predictions(&split.test, &network_last, &network_selected, &scored)?;
+        self.test_probabilities = Some(scored);
         let test_speakers = {
             let mut s: Vec<String> = split
                 .test
