@@ -294,3 +294,90 @@ fn enrolled_statistics_and_the_training_fallback() {
     assert_eq!(error.len(), 1, "{stderr}");
     assert!(error[0].contains("no training-set statistics"), "{stderr}");
 }
+
+/// The enrollment evaluation of a speaker-normalised LOSO run: the "all of the speaker's
+/// utterances" row is the run's report, the k rows score only the utterances not enrolled, and the
+/// command prints the table.
+#[test]
+fn enrollment_table_of_a_loso_run() {
+    use rescnn::training::enrollment::{evaluate_enrollment, EnrollmentSettings, FoldModel};
+    use rescnn::training::model_dir::{TrainedModel, Weights};
+    let data = corpus_on_disk();
+    let run = temp_dir();
+    let mut cfg = whole_with_branch(data.path());
+    cfg.protocol = "loso".into();
+    cfg.input_norm = InputNormMode::Speaker;
+    cfg.iterations = Some(10);
+    cfg.eval_every = 5;
+    train(&cfg, run.path());
+    let result: RunResult =
+        serde_json::from_value(read_json(&run.path().join("result.json"))).unwrap();
+    let corpus = rescnn::training::prepare::load_corpus(&cfg).unwrap();
+    let mut folds = Vec::new();
+    for dir in rescnn::cli::eval::fold_dirs(run.path()).unwrap() {
+        let split = rescnn::data::Split::load(&corpus, dir.join("split.json")).unwrap();
+        folds.push(FoldModel {
+            name: dir.display().to_string(),
+            model: TrainedModel::load(&dir, Weights::Best).unwrap(),
+            test: split.test,
+        });
+    }
+    assert_eq!(folds.len(), 4);
+    let identity: Vec<usize> = (0..corpus.classes.len()).collect();
+    let settings = EnrollmentSettings {
+        ks: vec![1, 3],
+        draws: 2,
+        seed: 7,
+        device: rescnn::training::DeviceChoice::Cpu,
+    };
+    let rows = evaluate_enrollment(&folds, &corpus, &identity, &settings).unwrap();
+    assert_eq!(rows.len(), 4);
+    let all = &rows[0];
+    assert_eq!(all.scored, 84);
+    // The same probabilities as the trainer's, so the same pooled accuracy (exact: counts).
+    assert_eq!(
+        all.fusion.as_ref().unwrap().wa.0,
+        100.0 * result.selected.wa
+    );
+    assert_eq!(
+        all.fusion.as_ref().unwrap().uar.0,
+        100.0 * result.selected.uar
+    );
+    assert!(all.branch.is_some());
+    for (row, k) in rows[2..].iter().zip([1, 3]) {
+        assert_eq!(
+            row.scored,
+            84 - 4 * k,
+            "{}: enrolled utterances are not scored",
+            row.setting
+        );
+        assert_eq!(row.speakers_skipped, 0);
+    }
+
+    let out = rescnn_ok([
+        "eval".as_ref(),
+        "--device".as_ref(),
+        "cpu".as_ref(),
+        "--corpus".as_ref(),
+        "folders".as_ref(),
+        "--model".as_ref(),
+        run.path().as_os_str(),
+        "--data".as_ref(),
+        data.path().as_os_str(),
+        "--enroll".as_ref(),
+        "1,3".as_ref(),
+        "--draws".as_ref(),
+        "2".as_ref(),
+        "--seed".as_ref(),
+        "7".as_ref(),
+    ]);
+    let table = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        table.contains("k = 3 enrollment utterances (2 draws)")
+            && table.contains("training-set statistics (no enrollment)"),
+        "{table}"
+    );
+    let fusion = all.fusion.as_ref().unwrap();
+    let cell = format!("{:.2} / {:.2}", fusion.wa.0, fusion.uar.0);
+    assert!(table.contains(&cell), "{cell} in {table}");
+}

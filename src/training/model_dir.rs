@@ -291,9 +291,11 @@ impl TrainedModel {
         };
         let vector = match (self.utterance(), vectors) {
             (None, _) => None,
-            (Some(_), None) => return Err(config_err!(
+            (Some(_), None) => {
+                return Err(config_err!(
                 "the model takes an utterance vector: compute the vectors (TrainedModel::vectors)"
-            )),
+            ))
+            }
             (Some(u), Some(vectors)) => {
                 let training = || {
                     ProsodyNorm::from_stats(
