@@ -281,7 +281,7 @@ fn predictions_json(e: &Evaluation) -> serde_json::Value {
                 "ids": p.fused.iter().map(|(i, _)| &e.corpus.utterances[*i].id).collect::<Vec<_>>(),
                 "labels": p.fused.iter().map(|(i, _)| e.label_map[e.corpus.utterances[*i].label]).collect::<Vec<_>>(),
                 "network": rows(&p.network),
-                "prosody": p.branch.as_ref().map(|b| rows(b)),
+                "prosody": p.branch.as_ref().map(rows),
                 "fused": rows(&p.fused),
             })
         })
