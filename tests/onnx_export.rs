@@ -81,6 +81,7 @@ fn build(net: &Network<CpuBackend<f32>>, cpu: &CpuBackend<f32>, norm: GraphNorm<
         plan: net.plan(),
         params: &net.export_params(cpu).unwrap(),
         norm,
+        branch: None,
         metadata: vec![("rescnn.classes".into(), "test".into())],
         producer_version: "test".into(),
         doc: String::new(),
@@ -469,4 +470,92 @@ fn an_exported_run_gives_what_rescnn_predict_gives() {
     let norm: serde_json::Value = serde_json::from_str(&meta["rescnn.input_norm"]).unwrap();
     assert_eq!(norm["mode"], "training");
     assert_eq!(meta["rescnn.arch"], cfg.arch);
+}
+
+/// A run with the prosody branch: the graph takes the spectrogram and the raw utterance vector
+/// (`rescnn spectrogram --npy --vector-npy`), and ONNX Runtime's fused probabilities are `rescnn
+/// predict`'s; the metadata documents the second input.
+#[test]
+fn an_exported_run_with_the_prosody_branch_gives_what_rescnn_predict_gives() {
+    let Some(ort) =
+        Ort::find("an_exported_run_with_the_prosody_branch_gives_what_rescnn_predict_gives")
+    else {
+        return;
+    };
+    use train_support::*;
+    let run = temp_dir();
+    let mut cfg = tiny_config();
+    cfg.iterations = Some(20);
+    cfg.prosody_weight = 0.5;
+    train(&cfg, run.path());
+    let (data, _) = exported_small_corpus();
+    let work = temp_dir();
+    let onnx = work.path().join("model.onnx");
+    rescnn_ok([
+        "export".as_ref(),
+        "--model".as_ref(),
+        run.path().as_os_str(),
+        "-o".as_ref(),
+        onnx.as_os_str(),
+    ]);
+    let mut jobs = Vec::new();
+    let mut predicted = Vec::new();
+    for class in ["anger", "sadness", "neutral"] {
+        let wav = data.path().join(format!("{class}/syn01/{class}_00.wav"));
+        let npy = work.path().join(format!("{class}.npy"));
+        let vector = work.path().join(format!("{class}-vector.npy"));
+        rescnn_ok([
+            "spectrogram".as_ref(),
+            "--model".as_ref(),
+            run.path().as_os_str(),
+            wav.as_os_str(),
+            "--npy".as_ref(),
+            npy.as_os_str(),
+            "--vector-npy".as_ref(),
+            vector.as_os_str(),
+        ]);
+        let (shape, values) = rescnn::export::npy::read(&npy).unwrap();
+        let (vshape, vvalues) = rescnn::export::npy::read(&vector).unwrap();
+        jobs.push(Job {
+            model: onnx.clone(),
+            inputs: vec![
+                (graph::INPUT.into(), shape, values),
+                (graph::VECTOR_INPUT.into(), vshape, vvalues),
+            ],
+        });
+        let out = rescnn_ok([
+            "predict".as_ref(),
+            "--json".as_ref(),
+            "--model".as_ref(),
+            run.path().as_os_str(),
+            wav.as_os_str(),
+        ]);
+        let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert!(json[0]["prosody"].is_array(), "predict fuses the branch");
+        let probs = json[0]["probabilities"].as_object().unwrap();
+        predicted.push(
+            rescnn::data::EMOTIONS
+                .iter()
+                .map(|c| probs[*c].as_f64().unwrap() as f32)
+                .collect::<Vec<f32>>(),
+        );
+    }
+    let outputs = ort.run(work.path(), &jobs);
+    for (out, want) in outputs.iter().zip(&predicted) {
+        compare(
+            &ORT_PROBABILITIES,
+            "exported run with the branch vs rescnn predict",
+            &out.values,
+            want,
+        )
+        .unwrap();
+    }
+    let meta = &outputs[0].metadata;
+    let vector: serde_json::Value = serde_json::from_str(&meta["rescnn.utterance_vector"]).unwrap();
+    assert_eq!(vector["input"], graph::VECTOR_INPUT);
+    assert_eq!(vector["raw"], true);
+    assert_eq!(vector["fusion_weight"], 0.5);
+    assert!(vector["entries"].as_array().is_some_and(|e| !e.is_empty()));
+    let eval: serde_json::Value = serde_json::from_str(&meta["rescnn.eval"]).unwrap();
+    assert_eq!(eval["eval_time"], "first");
 }

@@ -341,8 +341,9 @@ fn speaker_normalised_run_trains_resumes_bit_identically_and_predicts() {
     train(&training_cfg, t.path());
     assert_ne!(tensor_bits(&ck), tensor_bits(&last_checkpoint(t.path())));
 
-    // predict: the files given together are one speaker, so a file's probabilities depend on its
-    // companions (they would not with stored statistics).
+    // predict: files grouped by speaker are normalised with their speaker's statistics over the
+    // files given, so a file's probabilities depend on its companions (they would not with stored
+    // statistics); without grouping or statistics the training speakers' are used.
     let (data, corpus) = exported_small_corpus();
     let file = |class: &str, speaker: &str| {
         data.path()
@@ -355,12 +356,21 @@ fn speaker_normalised_run_trains_resumes_bit_identically_and_predicts() {
     );
     let model = TrainedModel::load(a.path(), Weights::Best).unwrap();
     assert_eq!(model.input_norm_mode(), InputNormMode::Speaker);
-    let alone =
-        rescnn::cli::predict::predict(&model, std::slice::from_ref(&anger), DeviceChoice::Cpu)
-            .unwrap();
-    let together = rescnn::cli::predict::predict(
+    let grouped = rescnn::cli::predict::Speakers {
+        from: Some(rescnn::training::model_dir::SpeakerOf::Folder),
+        stats: Vec::new(),
+    };
+    let alone = rescnn::cli::predict::predict_speakers(
+        &model,
+        std::slice::from_ref(&anger),
+        &grouped,
+        DeviceChoice::Cpu,
+    )
+    .unwrap();
+    let together = rescnn::cli::predict::predict_speakers(
         &model,
         &[anger.clone(), sad.clone(), fear],
+        &grouped,
         DeviceChoice::Cpu,
     )
     .unwrap();
@@ -371,19 +381,33 @@ fn speaker_normalised_run_trains_resumes_bit_identically_and_predicts() {
     }
     assert_eq!(together[0].file, anger.display().to_string());
     assert_ne!(alone[0].probabilities, together[0].probabilities);
+    assert_eq!(together[0].speaker, "syn01");
     let out = rescnn_ok([
         "predict".as_ref(),
+        "--speaker-from".as_ref(),
+        "folder".as_ref(),
         "--model".as_ref(),
         a.path().as_os_str(),
         anger.as_os_str(),
         sad.as_os_str(),
     ]);
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("treated as one speaker"), "{stderr}");
+    assert!(
+        stderr.contains("statistics of their files given here"),
+        "{stderr}"
+    );
 
     // eval: statistics per speaker of the evaluated corpus, every utterance counted.
     let store = model.features(&corpus).unwrap();
-    match model.normalization(&corpus, &store).unwrap() {
+    let inputs = model
+        .inputs(
+            &corpus,
+            &store,
+            None,
+            rescnn::training::model_dir::SpeakerSource::Corpus,
+        )
+        .unwrap();
+    match inputs.image {
         Normalization::PerSpeaker(n) => assert_eq!(n.speakers(), ["syn01", "syn02"]),
         other => panic!("expected per-speaker statistics, got {other:?}"),
     }

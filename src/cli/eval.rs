@@ -1,18 +1,30 @@
 //! `rescnn eval --model RUN_DIR --data DIR [--corpus KIND]`: a trained model's metrics and confusion
-//! matrix on another corpus (or one part of a split file).
+//! matrix on a corpus (or one part of a split file), evaluated exactly as the trainer evaluates its
+//! test set (the model's evaluation mode, the prosody branch and its fusion); a multi-fold run is
+//! evaluated fold by fold on each fold's own test speakers and pooled, as its report is.
+//! `--enroll K,...` gives the enrollment table instead ([`crate::training::enrollment`]).
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
-use crate::data::{CorpusSpec, LoadOptions, Split};
+use crate::data::{
+    Corpus, CorpusSpec, FeatureStore, InputNormMode, LoadOptions, ProsodyStore, Split,
+};
+use crate::training::enrollment::{
+    enrollment_markdown, evaluate_enrollment, EnrollmentSettings, FoldModel,
+};
+use crate::training::ensemble::Predictions;
 use crate::training::inference::score;
 use crate::training::metrics::EvalReport;
-use crate::training::model_dir::{TrainedModel, Weights};
+use crate::training::model_dir::{ModelPredictions, SpeakerSource, TrainedModel, Weights};
+use crate::training::report::pool;
+use crate::training::run_dir::files;
 use crate::training::DeviceChoice;
 use crate::{config_err, Error, Result};
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
-    /// A run directory of rescnn-train (a single split, or one fold's folder), or a checkpoint file.
+    /// A run directory of rescnn-train (a single split, one fold's folder, or a multi-fold run whose
+    /// folds are each evaluated on their own test speakers and pooled), or a checkpoint file.
     #[arg(long, value_name = "RUN_DIR")]
     pub model: PathBuf,
     /// Which weights: those selected on validation, or the last.
@@ -42,16 +54,26 @@ pub struct Args {
     /// Print the report as JSON.
     #[arg(long)]
     pub json: bool,
+    /// Instead of one evaluation, the enrollment table: each test speaker's statistics from K of
+    /// their utterances (comma-separated list of K), the rest scored; beside all of the speaker's
+    /// utterances and the training statistics.
+    #[arg(long, value_name = "K,K,...", value_delimiter = ',')]
+    pub enroll: Option<Vec<usize>>,
+    /// Random enrollment draws per K (with --enroll).
+    #[arg(long, default_value_t = 5)]
+    pub draws: usize,
+    /// Seed of the enrollment draws (with --enroll).
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
 }
 
-/// Evaluate `model` on the corpus `args` names.
-pub fn evaluate_on(args: &Args, model: &TrainedModel) -> Result<EvalReport> {
+/// The corpus `args` names, and the map from its labels to `classes`.
+fn load_corpus(args: &Args, classes: &[String]) -> Result<(Corpus, Vec<usize>)> {
     let spec: CorpusSpec = format!("{}:{}", args.corpus, args.data.display()).parse()?;
     crate::training::prepare::check_data_location(&spec)?;
     let corpus = spec.load(&LoadOptions {
         skip_bad: args.skip_bad,
     })?;
-    let classes = model.classes();
     let label_map = corpus
         .classes
         .iter()
@@ -65,6 +87,156 @@ pub fn evaluate_on(args: &Args, model: &TrainedModel) -> Result<EvalReport> {
             })
         })
         .collect::<Result<Vec<usize>>>()?;
+    Ok((corpus, label_map))
+}
+
+/// The fold folders of a multi-fold run directory (each with a `split.json` and checkpoints), in
+/// name order; empty for a single model.
+pub fn fold_dirs(model: &Path) -> Result<Vec<PathBuf>> {
+    if !model.is_dir() || model.join(files::BEST).is_file() || model.join(files::LAST).is_file() {
+        return Ok(Vec::new());
+    }
+    let mut dirs: Vec<PathBuf> = std::fs::read_dir(model)
+        .map_err(|e| Error::io(model, e))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.join(files::SPLIT).is_file() && p.join("checkpoints").is_dir())
+        .collect();
+    dirs.sort();
+    Ok(dirs)
+}
+
+/// A model's (or a multi-fold run's) predictions on the utterances `args` selects, with what
+/// they score.
+pub struct Evaluation {
+    /// The models' classes.
+    pub classes: Vec<String>,
+    pub corpus: Corpus,
+    pub label_map: Vec<usize>,
+    /// Per fold (one for a single model): its name and predictions (corpus indices).
+    pub folds: Vec<(String, ModelPredictions)>,
+    /// The folds' fused predictions scored and pooled (the report's figures).
+    pub report: EvalReport,
+    /// What the model folders lack (older rescnn versions), one line each.
+    pub missing: Vec<String>,
+}
+
+/// Predictions of one model on `indices` of `corpus`, each speaker normalised as in training.
+fn predict_fold(
+    model: &TrainedModel,
+    corpus: &Corpus,
+    store: &FeatureStore,
+    vectors: Option<&ProsodyStore>,
+    indices: &[usize],
+    device: DeviceChoice,
+) -> Result<ModelPredictions> {
+    // A speaker-normalised model takes each speaker's statistics over all of its utterances in the
+    // corpus, whichever part of --split is evaluated (as in training).
+    let inputs = model.inputs(corpus, store, vectors, SpeakerSource::Corpus)?;
+    model.predict(device, store, vectors, &inputs, indices)
+}
+
+/// Evaluate the model(s) `args` names: one model on the corpus (or one part of `--split`), or every
+/// fold of a multi-fold run on its own test speakers, pooled as the run's report pools them.
+pub fn evaluate(args: &Args) -> Result<Evaluation> {
+    let folds = fold_dirs(&args.model)?;
+    let models: Vec<(String, TrainedModel)> = if folds.is_empty() {
+        vec![(
+            args.model.display().to_string(),
+            TrainedModel::load(&args.model, args.weights)?,
+        )]
+    } else {
+        if args.split.is_some() {
+            return Err(config_err!(
+                "--split: {} is a run of {} folds, each evaluated on its own split.json; give one fold's folder to use --split",
+                args.model.display(),
+                folds.len()
+            ));
+        }
+        folds
+            .iter()
+            .map(|d| {
+                let name = d
+                    .file_name()
+                    .unwrap_or_default()
+                    .to_string_lossy()
+                    .into_owned();
+                Ok((name, TrainedModel::load(d, args.weights)?))
+            })
+            .collect::<Result<_>>()?
+    };
+    let first = &models[0].1;
+    if let Some((name, _)) = models.iter().find(|(_, m)| {
+        m.config.spectrogram != first.config.spectrogram
+            || m.classes() != first.classes()
+            || m.utterance().map(|u| (&u.features, u.sample_rate))
+                != first.utterance().map(|u| (&u.features, u.sample_rate))
+    }) {
+        return Err(config_err!(
+            "{name}: its feature settings or classes differ from the first fold's"
+        ));
+    }
+    let (corpus, label_map) = load_corpus(args, first.classes())?;
+    let store = first.features(&corpus)?;
+    let vectors = first.vectors(&corpus)?;
+    let mut out = Vec::with_capacity(models.len());
+    let mut reports = Vec::with_capacity(models.len());
+    let mut missing = Vec::new();
+    for (k, (name, model)) in models.iter().enumerate() {
+        let indices: Vec<usize> = if folds.is_empty() {
+            match &args.split {
+                None => (0..corpus.len()).collect(),
+                Some(path) => {
+                    let s = Split::load(&corpus, path)?;
+                    match args.part.as_str() {
+                        "train" => s.train,
+                        "val" => s.val,
+                        _ => s.test,
+                    }
+                }
+            }
+        } else {
+            Split::load(&corpus, folds[k].join(files::SPLIT))?.test
+        };
+        if indices.is_empty() {
+            return Err(config_err!(
+                "{name}: nothing to evaluate: the selected utterances are empty"
+            ));
+        }
+        let p = predict_fold(
+            model,
+            &corpus,
+            &store,
+            vectors.as_ref(),
+            &indices,
+            args.device,
+        )?;
+        reports.push(score(
+            model.classes().len(),
+            p.fused.clone(),
+            &corpus,
+            Some(&label_map),
+        ));
+        missing.extend(model.missing.iter().cloned());
+        out.push((name.clone(), p));
+    }
+    let report = if reports.len() == 1 {
+        reports.pop().expect("one")
+    } else {
+        pool(&reports.iter().collect::<Vec<_>>())
+    };
+    Ok(Evaluation {
+        classes: models[0].1.classes().to_vec(),
+        corpus,
+        label_map,
+        folds: out,
+        report,
+        missing,
+    })
+}
+
+/// Evaluate `model` on the corpus `args` names (a single model; see [`evaluate`]).
+pub fn evaluate_on(args: &Args, model: &TrainedModel) -> Result<EvalReport> {
+    let (corpus, label_map) = load_corpus(args, model.classes())?;
     let indices: Vec<usize> = match &args.split {
         None => (0..corpus.len()).collect(),
         Some(path) => {
@@ -76,71 +248,183 @@ pub fn evaluate_on(args: &Args, model: &TrainedModel) -> Result<EvalReport> {
             }
         }
     };
-    if indices.is_empty() {
-        return Err(config_err!(
-            "nothing to evaluate: the selected utterances are empty"
-        ));
-    }
     let store = model.features(&corpus)?;
-    let batch = 32.min(indices.len());
-    // A speaker-normalised model takes each speaker's statistics over all of its utterances in the
-    // corpus, whichever part of --split is evaluated (as in training).
-    let batcher = model.batcher(&corpus, &store, &indices, batch)?;
-    let probabilities = model.probabilities(args.device, &batcher, batch)?;
-    let report = score(classes.len(), probabilities, &corpus, Some(&label_map));
-    if let Some(out) = &args.out {
-        crate::fsutil::create_dir_all(out)?;
-        let names: Vec<&str> = classes.iter().map(String::as_str).collect();
-        crate::fsutil::write_atomic(
-            &out.join("confusion.svg"),
-            crate::training::plots::confusion_svg(
-                &format!("{} on {}", model.path.display(), corpus.name),
-                &report.confusion,
-                &names,
-            )
-            .as_bytes(),
-        )?;
-        crate::fsutil::write_atomic(
-            &out.join("eval.json"),
-            serde_json::to_string_pretty(&report)
-                .expect("JSON")
-                .as_bytes(),
-        )?;
-        crate::fsutil::write_atomic(
-            &out.join("eval.md"),
-            text(model, &corpus.name, &report).as_bytes(),
-        )?;
-    }
-    Ok(report)
+    let vectors = model.vectors(&corpus)?;
+    let p = predict_fold(
+        model,
+        &corpus,
+        &store,
+        vectors.as_ref(),
+        &indices,
+        args.device,
+    )?;
+    Ok(score(
+        model.classes().len(),
+        p.fused,
+        &corpus,
+        Some(&label_map),
+    ))
 }
 
-fn text(model: &TrainedModel, corpus: &str, r: &EvalReport) -> String {
+/// `predictions.json` of `--out`: per utterance its id, label and class probabilities (the
+/// network's, the prosody branch's when there is one, and the model's fused output).
+fn predictions_json(e: &Evaluation) -> serde_json::Value {
+    let folds: Vec<serde_json::Value> = e
+        .folds
+        .iter()
+        .map(|(name, p)| {
+            fn rows(v: &Predictions) -> Vec<&Vec<f64>> {
+                v.iter().map(|(_, r)| r).collect()
+            }
+            serde_json::json!({
+                "fold": name,
+                "ids": p.fused.iter().map(|(i, _)| &e.corpus.utterances[*i].id).collect::<Vec<_>>(),
+                "labels": p.fused.iter().map(|(i, _)| e.label_map[e.corpus.utterances[*i].label]).collect::<Vec<_>>(),
+                "network": rows(&p.network),
+                "prosody": p.branch.as_ref().map(rows),
+                "fused": rows(&p.fused),
+            })
+        })
+        .collect();
+    serde_json::json!({ "folds": folds })
+}
+
+fn text(model: &Path, classes: &[String], corpus: &str, r: &EvalReport) -> String {
     let mut out = format!(
         "# {} on {corpus}\n\n{} utterances: WA {:.2} %, UAR {:.2} %, macro-F1 {:.2} %, loss {:.4}\n\n",
-        model.path.display(),
+        model.display(),
         r.confusion.total(),
         100.0 * r.wa,
         100.0 * r.uar,
         100.0 * r.macro_f1,
         r.loss
     );
-    crate::training::report::eval_tables(&mut out, r, model.classes());
+    crate::training::report::eval_tables(&mut out, r, classes);
     out
 }
 
 pub fn run(args: &Args) -> Result<()> {
-    let model = TrainedModel::load(&args.model, args.weights)?;
-    let report = evaluate_on(args, &model)?;
+    if let Some(ks) = &args.enroll {
+        return run_enrollment(args, ks);
+    }
+    let e = evaluate(args)?;
+    for line in &e.missing {
+        eprintln!("note: {line}");
+    }
+    let classes = e.classes.clone();
+    if let Some(out) = &args.out {
+        crate::fsutil::create_dir_all(out)?;
+        let names: Vec<&str> = classes.iter().map(String::as_str).collect();
+        crate::fsutil::write_atomic(
+            &out.join("confusion.svg"),
+            crate::training::plots::confusion_svg(
+                &format!("{} on {}", args.model.display(), e.corpus.name),
+                &e.report.confusion,
+                &names,
+            )
+            .as_bytes(),
+        )?;
+        crate::fsutil::write_atomic(
+            &out.join("eval.json"),
+            serde_json::to_string_pretty(&e.report)
+                .expect("JSON")
+                .as_bytes(),
+        )?;
+        crate::fsutil::write_atomic(
+            &out.join("eval.md"),
+            text(&args.model, &classes, &e.corpus.name, &e.report).as_bytes(),
+        )?;
+        crate::fsutil::write_atomic(
+            &out.join("predictions.json"),
+            serde_json::to_string(&predictions_json(&e))
+                .expect("JSON")
+                .as_bytes(),
+        )?;
+    }
     if args.json {
         println!(
             "{}",
-            serde_json::to_string_pretty(&report).map_err(|e| Error::Config(e.to_string()))?
+            serde_json::to_string_pretty(&e.report).map_err(|e| Error::Config(e.to_string()))?
         );
     } else {
         print!(
             "{}",
-            text(&model, &args.data.display().to_string(), &report)
+            text(
+                &args.model,
+                &classes,
+                &args.data.display().to_string(),
+                &e.report
+            )
         );
     }
+    Ok(())
+}
+
+/// `--enroll`: the enrollment table of the run (see [`crate::training::enrollment`]).
+fn run_enrollment(args: &Args, ks: &[usize]) -> Result<()> {
+    let folds = fold_dirs(&args.model)?;
+    let dirs = if folds.is_empty() {
+        vec![args.model.clone()]
+    } else {
+        folds.clone()
+    };
+    let models: Vec<TrainedModel> = dirs
+        .iter()
+        .map(|d| TrainedModel::load(d, args.weights))
+        .collect::<Result<_>>()?;
+    if models[0].input_norm_mode() != InputNormMode::Speaker {
+        eprintln!(
+            "note: {} normalises with the training statistics: speaker statistics change nothing, \
+             so every row is the same",
+            args.model.display()
+        );
+    }
+    for m in &models {
+        for line in &m.missing {
+            eprintln!("note: {line}");
+        }
+    }
+    let (corpus, label_map) = load_corpus(args, models[0].classes())?;
+    let mut fold_models = Vec::with_capacity(models.len());
+    for (k, model) in models.into_iter().enumerate() {
+        let split = if folds.is_empty() {
+            let path = args
+                .split
+                .clone()
+                .unwrap_or_else(|| dirs[0].join(files::SPLIT));
+            Split::load(&corpus, &path)?
+        } else {
+            Split::load(&corpus, dirs[k].join(files::SPLIT))?
+        };
+        fold_models.push(FoldModel {
+            name: dirs[k].display().to_string(),
+            model,
+            test: split.test,
+        });
+    }
+    let settings = EnrollmentSettings {
+        ks: ks.to_vec(),
+        draws: args.draws,
+        seed: args.seed,
+        device: args.device,
+    };
+    let rows = evaluate_enrollment(&fold_models, &corpus, &label_map, &settings)?;
+    let md = format!(
+        "# Enrollment: {} ({} folds) on {}\n\nEach test speaker's normalisation statistics from k of \
+         their utterances drawn at random (seed {}), the rest classified with them (the enrollment \
+         utterances are never scored), pooled over the test speakers; mean ± std over {} draws. The \
+         first two rows score every test utterance.\n\n{}",
+        args.model.display(),
+        fold_models.len(),
+        corpus.name,
+        args.seed,
+        args.draws,
+        enrollment_markdown(&rows)
+    );
+    if let Some(out) = &args.out {
+        crate::fsutil::create_dir_all(out)?;
+        crate::fsutil::write_atomic(&out.join("enrollment.md"), md.as_bytes())?;
+    }
+    print!("{md}");
     Ok(())
 }

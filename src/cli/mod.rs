@@ -4,6 +4,7 @@
 //! [`SpectrogramArgs`] is the shared set of feature options, so every subcommand that turns audio into
 //! network inputs spells them the same way.
 
+pub mod enroll;
 pub mod eval;
 pub mod export;
 pub mod info;
@@ -40,6 +41,9 @@ pub enum Command {
     Predict(predict::Args),
     /// A trained model's metrics and confusion matrix on a corpus (or part of a split file).
     Eval(eval::Args),
+    /// Save a speaker's normalisation statistics from some of their utterances (for a
+    /// speaker-normalised model; used by predict --speaker-stats).
+    Enroll(enroll::Args),
     /// Write a trained model as one ONNX graph (spectrogram image in, class probabilities out).
     Export(export::Args),
     /// Re-score a finished run from its folds' saved test probabilities: the network alone, the
@@ -53,6 +57,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Info(args) => info::run(&args),
         Command::Predict(args) => predict::run(&args),
         Command::Eval(args) => eval::run(&args),
+        Command::Enroll(args) => enroll::run(&args),
         Command::Export(args) => export::run(&args),
         Command::Score(args) => score::run(&args),
     }

@@ -1,5 +1,6 @@
 //! `rescnn predict --model RUN_DIR FILE.wav...`: each file's emotion and class probabilities, with the
-//! spectrogram settings and input normalisation the model was trained with.
+//! spectrogram settings, input normalisation, evaluation mode and prosody branch the model was
+//! trained with (what its report scored).
 
 use std::path::{Path, PathBuf};
 
@@ -7,9 +8,12 @@ use serde::Serialize;
 
 use crate::data::InputNormMode;
 use crate::training::inference::argmax;
-use crate::training::model_dir::{files_corpus, TrainedModel, Weights};
+use crate::training::model_dir::{
+    files_corpus, files_corpus_of, SpeakerOf, SpeakerSource, TrainedModel, Weights,
+};
+use crate::training::model_file::SpeakerStats;
 use crate::training::DeviceChoice;
-use crate::Result;
+use crate::{config_err, Result};
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
@@ -29,6 +33,16 @@ pub struct Args {
     /// without it, any bad file stops the command after naming every bad one.
     #[arg(long)]
     pub skip_bad: bool,
+    /// Group the files by speaker (for a speaker-normalised model): `folder` (one folder per
+    /// speaker), `chars:START-END` (characters of the file name, EMO-DB: chars:0-2) or
+    /// `field:SEP:K` (field K of the name split at SEP, RAVDESS: field:-:6). Each speaker is
+    /// normalised with the statistics of their files given here.
+    #[arg(long, value_name = "HOW")]
+    pub speaker_from: Option<SpeakerOf>,
+    /// A speaker's saved statistics (`rescnn enroll`); repeat for several speakers (then with
+    /// --speaker-from naming each file's speaker).
+    #[arg(long, value_name = "STATS.json")]
+    pub speaker_stats: Vec<PathBuf>,
     /// WAV files (any rate, any channel count).
     #[arg(required = true, value_name = "FILE.wav")]
     pub files: Vec<PathBuf>,
@@ -40,44 +54,108 @@ pub struct Args {
 #[derive(Clone, Debug, Serialize, PartialEq)]
 pub struct Prediction {
     pub file: String,
+    /// The speaker the file was normalised as (`-` when files are not grouped).
+    pub speaker: String,
     pub emotion: String,
-    /// (class, probability) in the model's class order; the probabilities sum to 1.
+    /// (class, probability) in the model's class order; the probabilities sum to 1. With a
+    /// prosody branch, the fusion of the network's and the branch's.
     pub probabilities: Vec<(String, f64)>,
+    /// The network's probabilities alone.
+    pub network: Vec<f64>,
+    /// The prosody branch's probabilities alone, for a model with one.
+    pub prosody: Option<Vec<f64>>,
 }
 
-/// Predict every file with the model on `device`. A speaker-normalised model treats all `files` as
-/// one speaker and normalises them with their joint statistics.
+/// Where the files' speakers and their statistics come from.
+#[derive(Clone, Debug, Default)]
+pub struct Speakers {
+    /// How files are grouped by speaker; `None`: all files are one speaker.
+    pub from: Option<SpeakerOf>,
+    /// Saved statistics (`rescnn enroll`), one per speaker.
+    pub stats: Vec<SpeakerStats>,
+}
+
+impl Speakers {
+    /// The statistics a speaker-normalised model uses: saved ones, else each speaker's own over the
+    /// files given (when grouped), else the training statistics.
+    fn source(&self) -> SpeakerSource<'_> {
+        if !self.stats.is_empty() {
+            SpeakerSource::Given(&self.stats)
+        } else if self.from.is_some() {
+            SpeakerSource::Corpus
+        } else {
+            SpeakerSource::Training
+        }
+    }
+
+    /// The note `predict` prints for a speaker-normalised model.
+    pub fn note(&self) -> Option<String> {
+        match self.source() {
+            SpeakerSource::Given(_) => None,
+            SpeakerSource::Corpus => Some(
+                "note: each speaker is normalised with the statistics of their files given here \
+                 (give several utterances per speaker: one short file gives poor statistics)"
+                    .into(),
+            ),
+            SpeakerSource::Training => Some(
+                "note: this model normalises each speaker with their own statistics and none were \
+                 given: using the training speakers' statistics, which is less accurate (save a \
+                 speaker's with `rescnn enroll` and pass --speaker-stats, or group several files per \
+                 speaker with --speaker-from)"
+                    .into(),
+            ),
+        }
+    }
+}
+
+/// Predict every file with the model on `device`; a speaker-normalised model uses the training
+/// statistics (see [`predict_speakers`]).
 pub fn predict(
     model: &TrainedModel,
     files: &[PathBuf],
     device: DeviceChoice,
 ) -> Result<Vec<Prediction>> {
-    let classes = model.classes().to_vec();
-    let corpus = files_corpus(files, &classes)?;
-    let store = model.features(&corpus)?;
-    let batch = corpus.len().clamp(1, 32);
-    let indices: Vec<usize> = (0..corpus.len()).collect();
-    let batcher = model.batcher(&corpus, &store, &indices, batch)?;
-    let mut out: Vec<Prediction> = model
-        .probabilities(device, &batcher, batch)?
-        .into_iter()
-        .map(|(u, probs)| Prediction {
-            file: corpus.utterances[u].id.clone(),
-            emotion: classes[argmax(&probs)].clone(),
-            probabilities: classes.iter().cloned().zip(probs).collect(),
-        })
-        .collect();
-    out.sort_by_key(|p| files.iter().position(|f| f.display().to_string() == p.file));
-    Ok(out)
+    predict_speakers(model, files, &Speakers::default(), device)
 }
 
-/// What `predict` says on stderr about a speaker-normalised model.
-pub fn speaker_note(files: usize) -> String {
-    format!(
-        "note: this model normalises each speaker with that speaker's own statistics; the {files} \
-         file(s) given are treated as one speaker and normalised together (give several utterances \
-         of one speaker per call: a single short file gives poor statistics)"
-    )
+/// Predict every file with the model on `device`: the network evaluated as in training, fused with
+/// the prosody branch when the model has one; each file's speaker and statistics from `speakers`.
+pub fn predict_speakers(
+    model: &TrainedModel,
+    files: &[PathBuf],
+    speakers: &Speakers,
+    device: DeviceChoice,
+) -> Result<Vec<Prediction>> {
+    let classes = model.classes().to_vec();
+    let corpus = match (&speakers.from, speakers.stats.as_slice()) {
+        (Some(of), _) => files_corpus_of(files, &classes, |p| of.speaker(p))?,
+        (None, [one]) => files_corpus_of(files, &classes, |_| Ok(one.speaker.clone()))?,
+        (None, []) => files_corpus(files, &classes)?,
+        (None, many) => {
+            return Err(config_err!(
+                "--speaker-stats: {} files of statistics given; say whose file is whose with --speaker-from",
+                many.len()
+            ))
+        }
+    };
+    let store = model.features(&corpus)?;
+    let vectors = model.vectors(&corpus)?;
+    let inputs = model.inputs(&corpus, &store, vectors.as_ref(), speakers.source())?;
+    let indices: Vec<usize> = (0..corpus.len()).collect();
+    let p = model.predict(device, &store, vectors.as_ref(), &inputs, &indices)?;
+    let mut out = Vec::with_capacity(files.len());
+    for (k, (u, probs)) in p.fused.into_iter().enumerate() {
+        out.push(Prediction {
+            file: corpus.utterances[u].id.clone(),
+            speaker: corpus.utterances[u].speaker.clone(),
+            emotion: classes[argmax(&probs)].clone(),
+            probabilities: classes.iter().cloned().zip(probs).collect(),
+            network: p.network[k].1.clone(),
+            prosody: p.branch.as_ref().map(|b| b[k].1.clone()),
+        });
+    }
+    out.sort_by_key(|p| files.iter().position(|f| f.display().to_string() == p.file));
+    Ok(out)
 }
 
 /// Shorter input than this (in seconds) gets no label: a few frames say nothing of an emotion.
@@ -178,8 +256,8 @@ pub fn run(args: &Args) -> Result<()> {
     if args.timeline.timeline {
         return super::timeline::run(&model, files, &args.timeline, args.json, args.device);
     }
-    if model.input_norm_mode() == InputNormMode::Speaker {
-        eprintln!("{}", speaker_note(files.len()));
+    for line in &model.missing {
+        eprintln!("note: {line}");
     }
     for (f, why) in &screened.unlabelable {
         eprintln!("warning: {}: {why}; no label given", f.display());
@@ -191,7 +269,24 @@ pub fn run(args: &Args) -> Result<()> {
             .find(|(f, _)| f.display().to_string() == file)
             .map(|(_, why)| why.clone())
     };
-    let predictions = predict(&model, files, args.device)?;
+    let speakers = Speakers {
+        from: args.speaker_from.clone(),
+        stats: args
+            .speaker_stats
+            .iter()
+            .map(|p| SpeakerStats::load(p))
+            .collect::<Result<_>>()?,
+    };
+    if model.input_norm_mode() == InputNormMode::Speaker {
+        if let Some(note) = speakers.note() {
+            eprintln!("{note}");
+        }
+    } else if !speakers.stats.is_empty() {
+        eprintln!(
+            "note: this model normalises with its training statistics; --speaker-stats is not used"
+        );
+    }
+    let predictions = predict_speakers(&model, files, &speakers, args.device)?;
     if args.json {
         let json: Vec<serde_json::Value> = predictions
             .iter()
@@ -201,12 +296,16 @@ pub fn run(args: &Args) -> Result<()> {
                     .iter()
                     .map(|(c, v)| (c.clone(), serde_json::json!(v)))
                     .collect();
-                match no_label(&p.file) {
-                    Some(why) => serde_json::json!({"file": p.file, "emotion": null,
-                        "warning": why, "probabilities": probs}),
-                    None => serde_json::json!({"file": p.file, "emotion": p.emotion,
-                        "probabilities": probs}),
-                }
+                let warning = no_label(&p.file);
+                serde_json::json!({
+                    "file": p.file,
+                    "speaker": p.speaker,
+                    "emotion": if warning.is_some() { serde_json::Value::Null } else { serde_json::json!(p.emotion) },
+                    "warning": warning,
+                    "probabilities": probs,
+                    "network": p.network,
+                    "prosody": p.prosody,
+                })
             })
             .collect();
         println!("{}", serde_json::to_string_pretty(&json).expect("JSON"));

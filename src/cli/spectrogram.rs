@@ -24,18 +24,26 @@ pub struct Args {
     /// Use this trained model's spectrogram settings (the feature options below are then ignored).
     #[arg(long, value_name = "RUN_DIR")]
     pub model: Option<PathBuf>,
+    /// Also write the raw utterance vector of --model's prosody branch: float32 (1, D) as a NumPy
+    /// .npy file (the `utterance_vector` input of the exported ONNX model).
+    #[arg(long, value_name = "OUT.npy", requires = "model")]
+    pub vector_npy: Option<PathBuf>,
     #[command(flatten)]
     pub settings: SpectrogramArgs,
 }
 
 pub fn run(args: &Args) -> Result<()> {
-    if args.output.is_none() && args.npy.is_none() {
+    if args.output.is_none() && args.npy.is_none() && args.vector_npy.is_none() {
         return Err(config_err!(
-            "rescnn spectrogram: nothing to write; give -o OUT.png and/or --npy OUT.npy"
+            "rescnn spectrogram: nothing to write; give -o OUT.png, --npy OUT.npy and/or --vector-npy OUT.npy"
         ));
     }
-    let cfg = match &args.model {
-        Some(m) => TrainedModel::load(m, Weights::Best)?.config.spectrogram,
+    let model = match &args.model {
+        Some(m) => Some(TrainedModel::load(m, Weights::Best)?),
+        None => None,
+    };
+    let cfg = match &model {
+        Some(m) => m.config.spectrogram.clone(),
         None => args.settings.to_config()?,
     };
     crate::audio::check_whole_file_length(&args.input, "rescnn spectrogram")?;
@@ -58,6 +66,21 @@ pub fn run(args: &Args) -> Result<()> {
         renderer.render_chw(&spec, &mut chw);
         crate::export::npy::write(npy, &[1, c, h, w], &chw)?;
         written.push(npy.display().to_string());
+    }
+    if let (Some(out), Some(model)) = (&args.vector_npy, &model) {
+        let corpus = crate::training::model_dir::files_corpus(
+            std::slice::from_ref(&args.input),
+            model.classes(),
+        )?;
+        let vectors = model.vectors(&corpus)?.ok_or_else(|| {
+            config_err!(
+                "--vector-npy: the model {} has no prosody branch (no utterance vector)",
+                model.path.display()
+            )
+        })?;
+        let v = vectors.vector(0);
+        crate::export::npy::write(out, &[1, v.len()], v)?;
+        written.push(out.display().to_string());
     }
     println!(
         "{}: {:.2} s at {} Hz → {} frames × {} bins → {} ({}×{} height×width, {})",

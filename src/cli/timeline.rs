@@ -77,6 +77,12 @@ pub fn run(
     device: DeviceChoice,
 ) -> Result<()> {
     let settings = args.settings();
+    if model.utterance().is_some() {
+        eprintln!(
+            "note: the timeline classifies each window with the network alone; the model's prosody \
+             branch (fused in predict and eval) describes whole utterances"
+        );
+    }
     let mut all = Vec::new();
     for (i, file) in files.iter().enumerate() {
         let t = timeline(model, file, &settings, device)?;

@@ -191,6 +191,24 @@ fn decode(b: &[u8], len: usize) -> Option<Vec<f32>> {
     v.iter().all(|x| x.is_finite()).then_some(v)
 }
 
+/// Mean and standard deviation per entry of the vectors of `members` (an entry whose standard
+/// deviation is below 1e-6 of its scale gets 1; see [`ProsodyNorm`]).
+pub fn vector_stats(store: &ProsodyStore, members: &[usize]) -> (Vec<f64>, Vec<f64>) {
+    let len = store.config().vector_len();
+    let (mut m, mut s) = (vec![0f64; len], vec![0f64; len]);
+    for k in 0..len {
+        let v: Vec<f64> = members.iter().map(|&i| store.vector(i)[k] as f64).collect();
+        let (mk, sk) = prosody::mean_std(&v);
+        m[k] = mk;
+        s[k] = if sk > 1e-6 * mk.abs().max(1.0) {
+            sk
+        } else {
+            1.0
+        };
+    }
+    (m, s)
+}
+
 /// Per-entry z-normalisation of the prosody vectors: `(v − mean) / std`, with one set of
 /// statistics (the training utterances') or one per speaker (all of that speaker's utterances,
 /// as [`super::SpeakerNorm`] does for the image; transductive for test speakers in the same way).
@@ -247,22 +265,36 @@ impl ProsodyNorm {
         };
         let (mut mean, mut std) = (Vec::new(), Vec::new());
         for members in &groups {
-            let len = store.config().vector_len();
-            let (mut m, mut s) = (vec![0f64; len], vec![0f64; len]);
-            for k in 0..len {
-                let v: Vec<f64> = members.iter().map(|&i| store.vector(i)[k] as f64).collect();
-                let (mk, sk) = prosody::mean_std(&v);
-                m[k] = mk;
-                s[k] = if sk > 1e-6 * mk.abs().max(1.0) {
-                    sk
-                } else {
-                    1.0
-                };
-            }
+            let (m, s) = vector_stats(store, members);
             mean.push(m);
             std.push(s);
         }
         Ok(ProsodyNorm { group, mean, std })
+    }
+
+    /// Normalisation with given statistics: utterance `i` uses `stats[group[i]]` (mean, std per
+    /// entry, as [`vector_stats`] computes them).
+    pub fn from_stats(group: Vec<usize>, stats: Vec<(Vec<f64>, Vec<f64>)>) -> Result<Self> {
+        if let Some(&g) = group.iter().find(|&&g| g >= stats.len()) {
+            return Err(config_err!(
+                "prosody normalisation: statistics group {g} of {} given",
+                stats.len()
+            ));
+        }
+        let len = stats.first().map_or(0, |s| s.0.len());
+        if stats.iter().any(|(m, s)| m.len() != len || s.len() != len) {
+            return Err(config_err!(
+                "prosody normalisation: statistics of unequal lengths"
+            ));
+        }
+        let (mean, std) = stats.into_iter().unzip();
+        Ok(ProsodyNorm { group, mean, std })
+    }
+
+    /// The (mean, std) of statistics group `g` (0 for training statistics; speakers in sorted
+    /// order otherwise).
+    pub fn stats(&self, g: usize) -> (&[f64], &[f64]) {
+        (&self.mean[g], &self.std[g])
     }
 
     /// Utterance `utterance`'s normalised vector.

@@ -175,6 +175,59 @@ impl SpeakerNorm {
         })
     }
 
+    /// Normalisation with given statistics: `stats` holds (speaker, mean, std) per speaker, each
+    /// indexed `c * height + row` as [`SpeakerNorm::stats`] returns them (e.g. saved by enrollment),
+    /// and `speakers[i]` names utterance `i`'s speaker, which must be one of them.
+    pub fn from_stats<S: AsRef<str>>(
+        (channels, height): (usize, usize),
+        stats: Vec<(String, Vec<f32>, Vec<f32>)>,
+        speakers: &[S],
+    ) -> Result<Self> {
+        let mut stats = stats;
+        stats.sort_by(|a, b| a.0.cmp(&b.0));
+        if let Some(w) = stats.windows(2).find(|w| w[0].0 == w[1].0) {
+            return Err(config_err!(
+                "speaker normalisation: two sets of statistics for speaker '{}'",
+                w[0].0
+            ));
+        }
+        if let Some((name, m, s)) = stats
+            .iter()
+            .find(|(_, m, s)| m.len() != channels * height || s.len() != channels * height)
+        {
+            return Err(config_err!(
+                "speaker normalisation: the statistics of '{name}' have {} means and {} standard \
+                 deviations, the model needs {channels}×{height}",
+                m.len(),
+                s.len()
+            ));
+        }
+        let names: Vec<String> = stats.iter().map(|(n, _, _)| n.clone()).collect();
+        let utterance_speaker = speakers
+            .iter()
+            .map(|s| {
+                names
+                    .binary_search_by(|n| n.as_str().cmp(s.as_ref()))
+                    .map_err(|_| {
+                        config_err!(
+                            "no statistics for speaker '{}' (statistics given for: {})",
+                            s.as_ref(),
+                            names.join(", ")
+                        )
+                    })
+            })
+            .collect::<Result<Vec<usize>>>()?;
+        let (mean, std) = stats.into_iter().map(|(_, m, s)| (m, s)).unzip();
+        Ok(SpeakerNorm {
+            channels,
+            height,
+            speakers: names,
+            utterance_speaker,
+            mean,
+            std,
+        })
+    }
+
     /// The speakers, sorted.
     pub fn speakers(&self) -> &[String] {
         &self.speakers

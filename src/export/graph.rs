@@ -16,6 +16,8 @@
 //! | dropout | nothing (the identity at inference) |
 //! | `vec` (utterance vector) | a second graph input `utterance_vector` (N, D), already normalised as in training; its projection a `Gemm` + `Relu`; `Concat` after the features along axis 1 |
 //! | softmax | `Softmax` over axis 1 |
+//! | prosody branch | the utterance vector: `Sub` mean, `Mul` by 1/std (constants, or the speaker's as inputs), `Gemm` with the logistic regression (`transB`), `Softmax` |
+//! | late fusion | `Mul` each probability matrix by its weight, `Add` |
 //!
 //! The batch dimension is symbolic (`N`); height and width are fixed by the plan.
 
@@ -39,7 +41,36 @@ pub const SPEAKER_MEAN: &str = "speaker_mean";
 pub const SPEAKER_STD: &str = "speaker_std";
 /// The extra input of a model with a `vec` layer: each sample's utterance vector (N, D), normalised
 /// as in training (per speaker or with the training set's statistics, as the model's input norm).
-pub const UTTERANCE_VECTOR: &str = "utterance_vector";
+pub const UTTERANCE_VECTOR: &str = "normalised_utterance_vector";
+/// The second input of a model with a prosody branch: the raw utterance vector (N, D).
+pub const VECTOR_INPUT: &str = "utterance_vector";
+/// Extra inputs of a speaker-normalised branch: the speaker's vector mean and standard
+/// deviation, shape (D).
+pub const SPEAKER_VECTOR_MEAN: &str = "speaker_vector_mean";
+pub const SPEAKER_VECTOR_STD: &str = "speaker_vector_std";
+/// Extra outputs of a model with a prosody branch: the network's and the branch's probabilities
+/// before the fusion, (N, classes).
+pub const NETWORK_OUTPUT: &str = "network_probabilities";
+pub const BRANCH_OUTPUT: &str = "prosody_probabilities";
+
+/// How the graph normalises the utterance vector.
+#[derive(Clone, Debug, PartialEq)]
+pub enum VectorNorm<'a> {
+    /// `v ← (v − mean) · (1/std)` with the training statistics as constants.
+    Constants { mean: &'a [f64], std: &'a [f64] },
+    /// The speaker's statistics as two more graph inputs.
+    SpeakerInputs,
+}
+
+/// The late-fused prosody branch: a logistic regression on the normalised utterance vector,
+/// `(1 − w) · network + w · branch`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct GraphBranch<'a> {
+    pub norm: VectorNorm<'a>,
+    /// One row per class: the weights, then the bias.
+    pub rows: &'a [Vec<f64>],
+    pub fusion_weight: f64,
+}
 
 /// How the graph normalises its input.
 #[derive(Clone, Debug, PartialEq)]
@@ -56,6 +87,8 @@ pub struct GraphSpec<'a> {
     pub plan: &'a Plan,
     pub params: &'a [NamedTensor<f32>],
     pub norm: GraphNorm<'a>,
+    /// The prosody branch fused with the network, if the model has one.
+    pub branch: Option<GraphBranch<'a>>,
     /// `metadata_props` of the model, in order.
     pub metadata: Vec<(String, String)>,
     /// `producer_version` (rescnn's version).
@@ -146,6 +179,157 @@ impl Builder<'_> {
     fn push(&mut self, n: NodeProto) {
         self.nodes.push(n);
     }
+}
+
+/// The prosody branch and the fusion: the utterance vector normalised, `Gemm` with the
+/// regression's rows and biases, `Softmax`, then `(1 − w) · network + w · branch` into
+/// [`OUTPUT`].
+fn add_branch(
+    b: &mut Builder<'_>,
+    inputs: &mut Vec<onnx::ValueInfoProto>,
+    outputs: &mut Vec<onnx::ValueInfoProto>,
+    branch: &GraphBranch<'_>,
+    classes: usize,
+) -> Result<()> {
+    let stride = branch.rows.first().map_or(0, Vec::len);
+    if branch.rows.len() != classes || stride < 2 || branch.rows.iter().any(|r| r.len() != stride) {
+        return Err(shape_err!(
+            "cannot export the prosody branch: {} rows for {classes} classes",
+            branch.rows.len()
+        ));
+    }
+    let dims = stride - 1;
+    let batch = Dim::Named("N");
+    inputs.push(value_info(
+        VECTOR_INPUT,
+        &[batch.clone(), Dim::Fixed(dims)],
+        "the raw utterance (prosody) vector (N, D) as `rescnn spectrogram --vector-npy` writes it; \
+         see metadata `rescnn.utterance_vector`",
+    ));
+    let (mean, inv_std) = match &branch.norm {
+        VectorNorm::Constants { mean, std } => {
+            if mean.len() != dims || std.len() != dims {
+                return Err(shape_err!(
+                    "cannot export the prosody branch's normaliser: {} means and {} deviations for {dims} entries",
+                    mean.len(),
+                    std.len()
+                ));
+            }
+            let m: Vec<f32> = mean.iter().map(|&v| v as f32).collect();
+            let inv: Vec<f32> = std.iter().map(|&v| (1.0 / v) as f32).collect();
+            b.initializers
+                .push(tensor_f32("vector_norm.mean", &[dims], &m));
+            b.initializers
+                .push(tensor_f32("vector_norm.inv_std", &[dims], &inv));
+            (
+                "vector_norm.mean".to_string(),
+                "vector_norm.inv_std".to_string(),
+            )
+        }
+        VectorNorm::SpeakerInputs => {
+            inputs.push(value_info(
+                SPEAKER_VECTOR_MEAN,
+                &[Dim::Fixed(dims)],
+                "the speaker's utterance-vector mean per entry",
+            ));
+            inputs.push(value_info(
+                SPEAKER_VECTOR_STD,
+                &[Dim::Fixed(dims)],
+                "the speaker's utterance-vector standard deviation per entry (1 where below 1e-6 of the entry's scale)",
+            ));
+            b.push(node(
+                "Reciprocal",
+                "vector_norm.reciprocal",
+                &[SPEAKER_VECTOR_STD],
+                &["vector_norm.inv_std"],
+                vec![],
+            ));
+            (
+                SPEAKER_VECTOR_MEAN.to_string(),
+                "vector_norm.inv_std".to_string(),
+            )
+        }
+    };
+    b.push(node(
+        "Sub",
+        "vector_norm.sub",
+        &[VECTOR_INPUT, &mean],
+        &["vector.centred"],
+        vec![],
+    ));
+    b.push(node(
+        "Mul",
+        "vector_norm.scale",
+        &["vector.centred", &inv_std],
+        &["vector.normalised"],
+        vec![],
+    ));
+    let w: Vec<f32> = branch
+        .rows
+        .iter()
+        .flat_map(|r| r[..dims].iter().map(|&v| v as f32))
+        .collect();
+    let bias: Vec<f32> = branch.rows.iter().map(|r| r[dims] as f32).collect();
+    b.initializers
+        .push(tensor_f32("prosody.weight", &[classes, dims], &w));
+    b.initializers
+        .push(tensor_f32("prosody.bias", &[classes], &bias));
+    b.push(node(
+        "Gemm",
+        "prosody",
+        &["vector.normalised", "prosody.weight", "prosody.bias"],
+        &["prosody.scores"],
+        vec![attr_int("transB", 1)],
+    ));
+    b.push(node(
+        "Softmax",
+        "prosody.softmax",
+        &["prosody.scores"],
+        &[BRANCH_OUTPUT],
+        vec![attr_int("axis", 1)],
+    ));
+    let wt = branch.fusion_weight;
+    b.initializers.push(tensor_f32(
+        "fusion.network_weight",
+        &[],
+        &[(1.0 - wt) as f32],
+    ));
+    b.initializers
+        .push(tensor_f32("fusion.prosody_weight", &[], &[wt as f32]));
+    b.push(node(
+        "Mul",
+        "fusion.network",
+        &[NETWORK_OUTPUT, "fusion.network_weight"],
+        &["fusion.network_part"],
+        vec![],
+    ));
+    b.push(node(
+        "Mul",
+        "fusion.prosody",
+        &[BRANCH_OUTPUT, "fusion.prosody_weight"],
+        &["fusion.prosody_part"],
+        vec![],
+    ));
+    b.push(node(
+        "Add",
+        "fusion",
+        &["fusion.network_part", "fusion.prosody_part"],
+        &[OUTPUT],
+        vec![],
+    ));
+    for (name, doc) in [
+        (
+            NETWORK_OUTPUT,
+            "the network's class probabilities alone (N, classes)",
+        ),
+        (
+            BRANCH_OUTPUT,
+            "the prosody branch's class probabilities alone (N, classes)",
+        ),
+    ] {
+        outputs.push(value_info(name, &[batch.clone(), Dim::Fixed(classes)], doc));
+    }
+    Ok(())
 }
 
 /// Build the ONNX model of `spec`.
@@ -582,18 +766,26 @@ pub fn build(spec: &GraphSpec<'_>) -> Result<ModelProto> {
             plan.spec
         ));
     }
+    let network_out = if spec.branch.is_some() {
+        NETWORK_OUTPUT
+    } else {
+        OUTPUT
+    };
     b.push(node(
         "Softmax",
         "softmax",
         &[&current[logits]],
-        &[OUTPUT],
+        &[network_out],
         vec![attr_int("axis", 1)],
     ));
-    let outputs = vec![value_info(
+    let mut outputs = vec![value_info(
         OUTPUT,
-        &[batch, Dim::Fixed(plan.classes)],
+        &[batch.clone(), Dim::Fixed(plan.classes)],
         "class probabilities (N, classes) in the order of metadata `rescnn.classes`",
     )];
+    if let Some(branch) = &spec.branch {
+        add_branch(&mut b, &mut inputs, &mut outputs, branch, plan.classes)?;
+    }
     Ok(ModelProto {
         ir_version: onnx::IR_VERSION,
         producer_name: "rescnn".into(),

@@ -38,6 +38,8 @@ pub mod keys {
     pub const INPUT: &str = "rescnn.input";
     pub const INPUT_NORM: &str = "rescnn.input_norm";
     pub const CHECKPOINT: &str = "rescnn.checkpoint_written_by";
+    pub const UTTERANCE_VECTOR: &str = "rescnn.utterance_vector";
+    pub const EVAL: &str = "rescnn.eval";
 }
 
 /// What the input normalisation metadata says for a speaker-normalised model.
@@ -106,10 +108,64 @@ pub fn export_model(model: &TrainedModel) -> Result<ModelProto> {
             model.checkpoint.written_by.clone(),
         ),
     ];
+    let mut metadata = metadata;
+    metadata.push((keys::EVAL.to_string(), eval_doc(model, w)));
+    let branch = match model.utterance() {
+        Some(u) => {
+            let c = u.classifier.as_ref().ok_or_else(|| {
+                crate::config_err!(
+                    "cannot export: the model's utterance vector has no classifier to put in the graph"
+                )
+            })?;
+            let (vnorm, applied) = match u.norm {
+                InputNormMode::Training => (
+                    graph::VectorNorm::Constants {
+                        mean: &u.training.mean,
+                        std: &u.training.std,
+                    },
+                    "inside the graph: v = (v - mean) * (1 / std), the training utterances' statistics",
+                ),
+                InputNormMode::Speaker => (
+                    graph::VectorNorm::SpeakerInputs,
+                    "inside the graph: v = (v - speaker_vector_mean) * (1 / speaker_vector_std), the \
+                     mean and population standard deviation of each entry over the speaker's \
+                     utterances (1 where the deviation is below 1e-6 · max(|mean|, 1))",
+                ),
+            };
+            metadata.push((
+                keys::UTTERANCE_VECTOR.to_string(),
+                serde_json::json!({
+                    "input": graph::VECTOR_INPUT,
+                    "raw": true,
+                    "applied": applied,
+                    "normalisation": u.norm,
+                    "entries": u.features.names(),
+                    "features": u.features,
+                    "sample_rate": u.sample_rate,
+                    "computed_by": "rescnn spectrogram --model RUN --vector-npy OUT.npy FILE.wav",
+                    "classifier": "logistic regression: Softmax(Gemm(v, W, b, transB))",
+                    "fusion": format!(
+                        "probabilities = {} * network_probabilities + {} * prosody_probabilities",
+                        1.0 - c.fusion_weight,
+                        c.fusion_weight
+                    ),
+                    "fusion_weight": c.fusion_weight,
+                })
+                .to_string(),
+            ));
+            Some(graph::GraphBranch {
+                norm: vnorm,
+                rows: &c.rows,
+                fusion_weight: c.fusion_weight,
+            })
+        }
+        None => None,
+    };
     graph::build(&GraphSpec {
         plan: &plan,
         params: &model.checkpoint.params,
         norm,
+        branch,
         metadata,
         producer_version: env!("CARGO_PKG_VERSION").to_string(),
         doc: format!(
@@ -118,6 +174,29 @@ pub fn export_model(model: &TrainedModel) -> Result<ModelProto> {
             model.path.display()
         ),
     })
+}
+
+/// What metadata `rescnn.eval` says: how rescnn classifies an utterance with this model, and so
+/// what the graph's fixed-width input reproduces.
+fn eval_doc(model: &TrainedModel, width: usize) -> String {
+    use crate::data::EvalTime;
+    let how = match model.config.eval_time {
+        EvalTime::First => format!(
+            "first: the utterance's first {width} frames (padded when shorter), one image: the graph's \
+             output is rescnn's prediction"
+        ),
+        EvalTime::Crops => format!(
+            "crops: rescnn averages the class probabilities of crops of {width} frames every {} frames; \
+             run the graph on each crop's image and average the network's probabilities",
+            model.eval_mode().hop_for(&model.config.spectrogram.image)
+        ),
+        EvalTime::Whole => format!(
+            "whole: rescnn classifies each utterance in one image as wide as the longest utterance \
+             evaluated together; this graph takes {width} frames, so its network output is the \
+             first-frames evaluation, not rescnn's"
+        ),
+    };
+    serde_json::json!({ "eval_time": model.config.eval_time, "how": how }).to_string()
 }
 
 /// Export `model` to the file `out`, atomically.

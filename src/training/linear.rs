@@ -131,6 +131,41 @@ impl SoftmaxRegression {
         self.classes
     }
 
+    /// Input length.
+    pub fn dims(&self) -> usize {
+        self.dims
+    }
+
+    /// One row per class: its weights, then its bias (what [`SoftmaxRegression::from_rows`]
+    /// reads back).
+    pub fn rows(&self) -> Vec<Vec<f64>> {
+        self.w
+            .chunks_exact(self.dims + 1)
+            .map(<[f64]>::to_vec)
+            .collect()
+    }
+
+    /// The model of [`SoftmaxRegression::rows`]: at least two classes, every row of one length
+    /// (inputs + 1 for the bias).
+    pub fn from_rows(rows: &[Vec<f64>]) -> Result<Self> {
+        let stride = rows.first().map_or(0, Vec::len);
+        if rows.len() < 2 || stride < 1 || rows.iter().any(|r| r.len() != stride) {
+            return Err(config_err!(
+                "logistic regression: expected one row of weights and bias per class (at least two \
+                 classes, rows of one length), got {} rows",
+                rows.len()
+            ));
+        }
+        if rows.iter().flatten().any(|v| !v.is_finite()) {
+            return Err(config_err!("logistic regression: a weight is not finite"));
+        }
+        Ok(SoftmaxRegression {
+            classes: rows.len(),
+            dims: stride - 1,
+            w: rows.concat(),
+        })
+    }
+
     /// Class probabilities of one row.
     pub fn predict(&self, row: &[f32]) -> Vec<f64> {
         assert_eq!(row.len(), self.dims, "row length");

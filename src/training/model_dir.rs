@@ -7,15 +7,20 @@ use std::path::{Path, PathBuf};
 use super::checkpoint::Checkpoint;
 use super::config::DeviceChoice;
 use super::config::TrainConfig;
+use super::crop_eval::{predict_with, EvalMode};
 use super::device::{on_device, resolve, BackendJob, DeviceMemory};
+use super::ensemble::Predictions;
+use super::linear::SoftmaxRegression;
+use super::model_file::{self, ModelFile, SpeakerStats, UtteranceModel};
+use super::prosody_branch::{branch_predictions, fuse};
 use super::run_dir::files;
 use crate::backends::Backend;
 use crate::data::{
-    BatchConfig, Batcher, CacheOptions, Corpus, FeatureStore, InputNormMode, Normalization, Source,
-    SpeakerNorm, Utterance,
+    CacheOptions, Corpus, FeatureStore, InputNormMode, Normalization, ProsodyNorm, ProsodyStore,
+    Source, SpeakerNorm, Utterance,
 };
 use crate::model::{ArchSpec, InputShape, Network};
-use crate::{Error, Result};
+use crate::{config_err, Error, Result};
 
 /// Which weights of a run.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -72,11 +77,43 @@ pub fn locate(model: &Path, which: Weights) -> Result<PathBuf> {
     ))
 }
 
-/// A trained model loaded from its checkpoint.
+/// Where a speaker-normalised model gets each speaker's statistics.
+#[derive(Clone, Copy, Debug)]
+pub enum SpeakerSource<'a> {
+    /// Each speaker's own statistics over all of its utterances in the corpus being classified
+    /// (as the trainer normalises every speaker, test speakers included).
+    Corpus,
+    /// Saved statistics (`rescnn enroll`), one per speaker of the corpus.
+    Given(&'a [SpeakerStats]),
+    /// The training utterances' statistics, for every speaker.
+    Training,
+}
+
+/// The normalisations of one corpus: the image's and, for a model with an utterance-vector path,
+/// the vector's.
+pub struct Inputs {
+    pub image: Normalization,
+    pub vector: Option<ProsodyNorm>,
+}
+
+/// Class probabilities of a set of utterances: the network's, the prosody branch's (if the model
+/// has one) and their fusion (the model's output: the network's when there is no branch).
+#[derive(Clone, Debug, PartialEq)]
+pub struct ModelPredictions {
+    pub network: Predictions,
+    pub branch: Option<Predictions>,
+    pub fused: Predictions,
+}
+
+/// A trained model loaded from its folder: the checkpoint and `model.json`.
 pub struct TrainedModel {
     pub path: PathBuf,
     pub checkpoint: Checkpoint,
     pub config: TrainConfig,
+    /// `model.json` (empty for folders written before it existed; see [`TrainedModel::missing`]).
+    pub parts: ModelFile,
+    /// What this model's folder lacks, one line each (folders of older rescnn versions).
+    pub missing: Vec<String>,
 }
 
 impl TrainedModel {
@@ -85,15 +122,65 @@ impl TrainedModel {
         let checkpoint = Checkpoint::load(&path)?;
         let config: TrainConfig = serde_json::from_value(checkpoint.model.config.clone())
             .map_err(|e| Error::data(&path, format!("its configuration cannot be read: {e}")))?;
+        // A checkpoint lives in `<fold>/checkpoints/`; a loose checkpoint file has no folder parts.
+        let fold = path
+            .parent()
+            .filter(|p| p.file_name().is_some_and(|n| n == "checkpoints"))
+            .and_then(Path::parent);
+        let file = match fold {
+            Some(f) => ModelFile::load(&f.join(model_file::FILE))?,
+            None => None,
+        };
+        let mut missing = Vec::new();
+        let where_ = fold.map_or(path.clone(), |f| f.join(model_file::FILE));
+        if config.prosody_weight > 0.0
+            && file
+                .as_ref()
+                .is_none_or(|f| f.utterance.as_ref().is_none_or(|u| u.classifier.is_none()))
+        {
+            missing.push(format!(
+                "{}: no saved prosody branch (written by an older rescnn): predictions are the \
+                 network's alone, not the fusion at weight {} that the report scored",
+                where_.display(),
+                config.prosody_weight
+            ));
+        }
+        if checkpoint.model.input_norm_mode == InputNormMode::Speaker
+            && file.as_ref().is_none_or(|f| f.training_rows.is_none())
+        {
+            missing.push(format!(
+                "{}: no training-set statistics (written by an older rescnn): speakers need \
+                 statistics of their own (grouped files or --speaker-stats)",
+                where_.display()
+            ));
+        }
         Ok(TrainedModel {
             path,
             checkpoint,
             config,
+            parts: file.unwrap_or_else(|| ModelFile::new(None, None)),
+            missing,
         })
     }
 
     pub fn classes(&self) -> &[String] {
         &self.checkpoint.model.classes
+    }
+
+    /// How the model evaluates an utterance: the trainer's `eval_time` and `eval_hop`, in batches
+    /// of the training batch size (the batch changes how the device sums, so the trainer's exact
+    /// probabilities need its batch).
+    pub fn eval_mode(&self) -> EvalMode {
+        EvalMode {
+            time: self.config.eval_time,
+            hop: self.config.eval_hop,
+            batch: self.config.batch.max(1),
+        }
+    }
+
+    /// The utterance-vector path, if the model has one.
+    pub fn utterance(&self) -> Option<&UtteranceModel> {
+        self.parts.utterance.as_ref()
     }
 
     /// The network with the checkpoint's weights, able to run `max_batch` inputs at a time.
@@ -103,6 +190,17 @@ impl TrainedModel {
         max_batch: usize,
     ) -> Result<Network<B>> {
         let m = &self.checkpoint.model;
+        if m.side_input_len > 0 {
+            return Err(Error::data(
+                &self.path,
+                format!(
+                    "is a joint model (architecture `{}` appends the utterance vector), which \
+                     predict and eval do not feed yet: score the test-predictions.json its \
+                     training wrote (rescnn score) instead",
+                    m.arch
+                ),
+            ));
+        }
         let spec = ArchSpec::parse(&m.arch)?;
         let (c, h, w) = m.input_shape;
         let mut net = Network::new(
@@ -123,50 +221,6 @@ impl TrainedModel {
         Ok(net)
     }
 
-    /// Class probabilities of every utterance `batcher` yields (see
-    /// [`super::inference::predict_all`]), on the device `device` resolves to.
-    pub fn probabilities(
-        &self,
-        device: DeviceChoice,
-        batcher: &Batcher<'_>,
-        max_batch: usize,
-    ) -> Result<Vec<(usize, Vec<f64>)>> {
-        if self.checkpoint.model.side_input_len > 0 {
-            return Err(Error::data(
-                &self.path,
-                format!(
-                    "is a joint model (architecture `{}` appends the utterance vector), and predict/eval do                      not compute utterance vectors: score the test-predictions.json its training wrote instead",
-                    self.checkpoint.model.arch
-                ),
-            ));
-        }
-        struct Probabilities<'m, 'b> {
-            model: &'m TrainedModel,
-            batcher: &'m Batcher<'b>,
-            max_batch: usize,
-        }
-        impl BackendJob for Probabilities<'_, '_> {
-            type Output = Vec<(usize, Vec<f64>)>;
-            fn run<B: Backend<Elem = f32>>(
-                self,
-                backend: &B,
-                _memory: &DeviceMemory,
-            ) -> Result<Self::Output> {
-                let mut net = self.model.network(backend, self.max_batch)?;
-                super::inference::predict_all(backend, &mut net, self.batcher)
-            }
-        }
-        let (device, _why) = resolve(device)?;
-        on_device(
-            device,
-            Probabilities {
-                model: self,
-                batcher,
-                max_batch,
-            },
-        )
-    }
-
     /// Spectrograms of `corpus` with the model's settings (in memory).
     pub fn features(&self, corpus: &Corpus) -> Result<FeatureStore> {
         FeatureStore::build(
@@ -176,54 +230,312 @@ impl TrainedModel {
         )
     }
 
+    /// Utterance vectors of `corpus` with the model's settings, for a model with an
+    /// utterance-vector path (the disk cache as in training).
+    pub fn vectors(&self, corpus: &Corpus) -> Result<Option<ProsodyStore>> {
+        let Some(u) = self.utterance() else {
+            return Ok(None);
+        };
+        let opts = CacheOptions {
+            dir: self
+                .config
+                .feature_cache
+                .then(crate::data::cache::default_cache_dir),
+            progress: false,
+            variants: Vec::new(),
+        };
+        ProsodyStore::build(corpus, &u.features, u.sample_rate, &opts).map(Some)
+    }
+
     /// How the model normalises its inputs (from the checkpoint; `training` for old ones).
     pub fn input_norm_mode(&self) -> InputNormMode {
         self.checkpoint.model.input_norm_mode
     }
 
-    /// The input normalisation for `corpus` (whose spectrograms `store` holds): the training
-    /// statistics stored in the checkpoint, or, for a speaker-normalised model, each speaker's own
-    /// statistics over all of its utterances in `corpus`.
-    pub fn normalization(&self, corpus: &Corpus, store: &FeatureStore) -> Result<Normalization> {
-        match self.input_norm_mode() {
-            InputNormMode::Training => Ok(self.checkpoint.model.input_norm.clone().into()),
-            InputNormMode::Speaker => {
-                let speakers: Vec<&str> = corpus
-                    .utterances
+    /// The normalisations of `corpus` (spectrograms in `store`, vectors in `vectors`): the
+    /// training statistics for a training-normalised model; for a speaker-normalised one, each
+    /// speaker's statistics from `source`.
+    pub fn inputs(
+        &self,
+        corpus: &Corpus,
+        store: &FeatureStore,
+        vectors: Option<&ProsodyStore>,
+        source: SpeakerSource<'_>,
+    ) -> Result<Inputs> {
+        let speakers: Vec<&str> = corpus
+            .utterances
+            .iter()
+            .map(|u| u.speaker.as_str())
+            .collect();
+        let image_cfg = &self.config.spectrogram.image;
+        let (c, h, _) = self.checkpoint.model.input_shape;
+        let no_training = || {
+            config_err!(
+                "{}: this model has no training-set statistics (its folder predates them); give \
+                 the speaker's statistics (--speaker-stats) or several files per speaker",
+                self.path.display()
+            )
+        };
+        let image: Normalization = match (self.input_norm_mode(), source) {
+            (InputNormMode::Training, _) => self.checkpoint.model.input_norm.clone().into(),
+            (InputNormMode::Speaker, SpeakerSource::Corpus) => {
+                SpeakerNorm::from_store(store, image_cfg, &speakers)?.into()
+            }
+            (InputNormMode::Speaker, SpeakerSource::Given(stats)) => SpeakerNorm::from_stats(
+                (c, h),
+                stats
                     .iter()
-                    .map(|u| u.speaker.as_str())
-                    .collect();
-                Ok(
-                    SpeakerNorm::from_store(store, &self.config.spectrogram.image, &speakers)?
-                        .into(),
+                    .map(|s| (s.speaker.clone(), s.image.mean.clone(), s.image.std.clone()))
+                    .collect(),
+                &speakers,
+            )?
+            .into(),
+            (InputNormMode::Speaker, SpeakerSource::Training) => {
+                let rows = self.parts.training_rows.as_ref().ok_or_else(no_training)?;
+                SpeakerNorm::from_stats(
+                    (c, h),
+                    vec![("training".into(), rows.mean.clone(), rows.std.clone())],
+                    &vec!["training"; corpus.len()],
+                )?
+                .into()
+            }
+        };
+        let vector = match (self.utterance(), vectors) {
+            (None, _) => None,
+            (Some(_), None) => {
+                return Err(config_err!(
+                "the model takes an utterance vector: compute the vectors (TrainedModel::vectors)"
+            ))
+            }
+            (Some(u), Some(vectors)) => {
+                let training = || {
+                    ProsodyNorm::from_stats(
+                        vec![0; corpus.len()],
+                        vec![(u.training.mean.clone(), u.training.std.clone())],
+                    )
+                };
+                Some(match (u.norm, source) {
+                    (InputNormMode::Training, _)
+                    | (InputNormMode::Speaker, SpeakerSource::Training) => training()?,
+                    (InputNormMode::Speaker, SpeakerSource::Corpus) => {
+                        ProsodyNorm::for_training(InputNormMode::Speaker, vectors, &speakers, &[])?
+                    }
+                    (InputNormMode::Speaker, SpeakerSource::Given(stats)) => {
+                        let mut names: Vec<&str> =
+                            stats.iter().map(|s| s.speaker.as_str()).collect();
+                        names.sort();
+                        let group = speakers
+                            .iter()
+                            .map(|s| {
+                                names
+                                    .binary_search(s)
+                                    .map_err(|_| config_err!("no statistics for speaker '{s}'"))
+                            })
+                            .collect::<Result<Vec<usize>>>()?;
+                        let mut sorted: Vec<&SpeakerStats> = stats.iter().collect();
+                        sorted.sort_by(|a, b| a.speaker.cmp(&b.speaker));
+                        let groups = sorted
+                            .iter()
+                            .map(|s| {
+                                let v = s.vector.as_ref().ok_or_else(|| {
+                                    config_err!(
+                                        "the statistics of speaker '{}' have no utterance-vector part, \
+                                         which this model needs: enroll the speaker with this model",
+                                        s.speaker
+                                    )
+                                })?;
+                                Ok((v.mean.clone(), v.std.clone()))
+                            })
+                            .collect::<Result<Vec<_>>>()?;
+                        ProsodyNorm::from_stats(group, groups)?
+                    }
+                })
+            }
+        };
+        Ok(Inputs { image, vector })
+    }
+
+    /// Class probabilities of `indices` of `corpus` (spectrograms in `store`, vectors in
+    /// `vectors`), normalised by `inputs`, on the device `device` resolves to: the network evaluated
+    /// as the trainer evaluates it ([`predict_with`] with [`TrainedModel::eval_mode`]), the prosody
+    /// branch, and their fusion at the model's weight.
+    pub fn predict(
+        &self,
+        device: DeviceChoice,
+        store: &FeatureStore,
+        vectors: Option<&ProsodyStore>,
+        inputs: &Inputs,
+        indices: &[usize],
+    ) -> Result<ModelPredictions> {
+        struct Job<'m, 'b> {
+            model: &'m TrainedModel,
+            store: &'b FeatureStore,
+            norm: &'b Normalization,
+            indices: &'b [usize],
+            mode: EvalMode,
+        }
+        impl BackendJob for Job<'_, '_> {
+            type Output = Predictions;
+            fn run<B: Backend<Elem = f32>>(
+                self,
+                backend: &B,
+                _memory: &DeviceMemory,
+            ) -> Result<Self::Output> {
+                let mut net = self.model.network(backend, self.mode.batch)?;
+                predict_with(
+                    backend,
+                    &mut net,
+                    self.store,
+                    &self.model.config.spectrogram.image,
+                    self.norm,
+                    self.indices,
+                    &self.mode,
                 )
             }
         }
+        let (device, _why) = resolve(device)?;
+        let network = on_device(
+            device,
+            Job {
+                model: self,
+                store,
+                norm: &inputs.image,
+                indices,
+                mode: self.eval_mode(),
+            },
+        )?;
+        self.finish(network, vectors, inputs, indices)
     }
 
-    /// Batches of `indices` of `corpus` (spectrograms in `store`), rendered and normalised as in
-    /// training (no augmentation; see [`TrainedModel::normalization`]).
-    pub fn batcher<'a>(
+    /// The branch's predictions and the fusion, given the network's.
+    pub fn finish(
         &self,
-        corpus: &Corpus,
-        store: &'a FeatureStore,
+        network: Predictions,
+        vectors: Option<&ProsodyStore>,
+        inputs: &Inputs,
         indices: &[usize],
-        batch: usize,
-    ) -> Result<Batcher<'a>> {
-        Batcher::new(
-            store,
-            &self.config.spectrogram.image,
-            indices,
-            BatchConfig::evaluation(batch),
-            self.normalization(corpus, store)?,
-        )
+    ) -> Result<ModelPredictions> {
+        let classifier = self
+            .utterance()
+            .and_then(|u| u.classifier.as_ref())
+            .zip(vectors)
+            .zip(inputs.vector.as_ref());
+        let Some(((c, vectors), norm)) = classifier else {
+            return Ok(ModelPredictions {
+                fused: network.clone(),
+                network,
+                branch: None,
+            });
+        };
+        let model = SoftmaxRegression::from_rows(&c.rows)?;
+        if model.classes() != self.classes().len() || model.dims() != vectors.config().vector_len()
+        {
+            return Err(Error::data(
+                &self.path,
+                format!(
+                    "the saved prosody branch has {} classes and {} inputs, the model {} classes and \
+                     vectors of {} values",
+                    model.classes(),
+                    model.dims(),
+                    self.classes().len(),
+                    vectors.config().vector_len()
+                ),
+            ));
+        }
+        let branch = branch_predictions(&model, norm, vectors, indices);
+        let fused = fuse(network.clone(), branch.clone(), c.fusion_weight)?;
+        Ok(ModelPredictions {
+            network,
+            branch: Some(branch),
+            fused,
+        })
+    }
+}
+
+/// How files given for prediction are grouped by speaker (`--speaker-from`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SpeakerOf {
+    /// The name of the folder holding the file (one folder per speaker).
+    Folder,
+    /// Characters `start..end` of the file name (EMO-DB: `chars:0-2`).
+    Chars(usize, usize),
+    /// Field `k` (from 0) of the file name without its extension, split at `sep` (RAVDESS:
+    /// `field:-:6`).
+    Field(char, usize),
+}
+
+impl std::str::FromStr for SpeakerOf {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        let bad = || {
+            config_err!(
+                "--speaker-from '{s}': expected folder, chars:START-END (e.g. chars:0-2) or \
+                 field:SEP:K (e.g. field:-:6)"
+            )
+        };
+        if s == "folder" {
+            return Ok(SpeakerOf::Folder);
+        }
+        if let Some(range) = s.strip_prefix("chars:") {
+            let (a, b) = range.split_once('-').ok_or_else(bad)?;
+            let (a, b): (usize, usize) =
+                (a.parse().map_err(|_| bad())?, b.parse().map_err(|_| bad())?);
+            return if a < b {
+                Ok(SpeakerOf::Chars(a, b))
+            } else {
+                Err(bad())
+            };
+        }
+        if let Some(rest) = s.strip_prefix("field:") {
+            let mut chars = rest.chars();
+            let sep = chars.next().ok_or_else(bad)?;
+            let k = chars.as_str().strip_prefix(':').ok_or_else(bad)?;
+            return Ok(SpeakerOf::Field(sep, k.parse().map_err(|_| bad())?));
+        }
+        Err(bad())
+    }
+}
+
+impl SpeakerOf {
+    /// The speaker of `path`.
+    pub fn speaker(&self, path: &Path) -> Result<String> {
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let found = match self {
+            SpeakerOf::Folder => path
+                .parent()
+                .and_then(Path::file_name)
+                .map(|n| n.to_string_lossy().into_owned()),
+            SpeakerOf::Chars(a, b) => {
+                let chars: Vec<char> = name.chars().collect();
+                (chars.len() >= *b).then(|| chars[*a..*b].iter().collect())
+            }
+            SpeakerOf::Field(sep, k) => {
+                let stem = path
+                    .file_stem()
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .unwrap_or_default();
+                stem.split(*sep).nth(*k).map(str::to_string)
+            }
+        };
+        found.filter(|s| !s.is_empty()).ok_or_else(|| {
+            Error::data(
+                path,
+                format!("has no speaker name where --speaker-from says ({self:?})"),
+            )
+        })
     }
 }
 
 /// WAV files as a corpus of unknown labels (for prediction); each file is read once here, so a bad
-/// one is reported by name before anything else runs. All files get one speaker, `-` (a
-/// speaker-normalised model normalises them with their joint statistics).
-pub fn files_corpus(paths: &[PathBuf], classes: &[String]) -> Result<Corpus> {
+/// one is reported by name before anything else runs. Each file's speaker is `speaker(file)`.
+pub fn files_corpus_of(
+    paths: &[PathBuf],
+    classes: &[String],
+    speaker: impl Fn(&Path) -> Result<String>,
+) -> Result<Corpus> {
     let mut utterances = Vec::with_capacity(paths.len());
     for p in paths {
         let audio = crate::audio::read_wav(p)?;
@@ -232,7 +544,7 @@ pub fn files_corpus(paths: &[PathBuf], classes: &[String]) -> Result<Corpus> {
             duration_s: audio.duration_s(),
             source: Source::File(p.clone()),
             label: 0,
-            speaker: "-".into(),
+            speaker: speaker(p)?,
         });
     }
     Ok(Corpus {
@@ -240,4 +552,9 @@ pub fn files_corpus(paths: &[PathBuf], classes: &[String]) -> Result<Corpus> {
         classes: classes.to_vec(),
         utterances,
     })
+}
+
+/// [`files_corpus_of`] with every file of one speaker, `-`.
+pub fn files_corpus(paths: &[PathBuf], classes: &[String]) -> Result<Corpus> {
+    files_corpus_of(paths, classes, |_| Ok("-".into()))
 }

@@ -5,8 +5,10 @@
 //! (or, with a single training speaker, the middle of the grid). Its class probabilities are fused
 //! late with the network's (a weighted mean, [`super::ensemble::average`]).
 
-use super::ensemble::Predictions;
+use super::ensemble::{average, Predictions};
 use super::linear::{select_l2, SoftmaxRegression, L2_GRID};
+use super::model_file::{BranchClassifier, Stats, UtteranceModel};
+use crate::data::prosody::vector_stats;
 use crate::data::{Corpus, InputNormMode, ProsodyNorm, ProsodyStore};
 use crate::Result;
 
@@ -16,6 +18,28 @@ pub struct ProsodyBranch {
     model: SoftmaxRegression,
     /// The chosen L2 strength.
     pub l2: f64,
+    /// The training utterances' vector statistics (the normaliser's in `training` mode).
+    training: Stats<f64>,
+    mode: InputNormMode,
+}
+
+/// The branch's class probabilities of `indices` (corpus indices of `store`), in that order:
+/// `model` on each vector normalised by `norm`.
+pub fn branch_predictions(
+    model: &SoftmaxRegression,
+    norm: &ProsodyNorm,
+    store: &ProsodyStore,
+    indices: &[usize],
+) -> Predictions {
+    indices
+        .iter()
+        .map(|&i| (i, model.predict(&norm.normalised(store, i))))
+        .collect()
+}
+
+/// The late fusion: (1 − w) · network + w · branch, per utterance.
+pub fn fuse(network: Predictions, branch: Predictions, w: f64) -> Result<Predictions> {
+    average(&[network, branch], Some(&[1.0 - w, w]))
 }
 
 impl ProsodyBranch {
@@ -48,14 +72,45 @@ impl ProsodyBranch {
         let rows: Vec<&[f32]> = train.iter().map(|&i| x[i].as_slice()).collect();
         let y: Vec<usize> = train.iter().map(|&i| labels[i]).collect();
         let model = SoftmaxRegression::fit(&rows, &y, classes, l2)?;
-        Ok(ProsodyBranch { norm, model, l2 })
+        let (mean, std) = match mode {
+            InputNormMode::Training => {
+                let (m, s) = norm.stats(0);
+                (m.to_vec(), s.to_vec())
+            }
+            InputNormMode::Speaker => vector_stats(store, train),
+        };
+        Ok(ProsodyBranch {
+            norm,
+            model,
+            l2,
+            training: Stats { mean, std },
+            mode,
+        })
     }
 
     /// Class probabilities of `indices` (corpus indices), in that order.
     pub fn predict(&self, store: &ProsodyStore, indices: &[usize]) -> Predictions {
-        indices
-            .iter()
-            .map(|&i| (i, self.model.predict(&self.norm.normalised(store, i))))
-            .collect()
+        branch_predictions(&self.model, &self.norm, store, indices)
+    }
+
+    /// The branch as the model folder keeps it, fused at `fusion_weight`, for vectors computed
+    /// at `sample_rate`.
+    pub fn saved(
+        &self,
+        store: &ProsodyStore,
+        sample_rate: u32,
+        fusion_weight: f64,
+    ) -> UtteranceModel {
+        UtteranceModel {
+            features: store.config().clone(),
+            sample_rate,
+            norm: self.mode,
+            training: self.training.clone(),
+            classifier: Some(BranchClassifier {
+                rows: self.model.rows(),
+                l2: self.l2,
+                fusion_weight,
+            }),
+        }
     }
 }

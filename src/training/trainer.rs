@@ -16,10 +16,11 @@ use std::time::Instant;
 use super::checkpoint::{BestRecord, Checkpoint, ModelInfo, TrainerState};
 use super::config::{batches_per_epoch, drop_short_batch, Selection, TrainConfig};
 use super::crop_eval::{predict_with, EvalMode};
-use super::ensemble::{average, Predictions};
+use super::ensemble::Predictions;
 use super::inference::{score, side_rows, SideInput};
 use super::metrics::EvalReport;
-use super::prosody_branch::ProsodyBranch;
+use super::model_file::{self, ModelFile, Stats};
+use super::prosody_branch::{fuse, ProsodyBranch};
 use super::run_dir::{
     append_metrics, describe_line, files, truncate_metrics, Fold, FoldOutcome, FoldResult,
     MetricsLine, Parts,
@@ -27,7 +28,7 @@ use super::run_dir::{
 use crate::backends::Backend;
 use crate::data::{
     BatchConfig, Batcher, CacheOptions, Corpus, FeatureStore, InputNorm, InputNormMode,
-    Normalization, ProsodyNorm, ProsodyStore, Split,
+    Normalization, ProsodyNorm, ProsodyStore, SpeakerNorm, Split,
 };
 use crate::model::{Network, Optimizer};
 use crate::{config_err, Error, Result};
@@ -99,6 +100,21 @@ fn fold_norm(
     )
 }
 
+/// The training utterances' image statistics per (channel, row), all training speakers together:
+/// what a speaker-normalised model falls back on for a speaker without statistics.
+fn training_rows(cfg: &TrainConfig, store: &FeatureStore, split: &Split) -> Result<Stats<f32>> {
+    let mut group = vec!["rest"; store.len()];
+    for &i in &split.train {
+        group[i] = "train";
+    }
+    let norm = SpeakerNorm::from_store(store, &cfg.spectrogram.image, &group)?;
+    let (mean, std) = norm.stats("train").expect("the training set is not empty");
+    Ok(Stats {
+        mean: mean.to_vec(),
+        std: std.to_vec(),
+    })
+}
+
 /// The trained network of a fold, with everything needed to continue.
 pub struct Trainer<'a, B: Backend<Elem = f32>> {
     backend: &'a B,
@@ -120,6 +136,8 @@ pub struct Trainer<'a, B: Backend<Elem = f32>> {
     side_norm: Option<ProsodyNorm>,
     /// The test set's class probabilities once the fold is finished (what its results score).
     test_probabilities: Option<TestProbabilities>,
+    /// What a prediction needs besides the checkpoint (`model.json`).
+    model_file: ModelFile,
 }
 
 /// The test utterances' class probabilities (fused with the prosody branch when there is one)
@@ -274,7 +292,22 @@ impl<'a, B: Backend<Elem = f32>> Trainer<'a, B> {
             }
             _ => None,
         };
+        let model_file = ModelFile::new(
+            match cfg.input_norm {
+                InputNormMode::Training => None,
+                InputNormMode::Speaker => Some(training_rows(cfg, store, fold.split)?),
+            },
+            match (&vectors, &prosody) {
+                (Some(store), Some(branch)) => Some(branch.saved(
+                    store,
+                    cfg.spectrogram.stft.sample_rate,
+                    cfg.prosody_weight,
+                )),
+                _ => None,
+            },
+        );
         Ok(Trainer {
+            model_file,
             vectors,
             prosody,
             side_norm,
@@ -433,13 +466,11 @@ impl<'a, B: Backend<Elem = f32>> Trainer<'a, B> {
     /// The network's probabilities fused with the prosody branch's, when there is one.
     fn fused(&self, network: Predictions, indices: &[usize]) -> Result<Predictions> {
         match (&self.vectors, &self.prosody) {
-            (Some(store), Some(branch)) => {
-                let w = self.cfg.prosody_weight;
-                average(
-                    &[network, branch.predict(store, indices)],
-                    Some(&[1.0 - w, w]),
-                )
-            }
+            (Some(store), Some(branch)) => fuse(
+                network,
+                branch.predict(store, indices),
+                self.cfg.prosody_weight,
+            ),
             _ => Ok(network),
         }
     }
@@ -462,13 +493,17 @@ impl<'a, B: Backend<Elem = f32>> Trainer<'a, B> {
     }
 
     /// `test-predictions.json`: the test utterances' class probabilities from the network's last
-    /// weights and, with a prosody branch, from the branch alone, so that fusion weights, ensembles
-    /// and the branch's ablation can be scored afterwards without retraining.
+    /// and selected weights and, with a prosody branch, from the branch alone, so that fusion
+    /// weights, ensembles and the branch's ablation can be scored afterwards without retraining;
+    /// and what the fold's results score (`selected`, `last`: fused when there is a branch).
+    /// Returns the branch's probabilities.
     fn write_test_predictions(
-        &mut self,
+        &self,
         indices: &[usize],
-    ) -> Result<(Predictions, Option<Predictions>)> {
-        let network = self.network_predictions(indices)?;
+        network: &Predictions,
+        network_selected: &Predictions,
+        scored: &TestProbabilities,
+    ) -> Result<Option<Predictions>> {
         let prosody = match (&self.vectors, &self.prosody) {
             (Some(store), Some(branch)) => Some(branch.predict(store, indices)),
             _ => None,
@@ -487,7 +522,10 @@ impl<'a, B: Backend<Elem = f32>> Trainer<'a, B> {
             "classes": self.corpus.classes,
             "ids": ids,
             "labels": labels,
-            "network_last": rows(&network),
+            "network_last": rows(network),
+            "network_selected": rows(network_selected),
+            "last": rows(&scored.last),
+            "selected": rows(&scored.selected),
             "prosody": prosody.as_ref().map(rows),
             "prosody_weight": self.cfg.prosody_weight,
             "prosody_l2": self.prosody.as_ref().map(|b| b.l2),
@@ -498,13 +536,14 @@ impl<'a, B: Backend<Elem = f32>> Trainer<'a, B> {
                 .expect("predictions serialise")
                 .as_bytes(),
         )?;
-        Ok((network, prosody))
+        Ok(prosody)
     }
 
     /// Train to the end (or until stopped), then evaluate the test set.
     pub fn run(&mut self, control: &RunControl) -> Result<FoldOutcome> {
         let dir = self.fold.dir.clone();
         crate::fsutil::create_dir_all(&dir.join("checkpoints"))?;
+        self.model_file.save(&dir.join(model_file::FILE))?;
         let metrics_path = dir.join(files::METRICS);
         truncate_metrics(&metrics_path, self.state.step)?;
         let split = self.fold.split;
@@ -660,36 +699,40 @@ impl<'a, B: Backend<Elem = f32>> Trainer<'a, B> {
     fn finish(&mut self) -> Result<FoldResult> {
         let dir = self.fold.dir.clone();
         let split = self.fold.split;
-        let last_p = self.predictions_on(&split.test)?;
+        let network_last = self.network_predictions(&split.test)?;
+        let last_p = self.fused(network_last.clone(), &split.test)?;
         let last = self.score(last_p.clone());
-        let (network_p, prosody_p) = self.write_test_predictions(&split.test)?;
-        let parts = prosody_p.map(|branch| Parts {
-            network: self.score(network_p),
-            branch: self.score(branch),
-            prosody_weight: self.cfg.prosody_weight,
-        });
-        let (selected_step, selected_p) = match self.state.best.clone() {
+        let (selected_step, network_selected) = match self.state.best.clone() {
             Some(b) if b.step != self.state.step => {
                 let best_path = dir.join(files::BEST);
                 let ck = Checkpoint::load(&best_path)?;
                 let last_params = self.net.export_params(self.backend)?;
                 self.net.import_params(self.backend, &ck.params)?;
-                let p = self.predictions_on(&split.test)?;
+                let p = self.network_predictions(&split.test)?;
                 self.net.import_params(self.backend, &last_params)?;
                 (b.step, p)
             }
-            Some(b) => (b.step, last_p.clone()),
+            Some(b) => (b.step, network_last.clone()),
             None => {
                 // No validation set: the last weights are the selected ones.
                 self.checkpoint(false)?.save(&dir.join(files::BEST))?;
-                (self.state.step, last_p.clone())
+                (self.state.step, network_last.clone())
             }
         };
+        let selected_p = self.fused(network_selected.clone(), &split.test)?;
         let selected = self.score(selected_p.clone());
-        self.test_probabilities = Some(TestProbabilities {
+        let scored = TestProbabilities {
             selected: selected_p,
             last: last_p,
+        };
+        let prosody_p =
+            self.write_test_predictions(&split.test, &network_last, &network_selected, &scored)?;
+        let parts = prosody_p.map(|branch| Parts {
+            network: self.score(network_last.clone()),
+            branch: self.score(branch),
+            prosody_weight: self.cfg.prosody_weight,
         });
+        self.test_probabilities = Some(scored);
         let test_speakers = {
             let mut s: Vec<String> = split
                 .test

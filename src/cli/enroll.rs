@@ -1,0 +1,58 @@
+//! `rescnn enroll --model RUN_DIR --speaker NAME FILE.wav... -o STATS.json`: a speaker's
+//! normalisation statistics from some of their utterances, for `rescnn predict --speaker-stats`
+//! (see [`crate::training::enrollment::speaker_stats`]).
+
+use std::path::PathBuf;
+
+use crate::data::InputNormMode;
+use crate::training::enrollment::speaker_stats;
+use crate::training::model_dir::{files_corpus_of, TrainedModel, Weights};
+use crate::{config_err, Result};
+
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// A run directory of rescnn-train (a single split, or one fold's folder), or a checkpoint file.
+    #[arg(long, value_name = "RUN_DIR")]
+    pub model: PathBuf,
+    /// Which weights (the statistics do not depend on them; the model folder is the same).
+    #[arg(long, value_enum, default_value = "best")]
+    pub weights: Weights,
+    /// The speaker's name, saved with the statistics.
+    #[arg(long)]
+    pub speaker: String,
+    /// The statistics file to write.
+    #[arg(short, long, value_name = "STATS.json")]
+    pub output: PathBuf,
+    /// The speaker's WAV files (any labels; none are read).
+    #[arg(required = true, value_name = "FILE.wav")]
+    pub files: Vec<PathBuf>,
+}
+
+pub fn run(args: &Args) -> Result<()> {
+    let model = TrainedModel::load(&args.model, args.weights)?;
+    if model.input_norm_mode() != InputNormMode::Speaker {
+        return Err(config_err!(
+            "{}: this model normalises with its training statistics, so speaker statistics would not \
+             be used (enroll speakers for a model trained with --input-norm speaker)",
+            args.model.display()
+        ));
+    }
+    let corpus = files_corpus_of(&args.files, model.classes(), |_| Ok(args.speaker.clone()))?;
+    let store = model.features(&corpus)?;
+    let vectors = model.vectors(&corpus)?;
+    let all: Vec<usize> = (0..corpus.len()).collect();
+    let stats = speaker_stats(&model, &args.speaker, &store, vectors.as_ref(), &all)?;
+    stats.save(&args.output)?;
+    println!(
+        "{}: statistics of speaker '{}' from {} utterance(s){}",
+        args.output.display(),
+        args.speaker,
+        stats.utterances,
+        if stats.vector.is_some() {
+            " (image and utterance vector)"
+        } else {
+            " (image)"
+        }
+    );
+    Ok(())
+}

@@ -1,0 +1,383 @@
+//! The trained model is the deployed model: `rescnn eval` and `rescnn predict` give exactly the class
+//! probabilities the trainer scored for its test set (whole-utterance evaluation, the prosody branch
+//! and its fusion, selected and last weights), a multi-fold run is evaluated fold by fold and pooled
+//! as its report, and speakers at prediction time (enrollment, saved statistics, the training
+//! fallback, folders older than the model file).
+
+mod train_support;
+
+use std::path::{Path, PathBuf};
+
+use rescnn::data::{synth, EvalTime, InputNormMode, SynthConfig};
+use rescnn::training::metrics::EvalReport;
+use rescnn::training::report::RunResult;
+use rescnn::training::run_dir::FoldResult;
+use rescnn::training::TrainConfig;
+use train_support::*;
+
+/// A synthetic corpus written as `<class>/<speaker>/<file>.wav`: 4 speakers, 3 utterances per
+/// class each (84 files).
+fn corpus_on_disk() -> tempfile::TempDir {
+    let data = temp_dir();
+    let corpus = synth::generate(&SynthConfig {
+        seed: 5,
+        speakers: 4,
+        per_class_per_speaker: 3,
+        ..SynthConfig::default()
+    })
+    .expect("synthetic corpus");
+    synth::export(&corpus, data.path()).expect("export as WAV files");
+    data
+}
+
+/// The recipe's evaluation on the corpus in `data`: statistics pooling, whole utterances in one
+/// image, the prosody branch fused at 0.5.
+fn whole_with_branch(data: &Path) -> TrainConfig {
+    let mut cfg = tiny_config();
+    cfg.corpus = format!("folders:{}", data.display());
+    cfg.arch = "c8k3 bn p2 +0 c16k3 bn p2 +0 stats drop0.2 fc16".into();
+    cfg.spectrogram.image.width = 64;
+    cfg.eval_time = EvalTime::Whole;
+    cfg.prosody_weight = 0.5;
+    cfg.iterations = Some(20);
+    cfg
+}
+
+fn read_json(path: &Path) -> serde_json::Value {
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap_or_else(|e| {
+        panic!("{}: {e}", path.display());
+    }))
+    .unwrap()
+}
+
+fn rows(v: &serde_json::Value) -> Vec<Vec<f64>> {
+    serde_json::from_value(v.clone()).unwrap()
+}
+
+/// `rescnn eval --out` on `model`, returning (eval.json report, predictions.json).
+fn eval(model: &Path, data: &Path, extra: &[&str]) -> (EvalReport, serde_json::Value) {
+    let out = temp_dir();
+    let mut args: Vec<std::ffi::OsString> = vec![
+        "eval".into(),
+        "--device".into(),
+        "cpu".into(),
+        "--corpus".into(),
+        "folders".into(),
+        "--model".into(),
+        model.into(),
+        "--data".into(),
+        data.into(),
+        "--out".into(),
+        out.path().into(),
+    ];
+    args.extend(extra.iter().map(Into::into));
+    rescnn_ok(&args);
+    let report: EvalReport =
+        serde_json::from_value(read_json(&out.path().join("eval.json"))).unwrap();
+    (report, read_json(&out.path().join("predictions.json")))
+}
+
+/// On a run's own split, eval gives the trainer's test probabilities bit for bit (network, branch,
+/// fusion; selected and last weights) and so the report's WA, UAR, per-class recall and confusion;
+/// predict on the test files gives the same fused probabilities.
+#[test]
+fn eval_and_predict_give_the_trainers_test_probabilities() {
+    let data = corpus_on_disk();
+    let run = temp_dir();
+    train(&whole_with_branch(data.path()), run.path());
+    let saved = read_json(&run.path().join("test-predictions.json"));
+    let fold: FoldResult =
+        serde_json::from_value(read_json(&run.path().join("fold.json"))).unwrap();
+    let split = run.path().join("split.json");
+    let split_s = split.to_str().unwrap();
+    for (weights, network_key, fused_key, reported) in [
+        ("best", "network_selected", "selected", &fold.selected),
+        ("last", "network_last", "last", &fold.last),
+    ] {
+        let (report, p) = eval(
+            run.path(),
+            data.path(),
+            &["--split", split_s, "--part", "test", "--weights", weights],
+        );
+        let f = &p["folds"][0];
+        assert_eq!(
+            f["ids"], saved["ids"],
+            "{weights}: the test utterances in order"
+        );
+        assert_eq!(
+            rows(&f["network"]),
+            rows(&saved[network_key]),
+            "{weights}: network"
+        );
+        assert_eq!(
+            rows(&f["prosody"]),
+            rows(&saved["prosody"]),
+            "{weights}: branch"
+        );
+        assert_eq!(
+            rows(&f["fused"]),
+            rows(&saved[fused_key]),
+            "{weights}: fusion"
+        );
+        assert_eq!(
+            &report, reported,
+            "{weights}: eval's report is the trainer's"
+        );
+    }
+
+    // predict on the test files together (the whole-utterance width is the longest of the files
+    // evaluated together, as for the trainer's test set).
+    let ids: Vec<String> = serde_json::from_value(saved["ids"].clone()).unwrap();
+    let mut args: Vec<std::ffi::OsString> = vec![
+        "predict".into(),
+        "--device".into(),
+        "cpu".into(),
+        "--json".into(),
+        "--model".into(),
+        run.path().into(),
+    ];
+    args.extend(ids.iter().map(|id| data.path().join(id).into_os_string()));
+    let out = rescnn_ok(&args);
+    let predicted: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let classes: Vec<String> = serde_json::from_value(saved["classes"].clone()).unwrap();
+    let selected = rows(&saved["selected"]);
+    for (k, want) in selected.iter().enumerate() {
+        let probs = &predicted[k]["probabilities"];
+        let got: Vec<f64> = classes.iter().map(|c| probs[c].as_f64().unwrap()).collect();
+        assert_eq!(
+            &got, want,
+            "{}: predict vs the trainer's fused probabilities",
+            ids[k]
+        );
+    }
+}
+
+/// A leave-one-speaker-out run: eval of the run folder evaluates each fold's test speaker with
+/// that fold's model and pools, giving the run's report; a folder without `model.json` (an older
+/// rescnn) loads with one note naming what is missing.
+#[test]
+fn eval_of_a_loso_run_pools_its_folds_as_the_report_does() {
+    let data = corpus_on_disk();
+    let run = temp_dir();
+    let mut cfg = whole_with_branch(data.path());
+    cfg.protocol = "loso".into();
+    cfg.iterations = Some(10);
+    cfg.eval_every = 5;
+    train(&cfg, run.path());
+    let result: RunResult =
+        serde_json::from_value(read_json(&run.path().join("result.json"))).unwrap();
+    assert_eq!(result.folds.len(), 4);
+    let (report, p) = eval(run.path(), data.path(), &[]);
+    assert_eq!(p["folds"].as_array().unwrap().len(), 4);
+    assert_eq!(
+        report, result.selected,
+        "pooled over the folds as the report"
+    );
+
+    // Without the saved branch: a clear note, and the network's probabilities alone.
+    let fold = std::fs::read_dir(run.path())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.join("model.json").exists())
+        .unwrap();
+    std::fs::remove_file(fold.join("model.json")).unwrap();
+    let wav = first_wav(data.path());
+    let out = rescnn_ok([
+        "predict".as_ref(),
+        "--device".as_ref(),
+        "cpu".as_ref(),
+        "--json".as_ref(),
+        "--model".as_ref(),
+        fold.as_os_str(),
+        wav.as_os_str(),
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("no saved prosody branch") && stderr.lines().count() == 1,
+        "{stderr}"
+    );
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(json[0]["prosody"].is_null());
+}
+
+fn first_wav(data: &Path) -> PathBuf {
+    data.join("anger/syn01/anger_00.wav")
+}
+
+/// A speaker-normalised model: statistics saved by `rescnn enroll` from all of a speaker's files
+/// give exactly what grouping those files by speaker gives; without any statistics the training
+/// speakers' are used, with one note; a folder without them is refused in one line.
+#[test]
+fn enrolled_statistics_and_the_training_fallback() {
+    let data = corpus_on_disk();
+    let run = temp_dir();
+    let mut cfg = whole_with_branch(data.path());
+    cfg.input_norm = InputNormMode::Speaker;
+    train(&cfg, run.path());
+    let files: Vec<PathBuf> = ["anger", "sadness", "neutral", "happiness"]
+        .iter()
+        .flat_map(|c| (0..3).map(move |k| format!("{c}/syn02/{c}_{k:02}.wav")))
+        .map(|f| data.path().join(f))
+        .collect();
+    assert!(files.iter().all(|f| f.exists()));
+    let work = temp_dir();
+    let stats = work.path().join("syn02.json");
+    let mut args: Vec<std::ffi::OsString> = vec![
+        "enroll".into(),
+        "--model".into(),
+        run.path().into(),
+        "--speaker".into(),
+        "syn02".into(),
+        "-o".into(),
+        stats.clone().into(),
+    ];
+    args.extend(files.iter().map(|f| f.clone().into_os_string()));
+    rescnn_ok(&args);
+    let saved = read_json(&stats);
+    assert_eq!(saved["speaker"], "syn02");
+    assert!(
+        saved["vector"]["mean"].is_array(),
+        "the branch's statistics too"
+    );
+
+    let predict = |extra: &[&str]| {
+        let mut args: Vec<std::ffi::OsString> = vec![
+            "predict".into(),
+            "--device".into(),
+            "cpu".into(),
+            "--json".into(),
+            "--model".into(),
+            run.path().into(),
+        ];
+        args.extend(extra.iter().map(Into::into));
+        args.extend(files.iter().map(|f| f.clone().into_os_string()));
+        let out = rescnn_ok(&args);
+        (
+            serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (enrolled, note) = predict(&["--speaker-stats", stats.to_str().unwrap()]);
+    assert!(note.is_empty(), "{note}");
+    let (grouped, note) = predict(&["--speaker-from", "folder"]);
+    assert!(
+        note.contains("statistics of their files given here"),
+        "{note}"
+    );
+    assert_eq!(grouped[0]["speaker"], "syn02");
+    for k in 0..files.len() {
+        assert_eq!(
+            enrolled[k]["probabilities"],
+            grouped[k]["probabilities"],
+            "{}: enrolled from these files = grouped",
+            files[k].display()
+        );
+    }
+    let (fallback, note) = predict(&[]);
+    assert!(
+        note.contains("using the training speakers' statistics") && note.lines().count() == 1,
+        "{note}"
+    );
+    assert_ne!(fallback[0]["network"], grouped[0]["network"]);
+
+    // A folder from before model.json: no training statistics, so refused in one line.
+    std::fs::remove_file(run.path().join("model.json")).unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_rescnn"))
+        .args(["predict", "--device", "cpu", "--model"])
+        .arg(run.path())
+        .arg(&files[0])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let error: Vec<&str> = stderr.lines().filter(|l| !l.starts_with("note:")).collect();
+    assert_eq!(error.len(), 1, "{stderr}");
+    assert!(error[0].contains("no training-set statistics"), "{stderr}");
+}
+
+/// The enrollment evaluation of a speaker-normalised LOSO run: the "all of the speaker's
+/// utterances" row is the run's report, the k rows score only the utterances not enrolled, and the
+/// command prints the table.
+#[test]
+fn enrollment_table_of_a_loso_run() {
+    use rescnn::training::enrollment::{evaluate_enrollment, EnrollmentSettings, FoldModel};
+    use rescnn::training::model_dir::{TrainedModel, Weights};
+    let data = corpus_on_disk();
+    let run = temp_dir();
+    let mut cfg = whole_with_branch(data.path());
+    cfg.protocol = "loso".into();
+    cfg.input_norm = InputNormMode::Speaker;
+    cfg.iterations = Some(10);
+    cfg.eval_every = 5;
+    train(&cfg, run.path());
+    let result: RunResult =
+        serde_json::from_value(read_json(&run.path().join("result.json"))).unwrap();
+    let corpus = rescnn::training::prepare::load_corpus(&cfg).unwrap();
+    let mut folds = Vec::new();
+    for dir in rescnn::cli::eval::fold_dirs(run.path()).unwrap() {
+        let split = rescnn::data::Split::load(&corpus, dir.join("split.json")).unwrap();
+        folds.push(FoldModel {
+            name: dir.display().to_string(),
+            model: TrainedModel::load(&dir, Weights::Best).unwrap(),
+            test: split.test,
+        });
+    }
+    assert_eq!(folds.len(), 4);
+    let identity: Vec<usize> = (0..corpus.classes.len()).collect();
+    let settings = EnrollmentSettings {
+        ks: vec![1, 3],
+        draws: 2,
+        seed: 7,
+        device: rescnn::training::DeviceChoice::Cpu,
+    };
+    let rows = evaluate_enrollment(&folds, &corpus, &identity, &settings).unwrap();
+    assert_eq!(rows.len(), 4);
+    let all = &rows[0];
+    assert_eq!(all.scored, 84);
+    // The same probabilities as the trainer's, so the same pooled accuracy (exact: counts).
+    assert_eq!(
+        all.fusion.as_ref().unwrap().wa.0,
+        100.0 * result.selected.wa
+    );
+    assert_eq!(
+        all.fusion.as_ref().unwrap().uar.0,
+        100.0 * result.selected.uar
+    );
+    assert!(all.branch.is_some());
+    for (row, k) in rows[2..].iter().zip([1, 3]) {
+        assert_eq!(
+            row.scored,
+            84 - 4 * k,
+            "{}: enrolled utterances are not scored",
+            row.setting
+        );
+        assert_eq!(row.speakers_skipped, 0);
+    }
+
+    let out = rescnn_ok([
+        "eval".as_ref(),
+        "--device".as_ref(),
+        "cpu".as_ref(),
+        "--corpus".as_ref(),
+        "folders".as_ref(),
+        "--model".as_ref(),
+        run.path().as_os_str(),
+        "--data".as_ref(),
+        data.path().as_os_str(),
+        "--enroll".as_ref(),
+        "1,3".as_ref(),
+        "--draws".as_ref(),
+        "2".as_ref(),
+        "--seed".as_ref(),
+        "7".as_ref(),
+    ]);
+    let table = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        table.contains("k = 3 enrollment utterances (2 draws)")
+            && table.contains("training-set statistics (no enrollment)"),
+        "{table}"
+    );
+    let fusion = all.fusion.as_ref().unwrap();
+    let cell = format!("{:.2} / {:.2}", fusion.wa.0, fusion.uar.0);
+    assert!(table.contains(&cell), "{cell} in {table}");
+}
