@@ -390,6 +390,7 @@ impl TrainedModel {
                     self.norm,
                     self.indices,
                     &self.mode,
+                    None,
                 )
             }
         }
