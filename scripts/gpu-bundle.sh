@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Builds, on this machine (Rust toolchain, no GPU needed), the bundle that the GPU check runs on a
 # lent GPU machine that has no Rust: the stripped CUDA and kernel test executables, the kernels
-# benchmark, rescnn-train, the runner (scripts/gpu-check.sh) and the PyTorch peer
-# (scripts/torch_peer.py), as one xz-compressed tar (python3's tarfile and GNU tar both read xz;
+# benchmark, rescnn-train, the runners (scripts/gpu-check.sh, then scripts/gpu-sanitize.sh) and the
+# PyTorch peer (scripts/torch_peer.py), as one xz-compressed tar (python3's tarfile and GNU tar both read xz;
 # zstd may be missing over there).
 #
 #   bash scripts/gpu-bundle.sh             build target/gpu-bundle.tar.xz and check its size
@@ -67,7 +67,14 @@ done
 [ -x "$stage/bin/bench-$bench" ] || { echo "gpu-bundle: cargo reported no executable for bench '$bench'" >&2; exit 1; }
 rm "$stage/tests.list" "$stage/bench.list"
 
-cp scripts/gpu-check.sh scripts/torch_peer.py "$stage/"
+# The newest glibc symbol version the executables need: the GPU machine must have at least that
+# (gpu-check stops at once, in one line, when it has not).
+glibc=$(for f in "$stage"/bin/*; do objdump -T "$f" 2>/dev/null; done \
+    | grep -o 'GLIBC_[0-9][0-9.]*' | sed 's/^GLIBC_//' | sort -uV | tail -1) || glibc=""
+echo "${glibc:-unknown}" > "$stage/GLIBC_REQUIRED"
+echo "gpu-bundle: the executables need glibc ${glibc:-unknown (no objdump)} or newer (their newest GLIBC_ symbol version)"
+
+cp scripts/gpu-check.sh scripts/gpu-sanitize.sh scripts/torch_peer.py "$stage/"
 git rev-parse HEAD > "$stage/COMMIT" 2>/dev/null || echo unknown > "$stage/COMMIT"
 
 echo "gpu-bundle: compressing"

@@ -1,9 +1,13 @@
 #!/usr/bin/env python3
 """GPU check helpers (run by scripts/gpu-check.sh on the GPU machine; stdlib only except `bench`).
 
-  torch_peer.py bench [--batch 50] [--size 512] [--steps 10]
-      The `paper` preset's training step in PyTorch + cuDNN, the peer of rescnn's kernels bench,
-      timed twice in the same run: FP32 with TF32 off (what rescnn computes), and PyTorch's defaults.
+  torch_peer.py bench [--batch 50] [--size 512] [--steps 10] [--ours-ms MS]
+      The `paper` preset's training step in PyTorch + cuDNN (cudnn.benchmark on), the peer of
+      rescnn's kernels bench, in FP32 with TF32 off (what rescnn computes) and in PyTorch's defaults,
+      each timed with the batch already on the GPU and with the batch uploaded from pageable host
+      memory every step (what rescnn's timed step does); with --ours-ms (rescnn's ms/step from the
+      bench), a ratio row for each. Then torch.matmul (cuBLAS) on the dense layers' GEMM shapes, FP32
+      with TF32 off: the cuBLAS reference rates when rescnn's bench cannot open libcublas.so.12.
   torch_peer.py compare CANDIDATE/metrics.jsonl REFERENCE/metrics.jsonl
       Checks a rescnn-train run's logged losses against a reference run's (same seed and data).
 
@@ -13,8 +17,8 @@ conv (SAME padding, stride 1) + ReLU + 2x2 max-pool, four times; after pools 1-3
 adds the r x r window mean of the network input, target channel c reading input channel c mod 3;
 then FC 716 + ReLU, FC 716 + ReLU, FC 7, softmax cross-entropy; RMSProp lr 1e-3, rho 0.9,
 eps 1e-7 (PyTorch adds eps outside the square root, rescnn inside; the cost is the same).
-Timed: the batch is already on the GPU; each step is forward, backward and update, then the loss is
-read back to the host (as rescnn's step does); 3 warm-up steps, then the median of STEPS.
+Timed: each step is (the upload of the batch,) forward, backward and update, then the loss is read
+back to the host (as rescnn's step does); 3 warm-up steps, then the median of STEPS.
 """
 import argparse
 import json
@@ -54,6 +58,42 @@ def paper_net(torch, size, classes=7):
     return Paper()
 
 
+def median_ms(torch, fn, steps):
+    for _ in range(3):
+        fn()
+    times = []
+    for _ in range(steps):
+        torch.cuda.synchronize()
+        t0 = time.perf_counter()
+        fn()
+        torch.cuda.synchronize()
+        times.append((time.perf_counter() - t0) * 1e3)
+    return statistics.median(times)
+
+
+# The paper's dense layers (in, out) at batch B: the GEMMs rescnn's bench compares with cuBLAS.
+PAPER_DENSE = [(64 * 32 * 32, 716), (716, 716), (716, 7)]
+
+
+def matmul_rates(torch, dev, batch, steps):
+    """torch.matmul (cuBLAS) in FP32 on each dense layer's three GEMMs, as rescnn's bench runs them."""
+    torch.backends.cuda.matmul.allow_tf32 = False
+    for layer, (inp, out) in enumerate(PAPER_DENSE, 1):
+        x = torch.randn(batch, inp, device=dev)
+        w = torch.randn(out, inp, device=dev)
+        dy = torch.randn(batch, out, device=dev)
+        for what, (m, n, k), fn in [
+            ("forward x·wT", (batch, out, inp), lambda: torch.matmul(x, w.t())),
+            ("backward dx = dy·w", (batch, inp, out), lambda: torch.matmul(dy, w)),
+            ("backward dw = dyT·x", (out, inp, batch), lambda: torch.matmul(dy.t(), x)),
+        ]:
+            ms = median_ms(torch, fn, steps)
+            print(
+                f"matmul fc{layer} {what} {m}x{n}x{k} (cuBLAS via torch, FP32): {ms:.3f} ms, "
+                f"{2 * m * n * k / ms / 1e6:.0f} GFLOP/s"
+            )
+
+
 def bench(args):
     import torch
 
@@ -61,7 +101,11 @@ def bench(args):
         print("torch_peer: PyTorch sees no CUDA GPU", file=sys.stderr)
         return 1
     dev = torch.device("cuda")
-    print(f"torch {torch.__version__}, cuDNN {torch.backends.cudnn.version()}, {torch.cuda.get_device_name(0)}")
+    print(
+        f"torch {torch.__version__} (CUDA {torch.version.cuda}), cuDNN {torch.backends.cudnn.version()}, "
+        f"{torch.cuda.get_device_name(0)}"
+    )
+    torch.backends.cudnn.benchmark = True
     modes = [
         ("FP32, TF32 off", False),
         ("PyTorch defaults", None),
@@ -74,31 +118,34 @@ def bench(args):
         torch.manual_seed(0)
         net = paper_net(torch, args.size).to(dev)
         opt = torch.optim.RMSprop(net.parameters(), lr=1e-3, alpha=0.9, eps=1e-7)
-        x = torch.randn(args.batch, 3, args.size, args.size, device=dev)
+        on_gpu = torch.randn(args.batch, 3, args.size, args.size, device=dev)
+        on_host = on_gpu.cpu()  # pageable, as rescnn's images are
         y = torch.arange(args.batch, device=dev) % 7
 
-        def step():
+        def step(x):
             opt.zero_grad(set_to_none=True)
             loss = torch.nn.functional.cross_entropy(net(x), y)
             loss.backward()
             opt.step()
             return loss.item()
 
-        for _ in range(3):
-            step()
-        times = []
-        for _ in range(args.steps):
-            torch.cuda.synchronize()
-            t0 = time.perf_counter()
-            step()
-            times.append((time.perf_counter() - t0) * 1e3)
-        ms = statistics.median(times)
-        print(
-            f"paper step, PyTorch {name} (cudnn tf32 {torch.backends.cudnn.allow_tf32}, "
-            f"matmul tf32 {torch.backends.cuda.matmul.allow_tf32}): {ms:.1f} ms/step "
-            f"median of {args.steps}, batch {args.batch}, 3x{args.size}x{args.size}, "
-            f"{args.batch / ms * 1e3:.1f} images/s"
-        )
+        for where, fn in [
+            ("batch on the GPU", lambda: step(on_gpu)),
+            ("batch uploaded from host memory", lambda: step(on_host.to(dev))),
+        ]:
+            ms = median_ms(torch, fn, args.steps)
+            print(
+                f"paper step, PyTorch {name} (cudnn tf32 {torch.backends.cudnn.allow_tf32}, "
+                f"matmul tf32 {torch.backends.cuda.matmul.allow_tf32}, cudnn.benchmark), {where}: "
+                f"{ms:.1f} ms/step median of {args.steps}, batch {args.batch}, "
+                f"3x{args.size}x{args.size}, {args.batch / ms * 1e3:.1f} images/s"
+            )
+            if args.ours_ms and where.startswith("batch uploaded"):
+                print(
+                    f"ratio rescnn / PyTorch {name}, both uploading the batch from host memory: "
+                    f"{args.ours_ms:.1f} / {ms:.1f} ms = {args.ours_ms / ms:.2f}x"
+                )
+    matmul_rates(torch, dev, args.batch, args.steps)
     return 0
 
 
@@ -150,6 +197,7 @@ def main():
     b.add_argument("--batch", type=int, default=50)
     b.add_argument("--size", type=int, default=512)
     b.add_argument("--steps", type=int, default=10)
+    b.add_argument("--ours-ms", type=float, default=None, help="rescnn's paper step, ms (the bench's ms/step)")
     c = sub.add_parser("compare")
     c.add_argument("candidate")
     c.add_argument("reference")

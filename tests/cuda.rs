@@ -209,6 +209,18 @@ fn gpu_loads_every_module_from_cubin_or_ptx() {
             LoadedImage::Ptx(a) => assert!(!native && a <= cc, "{module}"),
         }
     }
+    // The driver JIT-compiles PTX only of an ISA it knows: PTX from an NVRTC newer than the driver
+    // does not load. Such a driver still runs the CUBINs above; the PTX-only half is skipped, saying so.
+    let driver = rescnn::backends::cuda::driver_version().unwrap();
+    if let NvrtcBuild::Compiled { version, .. } = KERNELS.nvrtc {
+        if driver < version {
+            eprintln!(
+                "SKIPPED the PTX-only load: the driver supports CUDA {}.{}, older than the NVRTC {}.{} that built the PTX",
+                driver.0, driver.1, version.0, version.1
+            );
+            return;
+        }
+    }
     let ptx = CudaDevice::with_policy(0, ImagePolicy::PtxOnly).unwrap();
     assert!(ptx
         .loaded_images()
@@ -295,36 +307,47 @@ fn gpu_timer_measures_and_cublas_matches_a_host_product() {
     let (m, n, k) = (37, 53, 29);
     let a: Vec<f32> = (0..m * k).map(|v| ((v * 7) % 11) as f32 - 5.0).collect();
     let b: Vec<f32> = (0..k * n).map(|v| ((v * 3) % 13) as f32 - 6.0).collect();
-    let blas = Cublas::new(&dev).unwrap();
-    for ta in [Transpose::No, Transpose::Yes] {
-        for tb in [Transpose::No, Transpose::Yes] {
-            let mut da = dev.alloc_zeroed::<f32>(m * k).unwrap();
-            let mut db = dev.alloc_zeroed::<f32>(k * n).unwrap();
-            let mut dc = dev.alloc_zeroed::<f32>(m * n).unwrap();
-            dev.copy_to_device(&a, &mut da).unwrap();
-            dev.copy_to_device(&b, &mut db).unwrap();
-            blas.sgemm(ta, tb, m, n, k, 1.0, &da, &db, 0.0, &mut dc)
-                .unwrap();
-            let c = dev.copy_to_host(&dc).unwrap();
-            let opa = |i: usize, p: usize| {
-                if ta == Transpose::No {
-                    a[i * k + p]
-                } else {
-                    a[p * m + i]
-                }
-            };
-            let opb = |p: usize, j: usize| {
-                if tb == Transpose::No {
-                    b[p * n + j]
-                } else {
-                    b[j * k + p]
-                }
-            };
-            for i in 0..m {
-                for j in 0..n {
-                    // Small integers: every partial sum is exact in f32, so equality is exact.
-                    let want: f32 = (0..k).map(|p| opa(i, p) * opb(p, j)).sum();
-                    assert_eq!(c[i * n + j], want, "{ta:?} {tb:?} ({i},{j})");
+    // cudarc opens libcublas.so.12. GPU machines whose CUDA comes from CUDA 13 pip wheels have
+    // none; scripts/gpu-check.sh then takes the cuBLAS reference rates from torch.matmul instead.
+    let blas = match Cublas::new(&dev) {
+        Ok(b) => Some(b),
+        Err(e) if e.to_string().contains("could not be loaded") => {
+            eprintln!("SKIPPED the cuBLAS half: {e}");
+            None
+        }
+        Err(e) => panic!("{e}"),
+    };
+    if let Some(blas) = &blas {
+        for ta in [Transpose::No, Transpose::Yes] {
+            for tb in [Transpose::No, Transpose::Yes] {
+                let mut da = dev.alloc_zeroed::<f32>(m * k).unwrap();
+                let mut db = dev.alloc_zeroed::<f32>(k * n).unwrap();
+                let mut dc = dev.alloc_zeroed::<f32>(m * n).unwrap();
+                dev.copy_to_device(&a, &mut da).unwrap();
+                dev.copy_to_device(&b, &mut db).unwrap();
+                blas.sgemm(ta, tb, m, n, k, 1.0, &da, &db, 0.0, &mut dc)
+                    .unwrap();
+                let c = dev.copy_to_host(&dc).unwrap();
+                let opa = |i: usize, p: usize| {
+                    if ta == Transpose::No {
+                        a[i * k + p]
+                    } else {
+                        a[p * m + i]
+                    }
+                };
+                let opb = |p: usize, j: usize| {
+                    if tb == Transpose::No {
+                        b[p * n + j]
+                    } else {
+                        b[j * k + p]
+                    }
+                };
+                for i in 0..m {
+                    for j in 0..n {
+                        // Small integers: every partial sum is exact in f32, so equality is exact.
+                        let want: f32 = (0..k).map(|p| opa(i, p) * opb(p, j)).sum();
+                        assert_eq!(c[i * n + j], want, "{ta:?} {tb:?} ({i},{j})");
+                    }
                 }
             }
         }

@@ -27,6 +27,7 @@
 use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use rescnn::backends::cpu::CpuBackend;
+use rescnn::backends::geometry::ARGMAX_POSITIVE;
 use rescnn::backends::{
     AdamWConfig, Backend, BatchNormGeom, ConcatGeom, ConvGeom, DenseGeom, DropoutParams, InputGrad,
     LrSchedule, Padding, PoolGeom, RmsPropConfig, ShortcutGeom, StatsPoolGeom, XentGeom,
@@ -201,7 +202,9 @@ fn pool_definition(g: &PoolGeom, x: &[f64]) -> (Vec<f64>, Vec<u32>) {
                         }
                     }
                     y[o.offset(n, c, oh, ow)] = best.0;
-                    am[o.offset(n, c, oh, ow)] = best.1 as u32;
+                    // The index, and the winner's ReLU mask in the top bit.
+                    let positive = if best.0 > 0.0 { ARGMAX_POSITIVE } else { 0 };
+                    am[o.offset(n, c, oh, ow)] = best.1 as u32 | positive;
                 }
             }
         }

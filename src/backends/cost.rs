@@ -25,10 +25,12 @@
 //! achieved speed.
 
 use std::marker::PhantomData;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 
-use super::device::{Device, DevicePtr, Kernel, KernelArgs, LaunchConfig};
+use super::device::{
+    Device, DevicePtr, Kernel, KernelArgs, LaunchConfig, MemoryMeter, MeteredBytes,
+};
 use crate::Result;
 
 /// What one launch computes and moves.
@@ -149,6 +151,7 @@ impl Event {
 pub struct CostBuffer<T> {
     len: usize,
     addr: u64,
+    _bytes: MeteredBytes,
     _elem: PhantomData<fn() -> T>,
 }
 
@@ -158,7 +161,7 @@ pub struct CostDevice {
     events: Mutex<Vec<Event>>,
     pending: Mutex<Option<(Kernel, Cost)>>,
     next_addr: AtomicU64,
-    allocations: AtomicUsize,
+    memory: Arc<MemoryMeter>,
 }
 
 impl CostDevice {
@@ -187,7 +190,7 @@ impl Device for CostDevice {
         "cost model (records launches, runs nothing)".to_string()
     }
     fn alloc_zeroed<T: bytemuck::Pod + Send + Sync>(&self, len: usize) -> Result<CostBuffer<T>> {
-        self.allocations.fetch_add(1, Ordering::Relaxed);
+        let _bytes = self.memory.allocate(len * std::mem::size_of::<T>());
         let bytes = (len * std::mem::size_of::<T>())
             .max(1)
             .next_multiple_of(256) as u64;
@@ -195,6 +198,7 @@ impl Device for CostDevice {
         Ok(CostBuffer {
             len,
             addr,
+            _bytes,
             _elem: PhantomData,
         })
     }
@@ -224,8 +228,8 @@ impl Device for CostDevice {
         );
         Ok(())
     }
-    fn allocations(&self) -> usize {
-        self.allocations.load(Ordering::Relaxed)
+    fn memory(&self) -> &MemoryMeter {
+        &self.memory
     }
     fn buffer_len<T: bytemuck::Pod + Send + Sync>(&self, buf: &CostBuffer<T>) -> usize {
         buf.len

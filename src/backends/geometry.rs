@@ -154,9 +154,17 @@ impl ConvGeom {
     }
 }
 
+/// The top bit of a max-pool argmax: set when the window's maximum is > 0, the ReLU mask of the
+/// winner (mirrored in kernels/maxpool.cu). The fused ReLU backward reads the mask here, so the
+/// pool's input need not outlive the forward pass.
+pub const ARGMAX_POSITIVE: u32 = 1 << 31;
+/// The index bits of a max-pool argmax.
+pub const ARGMAX_INDEX: u32 = !ARGMAX_POSITIVE;
+
 /// Max-pooling with a k×k window and stride s, floor mode (windows that would run past the edge are
 /// dropped): x (N, C, H_in, W_in) -> y (N, C, H_out, W_out) and argmax (N, C, H_out, W_out), the
-/// index h·W_in + w of the maximum inside its input plane (first maximum in row-major window order).
+/// index h·W_in + w of the maximum inside its input plane (first maximum in row-major window order),
+/// with [`ARGMAX_POSITIVE`] set when that maximum is > 0.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, bytemuck::Pod, bytemuck::Zeroable)]
 pub struct PoolGeom {

@@ -149,12 +149,11 @@ impl<D: Device> Backend for KernelBackend<D> {
         &self,
         g: &PoolGeom,
         dy: &Self::Buf,
-        x: &Self::Buf,
         argmax: &Self::Idx,
         dx: &mut Self::Buf,
         db: &mut Self::Buf,
     ) -> Result<()> {
-        kernels::maxpool::relu_backward(&self.dev, &self.gemm_scratch, g, dy, x, argmax, dx, db)
+        kernels::maxpool::relu_backward(&self.dev, &self.gemm_scratch, g, dy, argmax, dx, db)
     }
 
     fn shortcut_forward(

@@ -109,7 +109,9 @@ pub trait Backend {
     /// ACCUMULATES or WRITES dx (N, C_in, H_in, W_in), as [`InputGrad`] says (`InputGrad::None` for
     /// the first layer, whose input needs no gradient); WRITES dw (C_out, C_in, K_h, K_w), and db (C_out) when given (pass `None`
     /// where [`Backend::maxpool_relu_backward`] already wrote it; then `g.relu` must be off, since
-    /// that pool also applied the mask: an error otherwise).
+    /// that pool also applied the mask: an error otherwise). y is read only for the mask (with
+    /// `g.relu`, or with db given); otherwise any buffer may stand in for it (the network passes x
+    /// when y's buffer holds dy).
     #[allow(clippy::too_many_arguments)]
     fn conv2d_backward(
         &self,
@@ -149,13 +151,13 @@ pub trait Backend {
     /// H_out, W_out) routed to their argmax), the gradient of the ReLU's PRE-activation, and WRITES
     /// db (C) = Σ over (n, h, w) of dx, the convolution's bias gradient. The convolution's backward
     /// then runs without its ReLU and without db (it must not mask again, and need not read its y,
-    /// rewrite dy or re-read dy for the bias). (The pool's own output cannot give the mask: shortcuts
-    /// add into it after pooling.)
+    /// rewrite dy or re-read dy for the bias). The mask [x > 0] comes from the argmax's
+    /// [`geometry::ARGMAX_POSITIVE`] bit, not from x (the pool's own output cannot give it: shortcuts
+    /// add into it after pooling), so x is dead after the forward pass and dx may take its buffer.
     fn maxpool_relu_backward(
         &self,
         g: &PoolGeom,
         dy: &Self::Buf,
-        x: &Self::Buf,
         argmax: &Self::Idx,
         dx: &mut Self::Buf,
         db: &mut Self::Buf,

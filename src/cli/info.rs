@@ -1,13 +1,18 @@
 //! `rescnn info [--kernels]`: which compute devices this machine offers, the NVRTC the binary was built
 //! with, and the CUDA kernels embedded in it; with `--kernels`, the assembler's figures per kernel and
 //! architecture (registers, static shared memory, stack, spills), known without a GPU; with `--cost`,
-//! the cost model of one `paper` training step (src/backends/cost.rs).
+//! the cost model of one `paper` training step (src/backends/cost.rs); with `--memory`, the device
+//! memory a real training step allocates beside the trainer's estimate.
 
 use std::collections::BTreeSet;
 use std::fmt::Write as _;
 
 use crate::backends::cuda::embedded::{NvrtcBuild, KERNELS};
 use crate::backends::cuda::{self, peak, ImagePolicy};
+use crate::backends::geometry::{AdamWConfig, RmsPropConfig};
+use crate::model::cost::measure_step_memory;
+use crate::model::{ArchSpec, InputShape, Optimizer, Plan};
+use crate::training::device::estimate_memory;
 use crate::Result;
 
 #[derive(clap::Args, Debug, Default)]
@@ -19,11 +24,20 @@ pub struct InfoArgs {
     /// launch with its FLOPs, DRAM bytes and roofline time on a GTX 1080 and an H100 (no GPU needed).
     #[arg(long)]
     pub cost: bool,
+    /// Print the device memory of real training steps instead (`paper` at 3×512×512, batch 50, and
+    /// `recipe` at 3×64×128, batch 32), counted on the recording device (it allocates like the GPU
+    /// but computes nothing), beside the estimate the trainer checks free memory with.
+    #[arg(long)]
+    pub memory: bool,
 }
 
 pub fn run(args: &InfoArgs) -> Result<()> {
     if args.cost {
         print!("{}", crate::model::cost::paper_step_report()?);
+        return Ok(());
+    }
+    if args.memory {
+        print!("{}", memory_report()?);
         return Ok(());
     }
     print!("{}", report(args.kernels));
@@ -32,6 +46,70 @@ pub fn run(args: &InfoArgs) -> Result<()> {
 
 fn mib(bytes: u64) -> f64 {
     bytes as f64 / (1u64 << 20) as f64
+}
+
+/// The networks `--memory` reports: (spec, input, batch, optimizer is AdamW).
+const MEMORY_CASES: [(&str, InputShape, usize, bool); 4] = [
+    ("paper", InputShape::new(3, 512, 512), 50, false),
+    ("paper", InputShape::new(3, 512, 512), 50, true),
+    ("recipe", InputShape::new(3, 64, 128), 32, false),
+    ("recipe", InputShape::new(3, 64, 128), 32, true),
+];
+
+/// Measured peak and estimate of a training step of each of [`MEMORY_CASES`], 7 classes.
+pub fn memory_report() -> Result<String> {
+    let gib = |b: u64| b as f64 / (1u64 << 30) as f64;
+    let mut s = String::new();
+    writeln!(
+        s,
+        "device memory of a training step: measured on the recording device (peak bytes alive over two steps), and the trainer's estimate (the same memory plan; the 0.25 GiB reserve it also keeps free is not in it)"
+    )
+    .unwrap();
+    writeln!(
+        s,
+        "{:<8} {:>11} {:>5} {:<8} {:>10} {:>10} {:>7} {:>9} {:>9} {:>9}",
+        "network",
+        "input",
+        "batch",
+        "optim",
+        "peak GiB",
+        "est. GiB",
+        "est/pk",
+        "params",
+        "acts",
+        "scratch"
+    )
+    .unwrap();
+    for (name, input, batch, adamw) in MEMORY_CASES {
+        let spec = ArchSpec::from_name_or_spec(name)?;
+        let plan = Plan::new(&spec, input, 7)?;
+        let optimizer = if adamw {
+            Optimizer::AdamW {
+                cfg: AdamWConfig::default(),
+                total_steps: 2,
+            }
+        } else {
+            Optimizer::RmsProp(RmsPropConfig::default())
+        };
+        let measured = measure_step_memory(&spec, input, 7, batch, optimizer)?;
+        let est = estimate_memory(&plan, batch, adamw);
+        writeln!(
+            s,
+            "{:<8} {:>11} {:>5} {:<8} {:>10.3} {:>10.3} {:>7.3} {:>9.3} {:>9.3} {:>9.3}",
+            name,
+            format!("{}x{}x{}", input.channels, input.height, input.width),
+            batch,
+            if adamw { "AdamW" } else { "RMSProp" },
+            gib(measured.peak),
+            gib(est.allocated()),
+            est.allocated() as f64 / measured.peak as f64,
+            gib(est.params),
+            gib(est.activations),
+            gib(est.scratch),
+        )
+        .unwrap();
+    }
+    Ok(s)
 }
 
 /// The whole report as text.

@@ -3,7 +3,7 @@
 //! the one the CUDA device would receive, with every wrapper's stated cost (see
 //! [`crate::backends::cost`]).
 
-use super::network::Network;
+use super::network::{Network, Optimizer};
 use super::plan::InputShape;
 use super::spec::ArchSpec;
 use crate::backends::cost::{self, CostDevice, Event};
@@ -44,4 +44,39 @@ pub fn paper_step_report() -> Result<String> {
         &events,
         None,
     ))
+}
+
+/// Device memory of a real training step, counted by the recording device (which allocates like
+/// the CUDA device but computes nothing, so the paper's step at 512 × 512 takes seconds).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MeasuredMemory {
+    /// Bytes alive once the network is built, before any step (the backend's own buffers included).
+    pub built: u64,
+    /// The most bytes alive at once over two training steps.
+    pub peak: u64,
+}
+
+/// Build `spec` for `input` images (and side inputs, all zero) and batches of `batch` on the
+/// recording device, run two training steps with `optimizer` and report what was allocated.
+pub fn measure_step_memory(
+    spec: &ArchSpec,
+    input: InputShape,
+    classes: usize,
+    batch: usize,
+    optimizer: Optimizer,
+) -> Result<MeasuredMemory> {
+    let backend = KernelBackend::new(CostDevice::new())?;
+    let mut net = Network::new(&backend, spec, input, classes, batch, 1)?;
+    let built = backend.device().memory().live_bytes();
+    let images = vec![0.0f32; batch * input.len()];
+    let side = (net.plan().side_input.is_some()).then(|| vec![0.0f32; batch * input.side]);
+    let labels: Vec<u32> = (0..batch as u32).map(|i| i % classes as u32).collect();
+    for _ in 0..2 {
+        net.train_step_with_side(&backend, &images, side.as_deref(), &labels, optimizer)?;
+        backend.device().take_events();
+    }
+    Ok(MeasuredMemory {
+        built,
+        peak: backend.device().memory().peak_bytes(),
+    })
 }

@@ -18,12 +18,14 @@
 
 pub mod cost;
 pub mod init;
+pub mod memory;
 pub mod network;
 pub mod plan;
 pub mod presets;
 pub mod spec;
 
-pub use network::{NamedTensor, Network, Optimizer, OptimizerState};
+pub use memory::{MemoryBytes, MemoryPlan};
+pub use network::{memory_plan, NamedTensor, Network, Optimizer, OptimizerState};
 pub use plan::{InputShape, Plan, PlannedLayer, PlannedOp};
 pub use presets::{input_shortcut_sweep, preset, presets, table4, Certainty, Preset};
 pub use spec::{ArchSpec, LayerSpec};

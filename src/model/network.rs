@@ -19,6 +19,7 @@
 //! masks the uninterrupted run would have drawn.
 
 use super::init;
+use super::memory::MemoryPlan;
 use super::plan::{InputShape, Plan, PlannedOp};
 use super::spec::ArchSpec;
 use crate::backends::geometry::{AdamWConfig, DropoutParams, RmsPropConfig, XentGeom, XentStats};
@@ -80,7 +81,8 @@ struct Param<B: Backend> {
     value: B::Buf,
     grad: B::Buf,
     mean_square: B::Buf,
-    /// AdamW's first moment (allocated with the others, so no training step allocates).
+    /// AdamW's first moment: empty until the first AdamW update or an import of AdamW's state
+    /// allocates it (RMSProp never needs it).
     first_moment: B::Buf,
 }
 
@@ -104,10 +106,10 @@ enum Stage {
 
 /// A network built from a [`Plan`] on backend `B`.
 ///
-/// All buffers — parameters, their gradients, optimizer state, one activation and one
-/// activation-gradient buffer per node, max-pool argmaxes, labels and per-sample losses — are
-/// allocated once in [`Network::new`] for `max_batch` samples; a training step allocates no buffer
-/// (inputs and labels are written into the existing ones). What a backend does inside an op is its
+/// All buffers — parameters, their gradients, optimizer state, the activation and gradient buffers
+/// of the [`MemoryPlan`], max-pool argmaxes, labels and per-sample losses — are allocated once in
+/// [`Network::new`] for `max_batch` samples (AdamW's first moments at its first update); a training
+/// step after the first allocates no buffer (inputs and labels are written into the existing ones). What a backend does inside an op is its
 /// own business: the CPU reference reuses a scratch pool, though the GEMM crate it calls allocates
 /// small packing buffers per call.
 /// Any batch of 1 to `max_batch` samples can be run.
@@ -129,9 +131,10 @@ pub struct Network<B: Backend> {
     argmax_len: Vec<usize>,
     /// Seeds the dropout masks (with the step and the layer index).
     seed: u64,
-    acts: Vec<B::Buf>,
-    /// Gradient of each node; none for the input, which needs no gradient.
-    grads: Vec<Option<B::Buf>>,
+    /// The buffers of the memory plan: node k's activation is `bufs[k]`; gradients live where
+    /// `memory.gradient` says (see [`MemoryPlan`]).
+    bufs: Vec<B::Buf>,
+    memory: MemoryPlan,
     argmax: Vec<Option<B::Idx>>,
     labels: B::Idx,
     /// Soft targets (max_batch, classes) and class weights (classes) of [`Network::loss_soft`].
@@ -157,7 +160,7 @@ pub struct Network<B: Backend> {
 /// input node is written by a ReLU convolution and read by nothing but this pool (no other layer, no
 /// shortcut from or into it) — marked, with the convolution's layer index, at the pool and at the
 /// convolution.
-fn fused_relu_pools(plan: &Plan) -> Vec<Option<usize>> {
+pub(super) fn fused_relu_pools(plan: &Plan) -> Vec<Option<usize>> {
     let mut fused = vec![None; plan.layers.len()];
     let uses = |node: usize| {
         plan.layers
@@ -236,6 +239,56 @@ fn read_write<T>(v: &mut [T], read: usize, write: usize) -> (&T, &mut T) {
     }
 }
 
+/// Shared references to `v[read[..]]` and exclusive ones to `v[write[..]]`: the write indices
+/// distinct and none of them read (the read indices may repeat).
+fn split<T, const R: usize, const W: usize>(
+    v: &mut [T],
+    read: [usize; R],
+    write: [usize; W],
+) -> ([&T; R], [&mut T; W]) {
+    let mut reads: [Option<&T>; R] = [None; R];
+    let mut writes: [Option<&mut T>; W] = std::array::from_fn(|_| None);
+    for (i, item) in v.iter_mut().enumerate() {
+        if let Some(k) = write.iter().position(|&j| j == i) {
+            assert!(!read.contains(&i), "buffer {i} is both read and written");
+            writes[k] = Some(item);
+        } else if read.contains(&i) {
+            let item: &T = item;
+            for (k, _) in read.iter().enumerate().filter(|&(_, &j)| j == i) {
+                reads[k] = Some(item);
+            }
+        }
+    }
+    (
+        reads.map(|r| r.expect("read index in range")),
+        writes.map(|w| w.expect("write indices distinct and in range")),
+    )
+}
+
+/// Which nodes' gradients their first backward op WRITES rather than accumulates into: the logits'
+/// (the loss), a fused pool's input, and a convolution's input when it is the sole producer.
+fn written_gradients(plan: &Plan, fused: &[Option<usize>], conv_writes_dx: &[bool]) -> Vec<bool> {
+    let mut written = vec![false; plan.nodes.len()];
+    written[plan.logits_node()] = true;
+    for (li, layer) in plan.layers.iter().enumerate() {
+        match layer.op {
+            PlannedOp::Pool { input, .. } if fused[li].is_some() => written[input] = true,
+            PlannedOp::Conv { input, .. } if conv_writes_dx[li] => written[input] = true,
+            _ => {}
+        }
+    }
+    written
+}
+
+/// The memory plan of `plan` as a network lays it out (see [`MemoryPlan`]).
+pub fn memory_plan(plan: &Plan) -> MemoryPlan {
+    let fused = fused_relu_pools(plan);
+    MemoryPlan::new(
+        plan,
+        &written_gradients(plan, &fused, &convs_writing_dx(plan)),
+    )
+}
+
 /// `(&mut v[lo], &mut v[hi])` for lo < hi.
 fn both_mut<T>(v: &mut [T], lo: usize, hi: usize) -> (&mut T, &mut T) {
     assert!(lo < hi);
@@ -310,7 +363,7 @@ impl<B: Backend> Network<B> {
                         value: backend.upload(&vec![v; len])?,
                         grad: backend.zeros(len)?,
                         mean_square: backend.zeros(len)?,
-                        first_moment: backend.zeros(len)?,
+                        first_moment: backend.zeros(0)?,
                     });
                 }
                 continue;
@@ -341,26 +394,15 @@ impl<B: Backend> Network<B> {
                     value: backend.upload(&host)?,
                     grad: backend.zeros(len)?,
                     mean_square: backend.zeros(len)?,
-                    first_moment: backend.zeros(len)?,
+                    first_moment: backend.zeros(0)?,
                 });
             }
         }
-        let acts = plan
-            .nodes
+        let memory = memory_plan(&plan);
+        let bufs = memory
+            .buffers
             .iter()
-            .map(|s| backend.zeros(max_batch * s.per_sample()))
-            .collect::<Result<Vec<_>>>()?;
-        let grads = plan
-            .nodes
-            .iter()
-            .enumerate()
-            .map(|(i, s)| {
-                if i == 0 {
-                    Ok(None)
-                } else {
-                    backend.zeros(max_batch * s.per_sample()).map(Some)
-                }
-            })
+            .map(|&per_sample| backend.zeros(max_batch * per_sample))
             .collect::<Result<Vec<_>>>()?;
         let argmax_len: Vec<usize> = plan
             .layers
@@ -395,8 +437,8 @@ impl<B: Backend> Network<B> {
             bn_saved,
             argmax_len,
             seed,
-            acts,
-            grads,
+            bufs,
+            memory,
             argmax,
             step: 0,
             moments_of: None,
@@ -457,17 +499,16 @@ impl<B: Backend> Network<B> {
                 self.plan.input.width
             ));
         }
-        for (i, s) in plan.nodes.iter().enumerate() {
-            let need = self.max_batch * s.per_sample();
-            if backend.len(&self.acts[i]) < need {
-                self.acts[i] = backend.zeros(need)?;
-            }
-            if let Some(g) = self.grads[i].as_mut() {
-                if backend.len(g) < need {
-                    *g = backend.zeros(need)?;
-                }
+        let memory = memory_plan(&plan);
+        for (i, &per_sample) in memory.buffers.iter().enumerate() {
+            let need = self.max_batch * per_sample;
+            match self.bufs.get_mut(i) {
+                Some(b) if backend.len(b) >= need => {}
+                Some(b) => *b = backend.zeros(need)?,
+                None => self.bufs.push(backend.zeros(need)?),
             }
         }
+        self.memory = memory;
         for (li, l) in plan.layers.iter().enumerate() {
             if let PlannedOp::Pool { geom, .. } = l.op {
                 let need = self.max_batch * geom.output().len();
@@ -549,7 +590,7 @@ impl<B: Backend> Network<B> {
                         v.len()
                     ));
                 }
-                backend.write(&mut self.acts[node], v)
+                backend.write(&mut self.bufs[node], v)
             }
         }
     }
@@ -580,7 +621,7 @@ impl<B: Backend> Network<B> {
                 inputs.len()
             ));
         }
-        backend.write(&mut self.acts[0], inputs)?;
+        backend.write(&mut self.bufs[0], inputs)?;
         self.write_side_input(backend, side, n)?;
         for (li, layer) in self.plan.layers.iter().enumerate() {
             match layer.op {
@@ -590,7 +631,7 @@ impl<B: Backend> Network<B> {
                     output,
                 } => {
                     let p = self.layer_params[li].expect("conv has parameters");
-                    let (x, y) = read_write(&mut self.acts, input, output);
+                    let (x, y) = read_write(&mut self.bufs, input, output);
                     backend.conv2d_forward(
                         &geom.with_batch(n),
                         x,
@@ -604,7 +645,7 @@ impl<B: Backend> Network<B> {
                     input,
                     output,
                 } => {
-                    let (x, y) = read_write(&mut self.acts, input, output);
+                    let (x, y) = read_write(&mut self.bufs, input, output);
                     let am = self.argmax[li].as_mut().expect("pool has an argmax buffer");
                     backend.maxpool_forward(&geom.with_batch(n), x, y, am)?;
                 }
@@ -614,7 +655,7 @@ impl<B: Backend> Network<B> {
                     target,
                     ..
                 } => {
-                    let (src, dst) = read_write(&mut self.acts, source, target);
+                    let (src, dst) = read_write(&mut self.bufs, source, target);
                     backend.shortcut_forward(&geom.with_batch(n), src, dst)?;
                 }
                 PlannedOp::Dense {
@@ -623,7 +664,7 @@ impl<B: Backend> Network<B> {
                     output,
                 } => {
                     let p = self.layer_params[li].expect("dense has parameters");
-                    let (x, y) = read_write(&mut self.acts, input, output);
+                    let (x, y) = read_write(&mut self.bufs, input, output);
                     backend.dense_forward(
                         &geom.with_batch(n),
                         x,
@@ -639,7 +680,7 @@ impl<B: Backend> Network<B> {
                 } => {
                     let p = self.layer_params[li].expect("batch norm has parameters");
                     let st = self.layer_state[li].expect("batch norm has state");
-                    let (x, y) = read_write(&mut self.acts, input, output);
+                    let (x, y) = read_write(&mut self.bufs, input, output);
                     let (gamma, beta) = (&self.params[p].value, &self.params[p + 1].value);
                     let g = geom.with_batch(n);
                     if training {
@@ -665,7 +706,7 @@ impl<B: Backend> Network<B> {
                     input,
                     output,
                 } => {
-                    let (x, y) = read_write(&mut self.acts, input, output);
+                    let (x, y) = read_write(&mut self.bufs, input, output);
                     backend.statspool_forward(&geom.with_batch(n), x, y)?;
                 }
                 PlannedOp::Dropout {
@@ -675,7 +716,7 @@ impl<B: Backend> Network<B> {
                     output,
                 } => {
                     let params = self.dropout_params(li, rate, n * per_sample, training)?;
-                    let (x, y) = read_write(&mut self.acts, input, output);
+                    let (x, y) = read_write(&mut self.bufs, input, output);
                     backend.dropout_forward(&params, x, y)?;
                 }
                 PlannedOp::Concat {
@@ -684,14 +725,8 @@ impl<B: Backend> Network<B> {
                     side,
                     output,
                 } => {
-                    // The plan numbers the concatenation's output after both of its inputs.
-                    let (before, after) = self.acts.split_at_mut(output);
-                    backend.concat_forward(
-                        &geom.with_batch(n),
-                        &before[input],
-                        &before[side],
-                        &mut after[0],
-                    )?;
+                    let ([a, b], [y]) = split(&mut self.bufs, [input, side], [output]);
+                    backend.concat_forward(&geom.with_batch(n), a, b, y)?;
                 }
             }
         }
@@ -739,12 +774,11 @@ impl<B: Backend> Network<B> {
         }
         backend.write_idx(&mut self.labels, labels)?;
         let logits = self.plan.logits_node();
-        let d_logits = self.grads[logits]
-            .as_mut()
-            .expect("logits have a gradient buffer");
+        let d_logits = self.memory.gradient[logits].expect("logits have a gradient buffer");
+        let (logits, d_logits) = read_write(&mut self.bufs, logits, d_logits);
         let stats = backend.softmax_xent(
             &XentGeom::new(n, classes)?,
-            &self.acts[logits],
+            logits,
             &self.labels,
             &mut self.losses,
             d_logits,
@@ -803,12 +837,11 @@ impl<B: Backend> Network<B> {
         }
         backend.write(&mut self.targets, targets)?;
         let logits = self.plan.logits_node();
-        let d_logits = self.grads[logits]
-            .as_mut()
-            .expect("logits have a gradient buffer");
+        let d_logits = self.memory.gradient[logits].expect("logits have a gradient buffer");
+        let (logits, d_logits) = read_write(&mut self.bufs, logits, d_logits);
         let stats = backend.softmax_xent_soft(
             &XentGeom::new(n, classes)?,
-            &self.acts[logits],
+            logits,
             &self.targets,
             class_weights.is_some().then_some(&self.class_weights),
             &mut self.losses,
@@ -831,26 +864,15 @@ impl<B: Backend> Network<B> {
             }
             _ => return Err(config_err!("backward needs forward and loss first")),
         };
-        // Zero only the gradients that are accumulated into: not the logits' (written by the loss),
-        // not those a fused pool backward or a convolution writes.
-        let logits = self.plan.logits_node();
-        let mut written = vec![false; self.grads.len()];
-        written[logits] = true;
-        for (li, layer) in self.plan.layers.iter().enumerate() {
-            match layer.op {
-                PlannedOp::Pool { input, .. } if self.fused_relu_pool[li].is_some() => {
-                    written[input] = true
-                }
-                PlannedOp::Conv { input, .. } if self.conv_writes_dx[li] => written[input] = true,
-                _ => {}
-            }
-        }
-        for (g, written) in self.grads.iter_mut().zip(written) {
-            if let (Some(g), false) = (g, written) {
-                backend.fill_zero(g)?;
-            }
-        }
+        let layers = self.plan.layers.len();
         for (li, layer) in self.plan.layers.iter().enumerate().rev() {
+            // Zero only the gradients that are accumulated into, just before their first use (their
+            // buffer may have held another gradient until then): not the logits' (written by the
+            // loss), not those a fused pool backward or a convolution writes.
+            for &b in &self.memory.zero_before[layers - li] {
+                backend.fill_zero(&mut self.bufs[b])?;
+            }
+            let grad = |node: usize| self.memory.gradient[node].expect("node has a gradient");
             match layer.op {
                 PlannedOp::Shortcut {
                     geom,
@@ -861,9 +883,7 @@ impl<B: Backend> Network<B> {
                     if source == 0 {
                         continue; // the input needs no gradient
                     }
-                    let (d_dst, d_src) = read_write(&mut self.grads, target, source);
-                    let (d_dst, d_src) =
-                        (d_dst.as_ref().expect("grad"), d_src.as_mut().expect("grad"));
+                    let (d_dst, d_src) = read_write(&mut self.bufs, grad(target), grad(source));
                     backend.shortcut_backward(&geom.with_batch(n), d_dst, d_src)?;
                 }
                 PlannedOp::Pool {
@@ -874,14 +894,14 @@ impl<B: Backend> Network<B> {
                     if input == 0 {
                         continue;
                     }
-                    let (dy, dx) = read_write(&mut self.grads, output, input);
+                    let (dy, dx) = read_write(&mut self.bufs, grad(output), grad(input));
                     let am = self.argmax[li].as_ref().expect("pool has an argmax buffer");
-                    let (dy, dx) = (dy.as_ref().expect("grad"), dx.as_mut().expect("grad"));
                     if let Some(conv) = self.fused_relu_pool[li] {
-                        let x = &self.acts[input];
+                        // dx takes the buffer of x, the convolution's output: the argmax holds its
+                        // ReLU mask.
                         let bias = self.layer_params[conv].expect("conv has parameters") + 1;
                         let db = &mut self.params[bias].grad;
-                        backend.maxpool_relu_backward(&geom.with_batch(n), dy, x, am, dx, db)?;
+                        backend.maxpool_relu_backward(&geom.with_batch(n), dy, am, dx, db)?;
                     } else {
                         backend.maxpool_backward(&geom.with_batch(n), dy, am, dx)?;
                     }
@@ -892,25 +912,39 @@ impl<B: Backend> Network<B> {
                     output,
                 } => {
                     let p = self.layer_params[li].expect("conv has parameters");
-                    let (dx, dy) = both_mut(&mut self.grads, input, output);
                     let (w, b) = both_mut(&mut self.params, p, p + 1);
                     let mut g = geom.with_batch(n);
                     let fused = self.fused_relu_pool[li].is_some();
+                    // Fused: dy is already the pre-activation gradient and db written (the pool did
+                    // both), so y is not read; its buffer holds dy, and x stands in for it.
+                    let y = if fused { input } else { output };
                     if fused {
-                        // dy is already the pre-activation gradient, and db written: the pool did both.
                         g.relu = 0;
                     }
+                    let dx = self.memory.gradient[input];
+                    let (x, y, dy, dx) = match dx {
+                        None => {
+                            let ([x, y], [dy]) = split(&mut self.bufs, [input, y], [grad(output)]);
+                            (x, y, dy, InputGrad::None)
+                        }
+                        Some(dx) => {
+                            let ([x, y], [dy, dx]) =
+                                split(&mut self.bufs, [input, y], [grad(output), dx]);
+                            let dx = if self.conv_writes_dx[li] {
+                                InputGrad::Write(dx)
+                            } else {
+                                InputGrad::Add(dx)
+                            };
+                            (x, y, dy, dx)
+                        }
+                    };
                     backend.conv2d_backward(
                         &g,
-                        &self.acts[input],
+                        x,
                         &w.value,
-                        &self.acts[output],
-                        dy.as_mut().expect("grad"),
-                        match (dx.as_mut(), self.conv_writes_dx[li]) {
-                            (None, _) => InputGrad::None,
-                            (Some(dx), false) => InputGrad::Add(dx),
-                            (Some(dx), true) => InputGrad::Write(dx),
-                        },
+                        y,
+                        dy,
+                        dx,
                         &mut w.grad,
                         (!fused).then_some(&mut b.grad),
                     )?;
@@ -921,15 +955,26 @@ impl<B: Backend> Network<B> {
                     output,
                 } => {
                     let p = self.layer_params[li].expect("dense has parameters");
-                    let (dx, dy) = both_mut(&mut self.grads, input, output);
                     let (w, b) = both_mut(&mut self.params, p, p + 1);
+                    let (x, y, dy, dx) = match self.memory.gradient[input] {
+                        None => {
+                            let ([x, y], [dy]) =
+                                split(&mut self.bufs, [input, output], [grad(output)]);
+                            (x, y, dy, None)
+                        }
+                        Some(dx) => {
+                            let ([x, y], [dy, dx]) =
+                                split(&mut self.bufs, [input, output], [grad(output), dx]);
+                            (x, y, dy, Some(dx))
+                        }
+                    };
                     backend.dense_backward(
                         &geom.with_batch(n),
-                        &self.acts[input],
+                        x,
                         &w.value,
-                        &self.acts[output],
-                        dy.as_mut().expect("grad"),
-                        dx.as_mut(),
+                        y,
+                        dy,
+                        dx,
                         &mut w.grad,
                         &mut b.grad,
                     )?;
@@ -940,16 +985,27 @@ impl<B: Backend> Network<B> {
                     output,
                 } => {
                     let p = self.layer_params[li].expect("batch norm has parameters");
-                    let (dx, dy) = both_mut(&mut self.grads, input, output);
                     let (gamma, beta) = both_mut(&mut self.params, p, p + 1);
+                    let (x, y, dy, dx) = match self.memory.gradient[input] {
+                        None => {
+                            let ([x, y], [dy]) =
+                                split(&mut self.bufs, [input, output], [grad(output)]);
+                            (x, y, dy, None)
+                        }
+                        Some(dx) => {
+                            let ([x, y], [dy, dx]) =
+                                split(&mut self.bufs, [input, output], [grad(output), dx]);
+                            (x, y, dy, Some(dx))
+                        }
+                    };
                     backend.batchnorm_backward(
                         &geom.with_batch(n),
-                        &self.acts[input],
+                        x,
                         &gamma.value,
-                        &self.acts[output],
+                        y,
                         self.bn_saved[li].as_ref().expect("batch norm saves"),
-                        dy.as_mut().expect("grad"),
-                        dx.as_mut(),
+                        dy,
+                        dx,
                         &mut gamma.grad,
                         &mut beta.grad,
                     )?;
@@ -962,14 +1018,9 @@ impl<B: Backend> Network<B> {
                     if input == 0 {
                         continue;
                     }
-                    let (dy, dx) = read_write(&mut self.grads, output, input);
-                    backend.statspool_backward(
-                        &geom.with_batch(n),
-                        &self.acts[input],
-                        &self.acts[output],
-                        dy.as_ref().expect("grad"),
-                        dx.as_mut().expect("grad"),
-                    )?;
+                    let ([x, y, dy], [dx]) =
+                        split(&mut self.bufs, [input, output, grad(output)], [grad(input)]);
+                    backend.statspool_backward(&geom.with_batch(n), x, y, dy, dx)?;
                 }
                 PlannedOp::Dropout {
                     rate,
@@ -977,17 +1028,14 @@ impl<B: Backend> Network<B> {
                     input,
                     output,
                 } => {
-                    if input == 0 {
+                    // The image or the side input: no gradient.
+                    let Some(dx) = self.memory.gradient[input] else {
                         continue;
-                    }
+                    };
                     // The same parameters as the forward pass: the step has not moved since.
                     let params = self.dropout_params(li, rate, n * per_sample, true)?;
-                    let (dy, dx) = read_write(&mut self.grads, output, input);
-                    backend.dropout_backward(
-                        &params,
-                        dy.as_ref().expect("grad"),
-                        dx.as_mut().expect("grad"),
-                    )?;
+                    let (dy, dx) = read_write(&mut self.bufs, grad(output), dx);
+                    backend.dropout_backward(&params, dy, dx)?;
                 }
                 PlannedOp::Concat {
                     geom,
@@ -995,17 +1043,25 @@ impl<B: Backend> Network<B> {
                     side,
                     output,
                 } => {
-                    let (before, after) = self.grads.split_at_mut(output);
-                    let dy = after[0].as_ref().expect("grad");
-                    let (da, db) = both_mut(before, input, side);
-                    // The raw side input's gradient feeds nothing: only a dropout or projection
-                    // of it needs one.
-                    let db = if Some(side) == self.plan.side_input {
-                        None
-                    } else {
-                        db.as_mut()
-                    };
-                    backend.concat_backward(&geom.with_batch(n), dy, da.as_mut(), db)?;
+                    // The raw side input has no gradient (nothing upstream of it needs one); the
+                    // features have none when they are the image itself.
+                    let g = geom.with_batch(n);
+                    let dy = grad(output);
+                    match (self.memory.gradient[input], self.memory.gradient[side]) {
+                        (Some(da), Some(db)) => {
+                            let ([dy], [da, db]) = split(&mut self.bufs, [dy], [da, db]);
+                            backend.concat_backward(&g, dy, Some(da), Some(db))?;
+                        }
+                        (Some(da), None) => {
+                            let (dy, da) = read_write(&mut self.bufs, dy, da);
+                            backend.concat_backward(&g, dy, Some(da), None)?;
+                        }
+                        (None, Some(db)) => {
+                            let (dy, db) = read_write(&mut self.bufs, dy, db);
+                            backend.concat_backward(&g, dy, None, Some(db))?;
+                        }
+                        (None, None) => backend.concat_backward(&g, &self.bufs[dy], None, None)?,
+                    }
                 }
             }
         }
@@ -1043,6 +1099,7 @@ impl<B: Backend> Network<B> {
             }
             Optimizer::AdamW { cfg, total_steps } => {
                 let step = cfg.step(self.step, total_steps);
+                self.allocate_first_moments(backend)?;
                 for p in &mut self.params {
                     backend.adamw_update(
                         &step,
@@ -1057,6 +1114,17 @@ impl<B: Backend> Network<B> {
         self.moments_of = Some(adamw);
         self.step += 1;
         self.stage = Stage::Idle;
+        Ok(())
+    }
+
+    /// AdamW's first moments, zero, where not allocated yet (the first AdamW update allocates them).
+    fn allocate_first_moments(&mut self, backend: &B) -> Result<()> {
+        for p in &mut self.params {
+            let len = backend.len(&p.value);
+            if backend.len(&p.first_moment) < len {
+                p.first_moment = backend.zeros(len)?;
+            }
+        }
         Ok(())
     }
 
@@ -1089,7 +1157,7 @@ impl<B: Backend> Network<B> {
         n: usize,
     ) -> Result<Vec<B::Elem>> {
         self.run_forward(backend, inputs, side, n, false)?;
-        let mut logits = backend.download(&self.acts[self.plan.logits_node()])?;
+        let mut logits = backend.download(&self.bufs[self.plan.logits_node()])?;
         logits.truncate(n * self.plan.classes);
         Ok(logits)
     }
@@ -1208,7 +1276,7 @@ impl<B: Backend> Network<B> {
             .nodes
             .iter()
             .zip(names)
-            .zip(&self.acts)
+            .zip(&self.bufs)
             .map(|((s, name), buf)| {
                 let mut data = backend.download(buf)?;
                 data.truncate(n * s.per_sample());
@@ -1271,6 +1339,7 @@ impl<B: Backend> Network<B> {
         )?;
         let adamw = !state.first_moment.is_empty();
         if adamw {
+            self.allocate_first_moments(backend)?;
             self.import(
                 backend,
                 "import_optimizer_state (first moments)",

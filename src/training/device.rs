@@ -13,7 +13,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::backends::Backend;
-use crate::model::{Plan, PlannedOp};
+use crate::model::Plan;
 use crate::{config_err, Error, Result};
 
 /// Which compute device runs the network (`--device` of rescnn-train, predict and eval).
@@ -190,55 +190,52 @@ pub fn on_device<J: BackendJob>(device: DeviceChoice, job: J) -> Result<J::Outpu
 /// What a network of a plan needs in device memory for a batch, in bytes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct MemoryEstimate {
-    /// Weights, their gradients and the optimizer's two moments (RMSProp's mean square; AdamW's first
-    /// and second moments), all allocated whichever optimizer trains: 4 × parameters.
+    /// Weights, their gradients and the optimizer's state (RMSProp's mean square; AdamW's first and
+    /// second moments), batch norm's running statistics.
     pub params: u64,
-    /// Activations and their gradients, max-pool argmaxes, labels and losses for the batch.
+    /// Activations and the activation gradients' shared buffers, max-pool argmaxes, labels and
+    /// losses for the batch (see [`MemoryPlan`](crate::model::MemoryPlan)).
     pub activations: u64,
-    /// Working space of the backend (im2col / GEMM scratch, driver context): a reserve.
+    /// The kernel backend's working space: split-K partial sums and the convolutions' K tables.
+    pub scratch: u64,
+    /// Room left for what no count sees: the allocator's rounding and fragmentation.
     pub reserve: u64,
 }
 
 impl MemoryEstimate {
+    /// What the network and the backend allocate: the figure a measured peak is compared with.
+    pub fn allocated(&self) -> u64 {
+        self.params + self.activations + self.scratch
+    }
+    /// What must be free: the allocations and the reserve.
     pub fn total(&self) -> u64 {
-        self.params + self.activations + self.reserve
+        self.allocated() + self.reserve
     }
 }
 
-/// The reserve added to every estimate for what the network does not allocate itself: the
-/// backend's scratch (the largest convolution's lowered input for a few images) and, on a GPU, the
-/// driver context. A fixed 256 MiB plus a tenth of the activations.
-const FIXED_RESERVE: u64 = 256 << 20;
+/// The reserve of every estimate: the allocator's rounding of each buffer and fragmentation. (The
+/// CUDA context is not in it: the free memory is read once the context exists.)
+const RESERVE: u64 = 256 << 20;
 
-/// Bytes the network of `plan` allocates for `batch` samples (mirrors [`crate::model::Network::new`]:
-/// f32 values, u32 indices).
-pub fn estimate_memory(plan: &Plan, batch: usize) -> MemoryEstimate {
-    let b = batch as u64;
-    let params = 4 * 4 * plan.param_count() as u64;
-    let per_sample_nodes: u64 = plan.nodes.iter().map(|s| s.per_sample() as u64).sum();
-    let input = plan.nodes[0].per_sample() as u64;
-    // Every node has an activation; every node but the input has a gradient.
-    let mut per_sample = 2 * per_sample_nodes - input;
-    for l in &plan.layers {
-        if let PlannedOp::Pool { geom, .. } = l.op {
-            per_sample += geom.output().len() as u64;
-        }
-    }
-    per_sample += 2; // label and loss
-    let activations = 4 * b * per_sample;
+/// Bytes a network of `plan` and its kernel backend allocate for `batch` samples, trained by AdamW
+/// (`adamw`) or RMSProp: the network's buffers from the [`MemoryPlan`](crate::model::MemoryPlan)
+/// it allocates from, and the backend's scratch for the plan's largest request.
+pub fn estimate_memory(plan: &Plan, batch: usize, adamw: bool) -> MemoryEstimate {
+    let bytes = crate::model::memory_plan(plan).bytes(plan, batch, adamw);
     MemoryEstimate {
-        params,
-        activations,
-        reserve: FIXED_RESERVE + activations / 10,
+        params: bytes.params,
+        activations: bytes.activations,
+        scratch: crate::model::memory::kernel_scratch_bytes(plan, batch),
+        reserve: RESERVE,
     }
 }
 
 /// The largest batch (up to `limit`) whose estimate fits in `free_bytes`; 0 if none does.
-pub fn largest_fitting_batch(plan: &Plan, free_bytes: u64, limit: usize) -> usize {
+pub fn largest_fitting_batch(plan: &Plan, free_bytes: u64, limit: usize, adamw: bool) -> usize {
     let (mut lo, mut hi) = (0usize, limit);
     while lo < hi {
         let mid = (lo + hi).div_ceil(2);
-        if estimate_memory(plan, mid).total() <= free_bytes {
+        if estimate_memory(plan, mid, adamw).total() <= free_bytes {
             lo = mid;
         } else {
             hi = mid - 1;
@@ -255,14 +252,15 @@ fn gib(bytes: u64) -> f64 {
 pub fn check_memory(
     plan: &Plan,
     batch: usize,
+    adamw: bool,
     free_bytes: u64,
     device: &str,
 ) -> Result<MemoryEstimate> {
-    let need = estimate_memory(plan, batch);
+    let need = estimate_memory(plan, batch, adamw);
     if need.total() <= free_bytes {
         return Ok(need);
     }
-    let fits = largest_fitting_batch(plan, free_bytes, batch);
+    let fits = largest_fitting_batch(plan, free_bytes, batch, adamw);
     let advice = if fits > 0 {
         format!("use --batch {fits} or less (or a smaller image size)")
     } else {
@@ -271,13 +269,29 @@ pub fn check_memory(
     Err(config_err!(
         "batch {batch} does not fit in {device}: the network needs about {:.2} GiB ({:.2} GiB \
          parameters and optimizer state, {:.2} GiB activations and gradients, {:.2} GiB working \
-         space) but {:.2} GiB is free; {advice}",
+         space, {:.2} GiB reserve) but {:.2} GiB is free; {advice}",
         gib(need.total()),
         gib(need.params),
         gib(need.activations),
+        gib(need.scratch),
         gib(need.reserve),
         gib(free_bytes)
     ))
+}
+
+/// The memory check of a training run of `cfg` (its batch and its optimizer's state) with the
+/// network `plan` on a device with `free_bytes` free.
+pub fn check_run_memory(
+    cfg: &crate::training::config::TrainConfig,
+    plan: &Plan,
+    free_bytes: u64,
+    device: &str,
+) -> Result<MemoryEstimate> {
+    let adamw = matches!(
+        cfg.optimizer,
+        crate::training::config::OptimizerConfig::AdamW(_)
+    );
+    check_memory(plan, cfg.batch, adamw, free_bytes, device)
 }
 
 /// Memory the operating system says is available (`MemAvailable` of /proc/meminfo), if known.
@@ -312,50 +326,68 @@ mod tests {
             2,
         )
         .unwrap();
-        let e = estimate_memory(&plan, 3);
-        // params: conv 2·1·9 + 2 = 20, classifier 2·8 + 2 = 18 → 38 values × 4 copies (value,
-        // gradient, two moments) × 4 bytes.
-        assert_eq!(e.params, 38 * 4 * 4);
-        // per sample: acts 16 + 32 + 8 + 2 = 58, grads 58 − 16 = 42, argmax 8, label + loss 2 → 110.
-        assert_eq!(e.activations, 3 * 110 * 4);
-
-        // The same with the utterance vector (5 values) appended: side input 5, concatenation
-        // 8 + 5 = 13, classifier 13 → 2.
-        let plan = Plan::new(
-            &ArchSpec::parse("c2k3 p2 vec").unwrap(),
-            InputShape::new(1, 4, 4).with_side(5),
-            2,
-        )
-        .unwrap();
-        let e = estimate_memory(&plan, 3);
-        // params: conv 20, classifier 2·13 + 2 = 28 → 48 values.
-        assert_eq!(e.params, 48 * 4 * 4);
-        // per sample: acts 16 + 32 + 8 + 5 + 13 + 2 = 76, grads 76 − 16 = 60 (the side input's
-        // buffer is allocated like every node's), argmax 8, label + loss 2 → 146.
-        assert_eq!(e.activations, 3 * 146 * 4);
+        let rmsprop = estimate_memory(&plan, 3, false);
+        let adamw = estimate_memory(&plan, 3, true);
+        // params: conv 2·1·9 + 2 = 20, classifier 2·8 + 2 = 18 → 38 values × 4 bytes × 3 copies
+        // (value, gradient, mean square); AdamW adds its first moment.
+        assert_eq!(rmsprop.params, 38 * 3 * 4);
+        assert_eq!(adamw.params, 38 * 4 * 4);
+        // Per sample: activations 16 + 32 + 8 + 2 = 58; the conv's gradient lives in its output,
+        // the pool's (8) and the logits' (2) in two shared buffers (both alive in the classifier's
+        // backward); argmax 8; label, loss and 2 soft targets 4 → 80 × 4 bytes. Class weights 2.
+        assert_eq!(rmsprop.activations, 3 * 80 * 4 + 2 * 4);
+        assert_eq!(rmsprop.activations, adamw.activations);
     }
 
     #[test]
     fn the_papers_batch_fits_an_h100_but_not_a_small_card_and_the_advice_fits() {
         let plan = paper_plan(512);
         let gib = 1u64 << 30;
-        assert!(check_memory(&plan, 50, 78 * gib, "H100").is_ok());
-        let err = check_memory(&plan, 50, 4 * gib, "a 4 GiB GPU")
+        assert!(check_memory(&plan, 50, false, 78 * gib, "H100").is_ok());
+        let err = check_memory(&plan, 50, false, 4 * gib, "a 4 GiB GPU")
             .unwrap_err()
             .to_string();
         assert!(
             err.contains("batch 50 does not fit in a 4 GiB GPU"),
             "{err}"
         );
-        let fits = largest_fitting_batch(&plan, 4 * gib, 50);
+        let fits = largest_fitting_batch(&plan, 4 * gib, 50, false);
         assert!(fits > 0 && fits < 50, "{fits}");
         assert!(err.contains(&format!("--batch {fits} or less")), "{err}");
-        assert!(estimate_memory(&plan, fits).total() <= 4 * gib);
-        assert!(estimate_memory(&plan, fits + 1).total() > 4 * gib);
-        let none = check_memory(&plan, 50, 64 << 20, "a tiny GPU")
+        assert!(estimate_memory(&plan, fits, false).total() <= 4 * gib);
+        assert!(estimate_memory(&plan, fits + 1, false).total() > 4 * gib);
+        let none = check_memory(&plan, 50, false, 64 << 20, "a tiny GPU")
             .unwrap_err()
             .to_string();
         assert!(none.contains("even batch 1 does not fit"), "{none}");
+    }
+
+    /// The trainer's check for `--preset paper` (the `paper` network on 3×512×512, batch 50,
+    /// RMSProp, EMO-DB's 7 classes) on a device reporting `free` bytes.
+    fn paper_run_on(free: u64) -> Result<MemoryEstimate> {
+        let cfg = crate::training::config::TrainConfig::preset("paper").unwrap();
+        let (c, h, w) = cfg.spectrogram.input_shape();
+        assert_eq!((c, h, w, cfg.batch), (3, 512, 512, 50));
+        let spec = ArchSpec::from_name_or_spec(&cfg.arch).unwrap();
+        let plan = Plan::new(&spec, InputShape::new(c, h, w), 7).unwrap();
+        check_run_memory(&cfg, &plan, free, "the GPU")
+    }
+
+    #[test]
+    fn the_paper_preset_fits_an_8_gib_card_and_5_gib_names_the_batch_that_fits() {
+        let gib = 1u64 << 30;
+        // The paper's GTX 1080 has 8 GiB.
+        let fits = paper_run_on(8 * gib).unwrap();
+        assert!(fits.total() <= 8 * gib, "{fits:?}");
+        let err = paper_run_on(5 * gib).unwrap_err().to_string();
+        let plan = paper_plan(512);
+        let batch = largest_fitting_batch(&plan, 5 * gib, 50, false);
+        assert!(batch > 0 && batch < 50, "{batch}");
+        assert!(
+            err.contains("batch 50 does not fit in the GPU")
+                && err.contains(&format!("use --batch {batch} or less")),
+            "{err}"
+        );
     }
 
     #[test]

@@ -256,7 +256,7 @@ impl FoldsJob<'_> {
         let plan = Plan::new(&self.spec, input, self.corpus.classes.len())?;
         if !*described {
             if let Some(free) = memory.free {
-                super::device::check_memory(&plan, cfg.batch, free, &memory.name)?;
+                super::device::check_run_memory(cfg, &plan, free, &memory.name)?;
             }
             println!("device: {} ({})", backend.name(), self.why);
             println!(

@@ -4,7 +4,7 @@
 use rayon::prelude::*;
 
 use super::check_len;
-use crate::backends::geometry::PoolGeom;
+use crate::backends::geometry::{PoolGeom, ARGMAX_INDEX, ARGMAX_POSITIVE};
 use crate::tensor::Real;
 use crate::{shape_err, Result};
 
@@ -46,7 +46,14 @@ impl Dims {
     }
 }
 
-/// WRITES y and argmax (the first maximum in row-major window order, as h·W_in + w).
+/// The argmax of a window whose first maximum `best` sits at `at`: the index, and the ReLU mask of
+/// the winner in the top bit (see [`ARGMAX_POSITIVE`]).
+fn argmax_of<T: Real>(best: T, at: usize) -> u32 {
+    at as u32 | if best > T::ZERO { ARGMAX_POSITIVE } else { 0 }
+}
+
+/// WRITES y and argmax (the first maximum in row-major window order, as h·W_in + w, with
+/// [`ARGMAX_POSITIVE`] where that maximum is > 0).
 pub(super) fn forward<T: Real>(
     g: &PoolGeom,
     x: &[T],
@@ -88,7 +95,7 @@ pub(super) fn forward<T: Real>(
                         }
                     }
                     *y = best;
-                    *am = at as u32;
+                    *am = argmax_of(best, at);
                 }
             }
         });
@@ -118,34 +125,34 @@ fn pool_2x2<T: Real>(d: &Dims, x: &[T], y: &mut [T], am: &mut [u32]) {
                 at = if take { idx } else { at };
             }
             *y = best;
-            *am = at as u32;
+            *am = argmax_of(best, at);
         }
     }
 }
 
-/// WRITES dx = [x > 0] · (dy routed to its argmax), the ReLU mask of the pooled input x applied,
-/// and db (C) = Σ over (n, h, w) of dx, the producing convolution's bias gradient (see
-/// `Backend::maxpool_relu_backward`): [`backward`] into zeros, then the mask, then the convolution's
-/// own channel sums — the same sums, in the same order, as the unfused path.
+/// WRITES dx = [x > 0] · (dy routed to its argmax), the ReLU mask of the pooled input x applied
+/// (read from the argmax's [`ARGMAX_POSITIVE`] bit: every element a window routes to is that
+/// window's maximum), and db (C) = Σ over (n, h, w) of dx, the producing convolution's bias gradient
+/// (see `Backend::maxpool_relu_backward`): [`backward`] into zeros, then the mask, then the
+/// convolution's own channel sums — the same sums, in the same order, as the unfused path.
 pub(super) fn relu_backward<T: Real>(
     g: &PoolGeom,
     dy: &[T],
-    x: &[T],
     argmax: &[u32],
     dx: &mut [T],
     db: &mut [T],
 ) -> Result<()> {
     let d = Dims::new(g)?;
-    let ip = d.in_plane();
-    check_len("max-pool x", x.len(), d.planes * ip)?;
+    let (ip, op) = (d.in_plane(), d.out_plane());
     check_len("max-pool dx", dx.len(), d.planes * ip)?;
     check_len("max-pool db", db.len(), g.c as usize)?;
     dx[..d.planes * ip].fill(T::ZERO);
     backward(g, dy, argmax, dx)?;
-    for (d, &v) in dx[..d.planes * ip].iter_mut().zip(x) {
-        // Not > 0 (NaN included), as the convolution's own mask `!(y > 0)`.
-        if v.partial_cmp(&T::ZERO) != Some(std::cmp::Ordering::Greater) {
-            *d = T::ZERO;
+    for (p, dx) in dx[..d.planes * ip].chunks_mut(ip).enumerate() {
+        for &a in &argmax[p * op..][..op] {
+            if a & ARGMAX_POSITIVE == 0 {
+                dx[(a & ARGMAX_INDEX) as usize] = T::ZERO;
+            }
         }
     }
     let c = g.c as usize;
@@ -165,7 +172,10 @@ pub(super) fn backward<T: Real>(
     check_len("max-pool dy", dy.len(), d.planes * op)?;
     check_len("max-pool argmax", argmax.len(), d.planes * op)?;
     check_len("max-pool dx", dx.len(), d.planes * ip)?;
-    if argmax[..d.planes * op].iter().any(|&a| a as usize >= ip) {
+    if argmax[..d.planes * op]
+        .iter()
+        .any(|&a| (a & ARGMAX_INDEX) as usize >= ip)
+    {
         return Err(shape_err!(
             "max-pool argmax holds an index outside the {ip}-element input plane"
         ));
@@ -175,7 +185,7 @@ pub(super) fn backward<T: Real>(
         .enumerate()
         .for_each(|(p, dx)| {
             for (&a, &g) in argmax[p * op..][..op].iter().zip(&dy[p * op..][..op]) {
-                dx[a as usize] += g;
+                dx[(a & ARGMAX_INDEX) as usize] += g;
             }
         });
     Ok(())

@@ -278,12 +278,11 @@ impl<T: Real> Backend for CpuBackend<T> {
         &self,
         g: &PoolGeom,
         dy: &Vec<T>,
-        x: &Vec<T>,
         argmax: &Vec<u32>,
         dx: &mut Vec<T>,
         db: &mut Vec<T>,
     ) -> Result<()> {
-        maxpool::relu_backward(g, dy, x, argmax, dx, db)
+        maxpool::relu_backward(g, dy, argmax, dx, db)
     }
 
     fn shortcut_forward(&self, g: &ShortcutGeom, src: &Vec<T>, dst: &mut Vec<T>) -> Result<()> {

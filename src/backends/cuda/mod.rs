@@ -27,7 +27,7 @@ pub mod timing;
 use std::collections::HashMap;
 use std::marker::PhantomData;
 use std::panic::AssertUnwindSafe;
-use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 
 use cudarc::driver::{
@@ -37,7 +37,9 @@ use cudarc::driver::{
 use cudarc::nvrtc::Ptx;
 
 use self::embedded::{EmbeddedModule, NvrtcBuild, KERNELS};
-use super::device::{Device, DevicePtr, Kernel, KernelArgs, LaunchConfig};
+use super::device::{
+    Device, DevicePtr, Kernel, KernelArgs, LaunchConfig, MemoryMeter, MeteredBytes,
+};
 use crate::{Error, Result};
 
 /// How to install NVRTC (the build tells the same).
@@ -101,8 +103,8 @@ pub struct CudaDevice {
     /// Keeps the modules loaded for as long as the device lives (functions also hold them).
     modules: Vec<(&'static str, Arc<CudaModule>, LoadedImage)>,
     functions: HashMap<(&'static str, &'static str), LoadedFunction>,
-    /// Buffers allocated so far ([`Device::allocations`]).
-    allocations: AtomicUsize,
+    /// What has been allocated ([`Device::memory`]).
+    memory: Arc<MemoryMeter>,
     /// Last field: dropped after the stream, modules and functions that belong to it.
     ctx: Arc<CudaContext>,
 }
@@ -287,7 +289,7 @@ impl CudaDevice {
             stream,
             modules,
             functions,
-            allocations: AtomicUsize::new(0),
+            memory: MemoryMeter::new(),
             ctx,
         })
     }
@@ -431,6 +433,7 @@ pub struct CudaBuffer<T> {
     raw: CudaSlice<u8>,
     len: usize,
     _element: PhantomData<T>,
+    _bytes: MeteredBytes,
 }
 
 impl<T> CudaBuffer<T> {
@@ -473,7 +476,6 @@ impl Device for CudaDevice {
         let bytes = len
             .checked_mul(std::mem::size_of::<T>())
             .ok_or_else(|| Error::Device(format!("a buffer of {len} values overflows")))?;
-        self.allocations.fetch_add(1, Ordering::Relaxed);
         // cuMemAlloc rejects 0 bytes; an empty buffer still gets a (1-byte) allocation.
         let raw = self
             .stream
@@ -483,6 +485,7 @@ impl Device for CudaDevice {
             raw,
             len,
             _element: PhantomData,
+            _bytes: self.memory.allocate(bytes),
         })
     }
 
@@ -528,8 +531,8 @@ impl Device for CudaDevice {
             .map_err(driver_err("zeroing a GPU buffer"))
     }
 
-    fn allocations(&self) -> usize {
-        self.allocations.load(Ordering::Relaxed)
+    fn memory(&self) -> &MemoryMeter {
+        &self.memory
     }
 
     fn buffer_len<T: bytemuck::Pod + Send + Sync>(&self, buf: &CudaBuffer<T>) -> usize {

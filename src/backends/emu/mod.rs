@@ -17,12 +17,14 @@ use std::alloc::Layout;
 use std::collections::HashMap;
 use std::ffi::c_void;
 use std::ptr::NonNull;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 
 use rayon::prelude::*;
 
-use super::device::{Device, DevicePtr, Kernel, KernelArgs, LaunchConfig};
+use super::device::{
+    Device, DevicePtr, Kernel, KernelArgs, LaunchConfig, MemoryMeter, MeteredBytes,
+};
 use crate::{Error, Result};
 use ffi::Dim3;
 
@@ -84,6 +86,7 @@ pub struct EmuBuffer<T> {
     ptr: NonNull<T>,
     len: usize,
     layout: Layout,
+    _bytes: MeteredBytes,
 }
 
 // SAFETY: an EmuBuffer owns its allocation; the device touches it only inside synchronous calls that
@@ -113,8 +116,8 @@ pub struct EmuDevice {
     pool: rayon::ThreadPool,
     host_threads: usize,
     kernels: HashMap<(&'static str, &'static str), &'static EmuKernel>,
-    /// Buffers allocated so far ([`Device::allocations`]).
-    allocations: AtomicUsize,
+    /// What has been allocated ([`Device::memory`]).
+    memory: Arc<MemoryMeter>,
 }
 
 impl EmuDevice {
@@ -140,7 +143,7 @@ impl EmuDevice {
             pool,
             host_threads,
             kernels: HashMap::new(),
-            allocations: AtomicUsize::new(0),
+            memory: MemoryMeter::new(),
         };
         device.register(product_kernels())?;
         Ok(device)
@@ -242,7 +245,6 @@ impl Device for EmuDevice {
             Layout::from_size_align(bytes, 256.max(std::mem::align_of::<T>())).map_err(|e| {
                 Error::Device(format!("emulated device: allocation of {bytes} bytes: {e}"))
             })?;
-        self.allocations.fetch_add(1, Ordering::Relaxed);
         // SAFETY: the layout has a non-zero size.
         let ptr = unsafe { std::alloc::alloc_zeroed(layout) };
         let ptr = NonNull::new(ptr.cast::<T>()).ok_or_else(|| {
@@ -250,7 +252,13 @@ impl Device for EmuDevice {
                 "emulated device: out of memory allocating {bytes} bytes"
             ))
         })?;
-        Ok(EmuBuffer { ptr, len, layout })
+        let _bytes = self.memory.allocate(len * std::mem::size_of::<T>());
+        Ok(EmuBuffer {
+            ptr,
+            len,
+            layout,
+            _bytes,
+        })
     }
 
     fn copy_to_device<T: bytemuck::Pod + Send + Sync>(
@@ -280,8 +288,8 @@ impl Device for EmuDevice {
         Ok(())
     }
 
-    fn allocations(&self) -> usize {
-        self.allocations.load(Ordering::Relaxed)
+    fn memory(&self) -> &MemoryMeter {
+        &self.memory
     }
 
     fn buffer_len<T: bytemuck::Pod + Send + Sync>(&self, buf: &EmuBuffer<T>) -> usize {

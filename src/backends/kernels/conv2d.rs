@@ -288,6 +288,40 @@ pub(super) fn channel_chunks(channels: usize, positions: usize) -> (usize, usize
     (positions.div_ceil(chunk), chunk)
 }
 
+/// Scratch values the backward pass of `g` (with its batch) asks for: the bias gradient's partial
+/// sums (`with_bias`: not when a fused pool wrote db) and the weight gradient's split-K partials.
+/// The scratch is one buffer grown to the largest request, so a step needs the maximum of these.
+pub fn backward_scratch_len(g: &ConvGeom, with_bias: bool) -> usize {
+    let c_out = g.c_out as usize;
+    let (splits, _) = bias_plan(g);
+    let bias = if with_bias { splits * c_out } else { 0 };
+    let cols = g.weight_len() / c_out;
+    let filter = SplitK::plan(c_out, cols, g.output().len() / c_out).scratch_len(c_out, cols);
+    bias.max(filter)
+}
+
+/// The K table of `g`'s forward (`backward_data` false) or backward-data gather: its identity (two
+/// geometries with the same key share one table) and its size in bytes.
+pub fn gather_table_bytes(g: &ConvGeom, backward_data: bool) -> ([i32; 6], usize) {
+    let key = TableKey::of(g, backward_data);
+    let k = if backward_data {
+        g.weight_len() / g.c_in as usize
+    } else {
+        g.weight_len() / g.c_out as usize
+    };
+    (
+        [
+            key.backward_data as i32,
+            key.channels,
+            key.h,
+            key.w,
+            key.k_h,
+            key.k_w,
+        ],
+        4 * table_floats(k),
+    )
+}
+
 /// How the bias-gradient reduction of `g` is split.
 fn bias_plan(g: &ConvGeom) -> (usize, usize) {
     channel_chunks(g.c_out as usize, g.output().len() / g.c_out as usize)

@@ -294,3 +294,17 @@ fn reduce_partials<D: Device>(
     // above); nothing else is touched.
     unsafe { dev.launch(REDUCE_PARTIALS, &cfg, &mut args) }
 }
+
+/// Scratch values the largest split-K GEMM of `g`'s forward and backward passes asks for (the
+/// input gradient's only `with_dx`).
+pub fn scratch_len(g: &DenseGeom, with_dx: bool) -> usize {
+    let (n, inp, out) = sizes(g);
+    let forward = SplitK::plan(n, out, inp).scratch_len(n, out);
+    let dx = if with_dx {
+        SplitK::plan(n, inp, out).scratch_len(n, inp)
+    } else {
+        0
+    };
+    let dw = SplitK::plan(out, inp, n).scratch_len(out, inp);
+    forward.max(dx).max(dw)
+}

@@ -81,12 +81,19 @@ pub fn backward<D: Device>(
     dev.note_cost(BACKWARD, || Cost::memory(8 * output + 8 * input));
     // SAFETY: maxpool_backward(PoolGeom, const float* dy, const unsigned* argmax, float* dx), pushed in
     // that order; lengths checked above. The kernel only compares argmax values (never indexes with
-    // them), so any argmax content is memory-safe.
+    // them, index bits only), so any argmax content is memory-safe.
     unsafe { dev.launch(BACKWARD, &grid_stride(input), &mut args) }
 }
 
+/// Scratch values [`relu_backward`] of `g` asks for (the bias gradient's per-chunk partials).
+pub fn relu_backward_scratch_len(g: &PoolGeom) -> usize {
+    let channels = g.c as usize;
+    let (splits, _) = conv2d::channel_chunks(channels, g.input().len() / channels);
+    splits * channels
+}
+
 /// WRITES dx (N, C, H_in, W_in) = [x > 0] · (dy (N, C, H_out, W_out) routed to its argmax), x the
-/// pool's input, and db (C) = Σ over (n, h, w) of dx, the bias gradient of the convolution that
+/// pool's input, its sign read from the argmax's `ARGMAX_POSITIVE` bit, and db (C) = Σ over (n, h, w) of dx, the bias gradient of the convolution that
 /// produced x (see `Backend::maxpool_relu_backward`). The per-chunk partial sums of db live in
 /// `scratch`; the convolution's own second stage ([`conv2d::sum_partials`]) adds them.
 #[allow(clippy::too_many_arguments)]
@@ -95,7 +102,6 @@ pub fn relu_backward<D: Device>(
     scratch: &Scratch<D>,
     g: &PoolGeom,
     dy: &D::Buffer<f32>,
-    x: &D::Buffer<f32>,
     argmax: &D::Buffer<u32>,
     dx: &mut D::Buffer<f32>,
     db: &mut D::Buffer<f32>,
@@ -109,7 +115,6 @@ pub fn relu_backward<D: Device>(
         let mut args = KernelArgs::new();
         args.push(*g)
             .push(need(dev, dy, output, "max-pool dy")?)
-            .push(need(dev, x, input, "max-pool x")?)
             .push(need(dev, argmax, output, "max-pool argmax")?)
             .push(need(dev, dx, input, "max-pool dx")?)
             .push(dev.device_ptr(partials))
@@ -118,17 +123,16 @@ pub fn relu_backward<D: Device>(
             grid: (channels as u32, splits as u32, 1),
             ..LaunchConfig::linear(1, conv2d::REDUCE_THREADS as u32)
         };
-        // dy and argmax read once (a window's inputs share them through L1), x read, dx written, one
+        // dy and argmax read once (a window's inputs share them through L1), dx written, one
         // partial per block.
         dev.note_cost(RELU_BACKWARD, || {
-            Cost::memory(8 * output + 8 * input + 4 * splits * channels)
+            Cost::memory(8 * output + 4 * input + 4 * splits * channels)
         });
-        // SAFETY: maxpool_relu_backward(PoolGeom, const float* dy, const float* x, const unsigned*
-        // argmax, float* dx, float* partials, int chunk), pushed in that order; dy, x, argmax and dx
-        // lengths checked above. Block (c, z) touches channel c < C at positions [z·chunk, min(N·H_in·
+        // SAFETY: maxpool_relu_backward(PoolGeom, const float* dy, const unsigned* argmax, float* dx,
+        // float* partials, int chunk), pushed in that order; dy, argmax and dx lengths checked above. Block (c, z) touches channel c < C at positions [z·chunk, min(N·H_in·
         // W_in, (z+1)·chunk)) only, and writes partials[z·C + c] with z < splits: inside the scratch,
         // sized for splits·C values. As in maxpool_backward, argmax values are only compared, never
-        // used as indices.
+        // used as indices (their top bit only read as the ReLU mask).
         unsafe { dev.launch(RELU_BACKWARD, &cfg, &mut args)? };
         conv2d::sum_partials(dev, channels, splits, partials, db)
     })
