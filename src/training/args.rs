@@ -36,6 +36,10 @@ pub struct Args {
     /// `none`.
     #[arg(long, value_enum, conflicts_with = "no_augment")]
     pub augment: Option<AugmentLevel>,
+    /// Stretch the whole utterance to the width, instead of one column per frame (the opposite of
+    /// --fixed-time).
+    #[arg(long, conflicts_with = "spectrogram.image.time_axis")]
+    pub whole_time: bool,
     /// Turn training augmentation off (the same as `--augment none`).
     #[arg(long)]
     pub no_augment: bool,
@@ -132,7 +136,6 @@ config_flags! {
     value "width" => "spectrogram.image.width": usize, "Image width in pixels (time axis).";
     value "colormap" => "spectrogram.image.colormap": crate::features::Colormap, "Colormap: jet (3 channels, as in the paper) or gray (1 channel).";
     switch "fixed-time" => "spectrogram.image.time_axis" = "fixed", "Fixed time resolution: one column per frame, cropped or padded to the width, instead of stretching the whole utterance to the width.";
-    switch "whole-time" => "spectrogram.image.time_axis" = "whole", "Stretch the whole utterance to the width, instead of one column per frame (--fixed-time).";
     value "top-db" => "spectrogram.image.top_db": f32, "Dynamic range shown, in dB below the utterance's maximum.";
     value "deltas" => "spectrogram.image.delta_window": usize, "Δ and ΔΔ input channels: regression deltas along time over ±N frames (0: none; 2 is the usual choice).";
     value "batch" => "batch": usize, "Batch size.";
@@ -382,6 +385,9 @@ pub fn overlay(args: &Args, m: &ArgMatches) -> Result<Value> {
             to_json(&c.waveform_variants),
         );
     }
+    if args.whole_time {
+        insert(&mut overlay, "spectrogram.image.time_axis", json!("whole"));
+    }
     for f in config_flags() {
         let id = f.arg.get_id().as_str();
         if !given(m, id) {
@@ -495,5 +501,11 @@ mod tests {
             json!({"optimizer": {"lr": 0.5}, "spectrogram": {"stft": {"mel_bands": 40},
                    "image": {"time_axis": "fixed"}}})
         );
+        let (args, m) = parse(["rescnn-train", "--whole-time"]).unwrap();
+        assert_eq!(
+            overlay(&args, &m).unwrap(),
+            json!({"spectrogram": {"image": {"time_axis": "whole"}}})
+        );
+        assert!(parse(["rescnn-train", "--whole-time", "--fixed-time"]).is_err());
     }
 }
