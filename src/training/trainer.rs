@@ -298,11 +298,9 @@ impl<'a, B: Backend<Elem = f32>> Trainer<'a, B> {
                 InputNormMode::Speaker => Some(training_rows(cfg, store, fold.split)?),
             },
             match (&vectors, &prosody) {
-                (Some(store), Some(branch)) => Some(branch.saved(
-                    store,
-                    cfg.spectrogram.stft.sample_rate,
-                    cfg.prosody_weight,
-                )),
+                (Some(store), Some(branch)) => {
+                    Some(branch.saved(store, cfg.spectrogram.stft.sample_rate, cfg.prosody_weight))
+                }
                 _ => None,
             },
         );
