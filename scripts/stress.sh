@@ -20,7 +20,7 @@ TRAIN=$(realpath "$TRAIN")
 WORK=${1:-$(mktemp -d /tmp/rescnn-stress.XXXXXX)}
 KEEP=${1:+yes}
 mkdir -p "$WORK"
-RUN_ARGS=(--height 32 --width 32 --mel 32 --iters 20 --eval-every 1 --device cpu --no-progress)
+RUN_ARGS=(--height 32 --width 32 --mel 32 --iters 20 --eval-every 1 --prosody 0 --device cpu --no-progress)
 ROWS=()
 FAILED=0
 

@@ -107,7 +107,7 @@ fn toml_and_json_files_layer_under_the_options_given() {
     let toml = dir.path().join("run.toml");
     std::fs::write(
         &toml,
-        "arch = \"paper-plain\"\niterations = 5\n[optimizer]\nlr = 0.01\n[spectrogram.image]\nheight = 48\n",
+        "arch = \"paper-plain\"\neval_time = \"first\"\niterations = 5\n[optimizer]\nlr = 0.01\n[spectrogram.image]\nheight = 48\n",
     )
     .unwrap();
     let c = cfg_of(&["--config", toml.to_str().unwrap(), "--lr", "0.02"]).unwrap();

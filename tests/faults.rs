@@ -16,11 +16,16 @@ use train_support::*;
 const TRAIN: &str = env!("CARGO_BIN_EXE_rescnn-train");
 const RESCNN: &str = env!("CARGO_BIN_EXE_rescnn");
 
-/// A short synthetic run on the CPU: 32×32 gray images, a small network.
+/// A short synthetic run on the CPU: 32×32 gray images, a small network (no statistics pooling,
+/// so first-frames evaluation), no prosody branch.
 fn small_run(iters: &str, eval_every: &str) -> Vec<String> {
     [
         "--arch",
         "c8k3 p2 fc32",
+        "--eval-time",
+        "first",
+        "--prosody",
+        "0",
         "--height",
         "32",
         "--width",
