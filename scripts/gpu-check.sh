@@ -149,7 +149,7 @@ if [ "$dry_run" = 1 ]; then
     row "kernels bench" "(dry run) $(verdict $rc)" "$(grep -m1 '^total:' "$logs/bench-no-gpu.log")"
     LIMIT=30 run peer-compile python3 -m py_compile "$b/torch_peer.py"
     row "PyTorch peer (py_compile)" "(dry run) $(verdict $?)" ""
-    train=(--iters 2 --eval-every 1 --no-progress --arch "c8k3 p2 c8k3 p2 fc16" --height 32 --width 32)
+    train=(--iters 2 --eval-every 1 --no-progress --arch "c8k3 p2 c8k3 p2 fc16" --eval-time first --prosody 0 --height 32 --width 32)
     LIMIT=120 run train-cpu-a "$b/bin/rescnn-train" "${train[@]}" --device cpu --out "$work/run-a" \
         && LIMIT=120 run train-cpu-b "$b/bin/rescnn-train" "${train[@]}" --device cpu --out "$work/run-b" \
         && run compare python3 "$b/torch_peer.py" compare "$work/run-b/metrics.jsonl" "$work/run-a/metrics.jsonl"
@@ -192,7 +192,7 @@ else
     while IFS= read -r line; do row "PyTorch" "" "$line"; done < <(grep -E '^(paper|ratio|matmul)' "$logs/peer.log")
 
     # ---- 4. short training run, CUDA against the CPU reference, same seed and data ---------------
-    train=(--iters 4 --eval-every 2 --no-progress)
+    train=(--iters 4 --eval-every 2 --prosody 0 --no-progress)
     run train-cuda "$b/bin/rescnn-train" "${train[@]}" --device cuda --out "$work/run-cuda" \
         && run train-cpu "$b/bin/rescnn-train" "${train[@]}" --device cpu --out "$work/run-cpu" \
         && run compare python3 "$b/torch_peer.py" compare "$work/run-cuda/metrics.jsonl" "$work/run-cpu/metrics.jsonl"
