@@ -19,7 +19,7 @@ fn cfg_of(words: &[&str]) -> rescnn::Result<TrainConfig> {
 
 #[test]
 fn no_arguments_is_the_default_configuration() {
-    assert_eq!(cfg_of(&[]).unwrap(), TrainConfig::default());
+    assert_eq!(cfg_of(&[]).unwrap(), TrainConfig::no_arguments());
 }
 
 /// `--preset recipe` with only the data and the protocol given runs end to end on the real
@@ -118,7 +118,7 @@ fn toml_and_json_files_layer_under_the_options_given() {
     // Options NOT given (e.g. --width, whose clap default is 512) leave the file and defaults alone.
     assert_eq!(
         c.spectrogram.image.width,
-        TrainConfig::default().spectrogram.image.width
+        TrainConfig::no_arguments().spectrogram.image.width
     );
 
     let json = dir.path().join("run.json");

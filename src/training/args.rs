@@ -180,7 +180,7 @@ fn default_settings() -> Vec<Value> {
         .map(|kind| {
             to_json(TrainConfig {
                 optimizer: OptimizerConfig::defaults(kind),
-                ..TrainConfig::default()
+                ..TrainConfig::no_arguments()
             })
         })
         .collect()
@@ -192,7 +192,7 @@ fn default_text(defaults: &[Value], key: &str) -> Option<String> {
     // The choice of optimizer itself has one default: the trainer's.
     let own;
     let defaults = if key == "optimizer.kind" {
-        own = [to_json(TrainConfig::default())];
+        own = [to_json(TrainConfig::no_arguments())];
         &own[..]
     } else {
         defaults
@@ -300,7 +300,7 @@ pub fn request(args: &Args, m: &ArgMatches) -> Result<Request> {
 pub fn config(args: &Args, m: &ArgMatches) -> Result<TrainConfig> {
     let mut c = match &args.preset {
         Some(p) => TrainConfig::preset(p)?,
-        None => TrainConfig::default(),
+        None => TrainConfig::no_arguments(),
     };
     if let Some(file) = &args.config {
         c = c.with_file(file)?;
@@ -460,7 +460,7 @@ mod tests {
     #[test]
     fn help_shows_the_trainers_own_defaults() {
         let help = command().render_long_help().to_string();
-        let d = TrainConfig::default();
+        let d = TrainConfig::no_arguments();
         let height = help_line(&help, "height");
         assert!(
             height.contains(&format!("[default: {}]", d.spectrogram.image.height)),

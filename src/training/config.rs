@@ -310,10 +310,10 @@ macro_rules! settings {
 }
 
 settings! {
-/// Everything a training run depends on. The defaults are the no-argument run: the recipe
-/// ([`TrainConfig::recipe`]) scaled to about two minutes on two CPU cores (400 steps, crops of 96
-/// frames) on the built-in synthetic corpus, with the paper's random split and a validation share
-/// for the training curves.
+/// Everything a training run depends on. Each setting's default here is what a configuration file
+/// or checkpoint that lacks its key means: a feature added later is off, so a run written before
+/// it existed reads and resumes as it was trained. The no-argument run is
+/// [`TrainConfig::no_arguments`].
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct TrainConfig {
@@ -323,7 +323,7 @@ pub struct TrainConfig {
     /// Leave unreadable audio files out (listed on stderr) instead of stopping.
     pub skip_bad: bool = false,
     /// A preset name or an architecture spec (see [`crate::model::spec`]).
-    pub arch: String = "recipe".into(),
+    pub arch: String = SMALL_ARCH.into(),
     /// The compute device (`auto`: CUDA when a GPU and the compiled kernels are there, else the CPU).
     pub device: DeviceChoice = DeviceChoice::Auto,
     /// `random`, `speakers:A,B` or `loso`.
@@ -347,23 +347,23 @@ pub struct TrainConfig {
     #[serde(default)]
     pub epochs: Option<f64> = None,
     /// Validate (and checkpoint) every this many iterations, and after the last.
-    pub eval_every: u64 = 100,
+    pub eval_every: u64 = 50,
     /// How the selected checkpoint is chosen among the validation evaluations.
     pub select_by: Selection = Selection::Uar,
     /// The optimizer and its settings: `kind = "rmsprop"` (the default; `lr`, its time `decay`,
     /// `rho`, `eps`, `weight_decay`: the paper's Table III) or `kind = "adamw"` (with its
     /// learning-rate schedule); see [`OptimizerConfig`].
-    pub optimizer: OptimizerConfig = OptimizerConfig::recipe(),
+    pub optimizer: OptimizerConfig = OptimizerConfig::default(),
     /// The network's input: STFT settings (`[spectrogram.stft]`) and the image (`[spectrogram.image]`).
-    pub spectrogram: SpectrogramConfig = recipe_spectrogram(96),
+    pub spectrogram: SpectrogramConfig = small_spectrogram(64, 128),
     /// Augmentation of training images (`AugmentConfig::none()` turns it off).
-    pub augment: AugmentConfig = AugmentConfig::specaugment(),
+    pub augment: AugmentConfig = AugmentConfig::paper(),
     /// Class-balanced sampling of training utterances.
-    pub balanced: bool = true,
+    pub balanced: bool = false,
     /// Input normalisation: `training` (per-channel statistics of the training utterances) or
     /// `speaker` (each speaker's own per-(channel, row) statistics over all of its utterances,
     /// labels unused; transductive for test speakers).
-    pub input_norm: InputNormMode = InputNormMode::Speaker,
+    pub input_norm: InputNormMode = InputNormMode::Training,
     /// Waveform-perturbed variants computed per utterance for augmentation (speed, pitch).
     pub waveform_variants: Vec<Perturbation> = Vec::new(),
     /// Keep spectrograms in the on-disk feature cache (see [`crate::data::cache`]).
@@ -376,7 +376,7 @@ pub struct TrainConfig {
     /// the first `width` frames with `time_axis = "fixed"`), `whole` (each whole utterance in one
     /// image, the network re-laid out for its width; needs `stats` pooling) or `crops` (the mean of
     /// the class probabilities over crops of the training width, every `eval_hop` frames).
-    pub eval_time: crate::data::EvalTime = crate::data::EvalTime::Whole,
+    pub eval_time: crate::data::EvalTime = crate::data::EvalTime::First,
     /// Frames between evaluation crops (`eval_time = "crops"`); 0 = half the crop width.
     pub eval_hop: usize = 0,
     /// Weight of the prosody branch in the late fusion of class probabilities (0 = no prosody
@@ -384,18 +384,18 @@ pub struct TrainConfig {
     /// logistic regression on the utterance prosody vector (F0, energy, voicing, voice quality
     /// statistics; [`crate::features::prosody`]) fitted on the fold's training utterances,
     /// normalised as `input_norm` says. Applies to validation (selection) and test alike.
-    pub prosody_weight: f64 = 0.5,
+    pub prosody_weight: f64 = 0.0,
     /// The prosody branch's utterance vector: `basic` (29 F0, energy, voicing and spectral-balance
     /// statistics) or `full` (those and about two thousand functionals of 62 frame-level
     /// descriptors and their deltas, ComParE-like; [`crate::features::functionals`]). The same
     /// vector is the side input that a `vec` layer of the architecture appends to the network's
     /// pooled features (normalised as the branch's), trained end to end.
-    pub prosody_set: crate::features::prosody::ProsodySet = crate::features::prosody::ProsodySet::Full,
+    pub prosody_set: crate::features::prosody::ProsodySet = crate::features::prosody::ProsodySet::Basic,
     /// Mixup (Zhang et al. 2018): mix each training batch with a permutation of itself at
     /// λ ~ Beta(α, α), inputs and targets alike (0 = off; 0.2–0.4 usual). Trains on soft targets.
-    pub mixup_alpha: f64 = 0.2,
+    pub mixup_alpha: f64 = 0.0,
     /// Label smoothing ε: targets (1 − ε)·one-hot + ε/classes (0 = off). Trains on soft targets.
-    pub label_smoothing: f64 = 0.1,
+    pub label_smoothing: f64 = 0.0,
     /// Ensemble members per fold: K networks trained on the fold's split from the seeds `seed`,
     /// `seed + 1`, … (their weights, data order, augmentation and dropout; the split stays that of
     /// `seed`), each in its own folder, their test probabilities averaged (1 = one network).
@@ -424,6 +424,9 @@ pub fn small_spectrogram(bands: usize, frames: usize) -> SpectrogramConfig {
     s
 }
 
+/// The architecture a file or checkpoint without `arch` names: the paper's network scaled down.
+pub const SMALL_ARCH: &str = "c16k4 p2 +0 c32k8 p2 +0 c32k10 p2 +0 c32k10 p2 fc128 fc128";
+
 /// The recipe's input: 64 log-mel bands from 50 Hz to 8 kHz, one column per 10 ms frame, crops of
 /// `frames` frames, gray with Δ and ΔΔ over ±4 frames (three channels).
 pub fn recipe_spectrogram(frames: usize) -> SpectrogramConfig {
@@ -451,12 +454,6 @@ impl TrainConfig {
             spectrogram: SpectrogramConfig::paper(),
             augment: AugmentConfig::paper(),
             balanced: true,
-            input_norm: InputNormMode::Training,
-            eval_time: crate::data::EvalTime::First,
-            mixup_alpha: 0.0,
-            label_smoothing: 0.0,
-            prosody_weight: 0.0,
-            prosody_set: crate::features::prosody::ProsodySet::Basic,
             ..TrainConfig::default()
         }
     }
@@ -479,6 +476,27 @@ impl TrainConfig {
             epochs: None,
             eval_every: 1440,
             spectrogram: recipe_spectrogram(160),
+            ..TrainConfig::no_arguments()
+        }
+    }
+
+    /// The no-argument run: the recipe scaled to about two minutes on two CPU cores (400 steps of
+    /// 32, crops of 96 frames, validation every 100) on the built-in synthetic corpus, with the
+    /// paper's random split and a validation share for the training curves.
+    pub fn no_arguments() -> Self {
+        TrainConfig {
+            arch: "recipe".into(),
+            eval_every: 100,
+            optimizer: OptimizerConfig::recipe(),
+            spectrogram: recipe_spectrogram(96),
+            augment: AugmentConfig::specaugment(),
+            balanced: true,
+            input_norm: InputNormMode::Speaker,
+            eval_time: crate::data::EvalTime::Whole,
+            mixup_alpha: 0.2,
+            label_smoothing: 0.1,
+            prosody_weight: 0.5,
+            prosody_set: crate::features::prosody::ProsodySet::Full,
             ..TrainConfig::default()
         }
     }
@@ -486,7 +504,7 @@ impl TrainConfig {
     /// A named starting point: `default`, `paper` or `recipe`.
     pub fn preset(name: &str) -> Result<Self> {
         match name {
-            "default" | "small" => Ok(Self::default()),
+            "default" => Ok(Self::no_arguments()),
             "paper" => Ok(Self::paper()),
             "recipe" => Ok(Self::recipe()),
             _ => Err(config_err!(
