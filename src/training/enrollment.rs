@@ -140,7 +140,7 @@ pub fn evaluate_enrollment(
     label_map: &[usize],
     settings: &EnrollmentSettings,
 ) -> Result<Vec<EnrollmentRow>> {
-    if settings.draws == 0 || settings.ks.iter().any(|&k| k == 0) {
+    if settings.draws == 0 || settings.ks.contains(&0) {
         return Err(config_err!(
             "--enroll needs k ≥ 1 utterances and --draws ≥ 1"
         ));
@@ -191,7 +191,11 @@ pub fn evaluate_enrollment(
                     skipped[n] += 1;
                     continue;
                 }
-                for d in 0..settings.draws {
+                for (d, evaluation) in evaluations[2 + n]
+                    .iter_mut()
+                    .enumerate()
+                    .take(settings.draws)
+                {
                     let stream = ((f as u64) << 40) | ((s as u64) << 20) | d as u64;
                     let mut rng = ChaCha8Rng::seed_from_u64(derive_seed(
                         settings.seed,
@@ -205,7 +209,7 @@ pub fn evaluate_enrollment(
                     rest.sort_unstable();
                     let stats = speaker_stats(model, speaker, &store, vectors.as_ref(), enrolled)?;
                     let p = run(SpeakerSource::Given(std::slice::from_ref(&stats)), &rest)?;
-                    evaluations[2 + n][d].add(p, &to_corpus);
+                    evaluation.add(p, &to_corpus);
                 }
             }
         }
