@@ -200,9 +200,8 @@ fn checkpoint_round_trip_is_bit_exact() {
 /// pitch/rate/tilt features reach 40 % with a nearest centroid: tests/data_synth.rs), and this run is
 /// tiny (300 steps of 16 images, about 10 s). Measured here (seed 0, CPU reference): 26 of 91 test
 /// utterances right (28.6 %) with the selected weights, and the training loss of the last 50 steps
-/// well under that of the first 50. (At 200 steps, with the input statistics taken over the
-/// utterances' frames only, not their padding, it was 19 of 91 selected and 23 last: too close to
-/// the bar for a test.) The bar, 20 of 91 (22 %), leaves room for other CPUs' GEMM
+/// well under that of the first 50. 300 steps rather than 200: at 200 the selected weights
+/// scored 19 of 91, too close to the bar for a test. The bar, 20 of 91 (22 %), leaves room for other CPUs' GEMM
 /// rounding to change a few predictions, and a chance-level classifier reaches it with probability
 /// of about 3 % (binomial, p = 1/7).
 #[test]
