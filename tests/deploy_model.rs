@@ -83,8 +83,24 @@ fn eval(model: &Path, data: &Path, extra: &[&str]) -> (EvalReport, serde_json::V
 #[test]
 fn eval_and_predict_give_the_trainers_test_probabilities() {
     let data = corpus_on_disk();
+    eval_and_predict_agree_with_training(&whole_with_branch(data.path()), data.path());
+}
+
+/// The same for a joint network: the utterance vector as its second input, speaker-normalised like
+/// the image, and no branch (so `model.json` holds the vector's normaliser alone).
+#[test]
+fn a_joint_model_predicts_the_trainers_test_probabilities() {
+    let data = corpus_on_disk();
+    let mut cfg = whole_with_branch(data.path());
+    cfg.arch = "c8k3 bn p2 +0 c16k3 bn p2 +0 stats vec0.2fc8 drop0.2 fc16".into();
+    cfg.input_norm = InputNormMode::Speaker;
+    cfg.prosody_weight = 0.0;
+    eval_and_predict_agree_with_training(&cfg, data.path());
+}
+
+fn eval_and_predict_agree_with_training(cfg: &TrainConfig, data: &Path) {
     let run = temp_dir();
-    train(&whole_with_branch(data.path()), run.path());
+    train(cfg, run.path());
     let saved = read_json(&run.path().join("test-predictions.json"));
     let fold: FoldResult =
         serde_json::from_value(read_json(&run.path().join("fold.json"))).unwrap();
@@ -96,7 +112,7 @@ fn eval_and_predict_give_the_trainers_test_probabilities() {
     ] {
         let (report, p) = eval(
             run.path(),
-            data.path(),
+            data,
             &["--split", split_s, "--part", "test", "--weights", weights],
         );
         let f = &p["folds"][0];
@@ -125,31 +141,74 @@ fn eval_and_predict_give_the_trainers_test_probabilities() {
         );
     }
 
-    // predict on the test files together (the whole-utterance width is the longest of the files
-    // evaluated together, as for the trainer's test set).
+    // predict gives each test file the trainer's fused probabilities whatever files it is given
+    // beside it: all of them in reverse order, and the shortest one alone (the trainer evaluated
+    // it in a batch with longer ones). A speaker-normalised model gets each speaker's statistics
+    // as the trainer did, from all of the speaker's files (one folder per speaker); those files
+    // follow the ones compared.
+    let by_speaker = cfg.input_norm == InputNormMode::Speaker;
     let ids: Vec<String> = serde_json::from_value(saved["ids"].clone()).unwrap();
-    let mut args: Vec<std::ffi::OsString> = vec![
-        "predict".into(),
-        "--device".into(),
-        "cpu".into(),
-        "--json".into(),
-        "--model".into(),
-        run.path().into(),
-    ];
-    args.extend(ids.iter().map(|id| data.path().join(id).into_os_string()));
-    let out = rescnn_ok(&args);
-    let predicted: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let classes: Vec<String> = serde_json::from_value(saved["classes"].clone()).unwrap();
     let selected = rows(&saved["selected"]);
-    for (k, want) in selected.iter().enumerate() {
-        let probs = &predicted[k]["probabilities"];
-        let got: Vec<f64> = classes.iter().map(|c| probs[c].as_f64().unwrap()).collect();
-        assert_eq!(
-            &got, want,
-            "{}: predict vs the trainer's fused probabilities",
-            ids[k]
-        );
+    let predict = |which: &[usize]| -> Vec<Vec<f64>> {
+        let mut args: Vec<std::ffi::OsString> = vec![
+            "predict".into(),
+            "--device".into(),
+            "cpu".into(),
+            "--json".into(),
+            "--model".into(),
+            run.path().into(),
+        ];
+        let compared: Vec<PathBuf> = which.iter().map(|&k| data.join(&ids[k])).collect();
+        args.extend(compared.iter().map(Into::into));
+        if by_speaker {
+            args.extend(["--speaker-from".into(), "folder".into()]);
+            args.extend(
+                wav_files(data)
+                    .into_iter()
+                    .filter(|f| !compared.contains(f))
+                    .map(Into::into),
+            );
+        }
+        let out = rescnn_ok(&args);
+        let predicted: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        (0..which.len())
+            .map(|k| {
+                let probs = &predicted[k]["probabilities"];
+                classes.iter().map(|c| probs[c].as_f64().unwrap()).collect()
+            })
+            .collect()
+    };
+    let reversed: Vec<usize> = (0..ids.len()).rev().collect();
+    let shortest = (0..ids.len())
+        .min_by_key(|&k| std::fs::metadata(data.join(&ids[k])).unwrap().len())
+        .unwrap();
+    for which in [reversed, vec![shortest]] {
+        for (k, got) in which.iter().zip(predict(&which)) {
+            assert_eq!(
+                got,
+                selected[*k],
+                "{}: predict of {} file(s) vs the trainer's fused probabilities",
+                ids[*k],
+                which.len()
+            );
+        }
     }
+}
+
+/// Every WAV file under `dir`, in sorted order.
+fn wav_files(dir: &Path) -> Vec<PathBuf> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            found.extend(wav_files(&path));
+        } else if path.extension().is_some_and(|e| e == "wav") {
+            found.push(path);
+        }
+    }
+    found.sort();
+    found
 }
 
 /// A leave-one-speaker-out run: eval of the run folder evaluates each fold's test speaker with

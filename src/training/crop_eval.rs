@@ -10,6 +10,7 @@ use crate::data::{BatchConfig, Batcher, EvalTime, FeatureStore, Normalization};
 use crate::features::ImageConfig;
 use crate::model::Network;
 use crate::{config_err, Result};
+use std::collections::{BTreeMap, HashMap};
 
 /// Class probabilities of every utterance of `indices` (in that order), each the mean over its
 /// crops of `image.width` frames every `hop` frames, run through `net` in batches of at most its
@@ -112,10 +113,14 @@ pub fn predict_with<B: Backend<Elem = f32>>(
     }
 }
 
-/// Class probabilities of `indices` with each whole utterance in one image: the network is laid
-/// out for the longest utterance's width, rounded up to the first width its shortcuts accept
-/// (a shortcut into pool level k needs a width divisible by its pooling factor; the extra
-/// columns are padding), and back to its training width afterwards. Needs statistics pooling.
+/// Class probabilities of `indices` (in that order) with each whole utterance in one image. Every
+/// utterance is evaluated at its own width: at least the training width, rounded up to the first
+/// width the network's shortcuts accept (a shortcut into pool level k needs a width divisible by
+/// its pooling factor; the extra columns are padding). Utterances of equal width share batches.
+/// So the statistics pooling sees an utterance's own frames, not padding up to the longest
+/// utterance it happened to be batched with, and its probabilities do not depend on which other
+/// files are evaluated beside it. The network goes back to its training width afterwards. Needs
+/// statistics pooling.
 #[allow(clippy::too_many_arguments)]
 pub fn predict_whole<B: Backend<Elem = f32>>(
     backend: &B,
@@ -134,28 +139,62 @@ pub fn predict_whole<B: Backend<Elem = f32>>(
         ));
     }
     let train_width = net.input_shape().width;
-    let longest = whole_width(store, image, indices);
-    let mut width = longest;
+    let out = predict_each_at_its_width(backend, net, store, image, norm, indices, batch, side);
+    net.set_input_width(backend, train_width)?;
+    out
+}
+
+#[allow(clippy::too_many_arguments)]
+fn predict_each_at_its_width<B: Backend<Elem = f32>>(
+    backend: &B,
+    net: &mut Network<B>,
+    store: &FeatureStore,
+    image: &ImageConfig,
+    norm: &Normalization,
+    indices: &[usize],
+    batch: usize,
+    side: Option<SideInput<'_>>,
+) -> Result<Predictions> {
+    let mut by_width: BTreeMap<usize, Vec<usize>> = BTreeMap::new();
+    for &u in indices {
+        by_width
+            .entry(whole_width(store, image, &[u]))
+            .or_default()
+            .push(u);
+    }
+    let mut probs: HashMap<usize, Vec<f64>> = HashMap::with_capacity(indices.len());
+    // Widest first, so the network's buffers are allocated once, at their largest.
+    for (&frames, group) in by_width.iter().rev() {
+        let width = fit_input_width(backend, net, frames)?;
+        let wide = ImageConfig {
+            width,
+            ..image.clone()
+        };
+        let batcher = Batcher::new(
+            store,
+            &wide,
+            group,
+            BatchConfig::evaluation(batch),
+            norm.clone(),
+        )?;
+        probs.extend(predict_all_with_side(backend, net, &batcher, side)?);
+    }
+    Ok(indices.iter().map(|&u| (u, probs[&u].clone())).collect())
+}
+
+/// Lays `net` out for the first width of at least `frames` columns that its shortcuts accept.
+fn fit_input_width<B: Backend<Elem = f32>>(
+    backend: &B,
+    net: &mut Network<B>,
+    frames: usize,
+) -> Result<usize> {
+    let mut width = frames;
     loop {
         match net.set_input_width(backend, width) {
-            Ok(()) => break,
+            Ok(()) => return Ok(width),
             // Widths the shortcuts refuse; 64 more columns cover any pooling factor up to 64.
-            Err(_) if width < longest + 64 => width += 1,
+            Err(_) if width < frames + 64 => width += 1,
             Err(e) => return Err(e),
         }
     }
-    let wide = ImageConfig {
-        width,
-        ..image.clone()
-    };
-    let batcher = Batcher::new(
-        store,
-        &wide,
-        indices,
-        BatchConfig::evaluation(batch),
-        norm.clone(),
-    )?;
-    let out = predict_all_with_side(backend, net, &batcher, side);
-    net.set_input_width(backend, train_width)?;
-    out
 }

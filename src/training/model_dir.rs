@@ -10,6 +10,7 @@ use super::config::TrainConfig;
 use super::crop_eval::{predict_with, EvalMode};
 use super::device::{on_device, resolve, BackendJob, DeviceMemory};
 use super::ensemble::Predictions;
+use super::inference::SideInput;
 use super::linear::SoftmaxRegression;
 use super::model_file::{self, ModelFile, SpeakerStats, UtteranceModel};
 use super::prosody_branch::{branch_predictions, fuse};
@@ -145,6 +146,15 @@ impl TrainedModel {
                 config.prosody_weight
             ));
         }
+        if checkpoint.model.side_input_len > 0
+            && file.as_ref().is_none_or(|f| f.utterance.is_none())
+        {
+            missing.push(format!(
+                "{}: no saved utterance-vector normaliser (written by an older rescnn): this joint \
+                 network's second input cannot be built, so it cannot predict",
+                where_.display()
+            ));
+        }
         if checkpoint.model.input_norm_mode == InputNormMode::Speaker
             && file.as_ref().is_none_or(|f| f.training_rows.is_none())
         {
@@ -190,14 +200,15 @@ impl TrainedModel {
         max_batch: usize,
     ) -> Result<Network<B>> {
         let m = &self.checkpoint.model;
-        if m.side_input_len > 0 {
+        if m.side_input_len > 0 && self.utterance().is_none() {
             return Err(Error::data(
                 &self.path,
                 format!(
-                    "is a joint model (architecture `{}` appends the utterance vector), which \
-                     predict and eval do not feed yet: score the test-predictions.json its \
-                     training wrote (rescnn score) instead",
-                    m.arch
+                    "is a joint model (architecture `{}` takes the utterance vector) without the \
+                     vector's normaliser in {} (written by an older rescnn): score the \
+                     test-predictions.json its training wrote (rescnn score) instead",
+                    m.arch,
+                    model_file::FILE
                 ),
             ));
         }
@@ -371,6 +382,7 @@ impl TrainedModel {
             model: &'m TrainedModel,
             store: &'b FeatureStore,
             norm: &'b Normalization,
+            side: Option<SideInput<'b>>,
             indices: &'b [usize],
             mode: EvalMode,
         }
@@ -390,10 +402,24 @@ impl TrainedModel {
                     self.norm,
                     self.indices,
                     &self.mode,
-                    None,
+                    self.side,
                 )
             }
         }
+        let side = if self.checkpoint.model.side_input_len > 0 {
+            match (vectors, inputs.vector.as_ref()) {
+                (Some(store), Some(norm)) => Some(SideInput { store, norm }),
+                _ => {
+                    return Err(config_err!(
+                        "{}: the joint network takes the utterance vector: compute the vectors \
+                         (TrainedModel::vectors) and their normalisation (TrainedModel::inputs)",
+                        self.path.display()
+                    ))
+                }
+            }
+        } else {
+            None
+        };
         let (device, _why) = resolve(device)?;
         let network = on_device(
             device,
@@ -401,6 +427,7 @@ impl TrainedModel {
                 model: self,
                 store,
                 norm: &inputs.image,
+                side,
                 indices,
                 mode: self.eval_mode(),
             },

@@ -15,7 +15,8 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
-use crate::data::InputNormMode;
+use crate::data::prosody::vector_stats;
+use crate::data::{InputNormMode, ProsodyStore};
 use crate::features::prosody::ProsodyConfig;
 use crate::{Error, Result};
 
@@ -57,6 +58,27 @@ pub struct UtteranceModel {
     pub training: Stats<f64>,
     /// The late-fused classifier; `None` when the vector feeds the network instead.
     pub classifier: Option<BranchClassifier>,
+}
+
+impl UtteranceModel {
+    /// The second input of a joint network: the vector of `store` (computed at `sample_rate`),
+    /// normalised as `norm` says, with the `train` utterances' statistics as the training
+    /// normaliser (the fallback for a speaker without statistics in `speaker` mode).
+    pub fn for_network_input(
+        store: &ProsodyStore,
+        sample_rate: u32,
+        norm: InputNormMode,
+        train: &[usize],
+    ) -> Self {
+        let (mean, std) = vector_stats(store, train);
+        UtteranceModel {
+            features: store.config().clone(),
+            sample_rate,
+            norm,
+            training: Stats { mean, std },
+            classifier: None,
+        }
+    }
 }
 
 /// `model.json`.

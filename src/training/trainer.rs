@@ -19,7 +19,7 @@ use super::crop_eval::{predict_with, EvalMode};
 use super::ensemble::Predictions;
 use super::inference::{score, side_rows, SideInput};
 use super::metrics::EvalReport;
-use super::model_file::{self, ModelFile, Stats};
+use super::model_file::{self, ModelFile, Stats, UtteranceModel};
 use super::prosody_branch::{fuse, ProsodyBranch};
 use super::run_dir::{
     append_metrics, describe_line, files, truncate_metrics, Fold, FoldOutcome, FoldResult,
@@ -301,6 +301,12 @@ impl<'a, B: Backend<Elem = f32>> Trainer<'a, B> {
                 (Some(store), Some(branch)) => {
                     Some(branch.saved(store, cfg.spectrogram.stft.sample_rate, cfg.prosody_weight))
                 }
+                (Some(store), None) if takes_vector => Some(UtteranceModel::for_network_input(
+                    store,
+                    cfg.spectrogram.stft.sample_rate,
+                    cfg.input_norm,
+                    &fold.split.train,
+                )),
                 _ => None,
             },
         );
