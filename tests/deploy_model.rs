@@ -125,11 +125,7 @@ fn eval_and_predict_agree_with_training(cfg: &TrainConfig, data: &Path) {
             rows(&saved[network_key]),
             "{weights}: network"
         );
-        assert_eq!(
-            rows(&f["prosody"]),
-            rows(&saved["prosody"]),
-            "{weights}: branch"
-        );
+        assert_eq!(f["prosody"], saved["prosody"], "{weights}: branch");
         assert_eq!(
             rows(&f["fused"]),
             rows(&saved[fused_key]),
@@ -194,6 +190,43 @@ fn eval_and_predict_agree_with_training(cfg: &TrainConfig, data: &Path) {
             );
         }
     }
+}
+
+/// A timeline window holding a whole file is that file's prediction, for the whole model: a joint
+/// network evaluated over the whole utterance with its vector as second input, the branch fused on
+/// top, and the training speakers' statistics for a speaker-normalised model given no others.
+#[test]
+fn a_timeline_window_of_a_whole_file_is_its_prediction() {
+    let data = corpus_on_disk();
+    let mut cfg = whole_with_branch(data.path());
+    cfg.arch = "c8k3 bn p2 +0 c16k3 bn p2 +0 stats vec0.2fc8 drop0.2 fc16".into();
+    cfg.input_norm = InputNormMode::Speaker;
+    let run = temp_dir();
+    train(&cfg, run.path());
+    let files = wav_files(data.path());
+    let file = files
+        .iter()
+        .min_by_key(|f| std::fs::metadata(f).unwrap().len())
+        .unwrap();
+    let json = |extra: &[&str]| -> serde_json::Value {
+        let mut args: Vec<std::ffi::OsString> = vec![
+            "predict".into(),
+            "--device".into(),
+            "cpu".into(),
+            "--json".into(),
+            "--model".into(),
+            run.path().into(),
+        ];
+        args.extend(extra.iter().map(Into::into));
+        args.push(file.into());
+        serde_json::from_slice(&rescnn_ok(&args).stdout).unwrap()
+    };
+    let predicted = json(&[]);
+    let timeline = json(&["--timeline", "--window", "30", "--hop", "30"]);
+    let windows = timeline["windows"].as_array().unwrap();
+    assert_eq!(windows.len(), 1, "one window covers the file");
+    assert_eq!(windows[0]["probabilities"], predicted[0]["probabilities"]);
+    assert_eq!(windows[0]["emotion"], predicted[0]["emotion"]);
 }
 
 /// Every WAV file under `dir`, in sorted order.

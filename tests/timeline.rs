@@ -172,7 +172,7 @@ fn a_recording_of_known_utterances_gets_their_labels_and_its_silences_marked() {
         hop_s: 0.25,
         ..TimelineSettings::default()
     };
-    let t = timeline(&model, &wav, &settings, DeviceChoice::Cpu).unwrap();
+    let t = timeline(&model, &wav, &settings, None, DeviceChoice::Cpu).unwrap();
     // Coverage: from 0 to the end, no holes between consecutive windows.
     assert_eq!(t.windows[0].start_s, 0.0);
     assert!(

@@ -253,9 +253,6 @@ pub fn run(args: &Args) -> Result<()> {
     let screened = screen(&args.files, args.timeline.timeline);
     good_files(&screened, args.files.len(), args.skip_bad)?;
     let files = &screened.good;
-    if args.timeline.timeline {
-        return super::timeline::run(&model, files, &args.timeline, args.json, args.device);
-    }
     for line in &model.missing {
         eprintln!("note: {line}");
     }
@@ -277,6 +274,28 @@ pub fn run(args: &Args) -> Result<()> {
             .map(|p| SpeakerStats::load(p))
             .collect::<Result<_>>()?,
     };
+    if args.timeline.timeline {
+        if speakers.stats.len() > 1 {
+            return Err(crate::config_err!(
+                "--timeline takes one --speaker-stats file (the recording's speaker), {} were given",
+                speakers.stats.len()
+            ));
+        }
+        if speakers.from.is_some() {
+            return Err(crate::config_err!(
+                "--timeline takes no --speaker-from: a recording is one speaker (give their \
+                 statistics with --speaker-stats)"
+            ));
+        }
+        return super::timeline::run(
+            &model,
+            files,
+            &args.timeline,
+            speakers.stats.first(),
+            args.json,
+            args.device,
+        );
+    }
     if model.input_norm_mode() == InputNormMode::Speaker {
         if let Some(note) = speakers.note() {
             eprintln!("{note}");

@@ -4,8 +4,10 @@
 
 use std::path::PathBuf;
 
+use crate::data::InputNormMode;
 use crate::timeline::{plot, timeline, Timeline, TimelineSettings};
 use crate::training::model_dir::TrainedModel;
+use crate::training::model_file::SpeakerStats;
 use crate::training::DeviceChoice;
 use crate::{config_err, Result};
 
@@ -73,19 +75,21 @@ pub fn run(
     model: &TrainedModel,
     files: &[PathBuf],
     args: &TimelineArgs,
+    speaker: Option<&SpeakerStats>,
     json: bool,
     device: DeviceChoice,
 ) -> Result<()> {
     let settings = args.settings();
-    if model.utterance().is_some() {
+    if model.input_norm_mode() == InputNormMode::Speaker && speaker.is_none() {
         eprintln!(
-            "note: the timeline classifies each window with the network alone; the model's prosody \
-             branch (fused in predict and eval) describes whole utterances"
+            "note: this model normalises each speaker with their own statistics and none were \
+             given: the timeline uses the training speakers' statistics, which is less accurate \
+             (save the speaker's with `rescnn enroll` and pass --speaker-stats)"
         );
     }
     let mut all = Vec::new();
     for (i, file) in files.iter().enumerate() {
-        let t = timeline(model, file, &settings, device)?;
+        let t = timeline(model, file, &settings, speaker, device)?;
         if let Some(svg) = &args.plot {
             let path = if i == 0 {
                 svg.clone()

@@ -3,11 +3,17 @@
 //!
 //! - **Streaming, bounded memory.** The WAV file is decoded incrementally and each window is
 //!   resampled from its own source samples plus the filter's context ([`crate::audio::stream`]):
-//!   the process holds one window of audio, one batch of images and the results, never the file.
+//!   the process holds one batch of windows (their audio, images and utterance vectors) and the
+//!   results, never the file.
 //! - **Windows.** `window_s` long, every `hop_s` from 0; the last one is moved back to end with the
 //!   file, so the windows cover the whole recording and all have the model's usual length (a file
 //!   shorter than one window is one window). Each window's image is the model's spectrogram setting
 //!   applied to the window alone (per-window dB normalisation, as for a file of that length).
+//! - **The whole model.** A window is evaluated as the model evaluates a file (first frames, the
+//!   whole window or crops), with its own utterance vector for the prosody branch or a joint
+//!   network. A speaker-normalised model uses the statistics of one enrolled speaker, or the
+//!   training speakers' when none are given: a recording's windows do not make a speaker's
+//!   statistics before the recording has been read.
 //! - **Silence.** A window whose RMS level is below `silence_dbfs` (dB relative to a full-scale
 //!   RMS of 1.0; default −50 dBFS: speech recorded at a sensible level is −35 to −15 dBFS, a quiet
 //!   room −60 and below) is reported as silent and not classified: the spectrogram normalises each
@@ -17,17 +23,17 @@
 pub mod plot;
 
 use std::path::Path;
+use std::sync::Arc;
 
 use serde::Serialize;
 
 use crate::audio::stream::{WavStream, Windows};
 use crate::backends::Backend;
-use crate::data::cache::round_to_stored_precision;
-use crate::data::InputNormMode;
-use crate::features::{Renderer, StftPlan};
+use crate::data::{CacheOptions, Corpus, Source, Utterance};
 use crate::training::device::{on_device, resolve, BackendJob, DeviceMemory};
-use crate::training::inference::{argmax, softmax};
-use crate::training::model_dir::TrainedModel;
+use crate::training::inference::argmax;
+use crate::training::model_dir::{SpeakerSource, TrainedModel};
+use crate::training::model_file::SpeakerStats;
 use crate::training::DeviceChoice;
 use crate::{config_err, Result};
 
@@ -132,17 +138,20 @@ pub fn rms_dbfs(samples: &[f32]) -> f64 {
 }
 
 /// The timeline of `path` under `model`, on the device `device` resolves to (as `rescnn predict
-/// --device`).
+/// --device`). A speaker-normalised model normalises every window with `speaker`'s statistics
+/// (`rescnn enroll`), or with the training speakers' when there are none.
 pub fn timeline(
     model: &TrainedModel,
     path: &Path,
     settings: &TimelineSettings,
+    speaker: Option<&SpeakerStats>,
     device: DeviceChoice,
 ) -> Result<Timeline> {
     struct Job<'a> {
         model: &'a TrainedModel,
         path: &'a Path,
         settings: &'a TimelineSettings,
+        speaker: Option<&'a SpeakerStats>,
     }
     impl BackendJob for Job<'_> {
         type Output = Timeline;
@@ -151,7 +160,7 @@ pub fn timeline(
             backend: &B,
             _memory: &DeviceMemory,
         ) -> Result<Timeline> {
-            timeline_on(backend, self.model, self.path, self.settings)
+            timeline_on(backend, self.model, self.path, self.settings, self.speaker)
         }
     }
     settings.validate()?;
@@ -162,27 +171,23 @@ pub fn timeline(
             model,
             path,
             settings,
+            speaker,
         },
     )
 }
 
-/// [`timeline`] on `backend`.
+/// [`timeline`] on `backend`. Each window goes through [`TrainedModel::predict_on`] as a file of
+/// that stretch would: its spectrogram and utterance vector, the model's evaluation mode, a joint
+/// network's second input, the prosody branch and the fusion.
 pub fn timeline_on<B: Backend<Elem = f32>>(
     backend: &B,
     model: &TrainedModel,
     path: &Path,
     settings: &TimelineSettings,
+    speaker: Option<&SpeakerStats>,
 ) -> Result<Timeline> {
     settings.validate()?;
-    if model.input_norm_mode() == InputNormMode::Speaker {
-        return Err(config_err!(
-            "{}: this model normalises each speaker with that speaker's own statistics, which a timeline \
-             of one recording does not have window by window; use a model trained with --input-norm training",
-            model.path.display()
-        ));
-    }
-    let cfg = &model.config.spectrogram;
-    let rate = cfg.stft.sample_rate;
+    let rate = model.config.spectrogram.stft.sample_rate;
     let stream = WavStream::open(path)?;
     let duration_s = stream.duration_s();
     let mut windows = Windows::new(stream, rate)?;
@@ -192,34 +197,63 @@ pub fn timeline_on<B: Backend<Elem = f32>>(
     let starts = window_starts(total, window, hop);
 
     let classes = model.classes().to_vec();
-    let batch = settings.batch.min(starts.len()).max(1);
-    let mut net = model.network(backend, batch)?;
-    let mut stft = StftPlan::new(&cfg.stft)?;
-    let mut renderer = Renderer::new(&cfg.image)?;
-    let norm = &model.checkpoint.model.input_norm;
-    let per = cfg.image.channels() * cfg.image.height * cfg.image.width;
-
-    let mut results = Vec::with_capacity(starts.len());
-    let mut images: Vec<f32> = Vec::with_capacity(batch * per);
-    let mut pending: Vec<usize> = Vec::with_capacity(batch);
-    let mut samples = Vec::new();
-    let mut flush = |images: &mut Vec<f32>,
-                     pending: &mut Vec<usize>,
-                     results: &mut Vec<WindowResult>|
-     -> Result<()> {
-        if pending.is_empty() {
-            return Ok(());
-        }
-        let logits = net.forward_logits(backend, images, pending.len())?;
-        for (k, &r) in pending.iter().enumerate() {
-            let probs = softmax(&logits[k * classes.len()..(k + 1) * classes.len()]);
-            results[r].emotion = Some(classes[argmax(&probs)].clone());
-            results[r].probabilities = Some(probs);
-        }
-        images.clear();
-        pending.clear();
-        Ok(())
+    let mut net = model.network(backend, model.eval_mode().batch)?;
+    let (speaker_name, source) = match speaker {
+        Some(s) => (
+            s.speaker.clone(),
+            SpeakerSource::Given(std::slice::from_ref(s)),
+        ),
+        None => ("-".to_string(), SpeakerSource::Training),
     };
+    let batch = settings.batch.min(starts.len()).max(1);
+    let mut results = Vec::with_capacity(starts.len());
+    // (result index, the window's samples) of the windows waiting for the next batch.
+    let mut pending: Vec<(usize, Vec<f32>)> = Vec::with_capacity(batch);
+    let mut flush =
+        |pending: &mut Vec<(usize, Vec<f32>)>, results: &mut Vec<WindowResult>| -> Result<()> {
+            if pending.is_empty() {
+                return Ok(());
+            }
+            let corpus = Corpus {
+                name: "timeline".into(),
+                classes: classes.clone(),
+                utterances: pending
+                    .drain(..)
+                    .map(|(r, samples)| Utterance {
+                        id: r.to_string(),
+                        duration_s: samples.len() as f64 / rate as f64,
+                        source: Source::Samples {
+                            samples: Arc::new(samples),
+                            rate,
+                        },
+                        label: 0,
+                        speaker: speaker_name.clone(),
+                    })
+                    .collect(),
+            };
+            let store = model.features(&corpus)?;
+            let vectors = model.vectors_with(&corpus, &CacheOptions::in_memory())?;
+            let inputs = model.inputs(&corpus, &store, vectors.as_ref(), source)?;
+            let indices: Vec<usize> = (0..corpus.len()).collect();
+            let predicted = model.predict_on(
+                backend,
+                &mut net,
+                &store,
+                vectors.as_ref(),
+                &inputs,
+                &indices,
+            )?;
+            for (u, probs) in predicted.fused {
+                let r: usize = corpus.utterances[u]
+                    .id
+                    .parse()
+                    .expect("ids are result indices");
+                results[r].emotion = Some(classes[argmax(&probs)].clone());
+                results[r].probabilities = Some(probs);
+            }
+            Ok(())
+        };
+    let mut samples = Vec::new();
     for &start in &starts {
         windows.window(start, window, &mut samples)?;
         let level = rms_dbfs(&samples);
@@ -235,20 +269,12 @@ pub fn timeline_on<B: Backend<Elem = f32>>(
         if silent {
             continue;
         }
-        // The window as `rescnn predict` sees a file of it: STFT, the feature store's precision,
-        // the image, the training normalisation.
-        let mut spec = stft.compute(&samples);
-        round_to_stored_precision(&mut spec);
-        let offset = images.len();
-        images.resize(offset + per, 0.0);
-        renderer.render_chw(&spec, &mut images[offset..]);
-        norm.apply(&mut images[offset..]);
-        pending.push(results.len() - 1);
+        pending.push((results.len() - 1, samples.clone()));
         if pending.len() == batch {
-            flush(&mut images, &mut pending, &mut results)?;
+            flush(&mut pending, &mut results)?;
         }
     }
-    flush(&mut images, &mut pending, &mut results)?;
+    flush(&mut pending, &mut results)?;
     Ok(Timeline {
         file: path.display().to_string(),
         duration_s,

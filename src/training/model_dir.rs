@@ -244,9 +244,6 @@ impl TrainedModel {
     /// Utterance vectors of `corpus` with the model's settings, for a model with an
     /// utterance-vector path (the disk cache as in training).
     pub fn vectors(&self, corpus: &Corpus) -> Result<Option<ProsodyStore>> {
-        let Some(u) = self.utterance() else {
-            return Ok(None);
-        };
         let opts = CacheOptions {
             dir: self
                 .config
@@ -255,7 +252,19 @@ impl TrainedModel {
             progress: false,
             variants: Vec::new(),
         };
-        ProsodyStore::build(corpus, &u.features, u.sample_rate, &opts).map(Some)
+        self.vectors_with(corpus, &opts)
+    }
+
+    /// [`TrainedModel::vectors`] with the cache `opts` says.
+    pub fn vectors_with(
+        &self,
+        corpus: &Corpus,
+        opts: &CacheOptions,
+    ) -> Result<Option<ProsodyStore>> {
+        let Some(u) = self.utterance() else {
+            return Ok(None);
+        };
+        ProsodyStore::build(corpus, &u.features, u.sample_rate, opts).map(Some)
     }
 
     /// How the model normalises its inputs (from the checkpoint; `training` for old ones).
@@ -367,9 +376,8 @@ impl TrainedModel {
     }
 
     /// Class probabilities of `indices` of `corpus` (spectrograms in `store`, vectors in
-    /// `vectors`), normalised by `inputs`, on the device `device` resolves to: the network evaluated
-    /// as the trainer evaluates it ([`predict_with`] with [`TrainedModel::eval_mode`]), the prosody
-    /// branch, and their fusion at the model's weight.
+    /// `vectors`), normalised by `inputs`, on the device `device` resolves to (see
+    /// [`TrainedModel::predict_on`]).
     pub fn predict(
         &self,
         device: DeviceChoice,
@@ -381,31 +389,54 @@ impl TrainedModel {
         struct Job<'m, 'b> {
             model: &'m TrainedModel,
             store: &'b FeatureStore,
-            norm: &'b Normalization,
-            side: Option<SideInput<'b>>,
+            vectors: Option<&'b ProsodyStore>,
+            inputs: &'b Inputs,
             indices: &'b [usize],
-            mode: EvalMode,
         }
         impl BackendJob for Job<'_, '_> {
-            type Output = Predictions;
+            type Output = ModelPredictions;
             fn run<B: Backend<Elem = f32>>(
                 self,
                 backend: &B,
                 _memory: &DeviceMemory,
             ) -> Result<Self::Output> {
-                let mut net = self.model.network(backend, self.mode.batch)?;
-                predict_with(
+                let mut net = self.model.network(backend, self.model.eval_mode().batch)?;
+                self.model.predict_on(
                     backend,
                     &mut net,
                     self.store,
-                    &self.model.config.spectrogram.image,
-                    self.norm,
+                    self.vectors,
+                    self.inputs,
                     self.indices,
-                    &self.mode,
-                    self.side,
                 )
             }
         }
+        let (device, _why) = resolve(device)?;
+        on_device(
+            device,
+            Job {
+                model: self,
+                store,
+                vectors,
+                inputs,
+                indices,
+            },
+        )
+    }
+
+    /// [`TrainedModel::predict`] with the model's network `net` (from [`TrainedModel::network`])
+    /// on `backend`: the network evaluated as the trainer evaluates it ([`predict_with`] with
+    /// [`TrainedModel::eval_mode`], the utterance vector as a joint network's second input), the
+    /// prosody branch, and their fusion at the model's weight.
+    pub fn predict_on<B: Backend<Elem = f32>>(
+        &self,
+        backend: &B,
+        net: &mut Network<B>,
+        store: &FeatureStore,
+        vectors: Option<&ProsodyStore>,
+        inputs: &Inputs,
+        indices: &[usize],
+    ) -> Result<ModelPredictions> {
         let side = if self.checkpoint.model.side_input_len > 0 {
             match (vectors, inputs.vector.as_ref()) {
                 (Some(store), Some(norm)) => Some(SideInput { store, norm }),
@@ -420,17 +451,15 @@ impl TrainedModel {
         } else {
             None
         };
-        let (device, _why) = resolve(device)?;
-        let network = on_device(
-            device,
-            Job {
-                model: self,
-                store,
-                norm: &inputs.image,
-                side,
-                indices,
-                mode: self.eval_mode(),
-            },
+        let network = predict_with(
+            backend,
+            net,
+            store,
+            &self.config.spectrogram.image,
+            &inputs.image,
+            indices,
+            &self.eval_mode(),
+            side,
         )?;
         self.finish(network, vectors, inputs, indices)
     }
