@@ -4,8 +4,8 @@
 
 use std::path::PathBuf;
 
+use crate::inference::model_dir::TrainedModel;
 use crate::timeline::{plot, timeline, Timeline, TimelineSettings};
-use crate::training::model_dir::TrainedModel;
 use crate::training::DeviceChoice;
 use crate::{config_err, Result};
 

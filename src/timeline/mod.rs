@@ -24,10 +24,10 @@ use crate::audio::stream::{WavStream, Windows};
 use crate::backends::Backend;
 use crate::data::cache::round_to_stored_precision;
 use crate::data::InputNormMode;
+use crate::evaluation::predict::{argmax, softmax};
 use crate::features::{Renderer, StftPlan};
+use crate::inference::model_dir::TrainedModel;
 use crate::training::device::{on_device, resolve, BackendJob, DeviceMemory};
-use crate::training::inference::{argmax, softmax};
-use crate::training::model_dir::TrainedModel;
 use crate::training::DeviceChoice;
 use crate::{config_err, Result};
 
