@@ -45,6 +45,28 @@ fn fused_results_are_the_fusion_of_the_written_probabilities() {
             _ => "mean class probabilities over crops of 64 frames every 32 frames",
         };
         assert!(summary.contains(wanted), "{eval_time}: {summary}");
+        // Runs already on disk are read back (`rescnn score`, the examples) by these keys, in the
+        // order the file has them: a renamed or reordered field would change the file.
+        let text = std::fs::read_to_string(dir.path().join("test-predictions.json")).unwrap();
+        let at: Vec<usize> = [
+            "classes",
+            "ids",
+            "labels",
+            "last",
+            "network_last",
+            "network_selected",
+            "prosody",
+            "prosody_l2",
+            "prosody_weight",
+            "selected",
+        ]
+        .iter()
+        .map(|k| {
+            text.find(&format!("\"{k}\":"))
+                .unwrap_or_else(|| panic!("test-predictions.json has no `{k}`"))
+        })
+        .collect();
+        assert!(at.windows(2).all(|w| w[0] < w[1]), "key order {at:?}");
         let p = TestPredictions::load(dir.path()).unwrap();
         let (net, pros) = (
             p.network_last,

@@ -33,14 +33,14 @@ macro_rules! config_flags {
                 key: $key,
                 help: $help,
                 switch: config_flags!(@switch $kind $(, $set)?),
-                arg: config_flags!(@arg $kind, $key $(, $ty)?),
+                arg: config_flags!(@arg $kind, $flag $(, $ty)?),
             }),*]
         }
     };
     (@switch switch, $set:expr) => { Some(json!($set)) };
     (@switch $kind:ident) => { None };
-    (@arg value, $key:literal, $ty:ty) => {
-        Arg::new($key).value_parser(|s: &str| {
+    (@arg value, $flag:literal, $ty:ty) => {
+        Arg::new($flag).value_parser(|s: &str| {
             // JSON has no NaN or infinity: they would become `null` and be refused as one.
             match s.parse::<$ty>().map(to_json).map_err(|e| e.to_string())? {
                 Value::Null => Err(format!("`{s}` is not a finite number")),
@@ -48,13 +48,13 @@ macro_rules! config_flags {
             }
         })
     };
-    (@arg choice, $key:literal, $ty:ty) => {
-        Arg::new($key).value_parser(clap::builder::TypedValueParser::map(
+    (@arg choice, $flag:literal, $ty:ty) => {
+        Arg::new($flag).value_parser(clap::builder::TypedValueParser::map(
             clap::builder::EnumValueParser::<$ty>::new(),
             to_json,
         ))
     };
-    (@arg switch, $key:literal) => { Arg::new($key).action(ArgAction::SetTrue) };
+    (@arg switch, $flag:literal) => { Arg::new($flag).action(ArgAction::SetTrue) };
 }
 
 config_flags! {
@@ -75,6 +75,7 @@ config_flags! {
     value "width" => "spectrogram.image.width": usize, "Image width in pixels (time axis).";
     value "colormap" => "spectrogram.image.colormap": crate::features::Colormap, "Colormap: jet (3 channels, as in the paper) or gray (1 channel).";
     switch "fixed-time" => "spectrogram.image.time_axis" = "fixed", "Fixed time resolution: one column per frame, cropped or padded to the width, instead of stretching the whole utterance to the width.";
+    switch "whole-time" => "spectrogram.image.time_axis" = "whole", "Stretch the whole utterance to the width, instead of one column per frame (the opposite of --fixed-time).";
     value "top-db" => "spectrogram.image.top_db": f32, "Dynamic range shown, in dB below the utterance's maximum.";
     value "deltas" => "spectrogram.image.delta_window": usize, "Δ and ΔΔ input channels: regression deltas along time over ±N frames (0: none; 2 is the usual choice).";
     value "batch" => "batch": usize, "Batch size.";

@@ -3,15 +3,17 @@
 //! exactly like a file ([`TrainConfig::with_overlay`]). Only options actually given go into it
 //! (clap's value source tells), so a `--config` file is never silently overridden by a default.
 //!
-//! A training setting is declared once, in [`TrainConfig`] (doc, type, default, validation); its
-//! flag is one line of the `config_flags!` list ([`flags`]) naming the key it sets. `--help` shows the defaults of
-//! [`TrainConfig::default`], and `--resume` refuses every option but the run-control ones.
+//! A training setting is declared once, in [`TrainConfig`] (doc, type, default, validation); each
+//! of its flags is one line of the `config_flags!` list ([`flags`]) naming the key it sets (two
+//! flags of one setting, such as `--fixed-time` and `--whole-time`, refuse each other). `--help`
+//! shows the no-argument run's settings ([`TrainConfig::no_arguments`]) as defaults, and
+//! `--resume` refuses every option but the run-control ones.
 
 use std::path::PathBuf;
 
 use clap::parser::ValueSource;
 use clap::{ArgMatches, CommandFactory, FromArgMatches, Parser};
-use serde_json::{json, Map, Value};
+use serde_json::{Map, Value};
 
 use super::config::{AugmentLevel, OptimizerConfig, OptimizerKind, TrainConfig};
 use crate::{config_err, Result};
@@ -40,10 +42,6 @@ pub struct Args {
     /// `none`.
     #[arg(long, value_enum, conflicts_with = "no_augment")]
     pub augment: Option<AugmentLevel>,
-    /// Stretch the whole utterance to the width, instead of one column per frame (the opposite of
-    /// --fixed-time).
-    #[arg(long, conflicts_with = "spectrogram.image.time_axis")]
-    pub whole_time: bool,
     /// Turn training augmentation off (the same as `--augment none`).
     #[arg(long)]
     pub no_augment: bool,
@@ -75,17 +73,28 @@ const RUN_CONTROL: &[&str] = &["resume", "stop_at", "no_progress", "help", "vers
 pub fn command() -> clap::Command {
     let defaults = default_settings();
     let mut cmd = Args::command();
-    for f in config_flags() {
+    let flags = config_flags();
+    for f in &flags {
         let value_name = f.flag.to_ascii_uppercase().replace('-', "_");
-        let help = config_flag_help(&f, &defaults);
-        let arg = f.arg.long(f.flag).help(help);
+        let help = config_flag_help(f, &defaults);
+        // The other flags of the same setting: each sets it, so two at once contradict.
+        let same_setting = flags
+            .iter()
+            .filter(|o| o.key == f.key && o.flag != f.flag)
+            .map(|o| o.flag);
+        let arg = f
+            .arg
+            .clone()
+            .long(f.flag)
+            .help(help)
+            .conflicts_with_all(same_setting);
         cmd = cmd.arg(match f.switch {
             Some(_) => arg,
             None => arg.value_name(value_name),
         });
     }
     // Setting one length clears the other in a layered configuration; both at once is a mistake.
-    cmd.mut_arg("iterations", |a| a.conflicts_with("epochs"))
+    cmd.mut_arg("iters", |a| a.conflicts_with("epochs"))
 }
 
 fn config_flag_help(f: &ConfigFlag, defaults: &[Value]) -> String {
@@ -179,7 +188,7 @@ fn check_optimizer_flags(base: &TrainConfig, overlay: &Value, m: &ArgMatches) ->
         let Some(setting) = f.key.strip_prefix("optimizer.") else {
             continue;
         };
-        if !given(m, f.key) || settings(kind).get(setting).is_some() {
+        if !given(m, f.flag) || settings(kind).get(setting).is_some() {
             continue;
         }
         let owners: Vec<String> = [OptimizerKind::RmsProp, OptimizerKind::AdamW]
@@ -202,7 +211,7 @@ fn name_the_flags(e: crate::Error, m: &ArgMatches) -> crate::Error {
     let is_word = |c: Option<char>| c.is_some_and(|c| c.is_alphanumeric() || c == '_');
     let named: Vec<String> = config_flags()
         .into_iter()
-        .filter(|f| given(m, f.key))
+        .filter(|f| given(m, f.flag))
         .filter(|f| {
             let setting = f.key.rsplit('.').next().unwrap_or(f.key);
             text.match_indices(setting).any(|(i, _)| {
@@ -239,9 +248,6 @@ pub fn overlay(args: &Args, m: &ArgMatches) -> Result<Value> {
             "waveform_variants",
             to_json(&c.waveform_variants),
         );
-    }
-    if args.whole_time {
-        insert(&mut overlay, "spectrogram.image.time_axis", json!("whole"));
     }
     for f in config_flags() {
         let id = f.arg.get_id().as_str();
@@ -302,6 +308,7 @@ fn insert(v: &mut Value, key: &str, value: Value) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     fn help_line(help: &str, flag: &str) -> String {
         let start = help
