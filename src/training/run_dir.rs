@@ -393,6 +393,31 @@ pub fn describe_line(name: &str, m: &MetricsLine, total: u64) -> String {
 mod tests {
     use super::*;
 
+    /// Runs on disk are read back by these keys (`rescnn score`, the examples), in this order.
+    #[test]
+    fn test_predictions_keep_their_keys_and_order() {
+        let p = TestPredictions {
+            classes: vec!["a".into(), "b".into()],
+            ids: vec!["u0".into()],
+            labels: vec![1],
+            last: vec![vec![0.25, 0.75]],
+            network_last: vec![vec![0.5, 0.5]],
+            network_selected: vec![vec![0.125, 0.875]],
+            prosody: None,
+            prosody_l2: Some(0.3),
+            prosody_weight: 0.5,
+            selected: vec![vec![0.0, 1.0]],
+        };
+        let text = serde_json::to_string(&p).unwrap();
+        assert_eq!(
+            text,
+            r#"{"classes":["a","b"],"ids":["u0"],"labels":[1],"last":[[0.25,0.75]],"network_last":[[0.5,0.5]],"network_selected":[[0.125,0.875]],"prosody":null,"prosody_l2":0.3,"prosody_weight":0.5,"selected":[[0.0,1.0]]}"#
+        );
+        let dir = tempfile::tempdir().unwrap();
+        p.save(dir.path()).unwrap();
+        assert_eq!(TestPredictions::load(dir.path()).unwrap(), p);
+    }
+
     #[test]
     fn folder_names_are_parsed_back() {
         let fold = Path::new("run").join(fold_dir_name(2, "03"));
