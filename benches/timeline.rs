@@ -15,9 +15,9 @@ use std::time::Instant;
 use rescnn::audio::stream::{WavStream, Windows};
 use rescnn::cli::predict::predict;
 use rescnn::data::{synth, Source, SynthConfig};
+use rescnn::inference::model_dir::{TrainedModel, Weights};
 use rescnn::timeline::{plot, timeline, TimelineSettings};
 use rescnn::training::config::{DeviceChoice, TrainConfig};
-use rescnn::training::model_dir::{TrainedModel, Weights};
 use rescnn::training::run;
 use rescnn::training::trainer::RunControl;
 

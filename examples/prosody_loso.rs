@@ -29,12 +29,13 @@ use rescnn::data::{
     emodb, CacheOptions, Corpus, FeatureStore, InputNormMode, LoadOptions, ProsodyNorm,
     ProsodyStore,
 };
+use rescnn::evaluation::metrics::{mean_std, ConfusionMatrix, Evaluator};
+use rescnn::evaluation::predict::argmax;
 use rescnn::features::deltas::delta_1d;
 use rescnn::features::prosody::{ProsodyConfig, ProsodySet};
 use rescnn::features::{Spectrogram, StftConfig};
-use rescnn::training::inference::argmax;
 use rescnn::training::linear::{select_l2, SoftmaxRegression, L2_GRID};
-use rescnn::training::metrics::{mean_std, ConfusionMatrix, Evaluator};
+use rescnn::training::run_dir::{files, TestPredictions};
 
 fn main() -> rescnn::Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -234,27 +235,11 @@ fn network_predictions(run: &std::path::Path) -> rescnn::Result<HashMap<String, 
     let mut out = HashMap::new();
     let entries = std::fs::read_dir(run).map_err(|e| rescnn::Error::io(run, e))?;
     for dir in entries.filter_map(|e| e.ok().map(|e| e.path())) {
-        let path = dir.join("test-predictions.json");
-        let Ok(text) = std::fs::read_to_string(&path) else {
+        if !dir.join(files::TEST_PREDICTIONS).is_file() {
             continue;
-        };
-        let v: serde_json::Value = serde_json::from_str(&text)
-            .map_err(|e| rescnn::config_err!("{}: {e}", path.display()))?;
-        let ids = v["ids"].as_array();
-        let probs = v["network_last"].as_array();
-        let (Some(ids), Some(probs)) = (ids, probs) else {
-            return Err(rescnn::config_err!(
-                "{}: no ids / network_last",
-                path.display()
-            ));
-        };
-        for (id, p) in ids.iter().zip(probs) {
-            let p: Vec<f64> = p
-                .as_array()
-                .map(|a| a.iter().filter_map(|x| x.as_f64()).collect())
-                .unwrap_or_default();
-            out.insert(id.as_str().unwrap_or_default().to_string(), p);
         }
+        let p = TestPredictions::load(&dir)?;
+        out.extend(p.ids.into_iter().zip(p.network_last));
     }
     if out.is_empty() {
         return Err(rescnn::config_err!(

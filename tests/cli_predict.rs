@@ -4,7 +4,7 @@ mod train_support;
 
 use rescnn::cli::predict::predict;
 use rescnn::data::EMOTIONS;
-use rescnn::training::model_dir::{TrainedModel, Weights};
+use rescnn::inference::model_dir::{TrainedModel, Weights};
 use rescnn::training::DeviceChoice;
 use train_support::*;
 

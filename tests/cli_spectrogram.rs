@@ -134,7 +134,7 @@ fn npy_is_the_network_input_and_the_png_holds_it_in_8_bits() {
         ..SpectrogramConfig::default()
     };
     let files =
-        rescnn::training::model_dir::files_corpus(std::slice::from_ref(&wav), &corpus.classes)
+        rescnn::inference::model_dir::files_corpus(std::slice::from_ref(&wav), &corpus.classes)
             .unwrap();
     let store = FeatureStore::build(&files, &cfg.stft, &CacheOptions::in_memory()).unwrap();
     let mut spec = Spectrogram {

@@ -206,7 +206,7 @@ fn the_full_set_extends_the_basic_vector_and_carries_the_emotions() {
             let m = SoftmaxRegression::fit(&rows, &y, 7, 0.3).unwrap();
             for i in (0..x.len()).filter(|&i| speakers[i] == s) {
                 let p = m.predict(&x[i]);
-                correct += usize::from(rescnn::training::inference::argmax(&p) == labels[i]);
+                correct += usize::from(rescnn::evaluation::predict::argmax(&p) == labels[i]);
             }
         }
         correct as f64 / x.len() as f64

@@ -9,7 +9,7 @@ mod train_support;
 use std::path::{Path, PathBuf};
 
 use rescnn::data::{synth, EvalTime, InputNormMode, SynthConfig};
-use rescnn::training::metrics::EvalReport;
+use rescnn::evaluation::metrics::EvalReport;
 use rescnn::training::report::RunResult;
 use rescnn::training::run_dir::FoldResult;
 use rescnn::training::TrainConfig;
@@ -392,8 +392,8 @@ fn enrolled_statistics_and_the_training_fallback() {
 /// command prints the table.
 #[test]
 fn enrollment_table_of_a_loso_run() {
-    use rescnn::training::enrollment::{evaluate_enrollment, EnrollmentSettings, FoldModel};
-    use rescnn::training::model_dir::{TrainedModel, Weights};
+    use rescnn::inference::enrollment::{evaluate_enrollment, EnrollmentSettings, FoldModel};
+    use rescnn::inference::model_dir::{TrainedModel, Weights};
     let data = corpus_on_disk();
     let run = temp_dir();
     let mut cfg = whole_with_branch(data.path());

@@ -13,10 +13,10 @@ use rand_chacha::ChaCha8Rng;
 use rescnn::backends::check::{compare, Tolerance};
 use rescnn::backends::cpu::CpuBackend;
 use rescnn::data::{InputNorm, SpeakerNorm};
+use rescnn::evaluation::predict::softmax;
 use rescnn::export::onnx::{AttributeProto, ModelProto};
 use rescnn::export::{graph, GraphNorm, GraphSpec};
 use rescnn::model::{presets, ArchSpec, InputShape, Network};
-use rescnn::training::inference::softmax;
 
 /// ONNX Runtime's probabilities against rescnn's. Both compute in f32 but sum in different orders
 /// (MLAS's convolution and GEMM tiles against im2col + the `gemm` crate; ORT's AveragePool divides

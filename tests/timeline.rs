@@ -7,8 +7,8 @@ mod train_support;
 
 use rescnn::audio::stream::{WavStream, Windows};
 use rescnn::data::{CorpusSpec, LoadOptions, Source, Split};
+use rescnn::inference::model_dir::{TrainedModel, Weights};
 use rescnn::timeline::{timeline, TimelineSettings};
-use rescnn::training::model_dir::{TrainedModel, Weights};
 use rescnn::training::DeviceChoice;
 use train_support::*;
 

@@ -8,10 +8,10 @@ use rescnn::data::synth::{self, SynthConfig};
 use rescnn::data::{
     BatchConfig, Batcher, CacheOptions, FeatureStore, InputNormMode, Normalization,
 };
+use rescnn::evaluation::eval_mode::predict_over_crops;
+use rescnn::evaluation::predict::{predict_all, softmax};
 use rescnn::features::{ImageConfig, Region, Renderer, Spectrogram, StftConfig, TimeAxis};
 use rescnn::model::{ArchSpec, InputShape, Network};
-use rescnn::training::crop_eval::predict_over_crops;
-use rescnn::training::inference::{predict_all, softmax};
 
 fn setup() -> (rescnn::data::Corpus, FeatureStore) {
     let corpus = synth::generate(&SynthConfig {

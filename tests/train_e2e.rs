@@ -4,8 +4,8 @@
 mod train_support;
 
 use rescnn::backends::cpu::CpuBackend;
+use rescnn::inference::model_dir::{TrainedModel, Weights};
 use rescnn::training::checkpoint::Checkpoint;
-use rescnn::training::model_dir::{TrainedModel, Weights};
 use rescnn::training::run::{self, RunOutcome};
 use rescnn::training::trainer::RunControl;
 use rescnn::training::DeviceChoice;
@@ -358,7 +358,7 @@ fn speaker_normalised_run_trains_resumes_bit_identically_and_predicts() {
     let model = TrainedModel::load(a.path(), Weights::Best).unwrap();
     assert_eq!(model.input_norm_mode(), InputNormMode::Speaker);
     let grouped = rescnn::cli::predict::Speakers {
-        from: Some(rescnn::training::model_dir::SpeakerOf::Folder),
+        from: Some(rescnn::inference::model_dir::SpeakerOf::Folder),
         stats: Vec::new(),
     };
     let alone = rescnn::cli::predict::predict_speakers(
@@ -405,7 +405,7 @@ fn speaker_normalised_run_trains_resumes_bit_identically_and_predicts() {
             &corpus,
             &store,
             None,
-            rescnn::training::model_dir::SpeakerSource::Corpus,
+            rescnn::inference::model_dir::SpeakerSource::Corpus,
         )
         .unwrap();
     match inputs.image {

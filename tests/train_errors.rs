@@ -5,7 +5,7 @@ mod train_support;
 
 use std::path::Path;
 
-use rescnn::training::model_dir::{TrainedModel, Weights};
+use rescnn::inference::model_dir::{TrainedModel, Weights};
 use rescnn::training::run::{self, RunOutcome};
 use rescnn::training::trainer::RunControl;
 use rescnn::training::TrainConfig;

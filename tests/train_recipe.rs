@@ -7,8 +7,9 @@
 mod train_support;
 
 use rescnn::data::EvalTime;
-use rescnn::training::inference::argmax;
+use rescnn::evaluation::predict::argmax;
 use rescnn::training::run::{self, RunOutcome};
+use rescnn::training::run_dir::TestPredictions;
 use rescnn::training::trainer::{RunControl, TestProbabilities};
 use train_support::*;
 
@@ -44,13 +45,34 @@ fn fused_results_are_the_fusion_of_the_written_probabilities() {
             _ => "mean class probabilities over crops of 64 frames every 32 frames",
         };
         assert!(summary.contains(wanted), "{eval_time}: {summary}");
-        let p: serde_json::Value = serde_json::from_str(
-            &std::fs::read_to_string(dir.path().join("test-predictions.json")).unwrap(),
-        )
-        .unwrap();
-        let rows = |k: &str| -> Vec<Vec<f64>> { serde_json::from_value(p[k].clone()).unwrap() };
-        let (net, pros) = (rows("network_last"), rows("prosody"));
-        let labels: Vec<usize> = serde_json::from_value(p["labels"].clone()).unwrap();
+        // Runs already on disk are read back (`rescnn score`, the examples) by these keys, in the
+        // order the file has them: a renamed or reordered field would change the file.
+        let text = std::fs::read_to_string(dir.path().join("test-predictions.json")).unwrap();
+        let at: Vec<usize> = [
+            "classes",
+            "ids",
+            "labels",
+            "last",
+            "network_last",
+            "network_selected",
+            "prosody",
+            "prosody_l2",
+            "prosody_weight",
+            "selected",
+        ]
+        .iter()
+        .map(|k| {
+            text.find(&format!("\"{k}\":"))
+                .unwrap_or_else(|| panic!("test-predictions.json has no `{k}`"))
+        })
+        .collect();
+        assert!(at.windows(2).all(|w| w[0] < w[1]), "key order {at:?}");
+        let p = TestPredictions::load(dir.path()).unwrap();
+        let (net, pros) = (
+            p.network_last,
+            p.prosody.expect("the branch's probabilities"),
+        );
+        let labels = p.labels;
         assert_eq!(net.len(), result.last.confusion.total() as usize);
         let mut correct = 0;
         for ((a, b), &y) in net.iter().zip(&pros).zip(&labels) {
@@ -137,8 +159,8 @@ fn member_probabilities(dir: &std::path::Path, seed: u64) -> TestProbabilities {
 /// to the same result.
 #[test]
 fn an_ensemble_reports_the_average_of_its_members_probabilities() {
-    use rescnn::training::ensemble::Predictions;
-    use rescnn::training::metrics::mean_std;
+    use rescnn::evaluation::metrics::mean_std;
+    use rescnn::evaluation::predict::Predictions;
     use rescnn::training::report::RunResult;
     let mut cfg = tiny_config();
     cfg.iterations = Some(20);

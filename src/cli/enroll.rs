@@ -1,12 +1,12 @@
 //! `rescnn enroll --model RUN_DIR --speaker NAME FILE.wav... -o STATS.json`: a speaker's
 //! normalisation statistics from some of their utterances, for `rescnn predict --speaker-stats`
-//! (see [`crate::training::enrollment::speaker_stats`]).
+//! (see [`crate::inference::enrollment::speaker_stats`]).
 
 use std::path::PathBuf;
 
 use crate::data::InputNormMode;
-use crate::training::enrollment::speaker_stats;
-use crate::training::model_dir::{files_corpus_of, TrainedModel, Weights};
+use crate::inference::enrollment::speaker_stats;
+use crate::inference::model_dir::{files_corpus_of, TrainedModel, Weights};
 use crate::{config_err, Result};
 
 #[derive(clap::Args, Debug)]

@@ -2,20 +2,20 @@
 //! matrix on a corpus (or one part of a split file), evaluated exactly as the trainer evaluates its
 //! test set (the model's evaluation mode, the prosody branch and its fusion); a multi-fold run is
 //! evaluated fold by fold on each fold's own test speakers and pooled, as its report is.
-//! `--enroll K,...` gives the enrollment table instead ([`crate::training::enrollment`]).
+//! `--enroll K,...` gives the enrollment table instead ([`crate::inference::enrollment`]).
 
 use std::path::{Path, PathBuf};
 
 use crate::data::{
     Corpus, CorpusSpec, FeatureStore, InputNormMode, LoadOptions, ProsodyStore, Split,
 };
-use crate::training::enrollment::{
+use crate::evaluation::metrics::EvalReport;
+use crate::evaluation::predict::score;
+use crate::evaluation::predict::Predictions;
+use crate::inference::enrollment::{
     enrollment_markdown, evaluate_enrollment, EnrollmentSettings, FoldModel,
 };
-use crate::training::ensemble::Predictions;
-use crate::training::inference::score;
-use crate::training::metrics::EvalReport;
-use crate::training::model_dir::{ModelPredictions, SpeakerSource, TrainedModel, Weights};
+use crate::inference::model_dir::{ModelPredictions, SpeakerSource, TrainedModel, Weights};
 use crate::training::report::pool;
 use crate::training::run_dir::files;
 use crate::training::DeviceChoice;
@@ -360,7 +360,7 @@ pub fn run(args: &Args) -> Result<()> {
     Ok(())
 }
 
-/// `--enroll`: the enrollment table of the run (see [`crate::training::enrollment`]).
+/// `--enroll`: the enrollment table of the run (see [`crate::inference::enrollment`]).
 fn run_enrollment(args: &Args, ks: &[usize]) -> Result<()> {
     let folds = fold_dirs(&args.model)?;
     let dirs = if folds.is_empty() {

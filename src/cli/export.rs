@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use crate::data::InputNormMode;
 use crate::export::{graph, keys, write_model};
-use crate::training::model_dir::{TrainedModel, Weights};
+use crate::inference::model_dir::{TrainedModel, Weights};
 use crate::Result;
 
 #[derive(clap::Args, Debug)]

@@ -7,11 +7,11 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 
 use crate::data::InputNormMode;
-use crate::training::inference::argmax;
-use crate::training::model_dir::{
+use crate::evaluation::model_file::SpeakerStats;
+use crate::evaluation::predict::argmax;
+use crate::inference::model_dir::{
     files_corpus, files_corpus_of, SpeakerOf, SpeakerSource, TrainedModel, Weights,
 };
-use crate::training::model_file::SpeakerStats;
 use crate::training::DeviceChoice;
 use crate::{config_err, Result};
 

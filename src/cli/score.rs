@@ -9,11 +9,10 @@
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
-use serde::Deserialize;
-
-use crate::training::inference::argmax;
-use crate::training::metrics::{mean_std, EvalReport, Evaluator};
+use crate::evaluation::metrics::{mean_std, EvalReport, Evaluator};
+use crate::evaluation::predict::argmax;
 use crate::training::report::{eval_tables, pool};
+use crate::training::run_dir::{files, member_seed, TestPredictions};
 use crate::{config_err, Error, Result};
 
 #[derive(clap::Args, Debug)]
@@ -31,31 +30,19 @@ pub struct Args {
     pub confusion: bool,
 }
 
-/// One fold's `test-predictions.json`.
-#[derive(Debug, Deserialize)]
-struct FoldPredictions {
-    classes: Vec<String>,
-    labels: Vec<usize>,
-    network_last: Vec<Vec<f64>>,
-    prosody: Option<Vec<Vec<f64>>>,
-    prosody_weight: f64,
-}
-
 #[derive(Debug)]
 struct Fold {
     name: String,
-    p: FoldPredictions,
+    p: TestPredictions,
 }
 
-const PREDICTIONS: &str = "test-predictions.json";
+const PREDICTIONS: &str = files::TEST_PREDICTIONS;
 
 /// The folds of `run`, in name order: its sub-folders holding predictions, or `run` itself.
 fn load_folds(run: &Path) -> Result<Vec<Fold>> {
     let read = |dir: &Path, name: String| -> Result<Fold> {
         let path = dir.join(PREDICTIONS);
-        let text = std::fs::read_to_string(&path).map_err(|e| Error::io(&path, e))?;
-        let p: FoldPredictions = serde_json::from_str(&text)
-            .map_err(|e| config_err!("{}: not a test-predictions file ({e})", path.display()))?;
+        let p = TestPredictions::load(dir)?;
         let rows_ok = |rows: &[Vec<f64>]| {
             rows.len() == p.labels.len() && rows.iter().all(|r| r.len() == p.classes.len())
         };
@@ -147,15 +134,7 @@ fn ensemble_members(dir: &Path) -> Vec<PathBuf> {
     let mut members: Vec<(u64, PathBuf)> = entries
         .filter_map(|e| e.ok().map(|e| e.path()))
         .filter(|p| p.join(PREDICTIONS).is_file())
-        .filter_map(|p| {
-            let seed = p
-                .file_name()?
-                .to_str()?
-                .strip_prefix("seed-")?
-                .parse()
-                .ok()?;
-            Some((seed, p))
-        })
+        .filter_map(|p| Some((member_seed(p.file_name()?.to_str()?)?, p)))
         .collect();
     members.sort();
     members.into_iter().map(|(_, p)| p).collect()
@@ -297,15 +276,21 @@ mod tests {
 
     fn write_fold(dir: &Path, labels: &[usize], net: &[[f64; 2]], pro: &[[f64; 2]], w: f64) {
         std::fs::create_dir_all(dir).unwrap();
-        let json = serde_json::json!({
-            "classes": ["a", "b"],
-            "ids": labels.iter().enumerate().map(|(i, _)| format!("u{i}")).collect::<Vec<_>>(),
-            "labels": labels,
-            "network_last": net,
-            "prosody": pro,
-            "prosody_weight": w,
-        });
-        std::fs::write(dir.join(PREDICTIONS), json.to_string()).unwrap();
+        let rows = |r: &[[f64; 2]]| r.iter().map(|p| p.to_vec()).collect::<Vec<_>>();
+        TestPredictions {
+            classes: vec!["a".into(), "b".into()],
+            ids: (0..labels.len()).map(|i| format!("u{i}")).collect(),
+            labels: labels.to_vec(),
+            last: rows(net),
+            network_last: rows(net),
+            network_selected: rows(net),
+            prosody: Some(rows(pro)),
+            prosody_l2: Some(1.0),
+            prosody_weight: w,
+            selected: rows(net),
+        }
+        .save(dir)
+        .unwrap();
     }
 
     /// Two folds worked by hand. Fold 1: truth a, a; the network says b, a (1 of 2), prosody

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use super::SpectrogramArgs;
 use crate::data::cache::round_to_stored_precision;
 use crate::features::{Renderer, StftPlan};
-use crate::training::model_dir::{TrainedModel, Weights};
+use crate::inference::model_dir::{TrainedModel, Weights};
 use crate::{config_err, Error, Result};
 
 #[derive(clap::Args, Debug)]
@@ -68,7 +68,7 @@ pub fn run(args: &Args) -> Result<()> {
         written.push(npy.display().to_string());
     }
     if let (Some(out), Some(model)) = (&args.vector_npy, &model) {
-        let corpus = crate::training::model_dir::files_corpus(
+        let corpus = crate::inference::model_dir::files_corpus(
             std::slice::from_ref(&args.input),
             model.classes(),
         )?;

@@ -5,9 +5,9 @@
 use std::path::PathBuf;
 
 use crate::data::InputNormMode;
+use crate::evaluation::model_file::SpeakerStats;
+use crate::inference::model_dir::TrainedModel;
 use crate::timeline::{plot, timeline, Timeline, TimelineSettings};
-use crate::training::model_dir::TrainedModel;
-use crate::training::model_file::SpeakerStats;
 use crate::training::DeviceChoice;
 use crate::{config_err, Result};
 

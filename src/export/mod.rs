@@ -21,9 +21,9 @@ pub mod onnx;
 use std::path::Path;
 
 use crate::data::{InputNormMode, SpeakerNorm};
+use crate::inference::model_dir::TrainedModel;
 use crate::model::{ArchSpec, InputShape, Plan};
 use crate::training::checkpoint::version_string;
-use crate::training::model_dir::TrainedModel;
 use crate::Result;
 
 pub use graph::{GraphNorm, GraphSpec};

@@ -30,10 +30,10 @@ use serde::Serialize;
 use crate::audio::stream::{WavStream, Windows};
 use crate::backends::Backend;
 use crate::data::{CacheOptions, Corpus, Source, Utterance};
+use crate::evaluation::model_file::SpeakerStats;
+use crate::evaluation::predict::argmax;
+use crate::inference::model_dir::{SpeakerSource, TrainedModel};
 use crate::training::device::{on_device, resolve, BackendJob, DeviceMemory};
-use crate::training::inference::argmax;
-use crate::training::model_dir::{SpeakerSource, TrainedModel};
-use crate::training::model_file::SpeakerStats;
 use crate::training::DeviceChoice;
 use crate::{config_err, Result};
 

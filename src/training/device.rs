@@ -10,36 +10,10 @@
 //! ([`check_memory`]), so it is tested without a GPU: a batch that does not fit is refused before
 //! anything is allocated, with the largest batch that does.
 
-use serde::{Deserialize, Serialize};
-
+use super::config::{DeviceChoice, TrainConfig};
 use crate::backends::Backend;
 use crate::model::Plan;
 use crate::{config_err, Error, Result};
-
-/// Which compute device runs the network (`--device` of rescnn-train, predict and eval).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
-#[serde(rename_all = "lowercase")]
-pub enum DeviceChoice {
-    /// CUDA when a GPU and the compiled kernels are there, else the CPU reference.
-    Auto,
-    /// The CUDA device (GPU 0).
-    Cuda,
-    /// The emulated device: the CUDA kernels run on the CPU (slow; for checking kernels).
-    Emu,
-    /// The CPU reference backend.
-    Cpu,
-}
-
-impl std::fmt::Display for DeviceChoice {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            DeviceChoice::Auto => "auto",
-            DeviceChoice::Cuda => "cuda",
-            DeviceChoice::Emu => "emu",
-            DeviceChoice::Cpu => "cpu",
-        })
-    }
-}
 
 /// The kernel files (`kernels/<name>.cu`) the network needs on a kernel-running device.
 pub const REQUIRED_KERNEL_MODULES: [&str; 8] = [
@@ -282,7 +256,7 @@ pub fn check_memory(
 /// The memory check of a training run of `cfg` (its batch and its optimizer's state) with the
 /// network `plan` on a device with `free_bytes` free.
 pub fn check_run_memory(
-    cfg: &crate::training::config::TrainConfig,
+    cfg: &TrainConfig,
     plan: &Plan,
     free_bytes: u64,
     device: &str,
@@ -365,7 +339,7 @@ mod tests {
     /// The trainer's check for `--preset paper` (the `paper` network on 3×512×512, batch 50,
     /// RMSProp, EMO-DB's 7 classes) on a device reporting `free` bytes.
     fn paper_run_on(free: u64) -> Result<MemoryEstimate> {
-        let cfg = crate::training::config::TrainConfig::preset("paper").unwrap();
+        let cfg = TrainConfig::preset("paper").unwrap();
         let (c, h, w) = cfg.spectrogram.input_shape();
         assert_eq!((c, h, w, cfg.batch), (3, 512, 512, 50));
         let spec = ArchSpec::from_name_or_spec(&cfg.arch).unwrap();

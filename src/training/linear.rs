@@ -346,14 +346,14 @@ pub fn select_l2<S: AsRef<str> + PartialEq + Sync>(
             Ok(train
                 .iter()
                 .filter(|&&i| speakers[i].as_ref() == held)
-                .map(|&i| (y[i], super::inference::argmax(&m.predict(&x[i]))))
+                .map(|&i| (y[i], crate::evaluation::predict::argmax(&m.predict(&x[i]))))
                 .collect())
         })
         .collect();
     let mut best: Option<(f64, f64)> = None;
     let mut outcomes = outcomes.into_iter();
     for &l2 in grid.iter().rev() {
-        let mut confusion = super::metrics::ConfusionMatrix::new(classes);
+        let mut confusion = crate::evaluation::metrics::ConfusionMatrix::new(classes);
         for _ in &inner {
             for (truth, predicted) in outcomes.next().expect("one outcome per job")? {
                 confusion.add(truth, predicted);
@@ -402,7 +402,7 @@ mod tests {
         let correct = rows
             .iter()
             .zip(&y)
-            .filter(|(r, &c)| crate::training::inference::argmax(&m.predict(r)) == c)
+            .filter(|(r, &c)| crate::evaluation::predict::argmax(&m.predict(r)) == c)
             .count();
         assert!(correct * 10 > rows.len() * 9, "{correct} of {}", rows.len());
         let p = m.predict(rows[0]);

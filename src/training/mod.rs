@@ -1,20 +1,15 @@
-//! Training and evaluation: the configuration ([`config`]) and command line ([`args`]), device choice
-//! and memory check ([`device`]), the training loop of one split ([`trainer`]), whole runs, folds and
-//! sweeps ([`run`]), checkpoints ([`checkpoint`]), metrics ([`metrics`]), the report ([`report`],
-//! [`plots`]) and loading a trained model for prediction ([`model_dir`]).
+//! Training: the configuration ([`config`]) and command line ([`args`]), device choice and memory
+//! check ([`device`]), the training loop of one split ([`trainer`]), whole runs, folds and sweeps
+//! ([`run`]), checkpoints ([`checkpoint`]), the run directory ([`run_dir`]) and the report
+//! ([`report`], [`plots`]). What is measured on a network's predictions is in
+//! [`crate::evaluation`]; using a trained model is the `inference` module.
 
 pub mod args;
 pub mod checkpoint;
 pub mod config;
-pub mod crop_eval;
 pub mod device;
-pub mod enrollment;
-pub mod ensemble;
-pub mod inference;
+mod folds;
 pub mod linear;
-pub mod metrics;
-pub mod model_dir;
-pub mod model_file;
 pub mod plots;
 pub mod prepare;
 pub mod prosody_branch;

@@ -4,8 +4,8 @@
 
 use std::fmt::Write;
 
-use super::metrics::ConfusionMatrix;
 use super::run_dir::MetricsLine;
+use crate::evaluation::metrics::ConfusionMatrix;
 
 /// One line of a chart.
 #[derive(Clone, Debug)]

@@ -3,13 +3,14 @@
 //! class-balanced logistic regression ([`super::linear`]) fitted on the fold's training
 //! utterances, its L2 strength chosen by an inner leave-one-speaker-out over the training speakers
 //! (or, with a single training speaker, the middle of the grid). Its class probabilities are fused
-//! late with the network's (a weighted mean, [`super::ensemble::average`]).
+//! late with the network's (a weighted mean, [`crate::evaluation::ensemble::average`]).
 
-use super::ensemble::{average, Predictions};
 use super::linear::{select_l2, SoftmaxRegression, L2_GRID};
-use super::model_file::{BranchClassifier, Stats, UtteranceModel};
 use crate::data::prosody::vector_stats;
 use crate::data::{Corpus, InputNormMode, ProsodyNorm, ProsodyStore};
+use crate::evaluation::ensemble::average;
+use crate::evaluation::model_file::{BranchClassifier, Stats, UtteranceModel};
+use crate::evaluation::predict::Predictions;
 use crate::Result;
 
 /// A fitted prosody classifier for one fold.

@@ -15,10 +15,10 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use super::checkpoint::BestRecord;
-use super::ensemble::EnsembleResult;
-use super::metrics::EvalReport;
 use crate::data::split::{self, Split};
 use crate::data::Corpus;
+use crate::evaluation::ensemble::EnsembleResult;
+use crate::evaluation::metrics::EvalReport;
 use crate::{Error, Result};
 
 /// Where a new run goes when `--out` is not given: `runs/<UTC time>-<label>`.
@@ -63,6 +63,42 @@ pub mod files {
     pub const CONFIG: &str = "config.toml";
     /// The run directory's lock (see [`super::RunLock`]).
     pub const LOCK: &str = ".lock";
+    /// A fold's test probabilities ([`super::TestPredictions`]).
+    pub const TEST_PREDICTIONS: &str = "test-predictions.json";
+    /// The test probabilities an ensemble member's results score (the ensemble is their average).
+    pub const MEMBER_PROBABILITIES: &str = "test-probabilities.json";
+}
+
+/// The folder of fold `k` (0-based) of a multi-fold run, named after its test speaker (or its
+/// number).
+fn fold_dir_name(k: usize, speaker: &str) -> String {
+    format!("fold-{:02}-{speaker}", k + 1)
+}
+
+/// The folder of the ensemble member trained from `seed` inside its fold's folder.
+pub fn member_dir(fold_dir: &Path, seed: u64) -> PathBuf {
+    fold_dir.join(format!("seed-{seed}"))
+}
+
+/// The seed of an ensemble member's folder named `name` (see [`member_dir`]); `None` for any
+/// other folder.
+pub fn member_seed(name: &str) -> Option<u64> {
+    name.strip_prefix("seed-")?.parse().ok()
+}
+
+/// The folder of the `k`-th (0-based) network of a sweep, named after it.
+pub fn sweep_member_dir(sweep_dir: &Path, k: usize, name: &str) -> PathBuf {
+    let safe: String = name
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    sweep_dir.join(format!("{:02}-{}", k + 1, safe.trim_matches('_')))
 }
 
 /// Exclusive use of a run directory, for as long as the value lives.
@@ -142,7 +178,7 @@ pub fn lay_out_folds<'s>(
                     split::Protocol::LeaveOneSpeakerOut { test_speaker, .. } => test_speaker.clone(),
                     _ => format!("{k}"),
                 };
-                dir.join(format!("fold-{:02}-{speaker}", k + 1))
+                dir.join(fold_dir_name(k, &speaker))
             };
             crate::fsutil::create_dir_all(&fold_dir)?;
             let path = fold_dir.join(files::SPLIT);
@@ -209,6 +245,52 @@ pub struct Parts {
     pub network: EvalReport,
     pub branch: EvalReport,
     pub prosody_weight: f64,
+}
+
+/// `test-predictions.json` of a finished fold (or ensemble member): its test utterances' class
+/// probabilities, one row per utterance in the order of `ids` and `labels`, so that fusion
+/// weights, ensembles and the prosody branch's ablation can be scored afterwards without
+/// retraining (`rescnn score`). The fields are in name order, the order of the file's keys.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TestPredictions {
+    pub classes: Vec<String>,
+    pub ids: Vec<String>,
+    /// Each utterance's class index.
+    pub labels: Vec<usize>,
+    /// What the fold's `last` result scores (fused with the prosody branch when there is one).
+    pub last: Vec<Vec<f64>>,
+    /// The network alone, last weights.
+    pub network_last: Vec<Vec<f64>>,
+    /// The network alone, selected weights.
+    pub network_selected: Vec<Vec<f64>>,
+    /// The prosody branch alone (`None` without a branch).
+    pub prosody: Option<Vec<Vec<f64>>>,
+    /// The branch's L2 strength (`None` without a branch).
+    pub prosody_l2: Option<f64>,
+    pub prosody_weight: f64,
+    /// What the fold's `selected` result scores.
+    pub selected: Vec<Vec<f64>>,
+}
+
+impl TestPredictions {
+    /// Write `dir/test-predictions.json` atomically.
+    pub fn save(&self, dir: &Path) -> Result<()> {
+        crate::fsutil::write_atomic(
+            &dir.join(files::TEST_PREDICTIONS),
+            serde_json::to_string(self)
+                .expect("predictions serialise")
+                .as_bytes(),
+        )
+    }
+
+    /// Read `dir/test-predictions.json`.
+    pub fn load(dir: &Path) -> Result<Self> {
+        let path = dir.join(files::TEST_PREDICTIONS);
+        let text = std::fs::read_to_string(&path).map_err(|e| Error::io(&path, e))?;
+        serde_json::from_str(&text).map_err(|e| {
+            crate::config_err!("{}: not a test-predictions file ({e})", path.display())
+        })
+    }
 }
 
 /// How a fold ended.
@@ -310,6 +392,46 @@ pub fn describe_line(name: &str, m: &MetricsLine, total: u64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Runs on disk are read back by these keys (`rescnn score`, the examples), in this order.
+    #[test]
+    fn test_predictions_keep_their_keys_and_order() {
+        let p = TestPredictions {
+            classes: vec!["a".into(), "b".into()],
+            ids: vec!["u0".into()],
+            labels: vec![1],
+            last: vec![vec![0.25, 0.75]],
+            network_last: vec![vec![0.5, 0.5]],
+            network_selected: vec![vec![0.125, 0.875]],
+            prosody: None,
+            prosody_l2: Some(0.3),
+            prosody_weight: 0.5,
+            selected: vec![vec![0.0, 1.0]],
+        };
+        let text = serde_json::to_string(&p).unwrap();
+        assert_eq!(
+            text,
+            r#"{"classes":["a","b"],"ids":["u0"],"labels":[1],"last":[[0.25,0.75]],"network_last":[[0.5,0.5]],"network_selected":[[0.125,0.875]],"prosody":null,"prosody_l2":0.3,"prosody_weight":0.5,"selected":[[0.0,1.0]]}"#
+        );
+        let dir = tempfile::tempdir().unwrap();
+        p.save(dir.path()).unwrap();
+        assert_eq!(TestPredictions::load(dir.path()).unwrap(), p);
+    }
+
+    #[test]
+    fn folder_names_are_parsed_back() {
+        let fold = Path::new("run").join(fold_dir_name(2, "03"));
+        assert_eq!(fold, Path::new("run/fold-03-03"));
+        let member = member_dir(&fold, 17);
+        let name = member.file_name().unwrap().to_str().unwrap();
+        assert_eq!(member_seed(name), Some(17));
+        assert_eq!(member_seed("fold-03-03"), None);
+        assert_eq!(member_seed("seed-x"), None);
+        assert_eq!(
+            sweep_member_dir(Path::new("s"), 0, "table4-1 (c32, +0)"),
+            Path::new("s/01-table4-1__c32___0")
+        );
+    }
 
     #[test]
     fn utc_stamp_has_the_documented_shape() {

@@ -1,7 +1,8 @@
 //! `model.json` of a fold folder: what a prediction needs besides the network's checkpoint (which
 //! holds the weights, the configuration with the feature settings and evaluation mode, the class
 //! names and the training input statistics). The trainer writes it, atomically, when a fold starts
-//! (everything in it is fitted before the first step); [`super::model_dir::TrainedModel`] reads it.
+//! (everything in it is fitted before the first step); the trained model of `rescnn predict` and
+//! `rescnn eval` reads it.
 //!
 //! It holds the utterance-vector path ([`UtteranceModel`]: the vector's settings, its normaliser
 //! and, for the late-fused prosody branch, the fitted logistic regression and the fusion weight)

@@ -1,4 +1,4 @@
-//! Inference with a trained network: class probabilities (softmax), the predicted class (argmax),
+//! Predictions of a trained network: class probabilities (softmax), the predicted class (argmax),
 //! and evaluation over a set of utterances. The trainer's validation and test evaluations,
 //! `rescnn predict` and `rescnn eval` all go through these, so they agree by construction.
 
@@ -7,6 +7,9 @@ use crate::backends::Backend;
 use crate::data::{Batcher, Corpus, ProsodyNorm, ProsodyStore};
 use crate::model::Network;
 use crate::Result;
+
+/// Class probabilities per utterance (corpus index), as [`predict_all`] gives.
+pub type Predictions = Vec<(usize, Vec<f64>)>;
 
 /// The side input of a network with a `vec` layer: each utterance's utterance vector, normalised
 /// as the fold's training normalised it (see [`ProsodyNorm`]).
@@ -54,7 +57,7 @@ pub fn predict_all<B: Backend<Elem = f32>>(
     backend: &B,
     net: &mut Network<B>,
     batcher: &Batcher<'_>,
-) -> Result<Vec<(usize, Vec<f64>)>> {
+) -> Result<Predictions> {
     predict_all_with_side(backend, net, batcher, None)
 }
 
@@ -64,7 +67,7 @@ pub fn predict_all_with_side<B: Backend<Elem = f32>>(
     net: &mut Network<B>,
     batcher: &Batcher<'_>,
     side: Option<SideInput<'_>>,
-) -> Result<Vec<(usize, Vec<f64>)>> {
+) -> Result<Predictions> {
     let classes = net.classes();
     let mut out = Vec::with_capacity(batcher.len_utterances());
     for batch in batcher.epoch(0) {
@@ -97,7 +100,7 @@ pub fn evaluate<B: Backend<Elem = f32>>(
 /// `classes` classes (see [`evaluate`]).
 pub fn score(
     classes: usize,
-    probabilities: Vec<(usize, Vec<f64>)>,
+    probabilities: Predictions,
     corpus: &Corpus,
     label_map: Option<&[usize]>,
 ) -> EvalReport {

@@ -7,13 +7,10 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use super::inference::argmax;
 use super::metrics::{mean_std, EvalReport, Evaluator};
+use super::predict::{argmax, Predictions};
 use crate::data::Corpus;
 use crate::{config_err, Result};
-
-/// Class probabilities per utterance (corpus index), as [`super::inference::predict_all`] gives.
-pub type Predictions = Vec<(usize, Vec<f64>)>;
 
 /// The ensemble's and its members' evaluations.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

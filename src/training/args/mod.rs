@@ -3,18 +3,24 @@
 //! exactly like a file ([`TrainConfig::with_overlay`]). Only options actually given go into it
 //! (clap's value source tells), so a `--config` file is never silently overridden by a default.
 //!
-//! A training setting is declared once, in [`TrainConfig`] (doc, type, default, validation); its
-//! flag is one line of [`config_flags!`] naming the key it sets. `--help` shows the defaults of
-//! [`TrainConfig::default`], and `--resume` refuses every option but the run-control ones.
+//! A training setting is declared once, in [`TrainConfig`] (doc, type, default, validation); each
+//! of its flags is one line of the `config_flags!` list ([`flags`]) naming the key it sets (two
+//! flags of one setting, such as `--fixed-time` and `--whole-time`, refuse each other). `--help`
+//! shows the no-argument run's settings ([`TrainConfig::no_arguments`]) as defaults, and
+//! `--resume` refuses every option but the run-control ones.
 
 use std::path::PathBuf;
 
 use clap::parser::ValueSource;
-use clap::{Arg, ArgAction, ArgMatches, CommandFactory, FromArgMatches, Parser};
-use serde_json::{json, Map, Value};
+use clap::{ArgMatches, CommandFactory, FromArgMatches, Parser};
+use serde_json::{Map, Value};
 
 use super::config::{AugmentLevel, OptimizerConfig, OptimizerKind, TrainConfig};
 use crate::{config_err, Result};
+
+mod flags;
+
+use flags::{at, config_flags, default_settings, default_text, to_json, ConfigFlag};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -36,10 +42,6 @@ pub struct Args {
     /// `none`.
     #[arg(long, value_enum, conflicts_with = "no_augment")]
     pub augment: Option<AugmentLevel>,
-    /// Stretch the whole utterance to the width, instead of one column per frame (the opposite of
-    /// --fixed-time).
-    #[arg(long, conflicts_with = "spectrogram.image.time_axis")]
-    pub whole_time: bool,
     /// Turn training augmentation off (the same as `--augment none`).
     #[arg(long)]
     pub no_augment: bool,
@@ -67,170 +69,32 @@ pub struct Args {
 /// Options that steer a run without changing its configuration (allowed with `--resume`).
 const RUN_CONTROL: &[&str] = &["resume", "stop_at", "no_progress", "help", "version"];
 
-/// A configuration key given on the command line: `value` options parse their word as the type
-/// given (`choice`: one of a [`clap::ValueEnum`]'s names), `switch` options set the key to a fixed
-/// value.
-struct ConfigFlag {
-    flag: &'static str,
-    key: &'static str,
-    help: &'static str,
-    /// The value a switch sets (`None`: the option takes a value).
-    switch: Option<Value>,
-    arg: Arg,
-}
-
-fn to_json<T: serde::Serialize>(v: T) -> Value {
-    serde_json::to_value(v).expect("a setting serialises")
-}
-
-/// One line per option: `value "flag" => "key": Type, "help";` (Type: FromStr),
-/// `choice "flag" => "key": Type, "help";` (Type: ValueEnum) or
-/// `switch "flag" => "key" = json, "help";`, where `key` is the dotted path in [`TrainConfig`].
-macro_rules! config_flags {
-    ($($kind:ident $flag:literal => $key:literal $(: $ty:ty)? $(= $set:expr)?, $help:literal;)*) => {
-        fn config_flags() -> Vec<ConfigFlag> {
-            vec![$(ConfigFlag {
-                flag: $flag,
-                key: $key,
-                help: $help,
-                switch: config_flags!(@switch $kind $(, $set)?),
-                arg: config_flags!(@arg $kind, $key $(, $ty)?),
-            }),*]
-        }
-    };
-    (@switch switch, $set:expr) => { Some(json!($set)) };
-    (@switch $kind:ident) => { None };
-    (@arg value, $key:literal, $ty:ty) => {
-        Arg::new($key).value_parser(|s: &str| {
-            // JSON has no NaN or infinity: they would become `null` and be refused as one.
-            match s.parse::<$ty>().map(to_json).map_err(|e| e.to_string())? {
-                Value::Null => Err(format!("`{s}` is not a finite number")),
-                v => Ok(v),
-            }
-        })
-    };
-    (@arg choice, $key:literal, $ty:ty) => {
-        Arg::new($key).value_parser(clap::builder::TypedValueParser::map(
-            clap::builder::EnumValueParser::<$ty>::new(),
-            to_json,
-        ))
-    };
-    (@arg switch, $key:literal) => { Arg::new($key).action(ArgAction::SetTrue) };
-}
-
-config_flags! {
-    value "arch" => "arch": String, "Network: a preset name (paper, paper-plain, badshah2017, table4-1 … table4-11) or a spec such as \"c32k4 p2 +0 c64k8 p2 fc716\".";
-    choice "device" => "device": super::DeviceChoice, "Compute device.";
-    value "protocol" => "protocol": String, "Split protocol: random, speakers:A,B (held-out test speakers) or loso.";
-    value "test-fraction" => "test_fraction": f64, "Share of each class held out for testing (random protocol).";
-    value "val-fraction" => "val_fraction": f64, "Share of training utterances used for validation (random protocol, or --val-speakers 0).";
-    value "val-speakers" => "val_speakers": usize, "Training speakers held out for validation (speaker protocols).";
-    value "sample-rate" => "spectrogram.stft.sample_rate": u32, "Analysis sample rate in Hz (audio is resampled to it).";
-    value "window-ms" => "spectrogram.stft.window_ms": f32, "STFT (Hamming) window length in ms.";
-    value "hop-ms" => "spectrogram.stft.hop_ms": f32, "STFT hop in ms.";
-    value "n-fft" => "spectrogram.stft.n_fft": usize, "FFT length in samples (≥ the window).";
-    value "mel" => "spectrogram.stft.mel_bands": usize, "Use N mel bands instead of linear FFT bins (0: the FFT bins).";
-    value "fmin" => "spectrogram.stft.fmin_hz": f32, "Lowest mel frequency in Hz.";
-    value "fmax" => "spectrogram.stft.fmax_hz": f32, "Highest mel frequency in Hz (0: Nyquist).";
-    value "height" => "spectrogram.image.height": usize, "Image height in pixels (frequency axis).";
-    value "width" => "spectrogram.image.width": usize, "Image width in pixels (time axis).";
-    value "colormap" => "spectrogram.image.colormap": crate::features::Colormap, "Colormap: jet (3 channels, as in the paper) or gray (1 channel).";
-    switch "fixed-time" => "spectrogram.image.time_axis" = "fixed", "Fixed time resolution: one column per frame, cropped or padded to the width, instead of stretching the whole utterance to the width.";
-    value "top-db" => "spectrogram.image.top_db": f32, "Dynamic range shown, in dB below the utterance's maximum.";
-    value "deltas" => "spectrogram.image.delta_window": usize, "Δ and ΔΔ input channels: regression deltas along time over ±N frames (0: none; 2 is the usual choice).";
-    value "batch" => "batch": usize, "Batch size.";
-    value "iters" => "iterations": u64, "Training iterations (batches).";
-    value "epochs" => "epochs": f64, "Training length in epochs (passes over the training utterances).";
-    choice "optimizer" => "optimizer.kind": OptimizerKind, "Optimizer (its settings start from its own defaults).";
-    value "lr" => "optimizer.lr": f64, "Learning rate: RMSProp's α, or AdamW's peak rate after the warm-up.";
-    value "decay" => "optimizer.decay": f64, "RMSProp's learning-rate time decay: α_t = α / (1 + decay·t).";
-    value "weight-decay" => "optimizer.weight_decay": f64, "Weight decay λ: RMSProp adds λ·w to the gradient; AdamW decays decoupled, w ← w − lr_t·λ·w.";
-    value "warmup" => "optimizer.warmup_fraction": f64, "AdamW: share of the steps in [0, 1) spent in the linear warm-up to --lr.";
-    choice "schedule" => "optimizer.schedule": crate::backends::LrSchedule, "AdamW: the learning rate after the warm-up.";
-    value "seed" => "seed": u64, "Seed of everything random (splits, weights, data order, augmentation).";
-    value "eval-every" => "eval_every": u64, "Validate and checkpoint every N iterations.";
-    choice "select-by" => "select_by": super::config::Selection, "Model selection criterion on the validation set.";
-    switch "balanced" => "balanced" = true, "Class-balanced sampling of training utterances.";
-    choice "input-norm" => "input_norm": crate::data::InputNormMode, "Input normalisation: per-channel statistics of the training utterances, or each speaker's own per-(channel, row) statistics (transductive for test speakers).";
-    switch "no-cache" => "feature_cache" = false, "Do not read or write the on-disk feature cache.";
-    switch "skip-bad" => "skip_bad" = true, "Leave unreadable audio files out instead of stopping.";
-    choice "sweep" => "sweep": super::config::SweepKind, "Train a series: every Table IV preset, or every input-shortcut placement of --arch.";
-    choice "eval-time" => "eval_time": crate::data::EvalTime, "Evaluation of validation/test utterances: first (the first --width frames), whole (the whole utterance; needs stats pooling) or crops (mean probabilities over crops).";
-    value "eval-hop" => "eval_hop": usize, "Frames between evaluation crops with --eval-time crops (0: half the width).";
-    value "mixup" => "mixup_alpha": f64, "Mixup of training batches at λ ~ Beta(α, α) (0: off; 0.2–0.4 usual).";
-    value "label-smoothing" => "label_smoothing": f64, "Label smoothing ε of the training targets (0: off).";
-    value "ensemble" => "ensemble": usize, "Train K networks per fold from seeds seed, seed+1, … (each in its own folder) and report their averaged probabilities beside each member's result (1: one network).";
-    value "prosody" => "prosody_weight": f64, "Late fusion with the prosody branch (logistic regression on the --prosody-set utterance vector) at weight W in [0, 1] (0: off).";
-    choice "prosody-set" => "prosody_set": crate::features::prosody::ProsodySet, "The utterance vector of the prosody branch and of a `vec` layer: basic (29 prosody statistics) or full (those and ~2000 functionals of 62 frame-level descriptors and their deltas).";
-}
-
-/// The value at dotted `key` of `v`.
-fn at<'v>(v: &'v Value, key: &str) -> Option<&'v Value> {
-    key.split('.').try_fold(v, |v, k| v.get(k))
-}
-
-/// Every optimizer, in the order the help lists their defaults.
-const OPTIMIZER_KINDS: [OptimizerKind; 2] = [OptimizerKind::RmsProp, OptimizerKind::AdamW];
-
-/// The trainer's default configuration as JSON, and the same with each other optimizer's defaults
-/// (so that every optimizer's settings have a default to show).
-fn default_settings() -> Vec<Value> {
-    OPTIMIZER_KINDS
-        .into_iter()
-        .map(|kind| {
-            to_json(TrainConfig {
-                optimizer: OptimizerConfig::defaults(kind),
-                ..TrainConfig::no_arguments()
-            })
-        })
-        .collect()
-}
-
-/// `[default: …]` as the help shows it, from the trainer's own default configuration; a setting
-/// whose default differs between optimizers (`weight_decay`) shows each one's.
-fn default_text(defaults: &[Value], key: &str) -> Option<String> {
-    // The choice of optimizer itself has one default: the trainer's.
-    let own;
-    let defaults = if key == "optimizer.kind" {
-        own = [to_json(TrainConfig::no_arguments())];
-        &own[..]
-    } else {
-        defaults
-    };
-    let shown: Vec<Option<String>> = defaults
-        .iter()
-        .map(|d| match at(d, key)? {
-            Value::Null => None,
-            Value::String(s) => Some(s.clone()),
-            other => Some(other.to_string()),
-        })
-        .collect();
-    if shown.iter().all(|v| *v == shown[0]) {
-        return shown[0].clone();
-    }
-    let per_kind: Vec<String> = OPTIMIZER_KINDS
-        .iter()
-        .zip(&shown)
-        .filter_map(|(kind, v)| Some(format!("{} with {kind}", v.as_ref()?)))
-        .collect();
-    Some(per_kind.join(", "))
-}
-
-/// The command: [`Args`] plus one option per [`config_flags!`] line, with the trainer's defaults.
+/// The command: [`Args`] plus one option per `config_flags!` line ([`flags`]), with the trainer's defaults.
 pub fn command() -> clap::Command {
     let defaults = default_settings();
     let mut cmd = Args::command();
-    for f in config_flags() {
+    let flags = config_flags();
+    for f in &flags {
         let value_name = f.flag.to_ascii_uppercase().replace('-', "_");
-        let help = config_flag_help(&f, &defaults);
-        let arg = f.arg.long(f.flag).help(help);
+        let help = config_flag_help(f, &defaults);
+        // The other flags of the same setting: each sets it, so two at once contradict.
+        let same_setting = flags
+            .iter()
+            .filter(|o| o.key == f.key && o.flag != f.flag)
+            .map(|o| o.flag);
+        let arg = f
+            .arg
+            .clone()
+            .long(f.flag)
+            .help(help)
+            .conflicts_with_all(same_setting);
         cmd = cmd.arg(match f.switch {
             Some(_) => arg,
             None => arg.value_name(value_name),
         });
     }
     // Setting one length clears the other in a layered configuration; both at once is a mistake.
-    cmd.mut_arg("iterations", |a| a.conflicts_with("epochs"))
+    cmd.mut_arg("iters", |a| a.conflicts_with("epochs"))
 }
 
 fn config_flag_help(f: &ConfigFlag, defaults: &[Value]) -> String {
@@ -324,7 +188,7 @@ fn check_optimizer_flags(base: &TrainConfig, overlay: &Value, m: &ArgMatches) ->
         let Some(setting) = f.key.strip_prefix("optimizer.") else {
             continue;
         };
-        if !given(m, f.key) || settings(kind).get(setting).is_some() {
+        if !given(m, f.flag) || settings(kind).get(setting).is_some() {
             continue;
         }
         let owners: Vec<String> = [OptimizerKind::RmsProp, OptimizerKind::AdamW]
@@ -347,7 +211,7 @@ fn name_the_flags(e: crate::Error, m: &ArgMatches) -> crate::Error {
     let is_word = |c: Option<char>| c.is_some_and(|c| c.is_alphanumeric() || c == '_');
     let named: Vec<String> = config_flags()
         .into_iter()
-        .filter(|f| given(m, f.key))
+        .filter(|f| given(m, f.flag))
         .filter(|f| {
             let setting = f.key.rsplit('.').next().unwrap_or(f.key);
             text.match_indices(setting).any(|(i, _)| {
@@ -384,9 +248,6 @@ pub fn overlay(args: &Args, m: &ArgMatches) -> Result<Value> {
             "waveform_variants",
             to_json(&c.waveform_variants),
         );
-    }
-    if args.whole_time {
-        insert(&mut overlay, "spectrogram.image.time_axis", json!("whole"));
     }
     for f in config_flags() {
         let id = f.arg.get_id().as_str();
@@ -447,6 +308,7 @@ fn insert(v: &mut Value, key: &str, value: Value) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     fn help_line(help: &str, flag: &str) -> String {
         let start = help

@@ -4,23 +4,23 @@
 
 use std::path::{Path, PathBuf};
 
-use super::checkpoint::Checkpoint;
-use super::config::DeviceChoice;
-use super::config::TrainConfig;
-use super::crop_eval::{predict_with, EvalMode};
-use super::device::{on_device, resolve, BackendJob, DeviceMemory};
-use super::ensemble::Predictions;
-use super::inference::SideInput;
-use super::linear::SoftmaxRegression;
-use super::model_file::{self, ModelFile, SpeakerStats, UtteranceModel};
-use super::prosody_branch::{branch_predictions, fuse};
-use super::run_dir::files;
 use crate::backends::Backend;
 use crate::data::{
     CacheOptions, Corpus, FeatureStore, InputNormMode, Normalization, ProsodyNorm, ProsodyStore,
     Source, SpeakerNorm, Utterance,
 };
+use crate::evaluation::eval_mode::{predict_with, EvalMode};
+use crate::evaluation::model_file::{self, ModelFile, SpeakerStats, UtteranceModel};
+use crate::evaluation::predict::Predictions;
+use crate::evaluation::predict::SideInput;
 use crate::model::{ArchSpec, InputShape, Network};
+use crate::training::checkpoint::Checkpoint;
+use crate::training::config::DeviceChoice;
+use crate::training::config::TrainConfig;
+use crate::training::device::{on_device, resolve, BackendJob, DeviceMemory};
+use crate::training::linear::SoftmaxRegression;
+use crate::training::prosody_branch::{branch_predictions, fuse};
+use crate::training::run_dir::files;
 use crate::{config_err, Error, Result};
 
 /// Which weights of a run.

@@ -2,8 +2,7 @@
 //! classifies a whole utterance by the mean of its class probabilities over overlapping crops of
 //! the training width.
 
-use super::ensemble::Predictions;
-use super::inference::{predict_all_with_side, side_rows, softmax, SideInput};
+use super::predict::{predict_all_with_side, side_rows, softmax, Predictions, SideInput};
 use crate::backends::Backend;
 use crate::data::crops::{average_over_crops, plan_crops, render_crops, whole_width};
 use crate::data::{BatchConfig, Batcher, EvalTime, FeatureStore, Normalization};

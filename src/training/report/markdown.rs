@@ -1,92 +1,16 @@
-//! The run report: per fold `result.json`, `confusion.svg` (selected weights), `confusion-last.svg`,
-//! `accuracy.svg` and `loss.svg` (training curves), `summary.md`; for leave-one-speaker-out, a
-//! top-level `summary.md` with the per-fold table, mean ± std and the pooled confusion matrix; for a
-//! sweep, the paper's Table IV with our numbers beside it.
-//!
-//! `summary.md` is always the last file written, atomically: a directory with a summary is a
-//! finished run (`STATUS` says where an unfinished one stands).
+//! The markdown of the run report: each `summary.md` and the tables in it.
 
 use std::fmt::Write as _;
-use std::path::Path;
 
-use serde::{Deserialize, Serialize};
-
-use super::config::TrainConfig;
-use super::ensemble::{EnsembleReport, EnsembleResult};
-use super::metrics::{mean_std, ConfusionMatrix, EvalReport};
-use super::plots::{confusion_svg, curves};
-use super::run_dir::{files, FoldResult, MetricsLine, Parts};
+use super::result::{Provenance, RunResult};
 use crate::data::Corpus;
-use crate::fsutil::write_atomic;
-use crate::Result;
+use crate::evaluation::ensemble::EnsembleResult;
+use crate::evaluation::metrics::{mean_std, EvalReport};
+use crate::training::config::TrainConfig;
+use crate::training::run_dir::{FoldResult, Parts};
 
-pub(crate) fn pct(v: f64) -> String {
+pub fn pct(v: f64) -> String {
     format!("{:.2}", 100.0 * v)
-}
-
-fn json_bytes<T: Serialize>(v: &T) -> Vec<u8> {
-    let mut s = serde_json::to_string_pretty(v).expect("report serialises");
-    s.push('\n');
-    s.into_bytes()
-}
-
-/// Where and how a run was made: printed in every summary.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct Provenance {
-    pub rescnn: String,
-    pub device: String,
-    pub wall_s: f64,
-    pub images_per_s: f64,
-}
-
-/// The run-level result (`result.json` at the top of a run directory).
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct RunResult {
-    pub label: String,
-    pub protocol: String,
-    pub folds: Vec<FoldResult>,
-    /// Pooled over folds (one fold: that fold's).
-    pub selected: EvalReport,
-    pub last: EvalReport,
-    /// Mean and sample standard deviation over folds of WA and UAR (selected weights).
-    pub wa_mean_std: (f64, f64),
-    pub uar_mean_std: (f64, f64),
-    pub provenance: Provenance,
-    /// With `ensemble` > 1: the ensemble (pooled over folds, as `selected` and `last`) and each
-    /// member pooled over the folds, with the members' mean ± std. (Absent for one network.)
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub ensemble: Option<EnsembleResult>,
-    /// With a prosody branch: the network alone and the branch alone, pooled over folds (their
-    /// fusion is `last`). (Absent unless every fold has them.)
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub parts: Option<Parts>,
-}
-
-/// Merge fold reports into one over all their test utterances.
-pub fn pool(reports: &[&EvalReport]) -> EvalReport {
-    let classes = reports.first().map_or(0, |r| r.confusion.classes());
-    let mut confusion = ConfusionMatrix::new(classes);
-    let mut per_speaker = std::collections::BTreeMap::new();
-    let (mut loss, mut n) = (0.0, 0u64);
-    for r in reports {
-        confusion.merge(&r.confusion);
-        for (s, (c, t)) in &r.per_speaker {
-            let e = per_speaker.entry(s.clone()).or_insert((0, 0));
-            e.0 += c;
-            e.1 += t;
-        }
-        loss += r.loss * r.confusion.total() as f64;
-        n += r.confusion.total();
-    }
-    EvalReport {
-        wa: confusion.weighted_accuracy(),
-        uar: confusion.unweighted_average_recall(),
-        macro_f1: confusion.macro_f1(),
-        loss: if n > 0 { loss / n as f64 } else { 0.0 },
-        per_class_recall: (0..classes).map(|k| confusion.recall(k)).collect(),
-        confusion,
-        per_speaker,
-    }
 }
 
 /// Markdown tables of one evaluation: per-class recall, confusion (counts and row %), per speaker.
@@ -226,41 +150,8 @@ fn provenance_lines(out: &mut String, p: &Provenance) {
     );
 }
 
-/// A fold's report files; `summary.md` last.
-pub fn write_fold_report(
-    dir: &Path,
-    cfg: &TrainConfig,
-    corpus: &Corpus,
-    r: &FoldResult,
-    metrics: &[MetricsLine],
-) -> Result<()> {
-    let names: Vec<&str> = corpus.classes.iter().map(String::as_str).collect();
-    write_atomic(
-        &dir.join("confusion.svg"),
-        confusion_svg(
-            &format!(
-                "{}: test, selected weights (step {})",
-                r.name, r.selected_step
-            ),
-            &r.selected.confusion,
-            &names,
-        )
-        .as_bytes(),
-    )?;
-    write_atomic(
-        &dir.join("confusion-last.svg"),
-        confusion_svg(
-            &format!("{}: test, last weights (step {})", r.name, r.last_step),
-            &r.last.confusion,
-            &names,
-        )
-        .as_bytes(),
-    )?;
-    let (acc, loss) = curves(metrics, &r.name);
-    write_atomic(&dir.join("accuracy.svg"), acc.as_bytes())?;
-    write_atomic(&dir.join("loss.svg"), loss.as_bytes())?;
-    write_atomic(&dir.join(files::FOLD_RESULT), &json_bytes(r))?;
-
+/// A fold's `summary.md`.
+pub(super) fn fold_summary(cfg: &TrainConfig, corpus: &Corpus, r: &FoldResult) -> String {
     let mut out = String::new();
     header(
         &mut out,
@@ -271,7 +162,7 @@ pub fn write_fold_report(
     provenance_lines(
         &mut out,
         &Provenance {
-            rescnn: super::checkpoint::version_string(),
+            rescnn: crate::training::checkpoint::version_string(),
             device: r.device.clone(),
             wall_s: r.wall_s,
             images_per_s: r.images_per_s,
@@ -292,7 +183,7 @@ pub fn write_fold_report(
          Data: `metrics.jsonl` (one line per validation), `split.json`, `result.json`; \
          checkpoints in `checkpoints/` (`best` = selected, `last` = resumable)."
     );
-    write_atomic(&dir.join(files::SUMMARY), out.as_bytes())
+    out
 }
 
 fn fold_results(out: &mut String, r: &FoldResult, classes: &[String]) {
@@ -330,46 +221,6 @@ fn fold_results(out: &mut String, r: &FoldResult, classes: &[String]) {
     eval_tables(out, &r.selected, classes);
     let _ = writeln!(out, "\n### Last weights\n");
     eval_tables(out, &r.last, classes);
-}
-
-/// The run-level result of `folds`.
-pub fn run_result(cfg: &TrainConfig, folds: Vec<FoldResult>) -> RunResult {
-    let selected = pool(&folds.iter().map(|f| &f.selected).collect::<Vec<_>>());
-    let last = pool(&folds.iter().map(|f| &f.last).collect::<Vec<_>>());
-    let was: Vec<f64> = folds.iter().map(|f| f.selected.wa).collect();
-    let uars: Vec<f64> = folds.iter().map(|f| f.selected.uar).collect();
-    let wall: f64 = folds.iter().map(|f| f.wall_s).sum();
-    let images: u64 = folds.iter().map(|f| f.train_images).sum();
-    RunResult {
-        label: cfg.label(),
-        protocol: cfg.protocol.clone(),
-        provenance: Provenance {
-            rescnn: super::checkpoint::version_string(),
-            device: folds.first().map(|f| f.device.clone()).unwrap_or_default(),
-            wall_s: wall,
-            images_per_s: images as f64 / wall.max(1e-9),
-        },
-        wa_mean_std: mean_std(&was),
-        uar_mean_std: mean_std(&uars),
-        ensemble: pooled_ensemble(&folds),
-        parts: pooled_parts(&folds),
-        selected,
-        last,
-        folds,
-    }
-}
-
-/// The folds' parts pooled (`None` unless every fold has them).
-fn pooled_parts(folds: &[FoldResult]) -> Option<Parts> {
-    let each: Vec<&Parts> = folds
-        .iter()
-        .map(|f| f.parts.as_ref())
-        .collect::<Option<_>>()?;
-    Some(Parts {
-        network: pool(&each.iter().map(|p| &p.network).collect::<Vec<_>>()),
-        branch: pool(&each.iter().map(|p| &p.branch).collect::<Vec<_>>()),
-        prosody_weight: each.first()?.prosody_weight,
-    })
 }
 
 /// The rows of a fused model's parts beside their fusion (`fused`, the last weights): WA, UAR and
@@ -421,34 +272,6 @@ fn parts_table(out: &mut String, parts: &Parts, fused: &EvalReport, per_fold: Op
     }
 }
 
-/// The folds' ensembles pooled: the ensemble's evaluations and member k's of every fold, each
-/// merged over the folds (`None` unless every fold is an ensemble).
-fn pooled_ensemble(folds: &[FoldResult]) -> Option<EnsembleResult> {
-    let each: Vec<&EnsembleResult> = folds
-        .iter()
-        .map(|f| f.ensemble.as_ref())
-        .collect::<Option<_>>()?;
-    let first = each.first()?;
-    let pooled = |pick: fn(&EnsembleResult) -> &EnsembleReport| {
-        let members: Vec<EvalReport> = (0..first.seeds.len())
-            .map(|k| pool(&each.iter().map(|e| &pick(e).members[k]).collect::<Vec<_>>()))
-            .collect();
-        let wa: Vec<f64> = members.iter().map(|m| m.wa).collect();
-        let uar: Vec<f64> = members.iter().map(|m| m.uar).collect();
-        EnsembleReport {
-            ensemble: pool(&each.iter().map(|e| &pick(e).ensemble).collect::<Vec<_>>()),
-            member_wa: mean_std(&wa),
-            member_uar: mean_std(&uar),
-            members,
-        }
-    };
-    Some(EnsembleResult {
-        seeds: first.seeds.clone(),
-        selected: pooled(|e| &e.selected),
-        last: pooled(|e| &e.last),
-    })
-}
-
 /// The ensemble's, each member's and the members' mean ± std test results, selected and last
 /// weights, as one table.
 fn ensemble_table(out: &mut String, e: &EnsembleResult, member_steps: Option<&[u64]>) {
@@ -495,39 +318,17 @@ fn ensemble_table(out: &mut String, e: &EnsembleResult, member_steps: Option<&[u
     }
 }
 
-/// The report of a fold trained as an ensemble (`r.ensemble` set; `members` the members' own
-/// results, whose folders hold their curves, checkpoints and reports); `summary.md` last.
-pub fn write_ensemble_fold_report(
-    dir: &Path,
+/// The `summary.md` of a fold trained as an ensemble (`members`: the members' own results).
+pub(super) fn ensemble_fold_summary(
     cfg: &TrainConfig,
     corpus: &Corpus,
     r: &FoldResult,
     members: &[FoldResult],
-) -> Result<()> {
+) -> String {
     let e = r
         .ensemble
         .as_ref()
         .expect("an ensemble fold's result has its ensemble");
-    let names: Vec<&str> = corpus.classes.iter().map(String::as_str).collect();
-    for (file, what, report) in [
-        ("confusion.svg", "selected", &r.selected),
-        ("confusion-last.svg", "last", &r.last),
-    ] {
-        write_atomic(
-            &dir.join(file),
-            confusion_svg(
-                &format!(
-                    "{}: test, ensemble of {} ({what} weights)",
-                    r.name,
-                    e.seeds.len()
-                ),
-                &report.confusion,
-                &names,
-            )
-            .as_bytes(),
-        )?;
-    }
-    write_atomic(&dir.join(files::FOLD_RESULT), &json_bytes(r))?;
     let mut out = String::new();
     header(
         &mut out,
@@ -538,7 +339,7 @@ pub fn write_ensemble_fold_report(
     provenance_lines(
         &mut out,
         &Provenance {
-            rescnn: super::checkpoint::version_string(),
+            rescnn: crate::training::checkpoint::version_string(),
             device: r.device.clone(),
             wall_s: r.wall_s,
             images_per_s: r.images_per_s,
@@ -571,36 +372,11 @@ pub fn write_ensemble_fold_report(
         "\nFigures: `confusion.svg` (ensemble, selected), `confusion-last.svg`. Data: `split.json`, \
          `fold.json`; each member's folder has its `test-probabilities.json`."
     );
-    write_atomic(&dir.join(files::SUMMARY), out.as_bytes())
+    out
 }
 
-/// The top-level report of a multi-fold (leave-one-speaker-out) run; `summary.md` last.
-pub fn write_multi_fold_report(
-    dir: &Path,
-    cfg: &TrainConfig,
-    corpus: &Corpus,
-    r: &RunResult,
-) -> Result<()> {
-    let names: Vec<&str> = corpus.classes.iter().map(String::as_str).collect();
-    write_atomic(
-        &dir.join("confusion.svg"),
-        confusion_svg(
-            &format!("{} folds pooled: test, selected weights", r.folds.len()),
-            &r.selected.confusion,
-            &names,
-        )
-        .as_bytes(),
-    )?;
-    write_atomic(
-        &dir.join("confusion-last.svg"),
-        confusion_svg(
-            &format!("{} folds pooled: test, last weights", r.folds.len()),
-            &r.last.confusion,
-            &names,
-        )
-        .as_bytes(),
-    )?;
-    write_run_result(dir, r)?;
+/// The top-level `summary.md` of a multi-fold (leave-one-speaker-out) run.
+pub(super) fn multi_fold_summary(cfg: &TrainConfig, corpus: &Corpus, r: &RunResult) -> String {
     let mut out = String::new();
     header(
         &mut out,
@@ -688,10 +464,5 @@ pub fn write_multi_fold_report(
         "\nFigures: `confusion.svg` (pooled, selected), `confusion-last.svg`; each fold's folder has \
          its own curves, confusion matrices, metrics, split and checkpoints."
     );
-    write_atomic(&dir.join(files::SUMMARY), out.as_bytes())
-}
-
-/// Write the run-level `result.json`.
-pub fn write_run_result(dir: &Path, r: &RunResult) -> Result<()> {
-    write_atomic(&dir.join(files::RESULT), &json_bytes(r))
+    out
 }

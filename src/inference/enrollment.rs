@@ -15,15 +15,15 @@ use rand::seq::SliceRandom;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
-use super::config::DeviceChoice;
-use super::ensemble::Predictions;
-use super::inference::score;
-use super::metrics::{mean_std, EvalReport};
 use super::model_dir::{ModelPredictions, SpeakerSource, TrainedModel};
-use super::model_file::{self, SpeakerStats, Stats};
-use super::trainer::derive_seed;
 use crate::data::prosody::vector_stats;
 use crate::data::{Corpus, FeatureStore, ProsodyStore, SpeakerNorm};
+use crate::evaluation::metrics::{mean_std, EvalReport};
+use crate::evaluation::model_file::{self, SpeakerStats, Stats};
+use crate::evaluation::predict::score;
+use crate::evaluation::predict::Predictions;
+use crate::training::config::DeviceChoice;
+use crate::training::trainer::derive_seed;
 use crate::{config_err, Result};
 
 /// The statistics of `speaker` from the utterances `indices` of a corpus (its spectrograms in

@@ -1,0 +1,5 @@
+//! A trained model put to use: loaded from its run folder with everything its training fitted
+//! ([`model_dir`]), and speakers enrolled with a few of their utterances ([`enrollment`]).
+
+pub mod enrollment;
+pub mod model_dir;
