@@ -1,8 +1,8 @@
 //! rescnn: speech emotion recognition with the multi-level residual CNN of Zheng et al., trained on
 //! handwritten CUDA kernels, a CPU reference, or an emulated device that runs the same kernels on the CPU.
 //!
-//! The modules follow the data: audio → features → data → model → backends → training → export
-//! (→ the command line, [`cli`]).
+//! The modules follow the data: audio → features → data → prosody → model → backends → training →
+//! export (→ the command line, [`cli`]).
 
 pub mod audio;
 pub mod backends;
@@ -13,6 +13,7 @@ pub mod export;
 pub mod features;
 pub mod fsutil;
 pub mod model;
+pub mod prosody;
 pub mod tensor;
 pub mod timeline;
 pub mod training;

@@ -6,9 +6,8 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::data::{
-    Corpus, CorpusSpec, FeatureStore, InputNormMode, LoadOptions, ProsodyStore, Split,
-};
+use crate::data::{Corpus, CorpusSpec, FeatureStore, InputNormMode, LoadOptions, Split};
+use crate::prosody::ProsodyStore;
 use crate::training::enrollment::{
     enrollment_markdown, evaluate_enrollment, EnrollmentSettings, FoldModel,
 };

@@ -22,8 +22,9 @@ use super::metrics::{mean_std, EvalReport};
 use super::model_dir::{ModelPredictions, SpeakerSource, TrainedModel};
 use super::model_file::{self, SpeakerStats, Stats};
 use super::trainer::derive_seed;
-use crate::data::prosody::vector_stats;
-use crate::data::{Corpus, FeatureStore, ProsodyStore, SpeakerNorm};
+use crate::data::{Corpus, FeatureStore, SpeakerNorm};
+use crate::prosody::store::vector_stats;
+use crate::prosody::ProsodyStore;
 use crate::{config_err, Result};
 
 /// The statistics of `speaker` from the utterances `indices` of a corpus (its spectrograms in

@@ -11,16 +11,17 @@ use super::crop_eval::{predict_with, EvalMode};
 use super::device::{on_device, resolve, BackendJob, DeviceMemory};
 use super::ensemble::Predictions;
 use super::inference::SideInput;
-use super::linear::SoftmaxRegression;
 use super::model_file::{self, ModelFile, SpeakerStats, UtteranceModel};
-use super::prosody_branch::{branch_predictions, fuse};
 use super::run_dir::files;
 use crate::backends::Backend;
 use crate::data::{
-    CacheOptions, Corpus, FeatureStore, InputNormMode, Normalization, ProsodyNorm, ProsodyStore,
-    Source, SpeakerNorm, Utterance,
+    CacheOptions, Corpus, FeatureStore, InputNormMode, Normalization, Source, SpeakerNorm,
+    Utterance,
 };
 use crate::model::{ArchSpec, InputShape, Network};
+use crate::prosody::branch::{branch_predictions, fuse};
+use crate::prosody::linear::SoftmaxRegression;
+use crate::prosody::{ProsodyNorm, ProsodyStore};
 use crate::{config_err, Error, Result};
 
 /// Which weights of a run.

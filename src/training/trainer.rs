@@ -20,17 +20,18 @@ use super::ensemble::Predictions;
 use super::inference::{score, side_rows, SideInput};
 use super::metrics::EvalReport;
 use super::model_file::{self, ModelFile, Stats, UtteranceModel};
-use super::prosody_branch::{fuse, ProsodyBranch};
 use super::run_dir::{
     append_metrics, describe_line, files, truncate_metrics, Fold, FoldOutcome, FoldResult,
     MetricsLine, Parts,
 };
 use crate::backends::Backend;
 use crate::data::{
-    BatchConfig, Batcher, CacheOptions, Corpus, FeatureStore, InputNorm, InputNormMode,
-    Normalization, ProsodyNorm, ProsodyStore, SpeakerNorm, Split,
+    BatchConfig, Batcher, Corpus, FeatureStore, InputNorm, InputNormMode, Normalization,
+    SpeakerNorm, Split,
 };
 use crate::model::{Network, Optimizer};
+use crate::prosody::branch::{fuse, ProsodyBranch};
+use crate::prosody::{ProsodyNorm, ProsodyStore};
 use crate::{config_err, Error, Result};
 
 /// How a run is driven from outside: the stop flag (Ctrl-C), a planned stop, the progress bar.
@@ -127,8 +128,9 @@ pub struct Trainer<'a, B: Backend<Elem = f32>> {
     state: TrainerState,
     model: ModelInfo,
     device: String,
-    /// The utterance vectors, when the prosody branch or the network's `vec` layer reads them.
-    vectors: Option<ProsodyStore>,
+    /// The run's utterance vectors, when the prosody branch or the network's `vec` layer reads
+    /// them.
+    vectors: Option<&'a ProsodyStore>,
     /// The prosody branch fused with the network's probabilities (`prosody_weight` > 0).
     prosody: Option<ProsodyBranch>,
     /// The normalisation of the network's side input (an architecture with `vec`), fitted as the
@@ -152,12 +154,15 @@ pub struct TestProbabilities {
 impl<'a, B: Backend<Elem = f32>> Trainer<'a, B> {
     /// A new fold, training `net` (built with fresh weights by the caller, see [`weight_seed`]) or,
     /// when `dir/checkpoints/last.safetensors` exists and `resume` is set, the fold as its last
-    /// checkpoint left it.
+    /// checkpoint left it. `vectors` are the run's utterance vectors, needed when the prosody
+    /// branch or the network's `vec` layer reads them (built once per run, see [`super::run`]).
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
         backend: &'a B,
         cfg: &'a TrainConfig,
         corpus: &'a Corpus,
         store: &'a FeatureStore,
+        vectors: Option<&'a ProsodyStore>,
         fold: Fold<'a>,
         mut net: Network<B>,
         resume: bool,
@@ -238,23 +243,12 @@ impl<'a, B: Backend<Elem = f32>> Trainer<'a, B> {
         };
         let takes_vector = net.plan().side_input.is_some();
         let vectors = if cfg.prosody_weight > 0.0 || takes_vector {
-            let opts = CacheOptions {
-                dir: cfg
-                    .feature_cache
-                    .then(crate::data::cache::default_cache_dir),
-                progress: false,
-                variants: Vec::new(),
-            };
-            let store = ProsodyStore::build(
-                corpus,
-                &crate::features::prosody::ProsodyConfig {
-                    set: cfg.prosody_set,
-                    ..Default::default()
-                },
-                cfg.spectrogram.stft.sample_rate,
-                &opts,
-            )?;
-            Some(store)
+            Some(vectors.ok_or_else(|| {
+                config_err!(
+                    "{}: the prosody branch or the vec layer needs the utterance vectors",
+                    fold.name
+                )
+            })?)
         } else {
             None
         };
@@ -298,9 +292,12 @@ impl<'a, B: Backend<Elem = f32>> Trainer<'a, B> {
                 InputNormMode::Speaker => Some(training_rows(cfg, store, fold.split)?),
             },
             match (&vectors, &prosody) {
-                (Some(store), Some(branch)) => {
-                    Some(branch.saved(store, cfg.spectrogram.stft.sample_rate, cfg.prosody_weight))
-                }
+                (Some(store), Some(branch)) => Some(UtteranceModel::for_branch(
+                    branch,
+                    store,
+                    cfg.spectrogram.stft.sample_rate,
+                    cfg.prosody_weight,
+                )),
                 (Some(store), None) if takes_vector => Some(UtteranceModel::for_network_input(
                     store,
                     cfg.spectrogram.stft.sample_rate,
