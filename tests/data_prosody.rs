@@ -229,10 +229,10 @@ fn the_full_set_extends_the_basic_vector_and_carries_the_emotions() {
 #[test]
 fn fusion_is_the_ensembles_weighted_mean_bit_for_bit() {
     use rand::{RngExt, SeedableRng};
-    use rescnn::prosody::branch::fuse;
+    use rescnn::prosody::branch::{fuse, Probabilities};
     use rescnn::training::ensemble::average;
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(7);
-    let mut probabilities = |n: usize| -> Vec<(usize, Vec<f64>)> {
+    let mut probabilities = |n: usize| -> Probabilities {
         (0..n)
             .map(|u| {
                 let raw: Vec<f64> = (0..7).map(|_| rng.random::<f64>()).collect();
@@ -254,8 +254,8 @@ fn fusion_is_the_ensembles_weighted_mean_bit_for_bit() {
             assert_eq!(bits(p), bits(q), "utterance {u} at weight {w}");
         }
     }
-    let message = |r: rescnn::Result<Vec<(usize, Vec<f64>)>>| r.unwrap_err().to_string();
-    let refusals: Vec<(Vec<(usize, Vec<f64>)>, f64)> = vec![
+    let message = |r: rescnn::Result<Probabilities>| r.unwrap_err().to_string();
+    let refusals: Vec<(Probabilities, f64)> = vec![
         (branch[1..].to_vec(), 0.5),
         (
             branch.iter().map(|(u, p)| (*u, p[..6].to_vec())).collect(),
