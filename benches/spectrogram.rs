@@ -11,7 +11,10 @@ use std::time::{Duration, Instant};
 
 use rayon::prelude::*;
 use rescnn::data::synth::{self, SynthConfig};
-use rescnn::features::{reference, Renderer, Spectrogram, SpectrogramConfig, StftPlan};
+use rescnn::features::{Renderer, Spectrogram, SpectrogramConfig, StftPlan};
+
+#[path = "../tests/common/feature_reference.rs"]
+mod reference;
 
 /// Three seconds of synthetic speech: consecutive synthetic utterances, cut to 48 000 samples.
 fn speech_3s() -> Vec<f32> {

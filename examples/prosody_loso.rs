@@ -1,5 +1,5 @@
 //! The prosody branch on its own: leave-one-speaker-out on an EMO-DB folder with the utterance
-//! prosody vector (`rescnn::features::prosody`) and a class-balanced logistic regression whose
+//! prosody vector (`rescnn::prosody::vector`) and a class-balanced logistic regression whose
 //! L2 strength is chosen by an inner leave-one-speaker-out over the fold's training speakers
 //! (never the test speaker), as the linear SVM baselines choose their C.
 //!
@@ -8,7 +8,7 @@
 //!     [--set basic|full] [--mel-stats] [--fuse RUN_DIR] [--dump FILE.csv]
 //! ```
 //!
-//! `--set full` classifies the large functional set (`rescnn::features::functionals`) after the
+//! `--set full` classifies the large functional set (`rescnn::prosody::functionals`) after the
 //! prosody vector. `--mel-stats` appends the functionals of the log-mel statistics baseline to the vector: mean and
 //! standard deviation over the voiced-or-not frames (all but the all-silent padding) of each of 64
 //! log-mel bands (25 ms / 10 ms) and of their Δ (±2 frames), 256 values, normalised as the prosody
@@ -25,16 +25,13 @@
 
 use std::collections::HashMap;
 
-use rescnn::data::{
-    emodb, CacheOptions, Corpus, FeatureStore, InputNormMode, LoadOptions, ProsodyNorm,
-    ProsodyStore,
-};
+use rescnn::data::{emodb, CacheOptions, Corpus, FeatureStore, InputNormMode, LoadOptions};
 use rescnn::evaluation::metrics::{mean_std, ConfusionMatrix, Evaluator};
 use rescnn::evaluation::predict::argmax;
 use rescnn::features::deltas::delta_1d;
-use rescnn::features::prosody::{ProsodyConfig, ProsodySet};
 use rescnn::features::{Spectrogram, StftConfig};
-use rescnn::training::linear::{select_l2, SoftmaxRegression, L2_GRID};
+use rescnn::prosody::linear::{select_l2, SoftmaxRegression, L2_GRID};
+use rescnn::prosody::{ProsodyConfig, ProsodyNorm, ProsodySet, ProsodyStore};
 use rescnn::training::run_dir::{files, TestPredictions};
 
 fn main() -> rescnn::Result<()> {

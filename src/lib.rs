@@ -1,9 +1,9 @@
 //! rescnn: speech emotion recognition with the multi-level residual CNN of Zheng et al., trained on
 //! handwritten CUDA kernels, a CPU reference, or an emulated device that runs the same kernels on the CPU.
 //!
-//! The modules follow the data: audio → features → data → model → backends → evaluation → training
-//! → inference → export, timeline (→ the command line, [`cli`]). Each imports only from the modules
-//! before it.
+//! The modules follow the data: audio → features → data → prosody → model → backends → evaluation
+//! → training → inference → export, timeline (→ the command line, [`cli`]). Each imports only from
+//! the modules before it.
 
 pub mod audio;
 pub mod backends;
@@ -16,6 +16,7 @@ pub mod features;
 pub mod fsutil;
 pub mod inference;
 pub mod model;
+pub mod prosody;
 pub mod tensor;
 pub mod timeline;
 pub mod training;

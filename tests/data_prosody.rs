@@ -4,12 +4,13 @@
 //! covers their settings.
 
 use rescnn::data::synth::{self, SynthConfig};
-use rescnn::data::{CacheOptions, InputNormMode, ProsodyNorm, ProsodyStore, EMOTIONS};
-use rescnn::features::pitch::PitchConfig;
-use rescnn::features::prosody::{self, ProsodyConfig};
+use rescnn::data::{CacheOptions, InputNormMode, EMOTIONS};
+use rescnn::prosody::basic;
+use rescnn::prosody::pitch::PitchConfig;
+use rescnn::prosody::{ProsodyConfig, ProsodyNorm, ProsodyStore};
 
 fn index(name: &str) -> usize {
-    prosody::FEATURES.iter().position(|&n| n == name).unwrap()
+    basic::FEATURES.iter().position(|&n| n == name).unwrap()
 }
 
 /// Leave-one-speaker-out nearest-centroid accuracy on already normalised vectors.
@@ -163,8 +164,8 @@ fn disk_cache_round_trip_and_key() {
 /// functionals give chance.
 #[test]
 fn the_full_set_extends_the_basic_vector_and_carries_the_emotions() {
-    use rescnn::features::prosody::ProsodySet;
-    use rescnn::training::linear::SoftmaxRegression;
+    use rescnn::prosody::linear::SoftmaxRegression;
+    use rescnn::prosody::ProsodySet;
     let (corpus, _dir, opts) = corpus_with_disk_cache(4, 3);
     let basic = ProsodyStore::build(&corpus, &ProsodyConfig::default(), 16_000, &opts).unwrap();
     let full_cfg = ProsodyConfig {
@@ -181,7 +182,7 @@ fn the_full_set_extends_the_basic_vector_and_carries_the_emotions() {
     assert_eq!(full_cfg.names().len(), full_cfg.vector_len());
     for i in 0..corpus.len() {
         assert_eq!(
-            &full.vector(i)[..prosody::LEN],
+            &full.vector(i)[..basic::LEN],
             basic.vector(i),
             "utterance {i}"
         );
@@ -211,11 +212,62 @@ fn the_full_set_extends_the_basic_vector_and_carries_the_emotions() {
         }
         correct as f64 / x.len() as f64
     };
-    let (a, b) = (accuracy(&basic, 0), accuracy(&full, prosody::LEN));
+    let (a, b) = (accuracy(&basic, 0), accuracy(&full, basic::LEN));
     println!(
         "LOSO logistic regression: basic vector {:.1} %, functionals alone {:.1} %",
         100.0 * a,
         100.0 * b
     );
     assert!(b > 0.3, "functionals alone: accuracy {:.1} %", 100.0 * b);
+}
+
+/// The late fusion is the two-member weighted mean of an ensemble, bit for bit: on probabilities
+/// with many significant digits, at weights whose complement is inexact in binary (0.1, 0.3, 1/3)
+/// as well as 0, 0.5 and 1, with the branch's utterances in another order; and the same refusals
+/// with the same messages (a missing utterance, a class count that differs, an extra utterance,
+/// a weight outside [0, 1]).
+#[test]
+fn fusion_is_the_ensembles_weighted_mean_bit_for_bit() {
+    use rand::{RngExt, SeedableRng};
+    use rescnn::prosody::branch::{fuse, Probabilities};
+    use rescnn::evaluation::ensemble::average;
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(7);
+    let mut probabilities = |n: usize| -> Probabilities {
+        (0..n)
+            .map(|u| {
+                let raw: Vec<f64> = (0..7).map(|_| rng.random::<f64>()).collect();
+                let sum: f64 = raw.iter().sum();
+                (3 * u + 1, raw.iter().map(|p| p / sum).collect())
+            })
+            .collect()
+    };
+    let network = probabilities(40);
+    let mut branch = probabilities(40);
+    branch.reverse();
+    for w in [0.0, 0.1, 0.3, 1.0 / 3.0, 0.5, 0.7, 1.0] {
+        let fused = fuse(network.clone(), branch.clone(), w).unwrap();
+        let want = average(&[network.clone(), branch.clone()], Some(&[1.0 - w, w])).unwrap();
+        assert_eq!(fused.len(), want.len());
+        for ((u, p), (v, q)) in fused.iter().zip(&want) {
+            assert_eq!(u, v);
+            let bits = |x: &[f64]| x.iter().map(|v| v.to_bits()).collect::<Vec<_>>();
+            assert_eq!(bits(p), bits(q), "utterance {u} at weight {w}");
+        }
+    }
+    let message = |r: rescnn::Result<Probabilities>| r.unwrap_err().to_string();
+    let refusals: Vec<(Probabilities, f64)> = vec![
+        (branch[1..].to_vec(), 0.5),
+        (
+            branch.iter().map(|(u, p)| (*u, p[..6].to_vec())).collect(),
+            0.5,
+        ),
+        ([branch.clone(), vec![(1000, vec![0.0; 7])]].concat(), 0.5),
+        (branch.clone(), 1.5),
+        (branch.clone(), f64::NAN),
+    ];
+    for (other, w) in refusals {
+        let mine = message(fuse(network.clone(), other.clone(), w));
+        let theirs = message(average(&[network.clone(), other], Some(&[1.0 - w, w])));
+        assert_eq!(mine, theirs);
+    }
 }

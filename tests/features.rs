@@ -7,8 +7,11 @@ use std::f64::consts::PI;
 use rescnn::features::colormap::{jet, ColorTable};
 use rescnn::features::stft::fast_db;
 use rescnn::features::{
-    reference, Colormap, ImageConfig, Renderer, SpectrogramConfig, StftConfig, StftPlan, TimeAxis,
+    Colormap, ImageConfig, Renderer, SpectrogramConfig, StftConfig, StftPlan, TimeAxis,
 };
+
+#[path = "common/feature_reference.rs"]
+mod reference;
 
 fn noise_and_tones(n: usize, rate: u32) -> Vec<f32> {
     let mut state = 12345u64;

@@ -4,7 +4,7 @@
 mod train_support;
 
 use rescnn::data::EvalTime;
-use rescnn::features::prosody::{ProsodyConfig, ProsodySet};
+use rescnn::prosody::{ProsodyConfig, ProsodySet};
 use train_support::*;
 
 /// A tiny joint network (the basic 29-entry utterance vector, dropped out and projected to 8 units,

@@ -6,9 +6,7 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::data::{
-    Corpus, CorpusSpec, FeatureStore, InputNormMode, LoadOptions, ProsodyStore, Split,
-};
+use crate::data::{Corpus, CorpusSpec, FeatureStore, InputNormMode, LoadOptions, Split};
 use crate::evaluation::metrics::EvalReport;
 use crate::evaluation::predict::score;
 use crate::evaluation::predict::Predictions;
@@ -16,6 +14,7 @@ use crate::inference::enrollment::{
     enrollment_markdown, evaluate_enrollment, EnrollmentSettings, FoldModel,
 };
 use crate::inference::model_dir::{ModelPredictions, SpeakerSource, TrainedModel, Weights};
+use crate::prosody::ProsodyStore;
 use crate::training::report::pool;
 use crate::training::run_dir::files;
 use crate::training::DeviceChoice;

@@ -16,9 +16,10 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
-use crate::data::prosody::vector_stats;
-use crate::data::{InputNormMode, ProsodyStore};
-use crate::features::prosody::ProsodyConfig;
+use crate::data::InputNormMode;
+use crate::prosody::branch::ProsodyBranch;
+use crate::prosody::store::vector_stats;
+use crate::prosody::{ProsodyConfig, ProsodyStore};
 use crate::{Error, Result};
 
 /// The format tag of `model.json`.
@@ -78,6 +79,31 @@ impl UtteranceModel {
             norm,
             training: Stats { mean, std },
             classifier: None,
+        }
+    }
+
+    /// The late-fused prosody branch `branch` of the vectors of `store` (computed at
+    /// `sample_rate`), fused at `fusion_weight`.
+    pub fn for_branch(
+        branch: &ProsodyBranch,
+        store: &ProsodyStore,
+        sample_rate: u32,
+        fusion_weight: f64,
+    ) -> Self {
+        let (mean, std) = branch.training_stats();
+        UtteranceModel {
+            features: store.config().clone(),
+            sample_rate,
+            norm: branch.mode(),
+            training: Stats {
+                mean: mean.to_vec(),
+                std: std.to_vec(),
+            },
+            classifier: Some(BranchClassifier {
+                rows: branch.rows(),
+                l2: branch.l2,
+                fusion_weight,
+            }),
         }
     }
 }

@@ -4,8 +4,9 @@
 
 use super::metrics::{EvalReport, Evaluator};
 use crate::backends::Backend;
-use crate::data::{Batcher, Corpus, ProsodyNorm, ProsodyStore};
+use crate::data::{Batcher, Corpus};
 use crate::model::Network;
+use crate::prosody::{ProsodyNorm, ProsodyStore};
 use crate::Result;
 
 /// Class probabilities per utterance (corpus index), as [`predict_all`] gives.

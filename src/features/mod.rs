@@ -15,11 +15,7 @@
 
 pub mod colormap;
 pub mod deltas;
-pub mod functionals;
 pub mod mel;
-pub mod pitch;
-pub mod prosody;
-pub mod reference;
 pub mod render;
 pub mod stft;
 

@@ -16,12 +16,13 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
 use super::model_dir::{ModelPredictions, SpeakerSource, TrainedModel};
-use crate::data::prosody::vector_stats;
-use crate::data::{Corpus, FeatureStore, ProsodyStore, SpeakerNorm};
+use crate::data::{Corpus, FeatureStore, SpeakerNorm};
 use crate::evaluation::metrics::{mean_std, EvalReport};
 use crate::evaluation::model_file::{self, SpeakerStats, Stats};
 use crate::evaluation::predict::score;
 use crate::evaluation::predict::Predictions;
+use crate::prosody::store::vector_stats;
+use crate::prosody::ProsodyStore;
 use crate::training::config::DeviceChoice;
 use crate::training::trainer::derive_seed;
 use crate::{config_err, Result};

@@ -6,20 +6,21 @@ use std::path::{Path, PathBuf};
 
 use crate::backends::Backend;
 use crate::data::{
-    CacheOptions, Corpus, FeatureStore, InputNormMode, Normalization, ProsodyNorm, ProsodyStore,
-    Source, SpeakerNorm, Utterance,
+    CacheOptions, Corpus, FeatureStore, InputNormMode, Normalization, Source, SpeakerNorm,
+    Utterance,
 };
 use crate::evaluation::eval_mode::{predict_with, EvalMode};
 use crate::evaluation::model_file::{self, ModelFile, SpeakerStats, UtteranceModel};
 use crate::evaluation::predict::Predictions;
 use crate::evaluation::predict::SideInput;
 use crate::model::{ArchSpec, InputShape, Network};
+use crate::prosody::branch::{branch_predictions, fuse};
+use crate::prosody::linear::SoftmaxRegression;
+use crate::prosody::{ProsodyNorm, ProsodyStore};
 use crate::training::checkpoint::Checkpoint;
 use crate::training::config::DeviceChoice;
 use crate::training::config::TrainConfig;
 use crate::training::device::{on_device, resolve, BackendJob, DeviceMemory};
-use crate::training::linear::SoftmaxRegression;
-use crate::training::prosody_branch::{branch_predictions, fuse};
 use crate::training::run_dir::files;
 use crate::{config_err, Error, Result};
 

@@ -12,6 +12,7 @@ use crate::data::{Corpus, FeatureStore};
 use crate::evaluation::ensemble::{self, EnsembleResult};
 use crate::evaluation::predict::Predictions;
 use crate::model::{ArchSpec, Network, Plan};
+use crate::prosody::ProsodyStore;
 use crate::Result;
 
 /// How the folds of a run ended.
@@ -28,6 +29,7 @@ pub(super) struct FoldsJob<'a> {
     pub(super) spec: ArchSpec,
     pub(super) corpus: &'a Corpus,
     pub(super) store: &'a FeatureStore,
+    pub(super) vectors: Option<&'a ProsodyStore>,
     pub(super) control: &'a RunControl,
     pub(super) folds: &'a [Fold<'a>],
     pub(super) why: &'a str,
@@ -79,6 +81,7 @@ impl FoldsJob<'_> {
             cfg,
             self.corpus,
             self.store,
+            self.vectors,
             fold.clone(),
             net,
             true,

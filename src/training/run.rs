@@ -14,8 +14,9 @@ use super::report::{self, RunResult};
 use super::run_dir::{files, lay_out_folds, read_json, sweep_member_dir, write_status, RunLock};
 use super::sweep::{sweep_markdown, sweep_members, SweepMember, SweepRow};
 use super::trainer::RunControl;
-use crate::data::{CacheOptions, FeatureStore};
+use crate::data::{CacheOptions, Corpus, FeatureStore};
 use crate::model::ArchSpec;
+use crate::prosody::{ProsodyConfig, ProsodyStore};
 use crate::{config_err, Error, Result};
 
 /// How a run ended.
@@ -153,11 +154,14 @@ fn execute(cfg: &TrainConfig, dir: &Path, control: &RunControl) -> Result<RunOut
         },
     )?;
     let folds = lay_out_folds(dir, &corpus, &splits)?;
+    let spec = ArchSpec::from_name_or_spec(&cfg.arch)?;
+    let vectors = run_vectors(cfg, &spec, &corpus)?;
     let job = FoldsJob {
         cfg,
-        spec: ArchSpec::from_name_or_spec(&cfg.arch)?,
+        spec,
         corpus: &corpus,
         store: &store,
+        vectors: vectors.as_ref(),
         control,
         folds: &folds,
         why: &why,
@@ -183,6 +187,30 @@ fn execute(cfg: &TrainConfig, dir: &Path, control: &RunControl) -> Result<RunOut
         dir: dir.to_path_buf(),
         result: Box::new(result),
     })
+}
+
+/// The utterance vectors of the corpus, built once for every fold of the run, when the prosody
+/// branch (`prosody_weight` > 0) or the network's `vec` layer reads them.
+fn run_vectors(
+    cfg: &TrainConfig,
+    spec: &ArchSpec,
+    corpus: &Corpus,
+) -> Result<Option<ProsodyStore>> {
+    if !(cfg.prosody_weight > 0.0 || spec.side_input().is_some()) {
+        return Ok(None);
+    }
+    let opts = CacheOptions {
+        dir: cfg
+            .feature_cache
+            .then(crate::data::cache::default_cache_dir),
+        progress: false,
+        variants: Vec::new(),
+    };
+    let set = ProsodyConfig {
+        set: cfg.prosody_set,
+        ..Default::default()
+    };
+    ProsodyStore::build(corpus, &set, cfg.spectrogram.stft.sample_rate, &opts).map(Some)
 }
 
 /// Every split must have utterances to train on and to report a result on.

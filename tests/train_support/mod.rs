@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use rescnn::data::{synth, Corpus, SynthConfig};
 use rescnn::data::{AugmentConfig, EvalTime, InputNormMode};
-use rescnn::features::prosody::ProsodySet;
+use rescnn::prosody::ProsodySet;
 use rescnn::training::checkpoint::Checkpoint;
 use rescnn::training::config::{small_spectrogram, DeviceChoice, OptimizerConfig, TrainConfig};
 use rescnn::training::run::{self, RunOutcome};

@@ -101,7 +101,7 @@ config_flags! {
     value "label-smoothing" => "label_smoothing": f64, "Label smoothing ε of the training targets (0: off).";
     value "ensemble" => "ensemble": usize, "Train K networks per fold from seeds seed, seed+1, … (each in its own folder) and report their averaged probabilities beside each member's result (1: one network).";
     value "prosody" => "prosody_weight": f64, "Late fusion with the prosody branch (logistic regression on the --prosody-set utterance vector) at weight W in [0, 1] (0: off).";
-    choice "prosody-set" => "prosody_set": crate::features::prosody::ProsodySet, "The utterance vector of the prosody branch and of a `vec` layer: basic (29 prosody statistics) or full (those and ~2000 functionals of 62 frame-level descriptors and their deltas).";
+    choice "prosody-set" => "prosody_set": crate::prosody::ProsodySet, "The utterance vector of the prosody branch and of a `vec` layer: basic (29 prosody statistics) or full (those and ~2000 functionals of 62 frame-level descriptors and their deltas).";
 }
 
 /// The value at dotted `key` of `v`.

@@ -248,15 +248,15 @@ pub struct TrainConfig {
     /// Weight of the prosody branch in the late fusion of class probabilities (0 = no prosody
     /// branch): `p = (1 − w)·p_network + w·p_prosody`, where `p_prosody` comes from a class-balanced
     /// logistic regression on the utterance prosody vector (F0, energy, voicing, voice quality
-    /// statistics; [`crate::features::prosody`]) fitted on the fold's training utterances,
+    /// statistics; [`crate::prosody::basic`]) fitted on the fold's training utterances,
     /// normalised as `input_norm` says. Applies to validation (selection) and test alike.
     pub prosody_weight: f64 = 0.0,
     /// The prosody branch's utterance vector: `basic` (29 F0, energy, voicing and spectral-balance
     /// statistics) or `full` (those and about two thousand functionals of 62 frame-level
-    /// descriptors and their deltas, ComParE-like; [`crate::features::functionals`]). The same
+    /// descriptors and their deltas, ComParE-like; [`crate::prosody::functionals`]). The same
     /// vector is the side input that a `vec` layer of the architecture appends to the network's
     /// pooled features (normalised as the branch's), trained end to end.
-    pub prosody_set: crate::features::prosody::ProsodySet = crate::features::prosody::ProsodySet::Basic,
+    pub prosody_set: crate::prosody::ProsodySet = crate::prosody::ProsodySet::Basic,
     /// Mixup (Zhang et al. 2018): mix each training batch with a permutation of itself at
     /// λ ~ Beta(α, α), inputs and targets alike (0 = off; 0.2–0.4 usual). Trains on soft targets.
     pub mixup_alpha: f64 = 0.0,
@@ -303,7 +303,7 @@ impl TrainConfig {
     pub fn network_input(&self, spec: &crate::model::ArchSpec) -> crate::model::InputShape {
         let (c, h, w) = self.spectrogram.input_shape();
         let side = if spec.side_input().is_some() {
-            crate::features::prosody::ProsodyConfig {
+            crate::prosody::ProsodyConfig {
                 set: self.prosody_set,
                 ..Default::default()
             }

@@ -76,7 +76,7 @@ impl TrainConfig {
             mixup_alpha: 0.2,
             label_smoothing: 0.1,
             prosody_weight: 0.5,
-            prosody_set: crate::features::prosody::ProsodySet::Full,
+            prosody_set: crate::prosody::ProsodySet::Full,
             ..TrainConfig::default()
         }
     }

@@ -6,9 +6,9 @@ use crate::backends::Backend;
 use crate::evaluation::eval_mode::{predict_with, EvalMode};
 use crate::evaluation::metrics::EvalReport;
 use crate::evaluation::predict::{score, Predictions, SideInput};
+use crate::prosody::branch::fuse;
 use crate::training::checkpoint::{BestRecord, Checkpoint};
 use crate::training::config::Selection;
-use crate::training::prosody_branch::fuse;
 use crate::training::run_dir::{files, FoldResult, MetricsLine, Parts, TestPredictions};
 use crate::Result;
 

@@ -15,15 +15,14 @@ use std::time::Instant;
 
 use super::checkpoint::{Checkpoint, ModelInfo, TrainerState};
 use super::config::{drop_short_batch, TrainConfig};
-use super::prosody_branch::ProsodyBranch;
 use super::run_dir::{append_metrics, describe_line, files, truncate_metrics, Fold, FoldOutcome};
 use crate::backends::Backend;
-use crate::data::{
-    BatchConfig, Batcher, Corpus, FeatureStore, Normalization, ProsodyNorm, ProsodyStore,
-};
+use crate::data::{BatchConfig, Batcher, Corpus, FeatureStore, Normalization};
 use crate::evaluation::model_file::{self, ModelFile};
 use crate::evaluation::predict::{side_rows, Predictions, SideInput};
 use crate::model::{Network, Optimizer};
+use crate::prosody::branch::ProsodyBranch;
+use crate::prosody::{ProsodyNorm, ProsodyStore};
 use crate::{config_err, Error, Result};
 
 mod evaluate;
@@ -78,8 +77,9 @@ pub struct Trainer<'a, B: Backend<Elem = f32>> {
     state: TrainerState,
     model: ModelInfo,
     device: String,
-    /// The utterance vectors, when the prosody branch or the network's `vec` layer reads them.
-    vectors: Option<ProsodyStore>,
+    /// The run's utterance vectors, when the prosody branch or the network's `vec` layer reads
+    /// them.
+    vectors: Option<&'a ProsodyStore>,
     /// The prosody branch fused with the network's probabilities (`prosody_weight` > 0).
     prosody: Option<ProsodyBranch>,
     /// The normalisation of the network's side input (an architecture with `vec`), fitted as the

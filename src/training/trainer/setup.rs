@@ -5,14 +5,14 @@
 use super::{derive_seed, Trainer};
 use crate::backends::Backend;
 use crate::data::{
-    CacheOptions, Corpus, FeatureStore, InputNorm, InputNormMode, Normalization, ProsodyNorm,
-    ProsodyStore, SpeakerNorm, Split,
+    Corpus, FeatureStore, InputNorm, InputNormMode, Normalization, SpeakerNorm, Split,
 };
 use crate::evaluation::model_file::{ModelFile, Stats, UtteranceModel};
 use crate::model::Network;
+use crate::prosody::branch::ProsodyBranch;
+use crate::prosody::{ProsodyNorm, ProsodyStore};
 use crate::training::checkpoint::{Checkpoint, ModelInfo, TrainerState};
 use crate::training::config::{batches_per_epoch, TrainConfig};
-use crate::training::prosody_branch::ProsodyBranch;
 use crate::training::run_dir::{files, Fold};
 use crate::{config_err, Error, Result};
 
@@ -55,12 +55,16 @@ fn training_rows(cfg: &TrainConfig, store: &FeatureStore, split: &Split) -> Resu
 impl<'a, B: Backend<Elem = f32>> Trainer<'a, B> {
     /// A new fold, training `net` (built with fresh weights by the caller, see [`weight_seed`]) or,
     /// when `dir/checkpoints/last.safetensors` exists and `resume` is set, the fold as its last
-    /// checkpoint left it.
+    /// checkpoint left it. `vectors` are the run's utterance vectors, needed when the prosody
+    /// branch or the network's `vec` layer reads them (built once per run, see
+    /// [`crate::training::run`]).
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
         backend: &'a B,
         cfg: &'a TrainConfig,
         corpus: &'a Corpus,
         store: &'a FeatureStore,
+        vectors: Option<&'a ProsodyStore>,
         fold: Fold<'a>,
         mut net: Network<B>,
         resume: bool,
@@ -141,23 +145,12 @@ impl<'a, B: Backend<Elem = f32>> Trainer<'a, B> {
         };
         let takes_vector = net.plan().side_input.is_some();
         let vectors = if cfg.prosody_weight > 0.0 || takes_vector {
-            let opts = CacheOptions {
-                dir: cfg
-                    .feature_cache
-                    .then(crate::data::cache::default_cache_dir),
-                progress: false,
-                variants: Vec::new(),
-            };
-            let store = ProsodyStore::build(
-                corpus,
-                &crate::features::prosody::ProsodyConfig {
-                    set: cfg.prosody_set,
-                    ..Default::default()
-                },
-                cfg.spectrogram.stft.sample_rate,
-                &opts,
-            )?;
-            Some(store)
+            Some(vectors.ok_or_else(|| {
+                config_err!(
+                    "{}: the prosody branch or the vec layer needs the utterance vectors",
+                    fold.name
+                )
+            })?)
         } else {
             None
         };
@@ -201,9 +194,12 @@ impl<'a, B: Backend<Elem = f32>> Trainer<'a, B> {
                 InputNormMode::Speaker => Some(training_rows(cfg, store, fold.split)?),
             },
             match (&vectors, &prosody) {
-                (Some(store), Some(branch)) => {
-                    Some(branch.saved(store, cfg.spectrogram.stft.sample_rate, cfg.prosody_weight))
-                }
+                (Some(store), Some(branch)) => Some(UtteranceModel::for_branch(
+                    branch,
+                    store,
+                    cfg.spectrogram.stft.sample_rate,
+                    cfg.prosody_weight,
+                )),
                 (Some(store), None) if takes_vector => Some(UtteranceModel::for_network_input(
                     store,
                     cfg.spectrogram.stft.sample_rate,

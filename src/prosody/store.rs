@@ -1,4 +1,4 @@
-//! The prosody vectors of a corpus ([`crate::features::prosody`]): computed once per utterance
+//! The prosody vectors of a corpus ([`super::vector`]): computed once per utterance
 //! (in parallel) from the unperturbed audio at the analysis rate, cached on disk, and
 //! z-normalised per entry like the network's image input: with the training utterances'
 //! statistics, or with each speaker's own (labels never read).
@@ -13,10 +13,11 @@ use std::path::{Path, PathBuf};
 
 use rayon::prelude::*;
 
-use super::cache::{BuildStats, CacheOptions, Fnv};
-use super::norm::InputNormMode;
-use super::{Corpus, Source};
-use crate::features::prosody::{self, ProsodyConfig};
+use super::stats::mean_std;
+use super::vector::{prosody_vector, ProsodyConfig};
+use crate::data::cache::{BuildStats, CacheOptions, Fnv};
+use crate::data::norm::InputNormMode;
+use crate::data::{Corpus, Source, Utterance};
 use crate::{config_err, Error, Result};
 
 const MAGIC: &[u8; 8] = b"RSCNPRS1";
@@ -113,7 +114,7 @@ impl ProsodyStore {
 }
 
 fn vector_of(
-    u: &super::Utterance,
+    u: &Utterance,
     cfg: &ProsodyConfig,
     cfg_json: &str,
     sample_rate: u32,
@@ -157,7 +158,7 @@ fn vector_of(
     };
     let samples = crate::audio::resample(&audio.samples, audio.sample_rate, sample_rate)
         .map_err(|e| Error::data(&name, e.to_string()))?;
-    let v = prosody::prosody_vector(&samples, sample_rate, cfg)
+    let v = prosody_vector(&samples, sample_rate, cfg)
         .map_err(|e| Error::data(&name, e.to_string()))?;
     if let Some(f) = &file {
         // An unwritable cache costs time, not correctness (as for the spectrogram cache).
@@ -198,7 +199,7 @@ pub fn vector_stats(store: &ProsodyStore, members: &[usize]) -> (Vec<f64>, Vec<f
     let (mut m, mut s) = (vec![0f64; len], vec![0f64; len]);
     for k in 0..len {
         let v: Vec<f64> = members.iter().map(|&i| store.vector(i)[k] as f64).collect();
-        let (mk, sk) = prosody::mean_std(&v);
+        let (mk, sk) = mean_std(&v);
         m[k] = mk;
         s[k] = if sk > 1e-6 * mk.abs().max(1.0) {
             sk
@@ -211,7 +212,8 @@ pub fn vector_stats(store: &ProsodyStore, members: &[usize]) -> (Vec<f64>, Vec<f
 
 /// Per-entry z-normalisation of the prosody vectors: `(v − mean) / std`, with one set of
 /// statistics (the training utterances') or one per speaker (all of that speaker's utterances,
-/// as [`super::SpeakerNorm`] does for the image; transductive for test speakers in the same way).
+/// as [`crate::data::SpeakerNorm`] does for the image; transductive for test speakers in the same
+/// way).
 ///
 /// An entry whose standard deviation is below 1e-6 of its scale (a constant, e.g. the active
 /// duration of a corpus of equal-length files without silence) is divided by 1 instead.
@@ -321,11 +323,12 @@ impl ProsodyNorm {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::prosody::basic::LEN;
 
     fn store(n: usize) -> ProsodyStore {
         let vectors = (0..n)
             .map(|i| {
-                (0..prosody::LEN)
+                (0..LEN)
                     .map(|k| {
                         (i * (k + 1)) as f32 * 0.5 + k as f32 + if i % 2 == 0 { 3.0 } else { 0.0 }
                     })
@@ -345,19 +348,19 @@ mod tests {
         let train = [0, 1, 2, 3, 4];
         let norm =
             ProsodyNorm::for_training(InputNormMode::Training, &s, &speakers, &train).unwrap();
-        for k in 0..prosody::LEN {
+        for k in 0..LEN {
             let v: Vec<f64> = train
                 .iter()
                 .map(|&i| norm.normalised(&s, i)[k] as f64)
                 .collect();
-            let (m, sd) = prosody::mean_std(&v);
+            let (m, sd) = mean_std(&v);
             assert!(
                 m.abs() < 1e-5 && (sd - 1.0).abs() < 1e-5,
                 "entry {k}: {m} {sd}"
             );
         }
         let mut changed = s.vectors.clone();
-        changed[7] = vec![1e6; prosody::LEN];
+        changed[7] = vec![1e6; LEN];
         let s2 = ProsodyStore::from_vectors(&ProsodyConfig::default(), changed).unwrap();
         let norm2 =
             ProsodyNorm::for_training(InputNormMode::Training, &s2, &speakers, &train).unwrap();
@@ -373,34 +376,34 @@ mod tests {
         let norm = ProsodyNorm::for_training(InputNormMode::Speaker, &s, &speakers, &[]).unwrap();
         for who in ["a", "b", "c"] {
             let members: Vec<usize> = (0..8).filter(|&i| speakers[i] == who).collect();
-            for k in 0..prosody::LEN {
+            for k in 0..LEN {
                 let v: Vec<f64> = members
                     .iter()
                     .map(|&i| norm.normalised(&s, i)[k] as f64)
                     .collect();
-                let (m, _) = prosody::mean_std(&v);
+                let (m, _) = mean_std(&v);
                 assert!(m.abs() < 1e-5, "speaker {who} entry {k}: mean {m}");
             }
         }
         let b = norm.batch(&s, &[1, 4]);
-        assert_eq!(b.len(), 2 * prosody::LEN);
-        assert_eq!(&b[prosody::LEN..], norm.normalised(&s, 4).as_slice());
+        assert_eq!(b.len(), 2 * LEN);
+        assert_eq!(&b[LEN..], norm.normalised(&s, 4).as_slice());
     }
 
     #[test]
     fn cache_files_round_trip_and_reject_damage() {
-        let v: Vec<f32> = (0..prosody::LEN).map(|k| k as f32 - 3.5).collect();
+        let v: Vec<f32> = (0..LEN).map(|k| k as f32 - 3.5).collect();
         let b = encode(&v);
-        assert_eq!(decode(&b, prosody::LEN), Some(v.clone()));
+        assert_eq!(decode(&b, LEN), Some(v.clone()));
         assert_eq!(
-            decode(&b, prosody::LEN + 1),
+            decode(&b, LEN + 1),
             None,
             "a vector of another set's length"
         );
-        assert_eq!(decode(&b[..b.len() - 1], prosody::LEN), None);
+        assert_eq!(decode(&b[..b.len() - 1], LEN), None);
         let mut wrong = b.clone();
         wrong[0] ^= 1;
-        assert_eq!(decode(&wrong, prosody::LEN), None);
+        assert_eq!(decode(&wrong, LEN), None);
         assert!(ProsodyStore::from_vectors(&ProsodyConfig::default(), vec![vec![0.0; 3]]).is_err());
     }
 }

@@ -1,7 +1,7 @@
 //! A large utterance-level feature set in the manner of openSMILE's ComParE: frame-level
 //! descriptors (LLDs), their regression deltas, and a fixed list of statistical functionals of
-//! every contour. It extends the 29-entry [prosody vector](super::prosody) for the prosody
-//! branch's `full` feature set.
+//! every contour. It extends the 29-entry [basic set](super::basic) for the prosody branch's
+//! `full` feature set ([`super::vector`]).
 //!
 //! LLDs, 10 ms frames (25 ms Hamming window, 512-point FFT at the analysis rate):
 //! - energy: frame power in dB, loudness (sum over the mel bands of band power^0.3), zero-crossing
@@ -23,13 +23,13 @@
 //! (per second) and its residual standard deviation, the quadratic coefficient of a least-squares
 //! parabola over time, the share of frames above 75 % of the 1–99 range, and the share of rising
 //! steps. A contour with no frame gives zeros; the vector is z-normalised later
-//! ([`crate::data::prosody`]).
+//! ([`super::store`]).
 
-use super::mel::MelBank;
 use super::pitch::{self, PitchConfig};
-use super::prosody::{mean_std, quantile_sorted};
-use super::stft::StftPlan;
-use super::StftConfig;
+use super::stats::{mean_std, quantile_sorted, semitones};
+use crate::features::deltas::delta_1d;
+use crate::features::mel::MelBank;
+use crate::features::{StftConfig, StftPlan};
 use crate::Result;
 
 /// Log-mel bands of the spectral LLDs.
@@ -197,7 +197,7 @@ pub fn functionals(x: &[f64], hop_s: f64) -> [f64; 16] {
 fn delta(x: &[f64]) -> Vec<f64> {
     let c: Vec<f32> = x.iter().map(|&v| v as f32).collect();
     let mut d = vec![0f32; c.len()];
-    super::deltas::delta_1d(&c, 2, &mut d);
+    delta_1d(&c, 2, &mut d);
     d.iter().map(|&v| v as f64).collect()
 }
 
@@ -237,7 +237,7 @@ fn spectral(p: &[f64], bin_hz: f64, previous: &mut Option<Vec<f64>>) -> [f64; 14
     });
     let xs: Vec<f64> = (0..p.len()).map(|k| f(k) / 1000.0).collect();
     let ys: Vec<f64> = p.iter().map(|v| 10.0 * v.max(1e-30).log10()).collect();
-    let slope = super::prosody::slope(&xs, &ys);
+    let slope = super::stats::slope(&xs, &ys);
     let mut rolloff = [0.0; 4];
     let mut acc = 0.0;
     let mut next = 0;
@@ -379,7 +379,7 @@ pub fn contours(
         voicing.push(1.0 - f.aperiodicity as f64);
         if f.voiced {
             let ap = (f.aperiodicity as f64).clamp(1e-4, 1.0 - 1e-4);
-            f0.push(super::prosody::semitones(f.f0_hz));
+            f0.push(semitones(f.f0_hz));
             hnr.push(10.0 * ((1.0 - ap) / ap).log10());
             let (ln_f0, e) = ((f.f0_hz as f64).ln(), f.energy_db as f64);
             if let Some((lp, le)) = last_voiced {
@@ -513,7 +513,7 @@ mod tests {
             .collect();
         let f0 = contour_mean(&voice, "f0_st");
         assert!(
-            (f0 - crate::features::prosody::semitones(200.0)).abs() < 0.1,
+            (f0 - crate::prosody::stats::semitones(200.0)).abs() < 0.1,
             "{f0}"
         );
         assert!(contour_mean(&voice, "voicing_prob") > 0.9);

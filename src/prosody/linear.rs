@@ -346,25 +346,54 @@ pub fn select_l2<S: AsRef<str> + PartialEq + Sync>(
             Ok(train
                 .iter()
                 .filter(|&&i| speakers[i].as_ref() == held)
-                .map(|&i| (y[i], crate::evaluation::predict::argmax(&m.predict(&x[i]))))
+                .map(|&i| (y[i], argmax(&m.predict(&x[i]))))
                 .collect())
         })
         .collect();
     let mut best: Option<(f64, f64)> = None;
     let mut outcomes = outcomes.into_iter();
     for &l2 in grid.iter().rev() {
-        let mut confusion = crate::evaluation::metrics::ConfusionMatrix::new(classes);
+        let mut pooled = Vec::new();
         for _ in &inner {
-            for (truth, predicted) in outcomes.next().expect("one outcome per job")? {
-                confusion.add(truth, predicted);
-            }
+            pooled.extend(outcomes.next().expect("one outcome per job")?);
         }
-        let uar = confusion.unweighted_average_recall();
+        let uar = unweighted_average_recall(&pooled, classes);
         if best.is_none_or(|(b, _)| uar > b) {
             best = Some((uar, l2));
         }
     }
     Ok(best.expect("non-empty grid").1)
+}
+
+/// The first index of the largest value (a class prediction from probabilities).
+fn argmax(v: &[f64]) -> usize {
+    let mut best = 0;
+    for (i, &x) in v.iter().enumerate() {
+        if x > v[best] {
+            best = i;
+        }
+    }
+    best
+}
+
+/// The mean of the per-class recalls of `(truth, predicted)` pairs over the classes that occur
+/// as a truth: the score [`select_l2`] maximises, as the evaluation reports it.
+fn unweighted_average_recall(pairs: &[(usize, usize)], classes: usize) -> f64 {
+    let (mut hits, mut support) = (vec![0u64; classes], vec![0u64; classes]);
+    for &(truth, predicted) in pairs {
+        support[truth] += 1;
+        hits[truth] += u64::from(truth == predicted);
+    }
+    let (mut sum, mut n) = (0.0, 0usize);
+    for (h, s) in hits.iter().zip(&support).filter(|(_, &s)| s > 0) {
+        sum += *h as f64 / *s as f64;
+        n += 1;
+    }
+    if n > 0 {
+        sum / n as f64
+    } else {
+        0.0
+    }
 }
 
 #[cfg(test)]
@@ -402,7 +431,7 @@ mod tests {
         let correct = rows
             .iter()
             .zip(&y)
-            .filter(|(r, &c)| crate::evaluation::predict::argmax(&m.predict(r)) == c)
+            .filter(|(r, &c)| argmax(&m.predict(r)) == c)
             .count();
         assert!(correct * 10 > rows.len() * 9, "{correct} of {}", rows.len());
         let p = m.predict(rows[0]);
@@ -420,6 +449,18 @@ mod tests {
                 );
             }
         }
+    }
+
+    /// Recall per class present as a truth, averaged: class 0 has 1 of 2, class 1 has 2 of 2,
+    /// class 2 has 0 of 1, class 3 never occurs (left out, not counted as 0): (0.5 + 1 + 0) / 3.
+    /// Predictions of the largest probability take the first of equal ones.
+    #[test]
+    fn unweighted_average_recall_and_argmax() {
+        let pairs = [(0, 0), (0, 1), (1, 1), (1, 1), (2, 3)];
+        assert_eq!(unweighted_average_recall(&pairs, 4), 1.5 / 3.0);
+        assert_eq!(unweighted_average_recall(&[], 4), 0.0);
+        assert_eq!(argmax(&[0.1, 0.4, 0.4, 0.1]), 1);
+        assert_eq!(argmax(&[0.9, 0.1]), 0);
     }
 
     /// The inner leave-one-speaker-out never looks at a speaker outside `train`: changing the

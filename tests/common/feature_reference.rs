@@ -1,14 +1,17 @@
 //! Slow, obviously-correct versions of the feature pipeline in f64, the oracle that tests and the
 //! benchmark check the fast path against: a direct DFT per frame (no FFT), `log10` from the standard
 //! library, and a per-pixel resize that computes every filter weight from its definition.
+//!
+//! Test-only code, kept out of the library: `tests/features.rs` and `benches/spectrogram.rs`
+//! include it by path.
 
 use std::f64::consts::PI;
 
-use super::mel::MelBank;
-use super::stft::hamming;
-use super::{ImageConfig, StftConfig, TimeAxis};
+use rescnn::features::mel::MelBank;
+use rescnn::features::stft::hamming;
+use rescnn::features::{ImageConfig, StftConfig, TimeAxis};
 
-/// dB spectrogram by direct DFT, frame-major like [`super::Spectrogram`].
+/// dB spectrogram by direct DFT, frame-major like [`rescnn::features::Spectrogram`].
 pub fn spectrogram_db(samples: &[f32], cfg: &StftConfig) -> (usize, usize, Vec<f64>) {
     let (win, hop, n) = (cfg.window_len(), cfg.hop_len(), cfg.n_fft);
     let window = hamming(win);
