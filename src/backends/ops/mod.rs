@@ -17,7 +17,8 @@
 //!    configuration and calls [`Device::launch`](super::device::Device::launch) in an `unsafe` block
 //!    whose `SAFETY:` comment says why the arguments match.
 //! 3. Here: `pub mod foo;`, its trait in the `pub use` list and its module in [`ALL`].
-//! 4. `FooOp` in [`super::Backend`]'s supertraits.
+//! 4. In `backends/mod.rs`: `FooOp` in [`super::Backend`]'s supertraits, and the parameter struct
+//!    in the `pub use` list (the layout test names it from there).
 //! 5. Its test bodies in tests/kernels.rs and tests/gradcheck.rs.
 //!
 //! The tests below keep this honest: every `kernels/*.cu` is an op folder listed in [`ALL`] and
@@ -85,11 +86,9 @@ mod tests {
     use std::collections::BTreeSet;
     use std::path::Path;
 
+    // Every parameter struct is re-exported at the backends' root, where the generated test names it.
     #[allow(unused_imports)]
-    use super::{
-        adamw::*, batchnorm::*, concat::*, conv2d::*, dense::*, dropout::*, maxpool::*, rmsprop::*,
-        shortcut::*, softmax_xent::*, statspool::*,
-    };
+    use crate::backends::*;
 
     // The struct list, field order and C offsets come from kernels/geometry.cuh (build/geometry.rs
     // generates both halves), so a struct is checked as soon as it is in the header.
