@@ -138,7 +138,7 @@ fn conv_breakdown(
     batch: usize,
     step_cpu: f64,
 ) -> rescnn::Result<()> {
-    use rescnn::backends::Backend;
+    use rescnn::backends::Conv2dOp;
     use rescnn::model::PlannedOp;
     let mut rng = ChaCha8Rng::seed_from_u64(7);
     let mut random =

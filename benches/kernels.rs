@@ -9,18 +9,34 @@
 //!
 //! Run: `cargo bench --bench kernels` (on a machine with an NVIDIA GPU and NVRTC; see README).
 
-use rescnn::backends::check::{compare, Tolerance, CONV2D, DENSE};
+#[path = "../tests/common/check.rs"]
+#[allow(dead_code)]
+mod check;
+#[path = "../tests/common/cublas.rs"]
+#[allow(dead_code, unused_imports)]
+mod cublas;
+#[path = "../tests/common/timing.rs"]
+#[allow(dead_code, unused_imports)]
+mod timing;
+
+use check::{compare, Tolerance};
+use cublas::{Cublas, Transpose};
 use rescnn::backends::cpu::CpuBackend;
-use rescnn::backends::cuda::cublas::{Cublas, Transpose};
 use rescnn::backends::cuda::peak::{self, GpuPeak};
-use rescnn::backends::cuda::timing::{GpuTimer, Timing, TimingConfig};
 use rescnn::backends::cuda::{list_gpus, CudaBuffer, CudaDevice};
 use rescnn::backends::device::Device;
 use rescnn::backends::kernel_backend::KernelBackend;
-use rescnn::backends::kernels::{conv2d, conv2d::GatherTables, dense, gemm::Scratch};
-use rescnn::backends::{Backend, ConvGeom, DenseGeom, InputGrad, Padding, RmsPropConfig};
+use rescnn::backends::kernels::gemm::Scratch;
+use rescnn::backends::ops::conv2d::kernel::{self as conv2d, GatherTables};
+use rescnn::backends::ops::conv2d::TOLERANCE as CONV2D;
+use rescnn::backends::ops::dense::kernel as dense;
+use rescnn::backends::ops::dense::TOLERANCE as DENSE;
+use rescnn::backends::{
+    Backend, Conv2dOp, ConvGeom, DenseGeom, DenseOp, InputGrad, Padding, RmsPropConfig,
+};
 use rescnn::model::{ArchSpec, InputShape, Network};
 use rescnn::{Error, Result, Shape};
+use timing::{GpuTimer, Timing, TimingConfig};
 
 const BATCH: usize = 50;
 
@@ -187,9 +203,7 @@ fn run() -> Result<()> {
         let flops = g.forward_flops();
         let out_bytes = 4.0 * g.output().len() as f64;
 
-        let t = timer.time(&cfg, || {
-            conv2d::forward(dev, &tables, &g, &x, &w, &b, &mut y)
-        })?;
+        let t = timer.time(&cfg, || backend.conv2d_forward(&g, &x, &w, &b, &mut y))?;
         report.flops("forward (implicit GEMM, bias, ReLU)", &t, flops, true);
         let t = timer.time(&cfg, || {
             conv2d::bias_grad(dev, &scratch, &g, &y, &mut dy, &mut db)
@@ -240,9 +254,7 @@ fn run() -> Result<()> {
         let mut db = dev.alloc_zeroed::<f32>(out)?;
         let flops = 2.0 * (BATCH * inp * out) as f64;
 
-        let ours = timer.time(&cfg, || {
-            dense::forward(dev, &scratch, &g, &x, &w, &b, &mut y)
-        })?;
+        let ours = timer.time(&cfg, || backend.dense_forward(&g, &x, &w, &b, &mut y))?;
         report.flops("forward y = x·wᵀ (NT) + b", &ours, flops, true);
         cublas_ratio(
             dev,
@@ -339,7 +351,7 @@ fn run() -> Result<()> {
     let mut c = dev.alloc_zeroed::<f32>(n * n)?;
     // Validate this very launch (the unsplit path, float4 loads) before timing it: a few whole rows
     // of C = A·Bᵀ against f64 on the host (the full product would take minutes on the CPU).
-    dense::forward(dev, &scratch, &g, &a, &bm, &zero_bias, &mut c)?;
+    backend.dense_forward(&g, &a, &bm, &zero_bias, &mut c)?;
     let got = dev.copy_to_host(&c)?;
     for row in [0, 1, n / 2 + 3, n - 1] {
         let a_row = &a_host[row * n..(row + 1) * n];
@@ -366,7 +378,7 @@ fn run() -> Result<()> {
         n - 1
     );
     let ours = timer.time(&cfg, || {
-        dense::forward(dev, &scratch, &g, &a, &bm, &zero_bias, &mut c)
+        backend.dense_forward(&g, &a, &bm, &zero_bias, &mut c)
     })?;
     report.flops("4096³ NT", &ours, 2.0 * (n as f64).powi(3), false);
     cublas_ratio(

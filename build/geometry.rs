@@ -4,7 +4,7 @@
 //! - `$OUT_DIR/emu/geometry_layout.cpp` (linked into the emulated device's archive): per struct,
 //!   `rescnn_emu_layout_Name[] = { sizeof(Name), offsetof(Name, a), … }` as the host C++ compiler
 //!   lays the mirror out;
-//! - `$OUT_DIR/geometry_layout.rs` (included by the layout test in `src/backends/kernels/mod.rs`):
+//! - `$OUT_DIR/geometry_layout.rs` (included by the layout test in `src/backends/ops/mod.rs`):
 //!   the same list on the Rust side, `size_of::<Name>()` and `offset_of!(Name, a)` in the .cuh's
 //!   field order, plus a type check of each field (`int` must be `i32`, `float` `f32`, …).
 //!

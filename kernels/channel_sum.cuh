@@ -2,7 +2,7 @@
 // tensor in chunks (conv2d_bias_grad_partial, maxpool_relu_backward): block (c, z) of REDUCE_THREADS
 // threads covers chunk z of channel c's N·H·W positions and writes one partial sum, and
 // conv2d_sum_partials adds the chunks in a fixed order. Both wrappers plan the chunks with
-// `channel_chunks` in src/backends/kernels/conv2d.rs.
+// `channel_chunks` in src/backends/ops/conv2d/kernel.rs.
 #pragma once
 
 #include "common.cuh"

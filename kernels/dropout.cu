@@ -9,7 +9,7 @@
 //   Memory-bound; the hash is a handful of integer multiplies per element.
 #include "common.cuh"
 
-// Two rounds of a 32-bit xor-shift-multiply mix; mirrors dropout_hash in src/backends/geometry.rs.
+// Two rounds of a 32-bit xor-shift-multiply mix; mirrors dropout_hash in src/backends/ops/dropout/mod.rs.
 __device__ __forceinline__ unsigned mix32(unsigned x) {
     x ^= x >> 16;
     x *= 0x7feb352du;

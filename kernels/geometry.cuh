@@ -1,6 +1,6 @@
-// geometry.cuh — C mirrors of the #[repr(C)] op geometry in src/backends/geometry.rs. Kernels take
+// geometry.cuh — C mirrors of the #[repr(C)] op parameter structs of src/backends/ops/<op>/mod.rs. Kernels take
 // them by value. Field order and types must match the Rust side exactly: the emulator's layout test
-// (src/backends/kernels/mod.rs) compares every size and offset, and the static_asserts below catch a
+// (src/backends/ops/mod.rs) compares every size and offset, and the static_asserts below catch a
 // size change under NVRTC too.
 #pragma once
 
@@ -76,14 +76,14 @@ struct ConcatGeom {
     int n, a, b;
 };
 
-static_assert(sizeof(ConvGeom) == 13 * 4, "ConvGeom must mirror src/backends/geometry.rs");
-static_assert(sizeof(PoolGeom) == 8 * 4, "PoolGeom must mirror src/backends/geometry.rs");
-static_assert(sizeof(ShortcutGeom) == 8 * 4, "ShortcutGeom must mirror src/backends/geometry.rs");
-static_assert(sizeof(DenseGeom) == 4 * 4, "DenseGeom must mirror src/backends/geometry.rs");
-static_assert(sizeof(XentGeom) == 2 * 4, "XentGeom must mirror src/backends/geometry.rs");
-static_assert(sizeof(RmsPropParams) == 5 * 4, "RmsPropParams must mirror src/backends/geometry.rs");
-static_assert(sizeof(AdamWParams) == 8 * 4, "AdamWParams must mirror src/backends/geometry.rs");
-static_assert(sizeof(BatchNormGeom) == 7 * 4, "BatchNormGeom must mirror src/backends/geometry.rs");
-static_assert(sizeof(StatsPoolGeom) == 5 * 4, "StatsPoolGeom must mirror src/backends/geometry.rs");
-static_assert(sizeof(DropoutParams) == 5 * 4, "DropoutParams must mirror src/backends/geometry.rs");
-static_assert(sizeof(ConcatGeom) == 3 * 4, "ConcatGeom must mirror src/backends/geometry.rs");
+static_assert(sizeof(ConvGeom) == 13 * 4, "ConvGeom must mirror src/backends/ops");
+static_assert(sizeof(PoolGeom) == 8 * 4, "PoolGeom must mirror src/backends/ops");
+static_assert(sizeof(ShortcutGeom) == 8 * 4, "ShortcutGeom must mirror src/backends/ops");
+static_assert(sizeof(DenseGeom) == 4 * 4, "DenseGeom must mirror src/backends/ops");
+static_assert(sizeof(XentGeom) == 2 * 4, "XentGeom must mirror src/backends/ops");
+static_assert(sizeof(RmsPropParams) == 5 * 4, "RmsPropParams must mirror src/backends/ops");
+static_assert(sizeof(AdamWParams) == 8 * 4, "AdamWParams must mirror src/backends/ops");
+static_assert(sizeof(BatchNormGeom) == 7 * 4, "BatchNormGeom must mirror src/backends/ops");
+static_assert(sizeof(StatsPoolGeom) == 5 * 4, "StatsPoolGeom must mirror src/backends/ops");
+static_assert(sizeof(DropoutParams) == 5 * 4, "DropoutParams must mirror src/backends/ops");
+static_assert(sizeof(ConcatGeom) == 3 * 4, "ConcatGeom must mirror src/backends/ops");

@@ -27,7 +27,7 @@
 using channel_sum::REDUCE_THREADS;
 
 // The argmax's top bit: the window's maximum is > 0 (mirrors ARGMAX_POSITIVE in
-// src/backends/geometry.rs). Indices use the other 31 bits (an input plane has < 2³¹ elements).
+// src/backends/ops/maxpool/mod.rs). Indices use the other 31 bits (an input plane has < 2³¹ elements).
 #define ARGMAX_POSITIVE 0x80000000u
 #define ARGMAX_INDEX 0x7fffffffu
 

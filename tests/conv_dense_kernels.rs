@@ -12,10 +12,14 @@
 #[macro_use]
 mod common;
 
+use common::check::{assert_close, Tolerance};
 use common::Rng;
-use rescnn::backends::check::{assert_close, Tolerance, CONV2D, DENSE};
 use rescnn::backends::cpu::CpuBackend;
-use rescnn::backends::{Backend, ConvGeom, DenseGeom, InputGrad, Padding, RmsPropConfig};
+use rescnn::backends::ops::conv2d::TOLERANCE as CONV2D;
+use rescnn::backends::ops::dense::TOLERANCE as DENSE;
+use rescnn::backends::{
+    Backend, Conv2dOp, ConvGeom, DenseGeom, DenseOp, InputGrad, Padding, RmsPropConfig,
+};
 use rescnn::model::{ArchSpec, InputShape, Network};
 use rescnn::Shape;
 

@@ -4,6 +4,11 @@
 //! cfgs from build.rs: `rescnn_nvrtc` = NVRTC compiled the kernels; `rescnn_gpu` = a GPU was visible
 //! at build time (or `RESCNN_GPU_TESTS=1`). Tests that need what is missing are ignored, not passed.
 
+#[path = "common/cublas.rs"]
+mod cublas;
+#[path = "common/timing.rs"]
+mod timing;
+
 use std::path::Path;
 
 use rescnn::backends::cuda::embedded::{NvrtcBuild, KERNELS};
@@ -235,7 +240,7 @@ fn gpu_loads_every_module_from_cubin_or_ptx() {
 )]
 fn gpu_launch_rejects_arguments_that_do_not_match_the_kernel() {
     use rescnn::backends::device::{Device, Kernel, KernelArgs, LaunchConfig};
-    use rescnn::backends::kernels::rmsprop::UPDATE;
+    use rescnn::backends::ops::rmsprop::kernel::UPDATE;
     use rescnn::backends::RmsPropParams;
     let dev = gpu();
     let reject = |kernel: Kernel, config: LaunchConfig, args: &mut KernelArgs| {
@@ -299,9 +304,9 @@ fn gpu_launch_rejects_arguments_that_do_not_match_the_kernel() {
     ignore = "needs a CUDA GPU and the kernels NVRTC compiles"
 )]
 fn gpu_timer_measures_and_cublas_matches_a_host_product() {
-    use rescnn::backends::cuda::cublas::{Cublas, Transpose};
+    use crate::cublas::{Cublas, Transpose};
+    use crate::timing::{GpuTimer, TimingConfig};
     use rescnn::backends::cuda::peak;
-    use rescnn::backends::cuda::timing::{GpuTimer, TimingConfig};
     use rescnn::backends::device::Device;
     let dev = gpu();
     let (m, n, k) = (37, 53, 29);

@@ -229,8 +229,8 @@ fn the_full_set_extends_the_basic_vector_and_carries_the_emotions() {
 #[test]
 fn fusion_is_the_ensembles_weighted_mean_bit_for_bit() {
     use rand::{RngExt, SeedableRng};
-    use rescnn::prosody::branch::{fuse, Probabilities};
     use rescnn::evaluation::ensemble::average;
+    use rescnn::prosody::branch::{fuse, Probabilities};
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(7);
     let mut probabilities = |n: usize| -> Probabilities {
         (0..n)

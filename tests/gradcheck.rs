@@ -27,10 +27,12 @@
 use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use rescnn::backends::cpu::CpuBackend;
-use rescnn::backends::geometry::ARGMAX_POSITIVE;
+use rescnn::backends::ops::maxpool::ARGMAX_POSITIVE;
 use rescnn::backends::{
-    AdamWConfig, Backend, BatchNormGeom, ConcatGeom, ConvGeom, DenseGeom, DropoutParams, InputGrad,
-    LrSchedule, Padding, PoolGeom, RmsPropConfig, ShortcutGeom, StatsPoolGeom, XentGeom,
+    AdamWConfig, AdamWOp, BatchNormGeom, BatchNormOp, ConcatGeom, ConcatOp, Conv2dOp, ConvGeom,
+    DenseGeom, DenseOp, DropoutOp, DropoutParams, InputGrad, LrSchedule, MaxPoolOp, Padding,
+    PoolGeom, RmsPropConfig, RmsPropOp, ShortcutGeom, ShortcutOp, SoftmaxXentOp, StatsPoolGeom,
+    StatsPoolOp, XentGeom,
 };
 use rescnn::Shape;
 

@@ -5,9 +5,12 @@
 #[macro_use]
 mod common;
 
+use common::check::{assert_close, assert_same_indices};
 use common::{reference, Rng};
-use rescnn::backends::check::{self, assert_close, assert_same_indices};
-use rescnn::backends::geometry::ARGMAX_INDEX;
+use rescnn::backends::ops::maxpool::ARGMAX_INDEX;
+use rescnn::backends::ops::{
+    adamw, batchnorm, concat, conv2d, dropout, maxpool, rmsprop, shortcut, softmax_xent, statspool,
+};
 use rescnn::backends::{
     AdamWConfig, Backend, BatchNormGeom, ConcatGeom, DropoutParams, LrSchedule, PoolGeom,
     RmsPropConfig, ShortcutGeom, StatsPoolGeom, XentGeom,
@@ -65,10 +68,15 @@ fn check_maxpool<B: Backend<Elem = f32>>(dev: &B, g: &PoolGeom, x: &[f32], rng: 
         g.stride,
         dev.name()
     );
-    assert_close(&check::MAXPOOL_FORWARD, &format!("{what}: y"), &y, &y_ref);
+    assert_close(
+        &maxpool::FORWARD_TOLERANCE,
+        &format!("{what}: y"),
+        &y,
+        &y_ref,
+    );
     assert_same_indices(&format!("{what}: argmax"), &am, &am_ref);
     assert_close(
-        &check::MAXPOOL_BACKWARD,
+        &maxpool::BACKWARD_TOLERANCE,
         &format!("{what}: dx"),
         &dx,
         &dx_ref,
@@ -131,9 +139,14 @@ fn maxpool_relu_backward_writes_the_masked_gradient<B: Backend<Elem = f32>>(dev:
         }
         let want_db: Vec<f32> = want_db.into_iter().map(|v| v as f32).collect();
         assert!(want.iter().any(|&v| v != 0.0) && x.contains(&0.0));
-        assert_close(&check::MAXPOOL_BACKWARD, &format!("{what}: dx"), &dx, &want);
+        assert_close(
+            &maxpool::BACKWARD_TOLERANCE,
+            &format!("{what}: dx"),
+            &dx,
+            &want,
+        );
         // db is the bias gradient of the convolution that produced x: its tolerance.
-        assert_close(&check::CONV2D, &format!("{what}: db"), &db, &want_db);
+        assert_close(&conv2d::TOLERANCE, &format!("{what}: db"), &db, &want_db);
     }
 }
 
@@ -234,9 +247,14 @@ fn shortcut_matches_reference<B: Backend<Elem = f32>>(dev: &B) {
         let (dst, d_src) = run_shortcut(dev, &g, &src, &dst0, &d_dst, &d_src0);
         let (dst_ref, d_src_ref) = run_shortcut(&reference(), &g, &src, &dst0, &d_dst, &d_src0);
         let what = format!("shortcut {src_shape} -> {dst_shape} on {}", dev.name());
-        assert_close(&check::SHORTCUT, &format!("{what}: dst"), &dst, &dst_ref);
         assert_close(
-            &check::SHORTCUT,
+            &shortcut::TOLERANCE,
+            &format!("{what}: dst"),
+            &dst,
+            &dst_ref,
+        );
+        assert_close(
+            &shortcut::TOLERANCE,
             &format!("{what}: d_src"),
             &d_src,
             &d_src_ref,
@@ -294,19 +312,19 @@ fn softmax_xent_matches_reference<B: Backend<Elem = f32>>(dev: &B) {
             "{what}: non-finite loss {losses:?}"
         );
         assert_close(
-            &check::SOFTMAX_XENT,
+            &softmax_xent::TOLERANCE,
             &format!("{what}: losses"),
             &losses,
             &losses_ref,
         );
         assert_close(
-            &check::SOFTMAX_XENT,
+            &softmax_xent::TOLERANCE,
             &format!("{what}: d_logits"),
             &d,
             &d_ref,
         );
         assert_close(
-            &check::SOFTMAX_XENT,
+            &softmax_xent::TOLERANCE,
             &format!("{what}: mean loss"),
             &[mean],
             &[mean_ref],
@@ -366,9 +384,9 @@ fn adamw_matches_reference_over_several_steps<B: Backend<Elem = f32>>(dev: &B) {
             let (w, m, v) = run_adamw(dev, &cfg, &w0, &grads);
             let (w_ref, m_ref, v_ref) = run_adamw(&reference(), &cfg, &w0, &grads);
             let what = format!("adamw len {len}, {:?} on {}", cfg.schedule, dev.name());
-            assert_close(&check::ADAMW, &format!("{what}: w"), &w, &w_ref);
-            assert_close(&check::ADAMW, &format!("{what}: m"), &m, &m_ref);
-            assert_close(&check::ADAMW, &format!("{what}: v"), &v, &v_ref);
+            assert_close(&adamw::TOLERANCE, &format!("{what}: w"), &w, &w_ref);
+            assert_close(&adamw::TOLERANCE, &format!("{what}: m"), &m, &m_ref);
+            assert_close(&adamw::TOLERANCE, &format!("{what}: v"), &v, &v_ref);
         }
     }
 }
@@ -408,8 +426,8 @@ fn rmsprop_matches_reference_over_several_steps<B: Backend<Elem = f32>>(dev: &B)
             let (w, r) = run_rmsprop(dev, &cfg, &w0, &grads);
             let (w_ref, r_ref) = run_rmsprop(&reference(), &cfg, &w0, &grads);
             let what = format!("rmsprop len {len}, decay {} on {}", cfg.decay, dev.name());
-            assert_close(&check::RMSPROP, &format!("{what}: w"), &w, &w_ref);
-            assert_close(&check::RMSPROP, &format!("{what}: r"), &r, &r_ref);
+            assert_close(&rmsprop::TOLERANCE, &format!("{what}: w"), &w, &w_ref);
+            assert_close(&rmsprop::TOLERANCE, &format!("{what}: r"), &r, &r_ref);
         }
     }
 }
@@ -502,7 +520,7 @@ fn batchnorm_matches_reference<B: Backend<Elem = f32>>(dev: &B) {
         let want = run_batchnorm(&reference(), &g, &host, with_dx);
         for ((name, got), (_, want)) in got.iter().zip(&want) {
             let what = format!("batchnorm {shape} relu={relu} on {}: {name}", dev.name());
-            assert_close(&check::BATCHNORM, &what, got, want);
+            assert_close(&batchnorm::TOLERANCE, &what, got, want);
         }
     }
 }
@@ -543,8 +561,8 @@ fn statspool_matches_reference<B: Backend<Elem = f32>>(dev: &B) {
         let (y, dx) = run_statspool(dev, &g, &x, &dy, &dx0);
         let (y_ref, dx_ref) = run_statspool(&reference(), &g, &x, &dy, &dx0);
         let what = format!("statspool {shape} on {}", dev.name());
-        assert_close(&check::STATSPOOL, &format!("{what}: y"), &y, &y_ref);
-        assert_close(&check::STATSPOOL, &format!("{what}: dx"), &dx, &dx_ref);
+        assert_close(&statspool::TOLERANCE, &format!("{what}: y"), &y, &y_ref);
+        assert_close(&statspool::TOLERANCE, &format!("{what}: dx"), &dx, &dx_ref);
     }
 }
 
@@ -578,8 +596,8 @@ fn dropout_matches_reference_with_the_same_mask<B: Backend<Elem = f32>>(dev: &B)
         let dropped: Vec<bool> = y.iter().map(|&v| v == 0.0).collect();
         let dropped_ref: Vec<bool> = y_ref.iter().map(|&v| v == 0.0).collect();
         assert_eq!(dropped, dropped_ref, "{what}: masks differ");
-        assert_close(&check::DROPOUT, &format!("{what}: y"), &y, &y_ref);
-        assert_close(&check::DROPOUT, &format!("{what}: dx"), &dx, &dx_ref);
+        assert_close(&dropout::TOLERANCE, &format!("{what}: y"), &y, &y_ref);
+        assert_close(&dropout::TOLERANCE, &format!("{what}: dx"), &dx, &dx_ref);
     }
 }
 
@@ -623,7 +641,7 @@ fn concat_matches_reference<B: Backend<Elem = f32>>(dev: &B) {
         let want = run_concat(&reference(), &g, &xa, &xb, &dy, (&pre.0, &pre.1));
         for (name, (got, want)) in ["y", "da", "db"].iter().zip(got.iter().zip(&want)) {
             let what = format!("concat {n}×({a} + {b}) on {}: {name}", dev.name());
-            assert_close(&check::CONCAT, &what, got, want);
+            assert_close(&concat::TOLERANCE, &what, got, want);
         }
     }
 }
@@ -681,19 +699,19 @@ fn softmax_xent_soft_matches_reference<B: Backend<Elem = f32>>(dev: &B) {
             "{what}: non-finite loss"
         );
         assert_close(
-            &check::SOFTMAX_XENT,
+            &softmax_xent::TOLERANCE,
             &format!("{what}: losses"),
             &got.0,
             &want.0,
         );
         assert_close(
-            &check::SOFTMAX_XENT,
+            &softmax_xent::TOLERANCE,
             &format!("{what}: d_logits"),
             &got.1,
             &want.1,
         );
         assert_close(
-            &check::SOFTMAX_XENT,
+            &softmax_xent::TOLERANCE,
             &format!("{what}: mean"),
             &[got.2],
             &[want.2],

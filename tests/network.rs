@@ -5,7 +5,7 @@
 use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use rescnn::backends::cpu::CpuBackend;
-use rescnn::backends::{Backend, RmsPropConfig};
+use rescnn::backends::{Backend, BatchNormOp, Conv2dOp, DenseOp, RmsPropConfig};
 use rescnn::model::{ArchSpec, InputShape, NamedTensor, Network, PlannedOp};
 
 type Cpu = CpuBackend<f64>;

@@ -4,13 +4,16 @@
 //! run through the command line (`export`, `spectrogram --npy`) against `rescnn predict`, and
 //! deliberately wrong exports that the comparison must reject.
 
+#[path = "common/check.rs"]
+#[allow(dead_code)]
+mod check;
 mod ort_support;
 mod train_support;
 
+use check::{compare, Tolerance};
 use ort_support::{Job, Ort};
 use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use rescnn::backends::check::{compare, Tolerance};
 use rescnn::backends::cpu::CpuBackend;
 use rescnn::data::{InputNorm, SpeakerNorm};
 use rescnn::evaluation::predict::softmax;

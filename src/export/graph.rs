@@ -25,7 +25,7 @@ use super::onnx::{
     self, attr_float, attr_int, attr_ints, node, tensor_f32, tensor_i64, value_info, Dim,
     GraphProto, ModelProto, NodeProto, OperatorSetIdProto, StringStringEntryProto, TensorProto,
 };
-use crate::backends::geometry::ConvGeom;
+use crate::backends::ConvGeom;
 use crate::data::InputNorm;
 use crate::model::{NamedTensor, Plan, PlannedOp};
 use crate::{config_err, shape_err, Result};
@@ -819,7 +819,7 @@ pub fn build(spec: &GraphSpec<'_>) -> Result<ModelProto> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::backends::geometry::Padding;
+    use crate::backends::Padding;
     use crate::tensor::Shape;
 
     #[test]

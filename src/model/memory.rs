@@ -19,7 +19,9 @@ use std::collections::HashSet;
 
 use super::network::fused_relu_pools;
 use super::plan::{Plan, PlannedOp};
-use crate::backends::kernels::{conv2d, dense, maxpool};
+use crate::backends::ops::{
+    conv2d::kernel as conv2d, dense::kernel as dense, maxpool::kernel as maxpool,
+};
 
 /// Bytes of one value (f32) and one index (u32) on a device.
 const VALUE_BYTES: u64 = 4;

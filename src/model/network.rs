@@ -22,8 +22,9 @@ use super::init;
 use super::memory::MemoryPlan;
 use super::plan::{InputShape, Plan, PlannedOp};
 use super::spec::ArchSpec;
-use crate::backends::geometry::{AdamWConfig, DropoutParams, RmsPropConfig, XentGeom, XentStats};
+use crate::backends::geometry::{AdamWConfig, RmsPropConfig};
 use crate::backends::{Backend, InputGrad};
+use crate::backends::{DropoutParams, XentGeom, XentStats};
 use crate::tensor::Real;
 use crate::{config_err, shape_err, Result};
 

@@ -5,7 +5,7 @@
 use std::fmt::Write as _;
 
 use super::spec::{ArchSpec, LayerSpec};
-use crate::backends::geometry::{
+use crate::backends::{
     BatchNormGeom, ConcatGeom, ConvGeom, DenseGeom, Padding, PoolGeom, ShortcutGeom, StatsPoolGeom,
 };
 use crate::tensor::Shape;

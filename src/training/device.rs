@@ -15,17 +15,9 @@ use crate::backends::Backend;
 use crate::model::Plan;
 use crate::{config_err, Error, Result};
 
-/// The kernel files (`kernels/<name>.cu`) the network needs on a kernel-running device.
-pub const REQUIRED_KERNEL_MODULES: [&str; 8] = [
-    "conv2d",
-    "dense",
-    "maxpool",
-    "shortcut",
-    "softmax_xent",
-    "rmsprop",
-    "adamw",
-    "concat",
-];
+/// The kernel files (`kernels/<name>.cu`) the network needs on a kernel-running device: one per op
+/// folder.
+pub const REQUIRED_KERNEL_MODULES: &[&str] = crate::backends::ops::ALL;
 
 /// Kernel modules the network needs that are missing from `present`.
 pub fn missing_kernel_modules<'a>(present: impl IntoIterator<Item = &'a str>) -> Vec<&'static str> {
@@ -368,8 +360,16 @@ mod tests {
     fn missing_modules_are_listed() {
         assert_eq!(
             missing_kernel_modules(["maxpool", "shortcut", "softmax_xent", "rmsprop"]),
-            vec!["conv2d", "dense", "adamw", "concat"]
+            vec![
+                "adamw",
+                "batchnorm",
+                "concat",
+                "conv2d",
+                "dense",
+                "dropout",
+                "statspool"
+            ]
         );
-        assert!(missing_kernel_modules(REQUIRED_KERNEL_MODULES).is_empty());
+        assert!(missing_kernel_modules(REQUIRED_KERNEL_MODULES.iter().copied()).is_empty());
     }
 }

@@ -1,7 +1,9 @@
 //! Shared harness of the backend tests: each test body is written ONCE, generic over
 //! `B: Backend<Elem = f32>`, and instantiated by [`backend_tests!`] for every kernel-running device;
-//! inside, it runs the same calls on the CPU reference and compares with `rescnn::backends::check`.
+//! inside, it runs the same calls on the CPU reference and compares with [`check`].
 #![allow(dead_code)]
+
+pub mod check;
 
 use rescnn::backends::cpu::CpuBackend;
 use rescnn::backends::cuda::CudaDevice;

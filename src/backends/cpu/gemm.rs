@@ -16,14 +16,14 @@ use crate::tensor::Real;
 /// and C_out = 32 or 64 columns; allowing up to 16·6 = 96 columns unpacked made conv2 to conv4's
 /// forward 7 to 11 % faster (GFLOP per CPU-second, single thread: 93.8 → 100.3, 90.4 → 100.8,
 /// 85.4 → 94.5 at 128×128, batch 8) and left the backward unchanged.
-pub(super) fn tune_gemm_crate() {
+pub(in crate::backends) fn tune_gemm_crate() {
     static ONCE: std::sync::Once = std::sync::Once::new();
     ONCE.call_once(|| gemm::set_lhs_packing_threshold_single_thread(16));
 }
 
 /// A read-only matrix view: `rows`×`cols` elements of `data`, element (i, j) at `i·row_stride + j·col_stride`.
 #[derive(Clone, Copy)]
-pub(super) struct View<'a, T> {
+pub(in crate::backends) struct View<'a, T> {
     pub data: &'a [T],
     pub row_stride: usize,
     pub col_stride: usize,
@@ -56,7 +56,7 @@ impl<'a, T> View<'a, T> {
 /// Whether the product may use several threads. Calls made from inside a rayon task pass `Single`:
 /// the batch-level parallelism already occupies the cores, and nesting would only add overhead.
 #[derive(Clone, Copy, PartialEq, Eq)]
-pub(super) enum Threads {
+pub(in crate::backends) enum Threads {
     Single,
     All,
 }
@@ -73,7 +73,7 @@ pub(super) enum Threads {
 /// `dst` must be valid for reads and writes of every element (i, j), i < m, j < n, at
 /// `i·row_stride + j·col_stride`, and no other reference may access those elements during the call.
 #[allow(clippy::too_many_arguments)]
-pub(super) unsafe fn gemm_raw<T: Real>(
+pub(in crate::backends) unsafe fn gemm_raw<T: Real>(
     m: usize,
     n: usize,
     k: usize,
@@ -125,7 +125,7 @@ pub(super) unsafe fn gemm_raw<T: Real>(
 
 /// Safe form of [`gemm_raw`] for a destination that is one slice.
 #[allow(clippy::too_many_arguments)]
-pub(super) fn gemm<T: Real>(
+pub(in crate::backends) fn gemm<T: Real>(
     m: usize,
     n: usize,
     k: usize,

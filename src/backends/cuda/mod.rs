@@ -16,13 +16,11 @@
 //! - **Memory.** [`CudaBuffer`] is a typed view over a `CudaSlice<u8>` (cudarc's own typed slices need
 //!   its `DeviceRepr` trait, which our generic `bytemuck::Pod` buffers cannot implement). Copies go
 //!   through the same stream; device-to-host copies wait for it.
-//! - **Timing.** [`timing`] (CUDA events, median of repeats, L2 flush, peak figures per GPU) and
-//!   [`cublas`] (cuBLAS SGEMM as the benchmarks' reference) serve `benches/`.
+//! - **Timing.** [`peak`] (peak figures per GPU) serves `benches/`; the event timer and the cuBLAS
+//!   reference live with the tests (tests/common/).
 
-pub mod cublas;
 pub mod embedded;
 pub mod peak;
-pub mod timing;
 
 use std::collections::HashMap;
 use std::marker::PhantomData;

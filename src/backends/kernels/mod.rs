@@ -1,32 +1,8 @@
-//! One wrapper module per `kernels/*.cu`. A wrapper is the only code that knows its kernels' names,
-//! parameter order and launch configuration; it checks every buffer against the op's geometry (which
-//! is what makes the unsafe launch sound) and hands `(kernel, config, arguments)` to any [`Device`].
-//!
-//! # Adding a wrapper for `kernels/foo.cu`
-//! 1. Write `kernels/foo.cu`: `#include "common.cuh"` first, a header comment listing the kernels and
-//!    their strategy, `extern "C" __global__` entry points with a shape comment on every pointer. The
-//!    build registers the entry points with the emulated device by itself (build/emu.rs) and NVRTC
-//!    compiles the file for the CUDA device.
-//! 2. Write `src/backends/kernels/foo.rs`: a `const` [`Kernel`](super::device::Kernel) per entry point, one function per op that
-//!    checks lengths with [`need`], packs [`KernelArgs`](super::device::KernelArgs) in the kernel's parameter order, computes the
-//!    [`LaunchConfig`] (here, never at call sites; `large_shared` here too if it needs > 48 KiB) and calls
-//!    [`Device::launch`] in an `unsafe` block whose `SAFETY:` comment says why the arguments match.
-//!    A new by-value parameter struct is `#[repr(C)]` + `Pod` in geometry.rs and mirrored in
-//!    kernels/geometry.cuh; the layout test below picks it up from the header by itself.
-//! 3. Call it from [`super::kernel_backend::KernelBackend`], and add its test body to tests/kernels.rs.
+//! What the kernel wrappers of the op folders ([`super::ops`]) share: buffer checks, the
+//! grid-stride launch of element-wise kernels, and the tiled GEMM machinery ([`gemm`]) of the
+//! convolution and dense kernels.
 
-pub mod adamw;
-pub mod batchnorm;
-pub mod concat;
-pub mod conv2d;
-pub mod dense;
-pub mod dropout;
 pub mod gemm;
-pub mod maxpool;
-pub mod rmsprop;
-pub mod shortcut;
-pub mod softmax_xent;
-pub mod statspool;
 
 use super::device::{Device, DevicePtr, LaunchConfig};
 use crate::{shape_err, Result};
@@ -75,29 +51,6 @@ pub fn check_index_range(what: &str, len: usize) -> Result<()> {
 
 #[cfg(test)]
 mod tests {
-    use crate::backends::geometry::*;
-
-    // The struct list, field order and C offsets come from kernels/geometry.cuh (build/geometry.rs
-    // generates both halves), so a struct is checked as soon as it is in the header.
-    include!(concat!(env!("OUT_DIR"), "/geometry_layout.rs"));
-
-    #[test]
-    fn geometry_mirrors_match_the_rust_structs() {
-        let layouts = geometry_layouts();
-        assert!(
-            layouts.len() >= 6,
-            "geometry.cuh's structs were not all read"
-        );
-        for (name, rust, c) in layouts {
-            assert_eq!(
-                rust.as_slice(),
-                c,
-                "{name}: [size, field offsets…] in geometry.cuh's field order differ between \
-                 geometry.rs and geometry.cuh"
-            );
-        }
-    }
-
     #[test]
     fn grid_stride_covers_small_and_caps_large() {
         assert_eq!(super::grid_stride(1).grid.0, 1);

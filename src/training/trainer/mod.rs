@@ -183,7 +183,7 @@ impl<'a, B: Backend<Elem = f32>> Trainer<'a, B> {
         &mut self,
         batch: &mut crate::data::Batch,
         optimizer: Optimizer,
-    ) -> Result<crate::backends::geometry::XentStats> {
+    ) -> Result<crate::backends::XentStats> {
         use rand::SeedableRng;
         let classes = self.net.classes();
         let n = batch.labels.len();

@@ -1,0 +1,89 @@
+//! The fully connected layer with optional fused ReLU: its parameter struct (mirrored in
+//! `kernels/geometry.cuh`), its contract ([`DenseOp`]), the tolerance a device is held to against
+//! the CPU reference, the CPU reference (`cpu.rs`) and the wrapper of `kernels/dense.cu`
+//! (`kernel.rs`).
+
+pub(in crate::backends) mod cpu;
+pub mod kernel;
+
+use super::to_i32;
+use super::Tolerance;
+use crate::backends::Buffers;
+use crate::{shape_err, Result};
+
+/// The kernel file of this op: `kernels/dense.cu`.
+pub const KERNEL_MODULE: &str = "dense";
+
+/// Dense layers (forward, backward), for the SGEMM kernels.
+pub const TOLERANCE: Tolerance = Tolerance {
+    name: "dense",
+    atol: 1e-5,
+    rtol: 1e-4,
+    reason: "f32 dot products of IN (or N, for dw) terms summed in tile order: error grows with √terms·ε",
+};
+
+/// A fully connected layer: x (N, IN) · wᵀ, with w (OUT, IN) row-major, + b (OUT) -> y (N, OUT),
+/// optionally followed by ReLU.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, bytemuck::Pod, bytemuck::Zeroable)]
+pub struct DenseGeom {
+    pub n: i32,
+    pub in_features: i32,
+    pub out_features: i32,
+    pub relu: i32,
+}
+
+impl DenseGeom {
+    pub fn new(n: usize, in_features: usize, out_features: usize, relu: bool) -> Result<Self> {
+        if n == 0 || in_features == 0 || out_features == 0 {
+            return Err(shape_err!(
+                "dense layer needs a non-empty batch and features; got batch {n}, {in_features} -> {out_features}"
+            ));
+        }
+        Ok(DenseGeom {
+            n: to_i32("batch", n)?,
+            in_features: to_i32("input features", in_features)?,
+            out_features: to_i32("output features", out_features)?,
+            relu: relu as i32,
+        })
+    }
+    pub fn with_batch(self, n: usize) -> Self {
+        DenseGeom {
+            n: n as i32,
+            ..self
+        }
+    }
+    /// OUT·IN, computed in `usize` (the i32 product wraps for large layers).
+    pub fn weight_len(&self) -> usize {
+        self.in_features as usize * self.out_features as usize
+    }
+}
+
+/// The fully connected layer with optional fused ReLU, forward and backward (see
+/// [`crate::backends`] for which outputs are written and which are accumulated).
+pub trait DenseOp: Buffers {
+    /// y (N, OUT) = \[ReLU\](x (N, IN) · wᵀ + b), w (OUT, IN), b (OUT). Writes y.
+    fn dense_forward(
+        &self,
+        g: &DenseGeom,
+        x: &Self::Buf,
+        w: &Self::Buf,
+        b: &Self::Buf,
+        y: &mut Self::Buf,
+    ) -> Result<()>;
+
+    /// Backward of [`DenseOp::dense_forward`]. With `g.relu`, first masks `dy` in place by `y > 0`.
+    /// ACCUMULATES dx (N, IN) when given; WRITES dw (OUT, IN) and db (OUT).
+    #[allow(clippy::too_many_arguments)]
+    fn dense_backward(
+        &self,
+        g: &DenseGeom,
+        x: &Self::Buf,
+        w: &Self::Buf,
+        y: &Self::Buf,
+        dy: &mut Self::Buf,
+        dx: Option<&mut Self::Buf>,
+        dw: &mut Self::Buf,
+        db: &mut Self::Buf,
+    ) -> Result<()>;
+}

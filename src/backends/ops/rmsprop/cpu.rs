@@ -1,0 +1,43 @@
+//! RMSProp on the CPU, elementwise in parallel chunks. The settings are converted to `T` first and
+//! the arithmetic done in `T`, as a device kernel does with [`crate::backends::RmsPropParams`].
+
+use rayon::prelude::*;
+
+use super::RmsPropOp;
+use crate::backends::cpu::{check_len, CpuBackend};
+use crate::backends::geometry::RmsPropConfig;
+use crate::tensor::Real;
+use crate::Result;
+
+impl<T: Real> RmsPropOp for CpuBackend<T> {
+    /// Updates w and r in place (see [`RmsPropConfig`] for the formulas); `step` counts earlier updates.
+    fn rmsprop_update(
+        &self,
+        cfg: &RmsPropConfig,
+        step: u64,
+        w: &mut Vec<T>,
+        g: &Vec<T>,
+        r: &mut Vec<T>,
+    ) -> Result<()> {
+        let len = w.len();
+        check_len("rmsprop g", g.len(), len)?;
+        check_len("rmsprop r", r.len(), len)?;
+        let lr = T::from_f64(cfg.lr_at(step));
+        let rho = T::from_f64(cfg.rho);
+        let eps = T::from_f64(cfg.eps);
+        let wd = T::from_f64(cfg.weight_decay);
+        let one_minus_rho = T::ONE - rho;
+        const CHUNK: usize = 1 << 14;
+        w.par_chunks_mut(CHUNK)
+            .zip(r[..len].par_chunks_mut(CHUNK))
+            .zip(g[..len].par_chunks(CHUNK))
+            .for_each(|((w, r), g)| {
+                for ((w, r), &g) in w.iter_mut().zip(r).zip(g) {
+                    let g = g + wd * *w;
+                    *r = rho * *r + one_minus_rho * g * g;
+                    *w -= lr * g / (*r + eps).sqrt();
+                }
+            });
+        Ok(())
+    }
+}

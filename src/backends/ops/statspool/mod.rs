@@ -1,0 +1,96 @@
+//! The global statistics pooling: its parameter struct (mirrored in `kernels/geometry.cuh`), its
+//! contract ([`StatsPoolOp`]), the tolerance a device is held to against the CPU reference, the CPU
+//! reference (`cpu.rs`) and the wrapper of `kernels/statspool.cu` (`kernel.rs`).
+
+pub(in crate::backends) mod cpu;
+pub mod kernel;
+
+use super::to_i32;
+use super::Tolerance;
+use crate::backends::Buffers;
+use crate::tensor::Shape;
+use crate::{shape_err, Result};
+
+/// The kernel file of this op: `kernels/statspool.cu`.
+pub const KERNEL_MODULE: &str = "statspool";
+
+/// Statistics pooling (forward, backward).
+pub const TOLERANCE: Tolerance = Tolerance {
+    name: "statspool",
+    atol: 1e-6,
+    rtol: 1e-5,
+    reason: "f32 column sums over H, then a 32-lane butterfly over W instead of a left-to-right sum, and one sqrt",
+};
+
+/// Global statistics pooling of x (N, C, H, W) -> y (N, 2C): the mean over frequency (H) gives one
+/// value m_w per time step, then
+///
+/// ```text
+/// y[n, c]     = mean_w m_w
+/// y[n, C + c] = sqrt(var_w m_w + eps)        (var: the biased variance over the W time steps)
+/// ```
+///
+/// `eps` keeps the standard deviation's derivative, (m_w − mean) / (W · std), finite when a channel is
+/// constant over time (var = 0, e.g. a dead ReLU channel or W = 1). Output length 2C whatever H and W
+/// are, so a network with statistics pooling takes inputs of any width.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, bytemuck::Pod, bytemuck::Zeroable)]
+pub struct StatsPoolGeom {
+    pub n: i32,
+    pub c: i32,
+    pub h: i32,
+    pub w: i32,
+    pub eps: f32,
+}
+
+impl StatsPoolGeom {
+    pub fn new(input: Shape, eps: f64) -> Result<Self> {
+        if input.is_empty() || !(eps > 0.0 && eps.is_finite()) {
+            return Err(shape_err!(
+                "statistics pooling needs a non-empty input and eps > 0; got {input}, eps {eps}"
+            ));
+        }
+        Ok(StatsPoolGeom {
+            n: to_i32("batch", input.n)?,
+            c: to_i32("channels", input.c)?,
+            h: to_i32("height", input.h)?,
+            w: to_i32("width", input.w)?,
+            eps: eps as f32,
+        })
+    }
+    pub fn input(&self) -> Shape {
+        Shape::new(
+            self.n as usize,
+            self.c as usize,
+            self.h as usize,
+            self.w as usize,
+        )
+    }
+    /// (N, 2C).
+    pub fn output(&self) -> Shape {
+        Shape::flat(self.n as usize, 2 * self.c as usize)
+    }
+    pub fn with_batch(self, n: usize) -> Self {
+        StatsPoolGeom {
+            n: n as i32,
+            ..self
+        }
+    }
+}
+
+/// The global statistics pooling, forward and backward (see [`crate::backends`] for which outputs
+/// are written and which are accumulated).
+pub trait StatsPoolOp: Buffers {
+    /// y (N, 2C) = mean and std over W of the H-means of x (N, C, H, W) (see [`StatsPoolGeom`]). Writes y.
+    fn statspool_forward(&self, g: &StatsPoolGeom, x: &Self::Buf, y: &mut Self::Buf) -> Result<()>;
+
+    /// Backward of [`StatsPoolOp::statspool_forward`] (y is its output): ACCUMULATES dx (N, C, H, W).
+    fn statspool_backward(
+        &self,
+        g: &StatsPoolGeom,
+        x: &Self::Buf,
+        y: &Self::Buf,
+        dy: &Self::Buf,
+        dx: &mut Self::Buf,
+    ) -> Result<()>;
+}
