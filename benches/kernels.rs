@@ -18,7 +18,8 @@ use rescnn::backends::cuda::{list_gpus, CudaBuffer, CudaDevice};
 use rescnn::backends::device::Device;
 use rescnn::backends::kernel_backend::KernelBackend;
 use rescnn::backends::kernels::{conv2d, conv2d::GatherTables, dense, gemm::Scratch};
-use rescnn::backends::{Backend, ConvGeom, DenseGeom, InputGrad, Padding, RmsPropConfig};
+use rescnn::backends::{Backend, ConvGeom, DenseGeom, InputGrad, Padding};
+use rescnn::model::RmsPropConfig;
 use rescnn::model::{ArchSpec, InputShape, Network};
 use rescnn::{Error, Result, Shape};
 

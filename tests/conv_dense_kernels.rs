@@ -15,7 +15,8 @@ mod common;
 use common::Rng;
 use rescnn::backends::check::{assert_close, Tolerance, CONV2D, DENSE};
 use rescnn::backends::cpu::CpuBackend;
-use rescnn::backends::{Backend, ConvGeom, DenseGeom, InputGrad, Padding, RmsPropConfig};
+use rescnn::backends::{Backend, ConvGeom, DenseGeom, InputGrad, Padding};
+use rescnn::model::RmsPropConfig;
 use rescnn::model::{ArchSpec, InputShape, Network};
 use rescnn::Shape;
 

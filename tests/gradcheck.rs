@@ -29,9 +29,10 @@ use rand_chacha::ChaCha8Rng;
 use rescnn::backends::cpu::CpuBackend;
 use rescnn::backends::geometry::ARGMAX_POSITIVE;
 use rescnn::backends::{
-    AdamWConfig, Backend, BatchNormGeom, ConcatGeom, ConvGeom, DenseGeom, DropoutParams, InputGrad,
-    LrSchedule, Padding, PoolGeom, RmsPropConfig, ShortcutGeom, StatsPoolGeom, XentGeom,
+    Backend, BatchNormGeom, ConcatGeom, ConvGeom, DenseGeom, DropoutParams, InputGrad, Padding,
+    PoolGeom, ShortcutGeom, StatsPoolGeom, XentGeom,
 };
+use rescnn::model::{AdamWConfig, LrSchedule, RmsPropConfig};
 use rescnn::Shape;
 
 type Cpu = CpuBackend<f64>;

@@ -9,9 +9,10 @@ use common::{reference, Rng};
 use rescnn::backends::check::{self, assert_close, assert_same_indices};
 use rescnn::backends::geometry::ARGMAX_INDEX;
 use rescnn::backends::{
-    AdamWConfig, Backend, BatchNormGeom, ConcatGeom, DropoutParams, LrSchedule, PoolGeom,
-    RmsPropConfig, ShortcutGeom, StatsPoolGeom, XentGeom,
+    Backend, BatchNormGeom, ConcatGeom, DropoutParams, PoolGeom, ShortcutGeom, StatsPoolGeom,
+    XentGeom,
 };
+use rescnn::model::{AdamWConfig, LrSchedule, RmsPropConfig};
 use rescnn::Shape;
 
 backend_tests!(

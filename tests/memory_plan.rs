@@ -18,11 +18,12 @@ use common::Rng;
 use rescnn::backends::cost::CostDevice;
 use rescnn::backends::device::Device;
 use rescnn::backends::emu::ThreadOrder;
-use rescnn::backends::geometry::{AdamWConfig, DropoutParams, RmsPropConfig, XentGeom};
+use rescnn::backends::geometry::{DropoutParams, XentGeom};
 use rescnn::backends::kernel_backend::KernelBackend;
 use rescnn::backends::{Backend, InputGrad};
 use rescnn::model::{
-    memory_plan, ArchSpec, InputShape, NamedTensor, Network, Optimizer, Plan, PlannedOp,
+    memory_plan, AdamWConfig, ArchSpec, InputShape, NamedTensor, Network, Optimizer, Plan,
+    PlannedOp, RmsPropConfig,
 };
 use rescnn::training::device::estimate_memory;
 

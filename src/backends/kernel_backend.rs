@@ -7,11 +7,12 @@ use std::sync::Mutex;
 
 use super::device::Device;
 use super::geometry::{
-    AdamWStep, BatchNormGeom, ConcatGeom, ConvGeom, DenseGeom, DropoutParams, PoolGeom,
-    RmsPropConfig, ShortcutGeom, StatsPoolGeom, XentGeom, XentStats,
+    BatchNormGeom, ConcatGeom, ConvGeom, DenseGeom, DropoutParams, PoolGeom, ShortcutGeom,
+    StatsPoolGeom, XentGeom, XentStats,
 };
 use super::kernels;
 use super::{Backend, InputGrad};
+use crate::model::{AdamWStep, RmsPropConfig};
 use crate::Result;
 
 /// The op contract on a kernel-running device (f32 throughout).

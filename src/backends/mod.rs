@@ -39,11 +39,11 @@ pub mod kernel_backend;
 pub mod kernels;
 
 pub use geometry::{
-    AdamWConfig, AdamWParams, AdamWStep, BatchNormGeom, ConcatGeom, ConvGeom, DenseGeom,
-    DropoutParams, LrSchedule, Padding, PoolGeom, RmsPropConfig, RmsPropParams, ShortcutGeom,
-    StatsPoolGeom, XentGeom, XentStats,
+    AdamWParams, BatchNormGeom, ConcatGeom, ConvGeom, DenseGeom, DropoutParams, Padding, PoolGeom,
+    RmsPropParams, ShortcutGeom, StatsPoolGeom, XentGeom, XentStats,
 };
 
+use crate::model::{AdamWStep, RmsPropConfig};
 use crate::tensor::Real;
 use crate::Result;
 

@@ -13,7 +13,8 @@ use clap::parser::ValueSource;
 use clap::{Arg, ArgAction, ArgMatches, CommandFactory, FromArgMatches, Parser};
 use serde_json::{json, Map, Value};
 
-use super::config::{AugmentLevel, OptimizerConfig, OptimizerKind, TrainConfig};
+use super::config::{AugmentLevel, OptimizerConfig, TrainConfig};
+use crate::model::OptimizerKind;
 use crate::{config_err, Result};
 
 #[derive(Parser, Debug)]
@@ -146,7 +147,7 @@ config_flags! {
     value "decay" => "optimizer.decay": f64, "RMSProp's learning-rate time decay: α_t = α / (1 + decay·t).";
     value "weight-decay" => "optimizer.weight_decay": f64, "Weight decay λ: RMSProp adds λ·w to the gradient; AdamW decays decoupled, w ← w − lr_t·λ·w.";
     value "warmup" => "optimizer.warmup_fraction": f64, "AdamW: share of the steps in [0, 1) spent in the linear warm-up to --lr.";
-    choice "schedule" => "optimizer.schedule": crate::backends::LrSchedule, "AdamW: the learning rate after the warm-up.";
+    choice "schedule" => "optimizer.schedule": crate::model::LrSchedule, "AdamW: the learning rate after the warm-up.";
     value "seed" => "seed": u64, "Seed of everything random (splits, weights, data order, augmentation).";
     value "eval-every" => "eval_every": u64, "Validate and checkpoint every N iterations.";
     choice "select-by" => "select_by": super::config::Selection, "Model selection criterion on the validation set.";
@@ -477,8 +478,8 @@ mod tests {
         let decay = help_line(&help, "weight-decay");
         let want = format!(
             "[default: {:?} with rmsprop, {:?} with adamw]",
-            crate::backends::RmsPropConfig::default().weight_decay,
-            crate::backends::AdamWConfig::default().weight_decay
+            crate::model::RmsPropConfig::default().weight_decay,
+            crate::model::AdamWConfig::default().weight_decay
         );
         assert!(decay.contains(&want), "{decay} lacks {want}");
     }

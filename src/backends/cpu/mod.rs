@@ -31,10 +31,11 @@ use std::sync::Mutex;
 use rayon::prelude::*;
 
 use super::geometry::{
-    AdamWStep, BatchNormGeom, ConcatGeom, ConvGeom, DenseGeom, DropoutParams, PoolGeom,
-    RmsPropConfig, ShortcutGeom, StatsPoolGeom, XentGeom, XentStats,
+    BatchNormGeom, ConcatGeom, ConvGeom, DenseGeom, DropoutParams, PoolGeom, ShortcutGeom,
+    StatsPoolGeom, XentGeom, XentStats,
 };
 use super::{Backend, InputGrad};
+use crate::model::{AdamWStep, RmsPropConfig};
 use crate::tensor::Real;
 use crate::{shape_err, Result};
 

@@ -3,7 +3,7 @@
 use super::{check_index_range, grid_stride, need};
 use crate::backends::cost::Cost;
 use crate::backends::device::{Device, Kernel, KernelArgs};
-use crate::backends::geometry::RmsPropConfig;
+use crate::model::RmsPropConfig;
 use crate::{shape_err, Result};
 
 pub const UPDATE: Kernel = Kernel {
