@@ -380,8 +380,6 @@ impl<B: Backend> Network<B> {
     }
 
     /// Every parameter as a named host tensor, followed by the state tensors (batch norm's running
-
-    /// Every parameter as a named host tensor, followed by the state tensors (batch norm's running
     /// statistics, `bnK.running_mean` and `bnK.running_var`): everything a checkpoint must hold to
     /// reproduce the network's outputs.
     pub fn export_params(&self, backend: &B) -> Result<Vec<NamedTensor<B::Elem>>> {

@@ -38,8 +38,6 @@ pub(super) fn split<T, const R: usize, const W: usize>(
     )
 }
 
-/// Which nodes' gradients their first backward op WRITES rather than accumulates into: the logits'
-
 /// `(&mut v[lo], &mut v[hi])` for lo < hi.
 pub(super) fn both_mut<T>(v: &mut [T], lo: usize, hi: usize) -> (&mut T, &mut T) {
     assert!(lo < hi);
