@@ -12,7 +12,7 @@ use super::geometry::{
 };
 use super::kernels;
 use super::{Backend, InputGrad};
-use crate::model::{AdamWStep, RmsPropConfig};
+use crate::model::optimizer::{AdamWStep, RmsPropConfig};
 use crate::Result;
 
 /// The op contract on a kernel-running device (f32 throughout).

@@ -43,7 +43,7 @@ pub use geometry::{
     RmsPropParams, ShortcutGeom, StatsPoolGeom, XentGeom, XentStats,
 };
 
-use crate::model::{AdamWStep, RmsPropConfig};
+use crate::model::optimizer::{AdamWStep, RmsPropConfig};
 use crate::tensor::Real;
 use crate::Result;
 

@@ -19,7 +19,6 @@ use std::collections::HashSet;
 
 use super::layer::PlannedOp;
 use super::plan::Plan;
-use super::schedule::needs_gradient;
 use crate::backends::kernels::{conv2d, dense, maxpool};
 
 /// Bytes of one value (f32) and one index (u32) on a device.
@@ -77,7 +76,7 @@ pub fn memory_plan(plan: &Plan) -> MemoryPlan {
     // and, unless that is the network's input, of its input.
     let mut life: Vec<Option<(usize, usize)>> = vec![None; nodes];
     let mut touch = |node: usize, step: usize| {
-        if needs_gradient(plan, node) {
+        if plan.needs_gradient(node) {
             let l = life[node].get_or_insert((step, step));
             *l = (l.0.min(step), l.1.max(step));
         }
@@ -183,7 +182,7 @@ pub fn kernel_scratch_bytes(plan: &Plan, batch: usize) -> u64 {
             PlannedOp::Conv { geom, input, .. } => {
                 let g = geom.with_batch(batch);
                 for backward_data in [false, true] {
-                    if backward_data && !needs_gradient(plan, input) {
+                    if backward_data && !plan.needs_gradient(input) {
                         continue;
                     }
                     let (key, bytes) = conv2d::gather_table_bytes(&g, backward_data);
@@ -197,7 +196,7 @@ pub fn kernel_scratch_bytes(plan: &Plan, batch: usize) -> u64 {
                 maxpool::relu_backward_scratch_len(&geom.with_batch(batch))
             }
             PlannedOp::Dense { geom, input, .. } => {
-                dense::scratch_len(&geom.with_batch(batch), needs_gradient(plan, input))
+                dense::scratch_len(&geom.with_batch(batch), plan.needs_gradient(input))
             }
             _ => 0,
         };

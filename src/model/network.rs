@@ -1,6 +1,6 @@
 //! The network on a backend: parameters, optimizer state and every activation buffer allocated once
 //! for the largest batch, then forward, loss ([`forward`]), backward ([`backward`]) and optimizer
-//! update driven through the [`Backend`] contract, so the same code runs on the CPU reference, the
+//! update ([`update`]) driven through the [`Backend`] contract, so the same code runs on the CPU reference, the
 //! emulated device and CUDA.
 //!
 //! # Training and evaluation
@@ -21,11 +21,12 @@
 mod backward;
 mod borrow;
 mod forward;
+mod update;
 
 use super::init::Parameters;
 use super::layer::PlannedOp;
 use super::memory::{memory_plan, MemoryPlan};
-use super::optimizer::{allocate_first_moments, Optimizer, OptimizerKind};
+use super::optimizer::{Optimizer, OptimizerKind};
 use super::plan::{InputShape, Plan};
 use super::spec::ArchSpec;
 use super::tensors::{NamedTensor, OptimizerState};
@@ -280,26 +281,6 @@ impl<B: Backend> Network<B> {
         Ok(stats)
     }
 
-    /// One optimizer update of every parameter from the gradients of the last backward pass, at the
-    /// current step count (which then goes up by one): RMSProp at its time-decayed rate, or AdamW
-    /// with the scheduled rate and the bias correction of update number step + 1.
-    pub fn apply_update(&mut self, backend: &B, optimizer: impl Into<Optimizer>) -> Result<()> {
-        let optimizer = optimizer.into();
-        if self.stage != Stage::Gradients {
-            return Err(config_err!("apply_update needs a backward pass first"));
-        }
-        optimizer.update(
-            backend,
-            self.step,
-            self.moments_of,
-            &mut self.params.trained,
-        )?;
-        self.moments_of = Some(optimizer.kind());
-        self.step += 1;
-        self.stage = Stage::Idle;
-        Ok(())
-    }
-
     /// Logits (n × classes, row-major) of `n` host images, for evaluation and prediction.
     pub fn forward_logits(
         &mut self,
@@ -434,7 +415,7 @@ impl<B: Backend> Network<B> {
         let kind = if state.first_moment.is_empty() {
             OptimizerKind::RmsProp
         } else {
-            allocate_first_moments(backend, &mut self.params.trained)?;
+            self.allocate_first_moments(backend)?;
             self.params.import(
                 backend,
                 "import_optimizer_state (first moments)",

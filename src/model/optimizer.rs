@@ -1,12 +1,10 @@
 //! The optimizers: their settings (RMSProp, AdamW and its learning-rate schedule), the update a
-//! training step applies to every parameter, and which optimizer's state a network's moments hold.
-//! The settings are also the trainer's `[optimizer]` table; the kernels take the per-update values
-//! they derive ([`RmsPropParams`], [`AdamWParams`]).
+//! training step applies ([`Optimizer`]; the network applies it) and which kind's state a network's
+//! moments hold. The settings are also the trainer's `[optimizer]` table; the kernels take the
+//! per-update values they derive ([`RmsPropParams`], [`AdamWParams`]).
 
-use super::init::Param;
 use crate::backends::geometry::{AdamWParams, RmsPropParams};
-use crate::backends::Backend;
-use crate::{config_err, shape_err, Result};
+use crate::{shape_err, Result};
 
 /// Which optimizer trains (`--optimizer`, the `kind` key of the `[optimizer]` table).
 #[derive(
@@ -34,7 +32,7 @@ impl std::fmt::Display for OptimizerKind {
 
 impl OptimizerKind {
     /// The name errors show.
-    fn label(self) -> &'static str {
+    pub fn label(self) -> &'static str {
         match self {
             OptimizerKind::RmsProp => "RMSProp",
             OptimizerKind::AdamW => "AdamW",
@@ -63,67 +61,6 @@ impl Optimizer {
             Optimizer::AdamW { .. } => OptimizerKind::AdamW,
         }
     }
-
-    /// One update of every parameter from its gradient, as update number `step` (0-based). The
-    /// moments must be this optimizer's or fresh (`held`: whose state they hold, `None` when no
-    /// update was applied or imported): the other optimizer would misread them.
-    pub(super) fn update<B: Backend>(
-        &self,
-        backend: &B,
-        step: u64,
-        held: Option<OptimizerKind>,
-        params: &mut [Param<B>],
-    ) -> Result<()> {
-        if let Some(held) = held.filter(|&held| held != self.kind()) {
-            return Err(config_err!(
-                "the optimizer state is {}'s; a {} update cannot continue it",
-                held.label(),
-                self.kind().label()
-            ));
-        }
-        match *self {
-            Optimizer::RmsProp(cfg) => {
-                for p in params {
-                    backend.rmsprop_update(
-                        &cfg,
-                        step,
-                        &mut p.value,
-                        &p.grad,
-                        &mut p.mean_square,
-                    )?;
-                }
-            }
-            Optimizer::AdamW { cfg, total_steps } => {
-                let step = cfg.step(step, total_steps);
-                allocate_first_moments(backend, params)?;
-                for p in params {
-                    backend.adamw_update(
-                        &step,
-                        &mut p.value,
-                        &p.grad,
-                        &mut p.first_moment,
-                        &mut p.mean_square,
-                    )?;
-                }
-            }
-        }
-        Ok(())
-    }
-}
-
-/// AdamW's first moments, zero, where not allocated yet (the first AdamW update or an import of
-/// AdamW's state allocates them).
-pub(super) fn allocate_first_moments<B: Backend>(
-    backend: &B,
-    params: &mut [Param<B>],
-) -> Result<()> {
-    for p in params {
-        let len = backend.len(&p.value);
-        if backend.len(&p.first_moment) < len {
-            p.first_moment = backend.zeros(len)?;
-        }
-    }
-    Ok(())
 }
 
 fn to_i32(what: &str, v: usize) -> Result<i32> {

@@ -296,17 +296,16 @@ impl Plan {
             },
             token: None,
         });
-        let mut plan = Plan {
+        let schedule = BackwardSchedule::new(&layers, nodes.len());
+        Ok(Plan {
             spec: spec.clone(),
             input,
             classes,
             nodes,
             layers,
             side_input,
-            schedule: BackwardSchedule::default(),
-        };
-        plan.schedule = BackwardSchedule::new(&plan);
-        Ok(plan)
+            schedule,
+        })
     }
 
     /// The backward pass's schedule: fused pools, written gradients (see [`BackwardSchedule`]).
@@ -321,6 +320,12 @@ impl Plan {
             .flat_map(|l| l.params())
             .map(|(_, d)| d.iter().product::<usize>())
             .sum()
+    }
+
+    /// Whether the backward pass computes node `node`'s gradient: not for the network's inputs (the
+    /// image, node 0, and the side input a `vec` layer appends), which nothing upstream needs.
+    pub fn needs_gradient(&self, node: usize) -> bool {
+        node != 0 && Some(node) != self.side_input
     }
 
     /// Node holding the logits.

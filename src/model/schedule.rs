@@ -1,14 +1,13 @@
-//! The backward pass's schedule, decided from a [`Plan`] alone: which nodes need a gradient, which
-//! max-pools take the fused ReLU backward, and which gradients their first backward op WRITES rather
-//! than accumulates into (so they need no zeroing). The network's backward pass and its memory plan
-//! both read it, and a test checks it without a backend.
+//! The backward pass's schedule, decided from a plan's layers alone: which max-pools take the fused
+//! ReLU backward, and which gradients their first backward op WRITES rather than accumulates into
+//! (so they need no zeroing). Every [`Plan`](super::Plan) carries its schedule; the network's
+//! backward pass and its memory plan both read it, and a test checks it without a backend.
 
-use super::layer::PlannedOp;
-use super::plan::Plan;
+use super::layer::{PlannedLayer, PlannedOp};
 
 /// The backward schedule of one plan (see the module docs); every vector is indexed as the plan's
 /// layers or nodes.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct BackwardSchedule {
     /// Per layer: for a ReLU convolution whose output only the next max-pool reads, and for that
     /// pool, the convolution's layer index. Their backward is fused: the pool WRITES the masked
@@ -24,10 +23,11 @@ pub struct BackwardSchedule {
 }
 
 impl BackwardSchedule {
-    pub fn new(plan: &Plan) -> Self {
-        let fused_relu_pool = fused_relu_pools(plan);
-        let conv_writes_dx = convs_writing_dx(plan);
-        let written = written_gradients(plan, &fused_relu_pool, &conv_writes_dx);
+    /// The schedule of `layers` over `nodes` activation nodes (the last one the logits).
+    pub fn new(layers: &[PlannedLayer], nodes: usize) -> Self {
+        let fused_relu_pool = fused_relu_pools(layers);
+        let conv_writes_dx = convs_writing_dx(layers);
+        let written = written_gradients(layers, nodes, &fused_relu_pool, &conv_writes_dx);
         BackwardSchedule {
             fused_relu_pool,
             conv_writes_dx,
@@ -36,21 +36,15 @@ impl BackwardSchedule {
     }
 }
 
-/// Whether the backward pass computes node `node`'s gradient: not for the network's inputs (the
-/// image, node 0, and the side input a `vec` layer appends), which nothing upstream needs.
-pub fn needs_gradient(plan: &Plan, node: usize) -> bool {
-    node != 0 && Some(node) != plan.side_input
-}
-
 /// Which layers take the fused pool backward
 /// ([`Backend::maxpool_relu_backward`](crate::backends::Backend::maxpool_relu_backward)): a max-pool
 /// whose input node is written by a ReLU convolution and read by nothing but this pool (no other
 /// layer, no shortcut from or into it), marked, with the convolution's layer index, at the pool and
 /// at the convolution.
-fn fused_relu_pools(plan: &Plan) -> Vec<Option<usize>> {
-    let mut fused = vec![None; plan.layers.len()];
+fn fused_relu_pools(layers: &[PlannedLayer]) -> Vec<Option<usize>> {
+    let mut fused = vec![None; layers.len()];
     let uses = |node: usize| {
-        plan.layers
+        layers
             .iter()
             .filter(|l| {
                 l.inputs().contains(&node)
@@ -58,11 +52,11 @@ fn fused_relu_pools(plan: &Plan) -> Vec<Option<usize>> {
             })
             .count()
     };
-    for (pi, pool) in plan.layers.iter().enumerate() {
+    for (pi, pool) in layers.iter().enumerate() {
         let PlannedOp::Pool { input, .. } = pool.op else {
             continue;
         };
-        let producer = plan.layers.iter().position(
+        let producer = layers.iter().position(
             |l| matches!(l.op, PlannedOp::Conv { geom, output, .. } if output == input && geom.relu != 0),
         );
         if let (Some(ci), 1) = (producer, uses(input)) {
@@ -77,19 +71,14 @@ fn fused_relu_pools(plan: &Plan) -> Vec<Option<usize>> {
 /// network's input) and is read by no other layer and by no shortcut as its source, so no other
 /// backward adds into that gradient. Its readers (the node's producer, shortcuts into it) must come
 /// before the convolution, so that the reverse pass runs the write first.
-fn convs_writing_dx(plan: &Plan) -> Vec<bool> {
-    let readers = |node: usize| {
-        plan.layers
-            .iter()
-            .filter(|l| l.inputs().contains(&node))
-            .count()
-    };
+fn convs_writing_dx(layers: &[PlannedLayer]) -> Vec<bool> {
+    let readers = |node: usize| layers.iter().filter(|l| l.inputs().contains(&node)).count();
     let read_later = |node: usize, after: usize| {
-        plan.layers[after + 1..]
+        layers[after + 1..]
             .iter()
             .any(|l| matches!(l.op, PlannedOp::Shortcut { target, .. } if target == node))
     };
-    plan.layers
+    layers
         .iter()
         .enumerate()
         .map(|(li, l)| {
@@ -100,10 +89,15 @@ fn convs_writing_dx(plan: &Plan) -> Vec<bool> {
 }
 
 /// Which nodes' gradients their first backward op writes (see [`BackwardSchedule::written`]).
-fn written_gradients(plan: &Plan, fused: &[Option<usize>], conv_writes_dx: &[bool]) -> Vec<bool> {
-    let mut written = vec![false; plan.nodes.len()];
-    written[plan.logits_node()] = true;
-    for (li, layer) in plan.layers.iter().enumerate() {
+fn written_gradients(
+    layers: &[PlannedLayer],
+    nodes: usize,
+    fused: &[Option<usize>],
+    conv_writes_dx: &[bool],
+) -> Vec<bool> {
+    let mut written = vec![false; nodes];
+    written[nodes - 1] = true;
+    for (li, layer) in layers.iter().enumerate() {
         match layer.op {
             PlannedOp::Pool { input, .. } if fused[li].is_some() => written[input] = true,
             PlannedOp::Conv { input, .. } if conv_writes_dx[li] => written[input] = true,
@@ -116,7 +110,7 @@ fn written_gradients(plan: &Plan, fused: &[Option<usize>], conv_writes_dx: &[boo
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::{ArchSpec, InputShape};
+    use crate::model::{ArchSpec, InputShape, Plan};
 
     fn layer(plan: &Plan, name: &str) -> usize {
         plan.layers.iter().position(|l| l.name == name).unwrap()
@@ -179,8 +173,8 @@ mod tests {
         want.sort();
         assert_eq!(written, want);
         assert!(!s.written[input_of(&plan, "conv2")]);
-        assert!(needs_gradient(&plan, input_of(&plan, "conv2")));
-        assert!(!needs_gradient(&plan, input_of(&plan, "conv1")));
+        assert!(plan.needs_gradient(input_of(&plan, "conv2")));
+        assert!(!plan.needs_gradient(input_of(&plan, "conv1")));
     }
 
     #[test]
@@ -193,6 +187,6 @@ mod tests {
         // conv2 is the only reader of pool1's output.
         assert!(s.conv_writes_dx[layer(&plan, "conv2")]);
         let side = plan.side_input.unwrap();
-        assert!(!needs_gradient(&plan, side) && !s.written[side]);
+        assert!(!plan.needs_gradient(side) && !s.written[side]);
     }
 }

@@ -5,7 +5,7 @@
 use rayon::prelude::*;
 
 use super::check_len;
-use crate::model::AdamWStep;
+use crate::model::optimizer::AdamWStep;
 use crate::tensor::Real;
 use crate::Result;
 

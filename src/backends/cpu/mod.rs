@@ -35,7 +35,7 @@ use super::geometry::{
     StatsPoolGeom, XentGeom, XentStats,
 };
 use super::{Backend, InputGrad};
-use crate::model::{AdamWStep, RmsPropConfig};
+use crate::model::optimizer::{AdamWStep, RmsPropConfig};
 use crate::tensor::Real;
 use crate::{shape_err, Result};
 

@@ -4,7 +4,7 @@
 use rayon::prelude::*;
 
 use super::check_len;
-use crate::model::RmsPropConfig;
+use crate::model::optimizer::RmsPropConfig;
 use crate::tensor::Real;
 use crate::Result;
 

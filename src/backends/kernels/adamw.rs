@@ -3,7 +3,7 @@
 use super::{check_index_range, grid_stride, need};
 use crate::backends::cost::Cost;
 use crate::backends::device::{Device, Kernel, KernelArgs};
-use crate::model::AdamWStep;
+use crate::model::optimizer::AdamWStep;
 use crate::{shape_err, Result};
 
 pub const UPDATE: Kernel = Kernel {
