@@ -13,7 +13,8 @@ use std::time::Instant;
 use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use rescnn::backends::cpu::CpuBackend;
-use rescnn::backends::{InputGrad, RmsPropConfig};
+use rescnn::backends::InputGrad;
+use rescnn::model::RmsPropConfig;
 use rescnn::model::{ArchSpec, InputShape, Network};
 
 struct Case {

@@ -31,9 +31,8 @@ use rescnn::backends::ops::conv2d::kernel::{self as conv2d, GatherTables};
 use rescnn::backends::ops::conv2d::TOLERANCE as CONV2D;
 use rescnn::backends::ops::dense::kernel as dense;
 use rescnn::backends::ops::dense::TOLERANCE as DENSE;
-use rescnn::backends::{
-    Backend, Conv2dOp, ConvGeom, DenseGeom, DenseOp, InputGrad, Padding, RmsPropConfig,
-};
+use rescnn::backends::{Backend, Conv2dOp, ConvGeom, DenseGeom, DenseOp, InputGrad, Padding};
+use rescnn::model::RmsPropConfig;
 use rescnn::model::{ArchSpec, InputShape, Network};
 use rescnn::{Error, Result, Shape};
 use timing::{GpuTimer, Timing, TimingConfig};

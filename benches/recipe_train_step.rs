@@ -17,7 +17,7 @@ use std::time::Instant;
 use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use rescnn::backends::cpu::CpuBackend;
-use rescnn::backends::RmsPropConfig;
+use rescnn::model::RmsPropConfig;
 use rescnn::model::{ArchSpec, InputShape, Network};
 
 const BATCH: usize = 32;

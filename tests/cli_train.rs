@@ -85,7 +85,7 @@ fn the_paper_preset_sets_what_the_paper_states() {
     assert_eq!((c.batch, c.iterations, c.epochs), (50, Some(100_000), None));
     assert_eq!(
         c.optimizer,
-        OptimizerConfig::RmsProp(rescnn::backends::RmsPropConfig {
+        OptimizerConfig::RmsProp(rescnn::model::RmsPropConfig {
             lr: 0.001,
             decay: 1e-6,
             ..Default::default()
@@ -403,7 +403,7 @@ fn a_written_configuration_read_back_as_a_config_file_is_the_same() {
 /// refused naming the option.
 #[test]
 fn optimizer_options_choose_and_set_adamw_and_name_misfits() {
-    use rescnn::backends::{AdamWConfig, LrSchedule};
+    use rescnn::model::{AdamWConfig, LrSchedule};
     // From the paper's RMSProp: choosing AdamW starts from AdamW's own defaults.
     let c = cfg_of(&[
         "--preset",

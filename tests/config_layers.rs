@@ -1,7 +1,7 @@
 //! TrainConfig on its own: protocol names, TOML round trip, and overlays (the layering that
 //! config files and the command line share).
 
-use rescnn::backends::{AdamWConfig, LrSchedule, RmsPropConfig};
+use rescnn::model::{AdamWConfig, LrSchedule, RmsPropConfig};
 use rescnn::training::config::{OptimizerConfig, ProtocolChoice, TrainConfig};
 
 fn rmsprop(c: &TrainConfig) -> RmsPropConfig {

@@ -17,9 +17,8 @@ use common::Rng;
 use rescnn::backends::cpu::CpuBackend;
 use rescnn::backends::ops::conv2d::TOLERANCE as CONV2D;
 use rescnn::backends::ops::dense::TOLERANCE as DENSE;
-use rescnn::backends::{
-    Backend, Conv2dOp, ConvGeom, DenseGeom, DenseOp, InputGrad, Padding, RmsPropConfig,
-};
+use rescnn::backends::{Backend, Conv2dOp, ConvGeom, DenseGeom, DenseOp, InputGrad, Padding};
+use rescnn::model::RmsPropConfig;
 use rescnn::model::{ArchSpec, InputShape, Network};
 use rescnn::Shape;
 

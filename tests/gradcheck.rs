@@ -29,11 +29,11 @@ use rand_chacha::ChaCha8Rng;
 use rescnn::backends::cpu::CpuBackend;
 use rescnn::backends::ops::maxpool::ARGMAX_POSITIVE;
 use rescnn::backends::{
-    AdamWConfig, AdamWOp, BatchNormGeom, BatchNormOp, ConcatGeom, ConcatOp, Conv2dOp, ConvGeom,
-    DenseGeom, DenseOp, DropoutOp, DropoutParams, InputGrad, LrSchedule, MaxPoolOp, Padding,
-    PoolGeom, RmsPropConfig, RmsPropOp, ShortcutGeom, ShortcutOp, SoftmaxXentOp, StatsPoolGeom,
-    StatsPoolOp, XentGeom,
+    AdamWOp, BatchNormGeom, BatchNormOp, ConcatGeom, ConcatOp, Conv2dOp, ConvGeom, DenseGeom,
+    DenseOp, DropoutOp, DropoutParams, InputGrad, MaxPoolOp, Padding, PoolGeom, RmsPropOp,
+    ShortcutGeom, ShortcutOp, SoftmaxXentOp, StatsPoolGeom, StatsPoolOp, XentGeom,
 };
+use rescnn::model::{AdamWConfig, LrSchedule, RmsPropConfig};
 use rescnn::Shape;
 
 type Cpu = CpuBackend<f64>;

@@ -12,9 +12,10 @@ use rescnn::backends::ops::{
     adamw, batchnorm, concat, conv2d, dropout, maxpool, rmsprop, shortcut, softmax_xent, statspool,
 };
 use rescnn::backends::{
-    AdamWConfig, Backend, BatchNormGeom, ConcatGeom, DropoutParams, LrSchedule, PoolGeom,
-    RmsPropConfig, ShortcutGeom, StatsPoolGeom, XentGeom,
+    Backend, BatchNormGeom, ConcatGeom, DropoutParams, PoolGeom, ShortcutGeom, StatsPoolGeom,
+    XentGeom,
 };
+use rescnn::model::{AdamWConfig, LrSchedule, RmsPropConfig};
 use rescnn::Shape;
 
 backend_tests!(

@@ -18,12 +18,12 @@ use common::Rng;
 use rescnn::backends::cost::CostDevice;
 use rescnn::backends::device::Device;
 use rescnn::backends::emu::ThreadOrder;
-use rescnn::backends::geometry::{AdamWConfig, RmsPropConfig};
 use rescnn::backends::kernel_backend::KernelBackend;
 use rescnn::backends::{Backend, InputGrad};
 use rescnn::backends::{DropoutParams, XentGeom};
 use rescnn::model::{
-    memory_plan, ArchSpec, InputShape, NamedTensor, Network, Optimizer, Plan, PlannedOp,
+    memory_plan, AdamWConfig, ArchSpec, InputShape, NamedTensor, Network, Optimizer, Plan,
+    PlannedOp, RmsPropConfig,
 };
 use rescnn::training::device::estimate_memory;
 

@@ -5,8 +5,8 @@
 use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use rescnn::backends::cpu::CpuBackend;
-use rescnn::backends::{Backend, BatchNormOp, Conv2dOp, DenseOp, RmsPropConfig};
-use rescnn::model::{ArchSpec, InputShape, NamedTensor, Network, PlannedOp};
+use rescnn::backends::{Backend, BatchNormOp, Conv2dOp, DenseOp};
+use rescnn::model::{ArchSpec, InputShape, NamedTensor, Network, PlannedOp, RmsPropConfig};
 
 type Cpu = CpuBackend<f64>;
 
@@ -324,8 +324,7 @@ fn checkpoint_round_trip_is_bit_exact() {
 /// the step) moves to a fresh network, which continues bit for bit, and RMSProp is refused on it.
 #[test]
 fn adamw_updates_through_the_network_follow_the_formulas() {
-    use rescnn::backends::AdamWConfig;
-    use rescnn::model::Optimizer;
+    use rescnn::model::{AdamWConfig, Optimizer};
     let cpu = Cpu::new();
     let spec = ArchSpec::parse("c4k3 p2 +0 fc8").unwrap();
     let input = InputShape::new(1, 8, 10);

@@ -11,7 +11,7 @@ use common::Rng;
 use rescnn::backends::cost::{CostDevice, EventKind};
 use rescnn::backends::device::Device;
 use rescnn::backends::kernel_backend::KernelBackend;
-use rescnn::backends::RmsPropConfig;
+use rescnn::model::RmsPropConfig;
 use rescnn::model::{ArchSpec, InputShape, Network, Plan, PlannedOp};
 
 /// Every op family of a training step: convolutions (three of one shape, so K tables are shared, and

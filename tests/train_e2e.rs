@@ -28,7 +28,7 @@ fn same_seed_is_bit_identical_and_resume_equals_the_uninterrupted_run() {
 /// for bit like an RMSProp run.
 #[test]
 fn adamw_run_repeats_and_resumes_bit_identically() {
-    use rescnn::backends::AdamWConfig;
+    use rescnn::model::AdamWConfig;
     use rescnn::training::config::OptimizerConfig;
     let adamw = AdamWConfig {
         lr: 3e-3,

@@ -34,12 +34,10 @@ pub mod cpu;
 pub mod cuda;
 pub mod device;
 pub mod emu;
-pub mod geometry;
 pub mod kernel_backend;
 pub mod kernels;
 pub mod ops;
 
-pub use geometry::{AdamWConfig, AdamWStep, LrSchedule, RmsPropConfig};
 pub use ops::adamw::AdamWParams;
 pub use ops::batchnorm::BatchNormGeom;
 pub use ops::concat::ConcatGeom;

@@ -9,9 +9,8 @@ use std::fmt::Write as _;
 
 use crate::backends::cuda::embedded::{NvrtcBuild, KERNELS};
 use crate::backends::cuda::{self, peak, ImagePolicy};
-use crate::backends::geometry::{AdamWConfig, RmsPropConfig};
 use crate::model::cost::measure_step_memory;
-use crate::model::{ArchSpec, InputShape, Optimizer, Plan};
+use crate::model::{AdamWConfig, ArchSpec, InputShape, Optimizer, Plan, RmsPropConfig};
 use crate::training::device::estimate_memory;
 use crate::Result;
 

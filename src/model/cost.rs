@@ -3,12 +3,12 @@
 //! the one the CUDA device would receive, with every wrapper's stated cost (see
 //! [`crate::backends::cost`]).
 
-use super::network::{Network, Optimizer};
+use super::network::Network;
+use super::optimizer::{Optimizer, RmsPropConfig};
 use super::plan::InputShape;
 use super::spec::ArchSpec;
 use crate::backends::cost::{self, CostDevice, Event};
 use crate::backends::device::Device;
-use crate::backends::geometry::RmsPropConfig;
 use crate::backends::kernel_backend::KernelBackend;
 use crate::Result;
 

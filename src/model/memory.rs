@@ -17,8 +17,8 @@
 
 use std::collections::HashSet;
 
-use super::network::fused_relu_pools;
-use super::plan::{Plan, PlannedOp};
+use super::layer::PlannedOp;
+use super::plan::Plan;
 use crate::backends::ops::{
     conv2d::kernel as conv2d, dense::kernel as dense, maxpool::kernel as maxpool,
 };
@@ -58,113 +58,87 @@ impl MemoryBytes {
     }
 }
 
-/// The nodes a layer reads (a shortcut: its source; a concatenation: its features and its side
-/// part) and the node it writes (a shortcut: its target).
-fn reads_writes(op: &PlannedOp) -> (Vec<usize>, usize) {
-    match *op {
-        PlannedOp::Conv { input, output, .. }
-        | PlannedOp::Pool { input, output, .. }
-        | PlannedOp::Dense { input, output, .. }
-        | PlannedOp::BatchNorm { input, output, .. }
-        | PlannedOp::StatsPool { input, output, .. }
-        | PlannedOp::Dropout { input, output, .. } => (vec![input], output),
-        PlannedOp::Shortcut { source, target, .. } => (vec![source], target),
-        PlannedOp::Concat {
-            input,
-            side,
-            output,
-            ..
-        } => (vec![input, side], output),
+/// The memory plan of `plan` as a network lays it out. The gradients its backward schedule marks
+/// as written ([`BackwardSchedule::written`](super::schedule::BackwardSchedule::written)) are not
+/// zeroed; every other gradient is zeroed before its first use.
+pub fn memory_plan(plan: &Plan) -> MemoryPlan {
+    let schedule = plan.schedule();
+    let nodes = plan.nodes.len();
+    let layers = plan.layers.len();
+    let mut buffers: Vec<usize> = plan.nodes.iter().map(|s| s.per_sample()).collect();
+    let mut gradient = vec![None; nodes];
+    for (li, l) in plan.layers.iter().enumerate() {
+        if let PlannedOp::Conv { output, .. } = l.op {
+            if schedule.fused_relu_pool[li].is_some() {
+                gradient[output] = Some(output);
+            }
+        }
     }
-}
-
-/// Whether the backward pass computes node `node`'s gradient: not for the network's inputs (the
-/// image, node 0, and the side input a `vec` layer appends), which nothing upstream needs.
-pub fn needs_gradient(plan: &Plan, node: usize) -> bool {
-    node != 0 && Some(node) != plan.side_input
+    // Lifetimes over the backward steps. A layer's backward touches the gradient of its output
+    // and, unless that is the network's input, of its input.
+    let mut life: Vec<Option<(usize, usize)>> = vec![None; nodes];
+    let mut touch = |node: usize, step: usize| {
+        if plan.needs_gradient(node) {
+            let l = life[node].get_or_insert((step, step));
+            *l = (l.0.min(step), l.1.max(step));
+        }
+    };
+    touch(plan.logits_node(), 0);
+    for (li, l) in plan.layers.iter().enumerate() {
+        touch(l.output(), layers - li);
+        for read in l.inputs() {
+            touch(read, layers - li);
+        }
+    }
+    // Interval colouring in order of first use: a gradient takes the free buffer closest to its
+    // size from above (else the largest free one, grown), or a new buffer.
+    let mut order: Vec<usize> = (1..nodes)
+        .filter(|&n| gradient[n].is_none() && life[n].is_some())
+        .collect();
+    order.sort_by_key(|&n| (life[n].map(|l| l.0), n));
+    // (buffer, last step it is used at)
+    let mut shared: Vec<(usize, usize)> = Vec::new();
+    for n in order {
+        let (first, last) = life[n].expect("filtered");
+        let need = plan.nodes[n].per_sample();
+        let free = shared
+            .iter()
+            .enumerate()
+            .filter(|(_, &(_, until))| until < first)
+            .map(|(i, &(b, _))| (i, buffers[b]));
+        let pick = free
+            .clone()
+            .filter(|&(_, len)| len >= need)
+            .min_by_key(|&(_, len)| len)
+            .or_else(|| free.max_by_key(|&(_, len)| len))
+            .map(|(i, _)| i);
+        let slot = match pick {
+            Some(i) => i,
+            None => {
+                buffers.push(0);
+                shared.push((buffers.len() - 1, 0));
+                shared.len() - 1
+            }
+        };
+        let b = shared[slot].0;
+        buffers[b] = buffers[b].max(need);
+        shared[slot].1 = last;
+        gradient[n] = Some(b);
+    }
+    let mut zero_before = vec![Vec::new(); layers + 1];
+    for n in 1..nodes {
+        if let (Some(b), Some((first, _)), false) = (gradient[n], life[n], schedule.written[n]) {
+            zero_before[first].push(b);
+        }
+    }
+    MemoryPlan {
+        buffers,
+        gradient,
+        zero_before,
+    }
 }
 
 impl MemoryPlan {
-    /// The plan of `plan`'s buffers. `written` marks the gradients that their first backward op
-    /// WRITES (the logits' by the loss, a fused pool's input, a convolution's sole-producer input):
-    /// every other gradient is zeroed before its first use.
-    pub fn new(plan: &Plan, written: &[bool]) -> Self {
-        let nodes = plan.nodes.len();
-        let layers = plan.layers.len();
-        let mut buffers: Vec<usize> = plan.nodes.iter().map(|s| s.per_sample()).collect();
-        let mut gradient = vec![None; nodes];
-        for (li, l) in plan.layers.iter().enumerate() {
-            if let PlannedOp::Conv { output, .. } = l.op {
-                if fused_relu_pools(plan)[li].is_some() {
-                    gradient[output] = Some(output);
-                }
-            }
-        }
-        // Lifetimes over the backward steps. A layer's backward touches the gradient of its output
-        // and, unless that is the network's input, of its input.
-        let mut life: Vec<Option<(usize, usize)>> = vec![None; nodes];
-        let mut touch = |node: usize, step: usize| {
-            if needs_gradient(plan, node) {
-                let l = life[node].get_or_insert((step, step));
-                *l = (l.0.min(step), l.1.max(step));
-            }
-        };
-        touch(plan.logits_node(), 0);
-        for (li, l) in plan.layers.iter().enumerate() {
-            let (reads, write) = reads_writes(&l.op);
-            touch(write, layers - li);
-            for read in reads {
-                touch(read, layers - li);
-            }
-        }
-        // Interval colouring in order of first use: a gradient takes the free buffer closest to its
-        // size from above (else the largest free one, grown), or a new buffer.
-        let mut order: Vec<usize> = (1..nodes)
-            .filter(|&n| gradient[n].is_none() && life[n].is_some())
-            .collect();
-        order.sort_by_key(|&n| (life[n].map(|l| l.0), n));
-        // (buffer, last step it is used at)
-        let mut shared: Vec<(usize, usize)> = Vec::new();
-        for n in order {
-            let (first, last) = life[n].expect("filtered");
-            let need = plan.nodes[n].per_sample();
-            let free = shared
-                .iter()
-                .enumerate()
-                .filter(|(_, &(_, until))| until < first)
-                .map(|(i, &(b, _))| (i, buffers[b]));
-            let pick = free
-                .clone()
-                .filter(|&(_, len)| len >= need)
-                .min_by_key(|&(_, len)| len)
-                .or_else(|| free.max_by_key(|&(_, len)| len))
-                .map(|(i, _)| i);
-            let slot = match pick {
-                Some(i) => i,
-                None => {
-                    buffers.push(0);
-                    shared.push((buffers.len() - 1, 0));
-                    shared.len() - 1
-                }
-            };
-            let b = shared[slot].0;
-            buffers[b] = buffers[b].max(need);
-            shared[slot].1 = last;
-            gradient[n] = Some(b);
-        }
-        let mut zero_before = vec![Vec::new(); layers + 1];
-        for n in 1..nodes {
-            if let (Some(b), Some((first, _)), false) = (gradient[n], life[n], written[n]) {
-                zero_before[first].push(b);
-            }
-        }
-        MemoryPlan {
-            buffers,
-            gradient,
-            zero_before,
-        }
-    }
-
     /// Everything a network of `plan` allocates for batches of up to `batch` samples, trained by
     /// AdamW (`adamw`) or RMSProp: the list [`Network::from_plan`](super::Network::from_plan)
     /// allocates, summed. Working space inside the ops (the backend's scratch) is not included.
@@ -201,7 +175,7 @@ impl MemoryPlan {
 /// convolutions' K tables (one per distinct gather) and the loss's two counters. From the same
 /// functions the op wrappers size their requests with.
 pub fn kernel_scratch_bytes(plan: &Plan, batch: usize) -> u64 {
-    let fused = fused_relu_pools(plan);
+    let fused = &plan.schedule().fused_relu_pool;
     let mut scratch = 0usize;
     let mut tables = HashSet::new();
     let mut table_bytes = 0usize;
@@ -210,7 +184,7 @@ pub fn kernel_scratch_bytes(plan: &Plan, batch: usize) -> u64 {
             PlannedOp::Conv { geom, input, .. } => {
                 let g = geom.with_batch(batch);
                 for backward_data in [false, true] {
-                    if backward_data && !needs_gradient(plan, input) {
+                    if backward_data && !plan.needs_gradient(input) {
                         continue;
                     }
                     let (key, bytes) = conv2d::gather_table_bytes(&g, backward_data);
@@ -224,7 +198,7 @@ pub fn kernel_scratch_bytes(plan: &Plan, batch: usize) -> u64 {
                 maxpool::relu_backward_scratch_len(&geom.with_batch(batch))
             }
             PlannedOp::Dense { geom, input, .. } => {
-                dense::scratch_len(&geom.with_batch(batch), needs_gradient(plan, input))
+                dense::scratch_len(&geom.with_batch(batch), plan.needs_gradient(input))
             }
             _ => 0,
         };
@@ -245,8 +219,7 @@ mod tests {
     #[test]
     fn fused_convolutions_keep_their_gradient_in_their_output_and_the_rest_share() {
         let p = plan("paper", InputShape::new(3, 64, 64));
-        let written = vec![false; p.nodes.len()];
-        let m = MemoryPlan::new(&p, &written);
+        let m = memory_plan(&p);
         // conv1..conv4 write nodes 1, 3, 5, 7; each is pooled only, so its gradient is its output.
         for conv in [1, 3, 5, 7] {
             assert_eq!(m.gradient[conv], Some(conv));
@@ -270,8 +243,8 @@ mod tests {
         // No two gradients alive at the same step share a buffer: the backward of every layer
         // reads and writes different ones.
         for l in &p.layers {
-            let (reads, w) = reads_writes(&l.op);
-            for r in reads.into_iter().filter(|&r| r != 0) {
+            let w = l.output();
+            for r in l.inputs().into_iter().filter(|&r| r != 0) {
                 assert_ne!(m.gradient[r], m.gradient[w], "{}", l.name);
             }
         }

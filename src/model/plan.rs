@@ -4,6 +4,8 @@
 
 use std::fmt::Write as _;
 
+use super::layer::{PlannedLayer, PlannedOp};
+use super::schedule::BackwardSchedule;
 use super::spec::{ArchSpec, LayerSpec};
 use crate::backends::{
     BatchNormGeom, ConcatGeom, ConvGeom, DenseGeom, Padding, PoolGeom, ShortcutGeom, StatsPoolGeom,
@@ -51,136 +53,6 @@ impl InputShape {
     }
 }
 
-/// What a planned layer does. Activations are numbered nodes: node 0 is the input, every conv, pool
-/// and dense layer writes a new node, and a shortcut adds into an existing one. Geometries are for a
-/// batch of one; the network rescales them with `with_batch`.
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub enum PlannedOp {
-    Conv {
-        geom: ConvGeom,
-        input: usize,
-        output: usize,
-    },
-    Pool {
-        geom: PoolGeom,
-        input: usize,
-        output: usize,
-    },
-    /// Adds node `source` (tap `tap`) into node `target` in place.
-    Shortcut {
-        geom: ShortcutGeom,
-        tap: usize,
-        source: usize,
-        target: usize,
-    },
-    Dense {
-        geom: DenseGeom,
-        input: usize,
-        output: usize,
-    },
-    /// Batch norm (with ReLU) of the convolution output `input`.
-    BatchNorm {
-        geom: BatchNormGeom,
-        input: usize,
-        output: usize,
-    },
-    StatsPool {
-        geom: StatsPoolGeom,
-        input: usize,
-        output: usize,
-    },
-    /// Dropout of `rate` over the `per_sample` values of node `input` of each sample.
-    Dropout {
-        rate: f64,
-        per_sample: usize,
-        input: usize,
-        output: usize,
-    },
-    /// Node `input` (N, A) followed by node `side` (N, B): the features with the side input
-    /// (possibly dropped out and projected) appended.
-    Concat {
-        geom: ConcatGeom,
-        input: usize,
-        side: usize,
-        output: usize,
-    },
-}
-
-/// One layer of a [`Plan`].
-#[derive(Clone, Debug, PartialEq)]
-pub struct PlannedLayer {
-    /// e.g. "conv2", "pool1", "shortcut 0→pool3", "fc1", "classifier".
-    pub name: String,
-    pub op: PlannedOp,
-    /// The spec token it came from (0-based; `None` for the implicit classifier).
-    pub token: Option<usize>,
-}
-
-impl PlannedLayer {
-    /// Names and shapes of this layer's parameters (weight, then bias), empty for parameter-free ops.
-    pub fn params(&self) -> Vec<(String, Vec<usize>)> {
-        if let PlannedOp::BatchNorm { geom, .. } = self.op {
-            let c = vec![geom.c as usize];
-            return vec![
-                (format!("{}.gamma", self.name), c.clone()),
-                (format!("{}.beta", self.name), c),
-            ];
-        }
-        let (w, b) = match self.op {
-            PlannedOp::Conv { geom: g, .. } => (
-                vec![
-                    g.c_out as usize,
-                    g.c_in as usize,
-                    g.k_h as usize,
-                    g.k_w as usize,
-                ],
-                g.c_out as usize,
-            ),
-            PlannedOp::Dense { geom: g, .. } => (
-                vec![g.out_features as usize, g.in_features as usize],
-                g.out_features as usize,
-            ),
-            _ => return Vec::new(),
-        };
-        vec![
-            (format!("{}.weight", self.name), w),
-            (format!("{}.bias", self.name), vec![b]),
-        ]
-    }
-    /// Names and shapes of this layer's non-trained state (batch norm's running mean and variance),
-    /// saved in checkpoints beside the parameters.
-    pub fn state(&self) -> Vec<(String, Vec<usize>)> {
-        match self.op {
-            PlannedOp::BatchNorm { geom, .. } => vec![
-                (format!("{}.running_mean", self.name), vec![geom.c as usize]),
-                (format!("{}.running_var", self.name), vec![geom.c as usize]),
-            ],
-            _ => Vec::new(),
-        }
-    }
-    /// The node this layer writes (a shortcut: the node it adds into).
-    pub fn output(&self) -> usize {
-        match self.op {
-            PlannedOp::Conv { output, .. }
-            | PlannedOp::Pool { output, .. }
-            | PlannedOp::Dense { output, .. }
-            | PlannedOp::BatchNorm { output, .. }
-            | PlannedOp::StatsPool { output, .. }
-            | PlannedOp::Dropout { output, .. }
-            | PlannedOp::Concat { output, .. } => output,
-            PlannedOp::Shortcut { target, .. } => target,
-        }
-    }
-    /// Fan-in of each output unit (the He initialisation's scale), for conv and dense layers.
-    pub fn fan_in(&self) -> Option<usize> {
-        match self.op {
-            PlannedOp::Conv { geom: g, .. } => Some((g.c_in * g.k_h * g.k_w) as usize),
-            PlannedOp::Dense { geom: g, .. } => Some(g.in_features as usize),
-            _ => None,
-        }
-    }
-}
-
 /// A spec laid out for an input size and a number of classes.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Plan {
@@ -192,6 +64,8 @@ pub struct Plan {
     pub layers: Vec<PlannedLayer>,
     /// The node the side input (N, `input.side`) is written into, for a spec with `vec`.
     pub side_input: Option<usize>,
+    /// Derived from the fields above once, when the plan is built.
+    schedule: BackwardSchedule,
 }
 
 impl Plan {
@@ -422,6 +296,7 @@ impl Plan {
             },
             token: None,
         });
+        let schedule = BackwardSchedule::new(&layers, nodes.len());
         Ok(Plan {
             spec: spec.clone(),
             input,
@@ -429,7 +304,13 @@ impl Plan {
             nodes,
             layers,
             side_input,
+            schedule,
         })
+    }
+
+    /// The backward pass's schedule: fused pools, written gradients (see [`BackwardSchedule`]).
+    pub fn schedule(&self) -> &BackwardSchedule {
+        &self.schedule
     }
 
     /// Number of trainable parameters.
@@ -439,6 +320,12 @@ impl Plan {
             .flat_map(|l| l.params())
             .map(|(_, d)| d.iter().product::<usize>())
             .sum()
+    }
+
+    /// Whether the backward pass computes node `node`'s gradient: not for the network's inputs (the
+    /// image, node 0, and the side input a `vec` layer appends), which nothing upstream needs.
+    pub fn needs_gradient(&self, node: usize) -> bool {
+        node != 0 && Some(node) != self.side_input
     }
 
     /// Node holding the logits.

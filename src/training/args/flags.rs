@@ -86,7 +86,7 @@ config_flags! {
     value "decay" => "optimizer.decay": f64, "RMSProp's learning-rate time decay: α_t = α / (1 + decay·t).";
     value "weight-decay" => "optimizer.weight_decay": f64, "Weight decay λ: RMSProp adds λ·w to the gradient; AdamW decays decoupled, w ← w − lr_t·λ·w.";
     value "warmup" => "optimizer.warmup_fraction": f64, "AdamW: share of the steps in [0, 1) spent in the linear warm-up to --lr.";
-    choice "schedule" => "optimizer.schedule": crate::backends::LrSchedule, "AdamW: the learning rate after the warm-up.";
+    choice "schedule" => "optimizer.schedule": crate::model::LrSchedule, "AdamW: the learning rate after the warm-up.";
     value "seed" => "seed": u64, "Seed of everything random (splits, weights, data order, augmentation).";
     value "eval-every" => "eval_every": u64, "Validate and checkpoint every N iterations.";
     choice "select-by" => "select_by": crate::training::config::Selection, "Model selection criterion on the validation set.";

@@ -339,8 +339,8 @@ mod tests {
         let decay = help_line(&help, "weight-decay");
         let want = format!(
             "[default: {:?} with rmsprop, {:?} with adamw]",
-            crate::backends::RmsPropConfig::default().weight_decay,
-            crate::backends::AdamWConfig::default().weight_decay
+            crate::model::RmsPropConfig::default().weight_decay,
+            crate::model::AdamWConfig::default().weight_decay
         );
         assert!(decay.contains(&want), "{decay} lacks {want}");
     }

@@ -2,31 +2,9 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::backends::{AdamWConfig, RmsPropConfig};
-use crate::model::Optimizer;
+pub use crate::model::OptimizerKind;
+use crate::model::{AdamWConfig, LrSchedule, Optimizer, RmsPropConfig};
 use crate::{config_err, Result};
-
-/// Which optimizer trains (`--optimizer`, the `kind` key of the `[optimizer]` table).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
-pub enum OptimizerKind {
-    /// RMSProp with time-decayed learning rate (the paper's Table III; the default).
-    #[serde(rename = "rmsprop")]
-    #[value(name = "rmsprop")]
-    RmsProp,
-    /// AdamW: bias-corrected moments, decoupled weight decay, linear warm-up then a schedule.
-    #[serde(rename = "adamw")]
-    #[value(name = "adamw")]
-    AdamW,
-}
-
-impl std::fmt::Display for OptimizerKind {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            OptimizerKind::RmsProp => "rmsprop",
-            OptimizerKind::AdamW => "adamw",
-        })
-    }
-}
 
 /// The `[optimizer]` table: `kind = "rmsprop"` (keys `lr`, `decay`, `rho`, `eps`, `weight_decay`;
 /// see [`RmsPropConfig`]) or `kind = "adamw"` (keys `lr`, `beta1`, `beta2`, `eps`,
@@ -78,7 +56,7 @@ impl OptimizerConfig {
             lr: 0.002,
             weight_decay: 0.01,
             warmup_fraction: 0.0,
-            schedule: crate::backends::LrSchedule::Cosine,
+            schedule: LrSchedule::Cosine,
             final_lr_fraction: 0.0,
             ..AdamWConfig::default()
         })
@@ -136,9 +114,9 @@ impl OptimizerConfig {
                 o.weight_decay,
                 100.0 * o.warmup_fraction,
                 match o.schedule {
-                    crate::backends::LrSchedule::Constant => "constant",
-                    crate::backends::LrSchedule::Cosine => "cosine",
-                    crate::backends::LrSchedule::OneCycle => "one-cycle",
+                    LrSchedule::Constant => "constant",
+                    LrSchedule::Cosine => "cosine",
+                    LrSchedule::OneCycle => "one-cycle",
                 },
                 o.final_lr_fraction
             ),

@@ -2,9 +2,9 @@
 //! speaker-independent setting) and the no-argument run.
 
 use super::{small_spectrogram, OptimizerConfig, TrainConfig};
-use crate::backends::RmsPropConfig;
 use crate::data::{AugmentConfig, InputNormMode};
 use crate::features::SpectrogramConfig;
+use crate::model::RmsPropConfig;
 use crate::{config_err, Result};
 
 /// The recipe's input: 64 log-mel bands from 50 Hz to 8 kHz, one column per 10 ms frame, crops of

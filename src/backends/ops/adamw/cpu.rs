@@ -6,7 +6,7 @@ use rayon::prelude::*;
 
 use super::AdamWOp;
 use crate::backends::cpu::{check_len, CpuBackend};
-use crate::backends::geometry::AdamWStep;
+use crate::model::optimizer::AdamWStep;
 use crate::tensor::Real;
 use crate::Result;
 

@@ -3,9 +3,9 @@
 use super::AdamWOp;
 use crate::backends::cost::Cost;
 use crate::backends::device::{Device, Kernel, KernelArgs};
-use crate::backends::geometry::AdamWStep;
 use crate::backends::kernel_backend::KernelBackend;
 use crate::backends::kernels::{check_index_range, grid_stride, need};
+use crate::model::optimizer::AdamWStep;
 use crate::{shape_err, Result};
 
 pub const UPDATE: Kernel = Kernel {

@@ -7,8 +7,8 @@ pub(in crate::backends) mod cpu;
 pub mod kernel;
 
 use super::Tolerance;
-use crate::backends::geometry::AdamWStep;
 use crate::backends::Buffers;
+use crate::model::optimizer::AdamWStep;
 use crate::Result;
 
 /// The kernel file of this op: `kernels/adamw.cu`.

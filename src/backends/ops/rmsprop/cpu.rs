@@ -5,7 +5,7 @@ use rayon::prelude::*;
 
 use super::RmsPropOp;
 use crate::backends::cpu::{check_len, CpuBackend};
-use crate::backends::geometry::RmsPropConfig;
+use crate::model::optimizer::RmsPropConfig;
 use crate::tensor::Real;
 use crate::Result;
 

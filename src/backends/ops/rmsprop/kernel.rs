@@ -3,9 +3,9 @@
 use super::RmsPropOp;
 use crate::backends::cost::Cost;
 use crate::backends::device::{Device, Kernel, KernelArgs};
-use crate::backends::geometry::RmsPropConfig;
 use crate::backends::kernel_backend::KernelBackend;
 use crate::backends::kernels::{check_index_range, grid_stride, need};
+use crate::model::optimizer::RmsPropConfig;
 use crate::{shape_err, Result};
 
 pub const UPDATE: Kernel = Kernel {

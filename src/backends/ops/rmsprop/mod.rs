@@ -7,8 +7,8 @@ pub(in crate::backends) mod cpu;
 pub mod kernel;
 
 use super::Tolerance;
-use crate::backends::geometry::RmsPropConfig;
 use crate::backends::Buffers;
+use crate::model::optimizer::RmsPropConfig;
 use crate::Result;
 
 /// The kernel file of this op: `kernels/rmsprop.cu`.

@@ -1,10 +1,71 @@
-//! Optimizer settings and schedules: host-side values, not kernel ABI. Each turns into its op's
-//! `#[repr(C)]` kernel parameters ([`RmsPropParams`], [`AdamWParams`]) once per update.
+//! The optimizers: their settings (RMSProp, AdamW and its learning-rate schedule), the update a
+//! training step applies ([`Optimizer`]; the network applies it) and which kind's state a network's
+//! moments hold. The settings are also the trainer's `[optimizer]` table; the kernels take the
+//! per-update values they derive ([`RmsPropParams`], [`AdamWParams`]).
 
-use super::ops::adamw::AdamWParams;
-use super::ops::rmsprop::RmsPropParams;
-use super::ops::to_i32;
+use crate::backends::{AdamWParams, RmsPropParams};
 use crate::{shape_err, Result};
+
+/// Which optimizer trains (`--optimizer`, the `kind` key of the `[optimizer]` table).
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize, clap::ValueEnum,
+)]
+pub enum OptimizerKind {
+    /// RMSProp with time-decayed learning rate (the paper's Table III; the default).
+    #[serde(rename = "rmsprop")]
+    #[value(name = "rmsprop")]
+    RmsProp,
+    /// AdamW: bias-corrected moments, decoupled weight decay, linear warm-up then a schedule.
+    #[serde(rename = "adamw")]
+    #[value(name = "adamw")]
+    AdamW,
+}
+
+impl std::fmt::Display for OptimizerKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            OptimizerKind::RmsProp => "rmsprop",
+            OptimizerKind::AdamW => "adamw",
+        })
+    }
+}
+
+impl OptimizerKind {
+    /// The name errors show.
+    pub fn label(self) -> &'static str {
+        match self {
+            OptimizerKind::RmsProp => "RMSProp",
+            OptimizerKind::AdamW => "AdamW",
+        }
+    }
+}
+
+/// The update a training step applies: RMSProp, or AdamW with the run's length (its learning-rate
+/// schedule is a function of the step and the total).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Optimizer {
+    RmsProp(RmsPropConfig),
+    AdamW { cfg: AdamWConfig, total_steps: u64 },
+}
+
+impl From<&RmsPropConfig> for Optimizer {
+    fn from(cfg: &RmsPropConfig) -> Self {
+        Optimizer::RmsProp(*cfg)
+    }
+}
+
+impl Optimizer {
+    pub fn kind(&self) -> OptimizerKind {
+        match self {
+            Optimizer::RmsProp(_) => OptimizerKind::RmsProp,
+            Optimizer::AdamW { .. } => OptimizerKind::AdamW,
+        }
+    }
+}
+
+fn to_i32(what: &str, v: usize) -> Result<i32> {
+    i32::try_from(v).map_err(|_| shape_err!("{what} = {v} does not fit in 32 bits"))
+}
 
 /// RMSProp settings; defaults are the paper's Table III (α = 0.001, decay 1e-6) with η = 0.9, ε = 1e-7.
 /// Also the trainer's `[optimizer]` configuration table (a file needs only the keys it changes).
