@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 VOLATILE_KEYS = {"wall_s", "images_per_s", "elapsed_s", "written_by", "started", "finished"}
+WRITER = re.compile(r"rescnn \d+\.\d+\.\d+ \([0-9a-f]+\)")
 VOLATILE_TEXT = [
     (re.compile(r"\d+(\.\d+)? ?(s|ms|min|img/s|images/s|training images/s)\b"), "<time>"),
     (re.compile(r"rescnn \d+\.\d+\.\d+ \([0-9a-f]+\)"), "rescnn <commit>"),
@@ -21,6 +22,8 @@ def mask_json(v):
         return {k: ("<masked>" if k in VOLATILE_KEYS else mask_json(x)) for k, x in v.items()}
     if isinstance(v, list):
         return [mask_json(x) for x in v]
+    if isinstance(v, str) and WRITER.fullmatch(v):
+        return "<commit>"
     if isinstance(v, str) and v[:1] in "{[":
         try:
             return mask_json(json.loads(v))
