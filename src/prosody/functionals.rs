@@ -453,6 +453,11 @@ mod tests {
                 get(&ramp, name)
             );
         }
+        // Three values at 0 and one at 3: a two-point distribution with p = 1/4, skewness
+        // (1 − 2p)/√(p(1 − p)) = 2/√3 and excess kurtosis (1 − 6p(1 − p))/(p(1 − p)) = −2/3.
+        let skewed = functionals(&[0.0, 0.0, 0.0, 3.0], 1.0);
+        assert!((get(&skewed, "skew") - 2.0 / 3f64.sqrt()).abs() < 1e-9);
+        assert!((get(&skewed, "kurt") + 2.0 / 3.0).abs() < 1e-9);
         let t: Vec<f64> = (0..10).map(|i| (i * i) as f64).collect();
         let parabola = functionals(&t, 1.0);
         // t² over t = 0..9: curvature 1; least-squares line slope Σ(t − 4.5)·t² / Σ(t − 4.5)² = 9.
