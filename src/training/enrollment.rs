@@ -20,17 +20,22 @@ use super::ensemble::Predictions;
 use super::inference::score;
 use super::metrics::{mean_std, EvalReport};
 use super::model_dir::{ModelPredictions, SpeakerSource, TrainedModel};
-use super::model_file::{self, SpeakerStats, Stats};
+use super::model_file::{self, EnrollmentPrior, Prior, SpeakerStats, Stats};
 use super::trainer::derive_seed;
 use crate::data::prosody::vector_stats;
-use crate::data::{Corpus, FeatureStore, ProsodyStore, SpeakerNorm};
+use crate::data::{Corpus, FeatureStore, InputNormMode, ProsodyStore, SpeakerNorm};
+use crate::features::prosody::mean_std as population_mean_std;
+use crate::features::ImageConfig;
 use crate::{config_err, Result};
 
 /// The statistics of `speaker` from the utterances `indices` of a corpus (its spectrograms in
 /// `store`, its vectors in `vectors` when the model has an utterance-vector path), as `model`
-/// normalises: per (channel, image row) of the image, per entry of the vector.
+/// normalises: per (channel, image row) of the image, per entry of the vector. With a `prior`, the
+/// means and variances are shrunk toward the training speakers' (see [`Prior`]): statistics of a
+/// few utterances are mostly those utterances' content (their emotion), not the speaker.
 pub fn speaker_stats(
     model: &TrainedModel,
+    prior: Option<&EnrollmentPrior>,
     speaker: &str,
     store: &FeatureStore,
     vectors: Option<&ProsodyStore>,
@@ -41,6 +46,7 @@ pub fn speaker_stats(
             "statistics of speaker '{speaker}' need at least one utterance"
         ));
     }
+    let k = indices.len() as f64;
     let mut group = vec!["other"; store.len()];
     for &i in indices {
         group[i] = "enrolled";
@@ -49,11 +55,53 @@ pub fn speaker_stats(
     let (mean, std) = norm
         .stats("enrolled")
         .expect("at least one enrolled utterance");
-    let vector = match (model.utterance(), vectors) {
-        (Some(_), Some(v)) => {
-            let (mean, std) = vector_stats(v, indices);
-            Some(Stats { mean, std })
+    let image = match prior {
+        // Both variances are at least the per-channel floor, so their mix is too.
+        Some(p) => {
+            let own_var: Vec<f64> = std.iter().map(|&s| (s as f64) * (s as f64)).collect();
+            let own_mean: Vec<f64> = mean.iter().map(|&m| m as f64).collect();
+            let to_f64 = |v: &[f32]| v.iter().map(|&x| x as f64).collect::<Vec<f64>>();
+            let image_prior = Prior {
+                mean: to_f64(&p.image.mean),
+                var: to_f64(&p.image.var),
+                weight: to_f64(&p.image.weight),
+            };
+            let (m, v) = shrink(&own_mean, &own_var, k, &image_prior);
+            Stats {
+                mean: m.iter().map(|&x| x as f32).collect(),
+                std: v.iter().map(|&x| x.sqrt() as f32).collect(),
+            }
         }
+        None => Stats {
+            mean: mean.to_vec(),
+            std: std.to_vec(),
+        },
+    };
+    let vector = match (model.utterance(), vectors) {
+        (Some(_), Some(v)) => Some(match prior.and_then(|p| p.vector.as_ref()) {
+            Some(p) => {
+                let (own_mean, own_var) = raw_moments(v, indices);
+                let (mean, var) = shrink(&own_mean, &own_var, k, p);
+                let std = mean
+                    .iter()
+                    .zip(&var)
+                    .map(|(&m, &v)| {
+                        let s = v.sqrt();
+                        // The floor of `vector_stats`: a constant entry is divided by 1.
+                        if s > 1e-6 * m.abs().max(1.0) {
+                            s
+                        } else {
+                            1.0
+                        }
+                    })
+                    .collect();
+                Stats { mean, std }
+            }
+            None => {
+                let (mean, std) = vector_stats(v, indices);
+                Stats { mean, std }
+            }
+        }),
         (Some(_), None) => {
             return Err(config_err!(
                 "the model takes an utterance vector: its statistics need the vectors"
@@ -65,12 +113,154 @@ pub fn speaker_stats(
         format: model_file::SPEAKER_FORMAT.into(),
         speaker: speaker.to_string(),
         utterances: indices.len(),
-        image: Stats {
-            mean: mean.to_vec(),
-            std: std.to_vec(),
+        image,
+        vector,
+    })
+}
+
+/// Per-entry (mean, population variance) of the vectors of `members`.
+fn raw_moments(store: &ProsodyStore, members: &[usize]) -> (Vec<f64>, Vec<f64>) {
+    (0..store.config().vector_len())
+        .map(|j| {
+            let v: Vec<f64> = members.iter().map(|&i| store.vector(i)[j] as f64).collect();
+            let (m, s) = population_mean_std(&v);
+            (m, s * s)
+        })
+        .unzip()
+}
+
+/// `(k · own + weight · prior) / (k + weight)` for the mean and the variance, per entry.
+fn shrink(own_mean: &[f64], own_var: &[f64], k: f64, prior: &Prior<f64>) -> (Vec<f64>, Vec<f64>) {
+    (0..own_mean.len())
+        .map(|j| {
+            let w = prior.weight[j];
+            (
+                (k * own_mean[j] + w * prior.mean[j]) / (k + w),
+                (k * own_var[j] + w * prior.var[j]) / (k + w),
+            )
+        })
+        .unzip()
+}
+
+/// The largest prior weight, in utterances: for entries whose speaker means do not vary at all.
+const MAX_PRIOR_WEIGHT: f64 = 1e6;
+
+/// The group of utterances outside the training set when grouping the store for a prior (no
+/// speaker or utterance index is named so).
+const OUTSIDE: &str = "\u{0}outside";
+
+/// The enrollment prior of a speaker-normalised model from its training utterances `train` (of a
+/// store whose utterance `i` is spoken by `speakers[i]`): per entry, the training speakers' mean
+/// speaker mean and variance, and the weight = within-speaker variance of utterance means over the
+/// between-speaker variance of speaker means. Needs two training speakers.
+pub fn fit_prior<S: AsRef<str>>(
+    store: &FeatureStore,
+    image: &ImageConfig,
+    vectors: Option<&ProsodyStore>,
+    speakers: &[S],
+    train: &[usize],
+) -> Result<EnrollmentPrior> {
+    let mut names: Vec<&str> = train.iter().map(|&i| speakers[i].as_ref()).collect();
+    names.sort();
+    names.dedup();
+    if names.len() < 2 {
+        return Err(config_err!(
+            "an enrollment prior needs at least two training speakers, there are {}",
+            names.len()
+        ));
+    }
+    let members: Vec<Vec<usize>> = names
+        .iter()
+        .map(|n| {
+            train
+                .iter()
+                .copied()
+                .filter(|&i| speakers[i].as_ref() == *n)
+                .collect()
+        })
+        .collect();
+    let mut by_speaker = vec![OUTSIDE.to_string(); store.len()];
+    let mut by_utterance = by_speaker.clone();
+    for &i in train {
+        by_speaker[i] = speakers[i].as_ref().to_string();
+        by_utterance[i] = i.to_string();
+    }
+    let speaker_norm = SpeakerNorm::from_store(store, image, &by_speaker)?;
+    let utterance_norm = SpeakerNorm::from_store(store, image, &by_utterance)?;
+    let entries = image.channels() * image.height;
+    let (mut means, mut vars, mut within) = (Vec::new(), Vec::new(), Vec::new());
+    for (name, members) in names.iter().zip(&members) {
+        let (m, s) = speaker_norm.stats(name).expect("a training speaker");
+        means.push(m.iter().map(|&v| v as f64).collect::<Vec<f64>>());
+        vars.push(
+            s.iter()
+                .map(|&v| (v as f64) * (v as f64))
+                .collect::<Vec<f64>>(),
+        );
+        let utterance_means: Vec<&[f32]> = members
+            .iter()
+            .map(|i| {
+                utterance_norm
+                    .stats(&i.to_string())
+                    .expect("a training utterance")
+                    .0
+            })
+            .collect();
+        within.push(
+            (0..entries)
+                .map(|j| {
+                    let v: Vec<f64> = utterance_means.iter().map(|m| m[j] as f64).collect();
+                    let (_, sd) = population_mean_std(&v);
+                    sd * sd
+                })
+                .collect::<Vec<f64>>(),
+        );
+    }
+    let image_prior = prior_of(&means, &vars, &within);
+    let vector = vectors.map(|store| {
+        let moments: Vec<(Vec<f64>, Vec<f64>)> =
+            members.iter().map(|m| raw_moments(store, m)).collect();
+        let means: Vec<Vec<f64>> = moments.iter().map(|m| m.0.clone()).collect();
+        let vars: Vec<Vec<f64>> = moments.iter().map(|m| m.1.clone()).collect();
+        // An utterance's "mean" is its vector, so the within-speaker variance of utterance means
+        // is the speaker's variance.
+        prior_of(&means, &vars, &vars)
+    });
+    Ok(EnrollmentPrior {
+        image: Prior {
+            mean: image_prior.mean.iter().map(|&v| v as f32).collect(),
+            var: image_prior.var.iter().map(|&v| v as f32).collect(),
+            weight: image_prior.weight.iter().map(|&v| v as f32).collect(),
         },
         vector,
     })
+}
+
+/// The prior of per-speaker `means` and `vars` and within-speaker variances of utterance means
+/// (`within`), one row per speaker.
+fn prior_of(means: &[Vec<f64>], vars: &[Vec<f64>], within: &[Vec<f64>]) -> Prior<f64> {
+    let speakers = means.len() as f64;
+    let average = |rows: &[Vec<f64>], j: usize| rows.iter().map(|r| r[j]).sum::<f64>() / speakers;
+    let entries = means.first().map_or(0, Vec::len);
+    let mut prior = Prior {
+        mean: Vec::with_capacity(entries),
+        var: Vec::with_capacity(entries),
+        weight: Vec::with_capacity(entries),
+    };
+    for j in 0..entries {
+        let column: Vec<f64> = means.iter().map(|r| r[j]).collect();
+        let (mean, between_sd) = population_mean_std(&column);
+        let between = between_sd * between_sd;
+        let w = average(within, j);
+        prior.mean.push(mean);
+        prior.var.push(average(vars, j));
+        prior.weight.push(if between > 0.0 {
+            (w / between).min(MAX_PRIOR_WEIGHT)
+        } else {
+            MAX_PRIOR_WEIGHT
+        });
+    }
+    prior
 }
 
 /// One fold of a finished run: its model and its test utterances (corpus indices).
@@ -78,6 +268,9 @@ pub struct FoldModel {
     pub name: String,
     pub model: TrainedModel,
     pub test: Vec<usize>,
+    /// The fold's training utterances (corpus indices), for the enrollment prior of a model whose
+    /// `model.json` has none.
+    pub train: Vec<usize>,
 }
 
 /// What the enrollment evaluation does.
@@ -145,14 +338,23 @@ pub fn evaluate_enrollment(
             "--enroll needs k ≥ 1 utterances and --draws ≥ 1"
         ));
     }
-    // Evaluations: 0 = all utterances, 1 = training statistics, then (k, draw) pairs.
+    // A prior for every fold, or the shrunk rows are left out.
+    let priors: Vec<Option<EnrollmentPrior>> = folds
+        .iter()
+        .map(|fold| prior_of_fold(fold, corpus))
+        .collect::<Result<_>>()?;
+    let shrunk = priors.iter().all(Option::is_some);
+    // Evaluations: 0 = all utterances, 1 = training statistics, then per k its draws with the
+    // speaker's own statistics and, with priors, the same draws shrunk toward the prior.
+    let per_k = if shrunk { 2 } else { 1 };
     let mut evaluations: Vec<Vec<Pooled>> = vec![vec![Pooled::default()], vec![Pooled::default()]];
-    for _ in &settings.ks {
+    for _ in 0..settings.ks.len() * per_k {
         evaluations.push((0..settings.draws).map(|_| Pooled::default()).collect());
     }
     let mut skipped = vec![0usize; settings.ks.len()];
     for (f, fold) in folds.iter().enumerate() {
         let model = &fold.model;
+        let prior = priors[f].as_ref().filter(|_| shrunk);
         let mut speakers: Vec<&str> = fold
             .test
             .iter()
@@ -191,11 +393,7 @@ pub fn evaluate_enrollment(
                     skipped[n] += 1;
                     continue;
                 }
-                for (d, evaluation) in evaluations[2 + n]
-                    .iter_mut()
-                    .enumerate()
-                    .take(settings.draws)
-                {
+                for d in 0..settings.draws {
                     let stream = ((f as u64) << 40) | ((s as u64) << 20) | d as u64;
                     let mut rng = ChaCha8Rng::seed_from_u64(derive_seed(
                         settings.seed,
@@ -207,9 +405,22 @@ pub fn evaluate_enrollment(
                     let (enrolled, rest) = order.split_at(k);
                     let mut rest = rest.to_vec();
                     rest.sort_unstable();
-                    let stats = speaker_stats(model, speaker, &store, vectors.as_ref(), enrolled)?;
-                    let p = run(SpeakerSource::Given(std::slice::from_ref(&stats)), &rest)?;
-                    evaluation.add(p, &to_corpus);
+                    let methods = std::iter::once(None).chain(prior.map(Some));
+                    for (m, method_prior) in methods.enumerate() {
+                        let stats = speaker_stats(
+                            model,
+                            method_prior,
+                            speaker,
+                            &store,
+                            vectors.as_ref(),
+                            enrolled,
+                        )?;
+                        let p = run(SpeakerSource::Given(std::slice::from_ref(&stats)), &rest)?;
+                        evaluations[2 + n * per_k + m]
+                            .get_mut(d)
+                            .expect("one pool per draw")
+                            .add(p, &to_corpus);
+                    }
                 }
             }
         }
@@ -242,10 +453,15 @@ pub fn evaluate_enrollment(
             0 => "all of the speaker's utterances (transductive)".to_string(),
             1 => "training-set statistics (no enrollment)".to_string(),
             _ => {
-                let k = settings.ks[n - 2];
+                let k = settings.ks[(n - 2) / per_k];
                 format!(
-                    "k = {k} enrollment utterance{} ({} draws)",
+                    "k = {k} enrollment utterance{}{} ({} draws)",
                     if k == 1 { "" } else { "s" },
+                    if (n - 2) % per_k == 1 {
+                        ", shrunk toward the training speakers"
+                    } else {
+                        ""
+                    },
                     settings.draws
                 )
             }
@@ -254,7 +470,7 @@ pub fn evaluate_enrollment(
         rows.push(EnrollmentRow {
             setting,
             scored: pooled[0].network.len(),
-            speakers_skipped: if n >= 2 { skipped[n - 2] } else { 0 },
+            speakers_skipped: if n >= 2 { skipped[(n - 2) / per_k] } else { 0 },
             network: summarise(pooled, &|p| Some(&p.network)).expect("always there"),
             branch: summarise(pooled, &|p| p.branch.as_ref()),
             fusion: has_branch
@@ -263,6 +479,37 @@ pub fn evaluate_enrollment(
         });
     }
     Ok(rows)
+}
+
+/// The enrollment prior of `fold`: its model's (`model.json`), else fitted on the fold's training
+/// utterances of `corpus`; `None` for a model that is not speaker-normalised or a fold without
+/// training utterances in `corpus`.
+fn prior_of_fold(fold: &FoldModel, corpus: &Corpus) -> Result<Option<EnrollmentPrior>> {
+    let model = &fold.model;
+    if model.input_norm_mode() != InputNormMode::Speaker {
+        return Ok(None);
+    }
+    if let Some(p) = &model.parts.enrollment_prior {
+        return Ok(Some(p.clone()));
+    }
+    if fold.train.is_empty() {
+        return Ok(None);
+    }
+    let store = model.features(corpus)?;
+    let vectors = model.vectors(corpus)?;
+    let speakers: Vec<&str> = corpus
+        .utterances
+        .iter()
+        .map(|u| u.speaker.as_str())
+        .collect();
+    fit_prior(
+        &store,
+        &model.config.spectrogram.image,
+        vectors.as_ref(),
+        &speakers,
+        &fold.train,
+    )
+    .map(Some)
 }
 
 /// The enrollment table as markdown.
@@ -297,4 +544,45 @@ pub fn enrollment_markdown(rows: &[EnrollmentRow]) -> String {
         ));
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Two speakers whose means are 0 and 2 (between-speaker variance 1) and whose utterance means
+    /// vary by variance 1 and 3 within them (average 2): the prior is worth 2 utterances, centred
+    /// on 1, with the speakers' average variance.
+    #[test]
+    fn the_prior_weighs_within_against_between_speaker_variance() {
+        let p = prior_of(
+            &[vec![0.0], vec![2.0]],
+            &[vec![4.0], vec![6.0]],
+            &[vec![1.0], vec![3.0]],
+        );
+        assert_eq!(p.mean, vec![1.0]);
+        assert_eq!(p.var, vec![5.0]);
+        assert_eq!(p.weight, vec![2.0]);
+        // Speakers with one mean: nothing to learn from a speaker's own mean.
+        let flat = prior_of(
+            &[vec![1.0], vec![1.0]],
+            &[vec![1.0], vec![1.0]],
+            &[vec![1.0], vec![1.0]],
+        );
+        assert_eq!(flat.weight, vec![MAX_PRIOR_WEIGHT]);
+    }
+
+    /// k utterances against a prior worth w: (k · own + w · prior) / (k + w), for mean and variance.
+    #[test]
+    fn few_utterances_stay_near_the_prior_and_many_near_their_own() {
+        let prior = Prior {
+            mean: vec![1.0],
+            var: vec![5.0],
+            weight: vec![2.0],
+        };
+        let (m, v) = shrink(&[3.0], &[1.0], 2.0, &prior);
+        assert_eq!((m[0], v[0]), (2.0, 3.0));
+        let (m, v) = shrink(&[3.0], &[1.0], 1e9, &prior);
+        assert!((m[0] - 3.0).abs() < 1e-8 && (v[0] - 1.0).abs() < 1e-8);
+    }
 }

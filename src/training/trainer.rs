@@ -16,6 +16,7 @@ use std::time::Instant;
 use super::checkpoint::{BestRecord, Checkpoint, ModelInfo, TrainerState};
 use super::config::{batches_per_epoch, drop_short_batch, Selection, TrainConfig};
 use super::crop_eval::{predict_with, EvalMode};
+use super::enrollment::fit_prior;
 use super::ensemble::Predictions;
 use super::inference::{score, side_rows, SideInput};
 use super::metrics::EvalReport;
@@ -292,7 +293,7 @@ impl<'a, B: Backend<Elem = f32>> Trainer<'a, B> {
             }
             _ => None,
         };
-        let model_file = ModelFile::new(
+        let mut model_file = ModelFile::new(
             match cfg.input_norm {
                 InputNormMode::Training => None,
                 InputNormMode::Speaker => Some(training_rows(cfg, store, fold.split)?),
@@ -310,6 +311,20 @@ impl<'a, B: Backend<Elem = f32>> Trainer<'a, B> {
                 _ => None,
             },
         );
+        if cfg.input_norm == InputNormMode::Speaker {
+            let speakers: Vec<&str> = corpus
+                .utterances
+                .iter()
+                .map(|u| u.speaker.as_str())
+                .collect();
+            model_file.enrollment_prior = Some(fit_prior(
+                store,
+                &cfg.spectrogram.image,
+                vectors.as_ref(),
+                &speakers,
+                &fold.split.train,
+            )?);
+        }
         Ok(Trainer {
             model_file,
             vectors,
