@@ -296,9 +296,10 @@ fn first_wav(data: &Path) -> PathBuf {
     data.join("anger/syn01/anger_00.wav")
 }
 
-/// A speaker-normalised model: statistics saved by `rescnn enroll` from all of a speaker's files
-/// give exactly what grouping those files by speaker gives; without any statistics the training
-/// speakers' are used, with one note; a folder without them is refused in one line.
+/// A speaker-normalised model: statistics saved by `rescnn enroll` are shrunk toward the model's
+/// prior, and for a model without one they are the files' own, giving exactly what grouping those
+/// files by speaker gives; without any statistics the training speakers' are used, with one note;
+/// a folder without them is refused in one line.
 #[test]
 fn enrolled_statistics_and_the_training_fallback() {
     let data = corpus_on_disk();
@@ -325,12 +326,42 @@ fn enrolled_statistics_and_the_training_fallback() {
     ];
     args.extend(files.iter().map(|f| f.clone().into_os_string()));
     rescnn_ok(&args);
-    let saved = read_json(&stats);
-    assert_eq!(saved["speaker"], "syn02");
+    let shrunk = read_json(&stats);
+    assert_eq!(shrunk["speaker"], "syn02");
     assert!(
-        saved["vector"]["mean"].is_array(),
+        shrunk["vector"]["mean"].is_array(),
         "the branch's statistics too"
     );
+    // The model's enrollment prior shrinks the files' own statistics toward the training
+    // speakers': (k · own + w · prior) / (k + w) per entry, k = 12 files. The own statistics are
+    // what enroll saves for the model without its prior.
+    let model_json = run.path().join("model.json");
+    let with_prior = read_json(&model_json);
+    let prior = with_prior["enrollment_prior"].clone();
+    let mut without = with_prior.clone();
+    without.as_object_mut().unwrap().remove("enrollment_prior");
+    std::fs::write(&model_json, serde_json::to_string(&without).unwrap()).unwrap();
+    let out = rescnn_ok(&args);
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("has no enrollment prior"),
+        "one note says the statistics are the files' own"
+    );
+    let saved = read_json(&stats);
+    let k = files.len() as f64;
+    let values = |v: &serde_json::Value| -> Vec<f64> { serde_json::from_value(v.clone()).unwrap() };
+    for part in ["image", "vector"] {
+        let (own, got) = (values(&saved[part]["mean"]), values(&shrunk[part]["mean"]));
+        let (p, w) = (values(&prior[part]["mean"]), values(&prior[part]["weight"]));
+        for j in 0..own.len() {
+            let want = (k * own[j] + w[j] * p[j]) / (k + w[j]);
+            // f32 storage of the image statistics: a few units in the 7th digit.
+            assert!(
+                (got[j] - want).abs() <= 1e-6 + 1e-5 * want.abs(),
+                "{part} entry {j}: shrunk mean {} vs (k·own + w·prior)/(k + w) = {want}",
+                got[j]
+            );
+        }
+    }
 
     let predict = |extra: &[&str]| {
         let mut args: Vec<std::ffi::OsString> = vec![
@@ -361,7 +392,7 @@ fn enrolled_statistics_and_the_training_fallback() {
         assert_eq!(
             enrolled[k]["probabilities"],
             grouped[k]["probabilities"],
-            "{}: enrolled from these files = grouped",
+            "{}: enrolled from these files without a prior = grouped",
             files[k].display()
         );
     }
@@ -412,9 +443,27 @@ fn enrollment_table_of_a_loso_run() {
             name: dir.display().to_string(),
             model: TrainedModel::load(&dir, Weights::Best).unwrap(),
             test: split.test,
+            train: split.train,
         });
     }
     assert_eq!(folds.len(), 4);
+    // Each fold's model carries its enrollment prior: per (channel, row) of the image and per entry
+    // of the vector, with finite positive weights.
+    for fold in &folds {
+        let prior = fold.model.parts.enrollment_prior.as_ref().expect("a prior");
+        let (c, h, _) = fold.model.checkpoint.model.input_shape;
+        assert_eq!(prior.image.mean.len(), c * h);
+        assert_eq!(prior.image.weight.len(), c * h);
+        let vector = prior
+            .vector
+            .as_ref()
+            .expect("the branch's vector has a prior");
+        assert_eq!(
+            vector.var.len(),
+            fold.model.utterance().unwrap().features.vector_len()
+        );
+        assert!(prior.image.weight.iter().all(|w| w.is_finite() && *w > 0.0));
+    }
     let identity: Vec<usize> = (0..corpus.classes.len()).collect();
     let settings = EnrollmentSettings {
         ks: vec![1, 3],
@@ -423,7 +472,8 @@ fn enrollment_table_of_a_loso_run() {
         device: rescnn::training::DeviceChoice::Cpu,
     };
     let rows = evaluate_enrollment(&folds, &corpus, &identity, &settings).unwrap();
-    assert_eq!(rows.len(), 4);
+    // All, training statistics, then k = 1 and k = 3 each with own and shrunk statistics.
+    assert_eq!(rows.len(), 6);
     let all = &rows[0];
     assert_eq!(all.scored, 84);
     // The same probabilities as the trainer's, so the same pooled accuracy (exact: counts).
@@ -436,7 +486,7 @@ fn enrollment_table_of_a_loso_run() {
         100.0 * result.selected.uar
     );
     assert!(all.branch.is_some());
-    for (row, k) in rows[2..].iter().zip([1, 3]) {
+    for (row, k) in rows[2..].iter().zip([1, 1, 3, 3]) {
         assert_eq!(
             row.scored,
             84 - 4 * k,
@@ -466,6 +516,9 @@ fn enrollment_table_of_a_loso_run() {
     let table = String::from_utf8_lossy(&out.stdout);
     assert!(
         table.contains("k = 3 enrollment utterances (2 draws)")
+            && table.contains(
+                "k = 3 enrollment utterances, shrunk toward the training speakers (2 draws)"
+            )
             && table.contains("training-set statistics (no enrollment)"),
         "{table}"
     );

@@ -41,7 +41,15 @@ pub fn run(args: &Args) -> Result<()> {
     let store = model.features(&corpus)?;
     let vectors = model.vectors(&corpus)?;
     let all: Vec<usize> = (0..corpus.len()).collect();
-    let stats = speaker_stats(&model, &args.speaker, &store, vectors.as_ref(), &all)?;
+    let prior = model.parts.enrollment_prior.as_ref();
+    if prior.is_none() {
+        eprintln!(
+            "note: {} has no enrollment prior (written by an older rescnn): the statistics are the \
+             utterances' own, which from fewer than about ten utterances do worse than none",
+            args.model.display()
+        );
+    }
+    let stats = speaker_stats(&model, prior, &args.speaker, &store, vectors.as_ref(), &all)?;
     stats.save(&args.output)?;
     println!(
         "{}: statistics of speaker '{}' from {} utterance(s){}",

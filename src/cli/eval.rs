@@ -399,6 +399,7 @@ fn run_enrollment(args: &Args, ks: &[usize]) -> Result<()> {
             name: dirs[k].display().to_string(),
             model,
             test: split.test,
+            train: split.train,
         });
     }
     let settings = EnrollmentSettings {

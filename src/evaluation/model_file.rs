@@ -108,6 +108,27 @@ impl UtteranceModel {
     }
 }
 
+/// Per-entry prior of a speaker's statistics, from the training speakers: the mean of their
+/// speaker means, the mean of their speaker variances, and the prior's weight in utterances (the
+/// within-speaker variance of utterance means over the between-speaker variance of speaker means).
+/// A speaker enrolled with k utterances gets `(k · own + weight · prior) / (k + weight)` for the
+/// mean and for the variance: an empirical-Bayes estimate, close to the training speakers' with
+/// one utterance, close to the speaker's own with many.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Prior<T> {
+    pub mean: Vec<T>,
+    pub var: Vec<T>,
+    pub weight: Vec<T>,
+}
+
+/// The priors of a speaker-normalised model's statistics: the image's per (channel, row), indexed
+/// like [`ModelFile::training_rows`], and the utterance vector's per entry.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct EnrollmentPrior {
+    pub image: Prior<f32>,
+    pub vector: Option<Prior<f64>>,
+}
+
 /// `model.json`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct ModelFile {
@@ -116,6 +137,10 @@ pub struct ModelFile {
     /// row), indexed `c * height + row` (all training speakers together).
     pub training_rows: Option<Stats<f32>>,
     pub utterance: Option<UtteranceModel>,
+    /// For a speaker-normalised network: what `rescnn enroll` shrinks a few utterances'
+    /// statistics toward.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub enrollment_prior: Option<EnrollmentPrior>,
 }
 
 impl ModelFile {
@@ -124,6 +149,7 @@ impl ModelFile {
             format: FORMAT.into(),
             training_rows,
             utterance,
+            enrollment_prior: None,
         }
     }
 

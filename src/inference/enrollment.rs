@@ -16,11 +16,12 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
 use super::model_dir::{ModelPredictions, SpeakerSource, TrainedModel};
-use crate::data::{Corpus, FeatureStore, SpeakerNorm};
+use crate::data::{Corpus, FeatureStore, InputNormMode, SpeakerNorm};
 use crate::evaluation::metrics::{mean_std, EvalReport};
-use crate::evaluation::model_file::{self, SpeakerStats, Stats};
+use crate::evaluation::model_file::{self, EnrollmentPrior, Prior, SpeakerStats, Stats};
 use crate::evaluation::predict::score;
 use crate::evaluation::predict::Predictions;
+use crate::evaluation::speaker_prior::{fit_prior, raw_moments, shrink};
 use crate::prosody::store::vector_stats;
 use crate::prosody::ProsodyStore;
 use crate::training::config::DeviceChoice;
@@ -29,9 +30,12 @@ use crate::{config_err, Result};
 
 /// The statistics of `speaker` from the utterances `indices` of a corpus (its spectrograms in
 /// `store`, its vectors in `vectors` when the model has an utterance-vector path), as `model`
-/// normalises: per (channel, image row) of the image, per entry of the vector.
+/// normalises: per (channel, image row) of the image, per entry of the vector. With a `prior`, the
+/// means and variances are shrunk toward the training speakers' (see [`Prior`]): statistics of a
+/// few utterances are mostly those utterances' content (their emotion), not the speaker.
 pub fn speaker_stats(
     model: &TrainedModel,
+    prior: Option<&EnrollmentPrior>,
     speaker: &str,
     store: &FeatureStore,
     vectors: Option<&ProsodyStore>,
@@ -42,6 +46,7 @@ pub fn speaker_stats(
             "statistics of speaker '{speaker}' need at least one utterance"
         ));
     }
+    let k = indices.len() as f64;
     let mut group = vec!["other"; store.len()];
     for &i in indices {
         group[i] = "enrolled";
@@ -50,11 +55,53 @@ pub fn speaker_stats(
     let (mean, std) = norm
         .stats("enrolled")
         .expect("at least one enrolled utterance");
-    let vector = match (model.utterance(), vectors) {
-        (Some(_), Some(v)) => {
-            let (mean, std) = vector_stats(v, indices);
-            Some(Stats { mean, std })
+    let image = match prior {
+        // Both variances are at least the per-channel floor, so their mix is too.
+        Some(p) => {
+            let own_var: Vec<f64> = std.iter().map(|&s| (s as f64) * (s as f64)).collect();
+            let own_mean: Vec<f64> = mean.iter().map(|&m| m as f64).collect();
+            let to_f64 = |v: &[f32]| v.iter().map(|&x| x as f64).collect::<Vec<f64>>();
+            let image_prior = Prior {
+                mean: to_f64(&p.image.mean),
+                var: to_f64(&p.image.var),
+                weight: to_f64(&p.image.weight),
+            };
+            let (m, v) = shrink(&own_mean, &own_var, k, &image_prior);
+            Stats {
+                mean: m.iter().map(|&x| x as f32).collect(),
+                std: v.iter().map(|&x| x.sqrt() as f32).collect(),
+            }
         }
+        None => Stats {
+            mean: mean.to_vec(),
+            std: std.to_vec(),
+        },
+    };
+    let vector = match (model.utterance(), vectors) {
+        (Some(_), Some(v)) => Some(match prior.and_then(|p| p.vector.as_ref()) {
+            Some(p) => {
+                let (own_mean, own_var) = raw_moments(v, indices);
+                let (mean, var) = shrink(&own_mean, &own_var, k, p);
+                let std = mean
+                    .iter()
+                    .zip(&var)
+                    .map(|(&m, &v)| {
+                        let s = v.sqrt();
+                        // The floor of `vector_stats`: a constant entry is divided by 1.
+                        if s > 1e-6 * m.abs().max(1.0) {
+                            s
+                        } else {
+                            1.0
+                        }
+                    })
+                    .collect();
+                Stats { mean, std }
+            }
+            None => {
+                let (mean, std) = vector_stats(v, indices);
+                Stats { mean, std }
+            }
+        }),
         (Some(_), None) => {
             return Err(config_err!(
                 "the model takes an utterance vector: its statistics need the vectors"
@@ -66,10 +113,7 @@ pub fn speaker_stats(
         format: model_file::SPEAKER_FORMAT.into(),
         speaker: speaker.to_string(),
         utterances: indices.len(),
-        image: Stats {
-            mean: mean.to_vec(),
-            std: std.to_vec(),
-        },
+        image,
         vector,
     })
 }
@@ -79,6 +123,9 @@ pub struct FoldModel {
     pub name: String,
     pub model: TrainedModel,
     pub test: Vec<usize>,
+    /// The fold's training utterances (corpus indices), for the enrollment prior of a model whose
+    /// `model.json` has none.
+    pub train: Vec<usize>,
 }
 
 /// What the enrollment evaluation does.
@@ -146,14 +193,23 @@ pub fn evaluate_enrollment(
             "--enroll needs k ≥ 1 utterances and --draws ≥ 1"
         ));
     }
-    // Evaluations: 0 = all utterances, 1 = training statistics, then (k, draw) pairs.
+    // A prior for every fold, or the shrunk rows are left out.
+    let priors: Vec<Option<EnrollmentPrior>> = folds
+        .iter()
+        .map(|fold| prior_of_fold(fold, corpus))
+        .collect::<Result<_>>()?;
+    let shrunk = priors.iter().all(Option::is_some);
+    // Evaluations: 0 = all utterances, 1 = training statistics, then per k its draws with the
+    // speaker's own statistics and, with priors, the same draws shrunk toward the prior.
+    let per_k = if shrunk { 2 } else { 1 };
     let mut evaluations: Vec<Vec<Pooled>> = vec![vec![Pooled::default()], vec![Pooled::default()]];
-    for _ in &settings.ks {
+    for _ in 0..settings.ks.len() * per_k {
         evaluations.push((0..settings.draws).map(|_| Pooled::default()).collect());
     }
     let mut skipped = vec![0usize; settings.ks.len()];
     for (f, fold) in folds.iter().enumerate() {
         let model = &fold.model;
+        let prior = priors[f].as_ref().filter(|_| shrunk);
         let mut speakers: Vec<&str> = fold
             .test
             .iter()
@@ -192,11 +248,7 @@ pub fn evaluate_enrollment(
                     skipped[n] += 1;
                     continue;
                 }
-                for (d, evaluation) in evaluations[2 + n]
-                    .iter_mut()
-                    .enumerate()
-                    .take(settings.draws)
-                {
+                for d in 0..settings.draws {
                     let stream = ((f as u64) << 40) | ((s as u64) << 20) | d as u64;
                     let mut rng = ChaCha8Rng::seed_from_u64(derive_seed(
                         settings.seed,
@@ -208,9 +260,22 @@ pub fn evaluate_enrollment(
                     let (enrolled, rest) = order.split_at(k);
                     let mut rest = rest.to_vec();
                     rest.sort_unstable();
-                    let stats = speaker_stats(model, speaker, &store, vectors.as_ref(), enrolled)?;
-                    let p = run(SpeakerSource::Given(std::slice::from_ref(&stats)), &rest)?;
-                    evaluation.add(p, &to_corpus);
+                    let methods = std::iter::once(None).chain(prior.map(Some));
+                    for (m, method_prior) in methods.enumerate() {
+                        let stats = speaker_stats(
+                            model,
+                            method_prior,
+                            speaker,
+                            &store,
+                            vectors.as_ref(),
+                            enrolled,
+                        )?;
+                        let p = run(SpeakerSource::Given(std::slice::from_ref(&stats)), &rest)?;
+                        evaluations[2 + n * per_k + m]
+                            .get_mut(d)
+                            .expect("one pool per draw")
+                            .add(p, &to_corpus);
+                    }
                 }
             }
         }
@@ -243,10 +308,15 @@ pub fn evaluate_enrollment(
             0 => "all of the speaker's utterances (transductive)".to_string(),
             1 => "training-set statistics (no enrollment)".to_string(),
             _ => {
-                let k = settings.ks[n - 2];
+                let k = settings.ks[(n - 2) / per_k];
                 format!(
-                    "k = {k} enrollment utterance{} ({} draws)",
+                    "k = {k} enrollment utterance{}{} ({} draws)",
                     if k == 1 { "" } else { "s" },
+                    if (n - 2) % per_k == 1 {
+                        ", shrunk toward the training speakers"
+                    } else {
+                        ""
+                    },
                     settings.draws
                 )
             }
@@ -255,7 +325,7 @@ pub fn evaluate_enrollment(
         rows.push(EnrollmentRow {
             setting,
             scored: pooled[0].network.len(),
-            speakers_skipped: if n >= 2 { skipped[n - 2] } else { 0 },
+            speakers_skipped: if n >= 2 { skipped[(n - 2) / per_k] } else { 0 },
             network: summarise(pooled, &|p| Some(&p.network)).expect("always there"),
             branch: summarise(pooled, &|p| p.branch.as_ref()),
             fusion: has_branch
@@ -264,6 +334,37 @@ pub fn evaluate_enrollment(
         });
     }
     Ok(rows)
+}
+
+/// The enrollment prior of `fold`: its model's (`model.json`), else fitted on the fold's training
+/// utterances of `corpus`; `None` for a model that is not speaker-normalised or a fold without
+/// training utterances in `corpus`.
+fn prior_of_fold(fold: &FoldModel, corpus: &Corpus) -> Result<Option<EnrollmentPrior>> {
+    let model = &fold.model;
+    if model.input_norm_mode() != InputNormMode::Speaker {
+        return Ok(None);
+    }
+    if let Some(p) = &model.parts.enrollment_prior {
+        return Ok(Some(p.clone()));
+    }
+    if fold.train.is_empty() {
+        return Ok(None);
+    }
+    let store = model.features(corpus)?;
+    let vectors = model.vectors(corpus)?;
+    let speakers: Vec<&str> = corpus
+        .utterances
+        .iter()
+        .map(|u| u.speaker.as_str())
+        .collect();
+    fit_prior(
+        &store,
+        &model.config.spectrogram.image,
+        vectors.as_ref(),
+        &speakers,
+        &fold.train,
+    )
+    .map(Some)
 }
 
 /// The enrollment table as markdown.

@@ -8,6 +8,7 @@ use crate::data::{
     Corpus, FeatureStore, InputNorm, InputNormMode, Normalization, SpeakerNorm, Split,
 };
 use crate::evaluation::model_file::{ModelFile, Stats, UtteranceModel};
+use crate::evaluation::speaker_prior::fit_prior;
 use crate::model::Network;
 use crate::prosody::branch::ProsodyBranch;
 use crate::prosody::{ProsodyNorm, ProsodyStore};
@@ -188,7 +189,7 @@ impl<'a, B: Backend<Elem = f32>> Trainer<'a, B> {
             }
             _ => None,
         };
-        let model_file = ModelFile::new(
+        let mut model_file = ModelFile::new(
             match cfg.input_norm {
                 InputNormMode::Training => None,
                 InputNormMode::Speaker => Some(training_rows(cfg, store, fold.split)?),
@@ -209,6 +210,20 @@ impl<'a, B: Backend<Elem = f32>> Trainer<'a, B> {
                 _ => None,
             },
         );
+        if cfg.input_norm == InputNormMode::Speaker {
+            let speakers: Vec<&str> = corpus
+                .utterances
+                .iter()
+                .map(|u| u.speaker.as_str())
+                .collect();
+            model_file.enrollment_prior = Some(fit_prior(
+                store,
+                &cfg.spectrogram.image,
+                vectors,
+                &speakers,
+                &fold.split.train,
+            )?);
+        }
         Ok(Trainer {
             model_file,
             vectors,
