@@ -1,9 +1,9 @@
 //! rescnn: speech emotion recognition with the multi-level residual CNN of Zheng et al., trained on
 //! handwritten CUDA kernels, a CPU reference, or an emulated device that runs the same kernels on the CPU.
 //!
-//! The modules follow the data: audio → features → data → prosody → model → backends → evaluation
-//! → training → inference → export, timeline (→ the command line, [`cli`]). Each imports only from
-//! the modules before it.
+//! The modules follow the data: audio → features → data → prosody → backends → model → evaluation
+//! → training → inference → export → timeline (→ the command line, [`cli`]). Each imports only from
+//! the modules before it (the backends run ops; the model is a network of them).
 
 pub mod audio;
 pub mod backends;

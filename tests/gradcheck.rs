@@ -593,7 +593,7 @@ fn conv2d_gradients_across_chunks() {
         true,
     )
     .unwrap();
-    let rows = Cpu::conv_chunk_rows(&g).unwrap();
+    let rows = rescnn::backends::ops::conv2d::cpu_chunk_rows(&g).unwrap();
     assert!(
         g.h_out as usize > 2 * rows,
         "the case must span at least 3 chunks ({rows} rows each, {} rows)",
@@ -1053,7 +1053,7 @@ fn rmsprop_matches_hand_computed_steps() {
         [-0.3, 0.2, 0.5, 1.0],
     ];
     for (step, g) in grads.iter().enumerate() {
-        cpu.rmsprop_update(&cfg, step as u64, &mut w, &g.to_vec(), &mut r)
+        cpu.rmsprop_update(&cfg.step(step as u64), &mut w, &g.to_vec(), &mut r)
             .unwrap();
     }
     // By hand, element 0 (g = 0.2, 0.1, −0.3; lr_t = 0.01, 0.01/1.5, 0.01/2):
@@ -1100,7 +1100,7 @@ fn rmsprop_matches_hand_computed_steps() {
         ..cfg
     };
     let (mut w, mut r) = (vec![2.0], vec![0.0]);
-    cpu.rmsprop_update(&cfg, 0, &mut w, &vec![0.5], &mut r)
+    cpu.rmsprop_update(&cfg.step(0), &mut w, &vec![0.5], &mut r)
         .unwrap();
     assert!((r[0] - 0.1 * 0.49).abs() < 1e-15);
     assert!(

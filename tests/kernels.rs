@@ -402,7 +402,7 @@ fn run_rmsprop<B: Backend<Elem = f32>>(
     let mut r = b.zeros(w0.len()).unwrap();
     for (step, g) in grads.iter().enumerate() {
         let gb = b.upload(g).unwrap();
-        b.rmsprop_update(cfg, step as u64, &mut w, &gb, &mut r)
+        b.rmsprop_update(&cfg.step(step as u64), &mut w, &gb, &mut r)
             .unwrap();
     }
     (b.download(&w).unwrap(), b.download(&r).unwrap())

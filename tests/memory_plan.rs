@@ -398,7 +398,7 @@ fn reference_step<B: Backend<Elem = f32>>(
             let w = &mut values[li][k];
             let g = &pgrads[li][k];
             match optimizer {
-                Optimizer::RmsProp(cfg) => b.rmsprop_update(&cfg, 0, w, g, &mut r).unwrap(),
+                Optimizer::RmsProp(cfg) => b.rmsprop_update(&cfg.step(0), w, g, &mut r).unwrap(),
                 Optimizer::AdamW { cfg, total_steps } => {
                     let mut m = b.zeros(len).unwrap();
                     b.adamw_update(&cfg.step(0, total_steps), w, g, &mut m, &mut r)

@@ -28,55 +28,11 @@ use std::marker::PhantomData;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
+pub use super::device::Cost;
 use super::device::{
     Device, DevicePtr, Kernel, KernelArgs, LaunchConfig, MemoryMeter, MeteredBytes,
 };
 use crate::Result;
-
-/// What one launch computes and moves.
-#[derive(Clone, Copy, Debug, Default, PartialEq)]
-pub struct Cost {
-    /// FLOPs the op needs (2 per multiply-add of the mathematical GEMM).
-    pub useful_flops: f64,
-    /// FLOPs the launch executes: the useful ones plus the tile padding's (zeros multiplied).
-    pub executed_flops: f64,
-    /// Bytes to and from DRAM under the traffic model above.
-    pub bytes: f64,
-    /// A tiled GEMM (counted in the GEMM waste figure).
-    pub gemm: bool,
-}
-
-impl Cost {
-    /// A memory-bound launch moving `bytes`.
-    pub fn memory(bytes: usize) -> Self {
-        Cost {
-            bytes: bytes as f64,
-            ..Cost::default()
-        }
-    }
-
-    /// A tiled GEMM launch of `cfg` (tile_rows × tile_cols per block, the grid's x and y the output
-    /// tiles) for an m × n × k product whose K splits walk `k_steps` steps of `bk` in all, moving
-    /// `bytes`.
-    #[allow(clippy::too_many_arguments)]
-    pub fn gemm(
-        cfg: &LaunchConfig,
-        tile_rows: usize,
-        tile_cols: usize,
-        k_steps: usize,
-        bk: usize,
-        (m, n, k): (usize, usize, usize),
-        bytes: usize,
-    ) -> Self {
-        let tiles = cfg.grid.0 as f64 * cfg.grid.1 as f64;
-        Cost {
-            useful_flops: 2.0 * m as f64 * n as f64 * k as f64,
-            executed_flops: 2.0 * tiles * (tile_rows * tile_cols * k_steps * bk) as f64,
-            bytes: bytes as f64,
-            gemm: true,
-        }
-    }
-}
 
 /// Peak figures of a card, the roofline's two ceilings.
 #[derive(Clone, Copy, Debug, PartialEq)]

@@ -243,7 +243,52 @@ pub trait Device: Send + Sync {
     /// The cost-model hook: a wrapper states what the launch of `kernel` it is about to make computes
     /// and moves, from the geometry and configuration it launches with. Devices that run kernels
     /// ignore it (the closure is never called); [`CostDevice`](super::cost::CostDevice) records it.
-    fn note_cost(&self, _kernel: Kernel, _cost: impl FnOnce() -> super::cost::Cost) {}
+    fn note_cost(&self, _kernel: Kernel, _cost: impl FnOnce() -> Cost) {}
+}
+
+/// What one launch computes and moves.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct Cost {
+    /// FLOPs the op needs (2 per multiply-add of the mathematical GEMM).
+    pub useful_flops: f64,
+    /// FLOPs the launch executes: the useful ones plus the tile padding's (zeros multiplied).
+    pub executed_flops: f64,
+    /// Bytes to and from DRAM under the cost model's traffic model (`super::cost`).
+    pub bytes: f64,
+    /// A tiled GEMM (counted in the GEMM waste figure).
+    pub gemm: bool,
+}
+
+impl Cost {
+    /// A memory-bound launch moving `bytes`.
+    pub fn memory(bytes: usize) -> Self {
+        Cost {
+            bytes: bytes as f64,
+            ..Cost::default()
+        }
+    }
+
+    /// A tiled GEMM launch of `cfg` (tile_rows × tile_cols per block, the grid's x and y the output
+    /// tiles) for an m × n × k product whose K splits walk `k_steps` steps of `bk` in all, moving
+    /// `bytes`.
+    #[allow(clippy::too_many_arguments)]
+    pub fn gemm(
+        cfg: &LaunchConfig,
+        tile_rows: usize,
+        tile_cols: usize,
+        k_steps: usize,
+        bk: usize,
+        (m, n, k): (usize, usize, usize),
+        bytes: usize,
+    ) -> Self {
+        let tiles = cfg.grid.0 as f64 * cfg.grid.1 as f64;
+        Cost {
+            useful_flops: 2.0 * m as f64 * n as f64 * k as f64,
+            executed_flops: 2.0 * tiles * (tile_rows * tile_cols * k_steps * bk) as f64,
+            bytes: bytes as f64,
+            gemm: true,
+        }
+    }
 }
 
 #[cfg(test)]

@@ -8,7 +8,6 @@ use std::sync::Mutex;
 
 use super::device::Device;
 use super::kernels;
-use super::ops::conv2d::kernel::GatherTables;
 use super::{Backend, Buffers};
 use crate::Result;
 
@@ -20,7 +19,7 @@ pub struct KernelBackend<D: Device> {
     /// allocates nothing after its first step.
     pub(in crate::backends) gemm_scratch: kernels::gemm::Scratch<D>,
     /// The convolution gathers' K tables, built once per geometry and direction.
-    pub(in crate::backends) gather_tables: GatherTables<D>,
+    pub(in crate::backends) gather_tables: kernels::gather_tables::GatherTables<D>,
     /// Scratch for softmax_xent's two counters (correct rows, bad labels), reused across calls.
     pub(in crate::backends) xent_counters: Mutex<D::Buffer<u32>>,
 }
@@ -31,7 +30,7 @@ impl<D: Device> KernelBackend<D> {
         Ok(KernelBackend {
             dev,
             gemm_scratch: kernels::gemm::Scratch::new(),
-            gather_tables: GatherTables::new(),
+            gather_tables: kernels::gather_tables::GatherTables::new(),
             xent_counters,
         })
     }

@@ -38,14 +38,14 @@ pub mod kernel_backend;
 pub mod kernels;
 pub mod ops;
 
-pub use ops::adamw::AdamWParams;
+pub use ops::adamw::{AdamWParams, AdamWStep};
 pub use ops::batchnorm::BatchNormGeom;
 pub use ops::concat::ConcatGeom;
 pub use ops::conv2d::{ConvGeom, Padding};
 pub use ops::dense::DenseGeom;
 pub use ops::dropout::DropoutParams;
 pub use ops::maxpool::PoolGeom;
-pub use ops::rmsprop::RmsPropParams;
+pub use ops::rmsprop::{RmsPropParams, RmsPropStep};
 pub use ops::shortcut::ShortcutGeom;
 pub use ops::softmax_xent::{XentGeom, XentStats};
 pub use ops::statspool::StatsPoolGeom;

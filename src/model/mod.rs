@@ -33,7 +33,7 @@ pub mod tensors;
 pub use layer::{PlannedLayer, PlannedOp};
 pub use memory::{memory_plan, MemoryBytes, MemoryPlan};
 pub use network::Network;
-pub use optimizer::{AdamWConfig, AdamWStep, LrSchedule, Optimizer, OptimizerKind, RmsPropConfig};
+pub use optimizer::{AdamWConfig, LrSchedule, Optimizer, OptimizerKind, RmsPropConfig};
 pub use plan::{InputShape, Plan};
 pub use presets::{input_shortcut_sweep, preset, presets, table4, Certainty, Preset};
 pub use schedule::BackwardSchedule;

@@ -1,9 +1,10 @@
 //! The optimizers: their settings (RMSProp, AdamW and its learning-rate schedule), the update a
 //! training step applies ([`Optimizer`]; the network applies it) and which kind's state a network's
 //! moments hold. The settings are also the trainer's `[optimizer]` table; the kernels take the
-//! per-update values they derive ([`RmsPropParams`], [`AdamWParams`]).
+//! per-update values they derive ([`RmsPropStep`], [`AdamWStep`], which make the kernels'
+//! parameters).
 
-use crate::backends::{AdamWParams, RmsPropParams};
+use crate::backends::{AdamWStep, RmsPropStep};
 use crate::{shape_err, Result};
 
 /// Which optimizer trains (`--optimizer`, the `kind` key of the `[optimizer]` table).
@@ -63,10 +64,6 @@ impl Optimizer {
     }
 }
 
-fn to_i32(what: &str, v: usize) -> Result<i32> {
-    i32::try_from(v).map_err(|_| shape_err!("{what} = {v} does not fit in 32 bits"))
-}
-
 /// RMSProp settings; defaults are the paper's Table III (α = 0.001, decay 1e-6) with η = 0.9, ε = 1e-7.
 /// Also the trainer's `[optimizer]` configuration table (a file needs only the keys it changes).
 #[derive(Clone, Copy, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -96,15 +93,14 @@ impl RmsPropConfig {
     pub fn lr_at(&self, step: u64) -> f64 {
         self.lr / (1.0 + self.decay * step as f64)
     }
-    /// Kernel parameters for update number `step` (0-based) of a tensor of `len` values.
-    pub fn params(&self, step: u64, len: usize) -> Result<RmsPropParams> {
-        Ok(RmsPropParams {
-            len: to_i32("parameter count", len)?,
-            lr: self.lr_at(step) as f32,
-            rho: self.rho as f32,
-            eps: self.eps as f32,
-            weight_decay: self.weight_decay as f32,
-        })
+    /// The host-side values of update number `step` (0-based).
+    pub fn step(&self, step: u64) -> RmsPropStep {
+        RmsPropStep {
+            lr: self.lr_at(step),
+            rho: self.rho,
+            eps: self.eps,
+            weight_decay: self.weight_decay,
+        }
     }
 }
 
@@ -154,15 +150,6 @@ impl Default for AdamWConfig {
             final_lr_fraction: 0.01,
         }
     }
-}
-
-/// One AdamW update's host-side values: the scheduled lr and the 1-based update number t.
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub struct AdamWStep {
-    pub cfg: AdamWConfig,
-    pub lr: f64,
-    /// 1-based update number (bias correction uses β^t).
-    pub t: u64,
 }
 
 impl AdamWConfig {
@@ -234,38 +221,13 @@ impl AdamWConfig {
     /// Host values of update `step` (0-based, so t = step + 1) of a run of `total_steps`.
     pub fn step(&self, step: u64, total_steps: u64) -> AdamWStep {
         AdamWStep {
-            cfg: *self,
             lr: self.lr_at(step, total_steps),
+            beta1: self.beta1,
+            beta2: self.beta2,
+            eps: self.eps,
+            weight_decay: self.weight_decay,
             t: step + 1,
         }
-    }
-}
-
-impl AdamWStep {
-    /// 1 / (1 − β1^t) and 1 / (1 − β2^t), in f64.
-    pub fn bias_corrections(&self) -> (f64, f64) {
-        let t = self.t.min(i32::MAX as u64) as i32;
-        (
-            1.0 / (1.0 - self.cfg.beta1.powi(t)),
-            1.0 / (1.0 - self.cfg.beta2.powi(t)),
-        )
-    }
-    /// Kernel parameters for a tensor of `len` values.
-    pub fn params(&self, len: usize) -> Result<AdamWParams> {
-        if self.t == 0 {
-            return Err(shape_err!("AdamW update numbers start at 1, got t = 0"));
-        }
-        let (bias1, bias2) = self.bias_corrections();
-        Ok(AdamWParams {
-            len: to_i32("parameter count", len)?,
-            lr: self.lr as f32,
-            beta1: self.cfg.beta1 as f32,
-            beta2: self.cfg.beta2 as f32,
-            eps: self.cfg.eps as f32,
-            weight_decay: self.cfg.weight_decay as f32,
-            bias1: bias1 as f32,
-            bias2: bias2 as f32,
-        })
     }
 }
 

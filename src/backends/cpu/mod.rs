@@ -19,7 +19,6 @@ use std::sync::Mutex;
 
 use rayon::prelude::*;
 
-use super::ops::conv2d::ConvGeom;
 use super::{Backend, Buffers};
 use crate::tensor::Real;
 use crate::{shape_err, Result};
@@ -35,11 +34,6 @@ impl<T: Real> CpuBackend<T> {
         CpuBackend {
             scratch: Scratch::default(),
         }
-    }
-    /// How many output rows one im2col chunk of this convolution covers (tests use it to be sure
-    /// they cover images split into several chunks).
-    pub fn conv_chunk_rows(g: &ConvGeom) -> Result<usize> {
-        super::ops::conv2d::cpu::chunk_rows(g)
     }
 }
 

@@ -2,6 +2,7 @@
 //! grid-stride launch of element-wise kernels, and the tiled GEMM machinery ([`gemm`]) of the
 //! convolution and dense kernels.
 
+pub mod gather_tables;
 pub mod gemm;
 
 use super::device::{Device, DevicePtr, LaunchConfig};

@@ -25,14 +25,9 @@ impl<B: Backend> Network<B> {
         }
         match optimizer {
             Optimizer::RmsProp(cfg) => {
+                let step = cfg.step(self.step);
                 for p in &mut self.params.trained {
-                    backend.rmsprop_update(
-                        &cfg,
-                        self.step,
-                        &mut p.value,
-                        &p.grad,
-                        &mut p.mean_square,
-                    )?;
+                    backend.rmsprop_update(&step, &mut p.value, &p.grad, &mut p.mean_square)?;
                 }
             }
             Optimizer::AdamW { cfg, total_steps } => {

@@ -4,9 +4,8 @@
 
 use rayon::prelude::*;
 
-use super::AdamWOp;
+use super::{AdamWOp, AdamWStep};
 use crate::backends::cpu::{check_len, CpuBackend};
-use crate::model::optimizer::AdamWStep;
 use crate::tensor::Real;
 use crate::Result;
 
@@ -29,10 +28,10 @@ impl<T: Real> AdamWOp for CpuBackend<T> {
         let (bias1, bias2) = step.bias_corrections();
         let (bias1, bias2) = (T::from_f64(bias1), T::from_f64(bias2));
         let lr = T::from_f64(step.lr);
-        let beta1 = T::from_f64(step.cfg.beta1);
-        let beta2 = T::from_f64(step.cfg.beta2);
-        let eps = T::from_f64(step.cfg.eps);
-        let wd = T::from_f64(step.cfg.weight_decay);
+        let beta1 = T::from_f64(step.beta1);
+        let beta2 = T::from_f64(step.beta2);
+        let eps = T::from_f64(step.eps);
+        let wd = T::from_f64(step.weight_decay);
         const CHUNK: usize = 1 << 14;
         w.par_chunks_mut(CHUNK)
             .zip(m[..len].par_chunks_mut(CHUNK))

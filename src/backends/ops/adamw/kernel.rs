@@ -1,11 +1,10 @@
 //! Wrapper of kernels/adamw.cu: one AdamW step over a parameter tensor.
 
-use super::AdamWOp;
+use super::{AdamWOp, AdamWStep};
 use crate::backends::cost::Cost;
 use crate::backends::device::{Device, Kernel, KernelArgs};
 use crate::backends::kernel_backend::KernelBackend;
 use crate::backends::kernels::{check_index_range, grid_stride, need};
-use crate::model::optimizer::AdamWStep;
 use crate::{shape_err, Result};
 
 pub const UPDATE: Kernel = Kernel {

@@ -6,10 +6,9 @@
 pub(in crate::backends) mod cpu;
 pub mod kernel;
 
-use super::Tolerance;
+use super::{to_i32, Tolerance};
 use crate::backends::Buffers;
-use crate::model::optimizer::AdamWStep;
-use crate::Result;
+use crate::{shape_err, Result};
 
 /// The kernel file of this op: `kernels/adamw.cu`.
 pub const KERNEL_MODULE: &str = "adamw";
@@ -31,7 +30,7 @@ pub const TOLERANCE: Tolerance = Tolerance {
 /// w ← w − lr_t · wd · w;            w ← w − lr_t · m̂ / (sqrt(v̂) + eps)
 /// ```
 ///
-/// lr_t comes from the schedule ([`AdamWConfig::lr_at`]); it and the two bias-correction factors are
+/// lr_t comes from the schedule (`AdamWConfig::lr_at` in [`crate::model::optimizer`]); it and the two bias-correction factors are
 /// computed once on the host in f64 ([`AdamWStep::params`]), not per element.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, bytemuck::Pod, bytemuck::Zeroable)]
@@ -47,6 +46,47 @@ pub struct AdamWParams {
     pub bias1: f32,
     /// 1 / (1 − β2^t).
     pub bias2: f32,
+}
+
+/// One AdamW update's host-side values: the scheduled lr, the settings and the 1-based update
+/// number t (made by `AdamWConfig::step` in [`crate::model::optimizer`]).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct AdamWStep {
+    pub lr: f64,
+    pub beta1: f64,
+    pub beta2: f64,
+    pub eps: f64,
+    pub weight_decay: f64,
+    /// 1-based update number (bias correction uses β^t).
+    pub t: u64,
+}
+
+impl AdamWStep {
+    /// 1 / (1 − β1^t) and 1 / (1 − β2^t), in f64.
+    pub fn bias_corrections(&self) -> (f64, f64) {
+        let t = self.t.min(i32::MAX as u64) as i32;
+        (
+            1.0 / (1.0 - self.beta1.powi(t)),
+            1.0 / (1.0 - self.beta2.powi(t)),
+        )
+    }
+    /// Kernel parameters for a tensor of `len` values.
+    pub fn params(&self, len: usize) -> Result<AdamWParams> {
+        if self.t == 0 {
+            return Err(shape_err!("AdamW update numbers start at 1, got t = 0"));
+        }
+        let (bias1, bias2) = self.bias_corrections();
+        Ok(AdamWParams {
+            len: to_i32("parameter count", len)?,
+            lr: self.lr as f32,
+            beta1: self.beta1 as f32,
+            beta2: self.beta2 as f32,
+            eps: self.eps as f32,
+            weight_decay: self.weight_decay as f32,
+            bias1: bias1 as f32,
+            bias2: bias2 as f32,
+        })
+    }
 }
 
 /// One AdamW update of a parameter tensor, in place.

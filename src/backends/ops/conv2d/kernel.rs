@@ -1,13 +1,11 @@
 //! Wrapper of `kernels/conv2d.cu`: kernel names, argument order and launch configuration of the
 //! convolution, forward and backward, in one place. See the `.cu` header for each kernel's strategy.
 
-use std::collections::HashMap;
-use std::sync::Mutex;
-
 use super::{Conv2dOp, ConvGeom};
 use crate::backends::cost::Cost;
 use crate::backends::device::{Device, Kernel, KernelArgs, LaunchConfig};
 use crate::backends::kernel_backend::KernelBackend;
+use crate::backends::kernels::gather_tables::{GatherKey, GatherTables};
 use crate::backends::kernels::gemm::{self, check_int_range, Scratch, SplitK, Tile, Variants};
 use crate::backends::kernels::need;
 use crate::backends::InputGrad;
@@ -149,90 +147,41 @@ fn gather_table<D: Device>(
 /// What a K table depends on (see `conv2d_gather_table`): the direction, then the gathered tensor's
 /// channels and plane (C_in, H_in, W_in forward; C_out, H_out, W_out backward-data) and the kernel
 /// window. Not the batch: a short last batch reuses its full batch's table.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-struct TableKey {
+fn table_key(g: &ConvGeom, backward_data: bool) -> GatherKey {
+    let (channels, h, w) = if backward_data {
+        (g.c_out, g.h_out, g.w_out)
+    } else {
+        (g.c_in, g.h_in, g.w_in)
+    };
+    GatherKey {
+        backward_data,
+        channels,
+        h,
+        w,
+        k_h: g.k_h,
+        k_w: g.k_w,
+    }
+}
+
+/// Run `f` with the K table of the forward (`backward_data` false) or backward-data gather of `g`
+/// over `k` entries, building it first if the cache has none for its key.
+fn with_table<D: Device, R>(
+    tables: &GatherTables<D>,
+    dev: &D,
+    g: &ConvGeom,
     backward_data: bool,
-    channels: i32,
-    h: i32,
-    w: i32,
-    k_h: i32,
-    k_w: i32,
-}
-
-impl TableKey {
-    fn of(g: &ConvGeom, backward_data: bool) -> Self {
-        let (channels, h, w) = if backward_data {
-            (g.c_out, g.h_out, g.w_out)
-        } else {
-            (g.c_in, g.h_in, g.w_in)
-        };
-        TableKey {
-            backward_data,
-            channels,
-            h,
-            w,
-            k_h: g.k_h,
-            k_w: g.k_w,
-        }
-    }
-}
-
-/// The convolution gathers' K tables, one device buffer per distinct [`TableKey`], each built by one
-/// `conv2d_gather_table` launch the first time its key is seen and then reused: a steady-state
-/// training step launches no table kernel and allocates nothing. Inputs of varying width (crop
-/// evaluation) add keys, so past [`GatherTables::MAX_TABLES`] the cache is emptied and refilled.
-pub struct GatherTables<D: Device> {
-    tables: Mutex<HashMap<TableKey, D::Buffer<f32>>>,
-}
-
-impl<D: Device> Default for GatherTables<D> {
-    fn default() -> Self {
-        GatherTables {
-            tables: Mutex::new(HashMap::new()),
-        }
-    }
-}
-
-impl<D: Device> GatherTables<D> {
-    /// Most tables kept at once: a network has two per convolution, far fewer than this; the
-    /// tables are K·16 bytes each (100 KiB for the paper's largest layer), so the bound caps the
-    /// cache at a few MiB.
-    pub const MAX_TABLES: usize = 64;
-
-    pub fn new() -> Self {
-        Self::default()
-    }
-
-    /// Run `f` with the K table of the forward (`backward_data` false) or backward-data gather of
-    /// `g` over `k` entries, building it first if this key has none yet.
-    fn with<R>(
-        &self,
-        dev: &D,
-        g: &ConvGeom,
-        backward_data: bool,
-        k: usize,
-        f: impl FnOnce(&D::Buffer<f32>) -> Result<R>,
-    ) -> Result<R> {
-        let key = TableKey::of(g, backward_data);
-        let mut tables = self.tables.lock().unwrap_or_else(|e| e.into_inner());
-        if !tables.contains_key(&key) {
-            if tables.len() >= Self::MAX_TABLES {
-                tables.clear();
-            }
+    k: usize,
+    f: impl FnOnce(&D::Buffer<f32>) -> Result<R>,
+) -> Result<R> {
+    tables.with(
+        table_key(g, backward_data),
+        || {
             let mut table = dev.alloc_zeroed::<f32>(table_floats(k))?;
             gather_table(dev, g, backward_data, k, &mut table)?;
-            tables.insert(key, table);
-        }
-        f(&tables[&key])
-    }
-
-    /// Tables currently held.
-    pub fn len(&self) -> usize {
-        self.tables.lock().unwrap_or_else(|e| e.into_inner()).len()
-    }
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
+            Ok(table)
+        },
+        f,
+    )
 }
 
 /// How a per-channel sum over `positions` (n, h, w) values of each of `channels` channels is split
@@ -260,7 +209,7 @@ pub fn backward_scratch_len(g: &ConvGeom, with_bias: bool) -> usize {
 /// The K table of `g`'s forward (`backward_data` false) or backward-data gather: its identity (two
 /// geometries with the same key share one table) and its size in bytes.
 pub fn gather_table_bytes(g: &ConvGeom, backward_data: bool) -> ([i32; 6], usize) {
-    let key = TableKey::of(g, backward_data);
+    let key = table_key(g, backward_data);
     let k = if backward_data {
         g.weight_len() / g.c_in as usize
     } else {
@@ -344,7 +293,7 @@ pub fn backward_data<D: Device>(
     need(dev, dx, input, "conv2d backward: dx")?;
     let cfg = gemm::launch(g.c_in as usize, input / g.c_in as usize, 1)?;
     let k = g.weight_len() / g.c_in as usize;
-    tables.with(dev, g, true, k, |table| {
+    with_table(tables, dev, g, true, k, |table| {
         let mut args = KernelArgs::new();
         args.push(*g)
             .push(dev.device_ptr(w))
@@ -480,7 +429,7 @@ impl<D: Device> Conv2dOp for KernelBackend<D> {
         let cfg = gemm::launch(c_out, pixels, 1)?;
         let kernel = Tile::for_rows(c_out).kernel(FORWARD);
         let k = g.weight_len() / g.c_out as usize;
-        tables.with(dev, g, false, k, |table| {
+        with_table(tables, dev, g, false, k, |table| {
             let mut args = KernelArgs::new();
             args.push(*g)
                 .push(dev.device_ptr(x))

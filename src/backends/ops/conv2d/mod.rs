@@ -4,6 +4,7 @@
 //! (`kernel.rs`).
 
 pub(in crate::backends) mod cpu;
+pub use cpu::chunk_rows as cpu_chunk_rows;
 pub mod kernel;
 
 use super::to_i32;

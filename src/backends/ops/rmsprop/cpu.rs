@@ -3,18 +3,16 @@
 
 use rayon::prelude::*;
 
-use super::RmsPropOp;
+use super::{RmsPropOp, RmsPropStep};
 use crate::backends::cpu::{check_len, CpuBackend};
-use crate::model::optimizer::RmsPropConfig;
 use crate::tensor::Real;
 use crate::Result;
 
 impl<T: Real> RmsPropOp for CpuBackend<T> {
-    /// Updates w and r in place (see [`RmsPropConfig`] for the formulas); `step` counts earlier updates.
+    /// Updates w and r in place (see [`super::RmsPropParams`] for the formulas).
     fn rmsprop_update(
         &self,
-        cfg: &RmsPropConfig,
-        step: u64,
+        step: &RmsPropStep,
         w: &mut Vec<T>,
         g: &Vec<T>,
         r: &mut Vec<T>,
@@ -22,10 +20,10 @@ impl<T: Real> RmsPropOp for CpuBackend<T> {
         let len = w.len();
         check_len("rmsprop g", g.len(), len)?;
         check_len("rmsprop r", r.len(), len)?;
-        let lr = T::from_f64(cfg.lr_at(step));
-        let rho = T::from_f64(cfg.rho);
-        let eps = T::from_f64(cfg.eps);
-        let wd = T::from_f64(cfg.weight_decay);
+        let lr = T::from_f64(step.lr);
+        let rho = T::from_f64(step.rho);
+        let eps = T::from_f64(step.eps);
+        let wd = T::from_f64(step.weight_decay);
         let one_minus_rho = T::ONE - rho;
         const CHUNK: usize = 1 << 14;
         w.par_chunks_mut(CHUNK)

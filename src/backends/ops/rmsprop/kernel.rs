@@ -1,11 +1,10 @@
 //! Wrapper of kernels/rmsprop.cu: one RMSProp step over a parameter tensor.
 
-use super::RmsPropOp;
+use super::{RmsPropOp, RmsPropStep};
 use crate::backends::cost::Cost;
 use crate::backends::device::{Device, Kernel, KernelArgs};
 use crate::backends::kernel_backend::KernelBackend;
 use crate::backends::kernels::{check_index_range, grid_stride, need};
-use crate::model::optimizer::RmsPropConfig;
 use crate::{shape_err, Result};
 
 pub const UPDATE: Kernel = Kernel {
@@ -14,11 +13,10 @@ pub const UPDATE: Kernel = Kernel {
 };
 
 impl<D: Device> RmsPropOp for KernelBackend<D> {
-    /// Update w and r in place from g (all of w's length); `step` counts the updates made before.
+    /// Update w and r in place from g (all of w's length).
     fn rmsprop_update(
         &self,
-        cfg: &RmsPropConfig,
-        step: u64,
+        step: &RmsPropStep,
         w: &mut D::Buffer<f32>,
         g: &D::Buffer<f32>,
         r: &mut D::Buffer<f32>,
@@ -26,8 +24,7 @@ impl<D: Device> RmsPropOp for KernelBackend<D> {
         let dev = &self.dev;
         let len = dev.buffer_len(w);
         check_index_range("RMSProp parameters", len)?;
-        // The time-decayed learning rate is computed once, here, in f64.
-        let params = cfg.params(step, len)?;
+        let params = step.params(len)?;
         let pointers = [
             need(dev, w, len, "RMSProp w")?,
             need(dev, g, len, "RMSProp g")?,

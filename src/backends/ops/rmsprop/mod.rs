@@ -6,9 +6,8 @@
 pub(in crate::backends) mod cpu;
 pub mod kernel;
 
-use super::Tolerance;
+use super::{to_i32, Tolerance};
 use crate::backends::Buffers;
-use crate::model::optimizer::RmsPropConfig;
 use crate::Result;
 
 /// The kernel file of this op: `kernels/rmsprop.cu`.
@@ -35,21 +34,43 @@ pub const TOLERANCE: Tolerance = Tolerance {
 #[derive(Clone, Copy, Debug, PartialEq, bytemuck::Pod, bytemuck::Zeroable)]
 pub struct RmsPropParams {
     pub len: i32,
-    /// lr_t, already time-decayed (computed once on the host by [`RmsPropConfig::params`]).
+    /// lr_t, already time-decayed (computed once on the host by [`RmsPropStep::params`]).
     pub lr: f32,
     pub rho: f32,
     pub eps: f32,
     pub weight_decay: f32,
 }
 
+/// One RMSProp update's host-side values: the time-decayed learning rate of this update and the
+/// settings (made by `RmsPropConfig::step` in [`crate::model::optimizer`]).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct RmsPropStep {
+    pub lr: f64,
+    pub rho: f64,
+    pub eps: f64,
+    pub weight_decay: f64,
+}
+
+impl RmsPropStep {
+    /// Kernel parameters for a tensor of `len` values.
+    pub fn params(&self, len: usize) -> Result<RmsPropParams> {
+        Ok(RmsPropParams {
+            len: to_i32("parameter count", len)?,
+            lr: self.lr as f32,
+            rho: self.rho as f32,
+            eps: self.eps as f32,
+            weight_decay: self.weight_decay as f32,
+        })
+    }
+}
+
 /// One RMSProp update of a parameter tensor, in place.
 pub trait RmsPropOp: Buffers {
-    /// One RMSProp update (see [`RmsPropConfig`]) of w from gradient g with running mean square r, all of
-    /// the same length; `step` is the number of updates applied before this one. Updates w and r in place.
+    /// One RMSProp update (see [`RmsPropParams`] for the formulas) of w from gradient g with running
+    /// mean square r, all of the same length. Updates w and r in place.
     fn rmsprop_update(
         &self,
-        cfg: &RmsPropConfig,
-        step: u64,
+        step: &RmsPropStep,
         w: &mut Self::Buf,
         g: &Self::Buf,
         r: &mut Self::Buf,
