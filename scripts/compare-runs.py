@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Compare two run folders (or snapshot folders) byte for byte, masking what may differ between two
 runs of the same computation: wall times, throughput, the commit that wrote a file, lock-file PIDs
-and run-folder paths. Checkpoints: tensor bytes exactly, metadata JSON masked. Exit 1 on a
+and run-folder paths (and any key given with --ignore KEY). Checkpoints: tensor bytes exactly, metadata JSON masked. Exit 1 on a
 difference, listing each one."""
 import json
 import re
@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 VOLATILE_KEYS = {"wall_s", "images_per_s", "elapsed_s", "written_by", "started", "finished"}
+IGNORED_KEYS = set()
 WRITER = re.compile(r"rescnn \d+\.\d+\.\d+ \([0-9a-f]+\)")
 VOLATILE_TEXT = [
     (re.compile(r"\d+(\.\d+)? ?(s|ms|min|img/s|images/s|training images/s)\b"), "<time>"),
@@ -19,7 +20,11 @@ VOLATILE_TEXT = [
 
 def mask_json(v):
     if isinstance(v, dict):
-        return {k: ("<masked>" if k in VOLATILE_KEYS else mask_json(x)) for k, x in v.items()}
+        return {
+            k: ("<masked>" if k in VOLATILE_KEYS else mask_json(x))
+            for k, x in v.items()
+            if k not in IGNORED_KEYS
+        }
     if isinstance(v, list):
         return [mask_json(x) for x in v]
     if isinstance(v, str) and WRITER.fullmatch(v):
@@ -60,7 +65,13 @@ def canonical(path, root):
 
 
 def main():
-    a, b = Path(sys.argv[1]), Path(sys.argv[2])
+    args = sys.argv[1:]
+    # `--ignore KEY`: leave out a JSON key that a deliberate change added or changed (say so).
+    while "--ignore" in args:
+        i = args.index("--ignore")
+        IGNORED_KEYS.add(args[i + 1])
+        del args[i : i + 2]
+    a, b = Path(args[0]), Path(args[1])
     files_a = {p.relative_to(a) for p in a.rglob("*") if p.is_file()}
     files_b = {p.relative_to(b) for p in b.rglob("*") if p.is_file()}
     bad = 0
