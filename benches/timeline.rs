@@ -37,7 +37,7 @@ fn main() {
         feature_cache: false,
         // A timeline reads one long recording of unknown speakers: training-set statistics.
         input_norm: rescnn::data::InputNormMode::Training,
-        // The timeline classifies windows with the network alone.
+        // The network path alone: the branch would add a pitch track and functionals per window.
         prosody_weight: 0.0,
         ..TrainConfig::default()
     };
