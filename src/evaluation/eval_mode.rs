@@ -138,22 +138,6 @@ pub fn predict_whole<B: Backend<Elem = f32>>(
         ));
     }
     let train_width = net.input_shape().width;
-    let out = predict_each_at_its_width(backend, net, store, image, norm, indices, batch, side);
-    net.set_input_width(backend, train_width)?;
-    out
-}
-
-#[allow(clippy::too_many_arguments)]
-fn predict_each_at_its_width<B: Backend<Elem = f32>>(
-    backend: &B,
-    net: &mut Network<B>,
-    store: &FeatureStore,
-    image: &ImageConfig,
-    norm: &Normalization,
-    indices: &[usize],
-    batch: usize,
-    side: Option<SideInput<'_>>,
-) -> Result<Predictions> {
     let mut by_width: BTreeMap<usize, Vec<usize>> = BTreeMap::new();
     for &u in indices {
         by_width
@@ -163,21 +147,27 @@ fn predict_each_at_its_width<B: Backend<Elem = f32>>(
     }
     let mut probs: HashMap<usize, Vec<f64>> = HashMap::with_capacity(indices.len());
     // Widest first, so the network's buffers are allocated once, at their largest.
-    for (&frames, group) in by_width.iter().rev() {
-        let width = fit_input_width(backend, net, frames)?;
-        let wide = ImageConfig {
-            width,
-            ..image.clone()
-        };
-        let batcher = Batcher::new(
-            store,
-            &wide,
-            group,
-            BatchConfig::evaluation(batch),
-            norm.clone(),
-        )?;
-        probs.extend(predict_all_with_side(backend, net, &batcher, side)?);
-    }
+    let mut run_groups = || -> Result<()> {
+        for (&frames, group) in by_width.iter().rev() {
+            let width = fit_input_width(backend, net, frames)?;
+            let wide = ImageConfig {
+                width,
+                ..image.clone()
+            };
+            let batcher = Batcher::new(
+                store,
+                &wide,
+                group,
+                BatchConfig::evaluation(batch),
+                norm.clone(),
+            )?;
+            probs.extend(predict_all_with_side(backend, net, &batcher, side)?);
+        }
+        Ok(())
+    };
+    let out = run_groups();
+    net.set_input_width(backend, train_width)?;
+    out?;
     Ok(indices.iter().map(|&u| (u, probs[&u].clone())).collect())
 }
 

@@ -269,7 +269,8 @@ pub fn timeline_on<B: Backend<Elem = f32>>(
         if silent {
             continue;
         }
-        pending.push((results.len() - 1, samples.clone()));
+        // The window's samples go to the batch; `window` refills the buffer for the next one.
+        pending.push((results.len() - 1, std::mem::take(&mut samples)));
         if pending.len() == batch {
             flush(&mut pending, &mut results)?;
         }

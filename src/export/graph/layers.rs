@@ -41,19 +41,7 @@ impl Builder<'_> {
                         attr_int("group", 1),
                     ],
                 ));
-                current[output] = if geom.relu != 0 {
-                    let out = format!("{p}.relu");
-                    b.push(node(
-                        "Relu",
-                        format!("{p}.relu"),
-                        &[&conv_out],
-                        &[&out],
-                        vec![],
-                    ));
-                    out
-                } else {
-                    conv_out
-                };
+                current[output] = b.relu_if(&p, conv_out, geom.relu != 0);
             }
             PlannedOp::Pool {
                 geom,
@@ -153,19 +141,7 @@ impl Builder<'_> {
                         attr_int("training_mode", 0),
                     ],
                 ));
-                current[output] = if geom.relu != 0 {
-                    let out = format!("{p}.relu");
-                    b.push(node(
-                        "Relu",
-                        format!("{p}.relu"),
-                        &[&bn_out],
-                        &[&out],
-                        vec![],
-                    ));
-                    out
-                } else {
-                    bn_out
-                };
+                current[output] = b.relu_if(&p, bn_out, geom.relu != 0);
             }
             PlannedOp::StatsPool {
                 geom,
@@ -265,18 +241,7 @@ impl Builder<'_> {
                 output,
                 ..
             } => {
-                let mut x = current[input].clone();
-                if !flattened[input] {
-                    let flat = format!("{p}.flat");
-                    b.push(node(
-                        "Flatten",
-                        format!("{p}.flatten"),
-                        &[&x],
-                        &[&flat],
-                        vec![attr_int("axis", 1)],
-                    ));
-                    x = flat;
-                }
+                let x = b.flat(&p, &current[input], flattened[input]);
                 let out = format!("{p}.out");
                 b.push(node(
                     "Concat",
@@ -294,18 +259,7 @@ impl Builder<'_> {
                 output,
             } => {
                 let (w, bias) = b.weights(layer, &p)?;
-                let mut x = current[input].clone();
-                if !flattened[input] {
-                    let flat = format!("{p}.flat");
-                    b.push(node(
-                        "Flatten",
-                        format!("{p}.flatten"),
-                        &[&x],
-                        &[&flat],
-                        vec![attr_int("axis", 1)],
-                    ));
-                    x = flat;
-                }
+                let x = b.flat(&p, &current[input], flattened[input]);
                 let gemm_out = format!("{p}.gemm");
                 b.push(node(
                     "Gemm",
@@ -314,22 +268,36 @@ impl Builder<'_> {
                     &[&gemm_out],
                     vec![attr_int("transB", 1)],
                 ));
-                current[output] = if geom.relu != 0 {
-                    let out = format!("{p}.relu");
-                    b.push(node(
-                        "Relu",
-                        format!("{p}.relu"),
-                        &[&gemm_out],
-                        &[&out],
-                        vec![],
-                    ));
-                    out
-                } else {
-                    gemm_out
-                };
+                current[output] = b.relu_if(&p, gemm_out, geom.relu != 0);
                 flattened[output] = true;
             }
         }
         Ok(())
+    }
+
+    /// `x` as (N, features): itself when it is 2-D already, else a `Flatten` named after `p`.
+    fn flat(&mut self, p: &str, x: &str, flattened: bool) -> String {
+        if flattened {
+            return x.to_string();
+        }
+        let flat = format!("{p}.flat");
+        self.push(node(
+            "Flatten",
+            format!("{p}.flatten"),
+            &[x],
+            &[&flat],
+            vec![attr_int("axis", 1)],
+        ));
+        flat
+    }
+
+    /// `x` through a `Relu` named after `p` when `relu`, else `x` itself.
+    fn relu_if(&mut self, p: &str, x: String, relu: bool) -> String {
+        if !relu {
+            return x;
+        }
+        let out = format!("{p}.relu");
+        self.push(node("Relu", format!("{p}.relu"), &[&x], &[&out], vec![]));
+        out
     }
 }
