@@ -56,11 +56,22 @@ impl SpeakerNorm {
         image: &ImageConfig,
         speakers: &[S],
     ) -> Result<Self> {
+        let mut norms = Self::from_store_groupings(store, image, &[speakers])?;
+        Ok(norms.pop().expect("one grouping"))
+    }
+
+    /// [`SpeakerNorm::from_store`] for several groupings of the same utterances at once: the
+    /// images are rendered and their moments taken once, then summed per group of each grouping.
+    pub fn from_store_groupings<S: AsRef<str>>(
+        store: &FeatureStore,
+        image: &ImageConfig,
+        groupings: &[&[S]],
+    ) -> Result<Vec<Self>> {
         image.validate()?;
-        if speakers.len() != store.len() {
+        if let Some(g) = groupings.iter().find(|g| g.len() != store.len()) {
             return Err(config_err!(
                 "speaker normalisation: {} speaker names for {} utterances",
-                speakers.len(),
+                g.len(),
                 store.len()
             ));
         }
@@ -75,7 +86,10 @@ impl SpeakerNorm {
                     .collect()
             })
             .collect();
-        Self::from_moments(per_variant, speakers, c, h)
+        groupings
+            .iter()
+            .map(|speakers| Self::from_moments(&per_variant, speakers, c, h))
+            .collect()
     }
 
     /// Statistics of ready images (`images[i]` is utterance `i`'s (C, H, W) image, of speaker
@@ -103,11 +117,11 @@ impl SpeakerNorm {
             .par_iter()
             .map(|x| RowMoments::of(x, c * h, w, w))
             .collect();
-        Self::from_moments(vec![partial], speakers, c, h)
+        Self::from_moments(&[partial], speakers, c, h)
     }
 
     fn from_moments<S: AsRef<str>>(
-        per_variant: Vec<Vec<RowMoments>>,
+        per_variant: &[Vec<RowMoments>],
         speakers: &[S],
         c: usize,
         h: usize,
@@ -130,7 +144,7 @@ impl SpeakerNorm {
             .collect();
         let rows = c * h;
         let (mut mean, mut std) = (Vec::new(), Vec::new());
-        for partial in &per_variant {
+        for partial in per_variant {
             let mut sum = vec![vec![0f64; rows]; names.len()];
             let mut sumsq = vec![vec![0f64; rows]; names.len()];
             let mut columns = vec![0usize; names.len()];

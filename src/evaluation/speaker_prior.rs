@@ -83,8 +83,10 @@ pub fn fit_prior<S: AsRef<str>>(
         by_speaker[i] = speakers[i].as_ref().to_string();
         by_utterance[i] = i.to_string();
     }
-    let speaker_norm = SpeakerNorm::from_store(store, image, &by_speaker)?;
-    let utterance_norm = SpeakerNorm::from_store(store, image, &by_utterance)?;
+    let [speaker_norm, utterance_norm]: [SpeakerNorm; 2] =
+        SpeakerNorm::from_store_groupings(store, image, &[&by_speaker, &by_utterance])?
+            .try_into()
+            .map_err(|_| config_err!("two groupings give two normalisations"))?;
     let entries = image.channels() * image.height;
     let (mut means, mut vars, mut within) = (Vec::new(), Vec::new(), Vec::new());
     for (name, members) in names.iter().zip(&members) {
