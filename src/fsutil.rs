@@ -10,6 +10,13 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::{Error, Result};
 
+/// The file name of `path` without its extension, as text (lossy), or "" when it has none.
+pub fn file_stem_lossy(path: &Path) -> String {
+    path.file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default()
+}
+
 /// Atomically replace `path` with `bytes`.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     write_atomically(path, |w| w.write_all(bytes).map_err(|e| Error::io(path, e)))
@@ -19,8 +26,7 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
 /// `path` (the folder is created if missing); the buffer is then flushed, the file synced to disk and
 /// renamed over `path`. On any error the temporary file is removed and `path` is left as it was.
 pub fn write_atomically(
-    path: &Path,
-    write: impl FnOnce(&mut BufWriter<File>) -> Result<()>,
+    path: &Path, write: impl FnOnce(&mut BufWriter<File>) -> Result<()>,
 ) -> Result<()> {
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         create_dir_all(dir)?;

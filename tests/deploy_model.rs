@@ -192,6 +192,38 @@ fn eval_and_predict_agree_with_training(cfg: &TrainConfig, data: &Path) {
     }
 }
 
+/// `eval --eval-time crops --eval-hop H` on a model trained to evaluate whole utterances gives,
+/// bit for bit, the test probabilities of the same training with `eval_time = "crops"` and that hop
+/// (evaluation does not touch training, so the two runs' last weights are the same).
+#[test]
+fn eval_time_override_evaluates_as_a_model_trained_that_way() {
+    let data = corpus_on_disk();
+    let whole = whole_with_branch(data.path());
+    let crops = TrainConfig {
+        eval_time: EvalTime::Crops,
+        eval_hop: 24,
+        ..whole.clone()
+    };
+    let (whole_run, crops_run) = (temp_dir(), temp_dir());
+    train(&whole, whole_run.path());
+    train(&crops, crops_run.path());
+    let saved = read_json(&crops_run.path().join("test-predictions.json"));
+    let split = whole_run.path().join("split.json");
+    let test = ["--split", split.to_str().unwrap(), "--weights", "last"];
+    let (_, own) = eval(whole_run.path(), data.path(), &test);
+    let overridden = [&test[..], &["--eval-time", "crops", "--eval-hop", "24"]].concat();
+    let (_, p) = eval(whole_run.path(), data.path(), &overridden);
+    let f = &p["folds"][0];
+    assert_eq!(f["ids"], saved["ids"]);
+    assert_eq!(rows(&f["network"]), rows(&saved["network_last"]), "network");
+    assert_eq!(rows(&f["fused"]), rows(&saved["last"]), "fusion");
+    assert_ne!(
+        rows(&own["folds"][0]["network"]),
+        rows(&f["network"]),
+        "whole utterances and crops differ on this model"
+    );
+}
+
 /// A timeline window holding a whole file is that file's prediction, for the whole model: a joint
 /// network evaluated over the whole utterance with its vector as second input, the branch fused on
 /// top, and the training speakers' statistics for a speaker-normalised model given no others.

@@ -6,17 +6,13 @@ use std::path::PathBuf;
 
 use crate::data::InputNormMode;
 use crate::inference::enrollment::speaker_stats;
-use crate::inference::model_dir::{files_corpus_of, TrainedModel, Weights};
+use crate::inference::model_dir::files_corpus_of;
 use crate::{config_err, Result};
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
-    /// A run directory of rescnn-train (a single split, or one fold's folder), or a checkpoint file.
-    #[arg(long, value_name = "RUN_DIR")]
-    pub model: PathBuf,
-    /// Which weights (the statistics do not depend on them; the model folder is the same).
-    #[arg(long, value_enum, default_value = "best")]
-    pub weights: Weights,
+    #[command(flatten)]
+    pub model: super::ModelChoice,
     /// The speaker's name, saved with the statistics.
     #[arg(long)]
     pub speaker: String,
@@ -29,12 +25,12 @@ pub struct Args {
 }
 
 pub fn run(args: &Args) -> Result<()> {
-    let model = TrainedModel::load(&args.model, args.weights)?;
+    let model = args.model.load()?;
     if model.input_norm_mode() != InputNormMode::Speaker {
         return Err(config_err!(
             "{}: this model normalises with its training statistics, so speaker statistics would not \
              be used (enroll speakers for a model trained with --input-norm speaker)",
-            args.model.display()
+            args.model.dir.display()
         ));
     }
     let corpus = files_corpus_of(&args.files, model.classes(), |_| Ok(args.speaker.clone()))?;
@@ -46,7 +42,7 @@ pub fn run(args: &Args) -> Result<()> {
         eprintln!(
             "note: {} has no enrollment prior (written by an older rescnn): the statistics are the \
              utterances' own, which from fewer than about ten utterances do worse than none",
-            args.model.display()
+            args.model.dir.display()
         );
     }
     let stats = speaker_stats(&model, prior, &args.speaker, &store, vectors.as_ref(), &all)?;

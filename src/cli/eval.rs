@@ -6,14 +6,14 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::data::{Corpus, CorpusSpec, FeatureStore, InputNormMode, LoadOptions, Split};
+use crate::data::{Corpus, CorpusSpec, EvalTime, FeatureStore, InputNormMode, LoadOptions, Split};
 use crate::evaluation::metrics::EvalReport;
 use crate::evaluation::predict::score;
 use crate::evaluation::predict::Predictions;
 use crate::inference::enrollment::{
     enrollment_markdown, evaluate_enrollment, EnrollmentSettings, FoldModel,
 };
-use crate::inference::model_dir::{ModelPredictions, SpeakerSource, TrainedModel, Weights};
+use crate::inference::model_dir::{ModelPredictions, SpeakerSource, TrainedModel};
 use crate::prosody::ProsodyStore;
 use crate::training::report::pool;
 use crate::training::run_dir::files;
@@ -22,13 +22,8 @@ use crate::{config_err, Error, Result};
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
-    /// A run directory of rescnn-train (a single split, one fold's folder, or a multi-fold run whose
-    /// folds are each evaluated on their own test speakers and pooled), or a checkpoint file.
-    #[arg(long, value_name = "RUN_DIR")]
-    pub model: PathBuf,
-    /// Which weights: those selected on validation, or the last.
-    #[arg(long, value_enum, default_value = "best")]
-    pub weights: Weights,
+    #[command(flatten)]
+    pub model: super::ModelChoice,
     /// Data folder (or manifest file) of the corpus to evaluate on.
     #[arg(long, value_name = "DIR")]
     pub data: PathBuf,
@@ -64,6 +59,14 @@ pub struct Args {
     /// Seed of the enrollment draws (with --enroll).
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
+    /// Evaluate each utterance this way instead of as the model was trained to (its `eval_time`):
+    /// `first` (the first training width of frames), `whole` (the whole utterance in one image) or
+    /// `crops` (the mean of the class probabilities over crops of the training width).
+    #[arg(long, value_enum, value_name = "MODE", conflicts_with = "enroll")]
+    pub eval_time: Option<EvalTime>,
+    /// With `--eval-time crops`: frames between crop starts (0: half the training width).
+    #[arg(long, value_name = "FRAMES", requires = "eval_time")]
+    pub eval_hop: Option<usize>,
 }
 
 /// The corpus `args` names, and the map from its labels to `classes`.
@@ -121,12 +124,8 @@ pub struct Evaluation {
 
 /// Predictions of one model on `indices` of `corpus`, each speaker normalised as in training.
 fn predict_fold(
-    model: &TrainedModel,
-    corpus: &Corpus,
-    store: &FeatureStore,
-    vectors: Option<&ProsodyStore>,
-    indices: &[usize],
-    device: DeviceChoice,
+    model: &TrainedModel, corpus: &Corpus, store: &FeatureStore, vectors: Option<&ProsodyStore>,
+    indices: &[usize], device: DeviceChoice,
 ) -> Result<ModelPredictions> {
     // A speaker-normalised model takes each speaker's statistics over all of its utterances in the
     // corpus, whichever part of --split is evaluated (as in training).
@@ -137,17 +136,14 @@ fn predict_fold(
 /// Evaluate the model(s) `args` names: one model on the corpus (or one part of `--split`), or every
 /// fold of a multi-fold run on its own test speakers, pooled as the run's report pools them.
 pub fn evaluate(args: &Args) -> Result<Evaluation> {
-    let folds = fold_dirs(&args.model)?;
-    let models: Vec<(String, TrainedModel)> = if folds.is_empty() {
-        vec![(
-            args.model.display().to_string(),
-            TrainedModel::load(&args.model, args.weights)?,
-        )]
+    let folds = fold_dirs(&args.model.dir)?;
+    let mut models: Vec<(String, TrainedModel)> = if folds.is_empty() {
+        vec![(args.model.dir.display().to_string(), args.model.load()?)]
     } else {
         if args.split.is_some() {
             return Err(config_err!(
                 "--split: {} is a run of {} folds, each evaluated on its own split.json; give one fold's folder to use --split",
-                args.model.display(),
+                args.model.dir.display(),
                 folds.len()
             ));
         }
@@ -159,10 +155,18 @@ pub fn evaluate(args: &Args) -> Result<Evaluation> {
                     .unwrap_or_default()
                     .to_string_lossy()
                     .into_owned();
-                Ok((name, TrainedModel::load(d, args.weights)?))
+                Ok((name, TrainedModel::load(d, args.model.weights)?))
             })
             .collect::<Result<_>>()?
     };
+    for (_, model) in &mut models {
+        if let Some(time) = args.eval_time {
+            model.config.eval_time = time;
+        }
+        if let Some(hop) = args.eval_hop {
+            model.config.eval_hop = hop;
+        }
+    }
     let first = &models[0].1;
     if let Some((name, _)) = models.iter().find(|(_, m)| {
         m.config.spectrogram != first.config.spectrogram
@@ -233,38 +237,6 @@ pub fn evaluate(args: &Args) -> Result<Evaluation> {
     })
 }
 
-/// Evaluate `model` on the corpus `args` names (a single model; see [`evaluate`]).
-pub fn evaluate_on(args: &Args, model: &TrainedModel) -> Result<EvalReport> {
-    let (corpus, label_map) = load_corpus(args, model.classes())?;
-    let indices: Vec<usize> = match &args.split {
-        None => (0..corpus.len()).collect(),
-        Some(path) => {
-            let s = Split::load(&corpus, path)?;
-            match args.part.as_str() {
-                "train" => s.train,
-                "val" => s.val,
-                _ => s.test,
-            }
-        }
-    };
-    let store = model.features(&corpus)?;
-    let vectors = model.vectors(&corpus)?;
-    let p = predict_fold(
-        model,
-        &corpus,
-        &store,
-        vectors.as_ref(),
-        &indices,
-        args.device,
-    )?;
-    Ok(score(
-        model.classes().len(),
-        p.fused,
-        &corpus,
-        Some(&label_map),
-    ))
-}
-
 /// `predictions.json` of `--out`: per utterance its id, label and class probabilities (the
 /// network's, the prosody branch's when there is one, and the model's fused output).
 fn predictions_json(e: &Evaluation) -> serde_json::Value {
@@ -310,6 +282,12 @@ pub fn run(args: &Args) -> Result<()> {
     for line in &e.missing {
         eprintln!("note: {line}");
     }
+    if let Some(time) = args.eval_time {
+        eprintln!(
+            "note: every utterance evaluated with eval_time = {time}{}, not the model's own setting",
+            args.eval_hop.map(|h| format!(", hop {h}")).unwrap_or_default()
+        );
+    }
     let classes = e.classes.clone();
     if let Some(out) = &args.out {
         crate::fsutil::create_dir_all(out)?;
@@ -317,7 +295,7 @@ pub fn run(args: &Args) -> Result<()> {
         crate::fsutil::write_atomic(
             &out.join("confusion.svg"),
             crate::training::plots::confusion_svg(
-                &format!("{} on {}", args.model.display(), e.corpus.name),
+                &format!("{} on {}", args.model.dir.display(), e.corpus.name),
                 &e.report.confusion,
                 &names,
             )
@@ -331,7 +309,7 @@ pub fn run(args: &Args) -> Result<()> {
         )?;
         crate::fsutil::write_atomic(
             &out.join("eval.md"),
-            text(&args.model, &classes, &e.corpus.name, &e.report).as_bytes(),
+            text(&args.model.dir, &classes, &e.corpus.name, &e.report).as_bytes(),
         )?;
         crate::fsutil::write_atomic(
             &out.join("predictions.json"),
@@ -349,7 +327,7 @@ pub fn run(args: &Args) -> Result<()> {
         print!(
             "{}",
             text(
-                &args.model,
+                &args.model.dir,
                 &classes,
                 &args.data.display().to_string(),
                 &e.report
@@ -361,21 +339,21 @@ pub fn run(args: &Args) -> Result<()> {
 
 /// `--enroll`: the enrollment table of the run (see [`crate::inference::enrollment`]).
 fn run_enrollment(args: &Args, ks: &[usize]) -> Result<()> {
-    let folds = fold_dirs(&args.model)?;
+    let folds = fold_dirs(&args.model.dir)?;
     let dirs = if folds.is_empty() {
-        vec![args.model.clone()]
+        vec![args.model.dir.clone()]
     } else {
         folds.clone()
     };
     let models: Vec<TrainedModel> = dirs
         .iter()
-        .map(|d| TrainedModel::load(d, args.weights))
+        .map(|d| TrainedModel::load(d, args.model.weights))
         .collect::<Result<_>>()?;
     if models[0].input_norm_mode() != InputNormMode::Speaker {
         eprintln!(
             "note: {} normalises with the training statistics: speaker statistics change nothing, \
              so every row is the same",
-            args.model.display()
+            args.model.dir.display()
         );
     }
     for m in &models {
@@ -414,7 +392,7 @@ fn run_enrollment(args: &Args, ks: &[usize]) -> Result<()> {
          their utterances drawn at random (seed {}), the rest classified with them (the enrollment \
          utterances are never scored), pooled over the test speakers; mean ± std over {} draws. The \
          first two rows score every test utterance.\n\n{}",
-        args.model.display(),
+        args.model.dir.display(),
         fold_models.len(),
         corpus.name,
         args.seed,

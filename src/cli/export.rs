@@ -5,24 +5,19 @@ use std::path::PathBuf;
 
 use crate::data::InputNormMode;
 use crate::export::{graph, keys, write_model};
-use crate::inference::model_dir::{TrainedModel, Weights};
 use crate::Result;
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
-    /// A run directory of rescnn-train (a single split, or one fold's folder), or a checkpoint file.
-    #[arg(long, value_name = "RUN_DIR")]
-    pub model: PathBuf,
-    /// Which weights: those selected on validation, or the last.
-    #[arg(long, value_enum, default_value = "best")]
-    pub weights: Weights,
+    #[command(flatten)]
+    pub model: super::ModelChoice,
     /// The ONNX file to write.
     #[arg(short, long, value_name = "FILE.onnx")]
     pub output: PathBuf,
 }
 
 pub fn run(args: &Args) -> Result<()> {
-    let model = TrainedModel::load(&args.model, args.weights)?;
+    let model = args.model.load()?;
     let proto = write_model(&model, &args.output)?;
     let graph = proto.graph.as_ref().expect("export builds a graph");
     let (c, h, w) = model.checkpoint.model.input_shape;

@@ -13,10 +13,32 @@ pub mod score;
 pub mod spectrogram;
 pub mod timeline;
 
+use std::path::PathBuf;
+
 use clap::{Parser, Subcommand};
 
 use crate::features::{Colormap, ImageConfig, SpectrogramConfig, StftConfig, TimeAxis};
+use crate::inference::model_dir::{TrainedModel, Weights};
 use crate::Result;
+
+/// The trained model a subcommand reads (`--model`, `--weights`), spelled the same everywhere.
+#[derive(clap::Args, Debug)]
+pub struct ModelChoice {
+    /// A run directory of rescnn-train (a single split, or one fold's folder; `eval` also takes a
+    /// multi-fold run and pools its folds, each evaluated on its own test speakers), or a checkpoint
+    /// file.
+    #[arg(long = "model", value_name = "RUN_DIR")]
+    pub dir: PathBuf,
+    /// Which weights: those selected on validation, or the last.
+    #[arg(long, value_enum, default_value = "best")]
+    pub weights: Weights,
+}
+
+impl ModelChoice {
+    pub fn load(&self) -> Result<TrainedModel> {
+        TrainedModel::load(&self.dir, self.weights)
+    }
+}
 
 #[derive(Parser, Debug)]
 #[command(

@@ -10,19 +10,15 @@ use crate::data::InputNormMode;
 use crate::evaluation::model_file::SpeakerStats;
 use crate::evaluation::predict::argmax;
 use crate::inference::model_dir::{
-    files_corpus, files_corpus_of, SpeakerOf, SpeakerSource, TrainedModel, Weights,
+    files_corpus, files_corpus_of, SpeakerOf, SpeakerSource, TrainedModel,
 };
 use crate::training::DeviceChoice;
 use crate::{config_err, Result};
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
-    /// A run directory of rescnn-train (a single split, or one fold's folder), or a checkpoint file.
-    #[arg(long, value_name = "RUN_DIR")]
-    pub model: PathBuf,
-    /// Which weights: those selected on validation, or the last.
-    #[arg(long, value_enum, default_value = "best")]
-    pub weights: Weights,
+    #[command(flatten)]
+    pub model: super::ModelChoice,
     /// Compute device (as rescnn-train's --device).
     #[arg(long, value_enum, default_value_t = DeviceChoice::Auto)]
     pub device: DeviceChoice,
@@ -111,9 +107,7 @@ impl Speakers {
 /// Predict every file with the model on `device`; a speaker-normalised model uses the training
 /// statistics (see [`predict_speakers`]).
 pub fn predict(
-    model: &TrainedModel,
-    files: &[PathBuf],
-    device: DeviceChoice,
+    model: &TrainedModel, files: &[PathBuf], device: DeviceChoice,
 ) -> Result<Vec<Prediction>> {
     predict_speakers(model, files, &Speakers::default(), device)
 }
@@ -121,10 +115,7 @@ pub fn predict(
 /// Predict every file with the model on `device`: the network evaluated as in training, fused with
 /// the prosody branch when the model has one; each file's speaker and statistics from `speakers`.
 pub fn predict_speakers(
-    model: &TrainedModel,
-    files: &[PathBuf],
-    speakers: &Speakers,
-    device: DeviceChoice,
+    model: &TrainedModel, files: &[PathBuf], speakers: &Speakers, device: DeviceChoice,
 ) -> Result<Vec<Prediction>> {
     let classes = model.classes().to_vec();
     let corpus = match (&speakers.from, speakers.stats.as_slice()) {
@@ -249,7 +240,7 @@ fn good_files(screened: &Screened, total: usize, skip_bad: bool) -> Result<()> {
 }
 
 pub fn run(args: &Args) -> Result<()> {
-    let model = TrainedModel::load(&args.model, args.weights)?;
+    let model = args.model.load()?;
     let screened = screen(&args.files, args.timeline.timeline);
     good_files(&screened, args.files.len(), args.skip_bad)?;
     let files = &screened.good;

@@ -33,7 +33,7 @@ pub enum EvalTime {
     /// past a short utterance's end), or with `time_axis = "whole"` the stretched utterance.
     #[default]
     First,
-    /// The whole utterance in one image (as wide as the longest evaluated utterance).
+    /// The whole utterance in one image, at its own width (at least the training width).
     Whole,
     /// The mean of the class probabilities over crops of the training width.
     Crops,
@@ -75,10 +75,7 @@ pub struct Crop {
 /// Every crop of every utterance in `indices` (in that order, each utterance's crops in time
 /// order), for crops of `image.width` frames every `hop` frames.
 pub fn plan_crops(
-    store: &FeatureStore,
-    image: &ImageConfig,
-    indices: &[usize],
-    hop: usize,
+    store: &FeatureStore, image: &ImageConfig, indices: &[usize], hop: usize,
 ) -> Result<Vec<Crop>> {
     check_fixed(image)?;
     if hop == 0 {
@@ -123,10 +120,7 @@ fn check_fixed(image: &ImageConfig) -> Result<()> {
 /// The plain (unaugmented) images of `crops`, normalised like the training inputs: (N, C, H, W)
 /// with N = `crops.len()`.
 pub fn render_crops(
-    store: &FeatureStore,
-    image: &ImageConfig,
-    norm: &Normalization,
-    crops: &[Crop],
+    store: &FeatureStore, image: &ImageConfig, norm: &Normalization, crops: &[Crop],
 ) -> Result<Tensor<f32>> {
     check_fixed(image)?;
     let (c, h, w) = (image.channels(), image.height, image.width);

@@ -134,10 +134,7 @@ pub fn load(dir: impl AsRef<Path>, opts: &RavdessOptions) -> Result<Corpus> {
     let mut candidates = Vec::new();
     let mut bad = Vec::new();
     for path in wav_files(dir)? {
-        let stem = path
-            .file_stem()
-            .map(|s| s.to_string_lossy().into_owned())
-            .unwrap_or_default();
+        let stem = crate::fsutil::file_stem_lossy(&path);
         let name = match parse_name(&stem) {
             Ok(n) => n,
             Err(problem) => {

@@ -130,50 +130,31 @@ impl ArchSpec {
         for (i, &tok) in tokens.iter().enumerate() {
             let err = |what: String| token_error(text, i, tok, &what);
             let layer = parse_token(tok).map_err(err)?;
-            match layer {
+            let conv_pool_or_stats = matches!(
+                layer,
                 LayerSpec::Conv { .. } | LayerSpec::Pool { .. } | LayerSpec::StatsPool
-                    if seen_dense =>
-                {
-                    return Err(err(
-                        "convolutions, pools and stats must come before the dense (fc) layers"
-                            .into(),
-                    ));
-                }
-                LayerSpec::Conv { .. }
-                | LayerSpec::Pool { .. }
-                | LayerSpec::Shortcut { .. }
-                | LayerSpec::BatchNorm
-                | LayerSpec::StatsPool
-                    if seen_stats =>
-                {
-                    return Err(err(
-                        "only fc and drop layers may follow stats (statistics pooling ends the convolutional part)"
-                            .into(),
-                    ));
-                }
-                LayerSpec::Conv { .. }
-                | LayerSpec::Pool { .. }
-                | LayerSpec::Shortcut { .. }
-                | LayerSpec::BatchNorm
-                | LayerSpec::StatsPool
-                    if seen_side =>
-                {
-                    return Err(err(
-                        "only fc and drop layers may follow vec (the utterance vector is appended to the features of the convolutional part)"
-                            .into(),
-                    ));
-                }
-                LayerSpec::SideInput { .. } if seen_side => {
-                    return Err(err(
-                        "the utterance vector (vec) can be appended only once".into()
-                    ));
-                }
-                LayerSpec::SideInput { .. } if seen_dense => {
-                    return Err(err(
-                        "vec must come before the dense (fc) layers: the utterance vector is appended to the pooled features, which the fc layers then read"
-                            .into(),
-                    ));
-                }
+            );
+            // Layers of the convolutional part, which ends at stats (or at vec).
+            let convolutional = conv_pool_or_stats
+                || matches!(layer, LayerSpec::Shortcut { .. } | LayerSpec::BatchNorm);
+            let side = matches!(layer, LayerSpec::SideInput { .. });
+            let misplaced = if conv_pool_or_stats && seen_dense {
+                Some("convolutions, pools and stats must come before the dense (fc) layers")
+            } else if convolutional && seen_stats {
+                Some("only fc and drop layers may follow stats (statistics pooling ends the convolutional part)")
+            } else if convolutional && seen_side {
+                Some("only fc and drop layers may follow vec (the utterance vector is appended to the features of the convolutional part)")
+            } else if side && seen_side {
+                Some("the utterance vector (vec) can be appended only once")
+            } else if side && seen_dense {
+                Some("vec must come before the dense (fc) layers: the utterance vector is appended to the pooled features, which the fc layers then read")
+            } else {
+                None
+            };
+            if let Some(why) = misplaced {
+                return Err(err(why.into()));
+            }
+            match layer {
                 LayerSpec::SideInput { .. } => seen_side = true,
                 LayerSpec::StatsPool => seen_stats = true,
                 LayerSpec::BatchNorm => {

@@ -11,7 +11,8 @@
 //!    registers the entry points with the emulated device by itself and NVRTC compiles the file for
 //!    the CUDA device. A by-value parameter struct goes into `kernels/geometry.cuh`.
 //! 2. `src/backends/ops/foo/`: `mod.rs` (the parameter struct, `#[repr(C)]` + `Pod`, the trait
-//!    `FooOp: Buffers`, `KERNEL_MODULE = "foo"`, the tolerance), `cpu.rs` and `kernel.rs`. A kernel
+//!    `FooOp: Buffers`, its `cpu` and `kernel` modules, and an `op_folder!` naming the kernel file `"foo"` and the tolerance),
+//!    `cpu.rs` and `kernel.rs`. A kernel
 //!    wrapper checks every buffer against the geometry with [`kernels::need`], packs
 //!    [`KernelArgs`](super::device::KernelArgs) in the kernel's parameter order, computes the launch
 //!    configuration and calls [`Device::launch`](super::device::Device::launch) in an `unsafe` block
@@ -25,6 +26,33 @@
 //! vice versa, and every `#[repr(C)]` struct of the op folders matches its `geometry.cuh` mirror.
 
 use crate::{shape_err, Result};
+
+/// What every op folder's `mod.rs` declares alike, written once: `KERNEL_MODULE`, the name of the
+/// `kernels/*.cu` file it wraps, and its [`Tolerance`]s, each a named constant with its doc, bounds
+/// and reason. (The `cpu` and `kernel` modules stay outside it, where `cargo fmt` finds them.)
+macro_rules! op_folder {
+    (
+        kernel_file: $file:literal;
+        $(
+            $(#[$doc:meta])*
+            $tolerance:ident = $name:literal, atol $atol:expr, rtol $rtol:expr,
+            because $reason:literal;
+        )+
+    ) => {
+        #[doc = concat!("The kernel file of this op: `kernels/", $file, ".cu`.")]
+        pub const KERNEL_MODULE: &str = $file;
+
+        $(
+            $(#[$doc])*
+            pub const $tolerance: $crate::backends::ops::Tolerance = $crate::backends::ops::Tolerance {
+                name: $name,
+                atol: $atol,
+                rtol: $rtol,
+                reason: $reason,
+            };
+        )+
+    };
+}
 
 pub mod adamw;
 pub mod batchnorm;

@@ -133,9 +133,7 @@ impl Builder<'_> {
     /// The checked tensors `wanted` (names and dimensions from the plan) of `layer`, as
     /// initializers named after the ONNX prefix.
     fn tensors(
-        &mut self,
-        layer: &crate::model::PlannedLayer,
-        prefix: &str,
+        &mut self, layer: &crate::model::PlannedLayer, prefix: &str,
         wanted: Vec<(String, Vec<usize>)>,
     ) -> Result<Vec<String>> {
         let mut names = Vec::new();
@@ -164,9 +162,7 @@ impl Builder<'_> {
 
     /// The checked weight and bias of a conv or dense `layer`.
     fn weights(
-        &mut self,
-        layer: &crate::model::PlannedLayer,
-        prefix: &str,
+        &mut self, layer: &crate::model::PlannedLayer, prefix: &str,
     ) -> Result<(String, String)> {
         let names = self.tensors(layer, prefix, layer.params())?;
         let [w, b]: [String; 2] = names.try_into().map_err(|_| {
@@ -187,11 +183,8 @@ impl Builder<'_> {
 /// regression's rows and biases, `Softmax`, then `(1 − w) · network + w · branch` into
 /// [`OUTPUT`].
 fn add_branch(
-    b: &mut Builder<'_>,
-    inputs: &mut Vec<onnx::ValueInfoProto>,
-    outputs: &mut Vec<onnx::ValueInfoProto>,
-    branch: &GraphBranch<'_>,
-    classes: usize,
+    b: &mut Builder<'_>, inputs: &mut Vec<onnx::ValueInfoProto>,
+    outputs: &mut Vec<onnx::ValueInfoProto>, branch: &GraphBranch<'_>, classes: usize,
 ) -> Result<()> {
     let stride = branch.rows.first().map_or(0, Vec::len);
     if branch.rows.len() != classes || stride < 2 || branch.rows.iter().any(|r| r.len() != stride) {
@@ -373,21 +366,7 @@ pub fn build(spec: &GraphSpec<'_>) -> Result<ModelProto> {
                 .push(tensor_f32("input_norm.mean", &dims, &norm.mean));
             b.initializers
                 .push(tensor_f32("input_norm.inv_std", &dims, &inv));
-            b.push(node(
-                "Sub",
-                "input_norm.sub",
-                &[INPUT, "input_norm.mean"],
-                &["input.centred"],
-                vec![],
-            ));
-            b.push(node(
-                "Mul",
-                "input_norm.scale",
-                &["input.centred", "input_norm.inv_std"],
-                &["input.normalised"],
-                vec![],
-            ));
-            "input.normalised".to_string()
+            normalise_input(&mut b, "input_norm.mean")
         }
         GraphNorm::PerSpeakerInputs => {
             let dims = [
@@ -412,21 +391,7 @@ pub fn build(spec: &GraphSpec<'_>) -> Result<ModelProto> {
                 &["input_norm.inv_std"],
                 vec![],
             ));
-            b.push(node(
-                "Sub",
-                "input_norm.sub",
-                &[INPUT, SPEAKER_MEAN],
-                &["input.centred"],
-                vec![],
-            ));
-            b.push(node(
-                "Mul",
-                "input_norm.scale",
-                &["input.centred", "input_norm.inv_std"],
-                &["input.normalised"],
-                vec![],
-            ));
-            "input.normalised".to_string()
+            normalise_input(&mut b, SPEAKER_MEAN)
         }
     };
 
@@ -502,6 +467,26 @@ pub fn build(spec: &GraphSpec<'_>) -> Result<ModelProto> {
             })
             .collect(),
     })
+}
+
+/// The nodes that normalise the graph input: (input − `mean`) · `input_norm.inv_std`, whichever
+/// tensors hold them (initializers or graph inputs). Returns the normalised value's name.
+fn normalise_input(b: &mut Builder, mean: &str) -> String {
+    b.push(node(
+        "Sub",
+        "input_norm.sub",
+        &[INPUT, mean],
+        &["input.centred"],
+        vec![],
+    ));
+    b.push(node(
+        "Mul",
+        "input_norm.scale",
+        &["input.centred", "input_norm.inv_std"],
+        &["input.normalised"],
+        vec![],
+    ));
+    "input.normalised".to_string()
 }
 
 #[cfg(test)]

@@ -2,7 +2,7 @@
 //! (which pools fuse the ReLU, which gradients are written rather than accumulated) and the memory
 //! plan (where each gradient lives, which buffers are zeroed before their first use).
 
-use super::borrow::{both_mut, read_write, split};
+use super::borrow::{backward_bufs, both_mut, read_write, split};
 use super::{Network, Stage};
 use crate::backends::{Backend, InputGrad};
 use crate::model::layer::PlannedOp;
@@ -80,22 +80,17 @@ impl<B: Backend> Network<B> {
                     if fused {
                         g.relu = 0;
                     }
-                    let dx = self.memory.gradient[input];
-                    let (x, y, dy, dx) = match dx {
-                        None => {
-                            let ([x, y], [dy]) = split(&mut self.bufs, [input, y], [grad(output)]);
-                            (x, y, dy, InputGrad::None)
-                        }
-                        Some(dx) => {
-                            let ([x, y], [dy, dx]) =
-                                split(&mut self.bufs, [input, y], [grad(output), dx]);
-                            let dx = if schedule.conv_writes_dx[li] {
-                                InputGrad::Write(dx)
-                            } else {
-                                InputGrad::Add(dx)
-                            };
-                            (x, y, dy, dx)
-                        }
+                    let (x, y, dy, dx) = backward_bufs(
+                        &mut self.bufs,
+                        input,
+                        y,
+                        grad(output),
+                        self.memory.gradient[input],
+                    );
+                    let dx = match dx {
+                        None => InputGrad::None,
+                        Some(dx) if schedule.conv_writes_dx[li] => InputGrad::Write(dx),
+                        Some(dx) => InputGrad::Add(dx),
                     };
                     backend.conv2d_backward(
                         &g,
@@ -115,18 +110,13 @@ impl<B: Backend> Network<B> {
                 } => {
                     let p = self.params.of_layer[li].expect("dense has parameters");
                     let (w, b) = both_mut(&mut self.params.trained, p, p + 1);
-                    let (x, y, dy, dx) = match self.memory.gradient[input] {
-                        None => {
-                            let ([x, y], [dy]) =
-                                split(&mut self.bufs, [input, output], [grad(output)]);
-                            (x, y, dy, None)
-                        }
-                        Some(dx) => {
-                            let ([x, y], [dy, dx]) =
-                                split(&mut self.bufs, [input, output], [grad(output), dx]);
-                            (x, y, dy, Some(dx))
-                        }
-                    };
+                    let (x, y, dy, dx) = backward_bufs(
+                        &mut self.bufs,
+                        input,
+                        output,
+                        grad(output),
+                        self.memory.gradient[input],
+                    );
                     backend.dense_backward(
                         &geom.with_batch(n),
                         x,
@@ -145,18 +135,13 @@ impl<B: Backend> Network<B> {
                 } => {
                     let p = self.params.of_layer[li].expect("batch norm has parameters");
                     let (gamma, beta) = both_mut(&mut self.params.trained, p, p + 1);
-                    let (x, y, dy, dx) = match self.memory.gradient[input] {
-                        None => {
-                            let ([x, y], [dy]) =
-                                split(&mut self.bufs, [input, output], [grad(output)]);
-                            (x, y, dy, None)
-                        }
-                        Some(dx) => {
-                            let ([x, y], [dy, dx]) =
-                                split(&mut self.bufs, [input, output], [grad(output), dx]);
-                            (x, y, dy, Some(dx))
-                        }
-                    };
+                    let (x, y, dy, dx) = backward_bufs(
+                        &mut self.bufs,
+                        input,
+                        output,
+                        grad(output),
+                        self.memory.gradient[input],
+                    );
                     backend.batchnorm_backward(
                         &geom.with_batch(n),
                         x,

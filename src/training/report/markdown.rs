@@ -150,8 +150,9 @@ fn provenance_lines(out: &mut String, p: &Provenance) {
     );
 }
 
-/// A fold's `summary.md`.
-pub(super) fn fold_summary(cfg: &TrainConfig, corpus: &Corpus, r: &FoldResult) -> String {
+/// The opening of a fold's `summary.md` (one network's or an ensemble's): title, settings,
+/// provenance and the split's sizes.
+fn fold_header(cfg: &TrainConfig, corpus: &Corpus, r: &FoldResult) -> String {
     let mut out = String::new();
     header(
         &mut out,
@@ -176,6 +177,12 @@ pub(super) fn fold_summary(cfg: &TrainConfig, corpus: &Corpus, r: &FoldResult) -
         r.test_utterances,
         r.test_speakers.join(", ")
     );
+    out
+}
+
+/// A fold's `summary.md`.
+pub(super) fn fold_summary(cfg: &TrainConfig, corpus: &Corpus, r: &FoldResult) -> String {
+    let mut out = fold_header(cfg, corpus, r);
     fold_results(&mut out, r, &corpus.classes);
     let _ = writeln!(
         out,
@@ -320,39 +327,13 @@ fn ensemble_table(out: &mut String, e: &EnsembleResult, member_steps: Option<&[u
 
 /// The `summary.md` of a fold trained as an ensemble (`members`: the members' own results).
 pub(super) fn ensemble_fold_summary(
-    cfg: &TrainConfig,
-    corpus: &Corpus,
-    r: &FoldResult,
-    members: &[FoldResult],
+    cfg: &TrainConfig, corpus: &Corpus, r: &FoldResult, members: &[FoldResult],
 ) -> String {
     let e = r
         .ensemble
         .as_ref()
         .expect("an ensemble fold's result has its ensemble");
-    let mut out = String::new();
-    header(
-        &mut out,
-        &format!("rescnn: {} ({})", cfg.label(), r.name),
-        cfg,
-        corpus,
-    );
-    provenance_lines(
-        &mut out,
-        &Provenance {
-            rescnn: crate::training::checkpoint::version_string(),
-            device: r.device.clone(),
-            wall_s: r.wall_s,
-            images_per_s: r.images_per_s,
-        },
-    );
-    let _ = writeln!(
-        out,
-        "- utterances: train {}, validation {}, test {} (test speakers: {})\n",
-        r.train_utterances,
-        r.val_utterances,
-        r.test_utterances,
-        r.test_speakers.join(", ")
-    );
+    let mut out = fold_header(cfg, corpus, r);
     let _ = writeln!(
         out,
         "## Test results: ensemble of {} networks\n\nEach member trains on this split from its own \

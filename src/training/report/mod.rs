@@ -16,6 +16,7 @@ use super::config::TrainConfig;
 use super::plots::{confusion_svg, curves};
 use super::run_dir::{files, FoldResult, MetricsLine};
 use crate::data::Corpus;
+use crate::evaluation::metrics::EvalReport;
 use crate::fsutil::write_atomic;
 use crate::Result;
 
@@ -31,35 +32,39 @@ fn json_bytes<T: Serialize>(v: &T) -> Vec<u8> {
     s.into_bytes()
 }
 
-/// A fold's report files; `summary.md` last.
-pub fn write_fold_report(
-    dir: &Path,
-    cfg: &TrainConfig,
-    corpus: &Corpus,
-    r: &FoldResult,
-    metrics: &[MetricsLine],
+/// `confusion.svg` (the selected weights) and `confusion-last.svg` of a fold's or a run's result,
+/// each `(title, evaluation)`.
+fn write_confusions(
+    dir: &Path, corpus: &Corpus, selected: (&str, &EvalReport), last: (&str, &EvalReport),
 ) -> Result<()> {
     let names: Vec<&str> = corpus.classes.iter().map(String::as_str).collect();
-    write_atomic(
-        &dir.join("confusion.svg"),
-        confusion_svg(
+    for (file, (title, report)) in [("confusion.svg", selected), ("confusion-last.svg", last)] {
+        write_atomic(
+            &dir.join(file),
+            confusion_svg(title, &report.confusion, &names).as_bytes(),
+        )?;
+    }
+    Ok(())
+}
+
+/// A fold's report files; `summary.md` last.
+pub fn write_fold_report(
+    dir: &Path, cfg: &TrainConfig, corpus: &Corpus, r: &FoldResult, metrics: &[MetricsLine],
+) -> Result<()> {
+    write_confusions(
+        dir,
+        corpus,
+        (
             &format!(
                 "{}: test, selected weights (step {})",
                 r.name, r.selected_step
             ),
-            &r.selected.confusion,
-            &names,
-        )
-        .as_bytes(),
-    )?;
-    write_atomic(
-        &dir.join("confusion-last.svg"),
-        confusion_svg(
+            &r.selected,
+        ),
+        (
             &format!("{}: test, last weights (step {})", r.name, r.last_step),
-            &r.last.confusion,
-            &names,
-        )
-        .as_bytes(),
+            &r.last,
+        ),
     )?;
     let (acc, loss) = curves(metrics, &r.name);
     write_atomic(&dir.join("accuracy.svg"), acc.as_bytes())?;
@@ -75,35 +80,25 @@ pub fn write_fold_report(
 /// The report of a fold trained as an ensemble (`r.ensemble` set; `members` the members' own
 /// results, whose folders hold their curves, checkpoints and reports); `summary.md` last.
 pub fn write_ensemble_fold_report(
-    dir: &Path,
-    cfg: &TrainConfig,
-    corpus: &Corpus,
-    r: &FoldResult,
-    members: &[FoldResult],
+    dir: &Path, cfg: &TrainConfig, corpus: &Corpus, r: &FoldResult, members: &[FoldResult],
 ) -> Result<()> {
     let e = r
         .ensemble
         .as_ref()
         .expect("an ensemble fold's result has its ensemble");
-    let names: Vec<&str> = corpus.classes.iter().map(String::as_str).collect();
-    for (file, what, report) in [
-        ("confusion.svg", "selected", &r.selected),
-        ("confusion-last.svg", "last", &r.last),
-    ] {
-        write_atomic(
-            &dir.join(file),
-            confusion_svg(
-                &format!(
-                    "{}: test, ensemble of {} ({what} weights)",
-                    r.name,
-                    e.seeds.len()
-                ),
-                &report.confusion,
-                &names,
-            )
-            .as_bytes(),
-        )?;
-    }
+    let title = |what: &str| {
+        format!(
+            "{}: test, ensemble of {} ({what} weights)",
+            r.name,
+            e.seeds.len()
+        )
+    };
+    write_confusions(
+        dir,
+        corpus,
+        (&title("selected"), &r.selected),
+        (&title("last"), &r.last),
+    )?;
     write_atomic(&dir.join(files::FOLD_RESULT), &json_bytes(r))?;
     write_atomic(
         &dir.join(files::SUMMARY),
@@ -113,29 +108,20 @@ pub fn write_ensemble_fold_report(
 
 /// The top-level report of a multi-fold (leave-one-speaker-out) run; `summary.md` last.
 pub fn write_multi_fold_report(
-    dir: &Path,
-    cfg: &TrainConfig,
-    corpus: &Corpus,
-    r: &RunResult,
+    dir: &Path, cfg: &TrainConfig, corpus: &Corpus, r: &RunResult,
 ) -> Result<()> {
-    let names: Vec<&str> = corpus.classes.iter().map(String::as_str).collect();
-    write_atomic(
-        &dir.join("confusion.svg"),
-        confusion_svg(
-            &format!("{} folds pooled: test, selected weights", r.folds.len()),
-            &r.selected.confusion,
-            &names,
-        )
-        .as_bytes(),
-    )?;
-    write_atomic(
-        &dir.join("confusion-last.svg"),
-        confusion_svg(
-            &format!("{} folds pooled: test, last weights", r.folds.len()),
-            &r.last.confusion,
-            &names,
-        )
-        .as_bytes(),
+    let folds = r.folds.len();
+    write_confusions(
+        dir,
+        corpus,
+        (
+            &format!("{folds} folds pooled: test, selected weights"),
+            &r.selected,
+        ),
+        (
+            &format!("{folds} folds pooled: test, last weights"),
+            &r.last,
+        ),
     )?;
     write_run_result(dir, r)?;
     write_atomic(

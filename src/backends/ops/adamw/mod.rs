@@ -6,20 +6,16 @@
 pub(in crate::backends) mod cpu;
 pub mod kernel;
 
-use super::{to_i32, Tolerance};
+use super::to_i32;
 use crate::backends::Buffers;
 use crate::{shape_err, Result};
 
-/// The kernel file of this op: `kernels/adamw.cu`.
-pub const KERNEL_MODULE: &str = "adamw";
-
-/// AdamW: updated weights and both moments after several steps.
-pub const TOLERANCE: Tolerance = Tolerance {
-    name: "adamw",
-    atol: 1e-7,
-    rtol: 1e-5,
-    reason: "one sqrt and one divide per step in f32 like RMSProp (a GPU may fuse the multiply-adds, the emulator's sqrtf may round differently); m̂/(sqrt(v̂)+eps) is O(1) per step so lr bounds the per-step error, and rounding compounds over steps",
-};
+op_folder! {
+    kernel_file: "adamw";
+    /// AdamW: updated weights and both moments after several steps.
+    TOLERANCE = "adamw", atol 1e-7, rtol 1e-5,
+        because "one sqrt and one divide per step in f32 like RMSProp (a GPU may fuse the multiply-adds, the emulator's sqrtf may round differently); m̂/(sqrt(v̂)+eps) is O(1) per step so lr bounds the per-step error, and rounding compounds over steps";
+}
 
 /// The AdamW update (Loshchilov & Hutter's decoupled weight decay) for one parameter tensor of `len`
 /// values, at update number t (1-based):
@@ -95,11 +91,7 @@ pub trait AdamWOp: Buffers {
     /// and v, all of the same length; `step` holds the scheduled lr and the 1-based update number.
     /// Updates w, m and v in place.
     fn adamw_update(
-        &self,
-        step: &AdamWStep,
-        w: &mut Self::Buf,
-        g: &Self::Buf,
-        m: &mut Self::Buf,
+        &self, step: &AdamWStep, w: &mut Self::Buf, g: &Self::Buf, m: &mut Self::Buf,
         v: &mut Self::Buf,
     ) -> Result<()>;
 }

@@ -7,21 +7,16 @@ pub(in crate::backends) mod cpu;
 pub mod kernel;
 
 use super::to_i32;
-use super::Tolerance;
 use crate::backends::Buffers;
 use crate::tensor::Shape;
 use crate::{shape_err, Result};
 
-/// The kernel file of this op: `kernels/batchnorm.cu`.
-pub const KERNEL_MODULE: &str = "batchnorm";
-
-/// Batch normalisation (training and evaluation forward, running statistics, dx, dγ, dβ).
-pub const TOLERANCE: Tolerance = Tolerance {
-    name: "batchnorm",
-    atol: 1e-5,
-    rtol: 1e-4,
-    reason: "per-channel f32 sums of N·H·W terms (up to a few thousand here) in tree order against the reference's image-by-image order, through a 1/sqrt; dx subtracts two such means from dy (cancellation), so atol is set at the scale of dy",
-};
+op_folder! {
+    kernel_file: "batchnorm";
+    /// Batch normalisation (training and evaluation forward, running statistics, dx, dγ, dβ).
+    TOLERANCE = "batchnorm", atol 1e-5, rtol 1e-4,
+        because "per-channel f32 sums of N·H·W terms (up to a few thousand here) in tree order against the reference's image-by-image order, through a 1/sqrt; dx subtracts two such means from dy (cancellation), so atol is set at the scale of dy";
+}
 
 /// Batch normalisation per channel over (N, H, W) of x (N, C, H, W) -> y (N, C, H, W), with a per-channel
 /// scale γ (C) and shift β (C), optionally followed by ReLU:
@@ -98,43 +93,24 @@ pub trait BatchNormOp: Buffers {
     /// running_mean and running_var (C) in place by the momentum rule.
     #[allow(clippy::too_many_arguments)]
     fn batchnorm_forward_train(
-        &self,
-        g: &BatchNormGeom,
-        x: &Self::Buf,
-        gamma: &Self::Buf,
-        beta: &Self::Buf,
-        y: &mut Self::Buf,
-        saved: &mut Self::Buf,
-        running_mean: &mut Self::Buf,
+        &self, g: &BatchNormGeom, x: &Self::Buf, gamma: &Self::Buf, beta: &Self::Buf,
+        y: &mut Self::Buf, saved: &mut Self::Buf, running_mean: &mut Self::Buf,
         running_var: &mut Self::Buf,
     ) -> Result<()>;
 
     /// Evaluation forward of [`BatchNormGeom`] with the running statistics. WRITES y.
     #[allow(clippy::too_many_arguments)]
     fn batchnorm_forward_eval(
-        &self,
-        g: &BatchNormGeom,
-        x: &Self::Buf,
-        gamma: &Self::Buf,
-        beta: &Self::Buf,
-        running_mean: &Self::Buf,
-        running_var: &Self::Buf,
-        y: &mut Self::Buf,
+        &self, g: &BatchNormGeom, x: &Self::Buf, gamma: &Self::Buf, beta: &Self::Buf,
+        running_mean: &Self::Buf, running_var: &Self::Buf, y: &mut Self::Buf,
     ) -> Result<()>;
 
     /// Backward of [`BatchNormOp::batchnorm_forward_train`] (y and saved from that call). With `g.relu`,
     /// first masks `dy` in place by `y > 0`. ACCUMULATES dx when given; WRITES dgamma and dbeta (C).
     #[allow(clippy::too_many_arguments)]
     fn batchnorm_backward(
-        &self,
-        g: &BatchNormGeom,
-        x: &Self::Buf,
-        gamma: &Self::Buf,
-        y: &Self::Buf,
-        saved: &Self::Buf,
-        dy: &mut Self::Buf,
-        dx: Option<&mut Self::Buf>,
-        dgamma: &mut Self::Buf,
+        &self, g: &BatchNormGeom, x: &Self::Buf, gamma: &Self::Buf, y: &Self::Buf,
+        saved: &Self::Buf, dy: &mut Self::Buf, dx: Option<&mut Self::Buf>, dgamma: &mut Self::Buf,
         dbeta: &mut Self::Buf,
     ) -> Result<()>;
 }

@@ -7,20 +7,15 @@ pub(in crate::backends) mod cpu;
 pub mod kernel;
 
 use super::to_i32;
-use super::Tolerance;
 use crate::backends::Buffers;
 use crate::{shape_err, Result};
 
-/// The kernel file of this op: `kernels/concat.cu`.
-pub const KERNEL_MODULE: &str = "concat";
-
-/// Concatenation (forward, backward): copies, and one f32 add per gradient value.
-pub const TOLERANCE: Tolerance = Tolerance {
-    name: "concat",
-    atol: 0.0,
-    rtol: 0.0,
-    reason: "forward copies values and backward adds one dy value into each gradient value: the same single f32 operation on every backend, so the results must be bit-exact",
-};
+op_folder! {
+    kernel_file: "concat";
+    /// Concatenation (forward, backward): copies, and one f32 add per gradient value.
+    TOLERANCE = "concat", atol 0.0, rtol 0.0,
+        because "forward copies values and backward adds one dy value into each gradient value: the same single f32 operation on every backend, so the results must be bit-exact";
+}
 
 /// Concatenation along the row: a (N, A) and b (N, B) -> y (N, A + B), y\[n\] = \[a\[n\], b\[n\]\]. The
 /// network appends a side input (the utterance vector) to its pooled features with it.
@@ -78,20 +73,13 @@ impl ConcatGeom {
 pub trait ConcatOp: Buffers {
     /// y (N, A + B) = \[a (N, A), b (N, B)\] row by row (see [`ConcatGeom`]). Writes y.
     fn concat_forward(
-        &self,
-        g: &ConcatGeom,
-        a: &Self::Buf,
-        b: &Self::Buf,
-        y: &mut Self::Buf,
+        &self, g: &ConcatGeom, a: &Self::Buf, b: &Self::Buf, y: &mut Self::Buf,
     ) -> Result<()>;
 
     /// Backward of [`ConcatOp::concat_forward`]: ACCUMULATES da (N, A) += dy\[:, ..A\] and db (N, B)
     /// += dy\[:, A..\] from dy (N, A + B), each only when given (`None`: that part needs no gradient).
     fn concat_backward(
-        &self,
-        g: &ConcatGeom,
-        dy: &Self::Buf,
-        da: Option<&mut Self::Buf>,
+        &self, g: &ConcatGeom, dy: &Self::Buf, da: Option<&mut Self::Buf>,
         db: Option<&mut Self::Buf>,
     ) -> Result<()>;
 }

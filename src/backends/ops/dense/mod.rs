@@ -7,20 +7,15 @@ pub(in crate::backends) mod cpu;
 pub mod kernel;
 
 use super::to_i32;
-use super::Tolerance;
 use crate::backends::Buffers;
 use crate::{shape_err, Result};
 
-/// The kernel file of this op: `kernels/dense.cu`.
-pub const KERNEL_MODULE: &str = "dense";
-
-/// Dense layers (forward, backward), for the SGEMM kernels.
-pub const TOLERANCE: Tolerance = Tolerance {
-    name: "dense",
-    atol: 1e-5,
-    rtol: 1e-4,
-    reason: "f32 dot products of IN (or N, for dw) terms summed in tile order: error grows with √terms·ε",
-};
+op_folder! {
+    kernel_file: "dense";
+    /// Dense layers (forward, backward), for the SGEMM kernels.
+    TOLERANCE = "dense", atol 1e-5, rtol 1e-4,
+        because "f32 dot products of IN (or N, for dw) terms summed in tile order: error grows with √terms·ε";
+}
 
 /// A fully connected layer: x (N, IN) · wᵀ, with w (OUT, IN) row-major, + b (OUT) -> y (N, OUT),
 /// optionally followed by ReLU.
@@ -64,26 +59,14 @@ impl DenseGeom {
 pub trait DenseOp: Buffers {
     /// y (N, OUT) = \[ReLU\](x (N, IN) · wᵀ + b), w (OUT, IN), b (OUT). Writes y.
     fn dense_forward(
-        &self,
-        g: &DenseGeom,
-        x: &Self::Buf,
-        w: &Self::Buf,
-        b: &Self::Buf,
-        y: &mut Self::Buf,
+        &self, g: &DenseGeom, x: &Self::Buf, w: &Self::Buf, b: &Self::Buf, y: &mut Self::Buf,
     ) -> Result<()>;
 
     /// Backward of [`DenseOp::dense_forward`]. With `g.relu`, first masks `dy` in place by `y > 0`.
     /// ACCUMULATES dx (N, IN) when given; WRITES dw (OUT, IN) and db (OUT).
     #[allow(clippy::too_many_arguments)]
     fn dense_backward(
-        &self,
-        g: &DenseGeom,
-        x: &Self::Buf,
-        w: &Self::Buf,
-        y: &Self::Buf,
-        dy: &mut Self::Buf,
-        dx: Option<&mut Self::Buf>,
-        dw: &mut Self::Buf,
-        db: &mut Self::Buf,
+        &self, g: &DenseGeom, x: &Self::Buf, w: &Self::Buf, y: &Self::Buf, dy: &mut Self::Buf,
+        dx: Option<&mut Self::Buf>, dw: &mut Self::Buf, db: &mut Self::Buf,
     ) -> Result<()>;
 }

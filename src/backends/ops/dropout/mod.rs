@@ -7,20 +7,15 @@ pub(in crate::backends) mod cpu;
 pub mod kernel;
 
 use super::to_i32;
-use super::Tolerance;
 use crate::backends::Buffers;
 use crate::{shape_err, Result};
 
-/// The kernel file of this op: `kernels/dropout.cu`.
-pub const KERNEL_MODULE: &str = "dropout";
-
-/// Dropout (forward, backward): the mask is bit-identical; only the scaling multiply remains.
-pub const TOLERANCE: Tolerance = Tolerance {
-    name: "dropout",
-    atol: 0.0,
-    rtol: 1e-6,
-    reason: "the same mask on every backend and one f32 multiply per value; a GPU may fuse dx += dy·scale into one rounding",
-};
+op_folder! {
+    kernel_file: "dropout";
+    /// Dropout (forward, backward): the mask is bit-identical; only the scaling multiply remains.
+    TOLERANCE = "dropout", atol 0.0, rtol 1e-6,
+        because "the same mask on every backend and one f32 multiply per value; a GPU may fuse dx += dy·scale into one rounding";
+}
 
 /// Inverted dropout over `len` values: y = x / (1 − p) where the element is kept, 0 where dropped.
 /// Element i is kept iff `dropout_hash(i, key_lo, key_hi) ≥ threshold`, threshold = ⌊p · 2³²⌋: the

@@ -7,28 +7,19 @@ pub(in crate::backends) mod cpu;
 pub mod kernel;
 
 use super::to_i32;
-use super::Tolerance;
 use crate::backends::Buffers;
 use crate::tensor::Shape;
 use crate::{shape_err, Result};
 
-/// The kernel file of this op: `kernels/maxpool.cu`.
-pub const KERNEL_MODULE: &str = "maxpool";
-
-/// Max-pool forward: the output is one of the inputs.
-pub const FORWARD_TOLERANCE: Tolerance = Tolerance {
-    name: "maxpool_forward",
-    atol: 0.0,
-    rtol: 0.0,
-    reason: "max selects one input value: no arithmetic, so the result must be bit-exact",
-};
-/// Max-pool backward.
-pub const BACKWARD_TOLERANCE: Tolerance = Tolerance {
-    name: "maxpool_backward",
-    atol: 1e-7,
-    rtol: 1e-6,
-    reason: "at most ⌈k/s⌉² routed gradients are added into dx; only the order of those few f32 additions may differ",
-};
+op_folder! {
+    kernel_file: "maxpool";
+    /// Max-pool forward: the output is one of the inputs.
+    FORWARD_TOLERANCE = "maxpool_forward", atol 0.0, rtol 0.0,
+        because "max selects one input value: no arithmetic, so the result must be bit-exact";
+    /// Max-pool backward.
+    BACKWARD_TOLERANCE = "maxpool_backward", atol 1e-7, rtol 1e-6,
+        because "at most ⌈k/s⌉² routed gradients are added into dx; only the order of those few f32 additions may differ";
+}
 
 /// The top bit of a max-pool argmax: set when the window's maximum is > 0, the ReLU mask of the
 /// winner (mirrored in kernels/maxpool.cu). The fused ReLU backward reads the mask here, so the
@@ -108,20 +99,12 @@ pub trait MaxPoolOp: Buffers {
     /// records the winner's index h·W_in + w in its input plane (first maximum in row-major window order).
     /// Writes y and argmax.
     fn maxpool_forward(
-        &self,
-        g: &PoolGeom,
-        x: &Self::Buf,
-        y: &mut Self::Buf,
-        argmax: &mut Self::Idx,
+        &self, g: &PoolGeom, x: &Self::Buf, y: &mut Self::Buf, argmax: &mut Self::Idx,
     ) -> Result<()>;
 
     /// Routes each dy (N, C, H_out, W_out) to its argmax; ACCUMULATES dx (N, C, H_in, W_in).
     fn maxpool_backward(
-        &self,
-        g: &PoolGeom,
-        dy: &Self::Buf,
-        argmax: &Self::Idx,
-        dx: &mut Self::Buf,
+        &self, g: &PoolGeom, dy: &Self::Buf, argmax: &Self::Idx, dx: &mut Self::Buf,
     ) -> Result<()>;
 
     /// Backward of a max-pool whose input x (N, C, H_in, W_in) is the output of a fused ReLU
@@ -133,11 +116,7 @@ pub trait MaxPoolOp: Buffers {
     /// [`ARGMAX_POSITIVE`] bit, not from x (the pool's own output cannot give it: shortcuts
     /// add into it after pooling), so x is dead after the forward pass and dx may take its buffer.
     fn maxpool_relu_backward(
-        &self,
-        g: &PoolGeom,
-        dy: &Self::Buf,
-        argmax: &Self::Idx,
-        dx: &mut Self::Buf,
+        &self, g: &PoolGeom, dy: &Self::Buf, argmax: &Self::Idx, dx: &mut Self::Buf,
         db: &mut Self::Buf,
     ) -> Result<()>;
 }

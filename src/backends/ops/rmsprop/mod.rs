@@ -6,20 +6,16 @@
 pub(in crate::backends) mod cpu;
 pub mod kernel;
 
-use super::{to_i32, Tolerance};
+use super::to_i32;
 use crate::backends::Buffers;
 use crate::Result;
 
-/// The kernel file of this op: `kernels/rmsprop.cu`.
-pub const KERNEL_MODULE: &str = "rmsprop";
-
-/// RMSProp: updated weights and mean squares after several steps.
-pub const TOLERANCE: Tolerance = Tolerance {
-    name: "rmsprop",
-    atol: 1e-7,
-    rtol: 1e-5,
-    reason: "one sqrt and one divide per step in f32 (a GPU may fuse the multiply-adds); rounding compounds over steps",
-};
+op_folder! {
+    kernel_file: "rmsprop";
+    /// RMSProp: updated weights and mean squares after several steps.
+    TOLERANCE = "rmsprop", atol 1e-7, rtol 1e-5,
+        because "one sqrt and one divide per step in f32 (a GPU may fuse the multiply-adds); rounding compounds over steps";
+}
 
 /// The RMSProp update of the paper's formulas (3) and (4), for one parameter tensor of `len` values:
 ///
@@ -69,10 +65,6 @@ pub trait RmsPropOp: Buffers {
     /// One RMSProp update (see [`RmsPropParams`] for the formulas) of w from gradient g with running
     /// mean square r, all of the same length. Updates w and r in place.
     fn rmsprop_update(
-        &self,
-        step: &RmsPropStep,
-        w: &mut Self::Buf,
-        g: &Self::Buf,
-        r: &mut Self::Buf,
+        &self, step: &RmsPropStep, w: &mut Self::Buf, g: &Self::Buf, r: &mut Self::Buf,
     ) -> Result<()>;
 }

@@ -7,21 +7,16 @@ pub(in crate::backends) mod cpu;
 pub mod kernel;
 
 use super::to_i32;
-use super::Tolerance;
 use crate::backends::Buffers;
 use crate::tensor::Shape;
 use crate::{shape_err, Result};
 
-/// The kernel file of this op: `kernels/shortcut.cu`.
-pub const KERNEL_MODULE: &str = "shortcut";
-
-/// Shortcut forward and backward.
-pub const TOLERANCE: Tolerance = Tolerance {
-    name: "shortcut",
-    atol: 1e-6,
-    rtol: 1e-5,
-    reason: "f32 sums of r² window values (forward) or C_dst/C_src channels (backward), times 1/r²; a GPU may fuse the multiply-add",
-};
+op_folder! {
+    kernel_file: "shortcut";
+    /// Shortcut forward and backward.
+    TOLERANCE = "shortcut", atol 1e-6, rtol 1e-5,
+        because "f32 sums of r² window values (forward) or C_dst/C_src channels (backward), times 1/r²; a GPU may fuse the multiply-add";
+}
 
 /// The paper's multi-level residual identity map: `dst[n,c,h,w] += mean over the r×r window at
 /// (h·r, w·r) of src[n, c mod C_src]`, where r = H_src/H_dst = W_src/W_dst is a whole number.
@@ -94,19 +89,13 @@ pub trait ShortcutOp: Buffers {
     /// dst (N, C_dst, H_dst, W_dst) += r×r-mean of src (N, C_src, H_src, W_src), channel c reading
     /// source channel c mod C_src. ACCUMULATES into dst.
     fn shortcut_forward(
-        &self,
-        g: &ShortcutGeom,
-        src: &Self::Buf,
-        dst: &mut Self::Buf,
+        &self, g: &ShortcutGeom, src: &Self::Buf, dst: &mut Self::Buf,
     ) -> Result<()>;
 
     /// Backward of [`ShortcutOp::shortcut_forward`]: ACCUMULATES d_src (N, C_src, H_src, W_src) from
     /// d_dst (N, C_dst, H_dst, W_dst).
     fn shortcut_backward(
-        &self,
-        g: &ShortcutGeom,
-        d_dst: &Self::Buf,
-        d_src: &mut Self::Buf,
+        &self, g: &ShortcutGeom, d_dst: &Self::Buf, d_src: &mut Self::Buf,
     ) -> Result<()>;
 }
 

@@ -7,20 +7,15 @@ pub(in crate::backends) mod cpu;
 pub mod kernel;
 
 use super::to_i32;
-use super::Tolerance;
 use crate::backends::Buffers;
 use crate::{shape_err, Result};
 
-/// The kernel file of this op: `kernels/softmax_xent.cu`.
-pub const KERNEL_MODULE: &str = "softmax_xent";
-
-/// Softmax cross-entropy: losses and d_logits.
-pub const TOLERANCE: Tolerance = Tolerance {
-    name: "softmax_xent",
-    atol: 1e-6,
-    rtol: 1e-5,
-    reason: "expf/logf of different math libraries (a few ulp) and an f32 sum over the classes in another order",
-};
+op_folder! {
+    kernel_file: "softmax_xent";
+    /// Softmax cross-entropy: losses and d_logits.
+    TOLERANCE = "softmax_xent", atol 1e-6, rtol 1e-5,
+        because "expf/logf of different math libraries (a few ulp) and an f32 sum over the classes in another order";
+}
 
 /// Softmax cross-entropy over `classes` logits per row: logits (N, CLASSES), labels (N).
 #[repr(C)]
@@ -61,11 +56,7 @@ pub trait SoftmaxXentOp: Buffers {
     /// Returns the mean loss and the number of rows whose first-maximum argmax equals the label.
     /// Stable for logits of any finite magnitude (±1e4 and beyond): the row maximum is subtracted first.
     fn softmax_xent(
-        &self,
-        g: &XentGeom,
-        logits: &Self::Buf,
-        labels: &Self::Idx,
-        losses: &mut Self::Buf,
+        &self, g: &XentGeom, logits: &Self::Buf, labels: &Self::Idx, losses: &mut Self::Buf,
         d_logits: &mut Self::Buf,
     ) -> Result<XentStats>;
 
@@ -76,12 +67,7 @@ pub trait SoftmaxXentOp: Buffers {
     /// number of rows whose first-maximum logit is their target's first maximum. The targets are not
     /// validated here (the caller does, on the host). [`SoftmaxXentOp::softmax_xent`] is the hard-label path.
     fn softmax_xent_soft(
-        &self,
-        g: &XentGeom,
-        logits: &Self::Buf,
-        targets: &Self::Buf,
-        class_weights: Option<&Self::Buf>,
-        losses: &mut Self::Buf,
-        d_logits: &mut Self::Buf,
+        &self, g: &XentGeom, logits: &Self::Buf, targets: &Self::Buf,
+        class_weights: Option<&Self::Buf>, losses: &mut Self::Buf, d_logits: &mut Self::Buf,
     ) -> Result<XentStats>;
 }

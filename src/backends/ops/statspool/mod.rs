@@ -6,21 +6,16 @@ pub(in crate::backends) mod cpu;
 pub mod kernel;
 
 use super::to_i32;
-use super::Tolerance;
 use crate::backends::Buffers;
 use crate::tensor::Shape;
 use crate::{shape_err, Result};
 
-/// The kernel file of this op: `kernels/statspool.cu`.
-pub const KERNEL_MODULE: &str = "statspool";
-
-/// Statistics pooling (forward, backward).
-pub const TOLERANCE: Tolerance = Tolerance {
-    name: "statspool",
-    atol: 1e-6,
-    rtol: 1e-5,
-    reason: "f32 column sums over H, then a 32-lane butterfly over W instead of a left-to-right sum, and one sqrt",
-};
+op_folder! {
+    kernel_file: "statspool";
+    /// Statistics pooling (forward, backward).
+    TOLERANCE = "statspool", atol 1e-6, rtol 1e-5,
+        because "f32 column sums over H, then a 32-lane butterfly over W instead of a left-to-right sum, and one sqrt";
+}
 
 /// Global statistics pooling of x (N, C, H, W) -> y (N, 2C): the mean over frequency (H) gives one
 /// value m_w per time step, then
@@ -86,11 +81,6 @@ pub trait StatsPoolOp: Buffers {
 
     /// Backward of [`StatsPoolOp::statspool_forward`] (y is its output): ACCUMULATES dx (N, C, H, W).
     fn statspool_backward(
-        &self,
-        g: &StatsPoolGeom,
-        x: &Self::Buf,
-        y: &Self::Buf,
-        dy: &Self::Buf,
-        dx: &mut Self::Buf,
+        &self, g: &StatsPoolGeom, x: &Self::Buf, y: &Self::Buf, dy: &Self::Buf, dx: &mut Self::Buf,
     ) -> Result<()>;
 }
