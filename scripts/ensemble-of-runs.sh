@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Lay out finished one-network runs of the same configuration and protocol, trained with seeds
+# 0, 1, ..., K-1, as the folds of one `--ensemble K` run (fold-*/seed-N/ links), so that
+# `rescnn score OUT` scores them as that ensemble. Under leave-one-speaker-out (no validation
+# speakers) the split does not depend on the seed, and a member's weights and data order depend
+# only on its seed and fold, so each run's fold is what `--ensemble K` trains in `seed-N/`.
+#   scripts/ensemble-of-runs.sh OUT RUN_SEED0 RUN_SEED1 [...]
+set -euo pipefail
+out=${1:?usage: ensemble-of-runs.sh OUT RUN_SEED0 RUN_SEED1 [...]}
+shift
+[ $# -ge 2 ] || { echo "give at least two runs, seed 0 first" >&2; exit 2; }
+mkdir -p "$out"
+seed=0
+for run in "$@"; do
+  want=$(grep -E '^seed = ' "$run/config.toml" | cut -d' ' -f3)
+  [ "$want" = "$seed" ] || { echo "$run: trained with seed $want, expected $seed (give the runs in seed order)" >&2; exit 2; }
+  diff <(grep -vE '^(seed|ensemble) = ' "$run/config.toml") \
+       <(grep -vE '^(seed|ensemble) = ' "$1/config.toml") > /dev/null \
+    || { echo "$run: its config.toml differs from $1's beyond the seed" >&2; exit 2; }
+  for fold in "$run"/fold-*/; do
+    name=$(basename "$fold")
+    mkdir -p "$out/$name"
+    ln -sfn "$(cd "$fold" && pwd)" "$out/$name/seed-$seed"
+  done
+  seed=$((seed + 1))
+done
+echo "$out: $seed members per fold; score it with: rescnn score $out"
