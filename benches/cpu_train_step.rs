@@ -134,7 +134,10 @@ fn main() -> rescnn::Result<()> {
 /// (d_weight + d_bias) and the extra cost of d_input, in GFLOP per CPU-second (the FLOP count of each
 /// part is the forward's). CPU time, not wall time, so the figures mean something on a busy machine.
 fn conv_breakdown(
-    backend: &CpuBackend<f32>, net: &Network<CpuBackend<f32>>, batch: usize, step_cpu: f64,
+    backend: &CpuBackend<f32>,
+    net: &Network<CpuBackend<f32>>,
+    batch: usize,
+    step_cpu: f64,
 ) -> rescnn::Result<()> {
     use rescnn::backends::Conv2dOp;
     use rescnn::model::PlannedOp;

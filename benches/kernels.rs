@@ -414,7 +414,9 @@ fn run() -> Result<()> {
 /// A whole training step of the `paper` net (batch 50, 3 × 512 × 512, 7 classes): forward, loss,
 /// backward, RMSProp, including the upload of the batch, validated first on a reduced input.
 fn train_step(
-    gpu: &KernelBackend<CudaDevice>, timer: &mut GpuTimer<'_>, peak: &GpuPeak,
+    gpu: &KernelBackend<CudaDevice>,
+    timer: &mut GpuTimer<'_>,
+    peak: &GpuPeak,
 ) -> Result<()> {
     let spec = ArchSpec::from_name_or_spec("paper")?;
     let classes = 7;
@@ -487,8 +489,12 @@ fn train_step(
 
 /// Time the cuBLAS equivalent of a measured kernel and print our time as a fraction of its speed.
 fn cublas_ratio(
-    dev: &CudaDevice, timer: &mut GpuTimer<'_>, cfg: &TimingConfig, blas: Option<&Cublas<'_>>,
-    ours: &Timing, mut call: impl FnMut(&Cublas<'_>, &mut CudaBuffer<f32>) -> Result<()>,
+    dev: &CudaDevice,
+    timer: &mut GpuTimer<'_>,
+    cfg: &TimingConfig,
+    blas: Option<&Cublas<'_>>,
+    ours: &Timing,
+    mut call: impl FnMut(&Cublas<'_>, &mut CudaBuffer<f32>) -> Result<()>,
     out_len: usize,
 ) -> Result<()> {
     let Some(blas) = blas else { return Ok(()) };

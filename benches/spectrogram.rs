@@ -59,7 +59,10 @@ fn check_against_reference(samples: &[f32], cfg: &SpectrogramConfig) {
 }
 
 fn one_image(
-    plan: &mut StftPlan, renderer: &mut Renderer, samples: &[f32], spec: &mut Spectrogram,
+    plan: &mut StftPlan,
+    renderer: &mut Renderer,
+    samples: &[f32],
+    spec: &mut Spectrogram,
     pixels: &mut Vec<u8>,
 ) {
     plan.compute_into(samples, spec);
@@ -79,7 +82,10 @@ fn thread_cpu_ns() -> Option<u64> {
 
 /// (images per wall-clock second, images per CPU second of the calling thread when `threads` = 1).
 fn measure(
-    threads: usize, samples: &[f32], cfg: &SpectrogramConfig, budget: Duration,
+    threads: usize,
+    samples: &[f32],
+    cfg: &SpectrogramConfig,
+    budget: Duration,
 ) -> (f64, Option<f64>) {
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(threads)

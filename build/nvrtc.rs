@@ -338,7 +338,10 @@ fn c_bytes(v: Vec<c_char>) -> Vec<u8> {
 /// Compile `source` once with `options`; returns (program, log). On failure the error carries the full
 /// log.
 fn compile(
-    source: &KernelSource, c_src: &CString, target: &str, options: &[String],
+    source: &KernelSource,
+    c_src: &CString,
+    target: &str,
+    options: &[String],
 ) -> Result<(Program, String), String> {
     let file_name = source.path.file_name().unwrap().to_string_lossy();
     let name = CString::new(file_name.as_bytes()).unwrap();
@@ -376,7 +379,9 @@ fn warnings_in(log: &str, source: &KernelSource, target: &str) -> Vec<String> {
 }
 
 fn compile_module(
-    source: &KernelSource, include: &str, out_dir: &Path,
+    source: &KernelSource,
+    include: &str,
+    out_dir: &Path,
 ) -> Result<CompiledModule, String> {
     let c_src = CString::new(source.text.as_bytes())
         .map_err(|_| format!("{}: contains a NUL byte", source.path.display()))?;

@@ -127,7 +127,10 @@ pub fn is_gemm_entry(source: &str, name: &str) -> bool {
 /// The build errors for `resources` (one architecture's figures of `file`): one per GEMM kernel that
 /// spills, naming the kernel and the architecture. Spills elsewhere stay warnings.
 pub fn gemm_spill_errors(
-    file: &str, source: &str, target: &str, resources: &[EntryResources],
+    file: &str,
+    source: &str,
+    target: &str,
+    resources: &[EntryResources],
 ) -> Vec<String> {
     resources
         .iter()

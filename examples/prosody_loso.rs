@@ -307,7 +307,10 @@ fn mel_functionals(corpus: &Corpus) -> rescnn::Result<Vec<Vec<f32>>> {
 /// Append `extra`, z-normalised per dimension with each speaker's own statistics (`Speaker`) or
 /// the training utterances' (`Training`), to every row of `x`.
 fn append_normalised(
-    x: &mut [Vec<f32>], extra: &[Vec<f32>], mode: InputNormMode, speakers: &[String],
+    x: &mut [Vec<f32>],
+    extra: &[Vec<f32>],
+    mode: InputNormMode,
+    speakers: &[String],
     train: &[usize],
 ) {
     let stats = |rows: &[usize]| -> Vec<(f64, f64)> {

@@ -26,7 +26,8 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
 /// `path` (the folder is created if missing); the buffer is then flushed, the file synced to disk and
 /// renamed over `path`. On any error the temporary file is removed and `path` is left as it was.
 pub fn write_atomically(
-    path: &Path, write: impl FnOnce(&mut BufWriter<File>) -> Result<()>,
+    path: &Path,
+    write: impl FnOnce(&mut BufWriter<File>) -> Result<()>,
 ) -> Result<()> {
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         create_dir_all(dir)?;

@@ -17,7 +17,12 @@ fn channel_signal(ch: usize, n: usize, rate: u32) -> Vec<f64> {
 }
 
 fn write_wav(
-    path: &Path, channels: u16, bits: u16, float: bool, rate: u32, n: usize,
+    path: &Path,
+    channels: u16,
+    bits: u16,
+    float: bool,
+    rate: u32,
+    n: usize,
 ) -> Vec<Vec<f64>> {
     let spec = hound::WavSpec {
         channels,

@@ -63,7 +63,13 @@ fn check(tol: &Tolerance, what: String, got: &[f32], reference: &[f64]) {
 
 /// Forward and backward of one convolution on `dev` and on the f64 reference; every output compared.
 fn conv_case<B: Backend<Elem = f32>>(
-    dev: &B, input: Shape, c_out: usize, k: (usize, usize), stride: usize, pad: Padding, relu: bool,
+    dev: &B,
+    input: Shape,
+    c_out: usize,
+    k: (usize, usize),
+    stride: usize,
+    pad: Padding,
+    relu: bool,
 ) {
     let g = ConvGeom::new(input, c_out, k, stride, pad, relu).unwrap();
     let what = format!(

@@ -104,7 +104,8 @@ fn synthetic_emotions_show_in_the_prosody_vector() {
 /// A small synthetic corpus and cache options writing to a fresh temporary folder (kept alive by
 /// the returned guard).
 fn corpus_with_disk_cache(
-    speakers: usize, per_class_per_speaker: usize,
+    speakers: usize,
+    per_class_per_speaker: usize,
 ) -> (rescnn::data::Corpus, tempfile::TempDir, CacheOptions) {
     let corpus = synth::generate(&SynthConfig {
         speakers,

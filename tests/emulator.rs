@@ -35,7 +35,10 @@ fn ptr<T: bytemuck::Pod + Send + Sync>(dev: &EmuDevice, buf: &EmuBuffer<T>) -> D
 
 /// Launch a self-test kernel; the arguments are built by the caller to match its signature.
 fn launch(
-    dev: &EmuDevice, name: &'static str, config: LaunchConfig, args: &mut KernelArgs,
+    dev: &EmuDevice,
+    name: &'static str,
+    config: LaunchConfig,
+    args: &mut KernelArgs,
 ) -> rescnn::Result<()> {
     // SAFETY: every caller packs the arguments in the order and types of the named kernel in
     // selftest.cu, with buffers at least as large as the shape comments there require for `config`.
@@ -43,7 +46,10 @@ fn launch(
 }
 
 fn launch_err(
-    dev: &EmuDevice, name: &'static str, config: LaunchConfig, args: &mut KernelArgs,
+    dev: &EmuDevice,
+    name: &'static str,
+    config: LaunchConfig,
+    args: &mut KernelArgs,
 ) -> String {
     match launch(dev, name, config, args) {
         Ok(()) => panic!("launching {name} should have failed"),

@@ -1236,7 +1236,11 @@ fn adamw_schedule_matches_hand_values() {
 
 /// Batch norm by its definition (biased batch variance), before the optional ReLU.
 fn batchnorm_definition(
-    s: Shape, eps: f64, x: &[f64], gamma: &[f64], beta: &[f64],
+    s: Shape,
+    eps: f64,
+    x: &[f64],
+    gamma: &[f64],
+    beta: &[f64],
 ) -> (Vec<f64>, Vec<f64>, Vec<f64>) {
     let hw = s.h * s.w;
     let m = (s.n * hw) as f64;

@@ -37,7 +37,11 @@ backend_tests!(
 
 /// Forward then backward of one max-pool on `b`; dx starts from `dx0` (the op accumulates).
 fn run_maxpool<B: Backend<Elem = f32>>(
-    b: &B, g: &PoolGeom, x: &[f32], dy: &[f32], dx0: &[f32],
+    b: &B,
+    g: &PoolGeom,
+    x: &[f32],
+    dy: &[f32],
+    dx0: &[f32],
 ) -> (Vec<f32>, Vec<u32>, Vec<f32>) {
     let xb = b.upload(x).unwrap();
     let mut y = b.zeros(g.output().len()).unwrap();
@@ -207,7 +211,12 @@ fn maxpool_with_ties_takes_the_first_maximum<B: Backend<Elem = f32>>(dev: &B) {
 }
 
 fn run_shortcut<B: Backend<Elem = f32>>(
-    b: &B, g: &ShortcutGeom, src: &[f32], dst0: &[f32], d_dst: &[f32], d_src0: &[f32],
+    b: &B,
+    g: &ShortcutGeom,
+    src: &[f32],
+    dst0: &[f32],
+    d_dst: &[f32],
+    d_src0: &[f32],
 ) -> (Vec<f32>, Vec<f32>) {
     let srcb = b.upload(src).unwrap();
     let mut dst = b.upload(dst0).unwrap();
@@ -255,7 +264,10 @@ fn shortcut_matches_reference<B: Backend<Elem = f32>>(dev: &B) {
 }
 
 fn run_xent<B: Backend<Elem = f32>>(
-    b: &B, g: &XentGeom, logits: &[f32], labels: &[u32],
+    b: &B,
+    g: &XentGeom,
+    logits: &[f32],
+    labels: &[u32],
 ) -> rescnn::Result<(Vec<f32>, Vec<f32>, f64, usize)> {
     let lb = b.upload(logits)?;
     let mut labb = b.zeros_idx(labels.len())?;
@@ -332,7 +344,10 @@ fn softmax_xent_rejects_a_label_outside_the_classes<B: Backend<Elem = f32>>(dev:
 }
 
 fn run_adamw<B: Backend<Elem = f32>>(
-    b: &B, cfg: &AdamWConfig, w0: &[f32], grads: &[Vec<f32>],
+    b: &B,
+    cfg: &AdamWConfig,
+    w0: &[f32],
+    grads: &[Vec<f32>],
 ) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
     let mut w = b.upload(w0).unwrap();
     let mut m = b.zeros(w0.len()).unwrap();
@@ -378,7 +393,10 @@ fn adamw_matches_reference_over_several_steps<B: Backend<Elem = f32>>(dev: &B) {
 }
 
 fn run_rmsprop<B: Backend<Elem = f32>>(
-    b: &B, cfg: &RmsPropConfig, w0: &[f32], grads: &[Vec<f32>],
+    b: &B,
+    cfg: &RmsPropConfig,
+    w0: &[f32],
+    grads: &[Vec<f32>],
 ) -> (Vec<f32>, Vec<f32>) {
     let mut w = b.upload(w0).unwrap();
     let mut r = b.zeros(w0.len()).unwrap();
@@ -419,7 +437,10 @@ fn rmsprop_matches_reference_over_several_steps<B: Backend<Elem = f32>>(dev: &B)
 /// the masked dy, dx (accumulated onto dx0), dγ, dβ; then the evaluation forward with the updated
 /// running statistics.
 fn run_batchnorm<B: Backend<Elem = f32>>(
-    b: &B, g: &BatchNormGeom, host: &[Vec<f32>; 6], with_dx: bool,
+    b: &B,
+    g: &BatchNormGeom,
+    host: &[Vec<f32>; 6],
+    with_dx: bool,
 ) -> Vec<(&'static str, Vec<f32>)> {
     let [x, gamma, beta, dy, dx0, running] = host;
     let c = g.c as usize;
@@ -506,7 +527,11 @@ fn batchnorm_matches_reference<B: Backend<Elem = f32>>(dev: &B) {
 }
 
 fn run_statspool<B: Backend<Elem = f32>>(
-    b: &B, g: &StatsPoolGeom, x: &[f32], dy: &[f32], dx0: &[f32],
+    b: &B,
+    g: &StatsPoolGeom,
+    x: &[f32],
+    dy: &[f32],
+    dx0: &[f32],
 ) -> (Vec<f32>, Vec<f32>) {
     let xb = b.upload(x).unwrap();
     let mut y = b.zeros(g.output().len()).unwrap();
@@ -543,7 +568,11 @@ fn statspool_matches_reference<B: Backend<Elem = f32>>(dev: &B) {
 }
 
 fn run_dropout<B: Backend<Elem = f32>>(
-    b: &B, p: &DropoutParams, x: &[f32], dy: &[f32], dx0: &[f32],
+    b: &B,
+    p: &DropoutParams,
+    x: &[f32],
+    dy: &[f32],
+    dx0: &[f32],
 ) -> (Vec<f32>, Vec<f32>) {
     let xb = b.upload(x).unwrap();
     let mut y = b.zeros(x.len()).unwrap();
@@ -575,7 +604,12 @@ fn dropout_matches_reference_with_the_same_mask<B: Backend<Elem = f32>>(dev: &B)
 
 /// Forward, then backward into da and db (pre-filled with `da0` and `db0`: the op accumulates).
 fn run_concat<B: Backend<Elem = f32>>(
-    be: &B, g: &ConcatGeom, a: &[f32], b: &[f32], dy: &[f32], (da0, db0): (&[f32], &[f32]),
+    be: &B,
+    g: &ConcatGeom,
+    a: &[f32],
+    b: &[f32],
+    dy: &[f32],
+    (da0, db0): (&[f32], &[f32]),
 ) -> [Vec<f32>; 3] {
     let (ab, bb) = (be.upload(a).unwrap(), be.upload(b).unwrap());
     let mut y = be.zeros(g.lens().2).unwrap();
@@ -614,7 +648,11 @@ fn concat_matches_reference<B: Backend<Elem = f32>>(dev: &B) {
 }
 
 fn run_xent_soft<B: Backend<Elem = f32>>(
-    b: &B, g: &XentGeom, logits: &[f32], targets: &[f32], weights: Option<&[f32]>,
+    b: &B,
+    g: &XentGeom,
+    logits: &[f32],
+    targets: &[f32],
+    weights: Option<&[f32]>,
 ) -> (Vec<f32>, Vec<f32>, f64, usize) {
     let lb = b.upload(logits).unwrap();
     let tb = b.upload(targets).unwrap();

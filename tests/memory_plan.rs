@@ -55,8 +55,13 @@ struct StepResult {
 /// gradients zeroed before the backward pass, data gradients accumulated, the fused pool backward
 /// where the network takes it (a ReLU convolution read only by the next pool).
 fn reference_step<B: Backend<Elem = f32>>(
-    b: &B, plan: &Plan, start: &[NamedTensor<f32>], images: &[f32], side: Option<&[f32]>,
-    labels: &[u32], optimizer: Optimizer,
+    b: &B,
+    plan: &Plan,
+    start: &[NamedTensor<f32>],
+    images: &[f32],
+    side: Option<&[f32]>,
+    labels: &[u32],
+    optimizer: Optimizer,
 ) -> StepResult {
     let n = labels.len();
     let tensor = |name: &str| {
@@ -413,7 +418,11 @@ fn reference_step<B: Backend<Elem = f32>>(
 }
 
 fn network_step<B: Backend<Elem = f32>>(
-    b: &B, net: &mut Network<B>, images: &[f32], side: Option<&[f32]>, labels: &[u32],
+    b: &B,
+    net: &mut Network<B>,
+    images: &[f32],
+    side: Option<&[f32]>,
+    labels: &[u32],
     optimizer: Optimizer,
 ) -> StepResult {
     let stats = net

@@ -37,7 +37,11 @@ const ORT_PROBABILITIES: Tolerance = Tolerance {
 
 /// A network with He weights (seeded) and random biases, so the bias path is exercised too.
 fn network(
-    spec: &str, input: InputShape, classes: usize, batch: usize, seed: u64,
+    spec: &str,
+    input: InputShape,
+    classes: usize,
+    batch: usize,
+    seed: u64,
 ) -> (CpuBackend<f32>, Network<CpuBackend<f32>>) {
     let cpu = CpuBackend::<f32>::new();
     let spec = ArchSpec::from_name_or_spec(spec).unwrap();
@@ -251,7 +255,9 @@ fn every_preset_matches_onnx_runtime() {
 
 /// Mutate every node of `op_type` in `model` with `f`.
 fn mutate(
-    model: &mut ModelProto, op_type: &str, mut f: impl FnMut(&mut Vec<AttributeProto>),
+    model: &mut ModelProto,
+    op_type: &str,
+    mut f: impl FnMut(&mut Vec<AttributeProto>),
 ) -> usize {
     let mut n = 0;
     for node in &mut model.graph.as_mut().unwrap().node {

@@ -34,7 +34,10 @@ fn network<D: Device>(backend: &KernelBackend<D>) -> Network<KernelBackend<D>> {
 /// of an epoch is short) and, on odd steps, the trainer's path with soft targets and class weights
 /// instead of `train_step`'s hard labels. Returns the mean loss.
 fn run_step<D: Device>(
-    backend: &KernelBackend<D>, net: &mut Network<KernelBackend<D>>, rng: &mut Rng, step: usize,
+    backend: &KernelBackend<D>,
+    net: &mut Network<KernelBackend<D>>,
+    rng: &mut Rng,
+    step: usize,
 ) -> f64 {
     let n = [MAX_BATCH, 3, 2][step % 3];
     let images = rng.vec(n * input().len(), 0.0, 1.0);

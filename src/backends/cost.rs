@@ -159,7 +159,9 @@ impl Device for CostDevice {
         })
     }
     fn copy_to_device<T: bytemuck::Pod + Send + Sync>(
-        &self, src: &[T], dst: &mut CostBuffer<T>,
+        &self,
+        src: &[T],
+        dst: &mut CostBuffer<T>,
     ) -> Result<()> {
         assert!(src.len() <= dst.len, "copy past the end of a buffer");
         self.record(
@@ -195,7 +197,10 @@ impl Device for CostDevice {
         *self.pending.lock().unwrap_or_else(|e| e.into_inner()) = Some((kernel, cost()));
     }
     unsafe fn launch(
-        &self, kernel: Kernel, config: &LaunchConfig, _args: &mut KernelArgs,
+        &self,
+        kernel: Kernel,
+        config: &LaunchConfig,
+        _args: &mut KernelArgs,
     ) -> Result<()> {
         let pending = self
             .pending

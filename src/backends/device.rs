@@ -201,7 +201,9 @@ pub trait Device: Send + Sync {
     fn alloc_zeroed<T: bytemuck::Pod + Send + Sync>(&self, len: usize) -> Result<Self::Buffer<T>>;
     /// Copy `src` into the first `src.len()` values of `dst` (error if `dst` is shorter).
     fn copy_to_device<T: bytemuck::Pod + Send + Sync>(
-        &self, src: &[T], dst: &mut Self::Buffer<T>,
+        &self,
+        src: &[T],
+        dst: &mut Self::Buffer<T>,
     ) -> Result<()>;
     /// Copy the whole of `src` back to the host.
     fn copy_to_host<T: bytemuck::Pod + Send + Sync>(&self, src: &Self::Buffer<T>)
@@ -229,7 +231,10 @@ pub trait Device: Send + Sync {
     /// it must address a live buffer of this device large enough for every access the kernel makes
     /// under `config`. The kernel wrappers establish this; nothing else should call `launch`.
     unsafe fn launch(
-        &self, kernel: Kernel, config: &LaunchConfig, args: &mut KernelArgs,
+        &self,
+        kernel: Kernel,
+        config: &LaunchConfig,
+        args: &mut KernelArgs,
     ) -> Result<()>;
 
     /// Wait for all launched work to finish, reporting any asynchronous error.
@@ -268,8 +273,13 @@ impl Cost {
     /// `bytes`.
     #[allow(clippy::too_many_arguments)]
     pub fn gemm(
-        cfg: &LaunchConfig, tile_rows: usize, tile_cols: usize, k_steps: usize, bk: usize,
-        (m, n, k): (usize, usize, usize), bytes: usize,
+        cfg: &LaunchConfig,
+        tile_rows: usize,
+        tile_cols: usize,
+        k_steps: usize,
+        bk: usize,
+        (m, n, k): (usize, usize, usize),
+        bytes: usize,
     ) -> Self {
         let tiles = cfg.grid.0 as f64 * cfg.grid.1 as f64;
         Cost {

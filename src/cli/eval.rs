@@ -124,8 +124,12 @@ pub struct Evaluation {
 
 /// Predictions of one model on `indices` of `corpus`, each speaker normalised as in training.
 fn predict_fold(
-    model: &TrainedModel, corpus: &Corpus, store: &FeatureStore, vectors: Option<&ProsodyStore>,
-    indices: &[usize], device: DeviceChoice,
+    model: &TrainedModel,
+    corpus: &Corpus,
+    store: &FeatureStore,
+    vectors: Option<&ProsodyStore>,
+    indices: &[usize],
+    device: DeviceChoice,
 ) -> Result<ModelPredictions> {
     // A speaker-normalised model takes each speaker's statistics over all of its utterances in the
     // corpus, whichever part of --split is evaluated (as in training).

@@ -107,7 +107,9 @@ impl Speakers {
 /// Predict every file with the model on `device`; a speaker-normalised model uses the training
 /// statistics (see [`predict_speakers`]).
 pub fn predict(
-    model: &TrainedModel, files: &[PathBuf], device: DeviceChoice,
+    model: &TrainedModel,
+    files: &[PathBuf],
+    device: DeviceChoice,
 ) -> Result<Vec<Prediction>> {
     predict_speakers(model, files, &Speakers::default(), device)
 }
@@ -115,7 +117,10 @@ pub fn predict(
 /// Predict every file with the model on `device`: the network evaluated as in training, fused with
 /// the prosody branch when the model has one; each file's speaker and statistics from `speakers`.
 pub fn predict_speakers(
-    model: &TrainedModel, files: &[PathBuf], speakers: &Speakers, device: DeviceChoice,
+    model: &TrainedModel,
+    files: &[PathBuf],
+    speakers: &Speakers,
+    device: DeviceChoice,
 ) -> Result<Vec<Prediction>> {
     let classes = model.classes().to_vec();
     let corpus = match (&speakers.from, speakers.stats.as_slice()) {

@@ -99,7 +99,11 @@ pub fn run(args: &Args) -> Result<()> {
 
 /// Write interleaved u8 pixels (1 or 3 channels) as PNG, atomically.
 pub fn write_png(
-    path: &Path, pixels: &[u8], width: usize, height: usize, channels: usize,
+    path: &Path,
+    pixels: &[u8],
+    width: usize,
+    height: usize,
+    channels: usize,
 ) -> Result<()> {
     let color = if channels == 1 {
         image::ExtendedColorType::L8

@@ -72,8 +72,12 @@ pub fn to_json(t: &Timeline) -> serde_json::Value {
 }
 
 pub fn run(
-    model: &TrainedModel, files: &[PathBuf], args: &TimelineArgs, speaker: Option<&SpeakerStats>,
-    json: bool, device: DeviceChoice,
+    model: &TrainedModel,
+    files: &[PathBuf],
+    args: &TimelineArgs,
+    speaker: Option<&SpeakerStats>,
+    json: bool,
+    device: DeviceChoice,
 ) -> Result<()> {
     let settings = args.settings();
     if model.input_norm_mode() == InputNormMode::Speaker && speaker.is_none() {

@@ -144,7 +144,11 @@ impl AugmentConfig {
     /// normalised mean (0) instead of the floor colour, which would land several standard
     /// deviations below it.
     pub fn render(
-        &self, renderer: &mut Renderer, spec: &Spectrogram, rng: &mut ChaCha8Rng, out: &mut [f32],
+        &self,
+        renderer: &mut Renderer,
+        spec: &Spectrogram,
+        rng: &mut ChaCha8Rng,
+        out: &mut [f32],
     ) -> Normalized {
         let cfg = renderer.config().clone();
         let (h, w) = (cfg.height, cfg.width);

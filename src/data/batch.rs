@@ -79,7 +79,10 @@ impl<'a> Batcher<'a> {
     /// Batches over `indices` (corpus indices into `store`), drawn as `image` says, normalised by
     /// `norm` (an [`InputNorm`](super::InputNorm) or a [`Normalization`]).
     pub fn new(
-        store: &'a FeatureStore, image: &ImageConfig, indices: &[usize], cfg: BatchConfig,
+        store: &'a FeatureStore,
+        image: &ImageConfig,
+        indices: &[usize],
+        cfg: BatchConfig,
         norm: impl Into<Normalization>,
     ) -> Result<Self> {
         let norm = norm.into();

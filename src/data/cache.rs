@@ -282,8 +282,12 @@ impl FeatureStore {
 }
 
 fn featurise(
-    u: &super::Utterance, stft: &StftConfig, stft_json: &str, variants: &[Perturbation],
-    dir: Option<&Path>, plan: &mut Option<StftPlan>,
+    u: &super::Utterance,
+    stft: &StftConfig,
+    stft_json: &str,
+    variants: &[Perturbation],
+    dir: Option<&Path>,
+    plan: &mut Option<StftPlan>,
 ) -> Result<(Vec<StoredSpectrogram>, BuildStats)> {
     // Content key and (lazily) the decoded audio.
     let mut key = Fnv::new();

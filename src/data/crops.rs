@@ -75,7 +75,10 @@ pub struct Crop {
 /// Every crop of every utterance in `indices` (in that order, each utterance's crops in time
 /// order), for crops of `image.width` frames every `hop` frames.
 pub fn plan_crops(
-    store: &FeatureStore, image: &ImageConfig, indices: &[usize], hop: usize,
+    store: &FeatureStore,
+    image: &ImageConfig,
+    indices: &[usize],
+    hop: usize,
 ) -> Result<Vec<Crop>> {
     check_fixed(image)?;
     if hop == 0 {
@@ -120,7 +123,10 @@ fn check_fixed(image: &ImageConfig) -> Result<()> {
 /// The plain (unaugmented) images of `crops`, normalised like the training inputs: (N, C, H, W)
 /// with N = `crops.len()`.
 pub fn render_crops(
-    store: &FeatureStore, image: &ImageConfig, norm: &Normalization, crops: &[Crop],
+    store: &FeatureStore,
+    image: &ImageConfig,
+    norm: &Normalization,
+    crops: &[Crop],
 ) -> Result<Tensor<f32>> {
     check_fixed(image)?;
     let (c, h, w) = (image.channels(), image.height, image.width);

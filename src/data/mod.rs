@@ -208,8 +208,12 @@ pub(crate) struct Candidate {
 /// Check every candidate's audio (in parallel) and build the corpus; every bad file, from the
 /// name parser (`bad`) or the decoder, is reported together at the end.
 pub(crate) fn finish_load(
-    name: String, root: &Path, classes: Vec<String>, candidates: Vec<Candidate>,
-    mut bad: Vec<BadFile>, opts: &LoadOptions,
+    name: String,
+    root: &Path,
+    classes: Vec<String>,
+    candidates: Vec<Candidate>,
+    mut bad: Vec<BadFile>,
+    opts: &LoadOptions,
 ) -> Result<Corpus> {
     let checked: Vec<std::result::Result<Utterance, BadFile>> = candidates
         .into_par_iter()

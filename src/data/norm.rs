@@ -33,7 +33,9 @@ impl InputNorm {
     /// (training utterances only, so nothing about validation or test leaks into the inputs),
     /// every frame of each utterance counted once ([`every_frame_image`]).
     pub fn from_training(
-        store: &FeatureStore, image: &ImageConfig, train: &[usize],
+        store: &FeatureStore,
+        image: &ImageConfig,
+        train: &[usize],
     ) -> Result<Self> {
         if train.is_empty() {
             return Err(config_err!(
@@ -127,7 +129,10 @@ impl Normalization {
     /// training utterances, or per-speaker statistics of every utterance of `store` (`speakers[i]`
     /// is utterance `i`'s speaker; the split plays no part).
     pub fn for_training<S: AsRef<str>>(
-        mode: InputNormMode, store: &FeatureStore, image: &ImageConfig, speakers: &[S],
+        mode: InputNormMode,
+        store: &FeatureStore,
+        image: &ImageConfig,
+        speakers: &[S],
         train: &[usize],
     ) -> Result<Self> {
         Ok(match mode {

@@ -12,7 +12,8 @@ thread_local! {
 }
 
 pub(crate) fn with_renderer<T>(
-    image: &ImageConfig, f: impl FnOnce(&mut Renderer, &mut Spectrogram) -> T,
+    image: &ImageConfig,
+    f: impl FnOnce(&mut Renderer, &mut Spectrogram) -> T,
 ) -> T {
     RENDER_STATE.with(|cell| {
         let mut state = cell.borrow_mut();
@@ -79,7 +80,10 @@ pub(crate) fn every_frame_image(store: &FeatureStore, image: &ImageConfig) -> Im
 /// [`RowMoments`] of utterance `utterance`'s plain image in variant `variant`, drawn with `wide`
 /// (from [`every_frame_image`]), over the columns that hold its frames (padding left out).
 pub(crate) fn utterance_moments(
-    store: &FeatureStore, wide: &ImageConfig, utterance: usize, variant: usize,
+    store: &FeatureStore,
+    wide: &ImageConfig,
+    utterance: usize,
+    variant: usize,
 ) -> RowMoments {
     let (c, h, w) = (wide.channels(), wide.height, wide.width);
     with_renderer(wide, |r, spec| {

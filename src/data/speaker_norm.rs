@@ -52,7 +52,9 @@ impl SpeakerNorm {
     /// rendered in parallel; per-utterance sums are combined in utterance order, so the result is
     /// the same bit for bit whatever the thread count.
     pub fn from_store<S: AsRef<str>>(
-        store: &FeatureStore, image: &ImageConfig, speakers: &[S],
+        store: &FeatureStore,
+        image: &ImageConfig,
+        speakers: &[S],
     ) -> Result<Self> {
         let mut norms = Self::from_store_groupings(store, image, &[speakers])?;
         Ok(norms.pop().expect("one grouping"))
@@ -61,7 +63,9 @@ impl SpeakerNorm {
     /// [`SpeakerNorm::from_store`] for several groupings of the same utterances at once: the
     /// images are rendered and their moments taken once, then summed per group of each grouping.
     pub fn from_store_groupings<S: AsRef<str>>(
-        store: &FeatureStore, image: &ImageConfig, groupings: &[&[S]],
+        store: &FeatureStore,
+        image: &ImageConfig,
+        groupings: &[&[S]],
     ) -> Result<Vec<Self>> {
         image.validate()?;
         if let Some(g) = groupings.iter().find(|g| g.len() != store.len()) {
@@ -92,7 +96,9 @@ impl SpeakerNorm {
     /// `speakers[i]`, every column a frame): the same computation as [`SpeakerNorm::from_store`]
     /// after rendering, for the original audio only.
     pub fn from_images<S: AsRef<str>>(
-        images: &[Vec<f32>], speakers: &[S], (c, h, w): (usize, usize, usize),
+        images: &[Vec<f32>],
+        speakers: &[S],
+        (c, h, w): (usize, usize, usize),
     ) -> Result<Self> {
         if speakers.len() != images.len() {
             return Err(config_err!(
@@ -115,7 +121,10 @@ impl SpeakerNorm {
     }
 
     fn from_moments<S: AsRef<str>>(
-        per_variant: &[Vec<RowMoments>], speakers: &[S], c: usize, h: usize,
+        per_variant: &[Vec<RowMoments>],
+        speakers: &[S],
+        c: usize,
+        h: usize,
     ) -> Result<Self> {
         if per_variant.first().is_none_or(|p| p.is_empty()) {
             return Err(config_err!(
@@ -184,7 +193,8 @@ impl SpeakerNorm {
     /// indexed `c * height + row` as [`SpeakerNorm::stats`] returns them (e.g. saved by enrollment),
     /// and `speakers[i]` names utterance `i`'s speaker, which must be one of them.
     pub fn from_stats<S: AsRef<str>>(
-        (channels, height): (usize, usize), stats: Vec<(String, Vec<f32>, Vec<f32>)>,
+        (channels, height): (usize, usize),
+        stats: Vec<(String, Vec<f32>, Vec<f32>)>,
         speakers: &[S],
     ) -> Result<Self> {
         let mut stats = stats;

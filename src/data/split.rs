@@ -108,7 +108,10 @@ fn check_classes(corpus: &Corpus) -> Result<BTreeSet<usize>> {
 /// Stratified draw of about `fraction` of each class from `pool` (shuffled with `rng`); returns
 /// (drawn, rest). Each class keeps at least one utterance in `rest`.
 fn stratified_draw(
-    corpus: &Corpus, pool: &[usize], fraction: f64, rng: &mut ChaCha8Rng,
+    corpus: &Corpus,
+    pool: &[usize],
+    fraction: f64,
+    rng: &mut ChaCha8Rng,
 ) -> (Vec<usize>, Vec<usize>) {
     let mut by_class: BTreeMap<usize, Vec<usize>> = BTreeMap::new();
     for &i in pool {
@@ -164,7 +167,10 @@ pub fn random(corpus: &Corpus, test_fraction: f64, opts: &SplitOptions) -> Resul
 /// Validation speakers from `candidates` (in a seeded order) such that every class in `needed` keeps
 /// a training speaker.
 fn pick_val_speakers(
-    corpus: &Corpus, candidates: &[String], needed: &BTreeSet<usize>, count: usize,
+    corpus: &Corpus,
+    candidates: &[String],
+    needed: &BTreeSet<usize>,
+    count: usize,
     rng: &mut ChaCha8Rng,
 ) -> Result<Vec<String>> {
     let mut order = candidates.to_vec();
@@ -198,7 +204,9 @@ fn pick_val_speakers(
 }
 
 fn speaker_split_inner(
-    corpus: &Corpus, test_speakers: &[String], opts: &SplitOptions,
+    corpus: &Corpus,
+    test_speakers: &[String],
+    opts: &SplitOptions,
 ) -> Result<(Split, Vec<String>)> {
     let present = check_classes(corpus)?;
     let speakers = corpus.speakers();
@@ -272,7 +280,9 @@ fn speaker_split_inner(
 
 /// Hold out `test_speakers` entirely for testing.
 pub fn held_out_speakers(
-    corpus: &Corpus, test_speakers: &[String], opts: &SplitOptions,
+    corpus: &Corpus,
+    test_speakers: &[String],
+    opts: &SplitOptions,
 ) -> Result<Split> {
     if test_speakers.is_empty() {
         return Err(config_err!("no test speakers given"));

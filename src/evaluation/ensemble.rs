@@ -38,7 +38,10 @@ pub struct EnsembleResult {
 /// Evaluate predictions against the corpus labels (`label_map` maps corpus labels to the model's
 /// classes, identity when `None`).
 pub fn evaluate_predictions(
-    predictions: &Predictions, corpus: &Corpus, classes: usize, label_map: Option<&[usize]>,
+    predictions: &Predictions,
+    corpus: &Corpus,
+    classes: usize,
+    label_map: Option<&[usize]>,
 ) -> EvalReport {
     let mut ev = Evaluator::new(classes);
     for (u, p) in predictions {
@@ -107,7 +110,10 @@ pub fn average(members: &[Predictions], weights: Option<&[f64]>) -> Result<Predi
 
 /// The ensemble (equal weights) and member evaluations of `members`.
 pub fn report(
-    members: &[Predictions], corpus: &Corpus, classes: usize, label_map: Option<&[usize]>,
+    members: &[Predictions],
+    corpus: &Corpus,
+    classes: usize,
+    label_map: Option<&[usize]>,
 ) -> Result<EnsembleReport> {
     let combined = average(members, None)?;
     let reports: Vec<EvalReport> = members

@@ -15,8 +15,13 @@ use std::collections::{BTreeMap, HashMap};
 /// crops of `image.width` frames every `hop` frames, run through `net` in batches of at most its
 /// maximum batch.
 pub fn predict_over_crops<B: Backend<Elem = f32>>(
-    backend: &B, net: &mut Network<B>, store: &FeatureStore, image: &ImageConfig,
-    norm: &Normalization, indices: &[usize], hop: usize,
+    backend: &B,
+    net: &mut Network<B>,
+    store: &FeatureStore,
+    image: &ImageConfig,
+    norm: &Normalization,
+    indices: &[usize],
+    hop: usize,
 ) -> Result<Predictions> {
     predict_over_crops_with_side(backend, net, store, image, norm, indices, hop, None)
 }
@@ -24,8 +29,14 @@ pub fn predict_over_crops<B: Backend<Elem = f32>>(
 /// [`predict_over_crops`] for a network with a side input: every crop gets its utterance's row.
 #[allow(clippy::too_many_arguments)]
 pub fn predict_over_crops_with_side<B: Backend<Elem = f32>>(
-    backend: &B, net: &mut Network<B>, store: &FeatureStore, image: &ImageConfig,
-    norm: &Normalization, indices: &[usize], hop: usize, side: Option<SideInput<'_>>,
+    backend: &B,
+    net: &mut Network<B>,
+    store: &FeatureStore,
+    image: &ImageConfig,
+    norm: &Normalization,
+    indices: &[usize],
+    hop: usize,
+    side: Option<SideInput<'_>>,
 ) -> Result<Predictions> {
     let crops = plan_crops(store, image, indices, hop)?;
     let classes = net.classes();
@@ -65,8 +76,14 @@ impl EvalMode {
 /// of a network that takes one.
 #[allow(clippy::too_many_arguments)]
 pub fn predict_with<B: Backend<Elem = f32>>(
-    backend: &B, net: &mut Network<B>, store: &FeatureStore, image: &ImageConfig,
-    norm: &Normalization, indices: &[usize], mode: &EvalMode, side: Option<SideInput<'_>>,
+    backend: &B,
+    net: &mut Network<B>,
+    store: &FeatureStore,
+    image: &ImageConfig,
+    norm: &Normalization,
+    indices: &[usize],
+    mode: &EvalMode,
+    side: Option<SideInput<'_>>,
 ) -> Result<Predictions> {
     match mode.time {
         EvalTime::First => {
@@ -105,8 +122,14 @@ pub fn predict_with<B: Backend<Elem = f32>>(
 /// statistics pooling.
 #[allow(clippy::too_many_arguments)]
 pub fn predict_whole<B: Backend<Elem = f32>>(
-    backend: &B, net: &mut Network<B>, store: &FeatureStore, image: &ImageConfig,
-    norm: &Normalization, indices: &[usize], batch: usize, side: Option<SideInput<'_>>,
+    backend: &B,
+    net: &mut Network<B>,
+    store: &FeatureStore,
+    image: &ImageConfig,
+    norm: &Normalization,
+    indices: &[usize],
+    batch: usize,
+    side: Option<SideInput<'_>>,
 ) -> Result<Predictions> {
     if image.time_axis != crate::features::TimeAxis::Fixed {
         return Err(config_err!(
@@ -150,7 +173,9 @@ pub fn predict_whole<B: Backend<Elem = f32>>(
 
 /// Lays `net` out for the first width of at least `frames` columns that its shortcuts accept.
 fn fit_input_width<B: Backend<Elem = f32>>(
-    backend: &B, net: &mut Network<B>, frames: usize,
+    backend: &B,
+    net: &mut Network<B>,
+    frames: usize,
 ) -> Result<usize> {
     let mut width = frames;
     loop {

@@ -67,7 +67,10 @@ impl UtteranceModel {
     /// normalised as `norm` says, with the `train` utterances' statistics as the training
     /// normaliser (the fallback for a speaker without statistics in `speaker` mode).
     pub fn for_network_input(
-        store: &ProsodyStore, sample_rate: u32, norm: InputNormMode, train: &[usize],
+        store: &ProsodyStore,
+        sample_rate: u32,
+        norm: InputNormMode,
+        train: &[usize],
     ) -> Self {
         let (mean, std) = vector_stats(store, train);
         UtteranceModel {
@@ -82,7 +85,10 @@ impl UtteranceModel {
     /// The late-fused prosody branch `branch` of the vectors of `store` (computed at
     /// `sample_rate`), fused at `fusion_weight`.
     pub fn for_branch(
-        branch: &ProsodyBranch, store: &ProsodyStore, sample_rate: u32, fusion_weight: f64,
+        branch: &ProsodyBranch,
+        store: &ProsodyStore,
+        sample_rate: u32,
+        fusion_weight: f64,
     ) -> Self {
         let (mean, std) = branch.training_stats();
         UtteranceModel {

@@ -55,14 +55,19 @@ pub fn argmax(v: &[f64]) -> usize {
 /// Class probabilities of every utterance the batcher yields (in its order), with their corpus
 /// indices.
 pub fn predict_all<B: Backend<Elem = f32>>(
-    backend: &B, net: &mut Network<B>, batcher: &Batcher<'_>,
+    backend: &B,
+    net: &mut Network<B>,
+    batcher: &Batcher<'_>,
 ) -> Result<Predictions> {
     predict_all_with_side(backend, net, batcher, None)
 }
 
 /// [`predict_all`] for a network that takes a side input (`None` for one that does not).
 pub fn predict_all_with_side<B: Backend<Elem = f32>>(
-    backend: &B, net: &mut Network<B>, batcher: &Batcher<'_>, side: Option<SideInput<'_>>,
+    backend: &B,
+    net: &mut Network<B>,
+    batcher: &Batcher<'_>,
+    side: Option<SideInput<'_>>,
 ) -> Result<Predictions> {
     let classes = net.classes();
     let mut out = Vec::with_capacity(batcher.len_utterances());
@@ -81,7 +86,10 @@ pub fn predict_all_with_side<B: Backend<Elem = f32>>(
 /// Evaluate on every utterance the batcher yields: metrics, confusion, per-speaker accuracy.
 /// `label_map` maps a corpus label to the model's class index (identity when `None`).
 pub fn evaluate<B: Backend<Elem = f32>>(
-    backend: &B, net: &mut Network<B>, batcher: &Batcher<'_>, corpus: &Corpus,
+    backend: &B,
+    net: &mut Network<B>,
+    batcher: &Batcher<'_>,
+    corpus: &Corpus,
     label_map: Option<&[usize]>,
 ) -> Result<EvalReport> {
     let classes = net.classes();
@@ -92,7 +100,10 @@ pub fn evaluate<B: Backend<Elem = f32>>(
 /// The evaluation of `probabilities` (from [`predict_all`]) of utterances of `corpus` over
 /// `classes` classes (see [`evaluate`]).
 pub fn score(
-    classes: usize, probabilities: Predictions, corpus: &Corpus, label_map: Option<&[usize]>,
+    classes: usize,
+    probabilities: Predictions,
+    corpus: &Corpus,
+    label_map: Option<&[usize]>,
 ) -> EvalReport {
     let mut ev = Evaluator::new(classes);
     for (u, probs) in probabilities {

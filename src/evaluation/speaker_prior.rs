@@ -24,7 +24,10 @@ pub fn raw_moments(store: &ProsodyStore, members: &[usize]) -> (Vec<f64>, Vec<f6
 
 /// `(k · own + weight · prior) / (k + weight)` for the mean and the variance, per entry.
 pub fn shrink(
-    own_mean: &[f64], own_var: &[f64], k: f64, prior: &Prior<f64>,
+    own_mean: &[f64],
+    own_var: &[f64],
+    k: f64,
+    prior: &Prior<f64>,
 ) -> (Vec<f64>, Vec<f64>) {
     (0..own_mean.len())
         .map(|j| {
@@ -49,7 +52,10 @@ const OUTSIDE: &str = "\u{0}outside";
 /// speaker mean and variance, and the weight = within-speaker variance of utterance means over the
 /// between-speaker variance of speaker means. Needs two training speakers.
 pub fn fit_prior<S: AsRef<str>>(
-    store: &FeatureStore, image: &ImageConfig, vectors: Option<&ProsodyStore>, speakers: &[S],
+    store: &FeatureStore,
+    image: &ImageConfig,
+    vectors: Option<&ProsodyStore>,
+    speakers: &[S],
     train: &[usize],
 ) -> Result<EnrollmentPrior> {
     let mut names: Vec<&str> = train.iter().map(|&i| speakers[i].as_ref()).collect();

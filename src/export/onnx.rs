@@ -187,7 +187,10 @@ impl ModelProto {
 
 /// A graph node `op_type(inputs) -> outputs`.
 pub fn node(
-    op_type: &str, name: impl Into<String>, inputs: &[&str], outputs: &[&str],
+    op_type: &str,
+    name: impl Into<String>,
+    inputs: &[&str],
+    outputs: &[&str],
     attribute: Vec<AttributeProto>,
 ) -> NodeProto {
     NodeProto {

@@ -47,7 +47,11 @@ pub fn delta_1d(c: &[f32], n: usize, out: &mut [f32]) {
 /// Δ and ΔΔ of every row of the `rows × width` row-major image `image` over the columns `valid`
 /// (columns outside it get 0), with half-width `n`. `delta` and `delta2` are resized to the image.
 pub fn deltas_rows(
-    image: &[f32], width: usize, valid: Range<usize>, n: usize, delta: &mut Vec<f32>,
+    image: &[f32],
+    width: usize,
+    valid: Range<usize>,
+    n: usize,
+    delta: &mut Vec<f32>,
     delta2: &mut Vec<f32>,
 ) {
     assert!(width > 0 && image.len() % width == 0, "image shape");

@@ -34,8 +34,12 @@ use crate::{config_err, Result};
 /// means and variances are shrunk toward the training speakers' (see [`Prior`]): statistics of a
 /// few utterances are mostly those utterances' content (their emotion), not the speaker.
 pub fn speaker_stats(
-    model: &TrainedModel, prior: Option<&EnrollmentPrior>, speaker: &str, store: &FeatureStore,
-    vectors: Option<&ProsodyStore>, indices: &[usize],
+    model: &TrainedModel,
+    prior: Option<&EnrollmentPrior>,
+    speaker: &str,
+    store: &FeatureStore,
+    vectors: Option<&ProsodyStore>,
+    indices: &[usize],
 ) -> Result<SpeakerStats> {
     if indices.is_empty() {
         return Err(config_err!(
@@ -179,7 +183,10 @@ impl Pooled {
 /// The enrollment table of `folds` (see the module documentation); `label_map` maps `corpus`
 /// labels to the models' classes.
 pub fn evaluate_enrollment(
-    folds: &[FoldModel], corpus: &Corpus, label_map: &[usize], settings: &EnrollmentSettings,
+    folds: &[FoldModel],
+    corpus: &Corpus,
+    label_map: &[usize],
+    settings: &EnrollmentSettings,
 ) -> Result<Vec<EnrollmentRow>> {
     if settings.draws == 0 || settings.ks.contains(&0) {
         return Err(config_err!(

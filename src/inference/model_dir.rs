@@ -196,7 +196,9 @@ impl TrainedModel {
 
     /// The network with the checkpoint's weights, able to run `max_batch` inputs at a time.
     pub fn network<B: Backend<Elem = f32>>(
-        &self, backend: &B, max_batch: usize,
+        &self,
+        backend: &B,
+        max_batch: usize,
     ) -> Result<Network<B>> {
         let m = &self.checkpoint.model;
         if m.side_input_len > 0 && self.utterance().is_none() {
@@ -256,7 +258,9 @@ impl TrainedModel {
 
     /// [`TrainedModel::vectors`] with the cache `opts` says.
     pub fn vectors_with(
-        &self, corpus: &Corpus, opts: &CacheOptions,
+        &self,
+        corpus: &Corpus,
+        opts: &CacheOptions,
     ) -> Result<Option<ProsodyStore>> {
         let Some(u) = self.utterance() else {
             return Ok(None);
@@ -273,7 +277,10 @@ impl TrainedModel {
     /// training statistics for a training-normalised model; for a speaker-normalised one, each
     /// speaker's statistics from `source`.
     pub fn inputs(
-        &self, corpus: &Corpus, store: &FeatureStore, vectors: Option<&ProsodyStore>,
+        &self,
+        corpus: &Corpus,
+        store: &FeatureStore,
+        vectors: Option<&ProsodyStore>,
         source: SpeakerSource<'_>,
     ) -> Result<Inputs> {
         let speakers: Vec<&str> = corpus
@@ -373,8 +380,12 @@ impl TrainedModel {
     /// `vectors`), normalised by `inputs`, on the device `device` resolves to (see
     /// [`TrainedModel::predict_on`]).
     pub fn predict(
-        &self, device: DeviceChoice, store: &FeatureStore, vectors: Option<&ProsodyStore>,
-        inputs: &Inputs, indices: &[usize],
+        &self,
+        device: DeviceChoice,
+        store: &FeatureStore,
+        vectors: Option<&ProsodyStore>,
+        inputs: &Inputs,
+        indices: &[usize],
     ) -> Result<ModelPredictions> {
         struct Job<'m, 'b> {
             model: &'m TrainedModel,
@@ -386,7 +397,9 @@ impl TrainedModel {
         impl BackendJob for Job<'_, '_> {
             type Output = ModelPredictions;
             fn run<B: Backend<Elem = f32>>(
-                self, backend: &B, _memory: &DeviceMemory,
+                self,
+                backend: &B,
+                _memory: &DeviceMemory,
             ) -> Result<Self::Output> {
                 let mut net = self.model.network(backend, self.model.eval_mode().batch)?;
                 self.model.predict_on(
@@ -417,8 +430,13 @@ impl TrainedModel {
     /// [`TrainedModel::eval_mode`], the utterance vector as a joint network's second input), the
     /// prosody branch, and their fusion at the model's weight.
     pub fn predict_on<B: Backend<Elem = f32>>(
-        &self, backend: &B, net: &mut Network<B>, store: &FeatureStore,
-        vectors: Option<&ProsodyStore>, inputs: &Inputs, indices: &[usize],
+        &self,
+        backend: &B,
+        net: &mut Network<B>,
+        store: &FeatureStore,
+        vectors: Option<&ProsodyStore>,
+        inputs: &Inputs,
+        indices: &[usize],
     ) -> Result<ModelPredictions> {
         let side = if self.checkpoint.model.side_input_len > 0 {
             match (vectors, inputs.vector.as_ref()) {
@@ -449,7 +467,10 @@ impl TrainedModel {
 
     /// The branch's predictions and the fusion, given the network's.
     pub fn finish(
-        &self, network: Predictions, vectors: Option<&ProsodyStore>, inputs: &Inputs,
+        &self,
+        network: Predictions,
+        vectors: Option<&ProsodyStore>,
+        inputs: &Inputs,
         indices: &[usize],
     ) -> Result<ModelPredictions> {
         let classifier = self
@@ -566,7 +587,9 @@ impl SpeakerOf {
 /// WAV files as a corpus of unknown labels (for prediction); each file is read once here, so a bad
 /// one is reported by name before anything else runs. Each file's speaker is `speaker(file)`.
 pub fn files_corpus_of(
-    paths: &[PathBuf], classes: &[String], speaker: impl Fn(&Path) -> Result<String>,
+    paths: &[PathBuf],
+    classes: &[String],
+    speaker: impl Fn(&Path) -> Result<String>,
 ) -> Result<Corpus> {
     let mut utterances = Vec::with_capacity(paths.len());
     for p in paths {

@@ -16,7 +16,10 @@ use crate::Result;
 /// the second step of a fresh network (the first also grows the scratch buffers), and the number of
 /// device allocations that step made.
 pub fn train_step_events(
-    spec: &ArchSpec, input: InputShape, classes: usize, batch: usize,
+    spec: &ArchSpec,
+    input: InputShape,
+    classes: usize,
+    batch: usize,
 ) -> Result<(Vec<Event>, usize)> {
     let backend = KernelBackend::new(CostDevice::new())?;
     let mut net = Network::new(&backend, spec, input, classes, batch, 1)?;
@@ -56,7 +59,11 @@ pub struct MeasuredMemory {
 /// Build `spec` for `input` images (and side inputs, all zero) and batches of `batch` on the
 /// recording device, run two training steps with `optimizer` and report what was allocated.
 pub fn measure_step_memory(
-    spec: &ArchSpec, input: InputShape, classes: usize, batch: usize, optimizer: Optimizer,
+    spec: &ArchSpec,
+    input: InputShape,
+    classes: usize,
+    batch: usize,
+    optimizer: Optimizer,
 ) -> Result<MeasuredMemory> {
     let backend = KernelBackend::new(CostDevice::new())?;
     let mut net = Network::new(&backend, spec, input, classes, batch, 1)?;

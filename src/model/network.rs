@@ -91,7 +91,11 @@ impl<B: Backend> Network<B> {
     /// Build the network `spec` for `input` images and `classes` classes, able to run batches of up
     /// to `max_batch`, with He-initialised weights drawn from `seed` (the same on every backend).
     pub fn new(
-        backend: &B, spec: &ArchSpec, input: InputShape, classes: usize, max_batch: usize,
+        backend: &B,
+        spec: &ArchSpec,
+        input: InputShape,
+        classes: usize,
+        max_batch: usize,
         seed: u64,
     ) -> Result<Self> {
         Self::from_plan(backend, Plan::new(spec, input, classes)?, max_batch, seed)
@@ -234,7 +238,11 @@ impl<B: Backend> Network<B> {
     /// update (`&RmsPropConfig` or an [`Optimizer`]), step counter + 1. `inputs` holds the batch's
     /// images, N·C·H·W values in NCHW order.
     pub fn train_step(
-        &mut self, backend: &B, inputs: &[B::Elem], labels: &[u32], optimizer: impl Into<Optimizer>,
+        &mut self,
+        backend: &B,
+        inputs: &[B::Elem],
+        labels: &[u32],
+        optimizer: impl Into<Optimizer>,
     ) -> Result<XentStats> {
         self.train_step_with_side(backend, inputs, None, labels, optimizer)
     }
@@ -248,14 +256,22 @@ impl<B: Backend> Network<B> {
     /// [`Network::forward`] with the side input of a network with a `vec` layer: N × D values
     /// (D = [`InputShape::side`]), row n belonging to image n. `None` for a network without one.
     pub fn forward_with_side(
-        &mut self, backend: &B, inputs: &[B::Elem], side: Option<&[B::Elem]>, n: usize,
+        &mut self,
+        backend: &B,
+        inputs: &[B::Elem],
+        side: Option<&[B::Elem]>,
+        n: usize,
     ) -> Result<()> {
         self.run_forward(backend, inputs, side, n, true)
     }
 
     /// [`Network::train_step`] with a side input (see [`Network::forward_with_side`]).
     pub fn train_step_with_side(
-        &mut self, backend: &B, inputs: &[B::Elem], side: Option<&[B::Elem]>, labels: &[u32],
+        &mut self,
+        backend: &B,
+        inputs: &[B::Elem],
+        side: Option<&[B::Elem]>,
+        labels: &[u32],
         optimizer: impl Into<Optimizer>,
     ) -> Result<XentStats> {
         self.forward_with_side(backend, inputs, side, labels.len())?;
@@ -267,21 +283,31 @@ impl<B: Backend> Network<B> {
 
     /// Logits (n × classes, row-major) of `n` host images, for evaluation and prediction.
     pub fn forward_logits(
-        &mut self, backend: &B, inputs: &[B::Elem], n: usize,
+        &mut self,
+        backend: &B,
+        inputs: &[B::Elem],
+        n: usize,
     ) -> Result<Vec<B::Elem>> {
         self.forward_logits_with_side(backend, inputs, None, n)
     }
 
     /// Mean loss and number of correct predictions on a batch, without training.
     pub fn evaluate(
-        &mut self, backend: &B, inputs: &[B::Elem], labels: &[u32],
+        &mut self,
+        backend: &B,
+        inputs: &[B::Elem],
+        labels: &[u32],
     ) -> Result<XentStats> {
         self.evaluate_with_side(backend, inputs, None, labels)
     }
 
     /// [`Network::forward_logits`] with a side input (see [`Network::forward_with_side`]).
     pub fn forward_logits_with_side(
-        &mut self, backend: &B, inputs: &[B::Elem], side: Option<&[B::Elem]>, n: usize,
+        &mut self,
+        backend: &B,
+        inputs: &[B::Elem],
+        side: Option<&[B::Elem]>,
+        n: usize,
     ) -> Result<Vec<B::Elem>> {
         self.run_forward(backend, inputs, side, n, false)?;
         let mut logits = backend.download(&self.bufs[self.plan.logits_node()])?;
@@ -291,7 +317,11 @@ impl<B: Backend> Network<B> {
 
     /// [`Network::evaluate`] with a side input (see [`Network::forward_with_side`]).
     pub fn evaluate_with_side(
-        &mut self, backend: &B, inputs: &[B::Elem], side: Option<&[B::Elem]>, labels: &[u32],
+        &mut self,
+        backend: &B,
+        inputs: &[B::Elem],
+        side: Option<&[B::Elem]>,
+        labels: &[u32],
     ) -> Result<XentStats> {
         self.run_forward(backend, inputs, side, labels.len(), false)?;
         let stats = self.loss(backend, labels)?;
@@ -370,7 +400,9 @@ impl<B: Backend> Network<B> {
     /// Restore the optimizer's state (names and dimensions must match the parameters exactly; no
     /// first moments means RMSProp's).
     pub fn import_optimizer_state(
-        &mut self, backend: &B, state: &OptimizerState<B::Elem>,
+        &mut self,
+        backend: &B,
+        state: &OptimizerState<B::Elem>,
     ) -> Result<()> {
         self.params.import(
             backend,

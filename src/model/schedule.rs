@@ -90,7 +90,10 @@ fn convs_writing_dx(layers: &[PlannedLayer]) -> Vec<bool> {
 
 /// Which nodes' gradients their first backward op writes (see [`BackwardSchedule::written`]).
 fn written_gradients(
-    layers: &[PlannedLayer], nodes: usize, fused: &[Option<usize>], conv_writes_dx: &[bool],
+    layers: &[PlannedLayer],
+    nodes: usize,
+    fused: &[Option<usize>],
+    conv_writes_dx: &[bool],
 ) -> Vec<bool> {
     let mut written = vec![false; nodes];
     written[nodes - 1] = true;

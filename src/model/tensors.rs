@@ -28,7 +28,8 @@ pub struct OptimizerState<T> {
 
 /// `params` downloaded through `pick` (the value, the gradient or a moment of each).
 fn download<'a, B: Backend + 'a>(
-    backend: &B, params: impl IntoIterator<Item = &'a Param<B>>,
+    backend: &B,
+    params: impl IntoIterator<Item = &'a Param<B>>,
     pick: impl Fn(&Param<B>) -> &B::Buf,
 ) -> Result<Vec<NamedTensor<B::Elem>>> {
     params
@@ -46,7 +47,9 @@ fn download<'a, B: Backend + 'a>(
 impl<B: Backend> Parameters<B> {
     /// Every trained parameter through `pick`.
     pub(super) fn export(
-        &self, backend: &B, pick: impl Fn(&Param<B>) -> &B::Buf,
+        &self,
+        backend: &B,
+        pick: impl Fn(&Param<B>) -> &B::Buf,
     ) -> Result<Vec<NamedTensor<B::Elem>>> {
         download(backend, &self.trained, pick)
     }
@@ -59,7 +62,11 @@ impl<B: Backend> Parameters<B> {
     /// Write `tensors` into the parameters (and, `with_state`, the state tensors) through `pick`.
     /// The set of names and their dimensions must match exactly; errors start with `what`.
     pub(super) fn import(
-        &mut self, backend: &B, what: &str, tensors: &[NamedTensor<B::Elem>], with_state: bool,
+        &mut self,
+        backend: &B,
+        what: &str,
+        tensors: &[NamedTensor<B::Elem>],
+        with_state: bool,
         pick: impl Fn(&mut Param<B>) -> &mut B::Buf,
     ) -> Result<()> {
         let state_len = if with_state { self.state.len() } else { 0 };

@@ -113,7 +113,11 @@ pub fn vector(samples: &[f32], sample_rate: u32, cfg: &PitchConfig) -> Result<Ve
 }
 
 fn from_track(
-    frames: &[PitchFrame], hop_s: f64, spec: &Spectrogram, sample_rate: u32, cfg: &PitchConfig,
+    frames: &[PitchFrame],
+    hop_s: f64,
+    spec: &Spectrogram,
+    sample_rate: u32,
+    cfg: &PitchConfig,
 ) -> Vec<f32> {
     let loudest = frames
         .iter()

@@ -30,7 +30,10 @@ pub struct ProsodyBranch {
 /// The branch's class probabilities of `indices` (corpus indices of `store`), in that order:
 /// `model` on each vector normalised by `norm`.
 pub fn branch_predictions(
-    model: &SoftmaxRegression, norm: &ProsodyNorm, store: &ProsodyStore, indices: &[usize],
+    model: &SoftmaxRegression,
+    norm: &ProsodyNorm,
+    store: &ProsodyStore,
+    indices: &[usize],
 ) -> Probabilities {
     indices
         .iter()
@@ -88,7 +91,10 @@ pub fn fuse(network: Probabilities, branch: Probabilities, w: f64) -> Result<Pro
 impl ProsodyBranch {
     /// Fit on `train` (corpus indices); `mode` picks the normalisation statistics.
     pub fn fit(
-        store: &ProsodyStore, corpus: &Corpus, mode: InputNormMode, train: &[usize],
+        store: &ProsodyStore,
+        corpus: &Corpus,
+        mode: InputNormMode,
+        train: &[usize],
     ) -> Result<Self> {
         let speakers: Vec<&str> = corpus
             .utterances

@@ -277,7 +277,9 @@ fn spectral(p: &[f64], bin_hz: f64, previous: &mut Option<Vec<f64>>) -> [f64; 14
 /// Every contour ([`contour_names`] order) of `samples` at `sample_rate`, each restricted to the
 /// frames it is defined on; and the frame step in seconds.
 pub fn contours(
-    samples: &[f32], sample_rate: u32, cfg: &PitchConfig,
+    samples: &[f32],
+    sample_rate: u32,
+    cfg: &PitchConfig,
 ) -> Result<(Vec<Vec<f64>>, f64)> {
     let stft = StftConfig {
         sample_rate,

@@ -311,7 +311,12 @@ pub const L2_GRID: [f64; 6] = [1e-3, 3e-3, 1e-2, 3e-2, 0.1, 0.3];
 /// (indices into `x`, `y`, `speakers`): only training speakers are ever held out, so the test
 /// speaker plays no part in the choice. Ties go to the stronger penalty.
 pub fn select_l2<S: AsRef<str> + PartialEq + Sync>(
-    x: &[Vec<f32>], y: &[usize], speakers: &[S], train: &[usize], classes: usize, grid: &[f64],
+    x: &[Vec<f32>],
+    y: &[usize],
+    speakers: &[S],
+    train: &[usize],
+    classes: usize,
+    grid: &[f64],
 ) -> Result<f64> {
     let mut inner: Vec<&str> = train.iter().map(|&i| speakers[i].as_ref()).collect();
     inner.sort();

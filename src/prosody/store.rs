@@ -34,7 +34,10 @@ impl ProsodyStore {
     /// Compute (or read from the disk cache) every utterance's vector at `sample_rate`; all
     /// unreadable files are reported together.
     pub fn build(
-        corpus: &Corpus, cfg: &ProsodyConfig, sample_rate: u32, opts: &CacheOptions,
+        corpus: &Corpus,
+        cfg: &ProsodyConfig,
+        sample_rate: u32,
+        opts: &CacheOptions,
     ) -> Result<Self> {
         cfg.pitch.validate(sample_rate)?;
         let cfg_json = serde_json::to_string(cfg).expect("ProsodyConfig serialises");
@@ -111,7 +114,11 @@ impl ProsodyStore {
 }
 
 fn vector_of(
-    u: &Utterance, cfg: &ProsodyConfig, cfg_json: &str, sample_rate: u32, dir: Option<&Path>,
+    u: &Utterance,
+    cfg: &ProsodyConfig,
+    cfg_json: &str,
+    sample_rate: u32,
+    dir: Option<&Path>,
 ) -> Result<(Vec<f32>, bool)> {
     let mut key = Fnv::new();
     key.write(MAGIC);
@@ -222,7 +229,10 @@ impl ProsodyNorm {
     /// The statistics `mode` asks for: `Training` from the `train` utterances only, `Speaker` per
     /// `speakers[i]` (the speaker of utterance `i`) from all utterances.
     pub fn for_training<S: AsRef<str>>(
-        mode: InputNormMode, store: &ProsodyStore, speakers: &[S], train: &[usize],
+        mode: InputNormMode,
+        store: &ProsodyStore,
+        speakers: &[S],
+        train: &[usize],
     ) -> Result<Self> {
         if speakers.len() != store.len() {
             return Err(config_err!(

@@ -141,7 +141,10 @@ pub fn rms_dbfs(samples: &[f32]) -> f64 {
 /// --device`). A speaker-normalised model normalises every window with `speaker`'s statistics
 /// (`rescnn enroll`), or with the training speakers' when there are none.
 pub fn timeline(
-    model: &TrainedModel, path: &Path, settings: &TimelineSettings, speaker: Option<&SpeakerStats>,
+    model: &TrainedModel,
+    path: &Path,
+    settings: &TimelineSettings,
+    speaker: Option<&SpeakerStats>,
     device: DeviceChoice,
 ) -> Result<Timeline> {
     struct Job<'a> {
@@ -153,7 +156,9 @@ pub fn timeline(
     impl BackendJob for Job<'_> {
         type Output = Timeline;
         fn run<B: Backend<Elem = f32>>(
-            self, backend: &B, _memory: &DeviceMemory,
+            self,
+            backend: &B,
+            _memory: &DeviceMemory,
         ) -> Result<Timeline> {
             timeline_on(backend, self.model, self.path, self.settings, self.speaker)
         }
@@ -175,7 +180,10 @@ pub fn timeline(
 /// that stretch would: its spectrogram and utterance vector, the model's evaluation mode, a joint
 /// network's second input, the prosody branch and the fusion.
 pub fn timeline_on<B: Backend<Elem = f32>>(
-    backend: &B, model: &TrainedModel, path: &Path, settings: &TimelineSettings,
+    backend: &B,
+    model: &TrainedModel,
+    path: &Path,
+    settings: &TimelineSettings,
     speaker: Option<&SpeakerStats>,
 ) -> Result<Timeline> {
     settings.validate()?;

@@ -118,7 +118,9 @@ pub struct DeviceMemory {
 pub trait BackendJob {
     type Output;
     fn run<B: Backend<Elem = f32>>(
-        self, backend: &B, memory: &DeviceMemory,
+        self,
+        backend: &B,
+        memory: &DeviceMemory,
     ) -> Result<Self::Output>;
 }
 
@@ -214,7 +216,11 @@ fn gib(bytes: u64) -> f64 {
 
 /// Refuse a batch whose estimate exceeds `free_bytes` of `device`, saying what fits.
 pub fn check_memory(
-    plan: &Plan, batch: usize, adamw: bool, free_bytes: u64, device: &str,
+    plan: &Plan,
+    batch: usize,
+    adamw: bool,
+    free_bytes: u64,
+    device: &str,
 ) -> Result<MemoryEstimate> {
     let need = estimate_memory(plan, batch, adamw);
     if need.total() <= free_bytes {
@@ -242,7 +248,10 @@ pub fn check_memory(
 /// The memory check of a training run of `cfg` (its batch and its optimizer's state) with the
 /// network `plan` on a device with `free_bytes` free.
 pub fn check_run_memory(
-    cfg: &TrainConfig, plan: &Plan, free_bytes: u64, device: &str,
+    cfg: &TrainConfig,
+    plan: &Plan,
+    free_bytes: u64,
+    device: &str,
 ) -> Result<MemoryEstimate> {
     let adamw = matches!(
         cfg.optimizer,

@@ -46,7 +46,11 @@ impl FoldsJob<'_> {
     /// Train (or resume, or read back the finished result of) one network on `fold` with `cfg`,
     /// in `fold.dir`, and write its fold report there.
     fn train_network<B: Backend<Elem = f32>>(
-        &self, backend: &B, memory: &DeviceMemory, fold: &Fold<'_>, cfg: &TrainConfig,
+        &self,
+        backend: &B,
+        memory: &DeviceMemory,
+        fold: &Fold<'_>,
+        cfg: &TrainConfig,
         described: &mut bool,
     ) -> Result<Trained> {
         let result_path = fold.dir.join(files::FOLD_RESULT);
@@ -119,7 +123,11 @@ impl FoldsJob<'_> {
     /// fold's (`seed-N`, resumable like a fold), then the fold's result: the ensemble's evaluation
     /// of their averaged test probabilities, beside each member's.
     fn train_ensemble<B: Backend<Elem = f32>>(
-        &self, backend: &B, memory: &DeviceMemory, fold: &Fold<'_>, described: &mut bool,
+        &self,
+        backend: &B,
+        memory: &DeviceMemory,
+        fold: &Fold<'_>,
+        described: &mut bool,
     ) -> Result<Trained> {
         let result_path = fold.dir.join(files::FOLD_RESULT);
         if result_path.exists() && fold.dir.join(files::SUMMARY).exists() {
@@ -210,7 +218,9 @@ impl BackendJob for FoldsJob<'_> {
     type Output = FoldsOutcome;
 
     fn run<B: Backend<Elem = f32>>(
-        self, backend: &B, memory: &DeviceMemory,
+        self,
+        backend: &B,
+        memory: &DeviceMemory,
     ) -> Result<FoldsOutcome> {
         let mut described = false;
         let mut results = Vec::with_capacity(self.folds.len());

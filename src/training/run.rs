@@ -192,7 +192,9 @@ fn execute(cfg: &TrainConfig, dir: &Path, control: &RunControl) -> Result<RunOut
 /// The utterance vectors of the corpus, built once for every fold of the run, when the prosody
 /// branch (`prosody_weight` > 0) or the network's `vec` layer reads them.
 fn run_vectors(
-    cfg: &TrainConfig, spec: &ArchSpec, corpus: &Corpus,
+    cfg: &TrainConfig,
+    spec: &ArchSpec,
+    corpus: &Corpus,
 ) -> Result<Option<ProsodyStore>> {
     if !(cfg.prosody_weight > 0.0 || spec.side_input().is_some()) {
         return Ok(None);
@@ -232,7 +234,10 @@ fn check_splits(splits: &[crate::data::Split]) -> Result<()> {
 }
 
 fn sweep(
-    cfg: &TrainConfig, kind: SweepKind, dir: &Path, control: &RunControl,
+    cfg: &TrainConfig,
+    kind: SweepKind,
+    dir: &Path,
+    control: &RunControl,
 ) -> Result<RunOutcome> {
     let members = sweep_members(cfg, kind)?;
     println!(

@@ -163,7 +163,9 @@ pub struct Fold<'a> {
 /// Fold folders (the run directory itself for a single split) with their split files. An existing
 /// split file (a resumed run) must be the same split.
 pub fn lay_out_folds<'s>(
-    dir: &Path, corpus: &Corpus, splits: &'s [Split],
+    dir: &Path,
+    corpus: &Corpus,
+    splits: &'s [Split],
 ) -> Result<Vec<Fold<'s>>> {
     splits
         .iter()

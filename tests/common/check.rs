@@ -16,7 +16,10 @@ use rescnn::tensor::Real;
 /// Compare `got` with `reference` element by element under `tol`. `what` names the tensor in the
 /// message (e.g. "maxpool dx, batch 3, k=3 s=2").
 pub fn compare<A: Real, B: Real>(
-    tol: &Tolerance, what: &str, got: &[A], reference: &[B],
+    tol: &Tolerance,
+    what: &str,
+    got: &[A],
+    reference: &[B],
 ) -> Result<(), String> {
     if got.len() != reference.len() {
         return Err(format!(

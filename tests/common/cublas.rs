@@ -48,7 +48,11 @@ pub struct Cublas<'d> {
 /// The column-major call that computes row-major C (m×n) = op(A)·op(B), op(A) m×k, op(B) k×n:
 /// (op for B, op for A, m', n', k', ldb, lda, ldc) with B passed first.
 pub fn row_major_gemm_args(
-    trans_a: Transpose, trans_b: Transpose, m: usize, n: usize, k: usize,
+    trans_a: Transpose,
+    trans_b: Transpose,
+    m: usize,
+    n: usize,
+    k: usize,
 ) -> (
     Transpose,
     Transpose,
@@ -101,8 +105,17 @@ impl<'d> Cublas<'d> {
     /// the device's stream. Checks every buffer is large enough.
     #[allow(clippy::too_many_arguments)]
     pub fn sgemm(
-        &self, trans_a: Transpose, trans_b: Transpose, m: usize, n: usize, k: usize, alpha: f32,
-        a: &CudaBuffer<f32>, b: &CudaBuffer<f32>, beta: f32, c: &mut CudaBuffer<f32>,
+        &self,
+        trans_a: Transpose,
+        trans_b: Transpose,
+        m: usize,
+        n: usize,
+        k: usize,
+        alpha: f32,
+        a: &CudaBuffer<f32>,
+        b: &CudaBuffer<f32>,
+        beta: f32,
+        c: &mut CudaBuffer<f32>,
     ) -> Result<()> {
         for (name, buf, need) in [
             ("A", a.len(), m * k),
@@ -154,8 +167,16 @@ mod tests {
     /// Column-major reference GEMM: C (m×n, ldc) = op(A)·op(B), exactly as cuBLAS defines it.
     #[allow(clippy::too_many_arguments)]
     fn colmajor_gemm(
-        ta: Transpose, tb: Transpose, m: usize, n: usize, k: usize, a: &[f32], lda: usize,
-        b: &[f32], ldb: usize, ldc: usize,
+        ta: Transpose,
+        tb: Transpose,
+        m: usize,
+        n: usize,
+        k: usize,
+        a: &[f32],
+        lda: usize,
+        b: &[f32],
+        ldb: usize,
+        ldc: usize,
     ) -> Vec<f32> {
         let at = |i: usize, p: usize| match ta {
             Transpose::No => a[i + p * lda],

@@ -142,7 +142,9 @@ impl<'d> GpuTimer<'d> {
     /// Time `op`, which must queue its GPU work on the device's stream (every [`CudaDevice`] operation
     /// does). Runs it `warmup` times untimed, then `repeats` times between events.
     pub fn time(
-        &mut self, cfg: &TimingConfig, mut op: impl FnMut() -> Result<()>,
+        &mut self,
+        cfg: &TimingConfig,
+        mut op: impl FnMut() -> Result<()>,
     ) -> Result<Timing> {
         let stream = self.device.stream().clone();
         for _ in 0..cfg.warmup {

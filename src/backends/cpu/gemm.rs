@@ -74,8 +74,15 @@ pub(in crate::backends) enum Threads {
 /// `i·row_stride + j·col_stride`, and no other reference may access those elements during the call.
 #[allow(clippy::too_many_arguments)]
 pub(in crate::backends) unsafe fn gemm_raw<T: Real>(
-    m: usize, n: usize, k: usize, dst: *mut T, dst_strides: (usize, usize), accumulate: bool,
-    a: View<'_, T>, b: View<'_, T>, threads: Threads,
+    m: usize,
+    n: usize,
+    k: usize,
+    dst: *mut T,
+    dst_strides: (usize, usize),
+    accumulate: bool,
+    a: View<'_, T>,
+    b: View<'_, T>,
+    threads: Threads,
 ) {
     assert!(
         a.covers(m, k) && b.covers(k, n),
@@ -119,8 +126,15 @@ pub(in crate::backends) unsafe fn gemm_raw<T: Real>(
 /// Safe form of [`gemm_raw`] for a destination that is one slice.
 #[allow(clippy::too_many_arguments)]
 pub(in crate::backends) fn gemm<T: Real>(
-    m: usize, n: usize, k: usize, dst: &mut [T], dst_strides: (usize, usize), accumulate: bool,
-    a: View<'_, T>, b: View<'_, T>, threads: Threads,
+    m: usize,
+    n: usize,
+    k: usize,
+    dst: &mut [T],
+    dst_strides: (usize, usize),
+    accumulate: bool,
+    a: View<'_, T>,
+    b: View<'_, T>,
+    threads: Threads,
 ) {
     assert!(
         m == 0 || n == 0 || (m - 1) * dst_strides.0 + (n - 1) * dst_strides.1 < dst.len(),

@@ -311,7 +311,10 @@ impl CudaDevice {
     /// raise the function's dynamic shared memory limit (cuFuncSetAttribute
     /// MAX_DYNAMIC_SHARED_SIZE_BYTES, needed above 48 KiB per block) if it is below what is asked.
     fn prepare_shared(
-        &self, kernel: Kernel, f: &LoadedFunction, config: &LaunchConfig,
+        &self,
+        kernel: Kernel,
+        f: &LoadedFunction,
+        config: &LaunchConfig,
     ) -> Result<()> {
         let dynamic = config.dynamic_shared_bytes;
         let total = f.static_shared_bytes + dynamic;
@@ -354,7 +357,10 @@ impl CudaDevice {
 const DEFAULT_SHARED_LIMIT: u32 = 48 * 1024;
 
 fn load_module(
-    ctx: &Arc<CudaContext>, m: &'static EmbeddedModule, cc: u32, policy: ImagePolicy,
+    ctx: &Arc<CudaContext>,
+    m: &'static EmbeddedModule,
+    cc: u32,
+    policy: ImagePolicy,
     info: &GpuInfo,
 ) -> Result<(Arc<CudaModule>, LoadedImage)> {
     let image = choose_image(m, cc, policy).ok_or_else(|| {
@@ -394,7 +400,10 @@ fn load_module(
 }
 
 fn module_load_error(
-    m: &EmbeddedModule, image: LoadedImage, e: DriverError, cubin_err: Option<DriverError>,
+    m: &EmbeddedModule,
+    image: LoadedImage,
+    e: DriverError,
+    cubin_err: Option<DriverError>,
 ) -> Error {
     let mut msg = format!("loading {} ({image}) failed: {e}", m.source_file);
     if let Some(c) = cubin_err {
@@ -479,7 +488,9 @@ impl Device for CudaDevice {
     }
 
     fn copy_to_device<T: bytemuck::Pod + Send + Sync>(
-        &self, src: &[T], dst: &mut CudaBuffer<T>,
+        &self,
+        src: &[T],
+        dst: &mut CudaBuffer<T>,
     ) -> Result<()> {
         if src.len() > dst.len {
             return Err(Error::Device(format!(
@@ -533,7 +544,10 @@ impl Device for CudaDevice {
     }
 
     unsafe fn launch(
-        &self, kernel: Kernel, config: &LaunchConfig, args: &mut KernelArgs,
+        &self,
+        kernel: Kernel,
+        config: &LaunchConfig,
+        args: &mut KernelArgs,
     ) -> Result<()> {
         let f = self
             .functions

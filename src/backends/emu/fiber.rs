@@ -108,8 +108,13 @@ thread_local! {
 /// `args` must match the kernel's parameters and stay valid for the call; every pointer argument must
 /// address memory the kernel may access under this launch's dimensions.
 pub(super) unsafe fn run_block(
-    kernel: &EmuKernel, args: *mut *mut c_void, grid_dim: Dim3, block_dim: Dim3, block_idx: Dim3,
-    dynamic_shared_bytes: usize, order: ThreadOrder,
+    kernel: &EmuKernel,
+    args: *mut *mut c_void,
+    grid_dim: Dim3,
+    block_dim: Dim3,
+    block_idx: Dim3,
+    dynamic_shared_bytes: usize,
+    order: ThreadOrder,
 ) -> Result<(), String> {
     RUN.with(|cell| {
         let mut slot = cell.borrow_mut();
@@ -165,8 +170,14 @@ pub(super) unsafe fn run_block(
 
 #[allow(clippy::too_many_arguments)]
 unsafe fn schedule(
-    run: *mut BlockRun, kernel: &EmuKernel, args: *mut *mut c_void, grid_dim: Dim3,
-    block_dim: Dim3, block_idx: Dim3, dynamic_shared_bytes: usize, order: ThreadOrder,
+    run: *mut BlockRun,
+    kernel: &EmuKernel,
+    args: *mut *mut c_void,
+    grid_dim: Dim3,
+    block_dim: Dim3,
+    block_idx: Dim3,
+    dynamic_shared_bytes: usize,
+    order: ThreadOrder,
 ) -> Result<(), String> {
     let n = block_dim.volume();
     // Prepare the block state and the context the kernel reads.
@@ -517,7 +528,13 @@ extern "C" fn on_trap(what: *const c_char, line: c_int, file: *const c_char) {
 }
 
 extern "C" fn on_warp(
-    op: c_int, mask: c_uint, value: u64, arg: c_int, width: c_int, line: c_int, file: *const c_char,
+    op: c_int,
+    mask: c_uint,
+    value: u64,
+    arg: c_int,
+    width: c_int,
+    line: c_int,
+    file: *const c_char,
 ) -> u64 {
     let (run, yielder) = current();
     let site = Site { line, file };

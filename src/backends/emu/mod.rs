@@ -262,7 +262,9 @@ impl Device for EmuDevice {
     }
 
     fn copy_to_device<T: bytemuck::Pod + Send + Sync>(
-        &self, src: &[T], dst: &mut EmuBuffer<T>,
+        &self,
+        src: &[T],
+        dst: &mut EmuBuffer<T>,
     ) -> Result<()> {
         if src.len() > dst.len {
             return Err(Error::Device(format!(
@@ -299,7 +301,10 @@ impl Device for EmuDevice {
     }
 
     unsafe fn launch(
-        &self, kernel: Kernel, config: &LaunchConfig, args: &mut KernelArgs,
+        &self,
+        kernel: Kernel,
+        config: &LaunchConfig,
+        args: &mut KernelArgs,
     ) -> Result<()> {
         let k = self.kernel(kernel)?;
         let fail = |message: String| {

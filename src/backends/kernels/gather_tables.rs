@@ -47,7 +47,9 @@ impl<D: Device> GatherTables<D> {
 
     /// Run `f` with the table of `key`, made by `build` first if there is none yet.
     pub fn with<R>(
-        &self, key: GatherKey, build: impl FnOnce() -> Result<D::Buffer<f32>>,
+        &self,
+        key: GatherKey,
+        build: impl FnOnce() -> Result<D::Buffer<f32>>,
         f: impl FnOnce(&D::Buffer<f32>) -> Result<R>,
     ) -> Result<R> {
         let mut tables = self.tables.lock().unwrap_or_else(|e| e.into_inner());

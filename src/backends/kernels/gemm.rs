@@ -142,7 +142,10 @@ pub fn launch(m: usize, n: usize, splits: usize) -> Result<LaunchConfig> {
 /// The cost of the tiled GEMM launch `cfg` for an `m` × `n` × `k` product split as `split`, moving
 /// `bytes` (see [`crate::backends::cost`] for the traffic model).
 pub fn cost(
-    cfg: &LaunchConfig, (m, n, k): (usize, usize, usize), split: SplitK, bytes: usize,
+    cfg: &LaunchConfig,
+    (m, n, k): (usize, usize, usize),
+    split: SplitK,
+    bytes: usize,
 ) -> Cost {
     let rows = Tile::for_rows(m).rows();
     Cost::gemm(cfg, rows, BN, split.k_steps(k), BK, (m, n, k), bytes)
@@ -190,7 +193,10 @@ impl<D: Device> Scratch<D> {
 
     /// Run `f` with a scratch buffer of at least `len` values (contents unspecified).
     pub fn with<R>(
-        &self, dev: &D, len: usize, f: impl FnOnce(&mut D::Buffer<f32>) -> Result<R>,
+        &self,
+        dev: &D,
+        len: usize,
+        f: impl FnOnce(&mut D::Buffer<f32>) -> Result<R>,
     ) -> Result<R> {
         let mut guard = self.buf.lock().unwrap_or_else(|e| e.into_inner());
         let big_enough = guard

@@ -25,7 +25,10 @@ pub fn grid_stride(items: usize) -> LaunchConfig {
 
 /// Check that `buf` holds at least `len` values for the op's `what` operand.
 pub fn need<D: Device, T: bytemuck::Pod + Send + Sync>(
-    dev: &D, buf: &D::Buffer<T>, len: usize, what: &str,
+    dev: &D,
+    buf: &D::Buffer<T>,
+    len: usize,
+    what: &str,
 ) -> Result<DevicePtr> {
     let have = dev.buffer_len(buf);
     if have < len {

@@ -197,7 +197,11 @@ enum Segment {
 /// One utterance of `speaker` in emotion `class`; `index` numbers that speaker's utterances of the
 /// class. Same arguments, same samples.
 pub fn utterance(
-    cfg: &SynthConfig, speaker: &Speaker, speaker_index: usize, class: usize, index: usize,
+    cfg: &SynthConfig,
+    speaker: &Speaker,
+    speaker_index: usize,
+    class: usize,
+    index: usize,
 ) -> Vec<f32> {
     let fs = cfg.sample_rate as f32;
     let mut rng = ChaCha8Rng::seed_from_u64(mix_seed(&[

@@ -9,7 +9,10 @@ impl Builder<'_> {
     /// Emit `layer`: its nodes read the ONNX tensors `current` names for its inputs and leave its
     /// output's name there; `flattened` tracks which nodes are 2-D already.
     pub(super) fn layer(
-        &mut self, layer: &PlannedLayer, current: &mut [String], flattened: &mut [bool],
+        &mut self,
+        layer: &PlannedLayer,
+        current: &mut [String],
+        flattened: &mut [bool],
     ) -> Result<()> {
         let b = self;
         let p = tensor_prefix(&layer.name);

@@ -133,7 +133,9 @@ impl Builder<'_> {
     /// The checked tensors `wanted` (names and dimensions from the plan) of `layer`, as
     /// initializers named after the ONNX prefix.
     fn tensors(
-        &mut self, layer: &crate::model::PlannedLayer, prefix: &str,
+        &mut self,
+        layer: &crate::model::PlannedLayer,
+        prefix: &str,
         wanted: Vec<(String, Vec<usize>)>,
     ) -> Result<Vec<String>> {
         let mut names = Vec::new();
@@ -162,7 +164,9 @@ impl Builder<'_> {
 
     /// The checked weight and bias of a conv or dense `layer`.
     fn weights(
-        &mut self, layer: &crate::model::PlannedLayer, prefix: &str,
+        &mut self,
+        layer: &crate::model::PlannedLayer,
+        prefix: &str,
     ) -> Result<(String, String)> {
         let names = self.tensors(layer, prefix, layer.params())?;
         let [w, b]: [String; 2] = names.try_into().map_err(|_| {
@@ -183,8 +187,11 @@ impl Builder<'_> {
 /// regression's rows and biases, `Softmax`, then `(1 − w) · network + w · branch` into
 /// [`OUTPUT`].
 fn add_branch(
-    b: &mut Builder<'_>, inputs: &mut Vec<onnx::ValueInfoProto>,
-    outputs: &mut Vec<onnx::ValueInfoProto>, branch: &GraphBranch<'_>, classes: usize,
+    b: &mut Builder<'_>,
+    inputs: &mut Vec<onnx::ValueInfoProto>,
+    outputs: &mut Vec<onnx::ValueInfoProto>,
+    branch: &GraphBranch<'_>,
+    classes: usize,
 ) -> Result<()> {
     let stride = branch.rows.first().map_or(0, Vec::len);
     if branch.rows.len() != classes || stride < 2 || branch.rows.iter().any(|r| r.len() != stride) {

@@ -15,7 +15,9 @@ pub(super) fn read_write<T>(v: &mut [T], read: usize, write: usize) -> (&T, &mut
 /// Shared references to `v[read[..]]` and exclusive ones to `v[write[..]]`: the write indices
 /// distinct and none of them read (the read indices may repeat).
 pub(super) fn split<T, const R: usize, const W: usize>(
-    v: &mut [T], read: [usize; R], write: [usize; W],
+    v: &mut [T],
+    read: [usize; R],
+    write: [usize; W],
 ) -> ([&T; R], [&mut T; W]) {
     let mut reads: [Option<&T>; R] = [None; R];
     let mut writes: [Option<&mut T>; W] = std::array::from_fn(|_| None);
@@ -39,7 +41,11 @@ pub(super) fn split<T, const R: usize, const W: usize>(
 /// A layer's backward buffers: its input `v[x]` and output `v[y]` read, the output's gradient
 /// `v[dy]` written, and the input's gradient `v[dx]` written when the input has one.
 pub(super) fn backward_bufs<T>(
-    v: &mut [T], x: usize, y: usize, dy: usize, dx: Option<usize>,
+    v: &mut [T],
+    x: usize,
+    y: usize,
+    dy: usize,
+    dx: Option<usize>,
 ) -> (&T, &T, &mut T, Option<&mut T>) {
     match dx {
         None => {

@@ -38,7 +38,11 @@ impl<B: Backend> Network<B> {
     }
 
     pub(super) fn run_forward(
-        &mut self, backend: &B, inputs: &[B::Elem], side: Option<&[B::Elem]>, n: usize,
+        &mut self,
+        backend: &B,
+        inputs: &[B::Elem],
+        side: Option<&[B::Elem]>,
+        n: usize,
         training: bool,
     ) -> Result<()> {
         self.stage = Stage::Idle;
@@ -180,7 +184,11 @@ impl<B: Backend> Network<B> {
 
     /// Dropout's parameters for layer `li` at the current step (the identity in evaluation).
     pub(super) fn dropout_params(
-        &self, li: usize, rate: f64, len: usize, training: bool,
+        &self,
+        li: usize,
+        rate: f64,
+        len: usize,
+        training: bool,
     ) -> Result<DropoutParams> {
         if training {
             DropoutParams::new(len, rate, self.seed, self.step, li as u64)
@@ -233,7 +241,10 @@ impl<B: Backend> Network<B> {
     /// 1 per row (within 1e-3); weights finite and positive. `correct` counts rows whose predicted
     /// class is the target's largest entry.
     pub fn loss_soft(
-        &mut self, backend: &B, targets: &[B::Elem], class_weights: Option<&[B::Elem]>,
+        &mut self,
+        backend: &B,
+        targets: &[B::Elem],
+        class_weights: Option<&[B::Elem]>,
     ) -> Result<XentStats> {
         let (n, training) = match self.stage {
             Stage::Forward { n, training } | Stage::Loss { n, training } => (n, training),

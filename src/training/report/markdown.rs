@@ -327,7 +327,10 @@ fn ensemble_table(out: &mut String, e: &EnsembleResult, member_steps: Option<&[u
 
 /// The `summary.md` of a fold trained as an ensemble (`members`: the members' own results).
 pub(super) fn ensemble_fold_summary(
-    cfg: &TrainConfig, corpus: &Corpus, r: &FoldResult, members: &[FoldResult],
+    cfg: &TrainConfig,
+    corpus: &Corpus,
+    r: &FoldResult,
+    members: &[FoldResult],
 ) -> String {
     let e = r
         .ensemble

@@ -35,7 +35,10 @@ fn json_bytes<T: Serialize>(v: &T) -> Vec<u8> {
 /// `confusion.svg` (the selected weights) and `confusion-last.svg` of a fold's or a run's result,
 /// each `(title, evaluation)`.
 fn write_confusions(
-    dir: &Path, corpus: &Corpus, selected: (&str, &EvalReport), last: (&str, &EvalReport),
+    dir: &Path,
+    corpus: &Corpus,
+    selected: (&str, &EvalReport),
+    last: (&str, &EvalReport),
 ) -> Result<()> {
     let names: Vec<&str> = corpus.classes.iter().map(String::as_str).collect();
     for (file, (title, report)) in [("confusion.svg", selected), ("confusion-last.svg", last)] {
@@ -49,7 +52,11 @@ fn write_confusions(
 
 /// A fold's report files; `summary.md` last.
 pub fn write_fold_report(
-    dir: &Path, cfg: &TrainConfig, corpus: &Corpus, r: &FoldResult, metrics: &[MetricsLine],
+    dir: &Path,
+    cfg: &TrainConfig,
+    corpus: &Corpus,
+    r: &FoldResult,
+    metrics: &[MetricsLine],
 ) -> Result<()> {
     write_confusions(
         dir,
@@ -80,7 +87,11 @@ pub fn write_fold_report(
 /// The report of a fold trained as an ensemble (`r.ensemble` set; `members` the members' own
 /// results, whose folders hold their curves, checkpoints and reports); `summary.md` last.
 pub fn write_ensemble_fold_report(
-    dir: &Path, cfg: &TrainConfig, corpus: &Corpus, r: &FoldResult, members: &[FoldResult],
+    dir: &Path,
+    cfg: &TrainConfig,
+    corpus: &Corpus,
+    r: &FoldResult,
+    members: &[FoldResult],
 ) -> Result<()> {
     let e = r
         .ensemble
@@ -108,7 +119,10 @@ pub fn write_ensemble_fold_report(
 
 /// The top-level report of a multi-fold (leave-one-speaker-out) run; `summary.md` last.
 pub fn write_multi_fold_report(
-    dir: &Path, cfg: &TrainConfig, corpus: &Corpus, r: &RunResult,
+    dir: &Path,
+    cfg: &TrainConfig,
+    corpus: &Corpus,
+    r: &RunResult,
 ) -> Result<()> {
     let folds = r.folds.len();
     write_confusions(

@@ -80,7 +80,10 @@ impl<B: Backend<Elem = f32>> Trainer<'_, B> {
     /// and what the fold's results score (`selected`, `last`: fused when there is a branch).
     /// Returns the branch's probabilities.
     fn write_test_predictions(
-        &self, indices: &[usize], network: &Predictions, network_selected: &Predictions,
+        &self,
+        indices: &[usize],
+        network: &Predictions,
+        network_selected: &Predictions,
         scored: &TestProbabilities,
     ) -> Result<Option<Predictions>> {
         let prosody = match (&self.vectors, &self.prosody) {

@@ -180,7 +180,9 @@ impl<'a, B: Backend<Elem = f32>> Trainer<'a, B> {
     /// one λ ~ Beta(α, α) and a random partner per sample, both drawn from a generator seeded by
     /// (data seed, step), so a resumed run mixes as the uninterrupted one.
     fn soft_target_step(
-        &mut self, batch: &mut crate::data::Batch, optimizer: Optimizer,
+        &mut self,
+        batch: &mut crate::data::Batch,
+        optimizer: Optimizer,
     ) -> Result<crate::backends::XentStats> {
         use rand::SeedableRng;
         let classes = self.net.classes();

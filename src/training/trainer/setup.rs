@@ -19,7 +19,10 @@ use crate::{config_err, Error, Result};
 
 /// The fold's input normalisation as `cfg.input_norm` asks (see [`Normalization::for_training`]).
 fn fold_norm(
-    cfg: &TrainConfig, corpus: &Corpus, store: &FeatureStore, split: &Split,
+    cfg: &TrainConfig,
+    corpus: &Corpus,
+    store: &FeatureStore,
+    split: &Split,
 ) -> Result<Normalization> {
     let speakers: Vec<&str> = corpus
         .utterances
@@ -58,8 +61,14 @@ impl<'a, B: Backend<Elem = f32>> Trainer<'a, B> {
     /// [`crate::training::run`]).
     #[allow(clippy::too_many_arguments)]
     pub fn new(
-        backend: &'a B, cfg: &'a TrainConfig, corpus: &'a Corpus, store: &'a FeatureStore,
-        vectors: Option<&'a ProsodyStore>, fold: Fold<'a>, mut net: Network<B>, resume: bool,
+        backend: &'a B,
+        cfg: &'a TrainConfig,
+        corpus: &'a Corpus,
+        store: &'a FeatureStore,
+        vectors: Option<&'a ProsodyStore>,
+        fold: Fold<'a>,
+        mut net: Network<B>,
+        resume: bool,
     ) -> Result<Self> {
         let (c, h, w) = cfg.spectrogram.input_shape();
         let train_len = fold.split.train.len();

@@ -12,7 +12,12 @@ use crate::Result;
 impl<T: Real> AdamWOp for CpuBackend<T> {
     /// Updates w, m and v in place (see [`super::AdamWParams`] for the formulas).
     fn adamw_update(
-        &self, step: &AdamWStep, w: &mut Vec<T>, g: &Vec<T>, m: &mut Vec<T>, v: &mut Vec<T>,
+        &self,
+        step: &AdamWStep,
+        w: &mut Vec<T>,
+        g: &Vec<T>,
+        m: &mut Vec<T>,
+        v: &mut Vec<T>,
     ) -> Result<()> {
         let len = w.len();
         check_len("adamw g", g.len(), len)?;

@@ -15,8 +15,12 @@ pub const UPDATE: Kernel = Kernel {
 impl<D: Device> AdamWOp for KernelBackend<D> {
     /// Update w, m and v in place from g (all of w's length) with the host values of `step`.
     fn adamw_update(
-        &self, step: &AdamWStep, w: &mut D::Buffer<f32>, g: &D::Buffer<f32>,
-        m: &mut D::Buffer<f32>, v: &mut D::Buffer<f32>,
+        &self,
+        step: &AdamWStep,
+        w: &mut D::Buffer<f32>,
+        g: &D::Buffer<f32>,
+        m: &mut D::Buffer<f32>,
+        v: &mut D::Buffer<f32>,
     ) -> Result<()> {
         let dev = &self.dev;
         let len = dev.buffer_len(w);

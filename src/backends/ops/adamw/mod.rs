@@ -91,7 +91,11 @@ pub trait AdamWOp: Buffers {
     /// and v, all of the same length; `step` holds the scheduled lr and the 1-based update number.
     /// Updates w, m and v in place.
     fn adamw_update(
-        &self, step: &AdamWStep, w: &mut Self::Buf, g: &Self::Buf, m: &mut Self::Buf,
+        &self,
+        step: &AdamWStep,
+        w: &mut Self::Buf,
+        g: &Self::Buf,
+        m: &mut Self::Buf,
         v: &mut Self::Buf,
     ) -> Result<()>;
 }

@@ -76,7 +76,14 @@ fn batch_statistics<T: Real>(d: &Dims, eps: T, x: &[T]) -> Vec<(T, T, T)> {
 /// y = [ReLU](γ · (x − shift[c]) · scale[c] + β) plane by plane.
 #[allow(clippy::too_many_arguments)]
 fn normalise<T: Real>(
-    d: &Dims, relu: bool, x: &[T], gamma: &[T], beta: &[T], shift: &[T], scale: &[T], y: &mut [T],
+    d: &Dims,
+    relu: bool,
+    x: &[T],
+    gamma: &[T],
+    beta: &[T],
+    shift: &[T],
+    scale: &[T],
+    y: &mut [T],
 ) {
     y[..d.len()]
         .par_chunks_mut(d.hw)
@@ -93,8 +100,15 @@ fn normalise<T: Real>(
 
 impl<T: Real> BatchNormOp for CpuBackend<T> {
     fn batchnorm_forward_train(
-        &self, g: &BatchNormGeom, x: &Vec<T>, gamma: &Vec<T>, beta: &Vec<T>, y: &mut Vec<T>,
-        saved: &mut Vec<T>, running_mean: &mut Vec<T>, running_var: &mut Vec<T>,
+        &self,
+        g: &BatchNormGeom,
+        x: &Vec<T>,
+        gamma: &Vec<T>,
+        beta: &Vec<T>,
+        y: &mut Vec<T>,
+        saved: &mut Vec<T>,
+        running_mean: &mut Vec<T>,
+        running_var: &mut Vec<T>,
     ) -> Result<()> {
         let d = Dims::new(g)?;
         check_len("batch norm x", x.len(), d.len())?;
@@ -125,8 +139,14 @@ impl<T: Real> BatchNormOp for CpuBackend<T> {
     }
 
     fn batchnorm_forward_eval(
-        &self, g: &BatchNormGeom, x: &Vec<T>, gamma: &Vec<T>, beta: &Vec<T>, running_mean: &Vec<T>,
-        running_var: &Vec<T>, y: &mut Vec<T>,
+        &self,
+        g: &BatchNormGeom,
+        x: &Vec<T>,
+        gamma: &Vec<T>,
+        beta: &Vec<T>,
+        running_mean: &Vec<T>,
+        running_var: &Vec<T>,
+        y: &mut Vec<T>,
     ) -> Result<()> {
         let d = Dims::new(g)?;
         check_len("batch norm x", x.len(), d.len())?;
@@ -149,8 +169,16 @@ impl<T: Real> BatchNormOp for CpuBackend<T> {
     }
 
     fn batchnorm_backward(
-        &self, g: &BatchNormGeom, x: &Vec<T>, gamma: &Vec<T>, y: &Vec<T>, saved: &Vec<T>,
-        dy: &mut Vec<T>, dx: Option<&mut Vec<T>>, dgamma: &mut Vec<T>, dbeta: &mut Vec<T>,
+        &self,
+        g: &BatchNormGeom,
+        x: &Vec<T>,
+        gamma: &Vec<T>,
+        y: &Vec<T>,
+        saved: &Vec<T>,
+        dy: &mut Vec<T>,
+        dx: Option<&mut Vec<T>>,
+        dgamma: &mut Vec<T>,
+        dbeta: &mut Vec<T>,
     ) -> Result<()> {
         let dx = dx.map(|v| v.as_mut_slice());
         let d = Dims::new(g)?;

@@ -39,9 +39,15 @@ fn per_channel(g: &BatchNormGeom) -> LaunchConfig {
 impl<D: Device> BatchNormOp for KernelBackend<D> {
     /// WRITES y (N, C, H, W) and saved (2, C) = (μ, 1/σ); updates the running averages (C) in place.
     fn batchnorm_forward_train(
-        &self, g: &BatchNormGeom, x: &D::Buffer<f32>, gamma: &D::Buffer<f32>,
-        beta: &D::Buffer<f32>, y: &mut D::Buffer<f32>, saved: &mut D::Buffer<f32>,
-        running_mean: &mut D::Buffer<f32>, running_var: &mut D::Buffer<f32>,
+        &self,
+        g: &BatchNormGeom,
+        x: &D::Buffer<f32>,
+        gamma: &D::Buffer<f32>,
+        beta: &D::Buffer<f32>,
+        y: &mut D::Buffer<f32>,
+        saved: &mut D::Buffer<f32>,
+        running_mean: &mut D::Buffer<f32>,
+        running_var: &mut D::Buffer<f32>,
     ) -> Result<()> {
         let dev = &self.dev;
         let (len, c) = check(g)?;
@@ -63,8 +69,13 @@ impl<D: Device> BatchNormOp for KernelBackend<D> {
 
     /// WRITES y (N, C, H, W) normalised with the running statistics (C).
     fn batchnorm_forward_eval(
-        &self, g: &BatchNormGeom, x: &D::Buffer<f32>, gamma: &D::Buffer<f32>,
-        beta: &D::Buffer<f32>, running_mean: &D::Buffer<f32>, running_var: &D::Buffer<f32>,
+        &self,
+        g: &BatchNormGeom,
+        x: &D::Buffer<f32>,
+        gamma: &D::Buffer<f32>,
+        beta: &D::Buffer<f32>,
+        running_mean: &D::Buffer<f32>,
+        running_var: &D::Buffer<f32>,
         y: &mut D::Buffer<f32>,
     ) -> Result<()> {
         let dev = &self.dev;
@@ -86,9 +97,16 @@ impl<D: Device> BatchNormOp for KernelBackend<D> {
     /// Backward of the training forward pass. With `g.relu`, first masks dy in place by [y > 0].
     /// ACCUMULATES dx when given; WRITES dgamma and dbeta (C).
     fn batchnorm_backward(
-        &self, g: &BatchNormGeom, x: &D::Buffer<f32>, gamma: &D::Buffer<f32>, y: &D::Buffer<f32>,
-        saved: &D::Buffer<f32>, dy: &mut D::Buffer<f32>, dx: Option<&mut D::Buffer<f32>>,
-        dgamma: &mut D::Buffer<f32>, dbeta: &mut D::Buffer<f32>,
+        &self,
+        g: &BatchNormGeom,
+        x: &D::Buffer<f32>,
+        gamma: &D::Buffer<f32>,
+        y: &D::Buffer<f32>,
+        saved: &D::Buffer<f32>,
+        dy: &mut D::Buffer<f32>,
+        dx: Option<&mut D::Buffer<f32>>,
+        dgamma: &mut D::Buffer<f32>,
+        dbeta: &mut D::Buffer<f32>,
     ) -> Result<()> {
         let dev = &self.dev;
         let (len, c) = check(g)?;

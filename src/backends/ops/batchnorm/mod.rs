@@ -93,24 +93,43 @@ pub trait BatchNormOp: Buffers {
     /// running_mean and running_var (C) in place by the momentum rule.
     #[allow(clippy::too_many_arguments)]
     fn batchnorm_forward_train(
-        &self, g: &BatchNormGeom, x: &Self::Buf, gamma: &Self::Buf, beta: &Self::Buf,
-        y: &mut Self::Buf, saved: &mut Self::Buf, running_mean: &mut Self::Buf,
+        &self,
+        g: &BatchNormGeom,
+        x: &Self::Buf,
+        gamma: &Self::Buf,
+        beta: &Self::Buf,
+        y: &mut Self::Buf,
+        saved: &mut Self::Buf,
+        running_mean: &mut Self::Buf,
         running_var: &mut Self::Buf,
     ) -> Result<()>;
 
     /// Evaluation forward of [`BatchNormGeom`] with the running statistics. WRITES y.
     #[allow(clippy::too_many_arguments)]
     fn batchnorm_forward_eval(
-        &self, g: &BatchNormGeom, x: &Self::Buf, gamma: &Self::Buf, beta: &Self::Buf,
-        running_mean: &Self::Buf, running_var: &Self::Buf, y: &mut Self::Buf,
+        &self,
+        g: &BatchNormGeom,
+        x: &Self::Buf,
+        gamma: &Self::Buf,
+        beta: &Self::Buf,
+        running_mean: &Self::Buf,
+        running_var: &Self::Buf,
+        y: &mut Self::Buf,
     ) -> Result<()>;
 
     /// Backward of [`BatchNormOp::batchnorm_forward_train`] (y and saved from that call). With `g.relu`,
     /// first masks `dy` in place by `y > 0`. ACCUMULATES dx when given; WRITES dgamma and dbeta (C).
     #[allow(clippy::too_many_arguments)]
     fn batchnorm_backward(
-        &self, g: &BatchNormGeom, x: &Self::Buf, gamma: &Self::Buf, y: &Self::Buf,
-        saved: &Self::Buf, dy: &mut Self::Buf, dx: Option<&mut Self::Buf>, dgamma: &mut Self::Buf,
+        &self,
+        g: &BatchNormGeom,
+        x: &Self::Buf,
+        gamma: &Self::Buf,
+        y: &Self::Buf,
+        saved: &Self::Buf,
+        dy: &mut Self::Buf,
+        dx: Option<&mut Self::Buf>,
+        dgamma: &mut Self::Buf,
         dbeta: &mut Self::Buf,
     ) -> Result<()>;
 }

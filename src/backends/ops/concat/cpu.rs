@@ -34,7 +34,11 @@ impl<T: Real> ConcatOp for CpuBackend<T> {
 
     /// ACCUMULATES da (N, A) += dy[:, ..A] and db (N, B) += dy[:, A..], each when given.
     fn concat_backward(
-        &self, g: &ConcatGeom, dy: &Vec<T>, da: Option<&mut Vec<T>>, db: Option<&mut Vec<T>>,
+        &self,
+        g: &ConcatGeom,
+        dy: &Vec<T>,
+        da: Option<&mut Vec<T>>,
+        db: Option<&mut Vec<T>>,
     ) -> Result<()> {
         let da = da.map(|v| v.as_mut_slice());
         let db = db.map(|v| v.as_mut_slice());

@@ -31,7 +31,11 @@ fn check(g: &ConcatGeom) -> Result<(usize, usize, usize)> {
 impl<D: Device> ConcatOp for KernelBackend<D> {
     /// WRITES y (N, A + B) = [a (N, A), b (N, B)].
     fn concat_forward(
-        &self, g: &ConcatGeom, a: &D::Buffer<f32>, b: &D::Buffer<f32>, y: &mut D::Buffer<f32>,
+        &self,
+        g: &ConcatGeom,
+        a: &D::Buffer<f32>,
+        b: &D::Buffer<f32>,
+        y: &mut D::Buffer<f32>,
     ) -> Result<()> {
         let dev = &self.dev;
         let (la, lb, ly) = check(g)?;
@@ -48,7 +52,10 @@ impl<D: Device> ConcatOp for KernelBackend<D> {
 
     /// ACCUMULATES da (N, A) += dy[:, ..A] and db (N, B) += dy[:, A..], each when given.
     fn concat_backward(
-        &self, g: &ConcatGeom, dy: &D::Buffer<f32>, da: Option<&mut D::Buffer<f32>>,
+        &self,
+        g: &ConcatGeom,
+        dy: &D::Buffer<f32>,
+        da: Option<&mut D::Buffer<f32>>,
         db: Option<&mut D::Buffer<f32>>,
     ) -> Result<()> {
         let dev = &self.dev;

@@ -73,13 +73,20 @@ impl ConcatGeom {
 pub trait ConcatOp: Buffers {
     /// y (N, A + B) = \[a (N, A), b (N, B)\] row by row (see [`ConcatGeom`]). Writes y.
     fn concat_forward(
-        &self, g: &ConcatGeom, a: &Self::Buf, b: &Self::Buf, y: &mut Self::Buf,
+        &self,
+        g: &ConcatGeom,
+        a: &Self::Buf,
+        b: &Self::Buf,
+        y: &mut Self::Buf,
     ) -> Result<()>;
 
     /// Backward of [`ConcatOp::concat_forward`]: ACCUMULATES da (N, A) += dy\[:, ..A\] and db (N, B)
     /// += dy\[:, A..\] from dy (N, A + B), each only when given (`None`: that part needs no gradient).
     fn concat_backward(
-        &self, g: &ConcatGeom, dy: &Self::Buf, da: Option<&mut Self::Buf>,
+        &self,
+        g: &ConcatGeom,
+        dy: &Self::Buf,
+        da: Option<&mut Self::Buf>,
         db: Option<&mut Self::Buf>,
     ) -> Result<()>;
 }

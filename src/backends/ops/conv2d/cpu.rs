@@ -254,7 +254,11 @@ fn transpose<T: Real>(src: &[T], rows: usize, row_stride: usize, cols: usize, ds
 /// out[c] = the sum over the `n` images of channel c's `plane` values of t (N, C, plane), in f64:
 /// the bias gradient of a convolution whose output gradient is t.
 pub(in crate::backends) fn channel_sums<T: Real>(
-    t: &[T], n: usize, c: usize, plane: usize, out: &mut [T],
+    t: &[T],
+    n: usize,
+    c: usize,
+    plane: usize,
+    out: &mut [T],
 ) {
     out[..c].par_iter_mut().enumerate().for_each(|(ci, o)| {
         let sum: f64 = (0..n)
@@ -281,7 +285,10 @@ pub(in crate::backends) fn sum_f64<T: Real>(v: &[T]) -> f64 {
 
 /// Run `f` on the zero-padded copies (N, C_in, H_p, W_p) of all N images of `x`, padded in parallel.
 fn with_padded_batch<T: Real, R>(
-    scratch: &Scratch<T>, d: &Dims, x: &[T], f: impl FnOnce(&[T]) -> R,
+    scratch: &Scratch<T>,
+    d: &Dims,
+    x: &[T],
+    f: impl FnOnce(&[T]) -> R,
 ) -> R {
     let len = d.padded_len();
     scratch.with(d.n * len, |padded| {
@@ -301,7 +308,12 @@ pub fn chunk_rows(g: &ConvGeom) -> Result<usize> {
 
 impl<T: Real> Conv2dOp for CpuBackend<T> {
     fn conv2d_forward(
-        &self, g: &ConvGeom, x: &Vec<T>, w: &Vec<T>, b: &Vec<T>, y: &mut Vec<T>,
+        &self,
+        g: &ConvGeom,
+        x: &Vec<T>,
+        w: &Vec<T>,
+        b: &Vec<T>,
+        y: &mut Vec<T>,
     ) -> Result<()> {
         let scratch = &self.scratch;
         let d = Dims::new(g)?;
@@ -353,8 +365,15 @@ impl<T: Real> Conv2dOp for CpuBackend<T> {
 
     /// The backward pass; `dx` becomes `(dx, accumulate)`: added into when `accumulate`, else written.
     fn conv2d_backward(
-        &self, g: &ConvGeom, x: &Vec<T>, w: &Vec<T>, y: &Vec<T>, dy: &mut Vec<T>,
-        dx: InputGrad<'_, Vec<T>>, dw: &mut Vec<T>, db: Option<&mut Vec<T>>,
+        &self,
+        g: &ConvGeom,
+        x: &Vec<T>,
+        w: &Vec<T>,
+        y: &Vec<T>,
+        dy: &mut Vec<T>,
+        dx: InputGrad<'_, Vec<T>>,
+        dw: &mut Vec<T>,
+        db: Option<&mut Vec<T>>,
     ) -> Result<()> {
         let scratch = &self.scratch;
         let dx = match dx {

@@ -117,7 +117,11 @@ fn table_floats(k: usize) -> usize {
 
 /// Fill `table` (a fresh allocation, so 256-byte aligned) with the K table of the forward (`backward_data` false) or backward-data gather of `g`.
 fn gather_table<D: Device>(
-    dev: &D, g: &ConvGeom, backward_data: bool, k: usize, table: &mut D::Buffer<f32>,
+    dev: &D,
+    g: &ConvGeom,
+    backward_data: bool,
+    k: usize,
+    table: &mut D::Buffer<f32>,
 ) -> Result<()> {
     let len = table_len(k);
     // An int4 is 16 bytes: the scratch must be 16-byte aligned (device allocations are) and long enough.
@@ -162,7 +166,11 @@ fn table_key(g: &ConvGeom, backward_data: bool) -> GatherKey {
 /// Run `f` with the K table of the forward (`backward_data` false) or backward-data gather of `g`
 /// over `k` entries, building it first if the cache has none for its key.
 fn with_table<D: Device, R>(
-    tables: &GatherTables<D>, dev: &D, g: &ConvGeom, backward_data: bool, k: usize,
+    tables: &GatherTables<D>,
+    dev: &D,
+    g: &ConvGeom,
+    backward_data: bool,
+    k: usize,
     f: impl FnOnce(&D::Buffer<f32>) -> Result<R>,
 ) -> Result<R> {
     tables.with(
@@ -229,7 +237,11 @@ fn bias_plan(g: &ConvGeom) -> (usize, usize) {
 /// zeroed in place where y <= 0. Two stages through `scratch`: per-chunk partial sums, then their
 /// ordered sum.
 pub fn bias_grad<D: Device>(
-    dev: &D, scratch: &Scratch<D>, g: &ConvGeom, y: &D::Buffer<f32>, dy: &mut D::Buffer<f32>,
+    dev: &D,
+    scratch: &Scratch<D>,
+    g: &ConvGeom,
+    y: &D::Buffer<f32>,
+    dy: &mut D::Buffer<f32>,
     db: &mut D::Buffer<f32>,
 ) -> Result<()> {
     check_geometry(g)?;
@@ -266,8 +278,13 @@ pub fn bias_grad<D: Device>(
 /// convolution with respect to its input, from the (already ReLU-masked) dy (N, C_out, H_out, W_out)
 /// and w (C_out, C_in, K_h, K_w). The gather's K table comes from `tables`.
 pub fn backward_data<D: Device>(
-    dev: &D, tables: &GatherTables<D>, g: &ConvGeom, w: &D::Buffer<f32>, dy: &D::Buffer<f32>,
-    dx: &mut D::Buffer<f32>, accumulate: bool,
+    dev: &D,
+    tables: &GatherTables<D>,
+    g: &ConvGeom,
+    w: &D::Buffer<f32>,
+    dy: &D::Buffer<f32>,
+    dx: &mut D::Buffer<f32>,
+    accumulate: bool,
 ) -> Result<()> {
     check_geometry(g)?;
     let input = g.input().len();
@@ -317,7 +334,11 @@ pub fn backward_data<D: Device>(
 /// N·H_out·W_out pixels is split into chunks when the filter has few tiles; their partial sums go
 /// through `scratch` and are added in a fixed order.
 pub fn backward_filter<D: Device>(
-    dev: &D, scratch: &Scratch<D>, g: &ConvGeom, x: &D::Buffer<f32>, dy: &D::Buffer<f32>,
+    dev: &D,
+    scratch: &Scratch<D>,
+    g: &ConvGeom,
+    x: &D::Buffer<f32>,
+    dy: &D::Buffer<f32>,
     dw: &mut D::Buffer<f32>,
 ) -> Result<()> {
     check_geometry(g)?;
@@ -365,7 +386,11 @@ pub fn backward_filter<D: Device>(
 
 /// out[i] = sum over z of partials[z·len + i], for i < len.
 pub(in crate::backends) fn sum_partials<D: Device>(
-    dev: &D, len: usize, splits: usize, partials: &D::Buffer<f32>, out: &mut D::Buffer<f32>,
+    dev: &D,
+    len: usize,
+    splits: usize,
+    partials: &D::Buffer<f32>,
+    out: &mut D::Buffer<f32>,
 ) -> Result<()> {
     need(dev, partials, len * splits, "conv2d partial sums")?;
     need(dev, out, len, "conv2d reduced output")?;
@@ -385,7 +410,11 @@ impl<D: Device> Conv2dOp for KernelBackend<D> {
     /// y (N, C_out, H_out, W_out) = \[ReLU\](conv(x (N, C_in, H_in, W_in), w (C_out, C_in, K_h, K_w)) + b (C_out)). Writes y.
     /// The gather's K table comes from `tables`.
     fn conv2d_forward(
-        &self, g: &ConvGeom, x: &D::Buffer<f32>, w: &D::Buffer<f32>, b: &D::Buffer<f32>,
+        &self,
+        g: &ConvGeom,
+        x: &D::Buffer<f32>,
+        w: &D::Buffer<f32>,
+        b: &D::Buffer<f32>,
         y: &mut D::Buffer<f32>,
     ) -> Result<()> {
         let dev = &self.dev;
@@ -429,8 +458,14 @@ impl<D: Device> Conv2dOp for KernelBackend<D> {
     /// sums live in `scratch`, the backward-data gather's K table in `tables`. Runs [`bias_grad`] (which masks dy, so it goes first), [`backward_data`]
     /// and [`backward_filter`].
     fn conv2d_backward(
-        &self, g: &ConvGeom, x: &D::Buffer<f32>, w: &D::Buffer<f32>, y: &D::Buffer<f32>,
-        dy: &mut D::Buffer<f32>, dx: InputGrad<'_, D::Buffer<f32>>, dw: &mut D::Buffer<f32>,
+        &self,
+        g: &ConvGeom,
+        x: &D::Buffer<f32>,
+        w: &D::Buffer<f32>,
+        y: &D::Buffer<f32>,
+        dy: &mut D::Buffer<f32>,
+        dx: InputGrad<'_, D::Buffer<f32>>,
+        dw: &mut D::Buffer<f32>,
         db: Option<&mut D::Buffer<f32>>,
     ) -> Result<()> {
         let dev = &self.dev;

@@ -66,7 +66,11 @@ fn same_padding(input: usize, k: usize, stride: usize) -> (usize, usize, usize) 
 impl ConvGeom {
     /// Validate and build. `input` is (N, C_in, H_in, W_in); the kernel is `k_h`×`k_w`.
     pub fn new(
-        input: Shape, c_out: usize, (k_h, k_w): (usize, usize), stride: usize, padding: Padding,
+        input: Shape,
+        c_out: usize,
+        (k_h, k_w): (usize, usize),
+        stride: usize,
+        padding: Padding,
         relu: bool,
     ) -> Result<Self> {
         if input.is_empty() || c_out == 0 || k_h == 0 || k_w == 0 || stride == 0 {
@@ -162,7 +166,12 @@ impl ConvGeom {
 pub trait Conv2dOp: Buffers {
     /// y (N, C_out, H_out, W_out) = \[ReLU\](x (N, C_in, H_in, W_in) ⋆ w (C_out, C_in, K_h, K_w) + b (C_out)). Writes y.
     fn conv2d_forward(
-        &self, g: &ConvGeom, x: &Self::Buf, w: &Self::Buf, b: &Self::Buf, y: &mut Self::Buf,
+        &self,
+        g: &ConvGeom,
+        x: &Self::Buf,
+        w: &Self::Buf,
+        b: &Self::Buf,
+        y: &mut Self::Buf,
     ) -> Result<()>;
 
     /// Backward of [`Conv2dOp::conv2d_forward`]. With `g.relu`, first masks `dy` in place by `y > 0`.
@@ -174,8 +183,15 @@ pub trait Conv2dOp: Buffers {
     /// when y's buffer holds dy).
     #[allow(clippy::too_many_arguments)]
     fn conv2d_backward(
-        &self, g: &ConvGeom, x: &Self::Buf, w: &Self::Buf, y: &Self::Buf, dy: &mut Self::Buf,
-        dx: InputGrad<'_, Self::Buf>, dw: &mut Self::Buf, db: Option<&mut Self::Buf>,
+        &self,
+        g: &ConvGeom,
+        x: &Self::Buf,
+        w: &Self::Buf,
+        y: &Self::Buf,
+        dy: &mut Self::Buf,
+        dx: InputGrad<'_, Self::Buf>,
+        dw: &mut Self::Buf,
+        db: Option<&mut Self::Buf>,
     ) -> Result<()>;
 }
 

@@ -23,7 +23,12 @@ fn dims(g: &DenseGeom) -> Result<(usize, usize, usize)> {
 impl<T: Real> DenseOp for CpuBackend<T> {
     /// WRITES y (N, OUT) = [ReLU](x (N, IN) · wᵀ + b).
     fn dense_forward(
-        &self, g: &DenseGeom, x: &Vec<T>, w: &Vec<T>, b: &Vec<T>, y: &mut Vec<T>,
+        &self,
+        g: &DenseGeom,
+        x: &Vec<T>,
+        w: &Vec<T>,
+        b: &Vec<T>,
+        y: &mut Vec<T>,
     ) -> Result<()> {
         let (n, fin, fout) = dims(g)?;
         check_len("dense x", x.len(), n * fin)?;
@@ -53,8 +58,15 @@ impl<T: Real> DenseOp for CpuBackend<T> {
 
     /// With ReLU first masks dy in place; WRITES dw = dyᵀ·x and db = Σ_rows dy; ACCUMULATES dx += dy·w.
     fn dense_backward(
-        &self, g: &DenseGeom, x: &Vec<T>, w: &Vec<T>, y: &Vec<T>, dy: &mut Vec<T>,
-        dx: Option<&mut Vec<T>>, dw: &mut Vec<T>, db: &mut Vec<T>,
+        &self,
+        g: &DenseGeom,
+        x: &Vec<T>,
+        w: &Vec<T>,
+        y: &Vec<T>,
+        dy: &mut Vec<T>,
+        dx: Option<&mut Vec<T>>,
+        dw: &mut Vec<T>,
+        db: &mut Vec<T>,
     ) -> Result<()> {
         let dx = dx.map(|v| v.as_mut_slice());
         let (n, fin, fout) = dims(g)?;

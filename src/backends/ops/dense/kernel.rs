@@ -80,7 +80,11 @@ fn check_geometry(g: &DenseGeom) -> Result<()> {
 /// db (OUT) = column sums of dy (N, OUT), WRITTEN; with `g.relu`, dy is first zeroed in place where
 /// y <= 0.
 pub fn bias_grad<D: Device>(
-    dev: &D, g: &DenseGeom, y: &D::Buffer<f32>, dy: &mut D::Buffer<f32>, db: &mut D::Buffer<f32>,
+    dev: &D,
+    g: &DenseGeom,
+    y: &D::Buffer<f32>,
+    dy: &mut D::Buffer<f32>,
+    db: &mut D::Buffer<f32>,
 ) -> Result<()> {
     check_geometry(g)?;
     let (n, _, out) = sizes(g);
@@ -103,7 +107,11 @@ pub fn bias_grad<D: Device>(
 
 /// dx (N, IN) += dy (N, OUT) · w (OUT, IN), dy already ReLU-masked (the NN GEMM).
 pub fn backward_data<D: Device>(
-    dev: &D, scratch: &Scratch<D>, g: &DenseGeom, dy: &D::Buffer<f32>, w: &D::Buffer<f32>,
+    dev: &D,
+    scratch: &Scratch<D>,
+    g: &DenseGeom,
+    dy: &D::Buffer<f32>,
+    w: &D::Buffer<f32>,
     dx: &mut D::Buffer<f32>,
 ) -> Result<()> {
     check_geometry(g)?;
@@ -141,7 +149,11 @@ pub fn backward_data<D: Device>(
 
 /// dw (OUT, IN) = dyᵀ (OUT, N) · x (N, IN), WRITTEN, dy already ReLU-masked (the TN GEMM).
 pub fn backward_filter<D: Device>(
-    dev: &D, scratch: &Scratch<D>, g: &DenseGeom, dy: &D::Buffer<f32>, x: &D::Buffer<f32>,
+    dev: &D,
+    scratch: &Scratch<D>,
+    g: &DenseGeom,
+    dy: &D::Buffer<f32>,
+    x: &D::Buffer<f32>,
     dw: &mut D::Buffer<f32>,
 ) -> Result<()> {
     check_geometry(g)?;
@@ -177,7 +189,12 @@ pub fn backward_filter<D: Device>(
 
 /// out (rows, cols) (+)= sum over z of partials[z] (rows, cols).
 fn reduce_partials<D: Device>(
-    dev: &D, rows: usize, cols: usize, splits: usize, accumulate: bool, partials: &D::Buffer<f32>,
+    dev: &D,
+    rows: usize,
+    cols: usize,
+    splits: usize,
+    accumulate: bool,
+    partials: &D::Buffer<f32>,
     out: &mut D::Buffer<f32>,
 ) -> Result<()> {
     need(dev, partials, splits * rows * cols, "dense partial sums")?;
@@ -217,7 +234,11 @@ impl<D: Device> DenseOp for KernelBackend<D> {
     /// y (N, OUT) = \[ReLU\](x (N, IN) · wᵀ + b), w (OUT, IN), b (OUT). Writes y. Split-K partial sums live
     /// in `scratch`.
     fn dense_forward(
-        &self, g: &DenseGeom, x: &D::Buffer<f32>, w: &D::Buffer<f32>, b: &D::Buffer<f32>,
+        &self,
+        g: &DenseGeom,
+        x: &D::Buffer<f32>,
+        w: &D::Buffer<f32>,
+        b: &D::Buffer<f32>,
         y: &mut D::Buffer<f32>,
     ) -> Result<()> {
         let dev = &self.dev;
@@ -272,8 +293,14 @@ impl<D: Device> DenseOp for KernelBackend<D> {
     /// (N, IN) when given; WRITES dw (OUT, IN) and db (OUT). Runs [`bias_grad`] (which masks dy, so it goes
     /// first), [`backward_data`] and [`backward_filter`].
     fn dense_backward(
-        &self, g: &DenseGeom, x: &D::Buffer<f32>, w: &D::Buffer<f32>, y: &D::Buffer<f32>,
-        dy: &mut D::Buffer<f32>, dx: Option<&mut D::Buffer<f32>>, dw: &mut D::Buffer<f32>,
+        &self,
+        g: &DenseGeom,
+        x: &D::Buffer<f32>,
+        w: &D::Buffer<f32>,
+        y: &D::Buffer<f32>,
+        dy: &mut D::Buffer<f32>,
+        dx: Option<&mut D::Buffer<f32>>,
+        dw: &mut D::Buffer<f32>,
         db: &mut D::Buffer<f32>,
     ) -> Result<()> {
         let dev = &self.dev;

@@ -59,14 +59,26 @@ impl DenseGeom {
 pub trait DenseOp: Buffers {
     /// y (N, OUT) = \[ReLU\](x (N, IN) · wᵀ + b), w (OUT, IN), b (OUT). Writes y.
     fn dense_forward(
-        &self, g: &DenseGeom, x: &Self::Buf, w: &Self::Buf, b: &Self::Buf, y: &mut Self::Buf,
+        &self,
+        g: &DenseGeom,
+        x: &Self::Buf,
+        w: &Self::Buf,
+        b: &Self::Buf,
+        y: &mut Self::Buf,
     ) -> Result<()>;
 
     /// Backward of [`DenseOp::dense_forward`]. With `g.relu`, first masks `dy` in place by `y > 0`.
     /// ACCUMULATES dx (N, IN) when given; WRITES dw (OUT, IN) and db (OUT).
     #[allow(clippy::too_many_arguments)]
     fn dense_backward(
-        &self, g: &DenseGeom, x: &Self::Buf, w: &Self::Buf, y: &Self::Buf, dy: &mut Self::Buf,
-        dx: Option<&mut Self::Buf>, dw: &mut Self::Buf, db: &mut Self::Buf,
+        &self,
+        g: &DenseGeom,
+        x: &Self::Buf,
+        w: &Self::Buf,
+        y: &Self::Buf,
+        dy: &mut Self::Buf,
+        dx: Option<&mut Self::Buf>,
+        dw: &mut Self::Buf,
+        db: &mut Self::Buf,
     ) -> Result<()>;
 }

@@ -27,7 +27,10 @@ fn check(p: &DropoutParams) -> Result<usize> {
 impl<D: Device> DropoutOp for KernelBackend<D> {
     /// WRITES y (len) = masked, scaled x (len).
     fn dropout_forward(
-        &self, p: &DropoutParams, x: &D::Buffer<f32>, y: &mut D::Buffer<f32>,
+        &self,
+        p: &DropoutParams,
+        x: &D::Buffer<f32>,
+        y: &mut D::Buffer<f32>,
     ) -> Result<()> {
         let dev = &self.dev;
         let len = check(p)?;
@@ -42,7 +45,10 @@ impl<D: Device> DropoutOp for KernelBackend<D> {
 
     /// ACCUMULATES dx (len) += masked, scaled dy (len).
     fn dropout_backward(
-        &self, p: &DropoutParams, dy: &D::Buffer<f32>, dx: &mut D::Buffer<f32>,
+        &self,
+        p: &DropoutParams,
+        dy: &D::Buffer<f32>,
+        dx: &mut D::Buffer<f32>,
     ) -> Result<()> {
         let dev = &self.dev;
         let len = check(p)?;

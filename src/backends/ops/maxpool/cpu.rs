@@ -84,7 +84,11 @@ impl<T: Real> MaxPoolOp for CpuBackend<T> {
     /// WRITES y and argmax (the first maximum in row-major window order, as h·W_in + w, with
     /// [`ARGMAX_POSITIVE`] where that maximum is > 0).
     fn maxpool_forward(
-        &self, g: &PoolGeom, x: &Vec<T>, y: &mut Vec<T>, argmax: &mut Vec<u32>,
+        &self,
+        g: &PoolGeom,
+        x: &Vec<T>,
+        y: &mut Vec<T>,
+        argmax: &mut Vec<u32>,
     ) -> Result<()> {
         let d = Dims::new(g)?;
         let (ip, op) = (d.in_plane(), d.out_plane());
@@ -130,7 +134,11 @@ impl<T: Real> MaxPoolOp for CpuBackend<T> {
 
     /// ACCUMULATES dx[argmax] += dy.
     fn maxpool_backward(
-        &self, g: &PoolGeom, dy: &Vec<T>, argmax: &Vec<u32>, dx: &mut Vec<T>,
+        &self,
+        g: &PoolGeom,
+        dy: &Vec<T>,
+        argmax: &Vec<u32>,
+        dx: &mut Vec<T>,
     ) -> Result<()> {
         let d = Dims::new(g)?;
         let (ip, op) = (d.in_plane(), d.out_plane());
@@ -162,7 +170,12 @@ impl<T: Real> MaxPoolOp for CpuBackend<T> {
     /// (see `Backend::maxpool_relu_backward`): [`backward`] into zeros, then the mask, then the
     /// convolution's own channel sums — the same sums, in the same order, as the unfused path.
     fn maxpool_relu_backward(
-        &self, g: &PoolGeom, dy: &Vec<T>, argmax: &Vec<u32>, dx: &mut Vec<T>, db: &mut Vec<T>,
+        &self,
+        g: &PoolGeom,
+        dy: &Vec<T>,
+        argmax: &Vec<u32>,
+        dx: &mut Vec<T>,
+        db: &mut Vec<T>,
     ) -> Result<()> {
         let d = Dims::new(g)?;
         let (ip, op) = (d.in_plane(), d.out_plane());

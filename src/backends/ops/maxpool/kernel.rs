@@ -48,7 +48,10 @@ pub fn relu_backward_scratch_len(g: &PoolGeom) -> usize {
 impl<D: Device> MaxPoolOp for KernelBackend<D> {
     /// WRITES y and argmax (N, C, H_out, W_out) from x (N, C, H_in, W_in).
     fn maxpool_forward(
-        &self, g: &PoolGeom, x: &D::Buffer<f32>, y: &mut D::Buffer<f32>,
+        &self,
+        g: &PoolGeom,
+        x: &D::Buffer<f32>,
+        y: &mut D::Buffer<f32>,
         argmax: &mut D::Buffer<u32>,
     ) -> Result<()> {
         let dev = &self.dev;
@@ -70,7 +73,11 @@ impl<D: Device> MaxPoolOp for KernelBackend<D> {
 
     /// ACCUMULATES dx (N, C, H_in, W_in) from dy and argmax (N, C, H_out, W_out).
     fn maxpool_backward(
-        &self, g: &PoolGeom, dy: &D::Buffer<f32>, argmax: &D::Buffer<u32>, dx: &mut D::Buffer<f32>,
+        &self,
+        g: &PoolGeom,
+        dy: &D::Buffer<f32>,
+        argmax: &D::Buffer<u32>,
+        dx: &mut D::Buffer<f32>,
     ) -> Result<()> {
         let dev = &self.dev;
         check(g)?;
@@ -93,7 +100,11 @@ impl<D: Device> MaxPoolOp for KernelBackend<D> {
     /// produced x (see `Backend::maxpool_relu_backward`). The per-chunk partial sums of db live in
     /// `scratch`; the convolution's own second stage ([`conv2d::sum_partials`]) adds them.
     fn maxpool_relu_backward(
-        &self, g: &PoolGeom, dy: &D::Buffer<f32>, argmax: &D::Buffer<u32>, dx: &mut D::Buffer<f32>,
+        &self,
+        g: &PoolGeom,
+        dy: &D::Buffer<f32>,
+        argmax: &D::Buffer<u32>,
+        dx: &mut D::Buffer<f32>,
         db: &mut D::Buffer<f32>,
     ) -> Result<()> {
         let dev = &self.dev;

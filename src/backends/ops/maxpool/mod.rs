@@ -99,12 +99,20 @@ pub trait MaxPoolOp: Buffers {
     /// records the winner's index h·W_in + w in its input plane (first maximum in row-major window order).
     /// Writes y and argmax.
     fn maxpool_forward(
-        &self, g: &PoolGeom, x: &Self::Buf, y: &mut Self::Buf, argmax: &mut Self::Idx,
+        &self,
+        g: &PoolGeom,
+        x: &Self::Buf,
+        y: &mut Self::Buf,
+        argmax: &mut Self::Idx,
     ) -> Result<()>;
 
     /// Routes each dy (N, C, H_out, W_out) to its argmax; ACCUMULATES dx (N, C, H_in, W_in).
     fn maxpool_backward(
-        &self, g: &PoolGeom, dy: &Self::Buf, argmax: &Self::Idx, dx: &mut Self::Buf,
+        &self,
+        g: &PoolGeom,
+        dy: &Self::Buf,
+        argmax: &Self::Idx,
+        dx: &mut Self::Buf,
     ) -> Result<()>;
 
     /// Backward of a max-pool whose input x (N, C, H_in, W_in) is the output of a fused ReLU
@@ -116,7 +124,11 @@ pub trait MaxPoolOp: Buffers {
     /// [`ARGMAX_POSITIVE`] bit, not from x (the pool's own output cannot give it: shortcuts
     /// add into it after pooling), so x is dead after the forward pass and dx may take its buffer.
     fn maxpool_relu_backward(
-        &self, g: &PoolGeom, dy: &Self::Buf, argmax: &Self::Idx, dx: &mut Self::Buf,
+        &self,
+        g: &PoolGeom,
+        dy: &Self::Buf,
+        argmax: &Self::Idx,
+        dx: &mut Self::Buf,
         db: &mut Self::Buf,
     ) -> Result<()>;
 }

@@ -11,7 +11,11 @@ use crate::Result;
 impl<T: Real> RmsPropOp for CpuBackend<T> {
     /// Updates w and r in place (see [`super::RmsPropParams`] for the formulas).
     fn rmsprop_update(
-        &self, step: &RmsPropStep, w: &mut Vec<T>, g: &Vec<T>, r: &mut Vec<T>,
+        &self,
+        step: &RmsPropStep,
+        w: &mut Vec<T>,
+        g: &Vec<T>,
+        r: &mut Vec<T>,
     ) -> Result<()> {
         let len = w.len();
         check_len("rmsprop g", g.len(), len)?;

@@ -15,7 +15,10 @@ pub const UPDATE: Kernel = Kernel {
 impl<D: Device> RmsPropOp for KernelBackend<D> {
     /// Update w and r in place from g (all of w's length).
     fn rmsprop_update(
-        &self, step: &RmsPropStep, w: &mut D::Buffer<f32>, g: &D::Buffer<f32>,
+        &self,
+        step: &RmsPropStep,
+        w: &mut D::Buffer<f32>,
+        g: &D::Buffer<f32>,
         r: &mut D::Buffer<f32>,
     ) -> Result<()> {
         let dev = &self.dev;

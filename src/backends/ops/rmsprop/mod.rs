@@ -65,6 +65,10 @@ pub trait RmsPropOp: Buffers {
     /// One RMSProp update (see [`RmsPropParams`] for the formulas) of w from gradient g with running
     /// mean square r, all of the same length. Updates w and r in place.
     fn rmsprop_update(
-        &self, step: &RmsPropStep, w: &mut Self::Buf, g: &Self::Buf, r: &mut Self::Buf,
+        &self,
+        step: &RmsPropStep,
+        w: &mut Self::Buf,
+        g: &Self::Buf,
+        r: &mut Self::Buf,
     ) -> Result<()>;
 }

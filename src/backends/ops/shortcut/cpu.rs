@@ -93,7 +93,10 @@ impl<T: Real> ShortcutOp for CpuBackend<T> {
 
     /// ACCUMULATES d_src += the adjoint of the forward map applied to d_dst.
     fn shortcut_backward(
-        &self, g: &ShortcutGeom, d_dst: &Vec<T>, d_src: &mut Vec<T>,
+        &self,
+        g: &ShortcutGeom,
+        d_dst: &Vec<T>,
+        d_src: &mut Vec<T>,
     ) -> Result<()> {
         let d = Dims::new(g)?;
         let (sp, dp) = (d.src_plane(), d.dst_plane());

@@ -27,7 +27,10 @@ fn check(g: &ShortcutGeom) -> Result<()> {
 impl<D: Device> ShortcutOp for KernelBackend<D> {
     /// ACCUMULATES into dst (N, C_dst, H_dst, W_dst) the r×r means of src (N, C_src, H_src, W_src).
     fn shortcut_forward(
-        &self, g: &ShortcutGeom, src: &D::Buffer<f32>, dst: &mut D::Buffer<f32>,
+        &self,
+        g: &ShortcutGeom,
+        src: &D::Buffer<f32>,
+        dst: &mut D::Buffer<f32>,
     ) -> Result<()> {
         let dev = &self.dev;
         check(g)?;
@@ -51,7 +54,10 @@ impl<D: Device> ShortcutOp for KernelBackend<D> {
 
     /// ACCUMULATES into d_src (N, C_src, H_src, W_src) the adjoint of the forward map applied to d_dst.
     fn shortcut_backward(
-        &self, g: &ShortcutGeom, d_dst: &D::Buffer<f32>, d_src: &mut D::Buffer<f32>,
+        &self,
+        g: &ShortcutGeom,
+        d_dst: &D::Buffer<f32>,
+        d_src: &mut D::Buffer<f32>,
     ) -> Result<()> {
         let dev = &self.dev;
         check(g)?;

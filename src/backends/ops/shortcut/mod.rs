@@ -89,13 +89,19 @@ pub trait ShortcutOp: Buffers {
     /// dst (N, C_dst, H_dst, W_dst) += r×r-mean of src (N, C_src, H_src, W_src), channel c reading
     /// source channel c mod C_src. ACCUMULATES into dst.
     fn shortcut_forward(
-        &self, g: &ShortcutGeom, src: &Self::Buf, dst: &mut Self::Buf,
+        &self,
+        g: &ShortcutGeom,
+        src: &Self::Buf,
+        dst: &mut Self::Buf,
     ) -> Result<()>;
 
     /// Backward of [`ShortcutOp::shortcut_forward`]: ACCUMULATES d_src (N, C_src, H_src, W_src) from
     /// d_dst (N, C_dst, H_dst, W_dst).
     fn shortcut_backward(
-        &self, g: &ShortcutGeom, d_dst: &Self::Buf, d_src: &mut Self::Buf,
+        &self,
+        g: &ShortcutGeom,
+        d_dst: &Self::Buf,
+        d_src: &mut Self::Buf,
     ) -> Result<()>;
 }
 

@@ -10,7 +10,11 @@ impl<T: Real> SoftmaxXentOp for CpuBackend<T> {
     /// WRITES losses (N) and d_logits (N, CLASSES) = (softmax − onehot) / N; returns the mean loss and
     /// the number of rows whose first maximum is the label.
     fn softmax_xent(
-        &self, g: &XentGeom, logits: &Vec<T>, labels: &Vec<u32>, losses: &mut Vec<T>,
+        &self,
+        g: &XentGeom,
+        logits: &Vec<T>,
+        labels: &Vec<u32>,
+        losses: &mut Vec<T>,
         d_logits: &mut Vec<T>,
     ) -> Result<XentStats> {
         if g.n <= 0 || g.classes < 2 {
@@ -60,8 +64,13 @@ impl<T: Real> SoftmaxXentOp for CpuBackend<T> {
     /// Soft-target softmax cross-entropy (see [`crate::backends::Backend::softmax_xent_soft`]): WRITES
     /// losses (N) = −Σ_j w_j t_j log p_j and d_logits = (p · Σ_j w_j t_j − w ⊙ t)/N.
     fn softmax_xent_soft(
-        &self, g: &XentGeom, logits: &Vec<T>, targets: &Vec<T>, weights: Option<&Vec<T>>,
-        losses: &mut Vec<T>, d_logits: &mut Vec<T>,
+        &self,
+        g: &XentGeom,
+        logits: &Vec<T>,
+        targets: &Vec<T>,
+        weights: Option<&Vec<T>>,
+        losses: &mut Vec<T>,
+        d_logits: &mut Vec<T>,
     ) -> Result<XentStats> {
         let weights = weights.map(|w| w.as_slice());
         if g.n <= 0 || g.classes < 2 {

@@ -30,8 +30,12 @@ impl<D: Device> SoftmaxXentOp for KernelBackend<D> {
     /// WRITES losses (N) and d_logits (N, CLASSES) from logits (N, CLASSES) and labels (N), and returns
     /// the mean loss and the number of correct rows. `counters` is scratch: 2 values, zeroed here.
     fn softmax_xent(
-        &self, g: &XentGeom, logits: &D::Buffer<f32>, labels: &D::Buffer<u32>,
-        losses: &mut D::Buffer<f32>, d_logits: &mut D::Buffer<f32>,
+        &self,
+        g: &XentGeom,
+        logits: &D::Buffer<f32>,
+        labels: &D::Buffer<u32>,
+        losses: &mut D::Buffer<f32>,
+        d_logits: &mut D::Buffer<f32>,
     ) -> Result<XentStats> {
         let dev = &self.dev;
         let mut counters = self.xent_counters.lock().unwrap_or_else(|p| p.into_inner());
@@ -74,8 +78,12 @@ impl<D: Device> SoftmaxXentOp for KernelBackend<D> {
     /// w (CLASSES) or all 1; returns the mean loss and the rows whose first-maximum logit is their
     /// target's first maximum. `counters` is scratch (≥ 1 value), zeroed here.
     fn softmax_xent_soft(
-        &self, g: &XentGeom, logits: &D::Buffer<f32>, targets: &D::Buffer<f32>,
-        weights: Option<&D::Buffer<f32>>, losses: &mut D::Buffer<f32>,
+        &self,
+        g: &XentGeom,
+        logits: &D::Buffer<f32>,
+        targets: &D::Buffer<f32>,
+        weights: Option<&D::Buffer<f32>>,
+        losses: &mut D::Buffer<f32>,
         d_logits: &mut D::Buffer<f32>,
     ) -> Result<XentStats> {
         let dev = &self.dev;

@@ -56,7 +56,11 @@ pub trait SoftmaxXentOp: Buffers {
     /// Returns the mean loss and the number of rows whose first-maximum argmax equals the label.
     /// Stable for logits of any finite magnitude (±1e4 and beyond): the row maximum is subtracted first.
     fn softmax_xent(
-        &self, g: &XentGeom, logits: &Self::Buf, labels: &Self::Idx, losses: &mut Self::Buf,
+        &self,
+        g: &XentGeom,
+        logits: &Self::Buf,
+        labels: &Self::Idx,
+        losses: &mut Self::Buf,
         d_logits: &mut Self::Buf,
     ) -> Result<XentStats>;
 
@@ -67,7 +71,12 @@ pub trait SoftmaxXentOp: Buffers {
     /// number of rows whose first-maximum logit is their target's first maximum. The targets are not
     /// validated here (the caller does, on the host). [`SoftmaxXentOp::softmax_xent`] is the hard-label path.
     fn softmax_xent_soft(
-        &self, g: &XentGeom, logits: &Self::Buf, targets: &Self::Buf,
-        class_weights: Option<&Self::Buf>, losses: &mut Self::Buf, d_logits: &mut Self::Buf,
+        &self,
+        g: &XentGeom,
+        logits: &Self::Buf,
+        targets: &Self::Buf,
+        class_weights: Option<&Self::Buf>,
+        losses: &mut Self::Buf,
+        d_logits: &mut Self::Buf,
     ) -> Result<XentStats>;
 }

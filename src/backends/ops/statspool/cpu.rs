@@ -47,7 +47,12 @@ impl<T: Real> StatsPoolOp for CpuBackend<T> {
 
     /// ACCUMULATES dx (N, C, H, W) from dy (N, 2C); y is the forward output.
     fn statspool_backward(
-        &self, g: &StatsPoolGeom, x: &Vec<T>, y: &Vec<T>, dy: &Vec<T>, dx: &mut Vec<T>,
+        &self,
+        g: &StatsPoolGeom,
+        x: &Vec<T>,
+        y: &Vec<T>,
+        dy: &Vec<T>,
+        dx: &mut Vec<T>,
     ) -> Result<()> {
         let (n, c, h, w) = dims(g)?;
         check_len("statistics pooling x", x.len(), n * c * h * w)?;

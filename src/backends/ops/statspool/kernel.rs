@@ -39,7 +39,10 @@ pub fn launch_config(g: &StatsPoolGeom) -> LaunchConfig {
 impl<D: Device> StatsPoolOp for KernelBackend<D> {
     /// WRITES y (N, 2C) from x (N, C, H, W).
     fn statspool_forward(
-        &self, g: &StatsPoolGeom, x: &D::Buffer<f32>, y: &mut D::Buffer<f32>,
+        &self,
+        g: &StatsPoolGeom,
+        x: &D::Buffer<f32>,
+        y: &mut D::Buffer<f32>,
     ) -> Result<()> {
         let dev = &self.dev;
         let (input, output) = check(g)?;
@@ -54,7 +57,11 @@ impl<D: Device> StatsPoolOp for KernelBackend<D> {
 
     /// ACCUMULATES dx (N, C, H, W) from dy (N, 2C); y is the forward output (mean and std).
     fn statspool_backward(
-        &self, g: &StatsPoolGeom, x: &D::Buffer<f32>, y: &D::Buffer<f32>, dy: &D::Buffer<f32>,
+        &self,
+        g: &StatsPoolGeom,
+        x: &D::Buffer<f32>,
+        y: &D::Buffer<f32>,
+        dy: &D::Buffer<f32>,
         dx: &mut D::Buffer<f32>,
     ) -> Result<()> {
         let dev = &self.dev;

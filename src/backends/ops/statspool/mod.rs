@@ -81,6 +81,11 @@ pub trait StatsPoolOp: Buffers {
 
     /// Backward of [`StatsPoolOp::statspool_forward`] (y is its output): ACCUMULATES dx (N, C, H, W).
     fn statspool_backward(
-        &self, g: &StatsPoolGeom, x: &Self::Buf, y: &Self::Buf, dy: &Self::Buf, dx: &mut Self::Buf,
+        &self,
+        g: &StatsPoolGeom,
+        x: &Self::Buf,
+        y: &Self::Buf,
+        dy: &Self::Buf,
+        dx: &mut Self::Buf,
     ) -> Result<()>;
 }
