@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Score an ensemble of `rescnn eval --out` folders of the same folds (one per member): the
 members' network probabilities averaged per utterance, alone and fused with the prosody branch
-at WEIGHT (the branch is the same fit in every member; this is checked), pooled WA and UAR.
+at WEIGHT (the branch is the same fit in every member; this is checked), pooled WA and UAR, and their per-fold mean ± standard deviation (n − 1).
 
     scripts/score-eval-ensemble.py --weight 0.5 EVAL_DIR [EVAL_DIR ...]
 
@@ -23,13 +23,26 @@ def wa_uar(rows, labels):
     return 100 * wa, 100 * uar
 
 
+def mean_std(values):
+    m = sum(values) / len(values)
+    sd = (sum((v - m) ** 2 for v in values) / (len(values) - 1)) ** 0.5 if len(values) > 1 else 0.0
+    return m, sd
+
+
+def row(name, rows, labels, spans):
+    wa, uar = wa_uar(rows, labels)
+    per = [wa_uar(rows[a:b], labels[a:b]) for a, b in spans]
+    (mw, sw), (mu, su) = mean_std([p[0] for p in per]), mean_std([p[1] for p in per])
+    print(f"{name}: WA {wa:.2f} UAR {uar:.2f} (per fold WA {mw:.2f} ± {sw:.2f}, UAR {mu:.2f} ± {su:.2f})")
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--weight", type=float, required=True, help="the prosody branch's fusion weight")
     ap.add_argument("evals", nargs="+")
     a = ap.parse_args()
     members = [json.load(open(f"{d}/predictions.json"))["folds"] for d in a.evals]
-    net, branch, fused, labels = [], [], [], []
+    net, branch, fused, labels, spans = [], [], [], [], []
     for folds in zip(*members):
         first = folds[0]
         for f in folds:
@@ -38,6 +51,7 @@ def main():
         k = len(folds)
         mean = [[sum(f["network"][u][c] for f in folds) / k for c in range(len(first["network"][u]))]
                 for u in range(len(first["ids"]))]
+        spans.append((len(labels), len(labels) + len(first["labels"])))
         net += mean
         labels += first["labels"]
         if first["prosody"] is not None:
@@ -50,10 +64,10 @@ def main():
                     sys.exit(f"{first['fold']}: fusion differs from eval's by {err}")
             fused += fusion
     print(f"{len(members)} member(s), {len(labels)} utterances")
-    print("network alone: WA %.2f UAR %.2f" % wa_uar(net, labels))
+    row("network alone", net, labels, spans)
     if branch:
-        print("prosody branch alone: WA %.2f UAR %.2f" % wa_uar(branch, labels))
-        print("fusion at %.2f: WA %.2f UAR %.2f" % ((a.weight,) + wa_uar(fused, labels)))
+        row("prosody branch alone", branch, labels, spans)
+        row(f"fusion at {a.weight:.2f}", fused, labels, spans)
 
 
 main()
