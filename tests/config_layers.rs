@@ -172,3 +172,23 @@ fn shipped_configuration_files_are_complete() {
     }
     assert!(seen > 0, "no configuration files in {}", dir.display());
 }
+
+/// The one-network recipe file is the `recipe` preset but for the ensemble: one network, not three.
+#[test]
+fn the_single_network_recipe_file_is_the_preset_with_one_network() {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("configs")
+        .join("recipe-2026-12-single.toml");
+    let single = TrainConfig::default().with_file(&path).unwrap();
+    let preset = TrainConfig::recipe();
+    assert_eq!(preset.ensemble, 3);
+    assert_eq!(
+        single,
+        TrainConfig {
+            ensemble: 1,
+            device: single.device,
+            feature_cache: single.feature_cache,
+            ..preset
+        }
+    );
+}

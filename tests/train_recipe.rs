@@ -298,3 +298,66 @@ fn an_ensemble_reports_the_average_of_its_members_probabilities() {
         }
     }
 }
+
+/// An ensemble with a prosody branch reports its parts like one network does: the network alone is
+/// the evaluation of the members' network probabilities (last weights, from their
+/// `test-predictions.json`) averaged, the branch alone is the fold's one branch, and the fold's
+/// summary has the parts' rows; `rescnn score` of the run gives the same two figures.
+#[test]
+fn an_ensemble_with_a_branch_reports_its_networks_averaged_and_the_branch() {
+    let mut cfg = recipe_config(EvalTime::Whole);
+    cfg.ensemble = 2;
+    let dir = temp_dir();
+    let result = match run::start(&cfg, dir.path(), &RunControl::default()).unwrap() {
+        RunOutcome::Complete { result, .. } => *result,
+        other => panic!("expected a complete run, got {other:?}"),
+    };
+    let parts = result.folds[0]
+        .parts
+        .as_ref()
+        .expect("an ensemble with a branch has parts");
+    let members: Vec<TestPredictions> = [0, 1]
+        .iter()
+        .map(|s| TestPredictions::load(&dir.path().join(format!("seed-{s}"))).unwrap())
+        .collect();
+    assert_eq!(
+        members[0].prosody, members[1].prosody,
+        "one branch per fold"
+    );
+    assert_ne!(members[0].network_last, members[1].network_last);
+    let accuracy = |rows: &[Vec<f64>]| {
+        let correct = rows
+            .iter()
+            .zip(&members[0].labels)
+            .filter(|(r, &l)| argmax(r) == l)
+            .count();
+        correct as f64 / rows.len() as f64
+    };
+    let averaged: Vec<Vec<f64>> = members[0]
+        .network_last
+        .iter()
+        .zip(&members[1].network_last)
+        .map(|(a, b)| a.iter().zip(b).map(|(x, y)| 0.5 * x + 0.5 * y).collect())
+        .collect();
+    // Tolerance 1e-12: the same WA from the same argmaxes (the mean computed in another order).
+    assert!((parts.network.wa - accuracy(&averaged)).abs() < 1e-12);
+    let branch = members[0].prosody.as_ref().unwrap();
+    assert!((parts.branch.wa - accuracy(branch)).abs() < 1e-12);
+    assert_eq!(parts.prosody_weight, 0.5);
+    let summary = std::fs::read_to_string(dir.path().join("summary.md")).unwrap();
+    assert!(
+        summary.contains("| network alone |") && summary.contains("| prosody branch alone |"),
+        "{summary}"
+    );
+    let scored = rescnn_ok(["score".as_ref(), dir.path().as_os_str()]);
+    let scored = String::from_utf8_lossy(&scored.stdout);
+    // score prints WA to two decimals: compare at that precision.
+    for (row, wa) in [
+        ("| network alone |", parts.network.wa),
+        ("| prosody branch alone |", parts.branch.wa),
+    ] {
+        let line = scored.lines().find(|l| l.starts_with(row)).unwrap();
+        let printed = line.split('|').nth(2).unwrap().trim();
+        assert_eq!(printed, format!("{:.2}", 100.0 * wa), "{line}");
+    }
+}

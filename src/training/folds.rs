@@ -5,7 +5,9 @@
 use super::config::TrainConfig;
 use super::device::{BackendJob, DeviceMemory};
 use super::report;
-use super::run_dir::{files, member_dir, read_json, read_metrics, Fold, FoldOutcome, FoldResult};
+use super::run_dir::{
+    files, member_dir, read_json, read_metrics, Fold, FoldOutcome, FoldResult, Parts,
+};
 use super::trainer::{weight_seed, RunControl, TestProbabilities, Trainer};
 use crate::backends::Backend;
 use crate::data::{Corpus, FeatureStore};
@@ -178,6 +180,29 @@ impl FoldsJob<'_> {
             selected: evaluate(|p| &p.selected)?,
             last: evaluate(|p| &p.last)?,
         };
+        // The ensemble's parts: the members' networks averaged, and the branch (one fit per fold,
+        // the same in every member); absent unless every member kept its parts.
+        let parts = match probabilities
+            .iter()
+            .map(|p| p.parts.as_ref())
+            .collect::<Option<Vec<_>>>()
+        {
+            Some(each) => {
+                let networks: Vec<Predictions> =
+                    each.iter().map(|p| p.network_last.clone()).collect();
+                Some(Parts {
+                    network: ensemble::report(&networks, self.corpus, classes, None)?.ensemble,
+                    branch: ensemble::evaluate_predictions(
+                        &each[0].branch,
+                        self.corpus,
+                        classes,
+                        None,
+                    ),
+                    prosody_weight: cfg.prosody_weight,
+                })
+            }
+            None => None,
+        };
         let first = &members[0];
         let wall_s: f64 = members.iter().map(|m| m.wall_s).sum();
         let train_images: u64 = members.iter().map(|m| m.train_images).sum();
@@ -193,7 +218,7 @@ impl FoldsJob<'_> {
             selected: ensemble.selected.ensemble.clone(),
             last_step: first.last_step,
             last: ensemble.last.ensemble.clone(),
-            parts: None,
+            parts,
             device: first.device.clone(),
             wall_s,
             train_images,

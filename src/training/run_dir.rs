@@ -233,7 +233,8 @@ pub struct FoldResult {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ensemble: Option<EnsembleResult>,
     /// With a prosody branch: the test results of its two parts alone, beside `last` (their
-    /// fusion). (Absent without a branch, and for an ensemble.)
+    /// fusion); for an ensemble, the members' networks averaged and the branch. (Absent without a
+    /// branch.)
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub parts: Option<Parts>,
 }

@@ -45,9 +45,12 @@ impl TrainConfig {
     /// (α 0.2, one λ per sample) and label smoothing 0.1; AdamW at 0.002 with weight decay 0.01 and
     /// a cosine schedule to 0 over 1 440 steps, no warm-up, the last weights reported (no
     /// validation set, so no selection); the full utterance vector's logistic-regression branch
-    /// fused at weight 0.5. The user adds the corpus and the protocol.
+    /// fused at weight 0.5; three such networks per fold from seeds 0, 1 and 2, their probabilities
+    /// averaged (`configs/recipe-2026-12-single.toml` is one of them alone). The user adds the
+    /// corpus and the protocol.
     pub fn recipe() -> Self {
         TrainConfig {
+            ensemble: 3,
             corpus: "emodb".into(),
             protocol: "loso".into(),
             val_speakers: 0,

@@ -347,6 +347,9 @@ pub(super) fn ensemble_fold_summary(
     );
     let steps: Vec<u64> = members.iter().map(|m| m.selected_step).collect();
     ensemble_table(&mut out, e, Some(&steps));
+    if let Some(parts) = &r.parts {
+        parts_table(&mut out, parts, &r.last, None);
+    }
     let _ = writeln!(out, "\n### Ensemble, selected weights\n");
     eval_tables(&mut out, &r.selected, &corpus.classes);
     let _ = writeln!(out, "\n### Ensemble, last weights\n");
