@@ -80,13 +80,8 @@ impl<B: Backend> Network<B> {
                     if fused {
                         g.relu = 0;
                     }
-                    let (x, y, dy, dx) = backward_bufs(
-                        &mut self.bufs,
-                        input,
-                        y,
-                        grad(output),
-                        self.memory.gradient[input],
-                    );
+                    let (x, y, dy, dx) =
+                        backward_bufs(&mut self.bufs, &self.memory.gradient, input, y, output);
                     let dx = match dx {
                         None => InputGrad::None,
                         Some(dx) if schedule.conv_writes_dx[li] => InputGrad::Write(dx),
@@ -110,13 +105,8 @@ impl<B: Backend> Network<B> {
                 } => {
                     let p = self.params.of_layer[li].expect("dense has parameters");
                     let (w, b) = both_mut(&mut self.params.trained, p, p + 1);
-                    let (x, y, dy, dx) = backward_bufs(
-                        &mut self.bufs,
-                        input,
-                        output,
-                        grad(output),
-                        self.memory.gradient[input],
-                    );
+                    let (x, y, dy, dx) =
+                        backward_bufs(&mut self.bufs, &self.memory.gradient, input, output, output);
                     backend.dense_backward(
                         &geom.with_batch(n),
                         x,
@@ -135,13 +125,8 @@ impl<B: Backend> Network<B> {
                 } => {
                     let p = self.params.of_layer[li].expect("batch norm has parameters");
                     let (gamma, beta) = both_mut(&mut self.params.trained, p, p + 1);
-                    let (x, y, dy, dx) = backward_bufs(
-                        &mut self.bufs,
-                        input,
-                        output,
-                        grad(output),
-                        self.memory.gradient[input],
-                    );
+                    let (x, y, dy, dx) =
+                        backward_bufs(&mut self.bufs, &self.memory.gradient, input, output, output);
                     backend.batchnorm_backward(
                         &geom.with_batch(n),
                         x,

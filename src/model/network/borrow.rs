@@ -38,16 +38,18 @@ pub(super) fn split<T, const R: usize, const W: usize>(
     )
 }
 
-/// A layer's backward buffers: its input `v[x]` and output `v[y]` read, the output's gradient
-/// `v[dy]` written, and the input's gradient `v[dx]` written when the input has one.
-pub(super) fn backward_bufs<T>(
-    v: &mut [T],
+/// A layer's backward buffers: its input `v[x]` and the buffer it reads as its output, `v[y]`,
+/// then the gradient of its output node `out`, and its input's gradient when the input has one
+/// (`gradient[node]`: where each node's gradient lives, if it has one).
+pub(super) fn backward_bufs<'a, T>(
+    v: &'a mut [T],
+    gradient: &[Option<usize>],
     x: usize,
     y: usize,
-    dy: usize,
-    dx: Option<usize>,
-) -> (&T, &T, &mut T, Option<&mut T>) {
-    match dx {
+    out: usize,
+) -> (&'a T, &'a T, &'a mut T, Option<&'a mut T>) {
+    let dy = gradient[out].expect("the output has a gradient");
+    match gradient[x] {
         None => {
             let ([x, y], [dy]) = split(v, [x, y], [dy]);
             (x, y, dy, None)
