@@ -7,6 +7,7 @@ use super::device::{BackendJob, DeviceMemory};
 use super::report;
 use super::run_dir::{
     files, member_dir, read_json, read_metrics, Fold, FoldOutcome, FoldResult, Parts,
+    TestPredictions,
 };
 use super::trainer::{weight_seed, RunControl, TestProbabilities, Trainer};
 use crate::backends::Backend;
@@ -15,7 +16,7 @@ use crate::evaluation::ensemble::{self, EnsembleResult};
 use crate::evaluation::predict::Predictions;
 use crate::model::{ArchSpec, Network, Plan};
 use crate::prosody::ProsodyStore;
-use crate::Result;
+use crate::{config_err, Result};
 
 /// How the folds of a run ended.
 pub(super) enum FoldsOutcome {
@@ -180,27 +181,42 @@ impl FoldsJob<'_> {
             selected: evaluate(|p| &p.selected)?,
             last: evaluate(|p| &p.last)?,
         };
-        // The ensemble's parts: the members' networks averaged, and the branch (one fit per fold,
-        // the same in every member); absent unless every member kept its parts.
-        let parts = match probabilities
-            .iter()
-            .map(|p| p.parts.as_ref())
-            .collect::<Option<Vec<_>>>()
-        {
-            Some(each) => {
-                let networks: Vec<Predictions> =
-                    each.iter().map(|p| p.network_last.clone()).collect();
-                Some(Parts {
-                    network: ensemble::report(&networks, self.corpus, classes, None)?.ensemble,
-                    branch: ensemble::evaluate_predictions(
-                        &each[0].branch,
-                        self.corpus,
-                        classes,
-                        None,
-                    ),
-                    prosody_weight: cfg.prosody_weight,
-                })
+        // The ensemble's parts, from the members' `test-predictions.json` (rows in the order of
+        // their test probabilities): the networks averaged, and the branch (one fit per fold, the
+        // same in every member).
+        let mut networks = Vec::with_capacity(probabilities.len());
+        let mut branch = None;
+        for (&seed, p) in ensemble.seeds.iter().zip(&probabilities) {
+            let dir = member_dir(&fold.dir, seed);
+            let saved = TestPredictions::load(&dir)?;
+            let in_order = saved.ids.len() == p.last.len()
+                && p.last
+                    .iter()
+                    .zip(&saved.ids)
+                    .all(|((u, _), id)| self.corpus.utterances[*u].id == *id);
+            if !in_order {
+                return Err(config_err!(
+                    "{}: its test utterances are not those of the member's probabilities",
+                    dir.join(files::TEST_PREDICTIONS).display()
+                ));
             }
+            let rows = |rows: Vec<Vec<f64>>| -> Predictions {
+                p.last.iter().map(|(u, _)| *u).zip(rows).collect()
+            };
+            networks.push(rows(saved.network_last));
+            branch = branch.or(saved.prosody.map(rows));
+        }
+        let parts = match branch {
+            Some(branch) => Some(Parts {
+                network: ensemble::evaluate_predictions(
+                    &ensemble::average(&networks, None)?,
+                    self.corpus,
+                    classes,
+                    None,
+                ),
+                branch: ensemble::evaluate_predictions(&branch, self.corpus, classes, None),
+                prosody_weight: cfg.prosody_weight,
+            }),
             None => None,
         };
         let first = &members[0];

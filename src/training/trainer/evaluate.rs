@@ -1,7 +1,7 @@
 //! A fold's evaluations: validation with model selection, and at the end the test evaluation of
 //! the selected and the last weights, with `test-predictions.json`.
 
-use super::{PartProbabilities, TestProbabilities, Trainer};
+use super::{TestProbabilities, Trainer};
 use crate::backends::Backend;
 use crate::evaluation::eval_mode::{predict_with, EvalMode};
 use crate::evaluation::metrics::EvalReport;
@@ -180,21 +180,16 @@ impl<B: Backend<Elem = f32>> Trainer<'_, B> {
         };
         let selected_p = self.fused(network_selected.clone(), &split.test)?;
         let selected = self.score(selected_p.clone());
-        let mut scored = TestProbabilities {
+        let scored = TestProbabilities {
             selected: selected_p,
             last: last_p,
-            parts: None,
         };
         let prosody_p =
             self.write_test_predictions(&split.test, &network_last, &network_selected, &scored)?;
-        let parts = prosody_p.as_ref().map(|branch| Parts {
+        let parts = prosody_p.map(|branch| Parts {
             network: self.score(network_last.clone()),
-            branch: self.score(branch.clone()),
+            branch: self.score(branch),
             prosody_weight: self.cfg.prosody_weight,
-        });
-        scored.parts = prosody_p.map(|branch| PartProbabilities {
-            network_last,
-            branch,
         });
         self.test_probabilities = Some(scored);
         let test_speakers = {

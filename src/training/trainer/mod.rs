@@ -98,18 +98,6 @@ pub struct Trainer<'a, B: Backend<Elem = f32>> {
 pub struct TestProbabilities {
     pub selected: Predictions,
     pub last: Predictions,
-    /// With a prosody branch: the network alone (last weights) and the branch alone, what an
-    /// ensemble's parts average. (Absent without a branch, and in files written before it.)
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub parts: Option<PartProbabilities>,
-}
-
-/// The test probabilities of a fused model's two parts: the network alone (last weights) and the
-/// prosody branch alone.
-#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct PartProbabilities {
-    pub network_last: Predictions,
-    pub branch: Predictions,
 }
 
 impl<'a, B: Backend<Elem = f32>> Trainer<'a, B> {
