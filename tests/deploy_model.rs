@@ -77,6 +77,15 @@ fn eval(model: &Path, data: &Path, extra: &[&str]) -> (EvalReport, serde_json::V
     (report, read_json(&out.path().join("predictions.json")))
 }
 
+/// The arguments of `rescnn predict --device cpu --json --model RUN`, before the files.
+fn predict_json_args(run: &Path) -> Vec<std::ffi::OsString> {
+    ["predict", "--device", "cpu", "--json", "--model"]
+        .iter()
+        .map(Into::into)
+        .chain([run.into()])
+        .collect()
+}
+
 /// On a run's own split, eval gives the trainer's test probabilities bit for bit (network, branch,
 /// fusion; selected and last weights) and so the report's WA, UAR, per-class recall and confusion;
 /// predict on the test files gives the same fused probabilities.
@@ -147,14 +156,7 @@ fn eval_and_predict_agree_with_training(cfg: &TrainConfig, data: &Path) {
     let classes: Vec<String> = serde_json::from_value(saved["classes"].clone()).unwrap();
     let selected = rows(&saved["selected"]);
     let predict = |which: &[usize]| -> Vec<Vec<f64>> {
-        let mut args: Vec<std::ffi::OsString> = vec![
-            "predict".into(),
-            "--device".into(),
-            "cpu".into(),
-            "--json".into(),
-            "--model".into(),
-            run.path().into(),
-        ];
+        let mut args: Vec<std::ffi::OsString> = predict_json_args(run.path());
         let compared: Vec<PathBuf> = which.iter().map(|&k| data.join(&ids[k])).collect();
         args.extend(compared.iter().map(Into::into));
         if by_speaker {
@@ -241,14 +243,7 @@ fn a_timeline_window_of_a_whole_file_is_its_prediction() {
         .min_by_key(|f| std::fs::metadata(f).unwrap().len())
         .unwrap();
     let json = |extra: &[&str]| -> serde_json::Value {
-        let mut args: Vec<std::ffi::OsString> = vec![
-            "predict".into(),
-            "--device".into(),
-            "cpu".into(),
-            "--json".into(),
-            "--model".into(),
-            run.path().into(),
-        ];
+        let mut args: Vec<std::ffi::OsString> = predict_json_args(run.path());
         args.extend(extra.iter().map(Into::into));
         args.push(file.into());
         serde_json::from_slice(&rescnn_ok(&args).stdout).unwrap()
@@ -396,14 +391,7 @@ fn enrolled_statistics_and_the_training_fallback() {
     }
 
     let predict = |extra: &[&str]| {
-        let mut args: Vec<std::ffi::OsString> = vec![
-            "predict".into(),
-            "--device".into(),
-            "cpu".into(),
-            "--json".into(),
-            "--model".into(),
-            run.path().into(),
-        ];
+        let mut args: Vec<std::ffi::OsString> = predict_json_args(run.path());
         args.extend(extra.iter().map(Into::into));
         args.extend(files.iter().map(|f| f.clone().into_os_string()));
         let out = rescnn_ok(&args);

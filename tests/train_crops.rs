@@ -58,7 +58,7 @@ fn crops_of_the_whole_width_are_the_plain_evaluation() {
     let cpu = CpuBackend::<f32>::new();
     let spec = ArchSpec::from_name_or_spec("c4k3 p2 fc8").unwrap();
     let mut net = Network::new(&cpu, &spec, InputShape::new(3, 16, frames_max), 7, 5, 3).unwrap();
-    let crops = predict_over_crops(&cpu, &mut net, &store, &img, &norm, &all, 10).unwrap();
+    let crops = predict_over_crops(&cpu, &mut net, &store, &img, &norm, &all, 10, None).unwrap();
     let batcher =
         Batcher::new(&store, &img, &all, BatchConfig::evaluation(5), norm.clone()).unwrap();
     let plain = predict_all(&cpu, &mut net, &batcher).unwrap();
@@ -92,7 +92,7 @@ fn longer_utterances_average_their_crops() {
         planned.len() > 2 * all.len(),
         "utterances of ~1.2 s hold several 0.4 s crops"
     );
-    let got = predict_over_crops(&cpu, &mut net, &store, &img, &norm, &all, hop).unwrap();
+    let got = predict_over_crops(&cpu, &mut net, &store, &img, &norm, &all, hop, None).unwrap();
     // By hand for three utterances: render every crop, classify it alone, average.
     let mut r = Renderer::new(&img).unwrap();
     let mut spec_buf = Spectrogram {

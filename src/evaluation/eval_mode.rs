@@ -13,22 +13,9 @@ use std::collections::{BTreeMap, HashMap};
 
 /// Class probabilities of every utterance of `indices` (in that order), each the mean over its
 /// crops of `image.width` frames every `hop` frames, run through `net` in batches of at most its
-/// maximum batch.
-pub fn predict_over_crops<B: Backend<Elem = f32>>(
-    backend: &B,
-    net: &mut Network<B>,
-    store: &FeatureStore,
-    image: &ImageConfig,
-    norm: &Normalization,
-    indices: &[usize],
-    hop: usize,
-) -> Result<Predictions> {
-    predict_over_crops_with_side(backend, net, store, image, norm, indices, hop, None)
-}
-
-/// [`predict_over_crops`] for a network with a side input: every crop gets its utterance's row.
+/// maximum batch; a network with a side input gets its utterance's row with every crop.
 #[allow(clippy::too_many_arguments)]
-pub fn predict_over_crops_with_side<B: Backend<Elem = f32>>(
+pub fn predict_over_crops<B: Backend<Elem = f32>>(
     backend: &B,
     net: &mut Network<B>,
     store: &FeatureStore,
@@ -96,7 +83,7 @@ pub fn predict_with<B: Backend<Elem = f32>>(
             )?;
             predict_all_with_side(backend, net, &batcher, side)
         }
-        EvalTime::Crops => predict_over_crops_with_side(
+        EvalTime::Crops => predict_over_crops(
             backend,
             net,
             store,
