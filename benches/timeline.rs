@@ -15,7 +15,8 @@ use std::time::Instant;
 use rescnn::audio::stream::{WavStream, Windows};
 use rescnn::cli::predict::predict;
 use rescnn::data::{synth, Source, SynthConfig};
-use rescnn::inference::model_dir::{TrainedModel, Weights};
+use rescnn::inference::ensemble::Ensemble;
+use rescnn::inference::model_dir::Weights;
 use rescnn::timeline::{plot, timeline, TimelineSettings};
 use rescnn::training::config::{DeviceChoice, TrainConfig};
 use rescnn::training::run;
@@ -42,7 +43,7 @@ fn main() {
         ..TrainConfig::default()
     };
     run::start(&cfg, &model_dir, &RunControl::default()).expect("training the benchmark's model");
-    let model = TrainedModel::load(&model_dir, Weights::Best).expect("the model");
+    let model = Ensemble::load(&model_dir, Weights::Best).expect("the model");
 
     // A recording of synthetic utterances with pauses, at 44.1 kHz: about three minutes.
     let corpus = synth::generate(&SynthConfig {
@@ -86,7 +87,7 @@ fn main() {
     };
 
     // Validation: windows as files (their exact 16 kHz samples, as f32 WAV) through `predict`.
-    let t = timeline(&model, &wav, &settings, None, DeviceChoice::Cpu).expect("timeline");
+    let t = timeline(model.first(), &wav, &settings, None, DeviceChoice::Cpu).expect("timeline");
     let mut windows = Windows::new(WavStream::open(&wav).expect("open"), 16_000).expect("windows");
     let mut files = Vec::new();
     let mut picked = Vec::new();
@@ -137,7 +138,8 @@ fn main() {
     let mut best = f64::INFINITY;
     for _ in 0..3 {
         let t0 = Instant::now();
-        let t = timeline(&model, &wav, &settings, None, DeviceChoice::Cpu).expect("timeline");
+        let t =
+            timeline(model.first(), &wav, &settings, None, DeviceChoice::Cpu).expect("timeline");
         best = best.min(t0.elapsed().as_secs_f64());
         std::hint::black_box(t);
     }

@@ -4,6 +4,7 @@ mod train_support;
 
 use rescnn::cli::predict::predict;
 use rescnn::data::EMOTIONS;
+use rescnn::inference::ensemble::Ensemble;
 use rescnn::inference::model_dir::{TrainedModel, Weights};
 use rescnn::training::DeviceChoice;
 use train_support::*;
@@ -38,7 +39,7 @@ fn predict_gives_probabilities_that_sum_to_one_and_eval_counts_every_utterance()
     assert!(anger.exists());
     let files = vec![anger.clone(), stereo.clone()];
 
-    let model = TrainedModel::load(dir.path(), Weights::Best).unwrap();
+    let model = Ensemble::load(dir.path(), Weights::Best).unwrap();
     let predictions = predict(&model, &files, DeviceChoice::Cpu).unwrap();
     assert_eq!(predictions.len(), 2);
     for (p, f) in predictions.iter().zip(&files) {

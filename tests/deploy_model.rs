@@ -194,6 +194,100 @@ fn eval_and_predict_agree_with_training(cfg: &TrainConfig, data: &Path) {
     }
 }
 
+/// An `--ensemble 2` fold is deployed as its report scored it: eval averages its members'
+/// probabilities as the trainer did (the report and the network rows bit for bit, selected and
+/// last weights), predict gives the test files those fused probabilities, and export, which
+/// writes one network, names a member instead of exporting half of the model.
+#[test]
+fn an_ensemble_fold_is_evaluated_and_predicted_as_its_report_scores_it() {
+    let data = corpus_on_disk();
+    let mut cfg = whole_with_branch(data.path());
+    cfg.ensemble = 2;
+    let run = temp_dir();
+    train(&cfg, run.path());
+    let fold: FoldResult =
+        serde_json::from_value(read_json(&run.path().join("fold.json"))).unwrap();
+    let members: Vec<serde_json::Value> = ["seed-0", "seed-1"]
+        .iter()
+        .map(|m| read_json(&run.path().join(m).join("test-predictions.json")))
+        .collect();
+    assert_ne!(members[0]["network_last"], members[1]["network_last"]);
+    let split = run.path().join("split.json");
+    let mut fused_selected = Vec::new();
+    for (weights, network_key, reported) in [
+        ("best", "network_selected", &fold.selected),
+        ("last", "network_last", &fold.last),
+    ] {
+        let (report, p) = eval(
+            run.path(),
+            data.path(),
+            &["--split", split.to_str().unwrap(), "--weights", weights],
+        );
+        assert_eq!(
+            &report, reported,
+            "{weights}: eval's report is the ensemble's"
+        );
+        let f = &p["folds"][0];
+        assert_eq!(f["ids"], members[0]["ids"]);
+        assert_eq!(
+            f["prosody"], members[0]["prosody"],
+            "{weights}: the fold's branch"
+        );
+        let (a, b) = (
+            rows(&members[0][network_key]),
+            rows(&members[1][network_key]),
+        );
+        // The trainer's order of operations (0 + ½·a) + ½·b, so equality is exact.
+        let averaged: Vec<Vec<f64>> = a
+            .iter()
+            .zip(&b)
+            .map(|(a, b)| {
+                a.iter()
+                    .zip(b)
+                    .map(|(x, y)| (0.0 + 0.5 * x) + 0.5 * y)
+                    .collect()
+            })
+            .collect();
+        assert_eq!(
+            rows(&f["network"]),
+            averaged,
+            "{weights}: the networks averaged"
+        );
+        if weights == "best" {
+            fused_selected = rows(&f["fused"]);
+        }
+    }
+
+    let ids: Vec<String> = serde_json::from_value(members[0]["ids"].clone()).unwrap();
+    let classes: Vec<String> = serde_json::from_value(members[0]["classes"].clone()).unwrap();
+    let mut args = predict_json_args(run.path());
+    args.extend(ids.iter().map(|id| data.path().join(id).into()));
+    let predicted: serde_json::Value = serde_json::from_slice(&rescnn_ok(&args).stdout).unwrap();
+    for (k, id) in ids.iter().enumerate() {
+        let probs = &predicted[k]["probabilities"];
+        let got: Vec<f64> = classes.iter().map(|c| probs[c].as_f64().unwrap()).collect();
+        assert_eq!(
+            got, fused_selected[k],
+            "{id}: predict vs eval of the ensemble"
+        );
+    }
+
+    let out = temp_dir();
+    let refused = std::process::Command::new(env!("CARGO_BIN_EXE_rescnn"))
+        .args(["export", "--model"])
+        .arg(run.path())
+        .arg("-o")
+        .arg(out.path().join("m.onnx"))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(!refused.status.success());
+    assert!(
+        stderr.contains("ensemble of 2 networks") && stderr.contains("seed-0"),
+        "{stderr}"
+    );
+}
+
 /// `eval --eval-time crops --eval-hop H` on a model trained to evaluate whole utterances gives,
 /// bit for bit, the test probabilities of the same training with `eval_time = "crops"` and that hop
 /// (evaluation does not touch training, so the two runs' last weights are the same).

@@ -4,6 +4,7 @@
 mod train_support;
 
 use rescnn::backends::cpu::CpuBackend;
+use rescnn::inference::ensemble::Ensemble;
 use rescnn::inference::model_dir::{TrainedModel, Weights};
 use rescnn::training::checkpoint::Checkpoint;
 use rescnn::training::run::{self, RunOutcome};
@@ -355,8 +356,8 @@ fn speaker_normalised_run_trains_resumes_bit_identically_and_predicts() {
         file("sadness", "syn01"),
         file("fear", "syn01"),
     );
-    let model = TrainedModel::load(a.path(), Weights::Best).unwrap();
-    assert_eq!(model.input_norm_mode(), InputNormMode::Speaker);
+    let model = Ensemble::load(a.path(), Weights::Best).unwrap();
+    assert_eq!(model.first().input_norm_mode(), InputNormMode::Speaker);
     let grouped = rescnn::cli::predict::Speakers {
         from: Some(rescnn::inference::model_dir::SpeakerOf::Folder),
         stats: Vec::new(),
@@ -399,8 +400,9 @@ fn speaker_normalised_run_trains_resumes_bit_identically_and_predicts() {
     );
 
     // eval: statistics per speaker of the evaluated corpus, every utterance counted.
-    let store = model.features(&corpus).unwrap();
+    let store = model.first().features(&corpus).unwrap();
     let inputs = model
+        .first()
         .inputs(
             &corpus,
             &store,

@@ -25,7 +25,7 @@ pub struct Args {
 }
 
 pub fn run(args: &Args) -> Result<()> {
-    let model = args.model.load()?;
+    let model = args.model.load_single("rescnn enroll")?;
     if model.input_norm_mode() != InputNormMode::Speaker {
         return Err(config_err!(
             "{}: this model normalises with its training statistics, so speaker statistics would not \

@@ -1,20 +1,21 @@
 //! `rescnn eval --model RUN_DIR --data DIR [--corpus KIND]`: a trained model's metrics and confusion
 //! matrix on a corpus (or one part of a split file), evaluated exactly as the trainer evaluates its
 //! test set (the model's evaluation mode, the prosody branch and its fusion); a multi-fold run is
-//! evaluated fold by fold on each fold's own test speakers and pooled, as its report is.
+//! evaluated fold by fold on each fold's own test speakers and pooled, as its report is, and an
+//! `--ensemble K` fold as the mean of its members ([`crate::inference::ensemble`]).
 //! `--enroll K,...` gives the enrollment table instead ([`crate::inference::enrollment`]).
 
 use std::path::{Path, PathBuf};
 
-use crate::data::{Corpus, CorpusSpec, EvalTime, FeatureStore, InputNormMode, LoadOptions, Split};
+use crate::data::{Corpus, CorpusSpec, EvalTime, InputNormMode, LoadOptions, Split};
 use crate::evaluation::metrics::EvalReport;
 use crate::evaluation::predict::score;
 use crate::evaluation::predict::Predictions;
 use crate::inference::enrollment::{
     enrollment_markdown, evaluate_enrollment, EnrollmentSettings, FoldModel,
 };
+use crate::inference::ensemble::{holds_model, Ensemble};
 use crate::inference::model_dir::{ModelPredictions, SpeakerSource, TrainedModel};
-use crate::prosody::ProsodyStore;
 use crate::training::report::pool;
 use crate::training::run_dir::files;
 use crate::training::DeviceChoice;
@@ -92,8 +93,8 @@ fn load_corpus(args: &Args, classes: &[String]) -> Result<(Corpus, Vec<usize>)> 
     Ok((corpus, label_map))
 }
 
-/// The fold folders of a multi-fold run directory (each with a `split.json` and checkpoints), in
-/// name order; empty for a single model.
+/// The fold folders of a multi-fold run directory (each with a `split.json` and checkpoints, its
+/// own or its ensemble members'), in name order; empty for a single model.
 pub fn fold_dirs(model: &Path) -> Result<Vec<PathBuf>> {
     if !model.is_dir() || model.join(files::BEST).is_file() || model.join(files::LAST).is_file() {
         return Ok(Vec::new());
@@ -101,7 +102,7 @@ pub fn fold_dirs(model: &Path) -> Result<Vec<PathBuf>> {
     let mut dirs: Vec<PathBuf> = std::fs::read_dir(model)
         .map_err(|e| Error::io(model, e))?
         .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.join(files::SPLIT).is_file() && p.join("checkpoints").is_dir())
+        .filter(|p| p.join(files::SPLIT).is_file() && holds_model(p))
         .collect();
     dirs.sort();
     Ok(dirs)
@@ -114,7 +115,8 @@ pub struct Evaluation {
     pub classes: Vec<String>,
     pub corpus: Corpus,
     pub label_map: Vec<usize>,
-    /// Per fold (one for a single model): its name and predictions (corpus indices).
+    /// Per fold (one for a single model): its name and predictions (corpus indices; an ensemble
+    /// fold's members averaged).
     pub folds: Vec<(String, ModelPredictions)>,
     /// The folds' fused predictions scored and pooled (the report's figures).
     pub report: EvalReport,
@@ -122,27 +124,15 @@ pub struct Evaluation {
     pub missing: Vec<String>,
 }
 
-/// Predictions of one model on `indices` of `corpus`, each speaker normalised as in training.
-fn predict_fold(
-    model: &TrainedModel,
-    corpus: &Corpus,
-    store: &FeatureStore,
-    vectors: Option<&ProsodyStore>,
-    indices: &[usize],
-    device: DeviceChoice,
-) -> Result<ModelPredictions> {
-    // A speaker-normalised model takes each speaker's statistics over all of its utterances in the
-    // corpus, whichever part of --split is evaluated (as in training).
-    let inputs = model.inputs(corpus, store, vectors, SpeakerSource::Corpus)?;
-    model.predict(device, store, vectors, &inputs, indices)
-}
-
 /// Evaluate the model(s) `args` names: one model on the corpus (or one part of `--split`), or every
 /// fold of a multi-fold run on its own test speakers, pooled as the run's report pools them.
 pub fn evaluate(args: &Args) -> Result<Evaluation> {
     let folds = fold_dirs(&args.model.dir)?;
-    let mut models: Vec<(String, TrainedModel)> = if folds.is_empty() {
-        vec![(args.model.dir.display().to_string(), args.model.load()?)]
+    let mut models: Vec<(String, Ensemble)> = if folds.is_empty() {
+        vec![(
+            args.model.dir.display().to_string(),
+            Ensemble::load(&args.model.dir, args.model.weights)?,
+        )]
     } else {
         if args.split.is_some() {
             return Err(config_err!(
@@ -159,11 +149,11 @@ pub fn evaluate(args: &Args) -> Result<Evaluation> {
                     .unwrap_or_default()
                     .to_string_lossy()
                     .into_owned();
-                Ok((name, TrainedModel::load(d, args.model.weights)?))
+                Ok((name, Ensemble::load(d, args.model.weights)?))
             })
             .collect::<Result<_>>()?
     };
-    for (_, model) in &mut models {
+    for model in models.iter_mut().flat_map(|(_, e)| &mut e.members) {
         if let Some(time) = args.eval_time {
             model.config.eval_time = time;
         }
@@ -171,8 +161,9 @@ pub fn evaluate(args: &Args) -> Result<Evaluation> {
             model.config.eval_hop = hop;
         }
     }
-    let first = &models[0].1;
-    if let Some((name, _)) = models.iter().find(|(_, m)| {
+    let first = models[0].1.first();
+    if let Some((name, _)) = models.iter().find(|(_, e)| {
+        let m = e.first();
         m.config.spectrogram != first.config.spectrogram
             || m.classes() != first.classes()
             || m.utterance().map(|u| (&u.features, u.sample_rate))
@@ -209,13 +200,15 @@ pub fn evaluate(args: &Args) -> Result<Evaluation> {
                 "{name}: nothing to evaluate: the selected utterances are empty"
             ));
         }
-        let p = predict_fold(
-            model,
+        // A speaker-normalised model takes each speaker's statistics over all of its utterances in
+        // the corpus, whichever part of --split is evaluated (as in training).
+        let p = model.predict(
+            args.device,
             &corpus,
             &store,
             vectors.as_ref(),
+            SpeakerSource::Corpus,
             &indices,
-            args.device,
         )?;
         reports.push(score(
             model.classes().len(),
@@ -223,7 +216,7 @@ pub fn evaluate(args: &Args) -> Result<Evaluation> {
             &corpus,
             Some(&label_map),
         ));
-        missing.extend(model.missing.iter().cloned());
+        missing.extend(model.missing().cloned());
         out.push((name.clone(), p));
     }
     let report = if reports.len() == 1 {
@@ -351,7 +344,7 @@ fn run_enrollment(args: &Args, ks: &[usize]) -> Result<()> {
     };
     let models: Vec<TrainedModel> = dirs
         .iter()
-        .map(|d| TrainedModel::load(d, args.model.weights))
+        .map(|d| Ensemble::load(d, args.model.weights)?.into_single("--enroll"))
         .collect::<Result<_>>()?;
     if models[0].input_norm_mode() != InputNormMode::Speaker {
         eprintln!(

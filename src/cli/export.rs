@@ -17,7 +17,7 @@ pub struct Args {
 }
 
 pub fn run(args: &Args) -> Result<()> {
-    let model = args.model.load()?;
+    let model = args.model.load_single("rescnn export")?;
     let proto = write_model(&model, &args.output)?;
     let graph = proto.graph.as_ref().expect("export builds a graph");
     let (c, h, w) = model.checkpoint.model.input_shape;

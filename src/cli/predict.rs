@@ -9,9 +9,8 @@ use serde::Serialize;
 use crate::data::InputNormMode;
 use crate::evaluation::model_file::SpeakerStats;
 use crate::evaluation::predict::argmax;
-use crate::inference::model_dir::{
-    files_corpus, files_corpus_of, SpeakerOf, SpeakerSource, TrainedModel,
-};
+use crate::inference::ensemble::Ensemble;
+use crate::inference::model_dir::{files_corpus, files_corpus_of, SpeakerOf, SpeakerSource};
 use crate::training::DeviceChoice;
 use crate::{config_err, Result};
 
@@ -107,7 +106,7 @@ impl Speakers {
 /// Predict every file with the model on `device`; a speaker-normalised model uses the training
 /// statistics (see [`predict_speakers`]).
 pub fn predict(
-    model: &TrainedModel,
+    model: &Ensemble,
     files: &[PathBuf],
     device: DeviceChoice,
 ) -> Result<Vec<Prediction>> {
@@ -117,7 +116,7 @@ pub fn predict(
 /// Predict every file with the model on `device`: the network evaluated as in training, fused with
 /// the prosody branch when the model has one; each file's speaker and statistics from `speakers`.
 pub fn predict_speakers(
-    model: &TrainedModel,
+    model: &Ensemble,
     files: &[PathBuf],
     speakers: &Speakers,
     device: DeviceChoice,
@@ -134,11 +133,17 @@ pub fn predict_speakers(
             ))
         }
     };
-    let store = model.features(&corpus)?;
-    let vectors = model.vectors(&corpus)?;
-    let inputs = model.inputs(&corpus, &store, vectors.as_ref(), speakers.source())?;
+    let store = model.first().features(&corpus)?;
+    let vectors = model.first().vectors(&corpus)?;
     let indices: Vec<usize> = (0..corpus.len()).collect();
-    let p = model.predict(device, &store, vectors.as_ref(), &inputs, &indices)?;
+    let p = model.predict(
+        device,
+        &corpus,
+        &store,
+        vectors.as_ref(),
+        speakers.source(),
+        &indices,
+    )?;
     let mut out = Vec::with_capacity(files.len());
     for (k, (u, probs)) in p.fused.into_iter().enumerate() {
         out.push(Prediction {
@@ -249,7 +254,7 @@ pub fn run(args: &Args) -> Result<()> {
     let screened = screen(&args.files, args.timeline.timeline);
     good_files(&screened, args.files.len(), args.skip_bad)?;
     let files = &screened.good;
-    for line in &model.missing {
+    for line in model.missing() {
         eprintln!("note: {line}");
     }
     for (f, why) in &screened.unlabelable {
@@ -284,7 +289,7 @@ pub fn run(args: &Args) -> Result<()> {
             ));
         }
         return super::timeline::run(
-            &model,
+            &model.into_single("--timeline")?,
             files,
             &args.timeline,
             speakers.stats.first(),
@@ -292,7 +297,7 @@ pub fn run(args: &Args) -> Result<()> {
             args.device,
         );
     }
-    if model.input_norm_mode() == InputNormMode::Speaker {
+    if model.first().input_norm_mode() == InputNormMode::Speaker {
         if let Some(note) = speakers.note() {
             eprintln!("{note}");
         }

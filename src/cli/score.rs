@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use crate::evaluation::metrics::{mean_std, EvalReport, Evaluator};
 use crate::evaluation::predict::argmax;
 use crate::training::report::{eval_tables, pool};
-use crate::training::run_dir::{files, member_seed, TestPredictions};
+use crate::training::run_dir::{files, member_dirs, TestPredictions};
 use crate::{config_err, Error, Result};
 
 #[derive(clap::Args, Debug)]
@@ -128,16 +128,7 @@ fn load_folds(run: &Path) -> Result<Vec<Fold>> {
 
 /// The `seed-N/` sub-folders of `dir` holding predictions, in seed order.
 fn ensemble_members(dir: &Path) -> Vec<PathBuf> {
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return Vec::new();
-    };
-    let mut members: Vec<(u64, PathBuf)> = entries
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.join(PREDICTIONS).is_file())
-        .filter_map(|p| Some((member_seed(p.file_name()?.to_str()?)?, p)))
-        .collect();
-    members.sort();
-    members.into_iter().map(|(_, p)| p).collect()
+    member_dirs(dir, |p| p.join(PREDICTIONS).is_file())
 }
 
 /// What to score: the network alone, the prosody branch alone, or their fusion at weight w.

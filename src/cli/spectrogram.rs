@@ -7,7 +7,8 @@ use std::path::{Path, PathBuf};
 use super::SpectrogramArgs;
 use crate::data::cache::round_to_stored_precision;
 use crate::features::{Renderer, StftPlan};
-use crate::inference::model_dir::{TrainedModel, Weights};
+use crate::inference::ensemble::Ensemble;
+use crate::inference::model_dir::Weights;
 use crate::{config_err, Error, Result};
 
 #[derive(clap::Args, Debug)]
@@ -39,7 +40,8 @@ pub fn run(args: &Args) -> Result<()> {
         ));
     }
     let model = match &args.model {
-        Some(m) => Some(TrainedModel::load(m, Weights::Best)?),
+        // An ensemble's members read the same spectrogram and vector.
+        Some(m) => Some(Ensemble::load(m, Weights::Best)?.members.swap_remove(0)),
         None => None,
     };
     let cfg = match &model {

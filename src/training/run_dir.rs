@@ -86,6 +86,21 @@ pub fn member_seed(name: &str) -> Option<u64> {
     name.strip_prefix("seed-")?.parse().ok()
 }
 
+/// The ensemble members' folders inside `fold_dir` (see [`member_dir`]) for which `holds` is true,
+/// in seed order; empty when it has none (or cannot be read).
+pub fn member_dirs(fold_dir: &Path, holds: impl Fn(&Path) -> bool) -> Vec<PathBuf> {
+    let Ok(entries) = std::fs::read_dir(fold_dir) else {
+        return Vec::new();
+    };
+    let mut members: Vec<(u64, PathBuf)> = entries
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| holds(p))
+        .filter_map(|p| Some((member_seed(p.file_name()?.to_str()?)?, p)))
+        .collect();
+    members.sort();
+    members.into_iter().map(|(_, p)| p).collect()
+}
+
 /// The folder of the `k`-th (0-based) network of a sweep, named after it.
 pub fn sweep_member_dir(sweep_dir: &Path, k: usize, name: &str) -> PathBuf {
     let safe: String = name
