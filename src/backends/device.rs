@@ -24,6 +24,13 @@ pub struct Kernel {
     pub name: &'static str,
 }
 
+impl Kernel {
+    /// Entry point `name` of `kernels/<module>.cu`.
+    pub const fn new(module: &'static str, name: &'static str) -> Self {
+        Kernel { module, name }
+    }
+}
+
 /// Grid and block dimensions and dynamic shared memory of one launch.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct LaunchConfig {

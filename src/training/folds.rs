@@ -2,6 +2,8 @@
 //! networks from several seeds) trained, resumed or read back when finished, and each finished
 //! fold's report written.
 
+use std::sync::Arc;
+
 use super::config::TrainConfig;
 use super::device::{BackendJob, DeviceMemory};
 use super::report;
@@ -15,6 +17,7 @@ use crate::data::{Corpus, FeatureStore};
 use crate::evaluation::ensemble::{self, EnsembleResult};
 use crate::evaluation::predict::Predictions;
 use crate::model::{ArchSpec, Network, Plan};
+use crate::prosody::branch::ProsodyBranch;
 use crate::prosody::ProsodyStore;
 use crate::{config_err, Result};
 
@@ -55,6 +58,7 @@ impl FoldsJob<'_> {
         fold: &Fold<'_>,
         cfg: &TrainConfig,
         described: &mut bool,
+        fold_branch: &mut Option<Arc<ProsodyBranch>>,
     ) -> Result<Trained> {
         let result_path = fold.dir.join(files::FOLD_RESULT);
         if result_path.exists() && fold.dir.join(files::SUMMARY).exists() {
@@ -88,6 +92,7 @@ impl FoldsJob<'_> {
             fold.clone(),
             net,
             true,
+            fold_branch,
         )?;
         if trainer.state().step > 0 {
             println!("{name}: resuming at step {}", trainer.state().step);
@@ -140,6 +145,8 @@ impl FoldsJob<'_> {
         let seeds: Vec<u64> = (0..cfg.ensemble as u64).map(|k| cfg.seed + k).collect();
         let mut members = Vec::with_capacity(seeds.len());
         let mut probabilities = Vec::with_capacity(seeds.len());
+        // The members train on one split, so the first to need the prosody branch fits it for all.
+        let mut fold_branch = None;
         for &seed in &seeds {
             let member = Fold {
                 name: format!("{} seed {seed}", fold.name),
@@ -152,7 +159,14 @@ impl FoldsJob<'_> {
                 ..cfg.clone()
             };
             let saved = member.dir.join(files::MEMBER_PROBABILITIES);
-            match self.train_network(backend, memory, &member, &member_cfg, described)? {
+            match self.train_network(
+                backend,
+                memory,
+                &member,
+                &member_cfg,
+                described,
+                &mut fold_branch,
+            )? {
                 Trained::Done(r, Some(p)) => {
                     // Before the member's report: a member with a summary has its probabilities.
                     crate::fsutil::write_atomic(
@@ -269,7 +283,7 @@ impl BackendJob for FoldsJob<'_> {
             let trained = if self.cfg.ensemble > 1 {
                 self.train_ensemble(backend, memory, fold, &mut described)?
             } else {
-                self.train_network(backend, memory, fold, self.cfg, &mut described)?
+                self.train_network(backend, memory, fold, self.cfg, &mut described, &mut None)?
             };
             match trained {
                 Trained::Done(r, _) => results.push(*r),

@@ -81,7 +81,7 @@ pub struct Trainer<'a, B: Backend<Elem = f32>> {
     /// them.
     vectors: Option<&'a ProsodyStore>,
     /// The prosody branch fused with the network's probabilities (`prosody_weight` > 0).
-    prosody: Option<ProsodyBranch>,
+    prosody: Option<Arc<ProsodyBranch>>,
     /// The normalisation of the network's side input (an architecture with `vec`), fitted as the
     /// branch fits its own: on the fold's training utterances or per speaker, as `input_norm` says.
     side_norm: Option<ProsodyNorm>,

@@ -2,6 +2,8 @@
 //! (the prosody branch, the side input's normaliser), `model.json`'s parts, and the state resumed
 //! from the last checkpoint when there is one.
 
+use std::sync::Arc;
+
 use super::{derive_seed, Trainer};
 use crate::backends::Backend;
 use crate::data::{
@@ -58,7 +60,9 @@ impl<'a, B: Backend<Elem = f32>> Trainer<'a, B> {
     /// when `dir/checkpoints/last.safetensors` exists and `resume` is set, the fold as its last
     /// checkpoint left it. `vectors` are the run's utterance vectors, needed when the prosody
     /// branch or the network's `vec` layer reads them (built once per run, see
-    /// [`crate::training::run`]).
+    /// [`crate::training::run`]). `fold_branch` is the fold's prosody branch when another network
+    /// on the same split (an ensemble member) has fitted it; otherwise it is fitted here and left
+    /// there for the next.
     #[allow(clippy::too_many_arguments)]
     pub fn new(
         backend: &'a B,
@@ -69,6 +73,7 @@ impl<'a, B: Backend<Elem = f32>> Trainer<'a, B> {
         fold: Fold<'a>,
         mut net: Network<B>,
         resume: bool,
+        fold_branch: &mut Option<Arc<ProsodyBranch>>,
     ) -> Result<Self> {
         let (c, h, w) = cfg.spectrogram.input_shape();
         let train_len = fold.split.train.len();
@@ -155,14 +160,14 @@ impl<'a, B: Backend<Elem = f32>> Trainer<'a, B> {
         } else {
             None
         };
-        // Both pure functions of the corpus and the split: refitted identically on resume.
-        let prosody = match &vectors {
-            Some(store) if cfg.prosody_weight > 0.0 => Some(ProsodyBranch::fit(
-                store,
-                corpus,
-                cfg.input_norm,
-                &fold.split.train,
-            )?),
+        // Both pure functions of the corpus and the split: refitted identically on resume, and
+        // the branch fitted once for every network trained on the split.
+        let prosody = match (&vectors, &fold_branch) {
+            (Some(_), Some(fitted)) if cfg.prosody_weight > 0.0 => Some(fitted.clone()),
+            (Some(store), None) if cfg.prosody_weight > 0.0 => {
+                let fitted = ProsodyBranch::fit(store, corpus, cfg.input_norm, &fold.split.train)?;
+                Some(fold_branch.insert(Arc::new(fitted)).clone())
+            }
             _ => None,
         };
         let side_norm = match &vectors {

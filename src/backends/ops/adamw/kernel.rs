@@ -1,16 +1,13 @@
 //! Wrapper of kernels/adamw.cu: one AdamW step over a parameter tensor.
 
-use super::{AdamWOp, AdamWStep};
+use super::{AdamWOp, AdamWStep, KERNEL_MODULE};
 use crate::backends::cost::Cost;
 use crate::backends::device::{Device, Kernel, KernelArgs};
 use crate::backends::kernel_backend::KernelBackend;
 use crate::backends::kernels::{check_index_range, grid_stride, need};
 use crate::{shape_err, Result};
 
-pub const UPDATE: Kernel = Kernel {
-    module: "adamw",
-    name: "adamw_update",
-};
+pub const UPDATE: Kernel = Kernel::new(KERNEL_MODULE, "adamw_update");
 
 impl<D: Device> AdamWOp for KernelBackend<D> {
     /// Update w, m and v in place from g (all of w's length) with the host values of `step`.

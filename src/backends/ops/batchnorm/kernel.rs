@@ -1,23 +1,14 @@
 //! Wrapper of kernels/batchnorm.cu: batch normalisation (training and evaluation forward, backward).
 
-use super::{BatchNormGeom, BatchNormOp};
+use super::{BatchNormGeom, BatchNormOp, KERNEL_MODULE};
 use crate::backends::device::{Device, DevicePtr, Kernel, KernelArgs, LaunchConfig};
 use crate::backends::kernel_backend::KernelBackend;
 use crate::backends::kernels::{check_index_range, grid_stride, need};
 use crate::{shape_err, Result};
 
-pub const FORWARD_TRAIN: Kernel = Kernel {
-    module: "batchnorm",
-    name: "batchnorm_forward_train",
-};
-pub const FORWARD_EVAL: Kernel = Kernel {
-    module: "batchnorm",
-    name: "batchnorm_forward_eval",
-};
-pub const BACKWARD: Kernel = Kernel {
-    module: "batchnorm",
-    name: "batchnorm_backward",
-};
+pub const FORWARD_TRAIN: Kernel = Kernel::new(KERNEL_MODULE, "batchnorm_forward_train");
+pub const FORWARD_EVAL: Kernel = Kernel::new(KERNEL_MODULE, "batchnorm_forward_eval");
+pub const BACKWARD: Kernel = Kernel::new(KERNEL_MODULE, "batchnorm_backward");
 
 /// Threads of the per-channel blocks. Fixed (not derived from the device), so the reductions'
 /// order, and with it every bit of the result, is the same on every GPU.

@@ -1,23 +1,14 @@
 //! Wrapper of kernels/concat.cu: row concatenation of two feature matrices and its backward.
 
-use super::{ConcatGeom, ConcatOp};
+use super::{ConcatGeom, ConcatOp, KERNEL_MODULE};
 use crate::backends::device::{Device, Kernel, KernelArgs};
 use crate::backends::kernel_backend::KernelBackend;
 use crate::backends::kernels::{grid_stride, need};
 use crate::{shape_err, Result};
 
-pub const FORWARD: Kernel = Kernel {
-    module: "concat",
-    name: "concat_forward",
-};
-pub const BACKWARD_A: Kernel = Kernel {
-    module: "concat",
-    name: "concat_backward_a",
-};
-pub const BACKWARD_B: Kernel = Kernel {
-    module: "concat",
-    name: "concat_backward_b",
-};
+pub const FORWARD: Kernel = Kernel::new(KERNEL_MODULE, "concat_forward");
+pub const BACKWARD_A: Kernel = Kernel::new(KERNEL_MODULE, "concat_backward_a");
+pub const BACKWARD_B: Kernel = Kernel::new(KERNEL_MODULE, "concat_backward_b");
 
 /// The lengths of a, b and y; an error for a geometry [`ConcatGeom::new`] would not build (which
 /// also keeps every index within the kernels' 32-bit arithmetic).

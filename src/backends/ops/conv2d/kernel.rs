@@ -1,7 +1,7 @@
 //! Wrapper of `kernels/conv2d.cu`: kernel names, argument order and launch configuration of the
 //! convolution, forward and backward, in one place. See the `.cu` header for each kernel's strategy.
 
-use super::{Conv2dOp, ConvGeom};
+use super::{Conv2dOp, ConvGeom, KERNEL_MODULE};
 use crate::backends::cost::Cost;
 use crate::backends::device::{Device, Kernel, KernelArgs, LaunchConfig};
 use crate::backends::kernel_backend::KernelBackend;
@@ -11,59 +11,25 @@ use crate::backends::kernels::need;
 use crate::backends::InputGrad;
 use crate::{shape_err, Result};
 
-const MODULE: &str = "conv2d";
 const FORWARD: Variants = Variants {
-    rows64: Kernel {
-        module: MODULE,
-        name: "conv2d_forward",
-    },
-    rows32: Kernel {
-        module: MODULE,
-        name: "conv2d_forward_m32",
-    },
+    rows64: Kernel::new(KERNEL_MODULE, "conv2d_forward"),
+    rows32: Kernel::new(KERNEL_MODULE, "conv2d_forward_m32"),
 };
 const BACKWARD_DATA: Variants = Variants {
-    rows64: Kernel {
-        module: MODULE,
-        name: "conv2d_backward_data",
-    },
-    rows32: Kernel {
-        module: MODULE,
-        name: "conv2d_backward_data_m32",
-    },
+    rows64: Kernel::new(KERNEL_MODULE, "conv2d_backward_data"),
+    rows32: Kernel::new(KERNEL_MODULE, "conv2d_backward_data_m32"),
 };
 const BACKWARD_DATA_STRIDED: Variants = Variants {
-    rows64: Kernel {
-        module: MODULE,
-        name: "conv2d_backward_data_strided",
-    },
-    rows32: Kernel {
-        module: MODULE,
-        name: "conv2d_backward_data_strided_m32",
-    },
+    rows64: Kernel::new(KERNEL_MODULE, "conv2d_backward_data_strided"),
+    rows32: Kernel::new(KERNEL_MODULE, "conv2d_backward_data_strided_m32"),
 };
 const BACKWARD_FILTER: Variants = Variants {
-    rows64: Kernel {
-        module: MODULE,
-        name: "conv2d_backward_filter",
-    },
-    rows32: Kernel {
-        module: MODULE,
-        name: "conv2d_backward_filter_m32",
-    },
+    rows64: Kernel::new(KERNEL_MODULE, "conv2d_backward_filter"),
+    rows32: Kernel::new(KERNEL_MODULE, "conv2d_backward_filter_m32"),
 };
-const GATHER_TABLE: Kernel = Kernel {
-    module: MODULE,
-    name: "conv2d_gather_table",
-};
-const BIAS_GRAD_PARTIAL: Kernel = Kernel {
-    module: MODULE,
-    name: "conv2d_bias_grad_partial",
-};
-const SUM_PARTIALS: Kernel = Kernel {
-    module: MODULE,
-    name: "conv2d_sum_partials",
-};
+const GATHER_TABLE: Kernel = Kernel::new(KERNEL_MODULE, "conv2d_gather_table");
+const BIAS_GRAD_PARTIAL: Kernel = Kernel::new(KERNEL_MODULE, "conv2d_bias_grad_partial");
+const SUM_PARTIALS: Kernel = Kernel::new(KERNEL_MODULE, "conv2d_sum_partials");
 
 /// The backward-filter kernel's pixel ring after the GEMM tiles: (`RING_SLOTS` + 1) × BK int4s (three
 /// slots of entries and the producers' states).

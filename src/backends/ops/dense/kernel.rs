@@ -1,7 +1,7 @@
 //! Wrapper of `kernels/dense.cu`: kernel names, argument order and launch configuration of the fully
 //! connected layer, forward and backward, in one place. See the `.cu` header for each kernel's strategy.
 
-use super::{DenseGeom, DenseOp};
+use super::{DenseGeom, DenseOp, KERNEL_MODULE};
 use crate::backends::cost::Cost;
 use crate::backends::device::{Device, Kernel, KernelArgs, LaunchConfig};
 use crate::backends::kernel_backend::KernelBackend;
@@ -9,49 +9,21 @@ use crate::backends::kernels::gemm::{self, check_int_range, Scratch, SplitK, Til
 use crate::backends::kernels::need;
 use crate::{shape_err, Result};
 
-const MODULE: &str = "dense";
 const FORWARD: Variants = Variants {
-    rows64: Kernel {
-        module: MODULE,
-        name: "dense_forward",
-    },
-    rows32: Kernel {
-        module: MODULE,
-        name: "dense_forward_m32",
-    },
+    rows64: Kernel::new(KERNEL_MODULE, "dense_forward"),
+    rows32: Kernel::new(KERNEL_MODULE, "dense_forward_m32"),
 };
-const FORWARD_REDUCE: Kernel = Kernel {
-    module: MODULE,
-    name: "dense_forward_reduce",
-};
+const FORWARD_REDUCE: Kernel = Kernel::new(KERNEL_MODULE, "dense_forward_reduce");
 const BACKWARD_DATA: Variants = Variants {
-    rows64: Kernel {
-        module: MODULE,
-        name: "dense_backward_data",
-    },
-    rows32: Kernel {
-        module: MODULE,
-        name: "dense_backward_data_m32",
-    },
+    rows64: Kernel::new(KERNEL_MODULE, "dense_backward_data"),
+    rows32: Kernel::new(KERNEL_MODULE, "dense_backward_data_m32"),
 };
 const BACKWARD_FILTER: Variants = Variants {
-    rows64: Kernel {
-        module: MODULE,
-        name: "dense_backward_filter",
-    },
-    rows32: Kernel {
-        module: MODULE,
-        name: "dense_backward_filter_m32",
-    },
+    rows64: Kernel::new(KERNEL_MODULE, "dense_backward_filter"),
+    rows32: Kernel::new(KERNEL_MODULE, "dense_backward_filter_m32"),
 };
-const REDUCE_PARTIALS: Kernel = Kernel {
-    module: MODULE,
-    name: "dense_reduce_partials",
-};
-const BIAS_GRAD: Kernel = Kernel {
-    module: MODULE,
-    name: "dense_bias_grad",
-};
+const REDUCE_PARTIALS: Kernel = Kernel::new(KERNEL_MODULE, "dense_reduce_partials");
+const BIAS_GRAD: Kernel = Kernel::new(KERNEL_MODULE, "dense_bias_grad");
 /// Threads of `dense_bias_grad` (its `BIAS_THREADS`).
 const BIAS_THREADS: u32 = 128;
 

@@ -1,19 +1,13 @@
 //! Wrapper of kernels/dropout.cu: inverted dropout with a recomputed (never stored) mask.
 
-use super::{DropoutOp, DropoutParams};
+use super::{DropoutOp, DropoutParams, KERNEL_MODULE};
 use crate::backends::device::{Device, Kernel, KernelArgs};
 use crate::backends::kernel_backend::KernelBackend;
 use crate::backends::kernels::{check_index_range, grid_stride, need};
 use crate::{shape_err, Result};
 
-pub const FORWARD: Kernel = Kernel {
-    module: "dropout",
-    name: "dropout_forward",
-};
-pub const BACKWARD: Kernel = Kernel {
-    module: "dropout",
-    name: "dropout_backward",
-};
+pub const FORWARD: Kernel = Kernel::new(KERNEL_MODULE, "dropout_forward");
+pub const BACKWARD: Kernel = Kernel::new(KERNEL_MODULE, "dropout_backward");
 
 fn check(p: &DropoutParams) -> Result<usize> {
     if p.len < 1 || p.scale.is_nan() || p.scale < 1.0 {

@@ -2,7 +2,7 @@
 //! fused ReLU form also emits the producing convolution's bias-gradient partials, which the
 //! convolution's second stage, `conv2d_sum_partials`, adds).
 
-use super::{MaxPoolOp, PoolGeom};
+use super::{MaxPoolOp, PoolGeom, KERNEL_MODULE};
 use crate::backends::cost::Cost;
 use crate::backends::device::{Device, Kernel, KernelArgs, LaunchConfig};
 use crate::backends::kernel_backend::KernelBackend;
@@ -10,18 +10,9 @@ use crate::backends::kernels::{check_index_range, grid_stride, need};
 use crate::backends::ops::conv2d::kernel as conv2d;
 use crate::{shape_err, Result};
 
-pub const FORWARD: Kernel = Kernel {
-    module: "maxpool",
-    name: "maxpool_forward",
-};
-pub const BACKWARD: Kernel = Kernel {
-    module: "maxpool",
-    name: "maxpool_backward",
-};
-pub const RELU_BACKWARD: Kernel = Kernel {
-    module: "maxpool",
-    name: "maxpool_relu_backward",
-};
+pub const FORWARD: Kernel = Kernel::new(KERNEL_MODULE, "maxpool_forward");
+pub const BACKWARD: Kernel = Kernel::new(KERNEL_MODULE, "maxpool_backward");
+pub const RELU_BACKWARD: Kernel = Kernel::new(KERNEL_MODULE, "maxpool_relu_backward");
 
 /// The kernels trust the output size and window to lie inside the input (floor mode). The fields
 /// are public, so refuse any geometry that [`PoolGeom::new`] would not have built from the same

@@ -1,16 +1,13 @@
 //! Wrapper of kernels/rmsprop.cu: one RMSProp step over a parameter tensor.
 
-use super::{RmsPropOp, RmsPropStep};
+use super::{RmsPropOp, RmsPropStep, KERNEL_MODULE};
 use crate::backends::cost::Cost;
 use crate::backends::device::{Device, Kernel, KernelArgs};
 use crate::backends::kernel_backend::KernelBackend;
 use crate::backends::kernels::{check_index_range, grid_stride, need};
 use crate::{shape_err, Result};
 
-pub const UPDATE: Kernel = Kernel {
-    module: "rmsprop",
-    name: "rmsprop_update",
-};
+pub const UPDATE: Kernel = Kernel::new(KERNEL_MODULE, "rmsprop_update");
 
 impl<D: Device> RmsPropOp for KernelBackend<D> {
     /// Update w and r in place from g (all of w's length).

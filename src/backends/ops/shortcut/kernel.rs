@@ -1,20 +1,14 @@
 //! Wrapper of kernels/shortcut.cu: the multi-level residual identity map, forward and backward.
 
-use super::{ShortcutGeom, ShortcutOp};
+use super::{ShortcutGeom, ShortcutOp, KERNEL_MODULE};
 use crate::backends::cost::Cost;
 use crate::backends::device::{Device, Kernel, KernelArgs};
 use crate::backends::kernel_backend::KernelBackend;
 use crate::backends::kernels::{check_index_range, grid_stride, need};
 use crate::{shape_err, Result};
 
-pub const FORWARD: Kernel = Kernel {
-    module: "shortcut",
-    name: "shortcut_forward",
-};
-pub const BACKWARD: Kernel = Kernel {
-    module: "shortcut",
-    name: "shortcut_backward",
-};
+pub const FORWARD: Kernel = Kernel::new(KERNEL_MODULE, "shortcut_forward");
+pub const BACKWARD: Kernel = Kernel::new(KERNEL_MODULE, "shortcut_backward");
 
 fn check(g: &ShortcutGeom) -> Result<()> {
     if g.ratio < 1 || g.h_src != g.h_dst * g.ratio || g.w_src != g.w_dst * g.ratio || g.c_src < 1 {

@@ -1,21 +1,15 @@
 //! Wrapper of kernels/softmax_xent.cu: fused softmax cross-entropy, one warp per row.
 
-use super::{SoftmaxXentOp, XentGeom, XentStats};
+use super::{SoftmaxXentOp, XentGeom, XentStats, KERNEL_MODULE};
 use crate::backends::cost::Cost;
 use crate::backends::device::{Device, DevicePtr, Kernel, KernelArgs, LaunchConfig};
 use crate::backends::kernel_backend::KernelBackend;
 use crate::backends::kernels::{check_index_range, need};
 use crate::{shape_err, Result};
 
-pub const SOFTMAX_XENT: Kernel = Kernel {
-    module: "softmax_xent",
-    name: "softmax_xent",
-};
+pub const SOFTMAX_XENT: Kernel = Kernel::new(KERNEL_MODULE, "softmax_xent");
 
-pub const SOFTMAX_XENT_SOFT: Kernel = Kernel {
-    module: "softmax_xent",
-    name: "softmax_xent_soft",
-};
+pub const SOFTMAX_XENT_SOFT: Kernel = Kernel::new(KERNEL_MODULE, "softmax_xent_soft");
 
 /// Rows per block: one warp each.
 pub const ROWS_PER_BLOCK: u32 = 4;

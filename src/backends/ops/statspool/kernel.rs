@@ -1,20 +1,14 @@
 //! Wrapper of kernels/statspool.cu: statistics pooling (mean and std over time of the frequency
 //! means), one warp per (image, channel) plane.
 
-use super::{StatsPoolGeom, StatsPoolOp};
+use super::{StatsPoolGeom, StatsPoolOp, KERNEL_MODULE};
 use crate::backends::device::{Device, Kernel, KernelArgs, LaunchConfig};
 use crate::backends::kernel_backend::KernelBackend;
 use crate::backends::kernels::{check_index_range, need};
 use crate::{shape_err, Result};
 
-pub const FORWARD: Kernel = Kernel {
-    module: "statspool",
-    name: "statspool_forward",
-};
-pub const BACKWARD: Kernel = Kernel {
-    module: "statspool",
-    name: "statspool_backward",
-};
+pub const FORWARD: Kernel = Kernel::new(KERNEL_MODULE, "statspool_forward");
+pub const BACKWARD: Kernel = Kernel::new(KERNEL_MODULE, "statspool_backward");
 
 /// Planes per block: one warp each.
 pub const PLANES_PER_BLOCK: u32 = 4;
