@@ -87,7 +87,7 @@ fn main() {
     };
 
     // Validation: windows as files (their exact 16 kHz samples, as f32 WAV) through `predict`.
-    let t = timeline(model.first(), &wav, &settings, None, DeviceChoice::Cpu).expect("timeline");
+    let t = timeline(&model, &wav, &settings, None, DeviceChoice::Cpu).expect("timeline");
     let mut windows = Windows::new(WavStream::open(&wav).expect("open"), 16_000).expect("windows");
     let mut files = Vec::new();
     let mut picked = Vec::new();
@@ -138,8 +138,7 @@ fn main() {
     let mut best = f64::INFINITY;
     for _ in 0..3 {
         let t0 = Instant::now();
-        let t =
-            timeline(model.first(), &wav, &settings, None, DeviceChoice::Cpu).expect("timeline");
+        let t = timeline(&model, &wav, &settings, None, DeviceChoice::Cpu).expect("timeline");
         best = best.min(t0.elapsed().as_secs_f64());
         std::hint::black_box(t);
     }

@@ -196,8 +196,9 @@ fn eval_and_predict_agree_with_training(cfg: &TrainConfig, data: &Path) {
 
 /// An `--ensemble 2` fold is deployed as its report scored it: eval averages its members'
 /// probabilities as the trainer did (the report and the network rows bit for bit, selected and
-/// last weights), predict gives the test files those fused probabilities, and export, which
-/// writes one network, names a member instead of exporting half of the model.
+/// last weights), predict and a timeline window holding a whole file give the test files those
+/// fused probabilities, and export, which writes one network, names a member instead of exporting
+/// part of the model.
 #[test]
 fn an_ensemble_fold_is_evaluated_and_predicted_as_its_report_scores_it() {
     let data = corpus_on_disk();
@@ -271,6 +272,19 @@ fn an_ensemble_fold_is_evaluated_and_predicted_as_its_report_scores_it() {
             "{id}: predict vs eval of the ensemble"
         );
     }
+    let mut args = predict_json_args(run.path());
+    args.extend(["--timeline", "--window", "30", "--hop", "30"].map(Into::into));
+    args.push(data.path().join(&ids[0]).into());
+    let timeline: serde_json::Value = serde_json::from_slice(&rescnn_ok(&args).stdout).unwrap();
+    let windows = timeline["windows"].as_array().unwrap();
+    assert_eq!(windows.len(), 1, "one window covers the file");
+    let got: Vec<f64> = (classes.iter())
+        .map(|c| windows[0]["probabilities"][c].as_f64().unwrap())
+        .collect();
+    assert_eq!(
+        got, fused_selected[0],
+        "the timeline's window vs eval of the ensemble"
+    );
 
     let out = temp_dir();
     let refused = std::process::Command::new(env!("CARGO_BIN_EXE_rescnn"))

@@ -7,7 +7,8 @@ mod train_support;
 
 use rescnn::audio::stream::{WavStream, Windows};
 use rescnn::data::{CorpusSpec, LoadOptions, Source, Split};
-use rescnn::inference::model_dir::{TrainedModel, Weights};
+use rescnn::inference::ensemble::Ensemble;
+use rescnn::inference::model_dir::Weights;
 use rescnn::timeline::{timeline, TimelineSettings};
 use rescnn::training::DeviceChoice;
 use train_support::*;
@@ -123,7 +124,7 @@ fn a_recording_of_known_utterances_gets_their_labels_and_its_silences_marked() {
     cfg.iterations = Some(150);
     cfg.eval_every = 50;
     train(&cfg, run.path());
-    let model = TrainedModel::load(run.path(), Weights::Best).unwrap();
+    let model = Ensemble::load(run.path(), Weights::Best).unwrap();
 
     // The test part of the run's own split (utterances the model never trained on): for each class,
     // three of its test utterances back to back make one stretch of that emotion (about 4 s).

@@ -25,7 +25,10 @@ pub struct Args {
 }
 
 pub fn run(args: &Args) -> Result<()> {
-    let model = args.model.load_single("rescnn enroll")?;
+    // An ensemble's members read the same spectrograms and vectors, so one member's statistics
+    // serve them all.
+    let ensemble = args.model.load()?;
+    let model = ensemble.first();
     if model.input_norm_mode() != InputNormMode::Speaker {
         return Err(config_err!(
             "{}: this model normalises with its training statistics, so speaker statistics would not \
@@ -45,7 +48,7 @@ pub fn run(args: &Args) -> Result<()> {
             args.model.dir.display()
         );
     }
-    let stats = speaker_stats(&model, prior, &args.speaker, &store, vectors.as_ref(), &all)?;
+    let stats = speaker_stats(model, prior, &args.speaker, &store, vectors.as_ref(), &all)?;
     stats.save(&args.output)?;
     println!(
         "{}: statistics of speaker '{}' from {} utterance(s){}",

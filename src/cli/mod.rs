@@ -27,8 +27,8 @@ use crate::Result;
 pub struct ModelChoice {
     /// A run directory of rescnn-train (a single split, or one fold's folder; `eval` also takes a
     /// multi-fold run and pools its folds, each evaluated on its own test speakers), or a checkpoint
-    /// file. An `--ensemble K` fold's folder averages its members in `eval` and `predict`; the
-    /// commands that take one network want one member's folder (`seed-N/`).
+    /// file. An `--ensemble K` fold's folder averages its members in `eval` and `predict`; `export`
+    /// and `eval --enroll`, which take one network, want one member's folder (`seed-N/`).
     #[arg(long = "model", value_name = "RUN_DIR")]
     pub dir: PathBuf,
     /// Which weights: those selected on validation, or the last.

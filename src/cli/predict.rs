@@ -289,7 +289,7 @@ pub fn run(args: &Args) -> Result<()> {
             ));
         }
         return super::timeline::run(
-            &model.into_single("--timeline")?,
+            &model,
             files,
             &args.timeline,
             speakers.stats.first(),

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use crate::data::InputNormMode;
 use crate::evaluation::model_file::SpeakerStats;
-use crate::inference::model_dir::TrainedModel;
+use crate::inference::ensemble::Ensemble;
 use crate::timeline::{plot, timeline, Timeline, TimelineSettings};
 use crate::training::DeviceChoice;
 use crate::{config_err, Result};
@@ -72,7 +72,7 @@ pub fn to_json(t: &Timeline) -> serde_json::Value {
 }
 
 pub fn run(
-    model: &TrainedModel,
+    model: &Ensemble,
     files: &[PathBuf],
     args: &TimelineArgs,
     speaker: Option<&SpeakerStats>,
@@ -80,7 +80,7 @@ pub fn run(
     device: DeviceChoice,
 ) -> Result<()> {
     let settings = args.settings();
-    if model.input_norm_mode() == InputNormMode::Speaker && speaker.is_none() {
+    if model.first().input_norm_mode() == InputNormMode::Speaker && speaker.is_none() {
         eprintln!(
             "note: this model normalises each speaker with their own statistics and none were \
              given: the timeline uses the training speakers' statistics, which is less accurate \

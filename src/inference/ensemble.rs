@@ -133,6 +133,12 @@ impl Ensemble {
             let inputs = m.inputs(corpus, store, vectors, source)?;
             each.push(m.predict(device, store, vectors, &inputs, indices)?);
         }
+        Ensemble::combine(each)
+    }
+
+    /// The members' predictions of the same utterances (in member order) as the ensemble's: see
+    /// [`Ensemble::predict`].
+    pub fn combine(mut each: Vec<ModelPredictions>) -> Result<ModelPredictions> {
         if each.len() == 1 {
             return Ok(each.pop().expect("one member"));
         }

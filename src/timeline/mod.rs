@@ -32,7 +32,8 @@ use crate::backends::Backend;
 use crate::data::{CacheOptions, Corpus, Source, Utterance};
 use crate::evaluation::model_file::SpeakerStats;
 use crate::evaluation::predict::argmax;
-use crate::inference::model_dir::{SpeakerSource, TrainedModel};
+use crate::inference::ensemble::Ensemble;
+use crate::inference::model_dir::SpeakerSource;
 use crate::training::device::{on_device, resolve, BackendJob, DeviceMemory};
 use crate::training::DeviceChoice;
 use crate::{config_err, Result};
@@ -141,14 +142,14 @@ pub fn rms_dbfs(samples: &[f32]) -> f64 {
 /// --device`). A speaker-normalised model normalises every window with `speaker`'s statistics
 /// (`rescnn enroll`), or with the training speakers' when there are none.
 pub fn timeline(
-    model: &TrainedModel,
+    model: &Ensemble,
     path: &Path,
     settings: &TimelineSettings,
     speaker: Option<&SpeakerStats>,
     device: DeviceChoice,
 ) -> Result<Timeline> {
     struct Job<'a> {
-        model: &'a TrainedModel,
+        model: &'a Ensemble,
         path: &'a Path,
         settings: &'a TimelineSettings,
         speaker: Option<&'a SpeakerStats>,
@@ -176,17 +177,20 @@ pub fn timeline(
     )
 }
 
-/// [`timeline`] on `backend`. Each window goes through [`TrainedModel::predict_on`] as a file of
-/// that stretch would: its spectrogram and utterance vector, the model's evaluation mode, a joint
-/// network's second input, the prosody branch and the fusion.
+/// [`timeline`] on `backend`. Each window goes through every member's
+/// [`predict_on`](crate::inference::model_dir::TrainedModel::predict_on) as a file of that
+/// stretch would (its spectrogram and utterance vector, the model's evaluation mode, a joint
+/// network's second input, the prosody branch and the fusion), and an ensemble's members are
+/// averaged as [`Ensemble::predict`] averages them.
 pub fn timeline_on<B: Backend<Elem = f32>>(
     backend: &B,
-    model: &TrainedModel,
+    ensemble: &Ensemble,
     path: &Path,
     settings: &TimelineSettings,
     speaker: Option<&SpeakerStats>,
 ) -> Result<Timeline> {
     settings.validate()?;
+    let model = ensemble.first();
     let rate = model.config.spectrogram.stft.sample_rate;
     let stream = WavStream::open(path)?;
     let duration_s = stream.duration_s();
@@ -197,7 +201,11 @@ pub fn timeline_on<B: Backend<Elem = f32>>(
     let starts = window_starts(total, window, hop);
 
     let classes = model.classes().to_vec();
-    let mut net = model.network(backend, model.eval_mode().batch)?;
+    let mut nets = ensemble
+        .members
+        .iter()
+        .map(|m| m.network(backend, m.eval_mode().batch))
+        .collect::<Result<Vec<_>>>()?;
     let (speaker_name, source) = match speaker {
         Some(s) => (
             s.speaker.clone(),
@@ -233,16 +241,20 @@ pub fn timeline_on<B: Backend<Elem = f32>>(
             };
             let store = model.features(&corpus)?;
             let vectors = model.vectors_with(&corpus, &CacheOptions::in_memory())?;
-            let inputs = model.inputs(&corpus, &store, vectors.as_ref(), source)?;
             let indices: Vec<usize> = (0..corpus.len()).collect();
-            let predicted = model.predict_on(
-                backend,
-                &mut net,
-                &store,
-                vectors.as_ref(),
-                &inputs,
-                &indices,
-            )?;
+            let mut each = Vec::with_capacity(nets.len());
+            for (member, net) in ensemble.members.iter().zip(&mut nets) {
+                let inputs = member.inputs(&corpus, &store, vectors.as_ref(), source)?;
+                each.push(member.predict_on(
+                    backend,
+                    net,
+                    &store,
+                    vectors.as_ref(),
+                    &inputs,
+                    &indices,
+                )?);
+            }
+            let predicted = Ensemble::combine(each)?;
             for (u, probs) in predicted.fused {
                 let r: usize = corpus.utterances[u]
                     .id
