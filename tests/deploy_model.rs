@@ -300,6 +300,22 @@ fn an_ensemble_fold_is_evaluated_and_predicted_as_its_report_scores_it() {
         stderr.contains("ensemble of 2 networks") && stderr.contains("seed-0"),
         "{stderr}"
     );
+
+    // A fold whose training stopped before its last member is not the ensemble its report names.
+    std::fs::remove_dir_all(run.path().join("seed-1")).unwrap();
+    let partial = std::process::Command::new(env!("CARGO_BIN_EXE_rescnn"))
+        .arg("predict")
+        .arg("--model")
+        .arg(run.path())
+        .arg(data.path().join(&ids[0]))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&partial.stderr);
+    assert!(!partial.status.success());
+    assert!(
+        stderr.contains("1 trained members of an ensemble of 2"),
+        "{stderr}"
+    );
 }
 
 /// `eval --eval-time crops --eval-hop H` on a model trained to evaluate whole utterances gives,

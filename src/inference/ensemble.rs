@@ -29,7 +29,8 @@ impl From<TrainedModel> for Ensemble {
     }
 }
 
-/// Whether `dir` is an ensemble fold: no checkpoint of its own, members with checkpoints.
+/// The member folders of `dir` when it is an ensemble fold (no checkpoint of its own, members with
+/// checkpoints), in seed order; empty otherwise.
 fn ensemble_members(dir: &Path) -> Vec<PathBuf> {
     let own = [files::BEST, files::LAST]
         .iter()
@@ -59,6 +60,19 @@ impl Ensemble {
             .map(|d| TrainedModel::load(d, which))
             .collect::<Result<Vec<_>>>()?;
         let first = &members[0];
+        // Fewer members than the run trained: its training stopped part-way. (More are fine: seed
+        // runs laid out as one ensemble by scripts/ensemble-of-runs.sh each say 1.)
+        if members.len() < first.config.ensemble {
+            return Err(Error::data(
+                model,
+                format!(
+                    "holds {} trained members of an ensemble of {}: finish its training \
+                     (rescnn-train --resume) before using it",
+                    members.len(),
+                    first.config.ensemble
+                ),
+            ));
+        }
         if let Some(other) = members.iter().find(|m| {
             m.config.spectrogram != first.config.spectrogram
                 || m.classes() != first.classes()
