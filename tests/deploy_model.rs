@@ -286,20 +286,28 @@ fn an_ensemble_fold_is_evaluated_and_predicted_as_its_report_scores_it() {
         "the timeline's window vs eval of the ensemble"
     );
 
+    // export writes the fold as one graph of both members (ONNX Runtime runs it in
+    // tests/onnx_export.rs).
     let out = temp_dir();
-    let refused = std::process::Command::new(env!("CARGO_BIN_EXE_rescnn"))
-        .args(["export", "--model"])
-        .arg(run.path())
-        .arg("-o")
-        .arg(out.path().join("m.onnx"))
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&refused.stderr);
-    assert!(!refused.status.success());
-    assert!(
-        stderr.contains("ensemble of 2 networks") && stderr.contains("seed-0"),
-        "{stderr}"
-    );
+    let onnx = out.path().join("m.onnx");
+    rescnn_export(run.path(), &onnx);
+    let proto =
+        rescnn::export::onnx::ModelProto::from_bytes(&std::fs::read(&onnx).unwrap()).unwrap();
+    let meta = proto
+        .metadata_props
+        .iter()
+        .find(|p| p.key == "rescnn.ensemble")
+        .expect("ensemble metadata");
+    let meta: serde_json::Value = serde_json::from_str(&meta.value).unwrap();
+    assert_eq!(meta["members"], 2);
+    let means = proto
+        .graph
+        .unwrap()
+        .node
+        .into_iter()
+        .filter(|n| n.op_type == "Mean")
+        .count();
+    assert!(means >= 1, "the members' outputs are averaged");
 
     // A fold whose training stopped before its last member is not the ensemble its report names.
     std::fs::remove_dir_all(run.path().join("seed-1")).unwrap();

@@ -411,13 +411,7 @@ fn an_exported_run_gives_what_rescnn_predict_gives() {
     let (data, _) = exported_small_corpus();
     let work = temp_dir();
     let onnx = work.path().join("model.onnx");
-    let exported = rescnn_ok([
-        "export".as_ref(),
-        "--model".as_ref(),
-        run.path().as_os_str(),
-        "-o".as_ref(),
-        onnx.as_os_str(),
-    ]);
+    let exported = rescnn_export(run.path(), &onnx);
     assert!(String::from_utf8_lossy(&exported.stdout).contains("input `spectrogram`"));
     let mut jobs = Vec::new();
     let mut predicted = Vec::new();
@@ -480,27 +474,48 @@ fn an_exported_run_gives_what_rescnn_predict_gives() {
 /// predict`'s; the metadata documents the second input.
 #[test]
 fn an_exported_run_with_the_prosody_branch_gives_what_rescnn_predict_gives() {
-    let Some(ort) =
-        Ort::find("an_exported_run_with_the_prosody_branch_gives_what_rescnn_predict_gives")
-    else {
-        return;
-    };
-    use train_support::*;
-    let run = temp_dir();
-    let mut cfg = tiny_config();
+    let mut cfg = train_support::tiny_config();
     cfg.iterations = Some(20);
     cfg.prosody_weight = 0.5;
-    train(&cfg, run.path());
+    let meta = exported_run_gives_what_rescnn_predict_gives(
+        "an_exported_run_with_the_prosody_branch_gives_what_rescnn_predict_gives",
+        &cfg,
+    );
+    assert!(meta.is_none_or(|m| !m.contains_key("rescnn.ensemble")));
+}
+
+/// The same for an `--ensemble 2` fold with the branch: one graph of both members, whose outputs
+/// are averaged as `rescnn predict` averages them.
+#[test]
+fn an_exported_ensemble_gives_what_rescnn_predict_gives() {
+    let mut cfg = train_support::tiny_config();
+    cfg.iterations = Some(20);
+    cfg.prosody_weight = 0.5;
+    cfg.ensemble = 2;
+    let meta = exported_run_gives_what_rescnn_predict_gives(
+        "an_exported_ensemble_gives_what_rescnn_predict_gives",
+        &cfg,
+    );
+    if let Some(meta) = meta {
+        let ensemble: serde_json::Value = serde_json::from_str(&meta["rescnn.ensemble"]).unwrap();
+        assert_eq!(ensemble["members"], 2);
+    }
+}
+
+/// Train `cfg`, export the run, and compare ONNX Runtime's probabilities on three files with
+/// `rescnn predict`'s (the branch fused); the graph's metadata, or `None` without ONNX Runtime.
+fn exported_run_gives_what_rescnn_predict_gives(
+    test: &str,
+    cfg: &rescnn::training::TrainConfig,
+) -> Option<std::collections::BTreeMap<String, String>> {
+    let ort = Ort::find(test)?;
+    use train_support::*;
+    let run = temp_dir();
+    train(cfg, run.path());
     let (data, _) = exported_small_corpus();
     let work = temp_dir();
     let onnx = work.path().join("model.onnx");
-    rescnn_ok([
-        "export".as_ref(),
-        "--model".as_ref(),
-        run.path().as_os_str(),
-        "-o".as_ref(),
-        onnx.as_os_str(),
-    ]);
+    rescnn_export(run.path(), &onnx);
     let mut jobs = Vec::new();
     let mut predicted = Vec::new();
     for class in ["anger", "sadness", "neutral"] {
@@ -561,4 +576,5 @@ fn an_exported_run_with_the_prosody_branch_gives_what_rescnn_predict_gives() {
     assert!(vector["entries"].as_array().is_some_and(|e| !e.is_empty()));
     let eval: serde_json::Value = serde_json::from_str(&meta["rescnn.eval"]).unwrap();
     assert_eq!(eval["eval_time"], "first");
+    Some(meta.clone())
 }

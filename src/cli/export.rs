@@ -17,21 +17,24 @@ pub struct Args {
 }
 
 pub fn run(args: &Args) -> Result<()> {
-    let model = args.model.load_single("rescnn export")?;
-    let proto = write_model(&model, &args.output)?;
+    let ensemble = args.model.load()?;
+    let proto = write_model(&ensemble, &args.output)?;
     let graph = proto.graph.as_ref().expect("export builds a graph");
+    let model = ensemble.first();
     let (c, h, w) = model.checkpoint.model.input_shape;
+    let weights: usize = (ensemble.members.iter())
+        .flat_map(|m| &m.checkpoint.params)
+        .map(|t| t.data.len())
+        .sum();
     println!(
-        "{}: {} ({} nodes, {} weights), input `{}` (N, {c}, {h}, {w}) → `{}` (N, {})",
+        "{}: {}{} ({} nodes, {weights} weights), input `{}` (N, {c}, {h}, {w}) → `{}` (N, {})",
         args.output.display(),
         model.checkpoint.model.arch,
+        match ensemble.members.len() {
+            1 => String::new(),
+            k => format!(", an ensemble of {k} averaged"),
+        },
         graph.node.len(),
-        model
-            .checkpoint
-            .params
-            .iter()
-            .map(|t| t.data.len())
-            .sum::<usize>(),
         graph::INPUT,
         graph::OUTPUT,
         model.classes().len()

@@ -19,7 +19,7 @@ use clap::{Parser, Subcommand};
 
 use crate::features::{Colormap, ImageConfig, SpectrogramConfig, StftConfig, TimeAxis};
 use crate::inference::ensemble::Ensemble;
-use crate::inference::model_dir::{TrainedModel, Weights};
+use crate::inference::model_dir::Weights;
 use crate::Result;
 
 /// The trained model a subcommand reads (`--model`, `--weights`), spelled the same everywhere.
@@ -27,8 +27,8 @@ use crate::Result;
 pub struct ModelChoice {
     /// A run directory of rescnn-train (a single split, or one fold's folder; `eval` also takes a
     /// multi-fold run and pools its folds, each evaluated on its own test speakers), or a checkpoint
-    /// file. An `--ensemble K` fold's folder averages its members in `eval` and `predict`; `export`
-    /// and `eval --enroll`, which take one network, want one member's folder (`seed-N/`).
+    /// file. An `--ensemble K` fold's folder averages its members (`eval --enroll`, which takes one
+    /// network, wants one member's folder, `seed-N/`).
     #[arg(long = "model", value_name = "RUN_DIR")]
     pub dir: PathBuf,
     /// Which weights: those selected on validation, or the last.
@@ -40,11 +40,6 @@ impl ModelChoice {
     /// The model, or all members of an ensemble fold.
     pub fn load(&self) -> Result<Ensemble> {
         Ensemble::load(&self.dir, self.weights)
-    }
-
-    /// The one network `what` works on (an error for an ensemble fold, naming a member).
-    pub fn load_single(&self, what: &str) -> Result<TrainedModel> {
-        self.load()?.into_single(what)
     }
 }
 

@@ -14,6 +14,7 @@
 //! The metadata (`metadata_props`) also holds the class names, the spectrogram settings and the
 //! rescnn version, so the input can be rebuilt in any language.
 
+pub mod ensemble;
 pub mod graph;
 pub mod npy;
 pub mod onnx;
@@ -21,6 +22,7 @@ pub mod onnx;
 use std::path::Path;
 
 use crate::data::{InputNormMode, SpeakerNorm};
+use crate::inference::ensemble::Ensemble;
 use crate::inference::model_dir::TrainedModel;
 use crate::model::{ArchSpec, InputShape, Plan};
 use crate::training::checkpoint::version_string;
@@ -40,6 +42,7 @@ pub mod keys {
     pub const CHECKPOINT: &str = "rescnn.checkpoint_written_by";
     pub const UTTERANCE_VECTOR: &str = "rescnn.utterance_vector";
     pub const EVAL: &str = "rescnn.eval";
+    pub const ENSEMBLE: &str = "rescnn.ensemble";
 }
 
 /// What the input normalisation metadata says for a speaker-normalised model.
@@ -199,9 +202,10 @@ fn eval_doc(model: &TrainedModel, width: usize) -> String {
     serde_json::json!({ "eval_time": model.config.eval_time, "how": how }).to_string()
 }
 
-/// Export `model` to the file `out`, atomically.
-pub fn write_model(model: &TrainedModel, out: &Path) -> Result<ModelProto> {
-    let proto = export_model(model)?;
+/// Export `model` (one network, or an ensemble fold's members as one graph: see [`ensemble`]) to
+/// the file `out`, atomically.
+pub fn write_model(model: &Ensemble, out: &Path) -> Result<ModelProto> {
+    let proto = ensemble::export_ensemble(model)?;
     crate::fsutil::write_atomic(out, &proto.to_bytes())?;
     Ok(proto)
 }

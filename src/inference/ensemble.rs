@@ -110,7 +110,7 @@ impl Ensemble {
     }
 
     /// The one network of a plain model; an error naming a member for an ensemble, for the uses
-    /// that take one network (export, enrollment, timelines).
+    /// that take one network (the enrollment table).
     pub fn into_single(mut self, what: &str) -> Result<TrainedModel> {
         if self.members.len() == 1 {
             return Ok(self.members.pop().expect("one member"));

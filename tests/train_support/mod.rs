@@ -84,6 +84,17 @@ where
     out
 }
 
+/// `rescnn export --model RUN -o ONNX`.
+pub fn rescnn_export(run: &Path, onnx: &Path) -> std::process::Output {
+    rescnn_ok([
+        "export".as_ref(),
+        "--model".as_ref(),
+        run.as_os_str(),
+        "-o".as_ref(),
+        onnx.as_os_str(),
+    ])
+}
+
 /// Utterances counted by a `rescnn eval --json` report: the sum of its per-speaker totals.
 pub fn utterances_evaluated(report: &serde_json::Value) -> u64 {
     report["per_speaker"]
