@@ -204,6 +204,7 @@ fn an_ensemble_fold_is_evaluated_and_predicted_as_its_report_scores_it() {
     let data = corpus_on_disk();
     let mut cfg = whole_with_branch(data.path());
     cfg.ensemble = 2;
+    cfg.iterations = Some(60);
     let run = temp_dir();
     train(&cfg, run.path());
     let fold: FoldResult =
@@ -214,7 +215,7 @@ fn an_ensemble_fold_is_evaluated_and_predicted_as_its_report_scores_it() {
         .collect();
     assert_ne!(members[0]["network_last"], members[1]["network_last"]);
     let split = run.path().join("split.json");
-    let mut fused_selected = Vec::new();
+    let (mut fused_selected, mut network_selected) = (Vec::new(), Vec::new());
     for (weights, network_key, reported) in [
         ("best", "network_selected", &fold.selected),
         ("last", "network_last", &fold.last),
@@ -256,6 +257,7 @@ fn an_ensemble_fold_is_evaluated_and_predicted_as_its_report_scores_it() {
         );
         if weights == "best" {
             fused_selected = rows(&f["fused"]);
+            network_selected = averaged;
         }
     }
 
@@ -308,6 +310,45 @@ fn an_ensemble_fold_is_evaluated_and_predicted_as_its_report_scores_it() {
         .filter(|n| n.op_type == "Mean")
         .count();
     assert!(means >= 1, "the members' outputs are averaged");
+
+    // The enrollment table's first row (each test speaker's own statistics over all of their
+    // utterances: the training statistics for this model) scores the ensemble as eval does.
+    use rescnn::inference::enrollment::{evaluate_enrollment, EnrollmentSettings, FoldModel};
+    let corpus = rescnn::training::prepare::load_corpus(&cfg).unwrap();
+    let split = rescnn::data::Split::load(&corpus, &split).unwrap();
+    let ensemble = rescnn::inference::ensemble::Ensemble::load(
+        run.path(),
+        rescnn::inference::model_dir::Weights::Best,
+    )
+    .unwrap();
+    let fold_model = FoldModel {
+        name: "ensemble".into(),
+        model: ensemble,
+        test: split.test,
+        train: split.train,
+    };
+    let settings = EnrollmentSettings {
+        ks: vec![1],
+        draws: 1,
+        seed: 7,
+        device: rescnn::training::DeviceChoice::Cpu,
+    };
+    let identity: Vec<usize> = (0..corpus.classes.len()).collect();
+    let rows = evaluate_enrollment(&[fold_model], &corpus, &identity, &settings).unwrap();
+    let all = rows[0].fusion.as_ref().unwrap();
+    assert_eq!(
+        (all.wa.0, all.uar.0),
+        (100.0 * fold.selected.wa, 100.0 * fold.selected.uar)
+    );
+    let labels: Vec<usize> = serde_json::from_value(members[0]["labels"].clone()).unwrap();
+    let right = (network_selected.iter().zip(&labels))
+        .filter(|(p, &l)| rescnn::evaluation::predict::argmax(p) == l)
+        .count();
+    assert_eq!(
+        rows[0].network.wa.0,
+        100.0 * (right as f64 / labels.len() as f64),
+        "the networks averaged"
+    );
 
     // A fold whose training stopped before its last member is not the ensemble its report names.
     std::fs::remove_dir_all(run.path().join("seed-1")).unwrap();
@@ -593,7 +634,7 @@ fn enrollment_table_of_a_loso_run() {
         let split = rescnn::data::Split::load(&corpus, dir.join("split.json")).unwrap();
         folds.push(FoldModel {
             name: dir.display().to_string(),
-            model: TrainedModel::load(&dir, Weights::Best).unwrap(),
+            model: TrainedModel::load(&dir, Weights::Best).unwrap().into(),
             test: split.test,
             train: split.train,
         });
@@ -602,8 +643,9 @@ fn enrollment_table_of_a_loso_run() {
     // Each fold's model carries its enrollment prior: per (channel, row) of the image and per entry
     // of the vector, with finite positive weights.
     for fold in &folds {
-        let prior = fold.model.parts.enrollment_prior.as_ref().expect("a prior");
-        let (c, h, _) = fold.model.checkpoint.model.input_shape;
+        let model = fold.model.first();
+        let prior = model.parts.enrollment_prior.as_ref().expect("a prior");
+        let (c, h, _) = model.checkpoint.model.input_shape;
         assert_eq!(prior.image.mean.len(), c * h);
         assert_eq!(prior.image.weight.len(), c * h);
         let vector = prior
@@ -612,7 +654,7 @@ fn enrollment_table_of_a_loso_run() {
             .expect("the branch's vector has a prior");
         assert_eq!(
             vector.var.len(),
-            fold.model.utterance().unwrap().features.vector_len()
+            model.utterance().unwrap().features.vector_len()
         );
         assert!(prior.image.weight.iter().all(|w| w.is_finite() && *w > 0.0));
     }

@@ -15,7 +15,7 @@ use crate::inference::enrollment::{
     enrollment_markdown, evaluate_enrollment, EnrollmentSettings, FoldModel,
 };
 use crate::inference::ensemble::{holds_model, Ensemble};
-use crate::inference::model_dir::{ModelPredictions, SpeakerSource, TrainedModel};
+use crate::inference::model_dir::{ModelPredictions, SpeakerSource};
 use crate::training::report::pool;
 use crate::training::run_dir::files;
 use crate::training::DeviceChoice;
@@ -342,11 +342,11 @@ fn run_enrollment(args: &Args, ks: &[usize]) -> Result<()> {
     } else {
         folds.clone()
     };
-    let models: Vec<TrainedModel> = dirs
+    let models: Vec<Ensemble> = dirs
         .iter()
-        .map(|d| Ensemble::load(d, args.model.weights)?.into_single("--enroll"))
+        .map(|d| Ensemble::load(d, args.model.weights))
         .collect::<Result<_>>()?;
-    if models[0].input_norm_mode() != InputNormMode::Speaker {
+    if models[0].first().input_norm_mode() != InputNormMode::Speaker {
         eprintln!(
             "note: {} normalises with the training statistics: speaker statistics change nothing, \
              so every row is the same",
@@ -354,7 +354,7 @@ fn run_enrollment(args: &Args, ks: &[usize]) -> Result<()> {
         );
     }
     for m in &models {
-        for line in &m.missing {
+        for line in m.missing() {
             eprintln!("note: {line}");
         }
     }

@@ -27,8 +27,8 @@ use crate::Result;
 pub struct ModelChoice {
     /// A run directory of rescnn-train (a single split, or one fold's folder; `eval` also takes a
     /// multi-fold run and pools its folds, each evaluated on its own test speakers), or a checkpoint
-    /// file. An `--ensemble K` fold's folder averages its members (`eval --enroll`, which takes one
-    /// network, wants one member's folder, `seed-N/`).
+    /// file. An `--ensemble K` fold's folder stands for all of its members (`seed-N/`), their
+    /// probabilities averaged.
     #[arg(long = "model", value_name = "RUN_DIR")]
     pub dir: PathBuf,
     /// Which weights: those selected on validation, or the last.

@@ -15,6 +15,7 @@ use rand::seq::SliceRandom;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
+use super::ensemble::Ensemble;
 use super::model_dir::{ModelPredictions, SpeakerSource, TrainedModel};
 use crate::data::{Corpus, FeatureStore, InputNormMode, SpeakerNorm};
 use crate::evaluation::metrics::{mean_std, EvalReport};
@@ -118,10 +119,11 @@ pub fn speaker_stats(
     })
 }
 
-/// One fold of a finished run: its model and its test utterances (corpus indices).
+/// One fold of a finished run: its model (an ensemble fold's members averaged) and its test
+/// utterances (corpus indices).
 pub struct FoldModel {
     pub name: String,
-    pub model: TrainedModel,
+    pub model: Ensemble,
     pub test: Vec<usize>,
     /// The fold's training utterances (corpus indices), for the enrollment prior of a model whose
     /// `model.json` has none.
@@ -208,7 +210,9 @@ pub fn evaluate_enrollment(
     }
     let mut skipped = vec![0usize; settings.ks.len()];
     for (f, fold) in folds.iter().enumerate() {
-        let model = &fold.model;
+        // The members read the same inputs, so the first member's features and statistics serve
+        // them all.
+        let model = fold.model.first();
         let prior = priors[f].as_ref().filter(|_| shrunk);
         let mut speakers: Vec<&str> = fold
             .test
@@ -238,8 +242,14 @@ pub fn evaluate_enrollment(
             let vectors = model.vectors(&own)?;
             let all: Vec<usize> = (0..own.len()).collect();
             let run = |source: SpeakerSource<'_>, indices: &[usize]| -> Result<ModelPredictions> {
-                let inputs = model.inputs(&own, &store, vectors.as_ref(), source)?;
-                model.predict(settings.device, &store, vectors.as_ref(), &inputs, indices)
+                (fold.model).predict(
+                    settings.device,
+                    &own,
+                    &store,
+                    vectors.as_ref(),
+                    source,
+                    indices,
+                )
             };
             evaluations[0][0].add(run(SpeakerSource::Corpus, &all)?, &to_corpus);
             evaluations[1][0].add(run(SpeakerSource::Training, &all)?, &to_corpus);
@@ -340,7 +350,7 @@ pub fn evaluate_enrollment(
 /// utterances of `corpus`; `None` for a model that is not speaker-normalised or a fold without
 /// training utterances in `corpus`.
 fn prior_of_fold(fold: &FoldModel, corpus: &Corpus) -> Result<Option<EnrollmentPrior>> {
-    let model = &fold.model;
+    let model = fold.model.first();
     if model.input_norm_mode() != InputNormMode::Speaker {
         return Ok(None);
     }

@@ -109,25 +109,6 @@ impl Ensemble {
         self.members.iter().flat_map(|m| &m.missing)
     }
 
-    /// The one network of a plain model; an error naming a member for an ensemble, for the uses
-    /// that take one network (the enrollment table).
-    pub fn into_single(mut self, what: &str) -> Result<TrainedModel> {
-        if self.members.len() == 1 {
-            return Ok(self.members.pop().expect("one member"));
-        }
-        let member = &self.members[0].path;
-        let member = member.parent().and_then(Path::parent).unwrap_or(member);
-        Err(Error::data(
-            &self.path,
-            format!(
-                "is an ensemble of {} networks, and {what} takes one network: give one member's \
-                 folder, e.g. {}",
-                self.members.len(),
-                member.display()
-            ),
-        ))
-    }
-
     /// Class probabilities of `indices` of `corpus`: each member's (normalised from `source` as
     /// [`TrainedModel::inputs`] does, predicted as [`TrainedModel::predict`] does), then the
     /// members' network and fused probabilities averaged with equal weights, as the trainer
