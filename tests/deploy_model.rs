@@ -350,6 +350,25 @@ fn an_ensemble_fold_is_evaluated_and_predicted_as_its_report_scores_it() {
         "the networks averaged"
     );
 
+    // A member that reads other inputs (here: images of another width) is refused by name.
+    let mut other_cfg = cfg.clone();
+    other_cfg.ensemble = 1;
+    other_cfg.spectrogram.image.width = 48;
+    let other = temp_dir();
+    train(&other_cfg, other.path());
+    std::fs::remove_dir_all(run.path().join("seed-1")).unwrap();
+    std::fs::rename(other.path(), run.path().join("seed-1")).unwrap();
+    let mixed = std::process::Command::new(env!("CARGO_BIN_EXE_rescnn"))
+        .arg("predict")
+        .arg("--model")
+        .arg(run.path())
+        .arg(data.path().join(&ids[0]))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&mixed.stderr);
+    assert!(!mixed.status.success());
+    assert!(stderr.contains("must read the same inputs"), "{stderr}");
+
     // A fold whose training stopped before its last member is not the ensemble its report names.
     std::fs::remove_dir_all(run.path().join("seed-1")).unwrap();
     let partial = std::process::Command::new(env!("CARGO_BIN_EXE_rescnn"))

@@ -129,10 +129,7 @@ pub struct Evaluation {
 pub fn evaluate(args: &Args) -> Result<Evaluation> {
     let folds = fold_dirs(&args.model.dir)?;
     let mut models: Vec<(String, Ensemble)> = if folds.is_empty() {
-        vec![(
-            args.model.dir.display().to_string(),
-            Ensemble::load(&args.model.dir, args.model.weights)?,
-        )]
+        vec![(args.model.dir.display().to_string(), args.model.load()?)]
     } else {
         if args.split.is_some() {
             return Err(config_err!(
@@ -162,13 +159,7 @@ pub fn evaluate(args: &Args) -> Result<Evaluation> {
         }
     }
     let first = models[0].1.first();
-    if let Some((name, _)) = models.iter().find(|(_, e)| {
-        let m = e.first();
-        m.config.spectrogram != first.config.spectrogram
-            || m.classes() != first.classes()
-            || m.utterance().map(|u| (&u.features, u.sample_rate))
-                != first.utterance().map(|u| (&u.features, u.sample_rate))
-    }) {
+    if let Some((name, _)) = models.iter().find(|(_, e)| !e.first().reads_like(first)) {
         return Err(config_err!(
             "{name}: its feature settings or classes differ from the first fold's"
         ));

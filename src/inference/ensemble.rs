@@ -5,10 +5,13 @@
 use std::path::{Path, PathBuf};
 
 use super::model_dir::{ModelPredictions, SpeakerSource, TrainedModel, Weights};
+use crate::backends::Backend;
 use crate::data::{Corpus, FeatureStore};
 use crate::evaluation::ensemble::average;
+use crate::model::Network;
 use crate::prosody::ProsodyStore;
 use crate::training::config::DeviceChoice;
+use crate::training::device::{on_device, resolve, BackendJob, DeviceMemory};
 use crate::training::run_dir::{files, member_dirs};
 use crate::{Error, Result};
 
@@ -73,13 +76,10 @@ impl Ensemble {
                 ),
             ));
         }
-        if let Some(other) = members.iter().find(|m| {
-            m.config.spectrogram != first.config.spectrogram
-                || m.classes() != first.classes()
-                || m.input_norm_mode() != first.input_norm_mode()
-                || m.utterance().map(|u| (&u.features, u.sample_rate))
-                    != first.utterance().map(|u| (&u.features, u.sample_rate))
-        }) {
+        if let Some(other) = members
+            .iter()
+            .find(|m| !m.reads_like(first) || m.input_norm_mode() != first.input_norm_mode())
+        {
             return Err(Error::data(
                 &other.path,
                 format!(
@@ -109,11 +109,16 @@ impl Ensemble {
         self.members.iter().flat_map(|m| &m.missing)
     }
 
-    /// Class probabilities of `indices` of `corpus`: each member's (normalised from `source` as
-    /// [`TrainedModel::inputs`] does, predicted as [`TrainedModel::predict`] does), then the
-    /// members' network and fused probabilities averaged with equal weights, as the trainer
-    /// averages its members' test probabilities. The prosody branch is fitted once per fold, the
-    /// same in every member, and is taken from the first.
+    /// Every member's network with its weights on `backend`, each able to run its evaluation
+    /// batch (see [`TrainedModel::network`]).
+    pub fn networks<B: Backend<Elem = f32>>(&self, backend: &B) -> Result<Vec<Network<B>>> {
+        (self.members.iter())
+            .map(|m| m.network(backend, m.eval_mode().batch))
+            .collect()
+    }
+
+    /// Class probabilities of `indices` of `corpus` on the device `device` resolves to: see
+    /// [`Ensemble::predict_on`].
     pub fn predict(
         &self,
         device: DeviceChoice,
@@ -123,17 +128,70 @@ impl Ensemble {
         source: SpeakerSource<'_>,
         indices: &[usize],
     ) -> Result<ModelPredictions> {
-        let mut each = Vec::with_capacity(self.members.len());
-        for m in &self.members {
-            let inputs = m.inputs(corpus, store, vectors, source)?;
-            each.push(m.predict(device, store, vectors, &inputs, indices)?);
+        struct Job<'e, 'b> {
+            ensemble: &'e Ensemble,
+            corpus: &'b Corpus,
+            store: &'b FeatureStore,
+            vectors: Option<&'b ProsodyStore>,
+            source: SpeakerSource<'b>,
+            indices: &'b [usize],
         }
-        Ensemble::combine(each)
+        impl BackendJob for Job<'_, '_> {
+            type Output = ModelPredictions;
+            fn run<B: Backend<Elem = f32>>(
+                self,
+                backend: &B,
+                _memory: &DeviceMemory,
+            ) -> Result<Self::Output> {
+                let mut nets = self.ensemble.networks(backend)?;
+                let e = self.ensemble;
+                e.predict_on(
+                    backend,
+                    &mut nets,
+                    self.corpus,
+                    self.store,
+                    self.vectors,
+                    self.source,
+                    self.indices,
+                )
+            }
+        }
+        let (device, _why) = resolve(device)?;
+        on_device(
+            device,
+            Job {
+                ensemble: self,
+                corpus,
+                store,
+                vectors,
+                source,
+                indices,
+            },
+        )
     }
 
-    /// The members' predictions of the same utterances (in member order) as the ensemble's: see
-    /// [`Ensemble::predict`].
-    pub fn combine(mut each: Vec<ModelPredictions>) -> Result<ModelPredictions> {
+    /// Class probabilities of `indices` of `corpus` with the members' networks `nets` (from
+    /// [`Ensemble::networks`]): each member's (normalised from `source` as [`TrainedModel::inputs`]
+    /// does, predicted as [`TrainedModel::predict_on`] does), then the members' network and fused
+    /// probabilities averaged with equal weights, as the trainer averages its members' test
+    /// probabilities. The prosody branch is fitted once per fold, the same in every member, and is
+    /// taken from the first.
+    #[allow(clippy::too_many_arguments)]
+    pub fn predict_on<B: Backend<Elem = f32>>(
+        &self,
+        backend: &B,
+        nets: &mut [Network<B>],
+        corpus: &Corpus,
+        store: &FeatureStore,
+        vectors: Option<&ProsodyStore>,
+        source: SpeakerSource<'_>,
+        indices: &[usize],
+    ) -> Result<ModelPredictions> {
+        let mut each = Vec::with_capacity(self.members.len());
+        for (m, net) in self.members.iter().zip(nets) {
+            let inputs = m.inputs(corpus, store, vectors, source)?;
+            each.push(m.predict_on(backend, net, store, vectors, &inputs, indices)?);
+        }
         if each.len() == 1 {
             return Ok(each.pop().expect("one member"));
         }

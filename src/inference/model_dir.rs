@@ -16,11 +16,9 @@ use crate::evaluation::predict::SideInput;
 use crate::model::{ArchSpec, InputShape, Network};
 use crate::prosody::branch::{branch_predictions, fuse};
 use crate::prosody::linear::SoftmaxRegression;
-use crate::prosody::{ProsodyNorm, ProsodyStore};
+use crate::prosody::{ProsodyConfig, ProsodyNorm, ProsodyStore};
 use crate::training::checkpoint::Checkpoint;
-use crate::training::config::DeviceChoice;
 use crate::training::config::TrainConfig;
-use crate::training::device::{on_device, resolve, BackendJob, DeviceMemory};
 use crate::training::run_dir::files;
 use crate::{config_err, Error, Result};
 
@@ -176,6 +174,17 @@ impl TrainedModel {
 
     pub fn classes(&self) -> &[String] {
         &self.checkpoint.model.classes
+    }
+
+    /// Whether `other` computes its inputs from audio as this model does (the same spectrogram
+    /// and utterance-vector settings) and knows the same classes, so one feature store serves both.
+    pub fn reads_like(&self, other: &TrainedModel) -> bool {
+        fn vector(u: &UtteranceModel) -> (&ProsodyConfig, u32) {
+            (&u.features, u.sample_rate)
+        }
+        self.config.spectrogram == other.config.spectrogram
+            && self.classes() == other.classes()
+            && self.utterance().map(vector) == other.utterance().map(vector)
     }
 
     /// How the model evaluates an utterance: the trainer's `eval_time` and `eval_hop`, in batches
@@ -376,57 +385,9 @@ impl TrainedModel {
         Ok(Inputs { image, vector })
     }
 
-    /// Class probabilities of `indices` of `corpus` (spectrograms in `store`, vectors in
-    /// `vectors`), normalised by `inputs`, on the device `device` resolves to (see
-    /// [`TrainedModel::predict_on`]).
-    pub fn predict(
-        &self,
-        device: DeviceChoice,
-        store: &FeatureStore,
-        vectors: Option<&ProsodyStore>,
-        inputs: &Inputs,
-        indices: &[usize],
-    ) -> Result<ModelPredictions> {
-        struct Job<'m, 'b> {
-            model: &'m TrainedModel,
-            store: &'b FeatureStore,
-            vectors: Option<&'b ProsodyStore>,
-            inputs: &'b Inputs,
-            indices: &'b [usize],
-        }
-        impl BackendJob for Job<'_, '_> {
-            type Output = ModelPredictions;
-            fn run<B: Backend<Elem = f32>>(
-                self,
-                backend: &B,
-                _memory: &DeviceMemory,
-            ) -> Result<Self::Output> {
-                let mut net = self.model.network(backend, self.model.eval_mode().batch)?;
-                self.model.predict_on(
-                    backend,
-                    &mut net,
-                    self.store,
-                    self.vectors,
-                    self.inputs,
-                    self.indices,
-                )
-            }
-        }
-        let (device, _why) = resolve(device)?;
-        on_device(
-            device,
-            Job {
-                model: self,
-                store,
-                vectors,
-                inputs,
-                indices,
-            },
-        )
-    }
-
-    /// [`TrainedModel::predict`] with the model's network `net` (from [`TrainedModel::network`])
-    /// on `backend`: the network evaluated as the trainer evaluates it ([`predict_with`] with
+    /// Class probabilities of `indices` (spectrograms in `store`, vectors in `vectors`, normalised
+    /// by `inputs`) with the model's network `net` (from [`TrainedModel::network`]) on `backend`:
+    /// the network evaluated as the trainer evaluates it ([`predict_with`] with
     /// [`TrainedModel::eval_mode`], the utterance vector as a joint network's second input), the
     /// prosody branch, and their fusion at the model's weight.
     pub fn predict_on<B: Backend<Elem = f32>>(

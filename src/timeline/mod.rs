@@ -177,11 +177,9 @@ pub fn timeline(
     )
 }
 
-/// [`timeline`] on `backend`. Each window goes through every member's
-/// [`predict_on`](crate::inference::model_dir::TrainedModel::predict_on) as a file of that
-/// stretch would (its spectrogram and utterance vector, the model's evaluation mode, a joint
-/// network's second input, the prosody branch and the fusion), and an ensemble's members are
-/// averaged as [`Ensemble::predict`] averages them.
+/// [`timeline`] on `backend`. Each window goes through [`Ensemble::predict_on`] as a file of that
+/// stretch would: its spectrogram and utterance vector, the model's evaluation mode, a joint
+/// network's second input, the prosody branch and the fusion, an ensemble's members averaged.
 pub fn timeline_on<B: Backend<Elem = f32>>(
     backend: &B,
     ensemble: &Ensemble,
@@ -201,11 +199,7 @@ pub fn timeline_on<B: Backend<Elem = f32>>(
     let starts = window_starts(total, window, hop);
 
     let classes = model.classes().to_vec();
-    let mut nets = ensemble
-        .members
-        .iter()
-        .map(|m| m.network(backend, m.eval_mode().batch))
-        .collect::<Result<Vec<_>>>()?;
+    let mut nets = ensemble.networks(backend)?;
     let (speaker_name, source) = match speaker {
         Some(s) => (
             s.speaker.clone(),
@@ -242,19 +236,15 @@ pub fn timeline_on<B: Backend<Elem = f32>>(
             let store = model.features(&corpus)?;
             let vectors = model.vectors_with(&corpus, &CacheOptions::in_memory())?;
             let indices: Vec<usize> = (0..corpus.len()).collect();
-            let mut each = Vec::with_capacity(nets.len());
-            for (member, net) in ensemble.members.iter().zip(&mut nets) {
-                let inputs = member.inputs(&corpus, &store, vectors.as_ref(), source)?;
-                each.push(member.predict_on(
-                    backend,
-                    net,
-                    &store,
-                    vectors.as_ref(),
-                    &inputs,
-                    &indices,
-                )?);
-            }
-            let predicted = Ensemble::combine(each)?;
+            let predicted = ensemble.predict_on(
+                backend,
+                &mut nets,
+                &corpus,
+                &store,
+                vectors.as_ref(),
+                source,
+                &indices,
+            )?;
             for (u, probs) in predicted.fused {
                 let r: usize = corpus.utterances[u]
                     .id
