@@ -12,8 +12,8 @@ use rescnn::backends::ops::{
     adamw, batchnorm, concat, conv2d, dropout, maxpool, rmsprop, shortcut, softmax_xent, statspool,
 };
 use rescnn::backends::{
-    Backend, BatchNormGeom, ConcatGeom, DropoutParams, PoolGeom, ShortcutGeom, StatsPoolGeom,
-    XentGeom,
+    Backend, BatchNormGeom, ConcatGeom, ConvGeom, DenseGeom, DropoutParams, Padding, PoolGeom,
+    ShortcutGeom, StatsPoolGeom, XentGeom,
 };
 use rescnn::model::{AdamWConfig, LrSchedule, RmsPropConfig};
 use rescnn::Shape;
@@ -22,6 +22,7 @@ backend_tests!(
     maxpool_matches_reference,
     maxpool_with_ties_takes_the_first_maximum,
     maxpool_refuses_a_geometry_its_constructor_would_not_build,
+    every_op_refuses_the_geometries_its_validity_rule_refuses,
     maxpool_relu_backward_writes_the_masked_gradient,
     shortcut_matches_reference,
     softmax_xent_matches_reference,
@@ -178,6 +179,47 @@ fn maxpool_refuses_a_geometry_its_constructor_would_not_build<B: Backend<Elem = 
             "{bad:?}"
         );
     }
+}
+
+#[test]
+fn every_op_refuses_the_geometries_its_validity_rule_refuses_on_the_cpu() {
+    every_op_refuses_the_geometries_its_validity_rule_refuses(&reference());
+}
+
+/// Each op has one validity rule for its public parameter struct, which the CPU reference and the
+/// kernel wrapper both apply: a hand-made geometry breaking it is refused by every backend, with
+/// buffers large enough that only the rule can refuse it. The cases are the ones the two sides once
+/// judged differently (padding as wide as the kernel, an empty batch or target, eps 0).
+fn every_op_refuses_the_geometries_its_validity_rule_refuses<B: Backend<Elem = f32>>(dev: &B) {
+    let big = || dev.zeros(4096).unwrap();
+    let conv = ConvGeom::new(Shape::new(1, 1, 8, 8), 2, (3, 3), 1, Padding::Same, false).unwrap();
+    for bad in [ConvGeom { pad_top: 3, ..conv }, ConvGeom { n: 0, ..conv }] {
+        let err = dev.conv2d_forward(&bad, &big(), &big(), &big(), &mut big());
+        assert!(err.is_err(), "conv2d accepted {bad:?}");
+    }
+    let dense = DenseGeom::new(2, 3, 4, false).unwrap();
+    let bad = DenseGeom { n: 0, ..dense };
+    let err = dev.dense_forward(&bad, &big(), &big(), &big(), &mut big());
+    assert!(err.is_err(), "dense accepted {bad:?}");
+    let shortcut = ShortcutGeom::new(Shape::new(1, 1, 8, 8), Shape::new(1, 2, 4, 4)).unwrap();
+    for bad in [
+        ShortcutGeom {
+            c_dst: 0,
+            ..shortcut
+        },
+        ShortcutGeom { n: 0, ..shortcut },
+    ] {
+        let err = dev.shortcut_forward(&bad, &big(), &mut big());
+        assert!(err.is_err(), "shortcut accepted {bad:?}");
+    }
+    let pool = PoolGeom::new(Shape::new(1, 2, 8, 8), 2, 2).unwrap();
+    let bad = PoolGeom { n: 0, ..pool };
+    let err = dev.maxpool_forward(&bad, &big(), &mut big(), &mut dev.zeros_idx(4096).unwrap());
+    assert!(err.is_err(), "max-pool accepted {bad:?}");
+    let stats = StatsPoolGeom::new(Shape::new(1, 2, 4, 4), 1e-5).unwrap();
+    let bad = StatsPoolGeom { eps: 0.0, ..stats };
+    let err = dev.statspool_forward(&bad, &big(), &mut big());
+    assert!(err.is_err(), "statistics pooling accepted {bad:?}");
 }
 
 const POOL_CASES: [(Shape, usize, usize); 6] = [

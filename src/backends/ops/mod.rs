@@ -25,6 +25,7 @@
 //! The tests below keep this honest: every `kernels/*.cu` is an op folder listed in [`ALL`] and
 //! vice versa, and every `#[repr(C)]` struct of the op folders matches its `geometry.cuh` mirror.
 
+use crate::tensor::Shape;
 use crate::{shape_err, Result};
 
 /// What every op folder's `mod.rs` declares alike, written once: `KERNEL_MODULE`, the name of the
@@ -102,6 +103,26 @@ pub struct Tolerance {
     pub rtol: f64,
     /// Why this much difference is legitimate.
     pub reason: &'static str,
+}
+
+/// The one validity rule of an op's parameter struct: every one of `sizes` at least 1 and `consistent`
+/// true. The fields are public, so a struct not built by its `new` must be refused here, by the CPU
+/// reference and the kernel wrapper alike, rather than wrap into an index.
+pub(crate) fn check_geometry(
+    what: &str,
+    g: &impl std::fmt::Debug,
+    sizes: &[i32],
+    consistent: bool,
+) -> Result<()> {
+    if sizes.iter().any(|&v| v < 1) || !consistent {
+        return Err(shape_err!("invalid {what} {g:?}"));
+    }
+    Ok(())
+}
+
+/// The shape (N, C, H, W) of a parameter struct's 32-bit sizes, which its `validate` has checked.
+pub(crate) fn nchw(n: i32, c: i32, h: i32, w: i32) -> Shape {
+    Shape::new(n as usize, c as usize, h as usize, w as usize)
 }
 
 /// A size as the kernels' 32-bit field, or an error naming it.

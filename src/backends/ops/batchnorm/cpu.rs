@@ -7,7 +7,7 @@ use rayon::prelude::*;
 use super::{BatchNormGeom, BatchNormOp};
 use crate::backends::cpu::{check_len, relu_mask, CpuBackend};
 use crate::tensor::Real;
-use crate::{shape_err, Result};
+use crate::Result;
 
 struct Dims {
     n: usize,
@@ -17,9 +17,7 @@ struct Dims {
 
 impl Dims {
     fn new(g: &BatchNormGeom) -> Result<Self> {
-        if [g.n, g.c, g.h, g.w].iter().any(|&v| v < 1) || g.eps.is_nan() || g.eps <= 0.0 {
-            return Err(shape_err!("invalid batch norm geometry {g:?}"));
-        }
+        g.validate()?;
         Ok(Dims {
             n: g.n as usize,
             c: g.c as usize,

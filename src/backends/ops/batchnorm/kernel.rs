@@ -4,7 +4,7 @@ use super::{BatchNormGeom, BatchNormOp, KERNEL_MODULE};
 use crate::backends::device::{Device, DevicePtr, Kernel, KernelArgs, LaunchConfig};
 use crate::backends::kernel_backend::KernelBackend;
 use crate::backends::kernels::{check_index_range, grid_stride, need};
-use crate::{shape_err, Result};
+use crate::Result;
 
 pub const FORWARD_TRAIN: Kernel = Kernel::new(KERNEL_MODULE, "batchnorm_forward_train");
 pub const FORWARD_EVAL: Kernel = Kernel::new(KERNEL_MODULE, "batchnorm_forward_eval");
@@ -15,9 +15,7 @@ pub const BACKWARD: Kernel = Kernel::new(KERNEL_MODULE, "batchnorm_backward");
 pub const CHANNEL_THREADS: u32 = 256;
 
 fn check(g: &BatchNormGeom) -> Result<(usize, usize)> {
-    if [g.n, g.c, g.h, g.w].iter().any(|&v| v < 1) || g.eps.is_nan() || g.eps <= 0.0 {
-        return Err(shape_err!("invalid batch norm geometry {g:?}"));
-    }
+    g.validate()?;
     let len = g.shape().len();
     check_index_range("batch norm input", len)?;
     Ok((len, g.c as usize))

@@ -65,13 +65,13 @@ impl BatchNormGeom {
             momentum: momentum as f32,
         })
     }
+    /// Every size at least 1 and eps > 0 (see [`super::check_geometry`]).
+    pub fn validate(&self) -> Result<()> {
+        let sizes = [self.n, self.c, self.h, self.w];
+        super::check_geometry("batch norm geometry", self, &sizes, self.eps > 0.0)
+    }
     pub fn shape(&self) -> Shape {
-        Shape::new(
-            self.n as usize,
-            self.c as usize,
-            self.h as usize,
-            self.w as usize,
-        )
+        super::nchw(self.n, self.c, self.h, self.w)
     }
     /// M = N·H·W: the values each channel's statistics are taken over.
     pub fn per_channel(&self) -> usize {

@@ -4,19 +4,13 @@
 use super::{ConcatGeom, ConcatOp};
 use crate::backends::cpu::{check_len, CpuBackend};
 use crate::tensor::Real;
-use crate::{shape_err, Result};
-
-fn check(g: &ConcatGeom) -> Result<(usize, usize)> {
-    if !g.is_valid() {
-        return Err(shape_err!("invalid concatenation geometry {g:?}"));
-    }
-    Ok((g.a as usize, g.b as usize))
-}
+use crate::Result;
 
 impl<T: Real> ConcatOp for CpuBackend<T> {
     /// WRITES y (N, A + B): row n is a's row n followed by b's row n.
     fn concat_forward(&self, g: &ConcatGeom, a: &Vec<T>, b: &Vec<T>, y: &mut Vec<T>) -> Result<()> {
-        let (wa, wb) = check(g)?;
+        g.validate()?;
+        let (wa, wb) = (g.a as usize, g.b as usize);
         let (la, lb, ly) = g.lens();
         check_len("concat a", a.len(), la)?;
         check_len("concat b", b.len(), lb)?;
@@ -42,7 +36,8 @@ impl<T: Real> ConcatOp for CpuBackend<T> {
     ) -> Result<()> {
         let da = da.map(|v| v.as_mut_slice());
         let db = db.map(|v| v.as_mut_slice());
-        let (wa, wb) = check(g)?;
+        g.validate()?;
+        let (wa, wb) = (g.a as usize, g.b as usize);
         let (la, lb, ly) = g.lens();
         check_len("concat dy", dy.len(), ly)?;
         let rows = dy[..ly].chunks_exact(wa + wb);

@@ -4,20 +4,11 @@ use super::{ConcatGeom, ConcatOp, KERNEL_MODULE};
 use crate::backends::device::{Device, Kernel, KernelArgs};
 use crate::backends::kernel_backend::KernelBackend;
 use crate::backends::kernels::{grid_stride, need};
-use crate::{shape_err, Result};
+use crate::Result;
 
 pub const FORWARD: Kernel = Kernel::new(KERNEL_MODULE, "concat_forward");
 pub const BACKWARD_A: Kernel = Kernel::new(KERNEL_MODULE, "concat_backward_a");
 pub const BACKWARD_B: Kernel = Kernel::new(KERNEL_MODULE, "concat_backward_b");
-
-/// The lengths of a, b and y; an error for a geometry [`ConcatGeom::new`] would not build (which
-/// also keeps every index within the kernels' 32-bit arithmetic).
-fn check(g: &ConcatGeom) -> Result<(usize, usize, usize)> {
-    if !g.is_valid() {
-        return Err(shape_err!("invalid concatenation geometry {g:?}"));
-    }
-    Ok(g.lens())
-}
 
 impl<D: Device> ConcatOp for KernelBackend<D> {
     /// WRITES y (N, A + B) = [a (N, A), b (N, B)].
@@ -29,7 +20,8 @@ impl<D: Device> ConcatOp for KernelBackend<D> {
         y: &mut D::Buffer<f32>,
     ) -> Result<()> {
         let dev = &self.dev;
-        let (la, lb, ly) = check(g)?;
+        g.validate()?;
+        let (la, lb, ly) = g.lens();
         let mut args = KernelArgs::new();
         args.push(*g)
             .push(need(dev, a, la, "concat a")?)
@@ -50,7 +42,8 @@ impl<D: Device> ConcatOp for KernelBackend<D> {
         db: Option<&mut D::Buffer<f32>>,
     ) -> Result<()> {
         let dev = &self.dev;
-        let (la, lb, ly) = check(g)?;
+        g.validate()?;
+        let (la, lb, ly) = g.lens();
         let dy = need(dev, dy, ly, "concat dy")?;
         if let Some(da) = da {
             let mut args = KernelArgs::new();

@@ -62,9 +62,12 @@ impl ConcatGeom {
         let n = self.n as usize;
         (n * self.a as usize, n * self.b as usize, n * self.row())
     }
-    /// False for a geometry [`ConcatGeom::new`] would not build (a hand-made or corrupted one).
-    pub fn is_valid(&self) -> bool {
-        self.n > 0 && self.a > 0 && self.b > 0 && self.lens().2 <= i32::MAX as usize
+    /// Refuses a geometry [`ConcatGeom::new`] would not build (a hand-made or corrupted one), which
+    /// also keeps every index within the kernels' 32-bit arithmetic (see [`super::check_geometry`]).
+    pub fn validate(&self) -> Result<()> {
+        let sizes = [self.n, self.a, self.b];
+        let fits = self.lens().2 <= i32::MAX as usize;
+        super::check_geometry("concatenation geometry", self, &sizes, fits)
     }
 }
 

@@ -55,18 +55,7 @@ struct Dims {
 
 impl Dims {
     fn new(g: &ConvGeom) -> Result<Self> {
-        let fields = [
-            g.n, g.c_in, g.h_in, g.w_in, g.c_out, g.k_h, g.k_w, g.stride, g.pad_top, g.pad_left,
-            g.h_out, g.w_out,
-        ];
-        if fields.iter().any(|&v| v < 0)
-            || [
-                g.c_in, g.h_in, g.w_in, g.c_out, g.k_h, g.k_w, g.stride, g.h_out, g.w_out,
-            ]
-            .contains(&0)
-        {
-            return Err(shape_err!("invalid conv2d geometry {g:?}"));
-        }
+        g.validate()?;
         let u = |v: i32| v as usize;
         let mut d = Dims {
             n: u(g.n),

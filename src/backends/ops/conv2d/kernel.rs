@@ -43,22 +43,11 @@ const BIAS_TARGET_BLOCKS: usize = 1024;
 /// Fewest (n, h, w) positions per reduction block.
 const BIAS_MIN_CHUNK: usize = 16 * REDUCE_THREADS;
 
-/// What the launches' soundness rests on. The fields are public, so a geometry not built by
-/// [`ConvGeom::new`] must still fail here rather than in a kernel: every size and the stride at least
-/// 1 (the strided backward-data kernel divides by the stride), padding inside the kernel window. Then
-/// the sizes every kernel of this family indexes with 32-bit ints: the tensors and the GEMM extents,
-/// plus a tile of slack for the last block's overshoot. Within these, every load is bounds-tested
-/// against the geometry, so the output sizes need not match the padding mode.
+/// What the launches' soundness rests on: a valid geometry ([`ConvGeom::validate`]), then the sizes
+/// every kernel of this family indexes with 32-bit ints: the tensors and the GEMM extents, plus a
+/// tile of slack for the last block's overshoot.
 fn check_geometry(g: &ConvGeom) -> Result<()> {
-    let sizes = [
-        g.n, g.c_in, g.h_in, g.w_in, g.c_out, g.k_h, g.k_w, g.stride, g.h_out, g.w_out,
-    ];
-    if sizes.iter().any(|&v| v < 1)
-        || !(0..g.k_h).contains(&g.pad_top)
-        || !(0..g.k_w).contains(&g.pad_left)
-    {
-        return Err(shape_err!("invalid conv2d geometry {g:?}"));
-    }
+    g.validate()?;
     let slack = gemm::BN * gemm::BK;
     let (input, output) = (g.input(), g.output());
     check_int_range(

@@ -124,21 +124,32 @@ impl ConvGeom {
             relu: relu as i32,
         })
     }
+    /// Every size and the stride at least 1 (the strided backward-data kernel divides by the
+    /// stride) and the padding inside the kernel window (see [`super::check_geometry`]). Within
+    /// these every load is bounds-tested against the geometry, so the output size need not match
+    /// the padding mode.
+    pub fn validate(&self) -> Result<()> {
+        let sizes = [
+            self.n,
+            self.c_in,
+            self.h_in,
+            self.w_in,
+            self.c_out,
+            self.k_h,
+            self.k_w,
+            self.stride,
+            self.h_out,
+            self.w_out,
+        ];
+        let padding =
+            (0..self.k_h).contains(&self.pad_top) && (0..self.k_w).contains(&self.pad_left);
+        super::check_geometry("conv2d geometry", self, &sizes, padding)
+    }
     pub fn input(&self) -> Shape {
-        Shape::new(
-            self.n as usize,
-            self.c_in as usize,
-            self.h_in as usize,
-            self.w_in as usize,
-        )
+        super::nchw(self.n, self.c_in, self.h_in, self.w_in)
     }
     pub fn output(&self) -> Shape {
-        Shape::new(
-            self.n as usize,
-            self.c_out as usize,
-            self.h_out as usize,
-            self.w_out as usize,
-        )
+        super::nchw(self.n, self.c_out, self.h_out, self.w_out)
     }
     /// Number of weights (C_out·C_in·K_h·K_w); the bias adds C_out. Computed in `usize`: the i32
     /// product wraps for large filters (1024 × 1024 × 64 × 64 is 2³²), and the kernel wrappers size

@@ -7,12 +7,10 @@ use super::{DenseGeom, DenseOp};
 use crate::backends::cpu::gemm::{gemm, Threads, View};
 use crate::backends::cpu::{check_len, CpuBackend};
 use crate::tensor::Real;
-use crate::{shape_err, Result};
+use crate::Result;
 
 fn dims(g: &DenseGeom) -> Result<(usize, usize, usize)> {
-    if g.n < 0 || g.in_features <= 0 || g.out_features <= 0 {
-        return Err(shape_err!("invalid dense geometry {g:?}"));
-    }
+    g.validate()?;
     Ok((
         g.n as usize,
         g.in_features as usize,

@@ -7,7 +7,7 @@ use crate::backends::device::{Device, Kernel, KernelArgs, LaunchConfig};
 use crate::backends::kernel_backend::KernelBackend;
 use crate::backends::kernels::gemm::{self, check_int_range, Scratch, SplitK, Tile, Variants};
 use crate::backends::kernels::need;
-use crate::{shape_err, Result};
+use crate::Result;
 
 const FORWARD: Variants = Variants {
     rows64: Kernel::new(KERNEL_MODULE, "dense_forward"),
@@ -35,12 +35,10 @@ fn sizes(g: &DenseGeom) -> (usize, usize, usize) {
     )
 }
 
-/// Every size at least 1 (the fields are public; a negative one would wrap in `sizes`), and every
+/// A valid geometry ([`DenseGeom::validate`]; a negative size would wrap in `sizes`), and every
 /// extent the kernels index with 32-bit ints in range, with a tile of slack for the last block.
 fn check_geometry(g: &DenseGeom) -> Result<()> {
-    if g.n < 1 || g.in_features < 1 || g.out_features < 1 {
-        return Err(shape_err!("invalid dense geometry {g:?}"));
-    }
+    g.validate()?;
     let (n, inp, out) = sizes(g);
     let slack = gemm::BN * gemm::BK;
     check_int_range(

@@ -48,6 +48,11 @@ impl DenseGeom {
             ..self
         }
     }
+    /// Every size at least 1 (see [`super::check_geometry`]).
+    pub fn validate(&self) -> Result<()> {
+        let sizes = [self.n, self.in_features, self.out_features];
+        super::check_geometry("dense geometry", self, &sizes, true)
+    }
     /// OUT·IN, computed in `usize` (the i32 product wraps for large layers).
     pub fn weight_len(&self) -> usize {
         self.in_features as usize * self.out_features as usize

@@ -4,12 +4,10 @@
 use super::{DropoutOp, DropoutParams};
 use crate::backends::cpu::{check_len, CpuBackend};
 use crate::tensor::Real;
-use crate::{shape_err, Result};
+use crate::Result;
 
 fn check(p: &DropoutParams) -> Result<usize> {
-    if p.len < 1 || p.scale.is_nan() || p.scale < 1.0 {
-        return Err(shape_err!("invalid dropout parameters {p:?}"));
-    }
+    p.validate()?;
     Ok(p.len as usize)
 }
 

@@ -4,15 +4,13 @@ use super::{DropoutOp, DropoutParams, KERNEL_MODULE};
 use crate::backends::device::{Device, Kernel, KernelArgs};
 use crate::backends::kernel_backend::KernelBackend;
 use crate::backends::kernels::{check_index_range, grid_stride, need};
-use crate::{shape_err, Result};
+use crate::Result;
 
 pub const FORWARD: Kernel = Kernel::new(KERNEL_MODULE, "dropout_forward");
 pub const BACKWARD: Kernel = Kernel::new(KERNEL_MODULE, "dropout_backward");
 
 fn check(p: &DropoutParams) -> Result<usize> {
-    if p.len < 1 || p.scale.is_nan() || p.scale < 1.0 {
-        return Err(shape_err!("invalid dropout parameters {p:?}"));
-    }
+    p.validate()?;
     let len = p.len as usize;
     check_index_range("dropout input", len)?;
     Ok(len)

@@ -75,6 +75,10 @@ impl DropoutParams {
     pub fn identity(len: usize) -> Result<Self> {
         Self::new(len, 0.0, 0, 0, 0)
     }
+    /// At least one value and a scale of at least 1 (see [`super::check_geometry`]).
+    pub fn validate(&self) -> Result<()> {
+        super::check_geometry("dropout parameters", self, &[self.len], self.scale >= 1.0)
+    }
     /// Whether element `index` is kept.
     pub fn keeps(&self, index: u32) -> bool {
         dropout_hash(index, self.key_lo, self.key_hi) >= self.threshold

@@ -20,13 +20,7 @@ struct Dims {
 
 impl Dims {
     fn new(g: &PoolGeom) -> Result<Self> {
-        let f = [g.n, g.c, g.h_in, g.w_in, g.k, g.stride, g.h_out, g.w_out];
-        let bad_window = g.k > 0
-            && g.stride > 0
-            && ((g.h_out - 1) * g.stride + g.k > g.h_in || (g.w_out - 1) * g.stride + g.k > g.w_in);
-        if f.iter().any(|&v| v < 0) || f[1..].contains(&0) || bad_window {
-            return Err(shape_err!("invalid max-pool geometry {g:?}"));
-        }
+        g.validate()?;
         let u = |v: i32| v as usize;
         Ok(Dims {
             planes: u(g.n) * u(g.c),

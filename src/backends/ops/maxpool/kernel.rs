@@ -8,24 +8,14 @@ use crate::backends::device::{Device, Kernel, KernelArgs, LaunchConfig};
 use crate::backends::kernel_backend::KernelBackend;
 use crate::backends::kernels::{check_index_range, grid_stride, need};
 use crate::backends::ops::conv2d::kernel as conv2d;
-use crate::{shape_err, Result};
+use crate::Result;
 
 pub const FORWARD: Kernel = Kernel::new(KERNEL_MODULE, "maxpool_forward");
 pub const BACKWARD: Kernel = Kernel::new(KERNEL_MODULE, "maxpool_backward");
 pub const RELU_BACKWARD: Kernel = Kernel::new(KERNEL_MODULE, "maxpool_relu_backward");
 
-/// The kernels trust the output size and window to lie inside the input (floor mode). The fields
-/// are public, so refuse any geometry that [`PoolGeom::new`] would not have built from the same
-/// input, window and stride.
 fn check(g: &PoolGeom) -> Result<()> {
-    let positive = [g.n, g.c, g.h_in, g.w_in, g.k, g.stride]
-        .iter()
-        .all(|&v| v >= 1);
-    if !positive || PoolGeom::new(g.input(), g.k as usize, g.stride as usize).ok() != Some(*g) {
-        return Err(shape_err!(
-            "invalid max-pool geometry {g:?}: the output must be the floor-mode pooling of the input"
-        ));
-    }
+    g.validate()?;
     check_index_range("max-pool input", g.input().len())
 }
 

@@ -68,21 +68,21 @@ impl PoolGeom {
             w_out: ((input.w - k) / stride + 1) as i32,
         })
     }
+    /// The kernels trust the output size and window to lie inside the input (floor mode), so this
+    /// refuses any geometry that [`PoolGeom::new`] would not have built from the same input, window
+    /// and stride (see [`super::check_geometry`]).
+    pub fn validate(&self) -> Result<()> {
+        let sizes = [self.n, self.c, self.h_in, self.w_in, self.k, self.stride];
+        super::check_geometry("max-pool geometry", self, &sizes, true)?;
+        let built = PoolGeom::new(self.input(), self.k as usize, self.stride as usize);
+        let floor_mode = built.ok() == Some(*self);
+        super::check_geometry("max-pool geometry (not floor mode)", self, &[], floor_mode)
+    }
     pub fn input(&self) -> Shape {
-        Shape::new(
-            self.n as usize,
-            self.c as usize,
-            self.h_in as usize,
-            self.w_in as usize,
-        )
+        super::nchw(self.n, self.c, self.h_in, self.w_in)
     }
     pub fn output(&self) -> Shape {
-        Shape::new(
-            self.n as usize,
-            self.c as usize,
-            self.h_out as usize,
-            self.w_out as usize,
-        )
+        super::nchw(self.n, self.c, self.h_out, self.w_out)
     }
     pub fn with_batch(self, n: usize) -> Self {
         PoolGeom {

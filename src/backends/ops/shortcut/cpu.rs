@@ -7,7 +7,7 @@ use rayon::prelude::*;
 use super::{ShortcutGeom, ShortcutOp};
 use crate::backends::cpu::{check_len, CpuBackend};
 use crate::tensor::Real;
-use crate::{shape_err, Result};
+use crate::Result;
 
 struct Dims {
     n: usize,
@@ -22,16 +22,7 @@ struct Dims {
 
 impl Dims {
     fn new(g: &ShortcutGeom) -> Result<Self> {
-        let f = [
-            g.n, g.c_src, g.h_src, g.w_src, g.c_dst, g.h_dst, g.w_dst, g.ratio,
-        ];
-        if f.iter().any(|&v| v < 0)
-            || f[1..].contains(&0)
-            || g.h_src != g.h_dst * g.ratio
-            || g.w_src != g.w_dst * g.ratio
-        {
-            return Err(shape_err!("invalid shortcut geometry {g:?}"));
-        }
+        g.validate()?;
         let u = |v: i32| v as usize;
         Ok(Dims {
             n: u(g.n),

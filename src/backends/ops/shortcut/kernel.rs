@@ -5,15 +5,13 @@ use crate::backends::cost::Cost;
 use crate::backends::device::{Device, Kernel, KernelArgs};
 use crate::backends::kernel_backend::KernelBackend;
 use crate::backends::kernels::{check_index_range, grid_stride, need};
-use crate::{shape_err, Result};
+use crate::Result;
 
 pub const FORWARD: Kernel = Kernel::new(KERNEL_MODULE, "shortcut_forward");
 pub const BACKWARD: Kernel = Kernel::new(KERNEL_MODULE, "shortcut_backward");
 
 fn check(g: &ShortcutGeom) -> Result<()> {
-    if g.ratio < 1 || g.h_src != g.h_dst * g.ratio || g.w_src != g.w_dst * g.ratio || g.c_src < 1 {
-        return Err(shape_err!("invalid shortcut geometry {g:?}"));
-    }
+    g.validate()?;
     check_index_range("shortcut source", g.source().len())?;
     check_index_range("shortcut target", g.target().len())
 }

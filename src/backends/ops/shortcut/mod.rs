@@ -59,21 +59,21 @@ impl ShortcutGeom {
             ratio: (src.h / dst.h) as i32,
         })
     }
+    /// Every size at least 1 and the source's height and width `ratio` times the target's (see
+    /// [`super::check_geometry`]).
+    pub fn validate(&self) -> Result<()> {
+        let sizes = [
+            self.n, self.c_src, self.h_src, self.w_src, self.c_dst, self.h_dst, self.w_dst,
+            self.ratio,
+        ];
+        let tiled = self.h_src == self.h_dst * self.ratio && self.w_src == self.w_dst * self.ratio;
+        super::check_geometry("shortcut geometry", self, &sizes, tiled)
+    }
     pub fn source(&self) -> Shape {
-        Shape::new(
-            self.n as usize,
-            self.c_src as usize,
-            self.h_src as usize,
-            self.w_src as usize,
-        )
+        super::nchw(self.n, self.c_src, self.h_src, self.w_src)
     }
     pub fn target(&self) -> Shape {
-        Shape::new(
-            self.n as usize,
-            self.c_dst as usize,
-            self.h_dst as usize,
-            self.w_dst as usize,
-        )
+        super::nchw(self.n, self.c_dst, self.h_dst, self.w_dst)
     }
     pub fn with_batch(self, n: usize) -> Self {
         ShortcutGeom {

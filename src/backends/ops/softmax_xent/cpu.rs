@@ -17,9 +17,7 @@ impl<T: Real> SoftmaxXentOp for CpuBackend<T> {
         losses: &mut Vec<T>,
         d_logits: &mut Vec<T>,
     ) -> Result<XentStats> {
-        if g.n <= 0 || g.classes < 2 {
-            return Err(shape_err!("invalid softmax cross-entropy geometry {g:?}"));
-        }
+        g.validate()?;
         let (n, k) = (g.n as usize, g.classes as usize);
         check_len("softmax_xent logits", logits.len(), n * k)?;
         check_len("softmax_xent labels", labels.len(), n)?;
@@ -73,9 +71,7 @@ impl<T: Real> SoftmaxXentOp for CpuBackend<T> {
         d_logits: &mut Vec<T>,
     ) -> Result<XentStats> {
         let weights = weights.map(|w| w.as_slice());
-        if g.n <= 0 || g.classes < 2 {
-            return Err(shape_err!("invalid softmax cross-entropy geometry {g:?}"));
-        }
+        g.validate()?;
         let (n, k) = (g.n as usize, g.classes as usize);
         check_len("softmax_xent_soft logits", logits.len(), n * k)?;
         check_len("softmax_xent_soft targets", targets.len(), n * k)?;

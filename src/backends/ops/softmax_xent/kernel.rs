@@ -34,9 +34,7 @@ impl<D: Device> SoftmaxXentOp for KernelBackend<D> {
         let dev = &self.dev;
         let mut counters = self.xent_counters.lock().unwrap_or_else(|p| p.into_inner());
         let counters = &mut *counters;
-        if g.n < 1 || g.classes < 2 {
-            return Err(shape_err!("invalid softmax cross-entropy geometry {g:?}"));
-        }
+        g.validate()?;
         let (n, k) = (g.n as usize, g.classes as usize);
         check_index_range("softmax cross-entropy logits", n * k)?;
         dev.memset_zero(counters)?;
@@ -83,9 +81,7 @@ impl<D: Device> SoftmaxXentOp for KernelBackend<D> {
         let dev = &self.dev;
         let mut counters = self.xent_counters.lock().unwrap_or_else(|p| p.into_inner());
         let counters = &mut *counters;
-        if g.n < 1 || g.classes < 2 {
-            return Err(shape_err!("invalid softmax cross-entropy geometry {g:?}"));
-        }
+        g.validate()?;
         let (n, k) = (g.n as usize, g.classes as usize);
         check_index_range("softmax cross-entropy logits", n * k)?;
         dev.memset_zero(counters)?;

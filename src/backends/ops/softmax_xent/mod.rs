@@ -37,6 +37,11 @@ impl XentGeom {
             classes: to_i32("classes", classes)?,
         })
     }
+    /// At least one row and two classes (see [`super::check_geometry`]).
+    pub fn validate(&self) -> Result<()> {
+        let classes = self.classes >= 2;
+        super::check_geometry("softmax cross-entropy geometry", self, &[self.n], classes)
+    }
 }
 
 /// What one softmax cross-entropy call reports back to the host.

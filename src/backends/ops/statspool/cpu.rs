@@ -4,12 +4,10 @@
 use super::{StatsPoolGeom, StatsPoolOp};
 use crate::backends::cpu::{check_len, CpuBackend};
 use crate::tensor::Real;
-use crate::{shape_err, Result};
+use crate::Result;
 
 fn dims(g: &StatsPoolGeom) -> Result<(usize, usize, usize, usize)> {
-    if [g.n, g.c, g.h, g.w].iter().any(|&v| v < 1) || g.eps.is_nan() || g.eps <= 0.0 {
-        return Err(shape_err!("invalid statistics pooling geometry {g:?}"));
-    }
+    g.validate()?;
     Ok((g.n as usize, g.c as usize, g.h as usize, g.w as usize))
 }
 

@@ -5,7 +5,7 @@ use super::{StatsPoolGeom, StatsPoolOp, KERNEL_MODULE};
 use crate::backends::device::{Device, Kernel, KernelArgs, LaunchConfig};
 use crate::backends::kernel_backend::KernelBackend;
 use crate::backends::kernels::{check_index_range, need};
-use crate::{shape_err, Result};
+use crate::Result;
 
 pub const FORWARD: Kernel = Kernel::new(KERNEL_MODULE, "statspool_forward");
 pub const BACKWARD: Kernel = Kernel::new(KERNEL_MODULE, "statspool_backward");
@@ -14,9 +14,7 @@ pub const BACKWARD: Kernel = Kernel::new(KERNEL_MODULE, "statspool_backward");
 pub const PLANES_PER_BLOCK: u32 = 4;
 
 fn check(g: &StatsPoolGeom) -> Result<(usize, usize)> {
-    if [g.n, g.c, g.h, g.w].iter().any(|&v| v < 1) || g.eps.is_nan() || g.eps <= 0.0 {
-        return Err(shape_err!("invalid statistics pooling geometry {g:?}"));
-    }
+    g.validate()?;
     check_index_range("statistics pooling input", g.input().len())?;
     Ok((g.input().len(), g.output().len()))
 }

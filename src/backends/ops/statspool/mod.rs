@@ -53,13 +53,13 @@ impl StatsPoolGeom {
             eps: eps as f32,
         })
     }
+    /// Every size at least 1 and eps > 0 (see [`super::check_geometry`]).
+    pub fn validate(&self) -> Result<()> {
+        let sizes = [self.n, self.c, self.h, self.w];
+        super::check_geometry("statistics pooling geometry", self, &sizes, self.eps > 0.0)
+    }
     pub fn input(&self) -> Shape {
-        Shape::new(
-            self.n as usize,
-            self.c as usize,
-            self.h as usize,
-            self.w as usize,
-        )
+        super::nchw(self.n, self.c, self.h, self.w)
     }
     /// (N, 2C).
     pub fn output(&self) -> Shape {
