@@ -83,6 +83,7 @@ fn build(net: &Network<CpuBackend<f32>>, cpu: &CpuBackend<f32>, norm: GraphNorm<
     graph::build(&GraphSpec {
         plan: net.plan(),
         params: &net.export_params(cpu).unwrap(),
+        any_width: false,
         norm,
         branch: None,
         metadata: vec![("rescnn.classes".into(), "test".into())],
@@ -502,6 +503,24 @@ fn an_exported_ensemble_gives_what_rescnn_predict_gives() {
     }
 }
 
+/// A joint network (`vec`) with the branch that classifies whole utterances: its graph takes the
+/// width as a symbolic dimension and the raw utterance vector once (the network's side input is
+/// the branch's normalised vector), and on files longer than the training width ONNX Runtime gives
+/// `rescnn predict`'s probabilities for the image `rescnn spectrogram --model` writes.
+#[test]
+fn an_exported_joint_run_evaluating_whole_utterances_gives_what_rescnn_predict_gives() {
+    let mut cfg = train_support::tiny_config();
+    cfg.arch = "c8k3 bn p2 +0 c16k3 bn p2 +0 stats vec0.2 fc16".into();
+    cfg.spectrogram = rescnn::training::config::small_spectrogram(32, 40);
+    cfg.eval_time = rescnn::data::EvalTime::Whole;
+    cfg.iterations = Some(20);
+    cfg.prosody_weight = 0.5;
+    exported_run_gives_what_rescnn_predict_gives(
+        "an_exported_joint_run_evaluating_whole_utterances_gives_what_rescnn_predict_gives",
+        &cfg,
+    );
+}
+
 /// Train `cfg`, export the run, and compare ONNX Runtime's probabilities on three files with
 /// `rescnn predict`'s (the branch fused); the graph's metadata, or `None` without ONNX Runtime.
 fn exported_run_gives_what_rescnn_predict_gives(
@@ -533,6 +552,10 @@ fn exported_run_gives_what_rescnn_predict_gives(
             vector.as_os_str(),
         ]);
         let (shape, values) = rescnn::export::npy::read(&npy).unwrap();
+        if cfg.eval_time == rescnn::data::EvalTime::Whole {
+            // The whole utterance, wider than the training crops: the graph's width is symbolic.
+            assert!(shape[3] > cfg.spectrogram.image.width, "{class}: {shape:?}");
+        }
         let (vshape, vvalues) = rescnn::export::npy::read(&vector).unwrap();
         jobs.push(Job {
             model: onnx.clone(),
@@ -575,6 +598,9 @@ fn exported_run_gives_what_rescnn_predict_gives(
     assert_eq!(vector["fusion_weight"], 0.5);
     assert!(vector["entries"].as_array().is_some_and(|e| !e.is_empty()));
     let eval: serde_json::Value = serde_json::from_str(&meta["rescnn.eval"]).unwrap();
-    assert_eq!(eval["eval_time"], "first");
+    assert_eq!(
+        eval["eval_time"],
+        serde_json::to_value(cfg.eval_time).unwrap()
+    );
     Some(meta.clone())
 }

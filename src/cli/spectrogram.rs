@@ -53,6 +53,11 @@ pub fn run(args: &Args) -> Result<()> {
     let audio = original.resampled(cfg.stft.sample_rate)?;
     let mut spec = StftPlan::new(&cfg.stft)?.compute(&audio.samples);
     round_to_stored_precision(&mut spec);
+    let mut cfg = cfg;
+    if let Some(m) = &model {
+        // The image the model classifies: for whole-utterance evaluation, as wide as the utterance.
+        cfg.image.width = m.eval_width(spec.frames)?;
+    }
     let mut renderer = Renderer::new(&cfg.image)?;
     let (c, h, w) = cfg.input_shape();
     let mut written = Vec::new();

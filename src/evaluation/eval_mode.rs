@@ -158,19 +158,13 @@ pub fn predict_whole<B: Backend<Elem = f32>>(
     Ok(indices.iter().map(|&u| (u, probs[&u].clone())).collect())
 }
 
-/// Lays `net` out for the first width of at least `frames` columns that its shortcuts accept.
+/// Lays `net` out for a whole utterance of `frames` frames (at least the training width).
 fn fit_input_width<B: Backend<Elem = f32>>(
     backend: &B,
     net: &mut Network<B>,
     frames: usize,
 ) -> Result<usize> {
-    let mut width = frames;
-    loop {
-        match net.set_input_width(backend, width) {
-            Ok(()) => return Ok(width),
-            // Widths the shortcuts refuse; 64 more columns cover any pooling factor up to 64.
-            Err(_) if width < frames + 64 => width += 1,
-            Err(e) => return Err(e),
-        }
-    }
+    let width = net.plan().whole_width(frames)?;
+    net.set_input_width(backend, width)?;
+    Ok(width)
 }

@@ -24,7 +24,7 @@ use std::path::Path;
 use crate::data::{InputNormMode, SpeakerNorm};
 use crate::inference::ensemble::Ensemble;
 use crate::inference::model_dir::TrainedModel;
-use crate::model::{ArchSpec, InputShape, Plan};
+use crate::model::ArchSpec;
 use crate::training::checkpoint::version_string;
 use crate::Result;
 
@@ -61,12 +61,9 @@ pub fn export_model(model: &TrainedModel) -> Result<ModelProto> {
     let m = &model.checkpoint.model;
     let spec = ArchSpec::parse(&m.arch)?;
     let (c, h, w) = m.input_shape;
-    let plan = Plan::new(
-        &spec,
-        InputShape::new(c, h, w).with_side(m.side_input_len),
-        m.classes.len(),
-    )?;
+    let plan = model.plan()?;
     let spectrogram = &model.config.spectrogram;
+    let any_width = plan.any_width();
     let (norm, norm_meta) = match m.input_norm_mode {
         InputNormMode::Training => (
             GraphNorm::PerChannel(&m.input_norm),
@@ -87,8 +84,13 @@ pub fn export_model(model: &TrainedModel) -> Result<ModelProto> {
             }),
         ),
     };
+    let width = if any_width {
+        format!("W (any width the network accepts, at least {w})")
+    } else {
+        w.to_string()
+    };
     let input_doc = format!(
-        "`spectrogram`: float32 (N, {c}, {h}, {w}), planar (channel-major), values in [0, 1]: the \
+        "`spectrogram`: float32 (N, {c}, {h}, {width}), planar (channel-major), values in [0, 1]: the \
          spectrogram image of `rescnn.spectrogram` (time on the width, row 0 = highest frequency, \
          {} colour map), exactly what `rescnn spectrogram --npy` writes; the PNG is this rounded to 8 bits",
         spectrogram.image.colormap.name()
@@ -112,7 +114,7 @@ pub fn export_model(model: &TrainedModel) -> Result<ModelProto> {
         ),
     ];
     let mut metadata = metadata;
-    metadata.push((keys::EVAL.to_string(), eval_doc(model, w)));
+    metadata.push((keys::EVAL.to_string(), eval_doc(model, w, any_width)));
     let branch = match model.utterance() {
         Some(u) => {
             let c = u.classifier.as_ref().ok_or_else(|| {
@@ -167,6 +169,7 @@ pub fn export_model(model: &TrainedModel) -> Result<ModelProto> {
     graph::build(&GraphSpec {
         plan: &plan,
         params: &model.checkpoint.params,
+        any_width,
         norm,
         branch,
         metadata,
@@ -180,8 +183,8 @@ pub fn export_model(model: &TrainedModel) -> Result<ModelProto> {
 }
 
 /// What metadata `rescnn.eval` says: how rescnn classifies an utterance with this model, and so
-/// what the graph's fixed-width input reproduces.
-fn eval_doc(model: &TrainedModel, width: usize) -> String {
+/// what the graph reproduces.
+fn eval_doc(model: &TrainedModel, width: usize, any_width: bool) -> String {
     use crate::data::EvalTime;
     let how = match model.config.eval_time {
         EvalTime::First => format!(
@@ -193,10 +196,15 @@ fn eval_doc(model: &TrainedModel, width: usize) -> String {
              run the graph on each crop's image and average the network's probabilities",
             model.eval_mode().hop_for(&model.config.spectrogram.image)
         ),
+        EvalTime::Whole if any_width => format!(
+            "whole: rescnn classifies each utterance in one image of its own width (its frames, at \
+             least {width}, rounded up to the first width the network's shortcuts accept; the extra \
+             columns are padding), which `rescnn spectrogram --model` writes; the graph's width is \
+             symbolic, so its output for that image is rescnn's prediction"
+        ),
         EvalTime::Whole => format!(
-            "whole: rescnn classifies each utterance in one image as wide as the longest utterance \
-             evaluated together; this graph takes {width} frames, so its network output is the \
-             first-frames evaluation, not rescnn's"
+            "whole: rescnn classifies each utterance in one image of its own width; this graph \
+             takes {width} frames, so its network output is the first-frames evaluation, not rescnn's"
         ),
     };
     serde_json::json!({ "eval_time": model.config.eval_time, "how": how }).to_string()

@@ -13,7 +13,7 @@ use crate::evaluation::eval_mode::{predict_with, EvalMode};
 use crate::evaluation::model_file::{self, ModelFile, SpeakerStats, UtteranceModel};
 use crate::evaluation::predict::Predictions;
 use crate::evaluation::predict::SideInput;
-use crate::model::{ArchSpec, InputShape, Network};
+use crate::model::{ArchSpec, InputShape, Network, Plan};
 use crate::prosody::branch::{branch_predictions, fuse};
 use crate::prosody::linear::SoftmaxRegression;
 use crate::prosody::{ProsodyConfig, ProsodyNorm, ProsodyStore};
@@ -201,6 +201,25 @@ impl TrainedModel {
     /// The utterance-vector path, if the model has one.
     pub fn utterance(&self) -> Option<&UtteranceModel> {
         self.parts.utterance.as_ref()
+    }
+
+    /// The network's layout at its training width.
+    pub fn plan(&self) -> Result<Plan> {
+        let m = &self.checkpoint.model;
+        let (c, h, w) = m.input_shape;
+        let input = InputShape::new(c, h, w).with_side(m.side_input_len);
+        Plan::new(&ArchSpec::parse(&m.arch)?, input, m.classes.len())
+    }
+
+    /// The image width this model classifies an utterance of `frames` frames at: the whole
+    /// utterance's (see [`Plan::whole_width`]) when it evaluates whole utterances, else its
+    /// training width (the first frames, or crops of that width).
+    pub fn eval_width(&self, frames: usize) -> Result<usize> {
+        let plan = self.plan()?;
+        match self.config.eval_time {
+            crate::data::EvalTime::Whole => plan.whole_width(frames.max(plan.input.width)),
+            _ => Ok(plan.input.width),
+        }
     }
 
     /// The network with the checkpoint's weights, able to run `max_batch` inputs at a time.

@@ -29,6 +29,7 @@ pub mod presets;
 pub mod schedule;
 pub mod spec;
 pub mod tensors;
+pub mod width;
 
 pub use layer::{PlannedLayer, PlannedOp};
 pub use memory::{memory_plan, MemoryBytes, MemoryPlan};

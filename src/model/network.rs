@@ -193,24 +193,7 @@ impl<B: Backend> Network<B> {
             return Ok(());
         }
         self.stage = Stage::Idle;
-        let input = InputShape {
-            width,
-            ..self.plan.input
-        };
-        let plan = Plan::new(&self.plan.spec, input, self.plan.classes)?;
-        let same_params = plan.layers.len() == self.plan.layers.len()
-            && plan
-                .layers
-                .iter()
-                .zip(&self.plan.layers)
-                .all(|(a, b)| a.params() == b.params());
-        if !same_params {
-            return Err(config_err!(
-                "architecture `{}` takes inputs {} columns wide only (its dense layers' input size depends on the width; put `stats` before the fc layers to make it width-independent); {width} columns were asked for",
-                self.plan.spec,
-                self.plan.input.width
-            ));
-        }
+        let plan = self.plan.with_width(width)?;
         let memory = memory_plan(&plan);
         for (i, &per_sample) in memory.buffers.iter().enumerate() {
             let need = self.max_batch * per_sample;

@@ -19,7 +19,10 @@
 //! | prosody branch | the utterance vector: `Sub` mean, `Mul` by 1/std (constants, or the speaker's as inputs), `Gemm` with the logistic regression (`transB`), `Softmax` |
 //! | late fusion | `Mul` each probability matrix by its weight, `Add` |
 //!
-//! The batch dimension is symbolic (`N`); height and width are fixed by the plan.
+//! The batch dimension is symbolic (`N`) and the height fixed by the plan. So is the width, except
+//! for a network that works alike at every width ([`Plan::any_width`]: statistics pooling, no
+//! strided convolution), whose graph takes the width as the symbolic `W`: no op of such a graph
+//! depends on it, so the graph classifies an image of any width the network accepts.
 
 mod layers;
 
@@ -88,6 +91,9 @@ pub enum GraphNorm<'a> {
 pub struct GraphSpec<'a> {
     pub plan: &'a Plan,
     pub params: &'a [NamedTensor<f32>],
+    /// Whether the input's width is the symbolic dimension `W` (a plan for which
+    /// [`Plan::any_width`] holds), else the plan's width.
+    pub any_width: bool,
     pub norm: GraphNorm<'a>,
     /// The prosody branch fused with the network, if the model has one.
     pub branch: Option<GraphBranch<'a>>,
@@ -183,16 +189,18 @@ impl Builder<'_> {
     }
 }
 
-/// The prosody branch and the fusion: the utterance vector normalised, `Gemm` with the
-/// regression's rows and biases, `Softmax`, then `(1 − w) · network + w · branch` into
-/// [`OUTPUT`].
-fn add_branch(
+/// The tensor holding the normalised utterance vector, which the branch classifies and a joint
+/// network takes as its side input.
+const NORMALISED_VECTOR: &str = "vector.normalised";
+
+/// The branch's input: the raw utterance vector [`VECTOR_INPUT`] normalised into
+/// [`NORMALISED_VECTOR`] (emitted before the network, whose `vec` layer may read it); its length.
+fn add_vector_norm(
     b: &mut Builder<'_>,
     inputs: &mut Vec<onnx::ValueInfoProto>,
-    outputs: &mut Vec<onnx::ValueInfoProto>,
     branch: &GraphBranch<'_>,
     classes: usize,
-) -> Result<()> {
+) -> Result<usize> {
     let stride = branch.rows.first().map_or(0, Vec::len);
     if branch.rows.len() != classes || stride < 2 || branch.rows.iter().any(|r| r.len() != stride) {
         return Err(shape_err!(
@@ -263,9 +271,22 @@ fn add_branch(
         "Mul",
         "vector_norm.scale",
         &["vector.centred", &inv_std],
-        &["vector.normalised"],
+        &[NORMALISED_VECTOR],
         vec![],
     ));
+    Ok(dims)
+}
+
+/// The prosody branch and the fusion: `Gemm` of the normalised vector (of `dims` entries) with the
+/// regression's rows and biases, `Softmax`, then `(1 − w) · network + w · branch` into [`OUTPUT`].
+fn add_branch(
+    b: &mut Builder<'_>,
+    outputs: &mut Vec<onnx::ValueInfoProto>,
+    branch: &GraphBranch<'_>,
+    classes: usize,
+    dims: usize,
+) -> Result<()> {
+    let batch = Dim::Named("N");
     let w: Vec<f32> = branch
         .rows
         .iter()
@@ -279,7 +300,7 @@ fn add_branch(
     b.push(node(
         "Gemm",
         "prosody",
-        &["vector.normalised", "prosody.weight", "prosody.bias"],
+        &[NORMALISED_VECTOR, "prosody.weight", "prosody.bias"],
         &["prosody.scores"],
         vec![attr_int("transB", 1)],
     ));
@@ -350,7 +371,11 @@ pub fn build(spec: &GraphSpec<'_>) -> Result<ModelProto> {
             batch.clone(),
             Dim::Fixed(input.channels),
             Dim::Fixed(input.height),
-            Dim::Fixed(input.width),
+            if spec.any_width {
+                Dim::Named("W")
+            } else {
+                Dim::Fixed(input.width)
+            },
         ],
         "spectrogram image (N, C, H, W), planar f32 in [0, 1] as `rescnn spectrogram --npy` writes it",
     )];
@@ -407,13 +432,29 @@ pub fn build(spec: &GraphSpec<'_>) -> Result<ModelProto> {
     current[0] = normalised;
     // Whether node i is still a 4-D map (dense layers make it 2-D).
     let mut flattened = vec![false; plan.nodes.len()];
+    let vector_dims = match &spec.branch {
+        Some(branch) => Some(add_vector_norm(&mut b, &mut inputs, branch, plan.classes)?),
+        None => None,
+    };
     if let Some(node) = plan.side_input {
-        inputs.push(value_info(
-            UTTERANCE_VECTOR,
-            &[batch.clone(), Dim::Fixed(input.side)],
-            "each sample's utterance vector (N, D), normalised as the model was trained",
-        ));
-        current[node] = UTTERANCE_VECTOR.to_string();
+        current[node] = match vector_dims {
+            // The branch's normaliser is the one the joint network was trained with.
+            Some(dims) if dims == input.side => NORMALISED_VECTOR.to_string(),
+            Some(dims) => {
+                return Err(shape_err!(
+                    "cannot export: the network takes vectors of {} values, the branch {dims}",
+                    input.side
+                ))
+            }
+            None => {
+                inputs.push(value_info(
+                    UTTERANCE_VECTOR,
+                    &[batch.clone(), Dim::Fixed(input.side)],
+                    "each sample's utterance vector (N, D), normalised as the model was trained",
+                ));
+                UTTERANCE_VECTOR.to_string()
+            }
+        };
         flattened[node] = true;
     }
     let logits = plan.logits_node();
@@ -443,8 +484,8 @@ pub fn build(spec: &GraphSpec<'_>) -> Result<ModelProto> {
         &[batch.clone(), Dim::Fixed(plan.classes)],
         "class probabilities (N, classes) in the order of metadata `rescnn.classes`",
     )];
-    if let Some(branch) = &spec.branch {
-        add_branch(&mut b, &mut inputs, &mut outputs, branch, plan.classes)?;
+    if let (Some(branch), Some(dims)) = (&spec.branch, vector_dims) {
+        add_branch(&mut b, &mut outputs, branch, plan.classes, dims)?;
     }
     Ok(ModelProto {
         ir_version: onnx::IR_VERSION,
