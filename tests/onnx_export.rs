@@ -85,6 +85,7 @@ fn build(net: &Network<CpuBackend<f32>>, cpu: &CpuBackend<f32>, norm: GraphNorm<
         params: &net.export_params(cpu).unwrap(),
         any_width: false,
         norm,
+        vector: None,
         branch: None,
         metadata: vec![("rescnn.classes".into(), "test".into())],
         producer_version: "test".into(),
@@ -521,6 +522,25 @@ fn an_exported_joint_run_evaluating_whole_utterances_gives_what_rescnn_predict_g
     );
 }
 
+/// A joint network trained without the branch: the graph still takes the raw vector and
+/// normalises it inside (the model's saved normaliser), and has no branch outputs.
+#[test]
+fn an_exported_joint_run_without_the_branch_gives_what_rescnn_predict_gives() {
+    let mut cfg = train_support::tiny_config();
+    cfg.arch = "c8k3 p2 +0 c16k3 p2 stats vec0.2fc8 fc16".into();
+    cfg.iterations = Some(20);
+    cfg.prosody_weight = 0.0;
+    let meta = exported_run_gives_what_rescnn_predict_gives(
+        "an_exported_joint_run_without_the_branch_gives_what_rescnn_predict_gives",
+        &cfg,
+    );
+    if let Some(meta) = meta {
+        let vector: serde_json::Value =
+            serde_json::from_str(&meta["rescnn.utterance_vector"]).unwrap();
+        assert!(vector.get("fusion_weight").is_none(), "{vector}");
+    }
+}
+
 /// Train `cfg`, export the run, and compare ONNX Runtime's probabilities on three files with
 /// `rescnn predict`'s (the branch fused); the graph's metadata, or `None` without ONNX Runtime.
 fn exported_run_gives_what_rescnn_predict_gives(
@@ -572,7 +592,12 @@ fn exported_run_gives_what_rescnn_predict_gives(
             wav.as_os_str(),
         ]);
         let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-        assert!(json[0]["prosody"].is_array(), "predict fuses the branch");
+        let fused = cfg.prosody_weight > 0.0;
+        assert_eq!(
+            json[0]["prosody"].is_array(),
+            fused,
+            "predict fuses a branch"
+        );
         let probs = json[0]["probabilities"].as_object().unwrap();
         predicted.push(
             rescnn::data::EMOTIONS
@@ -585,7 +610,7 @@ fn exported_run_gives_what_rescnn_predict_gives(
     for (out, want) in outputs.iter().zip(&predicted) {
         compare(
             &ORT_PROBABILITIES,
-            "exported run with the branch vs rescnn predict",
+            "exported run vs rescnn predict",
             &out.values,
             want,
         )
@@ -595,7 +620,9 @@ fn exported_run_gives_what_rescnn_predict_gives(
     let vector: serde_json::Value = serde_json::from_str(&meta["rescnn.utterance_vector"]).unwrap();
     assert_eq!(vector["input"], graph::VECTOR_INPUT);
     assert_eq!(vector["raw"], true);
-    assert_eq!(vector["fusion_weight"], 0.5);
+    if cfg.prosody_weight > 0.0 {
+        assert_eq!(vector["fusion_weight"], cfg.prosody_weight);
+    }
     assert!(vector["entries"].as_array().is_some_and(|e| !e.is_empty()));
     let eval: serde_json::Value = serde_json::from_str(&meta["rescnn.eval"]).unwrap();
     assert_eq!(

@@ -115,62 +115,68 @@ pub fn export_model(model: &TrainedModel) -> Result<ModelProto> {
     ];
     let mut metadata = metadata;
     metadata.push((keys::EVAL.to_string(), eval_doc(model, w, any_width)));
-    let branch = match model.utterance() {
-        Some(u) => {
-            let c = u.classifier.as_ref().ok_or_else(|| {
-                crate::config_err!(
-                    "cannot export: the model's utterance vector has no classifier to put in the graph"
-                )
-            })?;
-            let (vnorm, applied) = match u.norm {
-                InputNormMode::Training => (
-                    graph::VectorNorm::Constants {
-                        mean: &u.training.mean,
-                        std: &u.training.std,
-                    },
-                    "inside the graph: v = (v - mean) * (1 / std), the training utterances' statistics",
-                ),
-                InputNormMode::Speaker => (
-                    graph::VectorNorm::SpeakerInputs,
-                    "inside the graph: v = (v - speaker_vector_mean) * (1 / speaker_vector_std), the \
-                     mean and population standard deviation of each entry over the speaker's \
-                     utterances (1 where the deviation is below 1e-6 · max(|mean|, 1))",
-                ),
-            };
-            metadata.push((
-                keys::UTTERANCE_VECTOR.to_string(),
-                serde_json::json!({
-                    "input": graph::VECTOR_INPUT,
-                    "raw": true,
-                    "applied": applied,
-                    "normalisation": u.norm,
-                    "entries": u.features.names(),
-                    "features": u.features,
-                    "sample_rate": u.sample_rate,
-                    "computed_by": "rescnn spectrogram --model RUN --vector-npy OUT.npy FILE.wav",
-                    "classifier": "logistic regression: Softmax(Gemm(v, W, b, transB))",
-                    "fusion": format!(
-                        "probabilities = {} * network_probabilities + {} * prosody_probabilities",
-                        1.0 - c.fusion_weight,
-                        c.fusion_weight
-                    ),
-                    "fusion_weight": c.fusion_weight,
-                })
-                .to_string(),
-            ));
-            Some(graph::GraphBranch {
-                norm: vnorm,
+    let mut vector = None;
+    let mut branch = None;
+    let reads_vector = |u: &&crate::evaluation::model_file::UtteranceModel| {
+        u.classifier.is_some() || m.side_input_len > 0
+    };
+    if let Some(u) = model.utterance().filter(reads_vector) {
+        let (vnorm, applied) = match u.norm {
+            InputNormMode::Training => (
+                graph::VectorNorm::Constants {
+                    mean: &u.training.mean,
+                    std: &u.training.std,
+                },
+                "inside the graph: v = (v - mean) * (1 / std), the training utterances' statistics",
+            ),
+            InputNormMode::Speaker => (
+                graph::VectorNorm::SpeakerInputs,
+                "inside the graph: v = (v - speaker_vector_mean) * (1 / speaker_vector_std), the \
+                 mean and population standard deviation of each entry over the speaker's \
+                 utterances (1 where the deviation is below 1e-6 · max(|mean|, 1))",
+            ),
+        };
+        let mut doc = serde_json::json!({
+            "input": graph::VECTOR_INPUT,
+            "raw": true,
+            "applied": applied,
+            "normalisation": u.norm,
+            "entries": u.features.names(),
+            "features": u.features,
+            "sample_rate": u.sample_rate,
+            "computed_by": "rescnn spectrogram --model RUN --vector-npy OUT.npy FILE.wav",
+            "network": if m.side_input_len > 0 {
+                "the network's `vec` layer reads the normalised vector"
+            } else {
+                "the network does not read the vector"
+            },
+        });
+        if let Some(c) = &u.classifier {
+            doc["classifier"] = "logistic regression: Softmax(Gemm(v, W, b, transB))".into();
+            doc["fusion"] = format!(
+                "probabilities = {} * network_probabilities + {} * prosody_probabilities",
+                1.0 - c.fusion_weight,
+                c.fusion_weight
+            )
+            .into();
+            doc["fusion_weight"] = c.fusion_weight.into();
+            branch = Some(graph::GraphBranch {
                 rows: &c.rows,
                 fusion_weight: c.fusion_weight,
-            })
+            });
         }
-        None => None,
-    };
+        metadata.push((keys::UTTERANCE_VECTOR.to_string(), doc.to_string()));
+        vector = Some(graph::GraphVector {
+            norm: vnorm,
+            dims: u.features.vector_len(),
+        });
+    }
     graph::build(&GraphSpec {
         plan: &plan,
         params: &model.checkpoint.params,
         any_width,
         norm,
+        vector,
         branch,
         metadata,
         producer_version: env!("CARGO_PKG_VERSION").to_string(),

@@ -67,11 +67,19 @@ pub enum VectorNorm<'a> {
     SpeakerInputs,
 }
 
+/// The raw utterance vector [`VECTOR_INPUT`] and its normalisation inside the graph: what the
+/// prosody branch classifies and a joint network's `vec` layer reads (the same normalised vector).
+#[derive(Clone, Debug, PartialEq)]
+pub struct GraphVector<'a> {
+    pub norm: VectorNorm<'a>,
+    /// D, the vector's length.
+    pub dims: usize,
+}
+
 /// The late-fused prosody branch: a logistic regression on the normalised utterance vector,
 /// `(1 − w) · network + w · branch`.
 #[derive(Clone, Debug, PartialEq)]
 pub struct GraphBranch<'a> {
-    pub norm: VectorNorm<'a>,
     /// One row per class: the weights, then the bias.
     pub rows: &'a [Vec<f64>],
     pub fusion_weight: f64,
@@ -95,7 +103,9 @@ pub struct GraphSpec<'a> {
     /// [`Plan::any_width`] holds), else the plan's width.
     pub any_width: bool,
     pub norm: GraphNorm<'a>,
-    /// The prosody branch fused with the network, if the model has one.
+    /// The utterance vector, if the model has a branch or a `vec` layer.
+    pub vector: Option<GraphVector<'a>>,
+    /// The prosody branch fused with the network, if the model has one (it needs `vector`).
     pub branch: Option<GraphBranch<'a>>,
     /// `metadata_props` of the model, in order.
     pub metadata: Vec<(String, String)>,
@@ -193,22 +203,14 @@ impl Builder<'_> {
 /// network takes as its side input.
 const NORMALISED_VECTOR: &str = "vector.normalised";
 
-/// The branch's input: the raw utterance vector [`VECTOR_INPUT`] normalised into
-/// [`NORMALISED_VECTOR`] (emitted before the network, whose `vec` layer may read it); its length.
+/// The raw utterance vector [`VECTOR_INPUT`] normalised into [`NORMALISED_VECTOR`], emitted
+/// before the network, whose `vec` layer may read it.
 fn add_vector_norm(
     b: &mut Builder<'_>,
     inputs: &mut Vec<onnx::ValueInfoProto>,
-    branch: &GraphBranch<'_>,
-    classes: usize,
-) -> Result<usize> {
-    let stride = branch.rows.first().map_or(0, Vec::len);
-    if branch.rows.len() != classes || stride < 2 || branch.rows.iter().any(|r| r.len() != stride) {
-        return Err(shape_err!(
-            "cannot export the prosody branch: {} rows for {classes} classes",
-            branch.rows.len()
-        ));
-    }
-    let dims = stride - 1;
+    vector: &GraphVector<'_>,
+) -> Result<()> {
+    let dims = vector.dims;
     let batch = Dim::Named("N");
     inputs.push(value_info(
         VECTOR_INPUT,
@@ -216,11 +218,11 @@ fn add_vector_norm(
         "the raw utterance (prosody) vector (N, D) as `rescnn spectrogram --vector-npy` writes it; \
          see metadata `rescnn.utterance_vector`",
     ));
-    let (mean, inv_std) = match &branch.norm {
+    let (mean, inv_std) = match &vector.norm {
         VectorNorm::Constants { mean, std } => {
             if mean.len() != dims || std.len() != dims {
                 return Err(shape_err!(
-                    "cannot export the prosody branch's normaliser: {} means and {} deviations for {dims} entries",
+                    "cannot export the utterance vector's normaliser: {} means and {} deviations for {dims} entries",
                     mean.len(),
                     std.len()
                 ));
@@ -274,7 +276,7 @@ fn add_vector_norm(
         &[NORMALISED_VECTOR],
         vec![],
     ));
-    Ok(dims)
+    Ok(())
 }
 
 /// The prosody branch and the fusion: `Gemm` of the normalised vector (of `dims` entries) with the
@@ -286,6 +288,13 @@ fn add_branch(
     classes: usize,
     dims: usize,
 ) -> Result<()> {
+    let stride = dims + 1;
+    if branch.rows.len() != classes || branch.rows.iter().any(|r| r.len() != stride) {
+        return Err(shape_err!(
+            "cannot export the prosody branch: {} rows for {classes} classes of {dims} inputs",
+            branch.rows.len()
+        ));
+    }
     let batch = Dim::Named("N");
     let w: Vec<f32> = branch
         .rows
@@ -432,17 +441,17 @@ pub fn build(spec: &GraphSpec<'_>) -> Result<ModelProto> {
     current[0] = normalised;
     // Whether node i is still a 4-D map (dense layers make it 2-D).
     let mut flattened = vec![false; plan.nodes.len()];
-    let vector_dims = match &spec.branch {
-        Some(branch) => Some(add_vector_norm(&mut b, &mut inputs, branch, plan.classes)?),
-        None => None,
-    };
+    if let Some(vector) = &spec.vector {
+        add_vector_norm(&mut b, &mut inputs, vector)?;
+    }
+    let vector_dims = spec.vector.as_ref().map(|v| v.dims);
     if let Some(node) = plan.side_input {
         current[node] = match vector_dims {
-            // The branch's normaliser is the one the joint network was trained with.
+            // The graph's normaliser is the one the joint network was trained with.
             Some(dims) if dims == input.side => NORMALISED_VECTOR.to_string(),
             Some(dims) => {
                 return Err(shape_err!(
-                    "cannot export: the network takes vectors of {} values, the branch {dims}",
+                    "cannot export: the network takes vectors of {} values, the graph's vector has {dims}",
                     input.side
                 ))
             }
@@ -484,8 +493,14 @@ pub fn build(spec: &GraphSpec<'_>) -> Result<ModelProto> {
         &[batch.clone(), Dim::Fixed(plan.classes)],
         "class probabilities (N, classes) in the order of metadata `rescnn.classes`",
     )];
-    if let (Some(branch), Some(dims)) = (&spec.branch, vector_dims) {
-        add_branch(&mut b, &mut outputs, branch, plan.classes, dims)?;
+    match (&spec.branch, vector_dims) {
+        (Some(branch), Some(dims)) => add_branch(&mut b, &mut outputs, branch, plan.classes, dims)?,
+        (Some(_), None) => {
+            return Err(config_err!(
+                "cannot export a prosody branch without its utterance vector"
+            ))
+        }
+        (None, _) => {}
     }
     Ok(ModelProto {
         ir_version: onnx::IR_VERSION,
