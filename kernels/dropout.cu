@@ -1,6 +1,6 @@
 // dropout.cu — inverted dropout, forward and backward, with a mask that is never stored: element i is
-// kept iff dropout_hash(i, key) ≥ threshold (DropoutParams; the key is a function of seed, step and
-// layer made on the host). The backward pass recomputes the same mask from the same parameters, so the
+// kept iff dropout_hash(i / group, key) ≥ threshold (DropoutParams; the key is a function of seed, step
+// and layer made on the host; group 1 draws per element, a sample's length per whole sample). The backward pass recomputes the same mask from the same parameters, so the
 // op needs no mask buffer and every backend (CPU reference, emulator, GPU) draws the same bits.
 //
 // Kernels
@@ -19,7 +19,8 @@ __device__ __forceinline__ unsigned mix32(unsigned x) {
 }
 
 __device__ __forceinline__ bool dropout_keeps(const DropoutParams& p, unsigned i) {
-    return mix32(mix32(i * 0x9e3779b1u ^ p.key_lo) ^ p.key_hi) >= p.threshold;
+    const unsigned draw = i / (unsigned)p.group;
+    return mix32(mix32(draw * 0x9e3779b1u ^ p.key_lo) ^ p.key_hi) >= p.threshold;
 }
 
 extern "C" __global__ void dropout_forward(DropoutParams p,

@@ -69,6 +69,7 @@ struct DropoutParams {
     unsigned threshold;
     float scale;
     unsigned key_lo, key_hi;
+    int group;  // consecutive elements sharing one draw (1: each its own; a sample's length: whole samples)
 };
 
 // concatenation along the row: a (N, A) and b (N, B) -> y (N, A + B) = [a, b].
@@ -85,5 +86,5 @@ static_assert(sizeof(RmsPropParams) == 5 * 4, "RmsPropParams must mirror src/bac
 static_assert(sizeof(AdamWParams) == 8 * 4, "AdamWParams must mirror src/backends/ops");
 static_assert(sizeof(BatchNormGeom) == 7 * 4, "BatchNormGeom must mirror src/backends/ops");
 static_assert(sizeof(StatsPoolGeom) == 5 * 4, "StatsPoolGeom must mirror src/backends/ops");
-static_assert(sizeof(DropoutParams) == 5 * 4, "DropoutParams must mirror src/backends/ops");
+static_assert(sizeof(DropoutParams) == 6 * 4, "DropoutParams must mirror src/backends/ops");
 static_assert(sizeof(ConcatGeom) == 3 * 4, "ConcatGeom must mirror src/backends/ops");

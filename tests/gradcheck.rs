@@ -1630,23 +1630,46 @@ fn dropout_gradient_rate_and_determinism() {
     assert_eq!(y, v);
     assert!(DropoutParams::new(10, 1.0, 0, 0, 0).is_err());
 
+    // Whole groups (samples) of 50 values: each kept or dropped together, at the rate.
+    let p = DropoutParams::new(len, 0.3, 3, 10, 2)
+        .and_then(|p| p.in_groups(50))
+        .unwrap();
+    let y = forward(&p);
+    let groups: Vec<bool> = y.chunks(50).map(|g| g[0] == 0.0).collect();
+    assert!(y
+        .chunks(50)
+        .all(|g| g.iter().all(|&v| (v == 0.0) == (g[0] == 0.0))));
+    let dropped = groups.iter().filter(|&&d| d).count() as f64 / groups.len() as f64;
+    // 4 000 groups: std of the fraction ≤ 0.008; allow 5 of them.
+    assert!(
+        (dropped - 0.3).abs() < 0.04,
+        "whole groups dropped {dropped}"
+    );
+    assert!(DropoutParams::new(10, 0.5, 0, 0, 0)
+        .and_then(|p| p.in_groups(3))
+        .is_err());
+
     // Gradient: linear in x, so central differences are exact up to rounding.
     let n = 300;
-    let p = DropoutParams::new(n, 0.4, 9, 1, 0).unwrap();
-    let x = uniform(&mut r, n, -1.0, 1.0);
-    let probe = uniform(&mut r, n, -1.0, 1.0);
-    let prefill = uniform(&mut r, n, -2.0, 2.0);
-    let mut dx = with_tail(&prefill, SENTINEL);
-    cpu.dropout_backward(&p, &with_tail(&probe, f64::NAN), &mut dx)
-        .unwrap();
-    assert_tail("dropout dx", &dx, n);
-    let num = numeric(&x, &(0..n).collect::<Vec<_>>(), H, |x| {
-        let mut y = vec![0.0; n];
-        cpu.dropout_forward(&p, &x.to_vec(), &mut y).unwrap();
-        dot(&probe, &y)
-    });
-    let got: Vec<f64> = dx[..n].iter().zip(&prefill).map(|(a, b)| a - b).collect();
-    compare("dropout dx", &got, &num);
+    for group in [1, 10] {
+        let p = DropoutParams::new(n, 0.4, 9, 1, 0)
+            .and_then(|p| p.in_groups(group))
+            .unwrap();
+        let x = uniform(&mut r, n, -1.0, 1.0);
+        let probe = uniform(&mut r, n, -1.0, 1.0);
+        let prefill = uniform(&mut r, n, -2.0, 2.0);
+        let mut dx = with_tail(&prefill, SENTINEL);
+        cpu.dropout_backward(&p, &with_tail(&probe, f64::NAN), &mut dx)
+            .unwrap();
+        assert_tail("dropout dx", &dx, n);
+        let num = numeric(&x, &(0..n).collect::<Vec<_>>(), H, |x| {
+            let mut y = vec![0.0; n];
+            cpu.dropout_forward(&p, &x.to_vec(), &mut y).unwrap();
+            dot(&probe, &y)
+        });
+        let got: Vec<f64> = dx[..n].iter().zip(&prefill).map(|(a, b)| a - b).collect();
+        compare(&format!("dropout dx, groups of {group}"), &got, &num);
+    }
 }
 
 // ---- f32 against f64 -----------------------------------------------------------------------------

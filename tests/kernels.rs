@@ -627,8 +627,17 @@ fn run_dropout<B: Backend<Elem = f32>>(
 
 fn dropout_matches_reference_with_the_same_mask<B: Backend<Elem = f32>>(dev: &B) {
     let mut rng = Rng::new(9);
-    for (len, p, step, layer) in [(1, 0.5, 0, 0), (1000, 0.3, 7, 2), (4099, 0.9, 123, 5)] {
-        let params = DropoutParams::new(len, p, 42, step, layer).unwrap();
+    // (length, rate, step, layer, values per draw): elements, then whole samples of 37 or 1981.
+    for (len, p, step, layer, group) in [
+        (1, 0.5, 0, 0, 1),
+        (1000, 0.3, 7, 2, 1),
+        (4099, 0.9, 123, 5, 1),
+        (37 * 50, 0.5, 3, 1, 37),
+        (1981 * 8, 0.4, 11, 4, 1981),
+    ] {
+        let params = DropoutParams::new(len, p, 42, step, layer)
+            .and_then(|d| d.in_groups(group))
+            .unwrap();
         // No zeros in x or dy, so a zero in y is exactly a dropped element.
         let x = rng.vec(len, 0.5, 1.5);
         let dy = rng.vec(len, 0.5, 1.5);
@@ -639,6 +648,19 @@ fn dropout_matches_reference_with_the_same_mask<B: Backend<Elem = f32>>(dev: &B)
         let dropped: Vec<bool> = y.iter().map(|&v| v == 0.0).collect();
         let dropped_ref: Vec<bool> = y_ref.iter().map(|&v| v == 0.0).collect();
         assert_eq!(dropped, dropped_ref, "{what}: masks differ");
+        for sample in dropped.chunks(group) {
+            assert!(
+                sample.iter().all(|&d| d == sample[0]),
+                "{what}: a group split"
+            );
+        }
+        if group > 1 {
+            let whole: Vec<bool> = dropped.chunks(group).map(|s| s[0]).collect();
+            assert!(
+                whole.contains(&true) && whole.contains(&false),
+                "{what}: {whole:?}"
+            );
+        }
         assert_close(&dropout::TOLERANCE, &format!("{what}: y"), &y, &y_ref);
         assert_close(&dropout::TOLERANCE, &format!("{what}: dx"), &dx, &dx_ref);
     }

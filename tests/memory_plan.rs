@@ -35,7 +35,7 @@ const PAPER: &str = "c4k4 p2 +0 c6k3 p2 +0 c6k3 p2 fc12 fc12";
 /// Joint networks: the side input appended after statistics pooling, dropped out, and projected or
 /// appended raw.
 const JOINT_PROJECTED: &str = "c4k3 p2 c6k3 bn stats drop0.25 vec0.5fc16 fc8";
-const JOINT_RAW: &str = "c4k3 p2 c6k3 bn stats drop0.25 vec0.5 fc8";
+const JOINT_RAW: &str = "c4k3 p2 c6k3 bn stats drop0.25 vec0.5w0.3 fc8";
 /// Side input values per sample of the joint networks.
 const SIDE: usize = 10;
 const CLASSES: usize = 4;
@@ -129,8 +129,10 @@ fn reference_step<B: Backend<Elem = f32>>(
         })
         .filter(|_| readers(pool_input) == 1)
     };
-    let dropout = |li: usize, rate: f64, len: usize| {
-        DropoutParams::new(len, rate, SEED, 0, li as u64).unwrap()
+    let dropout = |li: usize, rate: f64, n: usize, per_sample: usize, whole_samples: bool| {
+        let p = DropoutParams::new(n * per_sample, rate, SEED, 0, li as u64).unwrap();
+        let group = if whole_samples { per_sample } else { 1 };
+        p.in_groups(group).unwrap()
     };
 
     for (li, l) in plan.layers.iter().enumerate() {
@@ -185,11 +187,13 @@ fn reference_step<B: Backend<Elem = f32>>(
             PlannedOp::Dropout {
                 rate,
                 per_sample,
+                whole_samples,
                 input,
                 ..
-            } => b
-                .dropout_forward(&dropout(li, rate, n * per_sample), &lo[input], &mut hi[0])
-                .unwrap(),
+            } => {
+                let p = dropout(li, rate, n, per_sample, whole_samples);
+                b.dropout_forward(&p, &lo[input], &mut hi[0]).unwrap()
+            }
             PlannedOp::Concat {
                 geom, input, side, ..
             } => b
@@ -348,6 +352,7 @@ fn reference_step<B: Backend<Elem = f32>>(
             PlannedOp::Dropout {
                 rate,
                 per_sample,
+                whole_samples,
                 input,
                 output,
             } => {
@@ -356,7 +361,7 @@ fn reference_step<B: Backend<Elem = f32>>(
                 }
                 let dy = grads[output].take().unwrap();
                 b.dropout_backward(
-                    &dropout(li, rate, n * per_sample),
+                    &dropout(li, rate, n, per_sample, whole_samples),
                     &dy,
                     grads[input].as_mut().unwrap(),
                 )

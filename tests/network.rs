@@ -999,8 +999,27 @@ fn assert_matches_numeric(name: &str, analytic: &[f64], numeric: &[f64], seed: u
     );
 }
 
-/// A network that appends a projected, dropped-out side input to its pooled statistics.
-const JOINT: &str = "c4k3 bn p2 +0 c6k3 bn stats vec0.3fc5 fc8 drop0.2";
+/// A network that appends a projected side input, dropped out per entry and per whole vector, to
+/// its pooled statistics.
+const JOINT: &str = "c4k3 bn p2 +0 c6k3 bn stats vec0.3w0.4fc5 fc8 drop0.2";
+
+/// Per sample, whether the whole-vector dropout after `net`'s side input kept its row (a kept row
+/// is the input scaled, never all zeros: the test's inputs have no zeros).
+fn whole_rows_kept(acts: &[NamedTensor<f64>], net: &Network<Cpu>, side_len: usize) -> Vec<bool> {
+    let node = net.plan().side_input.unwrap() + 1;
+    acts[node]
+        .data
+        .chunks(side_len)
+        .map(|row| {
+            let zeros = row.iter().filter(|&&v| v == 0.0).count();
+            assert!(
+                zeros == 0 || zeros == side_len,
+                "a row dropped in part: {row:?}"
+            );
+            zeros == 0
+        })
+        .collect()
+}
 
 /// The whole-network gradient check (same metric, tolerance 1e-6, h = 1e-5) through the `vec`
 /// layer: the concatenation hands the pooled statistics' part of the gradient back into the
@@ -1020,23 +1039,37 @@ fn whole_network_gradient_check_with_a_side_input() {
             let images: Vec<f64> = uniform(&mut r, n * input.len(), 0.0, 1.0);
             let side: Vec<f64> = uniform(&mut r, n * side_len, -1.5, 1.5);
             let mut net = Network::new(&cpu, &spec, input, classes, n, seed).unwrap();
+            // A dropped vector gives the projection's ReLU its bias alone: a zero bias (the
+            // initialisation) would sit on the kink, so it starts away from 0.
+            let mut params = net.export_params(&cpu).unwrap();
+            let bias = params.iter_mut().find(|p| p.name == "vec.fc.bias").unwrap();
+            bias.data = uniform(&mut r, bias.data.len(), 0.05, 0.2);
+            net.import_params(&cpu, &params).unwrap();
             net.forward_with_side(&cpu, &images, Some(&side), n)
                 .unwrap();
-            (modern_kink_margin(&cpu, &net) >= 1e-4).then_some((net, images, side, seed))
+            // Whole-vector dropout (the node after the side input) keeps some rows and drops others.
+            let kept = whole_rows_kept(&net.export_activations(&cpu).unwrap(), &net, side_len);
+            let both = kept.contains(&true) && kept.contains(&false);
+            (both && modern_kink_margin(&cpu, &net) >= 1e-4).then_some((net, images, side, seed))
         })
-        .expect("no seed below 200 keeps every kink 1e-4 away");
+        .expect("no seed below 200 keeps every kink 1e-4 away and drops some vectors whole");
     let acts = net.export_activations(&cpu).unwrap();
     let side_node = net.plan().side_input.unwrap();
     assert_eq!(
         acts[side_node].data, side,
         "the side input node holds the rows given"
     );
-    let dropped = acts[side_node + 1]
+    let dropped = acts[side_node + 2]
         .data
-        .iter()
+        .chunks(side_len)
+        .filter(|row| row.iter().any(|&v| v != 0.0))
+        .flatten()
         .filter(|&&v| v == 0.0)
         .count();
-    assert!(dropped > 0, "the vector's dropout dropped nothing");
+    assert!(
+        dropped > 0,
+        "the entries' dropout dropped nothing in the kept rows"
+    );
     net.loss(&cpu, &labels).unwrap();
     net.backward(&cpu).unwrap();
     let grads = net.export_grads(&cpu).unwrap();

@@ -195,7 +195,7 @@ fn all_cases() -> Vec<Case> {
     // The utterance vector appended after statistics pooling (dropped out: the identity at
     // inference) and, without pooling, after the flattened map through a projection.
     cases.push(per_channel_case(
-        "c8k3 bn p2 +0 c12k4 bn stats vec0.5 fc16",
+        "c8k3 bn p2 +0 c12k4 bn stats vec0.5w0.5 fc16",
         InputShape::new(1, 32, 40),
         13,
     ));

@@ -43,10 +43,12 @@ pub enum PlannedOp {
         input: usize,
         output: usize,
     },
-    /// Dropout of `rate` over the `per_sample` values of node `input` of each sample.
+    /// Dropout of `rate` over the `per_sample` values of node `input` of each sample: each value
+    /// drawn on its own, or with `whole_samples` each sample's values all kept or all dropped.
     Dropout {
         rate: f64,
         per_sample: usize,
+        whole_samples: bool,
         input: usize,
         output: usize,
     },

@@ -205,12 +205,17 @@ impl Plan {
                         PlannedOp::Dropout {
                             rate,
                             per_sample: shape.per_sample(),
+                            whole_samples: false,
                             input: cur,
                             output: cur + 1,
                         },
                     )
                 }
-                LayerSpec::SideInput { rate, project } => {
+                LayerSpec::SideInput {
+                    rate,
+                    whole,
+                    project,
+                } => {
                     if input.side == 0 {
                         return Err(spec.layer_error(
                             i,
@@ -221,13 +226,20 @@ impl Plan {
                     nodes.push(Shape::flat(1, input.side));
                     side_input = Some(node);
                     let mut side = node;
-                    if rate > 0.0 {
+                    let vector_drops = [
+                        ("vec.whole_dropout", whole, true),
+                        ("vec.dropout", rate, false),
+                    ];
+                    for (name, rate, whole_samples) in
+                        vector_drops.into_iter().filter(|d| d.1 > 0.0)
+                    {
                         nodes.push(Shape::flat(1, input.side));
                         layers.push(PlannedLayer {
-                            name: "vec.dropout".into(),
+                            name: name.into(),
                             op: PlannedOp::Dropout {
                                 rate,
                                 per_sample: input.side,
+                                whole_samples,
                                 input: side,
                                 output: side + 1,
                             },
@@ -573,6 +585,7 @@ mod tests {
                 PlannedOp::Dropout {
                     rate,
                     per_sample: 30,
+                    whole_samples: false,
                     input: d_in,
                     output: d_out,
                 },

@@ -9,9 +9,12 @@
 //! bn               batch normalisation of the convolution just before it, per channel, with ReLU
 //! stats            statistics pooling: (C, H, W) -> 2C (mean and std over time of the mean over H)
 //! drop<P>          dropout with rate P, 0 ≤ P < 1 (e.g. drop0.3), in training only
-//! vec[<P>][fc<N>]  append the utterance vector (the network's side input) to the features here:
-//!                  with dropout of rate P on the vector (training only), then with a dense ReLU
-//!                  projection of the vector alone to N units, e.g. vec, vec0.5, vecfc64, vec0.5fc64
+//! vec[<P>][w<Q>][fc<N>]
+//!                  append the utterance vector (the network's side input) to the features here:
+//!                  with dropout of rate P on its entries and of rate Q on whole vectors (a sample
+//!                  then learns from its image alone; both in training only), then with a dense ReLU
+//!                  projection of the vector alone to N units, e.g. vec, vec0.5, vecw0.3, vecfc64,
+//!                  vec0.5w0.3fc64
 //! ```
 //!
 //! `vec` makes the network take a second input per sample, a vector of D values (D is set when the
@@ -66,9 +69,14 @@ pub enum LayerSpec {
     StatsPool,
     /// `drop<rate>`
     Dropout { rate: f64 },
-    /// `vec[<rate>][fc<units>]`: append the side input, after dropout of `rate` on it and, with
-    /// `project`, a dense ReLU layer of that many units over it alone.
-    SideInput { rate: f64, project: Option<usize> },
+    /// `vec[<rate>][w<whole>][fc<units>]`: append the side input, after dropout of `rate` on its
+    /// entries and of `whole` on whole vectors and, with `project`, a dense ReLU layer of that many
+    /// units over it alone.
+    SideInput {
+        rate: f64,
+        whole: f64,
+        project: Option<usize>,
+    },
 }
 
 impl fmt::Display for LayerSpec {
@@ -91,10 +99,17 @@ impl fmt::Display for LayerSpec {
             LayerSpec::BatchNorm => write!(f, "bn"),
             LayerSpec::StatsPool => write!(f, "stats"),
             LayerSpec::Dropout { rate } => write!(f, "drop{rate}"),
-            LayerSpec::SideInput { rate, project } => {
+            LayerSpec::SideInput {
+                rate,
+                whole,
+                project,
+            } => {
                 f.write_str("vec")?;
                 if rate > 0.0 {
                     write!(f, "{rate}")?;
+                }
+                if whole > 0.0 {
+                    write!(f, "w{whole}")?;
                 }
                 if let Some(units) = project {
                     write!(f, "fc{units}")?;
@@ -200,7 +215,7 @@ impl ArchSpec {
     /// The `vec` layer's dropout rate and projection, if the network takes the utterance vector.
     pub fn side_input(&self) -> Option<(f64, Option<usize>)> {
         self.layers.iter().find_map(|l| match *l {
-            LayerSpec::SideInput { rate, project } => Some((rate, project)),
+            LayerSpec::SideInput { rate, project, .. } => Some((rate, project)),
             _ => None,
         })
     }
@@ -260,7 +275,7 @@ fn number<'a>(s: &'a str, what: &str) -> std::result::Result<(usize, &'a str), S
 }
 
 fn parse_token(tok: &str) -> std::result::Result<LayerSpec, String> {
-    const FORMS: &str = "expected c<filters>k<kernel>[s<stride>], p<window>[s<stride>], +<tap>, fc<units>, bn, stats, drop<rate> or vec[<rate>][fc<units>]";
+    const FORMS: &str = "expected c<filters>k<kernel>[s<stride>], p<window>[s<stride>], +<tap>, fc<units>, bn, stats, drop<rate> or vec[<rate>][w<rate>][fc<units>]";
     let stride = |rest: &str, what: &str| -> std::result::Result<Option<usize>, String> {
         if rest.is_empty() {
             return Ok(None);
@@ -279,29 +294,34 @@ fn parse_token(tok: &str) -> std::result::Result<LayerSpec, String> {
     } else if tok == "stats" {
         Ok(LayerSpec::StatsPool)
     } else if let Some(r) = tok.strip_prefix("vec") {
-        const VEC: &str = "the utterance vector is `vec[<rate>][fc<units>]`, e.g. vec, vec0.5, vecfc64 or vec0.5fc64";
+        const VEC: &str = "the utterance vector is `vec[<rate>][w<rate>][fc<units>]`, e.g. vec, vec0.5, vecw0.3, vecfc64 or vec0.5w0.3fc64";
         let (rate_text, projection) = match r.find("fc") {
             Some(at) => (&r[..at], Some(&r[at + 2..])),
             None => (r, None),
         };
-        let rate = if rate_text.is_empty() {
-            0.0
-        } else {
-            let valid = rate_text.chars().all(|c| c.is_ascii_digit() || c == '.');
-            match rate_text.parse::<f64>() {
-                Ok(v) if valid => v,
-                _ => {
-                    return Err(format!(
-                        "{VEC}; `{rate_text}` is not a decimal dropout rate"
-                    ))
-                }
+        let (rate_text, whole_text) = match rate_text.find('w') {
+            Some(at) => (&rate_text[..at], Some(&rate_text[at + 1..])),
+            None => (rate_text, None),
+        };
+        let parse_rate = |text: &str, what: &str| -> std::result::Result<f64, String> {
+            if text.is_empty() {
+                return Ok(0.0);
+            }
+            let valid = text.chars().all(|c| c.is_ascii_digit() || c == '.');
+            match text.parse::<f64>() {
+                Ok(v) if valid && (0.0..1.0).contains(&v) => Ok(v),
+                Ok(_) if valid => Err(format!(
+                    "the vector's {what} rate {text} must be at least 0 and below 1"
+                )),
+                _ => Err(format!("{VEC}; `{text}` is not a decimal {what} rate")),
             }
         };
-        if !(0.0..1.0).contains(&rate) {
-            return Err(format!(
-                "the vector's dropout rate {rate_text} must be at least 0 and below 1"
-            ));
-        }
+        let rate = parse_rate(rate_text, "dropout")?;
+        let whole = match whole_text {
+            Some("") => return Err(format!("{VEC}; `w` needs a rate, e.g. w0.5")),
+            Some(t) => parse_rate(t, "whole-vector dropout")?,
+            None => 0.0,
+        };
         let project = match projection {
             None => None,
             Some(p) => {
@@ -313,7 +333,11 @@ fn parse_token(tok: &str) -> std::result::Result<LayerSpec, String> {
                 Some(units)
             }
         };
-        Ok(LayerSpec::SideInput { rate, project })
+        Ok(LayerSpec::SideInput {
+            rate,
+            whole,
+            project,
+        })
     } else if let Some(r) = tok.strip_prefix("drop") {
         let valid = !r.is_empty() && r.chars().all(|c| c.is_ascii_digit() || c == '.');
         let rate: f64 = match r.parse() {
@@ -532,6 +556,8 @@ mod tests {
             ("c8k3 bn stats drop0.3 vecfc64 fc16", 0.0, Some(64)),
             ("c8k3 p2 vec0.25fc8 drop0.1 fc16", 0.25, Some(8)),
             ("c8k3 stats vec", 0.0, None),
+            ("c8k3 stats vec0.5w0.25fc8 fc16", 0.5, Some(8)),
+            ("c8k3 stats vecw0.5 fc16", 0.0, None),
         ] {
             let spec = ArchSpec::parse(s).unwrap();
             assert_eq!(spec.side_input(), Some((rate, project)), "{s}");
@@ -565,6 +591,11 @@ mod tests {
         );
         let e = err("c8k3 stats vec1 fc4");
         assert!(e.contains("token 3 `vec1`") && e.contains("below 1"), "{e}");
+        let e = err("c8k3 stats vecw1.5 fc4");
+        assert!(
+            e.contains("whole-vector dropout rate") && e.contains("below 1"),
+            "{e}"
+        );
         for bad in [
             "vecx",
             "vec0.5.1",
@@ -572,10 +603,13 @@ mod tests {
             "vecfc0",
             "vec0.5fc8x",
             "vec-0.1",
+            "vecw",
+            "vec0.5wx",
         ] {
             let e = err(&format!("c8k3 stats {bad} fc4"));
             assert!(
-                e.contains(&format!("token 3 `{bad}`")) && e.contains("vec[<rate>][fc<units>]"),
+                e.contains(&format!("token 3 `{bad}`"))
+                    && e.contains("vec[<rate>][w<rate>][fc<units>]"),
                 "{bad}: {e}"
             );
         }

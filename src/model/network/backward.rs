@@ -154,6 +154,7 @@ impl<B: Backend> Network<B> {
                 PlannedOp::Dropout {
                     rate,
                     per_sample,
+                    whole_samples,
                     input,
                     output,
                 } => {
@@ -162,7 +163,8 @@ impl<B: Backend> Network<B> {
                         continue;
                     };
                     // The same parameters as the forward pass: the step has not moved since.
-                    let params = self.dropout_params(li, rate, n * per_sample, true)?;
+                    let params =
+                        self.dropout_params(li, rate, n, per_sample, whole_samples, true)?;
                     let (dy, dx) = read_write(&mut self.bufs, grad(output), dx);
                     backend.dropout_backward(&params, dy, dx)?;
                 }

@@ -160,10 +160,12 @@ impl<B: Backend> Network<B> {
                 PlannedOp::Dropout {
                     rate,
                     per_sample,
+                    whole_samples,
                     input,
                     output,
                 } => {
-                    let params = self.dropout_params(li, rate, n * per_sample, training)?;
+                    let params =
+                        self.dropout_params(li, rate, n, per_sample, whole_samples, training)?;
                     let (x, y) = read_write(&mut self.bufs, input, output);
                     backend.dropout_forward(&params, x, y)?;
                 }
@@ -182,18 +184,26 @@ impl<B: Backend> Network<B> {
         Ok(())
     }
 
-    /// Dropout's parameters for layer `li` at the current step (the identity in evaluation).
+    /// Dropout's parameters for layer `li` over `n` samples of `per_sample` values at the current
+    /// step (the identity in evaluation).
     pub(super) fn dropout_params(
         &self,
         li: usize,
         rate: f64,
-        len: usize,
+        n: usize,
+        per_sample: usize,
+        whole_samples: bool,
         training: bool,
     ) -> Result<DropoutParams> {
-        if training {
-            DropoutParams::new(len, rate, self.seed, self.step, li as u64)
+        let len = n * per_sample;
+        if !training {
+            return DropoutParams::identity(len);
+        }
+        let params = DropoutParams::new(len, rate, self.seed, self.step, li as u64)?;
+        if whole_samples {
+            params.in_groups(per_sample)
         } else {
-            DropoutParams::identity(len)
+            Ok(params)
         }
     }
 

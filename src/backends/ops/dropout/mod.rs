@@ -18,7 +18,8 @@ op_folder! {
 }
 
 /// Inverted dropout over `len` values: y = x / (1 − p) where the element is kept, 0 where dropped.
-/// Element i is kept iff `dropout_hash(i, key_lo, key_hi) ≥ threshold`, threshold = ⌊p · 2³²⌋: the
+/// Element i is kept iff `dropout_hash(i / group, key_lo, key_hi) ≥ threshold`, threshold = ⌊p · 2³²⌋
+/// (`group` consecutive elements share one draw: 1 drops elements, a sample's length whole samples): the
 /// mask is a pure function of the key (itself a function of seed, step and layer, see
 /// [`DropoutParams::new`]) and the element index, so every backend draws the same bits, nothing is
 /// stored between forward and backward, and a resumed run draws the masks it would have drawn.
@@ -32,6 +33,8 @@ pub struct DropoutParams {
     pub scale: f32,
     pub key_lo: u32,
     pub key_hi: u32,
+    /// Consecutive elements that share one draw, dividing `len`.
+    pub group: i32,
 }
 
 /// SplitMix64's finaliser: a bijective 64-bit mix.
@@ -69,19 +72,36 @@ impl DropoutParams {
             scale: (1.0 / (1.0 - p)) as f32,
             key_lo: key as u32,
             key_hi: (key >> 32) as u32,
+            group: 1,
         })
+    }
+    /// The same draws shared by each run of `group` consecutive elements (`group` dividing the
+    /// length): whole samples of `group` values dropped together.
+    pub fn in_groups(self, group: usize) -> Result<Self> {
+        let group = to_i32("dropout group", group)?;
+        let p = DropoutParams { group, ..self };
+        p.validate()?;
+        Ok(p)
     }
     /// The identity (evaluation mode): every element kept, scale 1.
     pub fn identity(len: usize) -> Result<Self> {
         Self::new(len, 0.0, 0, 0, 0)
     }
-    /// At least one value and a scale of at least 1 (see [`super::check_geometry`]).
+    /// At least one value, a scale of at least 1, and groups that divide the length (see
+    /// [`super::check_geometry`]).
     pub fn validate(&self) -> Result<()> {
-        super::check_geometry("dropout parameters", self, &[self.len], self.scale >= 1.0)
+        let whole_groups = self.group >= 1 && self.len % self.group == 0;
+        let consistent = self.scale >= 1.0 && whole_groups;
+        super::check_geometry(
+            "dropout parameters",
+            self,
+            &[self.len, self.group],
+            consistent,
+        )
     }
     /// Whether element `index` is kept.
     pub fn keeps(&self, index: u32) -> bool {
-        dropout_hash(index, self.key_lo, self.key_hi) >= self.threshold
+        dropout_hash(index / self.group as u32, self.key_lo, self.key_hi) >= self.threshold
     }
 }
 
