@@ -131,8 +131,11 @@ fn reference_step<B: Backend<Elem = f32>>(
     };
     let dropout = |li: usize, rate: f64, n: usize, per_sample: usize, whole_samples: bool| {
         let p = DropoutParams::new(n * per_sample, rate, SEED, 0, li as u64).unwrap();
-        let group = if whole_samples { per_sample } else { 1 };
-        p.in_groups(group).unwrap()
+        if whole_samples {
+            p.in_groups(per_sample).unwrap().without_rescaling()
+        } else {
+            p
+        }
     };
 
     for (li, l) in plan.layers.iter().enumerate() {

@@ -1003,20 +1003,22 @@ fn assert_matches_numeric(name: &str, analytic: &[f64], numeric: &[f64], seed: u
 /// its pooled statistics.
 const JOINT: &str = "c4k3 bn p2 +0 c6k3 bn stats vec0.3w0.4fc5 fc8 drop0.2";
 
-/// Per sample, whether the whole-vector dropout after `net`'s side input kept its row (a kept row
-/// is the input scaled, never all zeros: the test's inputs have no zeros).
-fn whole_rows_kept(acts: &[NamedTensor<f64>], net: &Network<Cpu>, side_len: usize) -> Vec<bool> {
+/// Per sample, whether the whole-vector dropout after `net`'s side input kept its row: a kept row
+/// is the input row unscaled, a dropped one all zeros (the test's inputs have no zeros).
+fn whole_rows_kept(acts: &[NamedTensor<f64>], net: &Network<Cpu>, side: &[f64]) -> Vec<bool> {
     let node = net.plan().side_input.unwrap() + 1;
+    let side_len = net.plan().input.side;
     acts[node]
         .data
         .chunks(side_len)
-        .map(|row| {
-            let zeros = row.iter().filter(|&&v| v == 0.0).count();
+        .zip(side.chunks(side_len))
+        .map(|(row, given)| {
+            let kept = row == given;
             assert!(
-                zeros == 0 || zeros == side_len,
-                "a row dropped in part: {row:?}"
+                kept || row.iter().all(|&v| v == 0.0),
+                "{row:?} from {given:?}"
             );
-            zeros == 0
+            kept
         })
         .collect()
 }
@@ -1048,7 +1050,7 @@ fn whole_network_gradient_check_with_a_side_input() {
             net.forward_with_side(&cpu, &images, Some(&side), n)
                 .unwrap();
             // Whole-vector dropout (the node after the side input) keeps some rows and drops others.
-            let kept = whole_rows_kept(&net.export_activations(&cpu).unwrap(), &net, side_len);
+            let kept = whole_rows_kept(&net.export_activations(&cpu).unwrap(), &net, &side);
             let both = kept.contains(&true) && kept.contains(&false);
             (both && modern_kink_margin(&cpu, &net) >= 1e-4).then_some((net, images, side, seed))
         })

@@ -44,7 +44,8 @@ pub enum PlannedOp {
         output: usize,
     },
     /// Dropout of `rate` over the `per_sample` values of node `input` of each sample: each value
-    /// drawn on its own, or with `whole_samples` each sample's values all kept or all dropped.
+    /// drawn on its own (inverted dropout), or with `whole_samples` each sample's values all kept,
+    /// unscaled, or all dropped.
     Dropout {
         rate: f64,
         per_sample: usize,

@@ -201,7 +201,10 @@ impl<B: Backend> Network<B> {
         }
         let params = DropoutParams::new(len, rate, self.seed, self.step, li as u64)?;
         if whole_samples {
-            params.in_groups(per_sample)
+            // A sample's vector is present at its own scale or absent, as at test time it is
+            // present at its own scale: rescaling the kept ones by 1 / (1 − rate) would train the
+            // network on vectors larger than it is then given.
+            Ok(params.in_groups(per_sample)?.without_rescaling())
         } else {
             Ok(params)
         }

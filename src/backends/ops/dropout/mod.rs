@@ -87,6 +87,10 @@ impl DropoutParams {
     pub fn identity(len: usize) -> Result<Self> {
         Self::new(len, 0.0, 0, 0, 0)
     }
+    /// The same mask with the kept values passed through unscaled (y = x where kept).
+    pub fn without_rescaling(self) -> Self {
+        DropoutParams { scale: 1.0, ..self }
+    }
     /// At least one value, a scale of at least 1, and groups that divide the length (see
     /// [`super::check_geometry`]).
     pub fn validate(&self) -> Result<()> {
