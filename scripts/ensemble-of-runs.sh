@@ -9,14 +9,24 @@ set -euo pipefail
 out=${1:?usage: ensemble-of-runs.sh OUT RUN_SEED0 RUN_SEED1 [...]}
 shift
 [ $# -ge 2 ] || { echo "give at least two runs, seed 0 first" >&2; exit 2; }
+# The network as built: the last `...` of summary.md's "- network:" line is the spec a preset name
+# (such as `recipe-joint`) resolves to, so a run named by preset and one by its spec compare equal.
+network_of() {
+  local line
+  line=$(grep -m1 '^- network: ' "$1/summary.md") || { echo "$1: no summary.md with a network line (has it finished?)" >&2; exit 2; }
+  line=${line%\`}
+  echo "${line##*\`}"
+}
 mkdir -p "$out"
 seed=0
 for run in "$@"; do
   want=$(grep -E '^seed = ' "$run/config.toml" | cut -d' ' -f3)
   [ "$want" = "$seed" ] || { echo "$run: trained with seed $want, expected $seed (give the runs in seed order)" >&2; exit 2; }
-  diff <(grep -vE '^(seed|ensemble) = ' "$run/config.toml") \
-       <(grep -vE '^(seed|ensemble) = ' "$1/config.toml") > /dev/null \
+  diff <(grep -vE '^(seed|ensemble|arch) = ' "$run/config.toml") \
+       <(grep -vE '^(seed|ensemble|arch) = ' "$1/config.toml") > /dev/null \
     || { echo "$run: its config.toml differs from $1's beyond the seed" >&2; exit 2; }
+  [ "$(network_of "$run")" = "$(network_of "$1")" ] \
+    || { echo "$run: its network differs from $1's ($(network_of "$run"))" >&2; exit 2; }
   for fold in "$run"/fold-*/; do
     name=$(basename "$fold")
     mkdir -p "$out/$name"
