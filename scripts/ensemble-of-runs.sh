@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # Lay out finished one-network runs of the same configuration and protocol, trained with seeds
 # 0, 1, ..., K-1, as the folds of one `--ensemble K` run (fold-*/seed-N/ links), so that
-# `rescnn score OUT` scores them as that ensemble. Under leave-one-speaker-out (no validation
-# speakers) the split does not depend on the seed, and a member's weights and data order depend
-# only on its seed and fold, so each run's fold is what `--ensemble K` trains in `seed-N/`.
+# `rescnn score OUT` scores them as that ensemble and `rescnn eval --model OUT` evaluates it.
+# Under leave-one-speaker-out (no validation speakers) the split does not depend on the seed, and a
+# member's weights and data order depend only on its seed and fold, so each run's fold is what `--ensemble K` trains in `seed-N/`.
 #   scripts/ensemble-of-runs.sh OUT RUN_SEED0 RUN_SEED1 [...]
 set -euo pipefail
 out=${1:?usage: ensemble-of-runs.sh OUT RUN_SEED0 RUN_SEED1 [...]}
@@ -31,6 +31,14 @@ for run in "$@"; do
     name=$(basename "$fold")
     mkdir -p "$out/$name"
     ln -sfn "$(cd "$fold" && pwd)" "$out/$name/seed-$seed"
+    # The fold's split, which `rescnn eval` reads to find its test speakers: every member's must be
+    # the same but for the seed it records (seed 0's is kept, as `--ensemble K` writes the run's).
+    if [ -e "$out/$name/split.json" ]; then
+      cmp -s <(grep -v '^  "seed": ' "$fold/split.json") <(grep -v '^  "seed": ' "$out/$name/split.json") \
+        || { echo "$fold/split.json: not the split of the other members' $name" >&2; exit 2; }
+    else
+      cp "$fold/split.json" "$out/$name/split.json"
+    fi
   done
   seed=$((seed + 1))
 done
