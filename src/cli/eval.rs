@@ -68,6 +68,11 @@ pub struct Args {
     /// With `--eval-time crops`: frames between crop starts (0: half the training width).
     #[arg(long, value_name = "FRAMES", requires = "eval_time")]
     pub eval_hop: Option<usize>,
+    /// Evaluate a joint network (a `vec` layer) with every utterance vector absent, as whole-vector
+    /// dropout (`vec<P>w<Q>`) leaves it in training: what its convolutional path gives alone. The
+    /// prosody branch still reads the vectors, so the fusion is this network's with the branch.
+    #[arg(long, conflicts_with = "enroll")]
+    pub without_vector: bool,
 }
 
 /// The corpus `args` names, and the map from its labels to `classes`.
@@ -156,6 +161,16 @@ pub fn evaluate(args: &Args) -> Result<Evaluation> {
         }
         if let Some(hop) = args.eval_hop {
             model.config.eval_hop = hop;
+        }
+        if args.without_vector {
+            if model.checkpoint.model.side_input_len == 0 {
+                return Err(config_err!(
+                    "--without-vector: {} is not a joint network (its architecture has no `vec` \
+                     layer, so it reads no utterance vector)",
+                    model.path.display()
+                ));
+            }
+            model.without_vector = true;
         }
     }
     let first = models[0].1.first();
@@ -275,6 +290,9 @@ pub fn run(args: &Args) -> Result<()> {
             "note: every utterance evaluated with eval_time = {time}{}, not the model's own setting",
             args.eval_hop.map(|h| format!(", hop {h}")).unwrap_or_default()
         );
+    }
+    if args.without_vector {
+        eprintln!("note: the network evaluated with every utterance vector absent (zeros)");
     }
     let classes = e.classes.clone();
     if let Some(out) = &args.out {

@@ -13,18 +13,34 @@ use crate::Result;
 pub type Predictions = Vec<(usize, Vec<f64>)>;
 
 /// The side input of a network with a `vec` layer: each utterance's utterance vector, normalised
-/// as the fold's training normalised it (see [`ProsodyNorm`]).
+/// as the fold's training normalised it (see [`ProsodyNorm`]), or every vector absent.
 #[derive(Clone, Copy)]
 pub struct SideInput<'a> {
     pub store: &'a ProsodyStore,
     pub norm: &'a ProsodyNorm,
+    /// Every row zero: the value whole-vector dropout (`vec<P>w<Q>`) leaves in place of a dropped
+    /// vector in training, so the network answers from its image alone.
+    pub absent: bool,
 }
 
-impl SideInput<'_> {
+impl<'a> SideInput<'a> {
+    /// Each utterance's normalised vector.
+    pub fn given(store: &'a ProsodyStore, norm: &'a ProsodyNorm) -> Self {
+        SideInput {
+            store,
+            norm,
+            absent: false,
+        }
+    }
+
     /// The rows of `utterances` (corpus indices; repeated where an utterance is, e.g. once per
     /// crop), N × D.
     pub fn rows(&self, utterances: &[usize]) -> Vec<f32> {
-        self.norm.batch(self.store, utterances)
+        if self.absent {
+            vec![0.0; utterances.len() * self.store.config().vector_len()]
+        } else {
+            self.norm.batch(self.store, utterances)
+        }
     }
 }
 

@@ -114,6 +114,10 @@ pub struct TrainedModel {
     pub parts: ModelFile,
     /// What this model's folder lacks, one line each (folders of older rescnn versions).
     pub missing: Vec<String>,
+    /// A joint network evaluated with every utterance vector absent ([`SideInput::absent`]): what
+    /// its convolutional path gives alone. The prosody branch still reads the vectors. Off when
+    /// loaded; `rescnn eval --without-vector` sets it.
+    pub without_vector: bool,
 }
 
 impl TrainedModel {
@@ -169,6 +173,7 @@ impl TrainedModel {
             config,
             parts: file.unwrap_or_else(|| ModelFile::new(None, None)),
             missing,
+            without_vector: false,
         })
     }
 
@@ -420,7 +425,11 @@ impl TrainedModel {
     ) -> Result<ModelPredictions> {
         let side = if self.checkpoint.model.side_input_len > 0 {
             match (vectors, inputs.vector.as_ref()) {
-                (Some(store), Some(norm)) => Some(SideInput { store, norm }),
+                (Some(store), Some(norm)) => Some(SideInput {
+                    store,
+                    norm,
+                    absent: self.without_vector,
+                }),
                 _ => {
                     return Err(config_err!(
                         "{}: the joint network takes the utterance vector: compute the vectors \

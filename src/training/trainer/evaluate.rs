@@ -30,7 +30,7 @@ impl<B: Backend<Elem = f32>> Trainer<'_, B> {
             batch: self.cfg.batch,
         };
         let side = match (&self.vectors, &self.side_norm) {
-            (Some(store), Some(norm)) => Some(SideInput { store, norm }),
+            (Some(store), Some(norm)) => Some(SideInput::given(store, norm)),
             _ => None,
         };
         predict_with(

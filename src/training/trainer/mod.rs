@@ -171,7 +171,7 @@ impl<'a, B: Backend<Elem = f32>> Trainer<'a, B> {
     /// The side input source of an architecture with `vec`.
     fn side_input(&self) -> Option<SideInput<'_>> {
         match (&self.vectors, &self.side_norm) {
-            (Some(store), Some(norm)) => Some(SideInput { store, norm }),
+            (Some(store), Some(norm)) => Some(SideInput::given(store, norm)),
             _ => None,
         }
     }
