@@ -418,6 +418,89 @@ fn eval_time_override_evaluates_as_a_model_trained_that_way() {
     );
 }
 
+/// `--without-vector` evaluates a joint network with every utterance vector absent: its network
+/// rows then differ from the rows with the vectors, and no longer depend on the vectors at all (the
+/// saved normaliser shifted by one standard deviation changes the rows with vectors and leaves
+/// these bit for bit); the branch still reads the vectors, unchanged. A model without a `vec` layer
+/// is refused, naming the option.
+#[test]
+fn a_joint_model_without_its_vector_answers_from_the_image_alone() {
+    let data = corpus_on_disk();
+    let mut cfg = whole_with_branch(data.path());
+    cfg.arch = "c8k3 bn p2 +0 c16k3 bn p2 +0 stats vec0.2w0.5 drop0.2 fc16".into();
+    // Training statistics, which model.json saves, normalise the vectors (not each speaker's own).
+    cfg.input_norm = InputNormMode::Training;
+    let run = temp_dir();
+    train(&cfg, run.path());
+    let split = run.path().join("split.json");
+    let test = ["--split", split.to_str().unwrap(), "--weights", "last"];
+    let absent = [&test[..], &["--without-vector"]].concat();
+    let (_, given) = eval(run.path(), data.path(), &test);
+    let (_, without) = eval(run.path(), data.path(), &absent);
+    let (g, w) = (&given["folds"][0], &without["folds"][0]);
+    assert_eq!(g["ids"], w["ids"]);
+    assert_ne!(
+        rows(&g["network"]),
+        rows(&w["network"]),
+        "the vectors reach the network, and --without-vector takes them away"
+    );
+    assert_eq!(
+        g["prosody"], w["prosody"],
+        "the branch reads the vectors still"
+    );
+
+    let model_file = run.path().join("model.json");
+    let mut parts = read_json(&model_file);
+    let training = &mut parts["utterance"]["training"];
+    let std: Vec<f64> = serde_json::from_value(training["std"].clone()).unwrap();
+    for (m, s) in training["mean"]
+        .as_array_mut()
+        .unwrap()
+        .iter_mut()
+        .zip(&std)
+    {
+        *m = (m.as_f64().unwrap() + s).into();
+    }
+    std::fs::write(&model_file, serde_json::to_string(&parts).unwrap()).unwrap();
+    let (_, shifted_given) = eval(run.path(), data.path(), &test);
+    let (_, shifted_without) = eval(run.path(), data.path(), &absent);
+    assert_ne!(
+        rows(&shifted_given["folds"][0]["network"]),
+        rows(&g["network"]),
+        "the shifted normaliser changes the network's input vectors"
+    );
+    assert_eq!(
+        rows(&shifted_without["folds"][0]["network"]),
+        rows(&w["network"]),
+        "without its vector, the network does not read the vectors"
+    );
+
+    let plain = temp_dir();
+    train(&whole_with_branch(data.path()), plain.path());
+    let refused = std::process::Command::new(env!("CARGO_BIN_EXE_rescnn"))
+        .args([
+            "eval",
+            "--device",
+            "cpu",
+            "--corpus",
+            "folders",
+            "--without-vector",
+        ])
+        .arg("--model")
+        .arg(plain.path())
+        .arg("--data")
+        .arg(data.path())
+        .output()
+        .expect("the rescnn binary runs");
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        !refused.status.success()
+            && stderr.contains("--without-vector")
+            && stderr.contains("not a joint network"),
+        "a model without `vec` is refused: {stderr}"
+    );
+}
+
 /// A timeline window holding a whole file is that file's prediction, for the whole model: a joint
 /// network evaluated over the whole utterance with its vector as second input, the branch fused on
 /// top, and the training speakers' statistics for a speaker-normalised model given no others.
