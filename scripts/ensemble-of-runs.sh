@@ -3,7 +3,8 @@
 # 0, 1, ..., K-1, as the folds of one `--ensemble K` run (fold-*/seed-N/ links), so that
 # `rescnn score OUT` scores them as that ensemble and `rescnn eval --model OUT` evaluates it.
 # Under leave-one-speaker-out (no validation speakers) the split does not depend on the seed, and a
-# member's weights and data order depend only on its seed and fold, so each run's fold is what `--ensemble K` trains in `seed-N/`.
+# member's weights and data order depend only on its seed and fold, so each run's fold is what
+# `--ensemble K` trains in `seed-N/`.
 #   scripts/ensemble-of-runs.sh OUT RUN_SEED0 RUN_SEED1 [...]
 set -euo pipefail
 out=${1:?usage: ensemble-of-runs.sh OUT RUN_SEED0 RUN_SEED1 [...]}
