@@ -421,8 +421,10 @@ fn eval_time_override_evaluates_as_a_model_trained_that_way() {
 /// `--without-vector` evaluates a joint network with every utterance vector absent: its network
 /// rows then differ from the rows with the vectors, and no longer depend on the vectors at all (the
 /// saved normaliser shifted by one standard deviation changes the rows with vectors and leaves
-/// these bit for bit); the branch still reads the vectors, unchanged. A model without a `vec` layer
-/// is refused, naming the option.
+/// these bit for bit); the branch still reads the vectors, unchanged. Absent means zero, the value
+/// whole-vector dropout leaves: the same model with the vector's columns of the following fc layer
+/// zeroed gives these rows bit for bit with its vectors given (a zero column and a zero input both
+/// add exact zeros to the same sums). A model without a `vec` layer is refused, naming the option.
 #[test]
 fn a_joint_model_without_its_vector_answers_from_the_image_alone() {
     let data = corpus_on_disk();
@@ -447,6 +449,29 @@ fn a_joint_model_without_its_vector_answers_from_the_image_alone() {
     assert_eq!(
         g["prosody"], w["prosody"],
         "the branch reads the vectors still"
+    );
+
+    let zeroed = temp_dir();
+    copy_run(run.path(), zeroed.path());
+    let mut ck = last_checkpoint(zeroed.path());
+    let d = ck.model.side_input_len;
+    let fc = ck
+        .params
+        .iter_mut()
+        .find(|t| t.dims.len() == 2 && t.dims[1] > d)
+        .expect("the fc layer that reads the pooled statistics and the vector");
+    let width = fc.dims[1];
+    for row in fc.data.chunks_exact_mut(width) {
+        // The vector follows the pooled statistics in the layer's input.
+        row[width - d..].fill(0.0);
+    }
+    ck.save(&zeroed.path().join("checkpoints/last.safetensors"))
+        .unwrap();
+    let (_, ignoring) = eval(zeroed.path(), data.path(), &test);
+    assert_eq!(
+        rows(&ignoring["folds"][0]["network"]),
+        rows(&w["network"]),
+        "an absent vector is a zero vector"
     );
 
     let model_file = run.path().join("model.json");
@@ -499,6 +524,19 @@ fn a_joint_model_without_its_vector_answers_from_the_image_alone() {
             && stderr.contains("not a joint network"),
         "a model without `vec` is refused: {stderr}"
     );
+}
+
+/// A copy of the single-split run folder `from` (its files and its checkpoints) in `to`.
+fn copy_run(from: &Path, to: &Path) {
+    for sub in ["", "checkpoints"] {
+        std::fs::create_dir_all(to.join(sub)).unwrap();
+        for entry in std::fs::read_dir(from.join(sub)).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_file() {
+                std::fs::copy(&path, to.join(sub).join(path.file_name().unwrap())).unwrap();
+            }
+        }
+    }
 }
 
 /// A timeline window holding a whole file is that file's prediction, for the whole model: a joint
