@@ -8,12 +8,12 @@
 //!
 //! `cargo bench --bench cpu_train_step` (set RESCNN_BENCH_STEPS to change the number of timed steps).
 
+use rescnn::backends::cpu::CpuBackend;
+use rescnn::backends::{ConvBackwardIo, ConvForwardIo, InputGrad};
 use std::time::Instant;
 
 use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use rescnn::backends::cpu::CpuBackend;
-use rescnn::backends::InputGrad;
 use rescnn::model::RmsPropConfig;
 use rescnn::model::{ArchSpec, InputShape, Network};
 
@@ -171,29 +171,43 @@ fn conv_breakdown(
             }
             Ok((process_cpu_seconds_fine() - t0) / REPS as f64)
         };
-        let fwd = time(&mut || backend.conv2d_forward(&g, &x, &w, &b, &mut y))?;
+        let fwd = time(&mut || {
+            backend.conv2d_forward(
+                &g,
+                ConvForwardIo {
+                    x: &x,
+                    w: &w,
+                    b: &b,
+                    y: &mut y,
+                },
+            )
+        })?;
         let dw_only = time(&mut || {
             backend.conv2d_backward(
                 &g,
-                &x,
-                &w,
-                &y,
-                &mut dy,
-                InputGrad::None,
-                &mut dw,
-                Some(&mut db),
+                ConvBackwardIo {
+                    x: &x,
+                    w: &w,
+                    y: &y,
+                    dy: &mut dy,
+                    dx: InputGrad::None,
+                    dw: &mut dw,
+                    db: Some(&mut db),
+                },
             )
         })?;
         let with_dx = time(&mut || {
             backend.conv2d_backward(
                 &g,
-                &x,
-                &w,
-                &y,
-                &mut dy,
-                InputGrad::Add(&mut dx),
-                &mut dw,
-                Some(&mut db),
+                ConvBackwardIo {
+                    x: &x,
+                    w: &w,
+                    y: &y,
+                    dy: &mut dy,
+                    dx: InputGrad::Add(&mut dx),
+                    dw: &mut dw,
+                    db: Some(&mut db),
+                },
             )
         })?;
         let flops = g.forward_flops();

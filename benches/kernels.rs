@@ -26,13 +26,15 @@ use rescnn::backends::cuda::peak::{self, GpuPeak};
 use rescnn::backends::cuda::{list_gpus, CudaBuffer, CudaDevice};
 use rescnn::backends::device::Device;
 use rescnn::backends::kernel_backend::KernelBackend;
-use rescnn::backends::kernels::gather_tables::GatherTables;
-use rescnn::backends::kernels::gemm::Scratch;
+use rescnn::backends::kernels::{gather_tables::GatherTables, gemm::Scratch};
 use rescnn::backends::ops::conv2d::kernel as conv2d;
 use rescnn::backends::ops::conv2d::TOLERANCE as CONV2D;
 use rescnn::backends::ops::dense::kernel as dense;
 use rescnn::backends::ops::dense::TOLERANCE as DENSE;
-use rescnn::backends::{Backend, Conv2dOp, ConvGeom, DenseGeom, DenseOp, InputGrad, Padding};
+use rescnn::backends::{
+    Backend, Conv2dOp, ConvBackwardIo, ConvForwardIo, ConvGeom, DenseBackwardIo, DenseForwardIo,
+    DenseGeom, DenseOp, InputGrad, Padding,
+};
 use rescnn::model::RmsPropConfig;
 use rescnn::model::{ArchSpec, InputShape, Network};
 use rescnn::{Error, Result, Shape};
@@ -203,7 +205,17 @@ fn run() -> Result<()> {
         let flops = g.forward_flops();
         let out_bytes = 4.0 * g.output().len() as f64;
 
-        let t = timer.time(&cfg, || backend.conv2d_forward(&g, &x, &w, &b, &mut y))?;
+        let t = timer.time(&cfg, || {
+            backend.conv2d_forward(
+                &g,
+                ConvForwardIo {
+                    x: &x,
+                    w: &w,
+                    b: &b,
+                    y: &mut y,
+                },
+            )
+        })?;
         report.flops("forward (implicit GEMM, bias, ReLU)", &t, flops, true);
         let t = timer.time(&cfg, || {
             conv2d::bias_grad(dev, &scratch, &g, &y, &mut dy, &mut db)
@@ -254,7 +266,17 @@ fn run() -> Result<()> {
         let mut db = dev.alloc_zeroed::<f32>(out)?;
         let flops = 2.0 * (BATCH * inp * out) as f64;
 
-        let ours = timer.time(&cfg, || backend.dense_forward(&g, &x, &w, &b, &mut y))?;
+        let ours = timer.time(&cfg, || {
+            backend.dense_forward(
+                &g,
+                DenseForwardIo {
+                    x: &x,
+                    w: &w,
+                    b: &b,
+                    y: &mut y,
+                },
+            )
+        })?;
         report.flops("forward y = x·wᵀ (NT) + b", &ours, flops, true);
         cublas_ratio(
             dev,
@@ -351,7 +373,15 @@ fn run() -> Result<()> {
     let mut c = dev.alloc_zeroed::<f32>(n * n)?;
     // Validate this very launch (the unsplit path, float4 loads) before timing it: a few whole rows
     // of C = A·Bᵀ against f64 on the host (the full product would take minutes on the CPU).
-    backend.dense_forward(&g, &a, &bm, &zero_bias, &mut c)?;
+    backend.dense_forward(
+        &g,
+        DenseForwardIo {
+            x: &a,
+            w: &bm,
+            b: &zero_bias,
+            y: &mut c,
+        },
+    )?;
     let got = dev.copy_to_host(&c)?;
     for row in [0, 1, n / 2 + 3, n - 1] {
         let a_row = &a_host[row * n..(row + 1) * n];
@@ -378,7 +408,15 @@ fn run() -> Result<()> {
         n - 1
     );
     let ours = timer.time(&cfg, || {
-        backend.dense_forward(&g, &a, &bm, &zero_bias, &mut c)
+        backend.dense_forward(
+            &g,
+            DenseForwardIo {
+                x: &a,
+                w: &bm,
+                b: &zero_bias,
+                y: &mut c,
+            },
+        )
     })?;
     report.flops("4096³ NT", &ours, 2.0 * (n as f64).powi(3), false);
     cublas_ratio(
@@ -524,36 +562,56 @@ fn validate_conv(gpu: &KernelBackend<CudaDevice>, g: &ConvGeom) -> Result<()> {
     let (dy0, dx0) = (random(g.output().len(), 14), random(g.input().len(), 15));
     let (gx, gw, gb) = (gpu.upload(&x)?, gpu.upload(&w)?, gpu.upload(&b)?);
     let mut gy = gpu.zeros(g.output().len())?;
-    gpu.conv2d_forward(g, &gx, &gw, &gb, &mut gy)?;
+    gpu.conv2d_forward(
+        g,
+        ConvForwardIo {
+            x: &gx,
+            w: &gw,
+            b: &gb,
+            y: &mut gy,
+        },
+    )?;
     let y = gpu.download(&gy)?;
     let (cx, cw, cb) = (widen(&x), widen(&w), widen(&b));
     let mut cy = cpu.zeros(g.output().len())?;
-    cpu.conv2d_forward(g, &cx, &cw, &cb, &mut cy)?;
+    cpu.conv2d_forward(
+        g,
+        ConvForwardIo {
+            x: &cx,
+            w: &cw,
+            b: &cb,
+            y: &mut cy,
+        },
+    )?;
     check(&CONV2D, "conv forward y", &y, &cy)?;
 
     let (mut gdy, mut gdx) = (gpu.upload(&dy0)?, gpu.upload(&dx0)?);
     let (mut gdw, mut gdb) = (gpu.zeros(g.weight_len())?, gpu.zeros(g.c_out as usize)?);
     gpu.conv2d_backward(
         g,
-        &gx,
-        &gw,
-        &gy,
-        &mut gdy,
-        InputGrad::Add(&mut gdx),
-        &mut gdw,
-        Some(&mut gdb),
+        ConvBackwardIo {
+            x: &gx,
+            w: &gw,
+            y: &gy,
+            dy: &mut gdy,
+            dx: InputGrad::Add(&mut gdx),
+            dw: &mut gdw,
+            db: Some(&mut gdb),
+        },
     )?;
     let (mut cdy, mut cdx) = (widen(&dy0), widen(&dx0));
     let (mut cdw, mut cdb) = (cpu.zeros(g.weight_len())?, cpu.zeros(g.c_out as usize)?);
     cpu.conv2d_backward(
         g,
-        &cx,
-        &cw,
-        &widen(&y),
-        &mut cdy,
-        InputGrad::Add(&mut cdx),
-        &mut cdw,
-        Some(&mut cdb),
+        ConvBackwardIo {
+            x: &cx,
+            w: &cw,
+            y: &widen(&y),
+            dy: &mut cdy,
+            dx: InputGrad::Add(&mut cdx),
+            dw: &mut cdw,
+            db: Some(&mut cdb),
+        },
     )?;
     check(&CONV2D, "conv backward dx", &gpu.download(&gdx)?, &cdx)?;
     check(&CONV2D, "conv backward dw", &gpu.download(&gdw)?, &cdw)?;
@@ -576,35 +634,55 @@ fn validate_dense(gpu: &KernelBackend<CudaDevice>, g: &DenseGeom) -> Result<()> 
     let (dy0, dx0) = (random(n * out, 24), random(n * inp, 25));
     let (gx, gw, gb) = (gpu.upload(&x)?, gpu.upload(&w)?, gpu.upload(&b)?);
     let mut gy = gpu.zeros(n * out)?;
-    gpu.dense_forward(g, &gx, &gw, &gb, &mut gy)?;
+    gpu.dense_forward(
+        g,
+        DenseForwardIo {
+            x: &gx,
+            w: &gw,
+            b: &gb,
+            y: &mut gy,
+        },
+    )?;
     let y = gpu.download(&gy)?;
     let (cx, cw, cb) = (widen(&x), widen(&w), widen(&b));
     let mut cy = cpu.zeros(n * out)?;
-    cpu.dense_forward(g, &cx, &cw, &cb, &mut cy)?;
+    cpu.dense_forward(
+        g,
+        DenseForwardIo {
+            x: &cx,
+            w: &cw,
+            b: &cb,
+            y: &mut cy,
+        },
+    )?;
     check(&DENSE, "dense forward y", &y, &cy)?;
     let (mut gdy, mut gdx) = (gpu.upload(&dy0)?, gpu.upload(&dx0)?);
     let (mut gdw, mut gdb) = (gpu.zeros(inp * out)?, gpu.zeros(out)?);
     gpu.dense_backward(
         g,
-        &gx,
-        &gw,
-        &gy,
-        &mut gdy,
-        Some(&mut gdx),
-        &mut gdw,
-        &mut gdb,
+        DenseBackwardIo {
+            x: &gx,
+            w: &gw,
+            y: &gy,
+            dy: &mut gdy,
+            dx: Some(&mut gdx),
+            dw: &mut gdw,
+            db: &mut gdb,
+        },
     )?;
     let (mut cdy, mut cdx) = (widen(&dy0), widen(&dx0));
     let (mut cdw, mut cdb) = (cpu.zeros(inp * out)?, cpu.zeros(out)?);
     cpu.dense_backward(
         g,
-        &cx,
-        &cw,
-        &widen(&y),
-        &mut cdy,
-        Some(&mut cdx),
-        &mut cdw,
-        &mut cdb,
+        DenseBackwardIo {
+            x: &cx,
+            w: &cw,
+            y: &widen(&y),
+            dy: &mut cdy,
+            dx: Some(&mut cdx),
+            dw: &mut cdw,
+            db: &mut cdb,
+        },
     )?;
     check(&DENSE, "dense backward dx", &gpu.download(&gdx)?, &cdx)?;
     check(&DENSE, "dense backward dw", &gpu.download(&gdw)?, &cdw)?;

@@ -17,7 +17,10 @@ use common::Rng;
 use rescnn::backends::cpu::CpuBackend;
 use rescnn::backends::ops::conv2d::TOLERANCE as CONV2D;
 use rescnn::backends::ops::dense::TOLERANCE as DENSE;
-use rescnn::backends::{Backend, Conv2dOp, ConvGeom, DenseGeom, DenseOp, InputGrad, Padding};
+use rescnn::backends::{
+    Backend, Conv2dOp, ConvBackwardIo, ConvForwardIo, ConvGeom, DenseBackwardIo, DenseForwardIo,
+    DenseGeom, DenseOp, InputGrad, Padding,
+};
 use rescnn::model::RmsPropConfig;
 use rescnn::model::{ArchSpec, InputShape, Network};
 use rescnn::Shape;
@@ -91,11 +94,28 @@ fn conv_case<B: Backend<Elem = f32>>(
         dev.upload(&b).unwrap(),
     );
     let mut y = dev.zeros(g.output().len()).unwrap();
-    dev.conv2d_forward(&g, &dx_, &dw_, &db_, &mut y).unwrap();
+    dev.conv2d_forward(
+        &g,
+        ConvForwardIo {
+            x: &dx_,
+            w: &dw_,
+            b: &db_,
+            y: &mut y,
+        },
+    )
+    .unwrap();
     let (rx, rw, rb) = (widen(&x), widen(&w), widen(&b));
     let mut ry = reference.zeros(g.output().len()).unwrap();
     reference
-        .conv2d_forward(&g, &rx, &rw, &rb, &mut ry)
+        .conv2d_forward(
+            &g,
+            ConvForwardIo {
+                x: &rx,
+                w: &rw,
+                b: &rb,
+                y: &mut ry,
+            },
+        )
         .unwrap();
     let y_host = dev.download(&y).unwrap();
     check(&CONV2D, format!("{what}: y"), &y_host, &ry);
@@ -109,13 +129,15 @@ fn conv_case<B: Backend<Elem = f32>>(
     let mut db = dev.upload(&random(&mut rng, c_out)).unwrap();
     dev.conv2d_backward(
         &g,
-        &dx_,
-        &dw_,
-        &y,
-        &mut dy,
-        InputGrad::Add(&mut dx),
-        &mut dw,
-        Some(&mut db),
+        ConvBackwardIo {
+            x: &dx_,
+            w: &dw_,
+            y: &y,
+            dy: &mut dy,
+            dx: InputGrad::Add(&mut dx),
+            dw: &mut dw,
+            db: Some(&mut db),
+        },
     )
     .unwrap();
 
@@ -127,13 +149,15 @@ fn conv_case<B: Backend<Elem = f32>>(
     reference
         .conv2d_backward(
             &g,
-            &rx,
-            &rw,
-            &ry_dev,
-            &mut rdy,
-            InputGrad::Add(&mut rdx),
-            &mut rdw,
-            Some(&mut rdb),
+            ConvBackwardIo {
+                x: &rx,
+                w: &rw,
+                y: &ry_dev,
+                dy: &mut rdy,
+                dx: InputGrad::Add(&mut rdx),
+                dw: &mut rdw,
+                db: Some(&mut rdb),
+            },
         )
         .unwrap();
     check(
@@ -165,13 +189,15 @@ fn conv_case<B: Backend<Elem = f32>>(
     let mut dy = dev.upload(&dy0).unwrap();
     dev.conv2d_backward(
         &g,
-        &dx_,
-        &dw_,
-        &y,
-        &mut dy,
-        InputGrad::None,
-        &mut dw,
-        Some(&mut db),
+        ConvBackwardIo {
+            x: &dx_,
+            w: &dw_,
+            y: &y,
+            dy: &mut dy,
+            dx: InputGrad::None,
+            dw: &mut dw,
+            db: Some(&mut db),
+        },
     )
     .unwrap();
     check(
@@ -192,26 +218,30 @@ fn conv_case<B: Backend<Elem = f32>>(
     let db_before = dev.download(&db).unwrap();
     dev.conv2d_backward(
         &no_relu,
-        &dx_,
-        &dw_,
-        &y,
-        &mut dy,
-        InputGrad::Write(&mut dx),
-        &mut dw,
-        None,
+        ConvBackwardIo {
+            x: &dx_,
+            w: &dw_,
+            y: &y,
+            dy: &mut dy,
+            dx: InputGrad::Write(&mut dx),
+            dw: &mut dw,
+            db: None,
+        },
     )
     .unwrap();
     let (mut rdy, mut rdx) = (widen(&masked), widen(&garbage));
     reference
         .conv2d_backward(
             &no_relu,
-            &rx,
-            &rw,
-            &ry_dev,
-            &mut rdy,
-            InputGrad::Write(&mut rdx),
-            &mut rdw,
-            None,
+            ConvBackwardIo {
+                x: &rx,
+                w: &rw,
+                y: &ry_dev,
+                dy: &mut rdy,
+                dx: InputGrad::Write(&mut rdx),
+                dw: &mut rdw,
+                db: None,
+            },
         )
         .unwrap();
     let (dx_h, dw_h) = (dev.download(&dx).unwrap(), dev.download(&dw).unwrap());
@@ -229,7 +259,18 @@ fn conv_case<B: Backend<Elem = f32>>(
     );
     if relu {
         let err = dev
-            .conv2d_backward(&g, &dx_, &dw_, &y, &mut dy, InputGrad::None, &mut dw, None)
+            .conv2d_backward(
+                &g,
+                ConvBackwardIo {
+                    x: &dx_,
+                    w: &dw_,
+                    y: &y,
+                    dy: &mut dy,
+                    dx: InputGrad::None,
+                    dw: &mut dw,
+                    db: None,
+                },
+            )
             .unwrap_err()
             .to_string();
         assert!(err.contains("ReLU must be off"), "{what}: {err}");
@@ -418,10 +459,29 @@ fn dense_case<B: Backend<Elem = f32>>(dev: &B, n: usize, inp: usize, out: usize,
         dev.upload(&b).unwrap(),
     );
     let mut y = dev.zeros(n * out).unwrap();
-    dev.dense_forward(&g, &dx_, &dw_, &db_, &mut y).unwrap();
+    dev.dense_forward(
+        &g,
+        DenseForwardIo {
+            x: &dx_,
+            w: &dw_,
+            b: &db_,
+            y: &mut y,
+        },
+    )
+    .unwrap();
     let (rx, rw, rb) = (widen(&x), widen(&w), widen(&b));
     let mut ry = reference.zeros(n * out).unwrap();
-    reference.dense_forward(&g, &rx, &rw, &rb, &mut ry).unwrap();
+    reference
+        .dense_forward(
+            &g,
+            DenseForwardIo {
+                x: &rx,
+                w: &rw,
+                b: &rb,
+                y: &mut ry,
+            },
+        )
+        .unwrap();
     let y_host = dev.download(&y).unwrap();
     check(&DENSE, format!("{what}: y"), &y_host, &ry);
 
@@ -431,8 +491,19 @@ fn dense_case<B: Backend<Elem = f32>>(dev: &B, n: usize, inp: usize, out: usize,
     let mut dx = dev.upload(&dx0).unwrap();
     let mut dw = dev.upload(&random(&mut rng, inp * out)).unwrap();
     let mut db = dev.upload(&random(&mut rng, out)).unwrap();
-    dev.dense_backward(&g, &dx_, &dw_, &y, &mut dy, Some(&mut dx), &mut dw, &mut db)
-        .unwrap();
+    dev.dense_backward(
+        &g,
+        DenseBackwardIo {
+            x: &dx_,
+            w: &dw_,
+            y: &y,
+            dy: &mut dy,
+            dx: Some(&mut dx),
+            dw: &mut dw,
+            db: &mut db,
+        },
+    )
+    .unwrap();
     let ry_dev = widen(&y_host);
     let mut rdy = widen(&dy0);
     let mut rdx = widen(&dx0);
@@ -441,13 +512,15 @@ fn dense_case<B: Backend<Elem = f32>>(dev: &B, n: usize, inp: usize, out: usize,
     reference
         .dense_backward(
             &g,
-            &rx,
-            &rw,
-            &ry_dev,
-            &mut rdy,
-            Some(&mut rdx),
-            &mut rdw,
-            &mut rdb,
+            DenseBackwardIo {
+                x: &rx,
+                w: &rw,
+                y: &ry_dev,
+                dy: &mut rdy,
+                dx: Some(&mut rdx),
+                dw: &mut rdw,
+                db: &mut rdb,
+            },
         )
         .unwrap();
     check(

@@ -29,9 +29,12 @@ use rand_chacha::ChaCha8Rng;
 use rescnn::backends::cpu::CpuBackend;
 use rescnn::backends::ops::maxpool::ARGMAX_POSITIVE;
 use rescnn::backends::{
-    AdamWOp, BatchNormGeom, BatchNormOp, ConcatGeom, ConcatOp, Conv2dOp, ConvGeom, DenseGeom,
-    DenseOp, DropoutOp, DropoutParams, InputGrad, MaxPoolOp, Padding, PoolGeom, RmsPropOp,
-    ShortcutGeom, ShortcutOp, SoftmaxXentOp, StatsPoolGeom, StatsPoolOp, XentGeom,
+    AdamWIo, AdamWOp, BatchNormBackwardIo, BatchNormEvalIo, BatchNormGeom, BatchNormOp,
+    BatchNormTrainIo, ConcatBackwardIo, ConcatForwardIo, ConcatGeom, ConcatOp, Conv2dOp,
+    ConvBackwardIo, ConvForwardIo, ConvGeom, DenseBackwardIo, DenseForwardIo, DenseGeom, DenseOp,
+    DropoutOp, DropoutParams, InputGrad, MaxPoolOp, Padding, PoolGeom, RmsPropIo, RmsPropOp,
+    ShortcutGeom, ShortcutOp, SoftXentIo, SoftmaxXentOp, StatsPoolBackwardIo, StatsPoolGeom,
+    StatsPoolOp, XentGeom, XentIo,
 };
 use rescnn::model::{AdamWConfig, LrSchedule, RmsPropConfig};
 use rescnn::Shape;
@@ -299,10 +302,12 @@ fn check_conv(case: &ConvCase, seed: u64) {
         let mut y = vec![SENTINEL; out_len + TAIL];
         cpu.conv2d_forward(
             &g,
-            &with_tail(x, f64::NAN),
-            &with_tail(w, f64::NAN),
-            &with_tail(b, f64::NAN),
-            &mut y,
+            ConvForwardIo {
+                x: &with_tail(x, f64::NAN),
+                w: &with_tail(w, f64::NAN),
+                b: &with_tail(b, f64::NAN),
+                y: &mut y,
+            },
         )
         .unwrap();
         assert_tail("conv y", &y, out_len);
@@ -326,17 +331,19 @@ fn check_conv(case: &ConvCase, seed: u64) {
     db[case.c_out..].fill(SENTINEL);
     cpu.conv2d_backward(
         &g,
-        &with_tail(&x, f64::NAN),
-        &with_tail(&w, f64::NAN),
-        &with_tail(&y, f64::NAN),
-        &mut dy,
-        if case.with_dx {
-            InputGrad::Add(&mut dx)
-        } else {
-            InputGrad::None
+        ConvBackwardIo {
+            x: &with_tail(&x, f64::NAN),
+            w: &with_tail(&w, f64::NAN),
+            y: &with_tail(&y, f64::NAN),
+            dy: &mut dy,
+            dx: if case.with_dx {
+                InputGrad::Add(&mut dx)
+            } else {
+                InputGrad::None
+            },
+            dw: &mut dw,
+            db: Some(&mut db),
         },
-        &mut dw,
-        Some(&mut db),
     )
     .unwrap();
     for (what, v, len) in [
@@ -394,17 +401,19 @@ fn check_conv(case: &ConvCase, seed: u64) {
     let (mut dw2, mut db2) = (vec![0.0; w_len], vec![0.0; case.c_out]);
     cpu.conv2d_backward(
         &g,
-        &x,
-        &w,
-        &y,
-        &mut dy2,
-        if case.with_dx {
-            InputGrad::Add(&mut dx2)
-        } else {
-            InputGrad::None
+        ConvBackwardIo {
+            x: &x,
+            w: &w,
+            y: &y,
+            dy: &mut dy2,
+            dx: if case.with_dx {
+                InputGrad::Add(&mut dx2)
+            } else {
+                InputGrad::None
+            },
+            dw: &mut dw2,
+            db: Some(&mut db2),
         },
-        &mut dw2,
-        Some(&mut db2),
     )
     .unwrap();
     assert_eq!(
@@ -430,13 +439,15 @@ fn check_conv(case: &ConvCase, seed: u64) {
         let mut dx3 = with_tail(&vec![f64::NAN; in_len], SENTINEL);
         cpu.conv2d_backward(
             &g,
-            &x,
-            &w,
-            &y,
-            &mut dy3,
-            InputGrad::Write(&mut dx3),
-            &mut dw2,
-            Some(&mut db2),
+            ConvBackwardIo {
+                x: &x,
+                w: &w,
+                y: &y,
+                dy: &mut dy3,
+                dx: InputGrad::Write(&mut dx3),
+                dw: &mut dw2,
+                db: Some(&mut db2),
+            },
         )
         .unwrap();
         assert_tail("conv dx written", &dx3, in_len);
@@ -752,10 +763,12 @@ fn dense_gradients() {
             let mut y = vec![SENTINEL; n * fout + TAIL];
             cpu.dense_forward(
                 &g,
-                &with_tail(x, f64::NAN),
-                &with_tail(w, f64::NAN),
-                &with_tail(b, f64::NAN),
-                &mut y,
+                DenseForwardIo {
+                    x: &with_tail(x, f64::NAN),
+                    w: &with_tail(w, f64::NAN),
+                    b: &with_tail(b, f64::NAN),
+                    y: &mut y,
+                },
             )
             .unwrap();
             assert_tail(&label, &y, n * fout);
@@ -775,13 +788,15 @@ fn dense_gradients() {
         );
         cpu.dense_backward(
             &g,
-            &with_tail(&x, f64::NAN),
-            &with_tail(&w, f64::NAN),
-            &with_tail(&y, f64::NAN),
-            &mut dy,
-            with_dx.then_some(&mut dx),
-            &mut dw,
-            &mut db,
+            DenseBackwardIo {
+                x: &with_tail(&x, f64::NAN),
+                w: &with_tail(&w, f64::NAN),
+                y: &with_tail(&y, f64::NAN),
+                dy: &mut dy,
+                dx: with_dx.then_some(&mut dx),
+                dw: &mut dw,
+                db: &mut db,
+            },
         )
         .unwrap();
         for (what, v, len) in [
@@ -853,7 +868,15 @@ fn softmax_xent_values_and_gradient() {
             let mut lab = labels.clone();
             lab.extend([u32::MAX; TAIL]);
             let stats = cpu
-                .softmax_xent(&g, &with_tail(z, f64::NAN), &lab, &mut losses, &mut d)
+                .softmax_xent(
+                    &g,
+                    XentIo {
+                        logits: &with_tail(z, f64::NAN),
+                        labels: &lab,
+                        losses: &mut losses,
+                        d_logits: &mut d,
+                    },
+                )
                 .unwrap();
             assert_tail("losses", &losses, n);
             assert_tail("d_logits", &d, n * k);
@@ -895,7 +918,15 @@ fn softmax_xent_is_stable_for_huge_logits_and_counts_first_maximum() {
         let labels = vec![2u32, 2, 1];
         let (mut losses, mut d) = (vec![T::ZERO; 3], vec![T::ZERO; 9]);
         let stats = cpu
-            .softmax_xent(&g, &z, &labels, &mut losses, &mut d)
+            .softmax_xent(
+                &g,
+                XentIo {
+                    logits: &z,
+                    labels: &labels,
+                    losses: &mut losses,
+                    d_logits: &mut d,
+                },
+            )
             .unwrap();
         let l: Vec<f64> = losses.iter().map(|v| v.to_f64()).collect();
         // Row 0: label two 2e4 below the max. Row 1: tie of two maxima, label one of them: ln 2.
@@ -937,10 +968,12 @@ fn softmax_xent_rejects_labels_out_of_range() {
     let err = cpu
         .softmax_xent(
             &g,
-            &vec![0.0; 6],
-            &vec![0, 3],
-            &mut vec![0.0; 2],
-            &mut vec![0.0; 6],
+            XentIo {
+                logits: &vec![0.0; 6],
+                labels: &vec![0, 3],
+                losses: &mut vec![0.0; 2],
+                d_logits: &mut vec![0.0; 6],
+            },
         )
         .unwrap_err();
     assert!(err.to_string().contains("label 3 of row 1"), "{err}");
@@ -968,11 +1001,13 @@ fn softmax_xent_soft_values_gradient_and_hard_equivalence() {
             let stats = cpu
                 .softmax_xent_soft(
                     &g,
-                    &with_tail(z, f64::NAN),
-                    &with_tail(&targets, f64::NAN),
-                    w.as_ref(),
-                    &mut losses,
-                    &mut d,
+                    SoftXentIo {
+                        logits: &with_tail(z, f64::NAN),
+                        targets: &with_tail(&targets, f64::NAN),
+                        class_weights: w.as_ref(),
+                        losses: &mut losses,
+                        d_logits: &mut d,
+                    },
                 )
                 .unwrap();
             assert_tail("losses", &losses, n);
@@ -1020,10 +1055,27 @@ fn softmax_xent_soft_values_gradient_and_hard_equivalence() {
         vec![0.0; n * k],
     );
     let hard = cpu
-        .softmax_xent(&g, &logits, &labels, &mut l1, &mut d1)
+        .softmax_xent(
+            &g,
+            XentIo {
+                logits: &logits,
+                labels: &labels,
+                losses: &mut l1,
+                d_logits: &mut d1,
+            },
+        )
         .unwrap();
     let soft = cpu
-        .softmax_xent_soft(&g, &logits, &onehot, None, &mut l2, &mut d2)
+        .softmax_xent_soft(
+            &g,
+            SoftXentIo {
+                logits: &logits,
+                targets: &onehot,
+                class_weights: None,
+                losses: &mut l2,
+                d_logits: &mut d2,
+            },
+        )
         .unwrap();
     assert_eq!(
         (l1, d1, hard),
@@ -1053,8 +1105,15 @@ fn rmsprop_matches_hand_computed_steps() {
         [-0.3, 0.2, 0.5, 1.0],
     ];
     for (step, g) in grads.iter().enumerate() {
-        cpu.rmsprop_update(&cfg.step(step as u64), &mut w, &g.to_vec(), &mut r)
-            .unwrap();
+        cpu.rmsprop_update(
+            &cfg.step(step as u64),
+            RmsPropIo {
+                w: &mut w,
+                g: &g.to_vec(),
+                r: &mut r,
+            },
+        )
+        .unwrap();
     }
     // By hand, element 0 (g = 0.2, 0.1, −0.3; lr_t = 0.01, 0.01/1.5, 0.01/2):
     //   r1 = 0.1·0.04 = 0.004;            w1 = 0.5 − 0.01·0.2/√(0.004+1e-7)        = 0.468378...
@@ -1100,8 +1159,15 @@ fn rmsprop_matches_hand_computed_steps() {
         ..cfg
     };
     let (mut w, mut r) = (vec![2.0], vec![0.0]);
-    cpu.rmsprop_update(&cfg.step(0), &mut w, &vec![0.5], &mut r)
-        .unwrap();
+    cpu.rmsprop_update(
+        &cfg.step(0),
+        RmsPropIo {
+            w: &mut w,
+            g: &vec![0.5],
+            r: &mut r,
+        },
+    )
+    .unwrap();
     assert!((r[0] - 0.1 * 0.49).abs() < 1e-15);
     assert!(
         (w[0] - (2.0 - 0.01 * 0.7 / (0.049f64 + 1e-7).sqrt())).abs() < 1e-14,
@@ -1133,8 +1199,16 @@ fn adamw_matches_hand_computed_steps() {
     for (step, g) in grads.iter().enumerate() {
         let s = cfg.step(step as u64, 3);
         assert_eq!((s.lr, s.t), (0.1, step as u64 + 1));
-        cpu.adamw_update(&s, &mut w, &g.to_vec(), &mut m, &mut v)
-            .unwrap();
+        cpu.adamw_update(
+            &s,
+            AdamWIo {
+                w: &mut w,
+                g: &g.to_vec(),
+                m: &mut m,
+                v: &mut v,
+            },
+        )
+        .unwrap();
     }
     // By hand, element 0 (g = 0.5, −0.2, 0.4):
     //   t=1: m = 0.05, v = 0.0025; m̂ = 0.05/0.1 = 0.5, v̂ = 0.0025/0.01 = 0.25;
@@ -1163,8 +1237,16 @@ fn adamw_matches_hand_computed_steps() {
     let s = cfg.step(3, 4);
     assert!((s.lr - 0.01).abs() < 1e-17 && s.t == 4, "{s:?}");
     let (mut w, mut m, mut v) = (vec![1.0], vec![0.0], vec![0.0]);
-    cpu.adamw_update(&s, &mut w, &vec![0.5], &mut m, &mut v)
-        .unwrap();
+    cpu.adamw_update(
+        &s,
+        AdamWIo {
+            w: &mut w,
+            g: &vec![0.5],
+            m: &mut m,
+            v: &mut v,
+        },
+    )
+    .unwrap();
     let (b1, b2) = (1.0 - 0.9f64.powi(4), 1.0 - 0.99f64.powi(4));
     let hand = 1.0 * (1.0 - 0.01 * 0.1) - 0.01 * (0.05 / b1) / ((0.0025f64 / b2).sqrt() + 1e-8);
     assert!((w[0] - hand).abs() < 1e-14, "{} vs {hand}", w[0]);
@@ -1299,13 +1381,15 @@ fn batchnorm_gradients_and_running_statistics() {
             let mut rv = with_tail(&running0[c..], SENTINEL);
             cpu.batchnorm_forward_train(
                 &g,
-                &with_tail(x, f64::NAN),
-                &with_tail(gamma, f64::NAN),
-                &with_tail(beta, f64::NAN),
-                &mut y,
-                &mut saved,
-                &mut rm,
-                &mut rv,
+                BatchNormTrainIo {
+                    x: &with_tail(x, f64::NAN),
+                    gamma: &with_tail(gamma, f64::NAN),
+                    beta: &with_tail(beta, f64::NAN),
+                    y: &mut y,
+                    saved: &mut saved,
+                    running_mean: &mut rm,
+                    running_var: &mut rv,
+                },
             )
             .unwrap();
             for (what, v, prefix) in [
@@ -1344,12 +1428,14 @@ fn batchnorm_gradients_and_running_statistics() {
         let mut y_eval = vec![SENTINEL; len + TAIL];
         cpu.batchnorm_forward_eval(
             &g,
-            &with_tail(&x, f64::NAN),
-            &gamma,
-            &beta,
-            &rm,
-            &rv,
-            &mut y_eval,
+            BatchNormEvalIo {
+                x: &with_tail(&x, f64::NAN),
+                gamma: &gamma,
+                beta: &beta,
+                running_mean: &rm,
+                running_var: &rv,
+                y: &mut y_eval,
+            },
         )
         .unwrap();
         assert_tail(&format!("{label}: y (evaluation)"), &y_eval, len);
@@ -1379,14 +1465,16 @@ fn batchnorm_gradients_and_running_statistics() {
         dgamma[..c].fill(7.0); // WRITTEN, not accumulated
         cpu.batchnorm_backward(
             &g,
-            &with_tail(&x, f64::NAN),
-            &with_tail(&gamma, f64::NAN),
-            &y,
-            &saved,
-            &mut dy,
-            with_dx.then_some(&mut dx),
-            &mut dgamma,
-            &mut dbeta,
+            BatchNormBackwardIo {
+                x: &with_tail(&x, f64::NAN),
+                gamma: &with_tail(&gamma, f64::NAN),
+                y: &y,
+                saved: &saved,
+                dy: &mut dy,
+                dx: with_dx.then_some(&mut dx),
+                dgamma: &mut dgamma,
+                dbeta: &mut dbeta,
+            },
         )
         .unwrap();
         assert_tail(&format!("{label}: dgamma"), &dgamma, c);
@@ -1464,10 +1552,12 @@ fn statspool_values_and_gradients() {
         let mut dx = with_tail(&prefill, SENTINEL);
         cpu.statspool_backward(
             &g,
-            &with_tail(&x, f64::NAN),
-            &with_tail(&y, f64::NAN),
-            &with_tail(&probe, f64::NAN),
-            &mut dx,
+            StatsPoolBackwardIo {
+                x: &with_tail(&x, f64::NAN),
+                y: &with_tail(&y, f64::NAN),
+                dy: &with_tail(&probe, f64::NAN),
+                dx: &mut dx,
+            },
         )
         .unwrap();
         assert_tail(&label, &dx, in_len);
@@ -1504,9 +1594,11 @@ fn concat_values_and_gradients() {
             let mut y = vec![SENTINEL; ly + TAIL];
             cpu.concat_forward(
                 &g,
-                &with_tail(xa, f64::NAN),
-                &with_tail(xb, f64::NAN),
-                &mut y,
+                ConcatForwardIo {
+                    a: &with_tail(xa, f64::NAN),
+                    b: &with_tail(xb, f64::NAN),
+                    y: &mut y,
+                },
             )
             .unwrap();
             assert_tail(&label, &y, ly);
@@ -1529,9 +1621,11 @@ fn concat_values_and_gradients() {
         let (mut da, mut db) = (with_tail(&pre_a, SENTINEL), with_tail(&pre_b, SENTINEL));
         cpu.concat_backward(
             &g,
-            &with_tail(&probe, f64::NAN),
-            Some(&mut da),
-            Some(&mut db),
+            ConcatBackwardIo {
+                dy: &with_tail(&probe, f64::NAN),
+                da: Some(&mut da),
+                db: Some(&mut db),
+            },
         )
         .unwrap();
         assert_tail(&format!("{label}: da"), &da, la);
@@ -1550,12 +1644,26 @@ fn concat_values_and_gradients() {
 
         // Either part may be left out; the other gets the same gradient.
         let mut da_only = pre_a.clone();
-        cpu.concat_backward(&g, &probe, Some(&mut da_only), None)
-            .unwrap();
+        cpu.concat_backward(
+            &g,
+            ConcatBackwardIo {
+                dy: &probe,
+                da: Some(&mut da_only),
+                db: None,
+            },
+        )
+        .unwrap();
         assert_eq!(da_only, da[..la].to_vec(), "{label}: da without db");
         let mut db_only = pre_b.clone();
-        cpu.concat_backward(&g, &probe, None, Some(&mut db_only))
-            .unwrap();
+        cpu.concat_backward(
+            &g,
+            ConcatBackwardIo {
+                dy: &probe,
+                da: None,
+                db: Some(&mut db_only),
+            },
+        )
+        .unwrap();
         assert_eq!(db_only, db[..lb].to_vec(), "{label}: db without da");
     }
     assert!(ConcatGeom::new(2, 0, 3).is_err());
@@ -1564,7 +1672,14 @@ fn concat_values_and_gradients() {
     let g = ConcatGeom::new(2, 3, 2).unwrap();
     let mut y = vec![0.0; 10];
     let e = cpu
-        .concat_forward(&g, &vec![0.0; 6], &vec![0.0; 3], &mut y)
+        .concat_forward(
+            &g,
+            ConcatForwardIo {
+                a: &vec![0.0; 6],
+                b: &vec![0.0; 3],
+                y: &mut y,
+            },
+        )
         .unwrap_err()
         .to_string();
     assert!(e.contains("concat b"), "{e}");
@@ -1701,9 +1816,26 @@ fn f32_ops_agree_with_f64() {
         uniform(&mut r, 4, -1.0, 1.0),
     );
     let (mut y64, mut y32) = (vec![0.0; g.output().len()], vec![0.0f32; g.output().len()]);
-    c64.conv2d_forward(&g, &x, &w, &b, &mut y64).unwrap();
-    c32.conv2d_forward(&g, &to32(&x), &to32(&w), &to32(&b), &mut y32)
-        .unwrap();
+    c64.conv2d_forward(
+        &g,
+        ConvForwardIo {
+            x: &x,
+            w: &w,
+            b: &b,
+            y: &mut y64,
+        },
+    )
+    .unwrap();
+    c32.conv2d_forward(
+        &g,
+        ConvForwardIo {
+            x: &to32(&x),
+            w: &to32(&w),
+            b: &to32(&b),
+            y: &mut y32,
+        },
+    )
+    .unwrap();
     close("conv y", &y32, &y64);
     let probe = uniform(&mut r, g.output().len(), -1.0, 1.0);
     let (mut dy64, mut dy32) = (probe.clone(), to32(&probe));
@@ -1715,24 +1847,28 @@ fn f32_ops_agree_with_f64() {
     );
     c64.conv2d_backward(
         &g,
-        &x,
-        &w,
-        &y64,
-        &mut dy64,
-        InputGrad::Add(&mut dx64),
-        &mut dw64,
-        Some(&mut db64),
+        ConvBackwardIo {
+            x: &x,
+            w: &w,
+            y: &y64,
+            dy: &mut dy64,
+            dx: InputGrad::Add(&mut dx64),
+            dw: &mut dw64,
+            db: Some(&mut db64),
+        },
     )
     .unwrap();
     c32.conv2d_backward(
         &g,
-        &to32(&x),
-        &to32(&w),
-        &y32,
-        &mut dy32,
-        InputGrad::Add(&mut dx32),
-        &mut dw32,
-        Some(&mut db32),
+        ConvBackwardIo {
+            x: &to32(&x),
+            w: &to32(&w),
+            y: &y32,
+            dy: &mut dy32,
+            dx: InputGrad::Add(&mut dx32),
+            dw: &mut dw32,
+            db: Some(&mut db32),
+        },
     )
     .unwrap();
     close("conv dx", &dx32, &dx64);
@@ -1759,8 +1895,25 @@ fn f32_ops_agree_with_f64() {
         uniform(&mut r, 5, -0.1, 0.1),
     );
     let (mut o64, mut o32) = (vec![0.0; 15], vec![0.0f32; 15]);
-    c64.dense_forward(&dg, &p64, &dw_, &db_, &mut o64).unwrap();
-    c32.dense_forward(&dg, &p32, &to32(&dw_), &to32(&db_), &mut o32)
-        .unwrap();
+    c64.dense_forward(
+        &dg,
+        DenseForwardIo {
+            x: &p64,
+            w: &dw_,
+            b: &db_,
+            y: &mut o64,
+        },
+    )
+    .unwrap();
+    c32.dense_forward(
+        &dg,
+        DenseForwardIo {
+            x: &p32,
+            w: &to32(&dw_),
+            b: &to32(&db_),
+            y: &mut o32,
+        },
+    )
+    .unwrap();
     close("dense y", &o32, &o64);
 }

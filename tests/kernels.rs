@@ -12,8 +12,10 @@ use rescnn::backends::ops::{
     adamw, batchnorm, concat, conv2d, dropout, maxpool, rmsprop, shortcut, softmax_xent, statspool,
 };
 use rescnn::backends::{
-    Backend, BatchNormGeom, ConcatGeom, ConvGeom, DenseGeom, DropoutParams, Padding, PoolGeom,
-    ShortcutGeom, StatsPoolGeom, XentGeom,
+    AdamWIo, Backend, BatchNormBackwardIo, BatchNormEvalIo, BatchNormGeom, BatchNormTrainIo,
+    ConcatBackwardIo, ConcatForwardIo, ConcatGeom, ConvForwardIo, ConvGeom, DenseForwardIo,
+    DenseGeom, DropoutParams, MaxPoolReluBackwardIo, Padding, PoolGeom, RmsPropIo, ShortcutGeom,
+    SoftXentIo, StatsPoolBackwardIo, StatsPoolGeom, XentGeom, XentIo,
 };
 use rescnn::model::{AdamWConfig, LrSchedule, RmsPropConfig};
 use rescnn::Shape;
@@ -119,8 +121,16 @@ fn maxpool_relu_backward_writes_the_masked_gradient<B: Backend<Elem = f32>>(dev:
         let dyb = dev.upload(&dy).unwrap();
         let mut dx = dev.upload(&vec![f32::NAN; g.input().len()]).unwrap();
         let mut db = dev.upload(&vec![f32::NAN; g.c as usize]).unwrap();
-        dev.maxpool_relu_backward(&g, &dyb, &am, &mut dx, &mut db)
-            .unwrap();
+        dev.maxpool_relu_backward(
+            &g,
+            MaxPoolReluBackwardIo {
+                dy: &dyb,
+                argmax: &am,
+                dx: &mut dx,
+                db: &mut db,
+            },
+        )
+        .unwrap();
         let (dx, db) = (dev.download(&dx).unwrap(), dev.download(&db).unwrap());
 
         // The oracle, on the host: route dy to the argmax, keep it where x > 0, sum each channel.
@@ -194,12 +204,28 @@ fn every_op_refuses_the_geometries_its_validity_rule_refuses<B: Backend<Elem = f
     let big = || dev.zeros(4096).unwrap();
     let conv = ConvGeom::new(Shape::new(1, 1, 8, 8), 2, (3, 3), 1, Padding::Same, false).unwrap();
     for bad in [ConvGeom { pad_top: 3, ..conv }, ConvGeom { n: 0, ..conv }] {
-        let err = dev.conv2d_forward(&bad, &big(), &big(), &big(), &mut big());
+        let err = dev.conv2d_forward(
+            &bad,
+            ConvForwardIo {
+                x: &big(),
+                w: &big(),
+                b: &big(),
+                y: &mut big(),
+            },
+        );
         assert!(err.is_err(), "conv2d accepted {bad:?}");
     }
     let dense = DenseGeom::new(2, 3, 4, false).unwrap();
     let bad = DenseGeom { n: 0, ..dense };
-    let err = dev.dense_forward(&bad, &big(), &big(), &big(), &mut big());
+    let err = dev.dense_forward(
+        &bad,
+        DenseForwardIo {
+            x: &big(),
+            w: &big(),
+            b: &big(),
+            y: &mut big(),
+        },
+    );
     assert!(err.is_err(), "dense accepted {bad:?}");
     let shortcut = ShortcutGeom::new(Shape::new(1, 1, 8, 8), Shape::new(1, 2, 4, 4)).unwrap();
     for bad in [
@@ -316,7 +342,15 @@ fn run_xent<B: Backend<Elem = f32>>(
     b.write_idx(&mut labb, labels)?;
     let mut losses = b.zeros(g.n as usize)?;
     let mut d = b.zeros(logits.len())?;
-    let stats = b.softmax_xent(g, &lb, &labb, &mut losses, &mut d)?;
+    let stats = b.softmax_xent(
+        g,
+        XentIo {
+            logits: &lb,
+            labels: &labb,
+            losses: &mut losses,
+            d_logits: &mut d,
+        },
+    )?;
     Ok((
         b.download(&losses)?,
         b.download(&d)?,
@@ -397,7 +431,16 @@ fn run_adamw<B: Backend<Elem = f32>>(
     for (step, g) in grads.iter().enumerate() {
         let gb = b.upload(g).unwrap();
         let s = cfg.step(step as u64, grads.len() as u64);
-        b.adamw_update(&s, &mut w, &gb, &mut m, &mut v).unwrap();
+        b.adamw_update(
+            &s,
+            AdamWIo {
+                w: &mut w,
+                g: &gb,
+                m: &mut m,
+                v: &mut v,
+            },
+        )
+        .unwrap();
     }
     (
         b.download(&w).unwrap(),
@@ -444,8 +487,15 @@ fn run_rmsprop<B: Backend<Elem = f32>>(
     let mut r = b.zeros(w0.len()).unwrap();
     for (step, g) in grads.iter().enumerate() {
         let gb = b.upload(g).unwrap();
-        b.rmsprop_update(&cfg.step(step as u64), &mut w, &gb, &mut r)
-            .unwrap();
+        b.rmsprop_update(
+            &cfg.step(step as u64),
+            RmsPropIo {
+                w: &mut w,
+                g: &gb,
+                r: &mut r,
+            },
+        )
+        .unwrap();
     }
     (b.download(&w).unwrap(), b.download(&r).unwrap())
 }
@@ -495,26 +545,49 @@ fn run_batchnorm<B: Backend<Elem = f32>>(
     let mut saved = b.zeros(2 * c).unwrap();
     let mut rm = b.upload(&running[..c]).unwrap();
     let mut rv = b.upload(&running[c..]).unwrap();
-    b.batchnorm_forward_train(g, &xb, &gb, &bb, &mut y, &mut saved, &mut rm, &mut rv)
-        .unwrap();
+    b.batchnorm_forward_train(
+        g,
+        BatchNormTrainIo {
+            x: &xb,
+            gamma: &gb,
+            beta: &bb,
+            y: &mut y,
+            saved: &mut saved,
+            running_mean: &mut rm,
+            running_var: &mut rv,
+        },
+    )
+    .unwrap();
     let mut dyb = b.upload(dy).unwrap();
     let mut dx = b.upload(dx0).unwrap();
     let (mut dgamma, mut dbeta) = (b.zeros(c).unwrap(), b.zeros(c).unwrap());
     b.batchnorm_backward(
         g,
-        &xb,
-        &gb,
-        &y,
-        &saved,
-        &mut dyb,
-        with_dx.then_some(&mut dx),
-        &mut dgamma,
-        &mut dbeta,
+        BatchNormBackwardIo {
+            x: &xb,
+            gamma: &gb,
+            y: &y,
+            saved: &saved,
+            dy: &mut dyb,
+            dx: with_dx.then_some(&mut dx),
+            dgamma: &mut dgamma,
+            dbeta: &mut dbeta,
+        },
     )
     .unwrap();
     let mut y_eval = b.zeros(x.len()).unwrap();
-    b.batchnorm_forward_eval(g, &xb, &gb, &bb, &rm, &rv, &mut y_eval)
-        .unwrap();
+    b.batchnorm_forward_eval(
+        g,
+        BatchNormEvalIo {
+            x: &xb,
+            gamma: &gb,
+            beta: &bb,
+            running_mean: &rm,
+            running_var: &rv,
+            y: &mut y_eval,
+        },
+    )
+    .unwrap();
     let d = |v: &B::Buf| b.download(v).unwrap();
     vec![
         ("y", d(&y)),
@@ -580,7 +653,16 @@ fn run_statspool<B: Backend<Elem = f32>>(
     b.statspool_forward(g, &xb, &mut y).unwrap();
     let dyb = b.upload(dy).unwrap();
     let mut dx = b.upload(dx0).unwrap();
-    b.statspool_backward(g, &xb, &y, &dyb, &mut dx).unwrap();
+    b.statspool_backward(
+        g,
+        StatsPoolBackwardIo {
+            x: &xb,
+            y: &y,
+            dy: &dyb,
+            dx: &mut dx,
+        },
+    )
+    .unwrap();
     (b.download(&y).unwrap(), b.download(&dx).unwrap())
 }
 
@@ -677,11 +759,26 @@ fn run_concat<B: Backend<Elem = f32>>(
 ) -> [Vec<f32>; 3] {
     let (ab, bb) = (be.upload(a).unwrap(), be.upload(b).unwrap());
     let mut y = be.zeros(g.lens().2).unwrap();
-    be.concat_forward(g, &ab, &bb, &mut y).unwrap();
+    be.concat_forward(
+        g,
+        ConcatForwardIo {
+            a: &ab,
+            b: &bb,
+            y: &mut y,
+        },
+    )
+    .unwrap();
     let dyb = be.upload(dy).unwrap();
     let (mut da, mut db) = (be.upload(da0).unwrap(), be.upload(db0).unwrap());
-    be.concat_backward(g, &dyb, Some(&mut da), Some(&mut db))
-        .unwrap();
+    be.concat_backward(
+        g,
+        ConcatBackwardIo {
+            dy: &dyb,
+            da: Some(&mut da),
+            db: Some(&mut db),
+        },
+    )
+    .unwrap();
     [y, da, db].map(|v| be.download(&v).unwrap())
 }
 
@@ -724,7 +821,16 @@ fn run_xent_soft<B: Backend<Elem = f32>>(
     let mut losses = b.zeros(g.n as usize).unwrap();
     let mut d = b.zeros(logits.len()).unwrap();
     let stats = b
-        .softmax_xent_soft(g, &lb, &tb, wb.as_ref(), &mut losses, &mut d)
+        .softmax_xent_soft(
+            g,
+            SoftXentIo {
+                logits: &lb,
+                targets: &tb,
+                class_weights: wb.as_ref(),
+                losses: &mut losses,
+                d_logits: &mut d,
+            },
+        )
         .unwrap();
     (
         b.download(&losses).unwrap(),

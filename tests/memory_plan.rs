@@ -19,8 +19,11 @@ use rescnn::backends::cost::CostDevice;
 use rescnn::backends::device::Device;
 use rescnn::backends::emu::ThreadOrder;
 use rescnn::backends::kernel_backend::KernelBackend;
-use rescnn::backends::{Backend, InputGrad};
-use rescnn::backends::{DropoutParams, XentGeom};
+use rescnn::backends::{
+    AdamWIo, Backend, BatchNormBackwardIo, BatchNormTrainIo, ConcatBackwardIo, ConcatForwardIo,
+    ConvBackwardIo, ConvForwardIo, DenseBackwardIo, DenseForwardIo, DropoutParams, InputGrad,
+    MaxPoolReluBackwardIo, RmsPropIo, StatsPoolBackwardIo, XentGeom, XentIo,
+};
 use rescnn::model::{
     memory_plan, AdamWConfig, ArchSpec, InputShape, NamedTensor, Network, Optimizer, Plan,
     PlannedOp, RmsPropConfig,
@@ -144,10 +147,12 @@ fn reference_step<B: Backend<Elem = f32>>(
             PlannedOp::Conv { geom, input, .. } => b
                 .conv2d_forward(
                     &geom.with_batch(n),
-                    &lo[input],
-                    &values[li][0],
-                    &values[li][1],
-                    &mut hi[0],
+                    ConvForwardIo {
+                        x: &lo[input],
+                        w: &values[li][0],
+                        b: &values[li][1],
+                        y: &mut hi[0],
+                    },
                 )
                 .unwrap(),
             PlannedOp::Pool { geom, input, .. } => b
@@ -164,23 +169,27 @@ fn reference_step<B: Backend<Elem = f32>>(
             PlannedOp::Dense { geom, input, .. } => b
                 .dense_forward(
                     &geom.with_batch(n),
-                    &lo[input],
-                    &values[li][0],
-                    &values[li][1],
-                    &mut hi[0],
+                    DenseForwardIo {
+                        x: &lo[input],
+                        w: &values[li][0],
+                        b: &values[li][1],
+                        y: &mut hi[0],
+                    },
                 )
                 .unwrap(),
             PlannedOp::BatchNorm { geom, input, .. } => {
                 let (rm, rv) = running[li].split_at_mut(1);
                 b.batchnorm_forward_train(
                     &geom.with_batch(n),
-                    &lo[input],
-                    &values[li][0],
-                    &values[li][1],
-                    &mut hi[0],
-                    saved[li].as_mut().unwrap(),
-                    &mut rm[0],
-                    &mut rv[0],
+                    BatchNormTrainIo {
+                        x: &lo[input],
+                        gamma: &values[li][0],
+                        beta: &values[li][1],
+                        y: &mut hi[0],
+                        saved: saved[li].as_mut().unwrap(),
+                        running_mean: &mut rm[0],
+                        running_var: &mut rv[0],
+                    },
                 )
                 .unwrap()
             }
@@ -200,7 +209,14 @@ fn reference_step<B: Backend<Elem = f32>>(
             PlannedOp::Concat {
                 geom, input, side, ..
             } => b
-                .concat_forward(&geom.with_batch(n), &lo[input], &lo[side], &mut hi[0])
+                .concat_forward(
+                    &geom.with_batch(n),
+                    ConcatForwardIo {
+                        a: &lo[input],
+                        b: &lo[side],
+                        y: &mut hi[0],
+                    },
+                )
                 .unwrap(),
         }
     }
@@ -211,10 +227,12 @@ fn reference_step<B: Backend<Elem = f32>>(
     let stats = b
         .softmax_xent(
             &XentGeom::new(n, plan.classes).unwrap(),
-            &acts[logits],
-            &label_buf,
-            &mut losses,
-            grads[logits].as_mut().unwrap(),
+            XentIo {
+                logits: &acts[logits],
+                labels: &label_buf,
+                losses: &mut losses,
+                d_logits: grads[logits].as_mut().unwrap(),
+            },
         )
         .unwrap();
 
@@ -249,10 +267,12 @@ fn reference_step<B: Backend<Elem = f32>>(
                     Some(conv) => b
                         .maxpool_relu_backward(
                             &geom.with_batch(n),
-                            &dy,
-                            am,
-                            dx,
-                            &mut pgrads[conv][1],
+                            MaxPoolReluBackwardIo {
+                                dy: &dy,
+                                argmax: am,
+                                dx,
+                                db: &mut pgrads[conv][1],
+                            },
                         )
                         .unwrap(),
                     None => b
@@ -281,13 +301,15 @@ fn reference_step<B: Backend<Elem = f32>>(
                 let (dw, db) = pgrads[li].split_at_mut(1);
                 b.conv2d_backward(
                     &g,
-                    &acts[input],
-                    &values[li][0],
-                    &acts[output],
-                    &mut dy,
-                    dx,
-                    &mut dw[0],
-                    (!fused).then_some(&mut db[0]),
+                    ConvBackwardIo {
+                        x: &acts[input],
+                        w: &values[li][0],
+                        y: &acts[output],
+                        dy: &mut dy,
+                        dx,
+                        dw: &mut dw[0],
+                        db: (!fused).then_some(&mut db[0]),
+                    },
                 )
                 .unwrap();
                 grads[output] = Some(dy);
@@ -301,13 +323,15 @@ fn reference_step<B: Backend<Elem = f32>>(
                 let (dw, db) = pgrads[li].split_at_mut(1);
                 b.dense_backward(
                     &geom.with_batch(n),
-                    &acts[input],
-                    &values[li][0],
-                    &acts[output],
-                    &mut dy,
-                    grads[input].as_mut(),
-                    &mut dw[0],
-                    &mut db[0],
+                    DenseBackwardIo {
+                        x: &acts[input],
+                        w: &values[li][0],
+                        y: &acts[output],
+                        dy: &mut dy,
+                        dx: grads[input].as_mut(),
+                        dw: &mut dw[0],
+                        db: &mut db[0],
+                    },
                 )
                 .unwrap();
                 grads[output] = Some(dy);
@@ -321,14 +345,16 @@ fn reference_step<B: Backend<Elem = f32>>(
                 let (dg, dbeta) = pgrads[li].split_at_mut(1);
                 b.batchnorm_backward(
                     &geom.with_batch(n),
-                    &acts[input],
-                    &values[li][0],
-                    &acts[output],
-                    saved[li].as_ref().unwrap(),
-                    &mut dy,
-                    grads[input].as_mut(),
-                    &mut dg[0],
-                    &mut dbeta[0],
+                    BatchNormBackwardIo {
+                        x: &acts[input],
+                        gamma: &values[li][0],
+                        y: &acts[output],
+                        saved: saved[li].as_ref().unwrap(),
+                        dy: &mut dy,
+                        dx: grads[input].as_mut(),
+                        dgamma: &mut dg[0],
+                        dbeta: &mut dbeta[0],
+                    },
                 )
                 .unwrap();
                 grads[output] = Some(dy);
@@ -344,10 +370,12 @@ fn reference_step<B: Backend<Elem = f32>>(
                 let dy = grads[output].take().unwrap();
                 b.statspool_backward(
                     &geom.with_batch(n),
-                    &acts[input],
-                    &acts[output],
-                    &dy,
-                    grads[input].as_mut().unwrap(),
+                    StatsPoolBackwardIo {
+                        x: &acts[input],
+                        y: &acts[output],
+                        dy: &dy,
+                        dx: grads[input].as_mut().unwrap(),
+                    },
                 )
                 .unwrap();
                 grads[output] = Some(dy);
@@ -385,8 +413,15 @@ fn reference_step<B: Backend<Elem = f32>>(
                 } else {
                     hi[0].as_mut()
                 };
-                b.concat_backward(&geom.with_batch(n), &dy, lo[input].as_mut(), db)
-                    .unwrap();
+                b.concat_backward(
+                    &geom.with_batch(n),
+                    ConcatBackwardIo {
+                        dy: &dy,
+                        da: lo[input].as_mut(),
+                        db,
+                    },
+                )
+                .unwrap();
                 grads[output] = Some(dy);
             }
         }
@@ -406,11 +441,21 @@ fn reference_step<B: Backend<Elem = f32>>(
             let w = &mut values[li][k];
             let g = &pgrads[li][k];
             match optimizer {
-                Optimizer::RmsProp(cfg) => b.rmsprop_update(&cfg.step(0), w, g, &mut r).unwrap(),
+                Optimizer::RmsProp(cfg) => b
+                    .rmsprop_update(&cfg.step(0), RmsPropIo { w, g, r: &mut r })
+                    .unwrap(),
                 Optimizer::AdamW { cfg, total_steps } => {
                     let mut m = b.zeros(len).unwrap();
-                    b.adamw_update(&cfg.step(0, total_steps), w, g, &mut m, &mut r)
-                        .unwrap();
+                    b.adamw_update(
+                        &cfg.step(0, total_steps),
+                        AdamWIo {
+                            w,
+                            g,
+                            m: &mut m,
+                            v: &mut r,
+                        },
+                    )
+                    .unwrap();
                     result.first_moment.push(b.download(&m).unwrap());
                 }
             }

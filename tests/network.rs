@@ -5,7 +5,9 @@
 use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use rescnn::backends::cpu::CpuBackend;
-use rescnn::backends::{Backend, BatchNormOp, Conv2dOp, DenseOp};
+use rescnn::backends::{
+    Backend, BatchNormOp, BatchNormTrainIo, Conv2dOp, ConvForwardIo, DenseForwardIo, DenseOp,
+};
 use rescnn::model::{ArchSpec, InputShape, NamedTensor, Network, PlannedOp, RmsPropConfig};
 
 type Cpu = CpuBackend<f64>;
@@ -37,8 +39,16 @@ fn kink_margin(cpu: &Cpu, net: &Network<Cpu>) -> f64 {
                     param(&format!("{}.weight", layer.name)),
                     param(&format!("{}.bias", layer.name)),
                 );
-                cpu.conv2d_forward(&g, &acts[input].data, w, b, &mut z)
-                    .unwrap();
+                cpu.conv2d_forward(
+                    &g,
+                    ConvForwardIo {
+                        x: &acts[input].data,
+                        w,
+                        b,
+                        y: &mut z,
+                    },
+                )
+                .unwrap();
                 margin = z.iter().fold(margin, |m, v| m.min(v.abs()));
             }
             PlannedOp::Dense { geom, input, .. } if geom.relu != 0 => {
@@ -51,8 +61,16 @@ fn kink_margin(cpu: &Cpu, net: &Network<Cpu>) -> f64 {
                     param(&format!("{}.weight", layer.name)),
                     param(&format!("{}.bias", layer.name)),
                 );
-                cpu.dense_forward(&g, &acts[input].data, w, b, &mut z)
-                    .unwrap();
+                cpu.dense_forward(
+                    &g,
+                    DenseForwardIo {
+                        x: &acts[input].data,
+                        w,
+                        b,
+                        y: &mut z,
+                    },
+                )
+                .unwrap();
                 margin = z.iter().fold(margin, |m, v| m.min(v.abs()));
             }
             PlannedOp::Pool { geom, input, .. } => {
@@ -535,13 +553,15 @@ fn modern_kink_margin(cpu: &Cpu, net: &Network<Cpu>) -> f64 {
                 let (mut saved, mut rm, mut rv) = (vec![0.0; 2 * c], vec![0.0; c], vec![1.0; c]);
                 cpu.batchnorm_forward_train(
                     &g,
-                    &acts[input].data,
-                    param(&format!("{}.gamma", layer.name)),
-                    param(&format!("{}.beta", layer.name)),
-                    &mut z,
-                    &mut saved,
-                    &mut rm,
-                    &mut rv,
+                    BatchNormTrainIo {
+                        x: &acts[input].data,
+                        gamma: param(&format!("{}.gamma", layer.name)),
+                        beta: param(&format!("{}.beta", layer.name)),
+                        y: &mut z,
+                        saved: &mut saved,
+                        running_mean: &mut rm,
+                        running_var: &mut rv,
+                    },
                 )
                 .unwrap();
                 margin = z.iter().fold(margin, |m, v| m.min(v.abs()));
@@ -573,10 +593,12 @@ fn kink_margin_without_convs(cpu: &Cpu, net: &Network<Cpu>) -> f64 {
             let mut z = vec![0.0; n * g.out_features as usize];
             cpu.dense_forward(
                 &g,
-                &acts[input].data,
-                param(&format!("{}.weight", layer.name)),
-                param(&format!("{}.bias", layer.name)),
-                &mut z,
+                DenseForwardIo {
+                    x: &acts[input].data,
+                    w: param(&format!("{}.weight", layer.name)),
+                    b: param(&format!("{}.bias", layer.name)),
+                    y: &mut z,
+                },
             )
             .unwrap();
             margin = z.iter().fold(margin, |m, v| m.min(v.abs()));

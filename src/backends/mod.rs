@@ -8,6 +8,8 @@
 //! (max-pool argmax, class labels). Ops take parameter structs (one per op folder in [`ops`]) that say how much of each
 //! buffer they use; a buffer may be longer than its geometry needs (a batch buffer sized for the largest
 //! batch serves a smaller last batch), and ops read and write only the prefix the geometry describes.
+//! An op method that takes two buffers of the same type and access takes all its buffers in one
+//! struct with a field per buffer ([`ConvBackwardIo`], …), so that no call can swap two of them.
 //!
 //! # Write or accumulate
 //! - Forward outputs are WRITTEN, except [`ShortcutOp::shortcut_forward`], which adds into its target.
@@ -38,17 +40,17 @@ pub mod kernel_backend;
 pub mod kernels;
 pub mod ops;
 
-pub use ops::adamw::{AdamWParams, AdamWStep};
-pub use ops::batchnorm::BatchNormGeom;
-pub use ops::concat::ConcatGeom;
-pub use ops::conv2d::{ConvGeom, Padding};
-pub use ops::dense::DenseGeom;
+pub use ops::adamw::{AdamWIo, AdamWParams, AdamWStep};
+pub use ops::batchnorm::{BatchNormBackwardIo, BatchNormEvalIo, BatchNormGeom, BatchNormTrainIo};
+pub use ops::concat::{ConcatBackwardIo, ConcatForwardIo, ConcatGeom};
+pub use ops::conv2d::{ConvBackwardIo, ConvForwardIo, ConvGeom, Padding};
+pub use ops::dense::{DenseBackwardIo, DenseForwardIo, DenseGeom};
 pub use ops::dropout::DropoutParams;
-pub use ops::maxpool::PoolGeom;
-pub use ops::rmsprop::{RmsPropParams, RmsPropStep};
+pub use ops::maxpool::{MaxPoolReluBackwardIo, PoolGeom};
+pub use ops::rmsprop::{RmsPropIo, RmsPropParams, RmsPropStep};
 pub use ops::shortcut::ShortcutGeom;
-pub use ops::softmax_xent::{XentGeom, XentStats};
-pub use ops::statspool::StatsPoolGeom;
+pub use ops::softmax_xent::{SoftXentIo, XentGeom, XentIo, XentStats};
+pub use ops::statspool::{StatsPoolBackwardIo, StatsPoolGeom};
 pub use ops::{
     AdamWOp, BatchNormOp, ConcatOp, Conv2dOp, DenseOp, DropoutOp, MaxPoolOp, RmsPropOp, ShortcutOp,
     SoftmaxXentOp, StatsPoolOp,

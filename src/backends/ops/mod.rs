@@ -10,16 +10,21 @@
 //!    strategy, `extern "C" __global__` entry points with a shape comment on every pointer. The build
 //!    registers the entry points with the emulated device by itself and NVRTC compiles the file for
 //!    the CUDA device. A by-value parameter struct goes into `kernels/geometry.cuh`.
-//! 2. `src/backends/ops/foo/`: `mod.rs` (the parameter struct, `#[repr(C)]` + `Pod`, the trait
-//!    `FooOp: Buffers`, its `cpu` and `kernel` modules, and an `op_folder!` naming the kernel file `"foo"` and the tolerance),
-//!    `cpu.rs` and `kernel.rs`. A kernel
+//! 2. `src/backends/ops/foo/`: `mod.rs`, which declares its `cpu` and `kernel` modules and then,
+//!    in the order its module doc lists them, the parameter struct (`#[repr(C)]` + `Pod`), the trait
+//!    `FooOp: Buffers`, and an `op_folder!` naming the kernel file `"foo"` and the tolerance;
+//!    `cpu.rs` and `kernel.rs`. A method whose buffers include two of the same type and access
+//!    (two `&Buf`, two `&mut Buf`), which a call could swap without a type error, takes its
+//!    parameter struct and one `FooForwardIo`-style struct that names every buffer; a method that
+//!    reads one buffer and writes another takes them in order. A kernel
 //!    wrapper checks every buffer against the geometry with [`kernels::need`], packs
 //!    [`KernelArgs`](super::device::KernelArgs) in the kernel's parameter order, computes the launch
 //!    configuration and calls [`Device::launch`](super::device::Device::launch) in an `unsafe` block
 //!    whose `SAFETY:` comment says why the arguments match.
 //! 3. Here: `pub mod foo;`, its trait in the `pub use` list and its module in [`ALL`].
 //! 4. In `backends/mod.rs`: `FooOp` in [`super::Backend`]'s supertraits, and the parameter struct
-//!    in the `pub use` list (the layout test names it from there).
+//!    and the `…Io` structs in the `pub use` list (the layout test names the parameter struct from
+//!    there).
 //! 5. Its test bodies in tests/kernels.rs and tests/gradcheck.rs.
 //!
 //! The tests below keep this honest: every `kernels/*.cu` is an op folder listed in [`ALL`] and

@@ -4,7 +4,10 @@
 
 use super::borrow::{backward_bufs, both_mut, read_write, split};
 use super::{Network, Stage};
-use crate::backends::{Backend, InputGrad};
+use crate::backends::{
+    Backend, BatchNormBackwardIo, ConcatBackwardIo, ConvBackwardIo, DenseBackwardIo, InputGrad,
+    MaxPoolReluBackwardIo, StatsPoolBackwardIo,
+};
 use crate::model::layer::PlannedOp;
 use crate::{config_err, Result};
 
@@ -60,7 +63,15 @@ impl<B: Backend> Network<B> {
                         // ReLU mask.
                         let bias = self.params.of_layer[conv].expect("conv has parameters") + 1;
                         let db = &mut self.params.trained[bias].grad;
-                        backend.maxpool_relu_backward(&geom.with_batch(n), dy, am, dx, db)?;
+                        backend.maxpool_relu_backward(
+                            &geom.with_batch(n),
+                            MaxPoolReluBackwardIo {
+                                dy,
+                                argmax: am,
+                                dx,
+                                db,
+                            },
+                        )?;
                     } else {
                         backend.maxpool_backward(&geom.with_batch(n), dy, am, dx)?;
                     }
@@ -89,13 +100,15 @@ impl<B: Backend> Network<B> {
                     };
                     backend.conv2d_backward(
                         &g,
-                        x,
-                        &w.value,
-                        y,
-                        dy,
-                        dx,
-                        &mut w.grad,
-                        (!fused).then_some(&mut b.grad),
+                        ConvBackwardIo {
+                            x,
+                            w: &w.value,
+                            y,
+                            dy,
+                            dx,
+                            dw: &mut w.grad,
+                            db: (!fused).then_some(&mut b.grad),
+                        },
                     )?;
                 }
                 PlannedOp::Dense {
@@ -109,13 +122,15 @@ impl<B: Backend> Network<B> {
                         backward_bufs(&mut self.bufs, &self.memory.gradient, input, output, output);
                     backend.dense_backward(
                         &geom.with_batch(n),
-                        x,
-                        &w.value,
-                        y,
-                        dy,
-                        dx,
-                        &mut w.grad,
-                        &mut b.grad,
+                        DenseBackwardIo {
+                            x,
+                            w: &w.value,
+                            y,
+                            dy,
+                            dx,
+                            dw: &mut w.grad,
+                            db: &mut b.grad,
+                        },
                     )?;
                 }
                 PlannedOp::BatchNorm {
@@ -129,14 +144,16 @@ impl<B: Backend> Network<B> {
                         backward_bufs(&mut self.bufs, &self.memory.gradient, input, output, output);
                     backend.batchnorm_backward(
                         &geom.with_batch(n),
-                        x,
-                        &gamma.value,
-                        y,
-                        self.bn_saved[li].as_ref().expect("batch norm saves"),
-                        dy,
-                        dx,
-                        &mut gamma.grad,
-                        &mut beta.grad,
+                        BatchNormBackwardIo {
+                            x,
+                            gamma: &gamma.value,
+                            y,
+                            saved: self.bn_saved[li].as_ref().expect("batch norm saves"),
+                            dy,
+                            dx,
+                            dgamma: &mut gamma.grad,
+                            dbeta: &mut beta.grad,
+                        },
                     )?;
                 }
                 PlannedOp::StatsPool {
@@ -149,7 +166,10 @@ impl<B: Backend> Network<B> {
                     }
                     let ([x, y, dy], [dx]) =
                         split(&mut self.bufs, [input, output, grad(output)], [grad(input)]);
-                    backend.statspool_backward(&geom.with_batch(n), x, y, dy, dx)?;
+                    backend.statspool_backward(
+                        &geom.with_batch(n),
+                        StatsPoolBackwardIo { x, y, dy, dx },
+                    )?;
                 }
                 PlannedOp::Dropout {
                     rate,
@@ -181,17 +201,45 @@ impl<B: Backend> Network<B> {
                     match (self.memory.gradient[input], self.memory.gradient[side]) {
                         (Some(da), Some(db)) => {
                             let ([dy], [da, db]) = split(&mut self.bufs, [dy], [da, db]);
-                            backend.concat_backward(&g, dy, Some(da), Some(db))?;
+                            backend.concat_backward(
+                                &g,
+                                ConcatBackwardIo {
+                                    dy,
+                                    da: Some(da),
+                                    db: Some(db),
+                                },
+                            )?;
                         }
                         (Some(da), None) => {
                             let (dy, da) = read_write(&mut self.bufs, dy, da);
-                            backend.concat_backward(&g, dy, Some(da), None)?;
+                            backend.concat_backward(
+                                &g,
+                                ConcatBackwardIo {
+                                    dy,
+                                    da: Some(da),
+                                    db: None,
+                                },
+                            )?;
                         }
                         (None, Some(db)) => {
                             let (dy, db) = read_write(&mut self.bufs, dy, db);
-                            backend.concat_backward(&g, dy, None, Some(db))?;
+                            backend.concat_backward(
+                                &g,
+                                ConcatBackwardIo {
+                                    dy,
+                                    da: None,
+                                    db: Some(db),
+                                },
+                            )?;
                         }
-                        (None, None) => backend.concat_backward(&g, &self.bufs[dy], None, None)?,
+                        (None, None) => backend.concat_backward(
+                            &g,
+                            ConcatBackwardIo {
+                                dy: &self.bufs[dy],
+                                da: None,
+                                db: None,
+                            },
+                        )?,
                     }
                 }
             }

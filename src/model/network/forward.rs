@@ -4,8 +4,10 @@
 
 use super::borrow::{both_mut, read_write, split};
 use super::{Network, Stage};
-use crate::backends::Backend;
-use crate::backends::{DropoutParams, XentGeom, XentStats};
+use crate::backends::{
+    Backend, BatchNormEvalIo, BatchNormTrainIo, ConcatForwardIo, ConvForwardIo, DenseForwardIo,
+    DropoutParams, SoftXentIo, XentGeom, XentIo, XentStats,
+};
 use crate::model::layer::PlannedOp;
 use crate::tensor::Real;
 use crate::{config_err, shape_err, Result};
@@ -76,10 +78,12 @@ impl<B: Backend> Network<B> {
                     let (x, y) = read_write(&mut self.bufs, input, output);
                     backend.conv2d_forward(
                         &geom.with_batch(n),
-                        x,
-                        &self.params.trained[p].value,
-                        &self.params.trained[p + 1].value,
-                        y,
+                        ConvForwardIo {
+                            x,
+                            w: &self.params.trained[p].value,
+                            b: &self.params.trained[p + 1].value,
+                            y,
+                        },
                     )?;
                 }
                 PlannedOp::Pool {
@@ -109,10 +113,12 @@ impl<B: Backend> Network<B> {
                     let (x, y) = read_write(&mut self.bufs, input, output);
                     backend.dense_forward(
                         &geom.with_batch(n),
-                        x,
-                        &self.params.trained[p].value,
-                        &self.params.trained[p + 1].value,
-                        y,
+                        DenseForwardIo {
+                            x,
+                            w: &self.params.trained[p].value,
+                            b: &self.params.trained[p + 1].value,
+                            y,
+                        },
                     )?;
                 }
                 PlannedOp::BatchNorm {
@@ -133,20 +139,32 @@ impl<B: Backend> Network<B> {
                         let saved = self.bn_saved[li].as_mut().expect("batch norm saves");
                         backend.batchnorm_forward_train(
                             &g,
-                            x,
-                            gamma,
-                            beta,
-                            y,
-                            saved,
-                            &mut rm.value,
-                            &mut rv.value,
+                            BatchNormTrainIo {
+                                x,
+                                gamma,
+                                beta,
+                                y,
+                                saved,
+                                running_mean: &mut rm.value,
+                                running_var: &mut rv.value,
+                            },
                         )?;
                     } else {
                         let (rm, rv) = (
                             &self.params.state[st].value,
                             &self.params.state[st + 1].value,
                         );
-                        backend.batchnorm_forward_eval(&g, x, gamma, beta, rm, rv, y)?;
+                        backend.batchnorm_forward_eval(
+                            &g,
+                            BatchNormEvalIo {
+                                x,
+                                gamma,
+                                beta,
+                                running_mean: rm,
+                                running_var: rv,
+                                y,
+                            },
+                        )?;
                     }
                 }
                 PlannedOp::StatsPool {
@@ -176,7 +194,7 @@ impl<B: Backend> Network<B> {
                     output,
                 } => {
                     let ([a, b], [y]) = split(&mut self.bufs, [input, side], [output]);
-                    backend.concat_forward(&geom.with_batch(n), a, b, y)?;
+                    backend.concat_forward(&geom.with_batch(n), ConcatForwardIo { a, b, y })?;
                 }
             }
         }
@@ -239,10 +257,12 @@ impl<B: Backend> Network<B> {
         let (logits, d_logits) = read_write(&mut self.bufs, logits, d_logits);
         let stats = backend.softmax_xent(
             &XentGeom::new(n, classes)?,
-            logits,
-            &self.labels,
-            &mut self.losses,
-            d_logits,
+            XentIo {
+                logits,
+                labels: &self.labels,
+                losses: &mut self.losses,
+                d_logits,
+            },
         )?;
         self.stage = Stage::Loss { n, training };
         Ok(stats)
@@ -302,11 +322,13 @@ impl<B: Backend> Network<B> {
         let (logits, d_logits) = read_write(&mut self.bufs, logits, d_logits);
         let stats = backend.softmax_xent_soft(
             &XentGeom::new(n, classes)?,
-            logits,
-            &self.targets,
-            class_weights.is_some().then_some(&self.class_weights),
-            &mut self.losses,
-            d_logits,
+            SoftXentIo {
+                logits,
+                targets: &self.targets,
+                class_weights: class_weights.is_some().then_some(&self.class_weights),
+                losses: &mut self.losses,
+                d_logits,
+            },
         )?;
         self.stage = Stage::Loss { n, training };
         Ok(stats)

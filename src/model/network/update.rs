@@ -2,7 +2,7 @@
 //! made them (the other optimizer would misread them).
 
 use super::{Network, Stage};
-use crate::backends::Backend;
+use crate::backends::{AdamWIo, Backend, RmsPropIo};
 use crate::model::optimizer::Optimizer;
 use crate::{config_err, Result};
 
@@ -27,7 +27,14 @@ impl<B: Backend> Network<B> {
             Optimizer::RmsProp(cfg) => {
                 let step = cfg.step(self.step);
                 for p in &mut self.params.trained {
-                    backend.rmsprop_update(&step, &mut p.value, &p.grad, &mut p.mean_square)?;
+                    backend.rmsprop_update(
+                        &step,
+                        RmsPropIo {
+                            w: &mut p.value,
+                            g: &p.grad,
+                            r: &mut p.mean_square,
+                        },
+                    )?;
                 }
             }
             Optimizer::AdamW { cfg, total_steps } => {
@@ -36,10 +43,12 @@ impl<B: Backend> Network<B> {
                 for p in &mut self.params.trained {
                     backend.adamw_update(
                         &step,
-                        &mut p.value,
-                        &p.grad,
-                        &mut p.first_moment,
-                        &mut p.mean_square,
+                        AdamWIo {
+                            w: &mut p.value,
+                            g: &p.grad,
+                            m: &mut p.first_moment,
+                            v: &mut p.mean_square,
+                        },
                     )?;
                 }
             }

@@ -4,21 +4,15 @@
 
 use rayon::prelude::*;
 
-use super::{AdamWOp, AdamWStep};
+use super::{AdamWIo, AdamWOp, AdamWStep};
 use crate::backends::cpu::{check_len, CpuBackend};
 use crate::tensor::Real;
 use crate::Result;
 
 impl<T: Real> AdamWOp for CpuBackend<T> {
     /// Updates w, m and v in place (see [`super::AdamWParams`] for the formulas).
-    fn adamw_update(
-        &self,
-        step: &AdamWStep,
-        w: &mut Vec<T>,
-        g: &Vec<T>,
-        m: &mut Vec<T>,
-        v: &mut Vec<T>,
-    ) -> Result<()> {
+    fn adamw_update(&self, step: &AdamWStep, io: AdamWIo<'_, Self::Buf>) -> Result<()> {
+        let AdamWIo { w, g, m, v } = io;
         let len = w.len();
         check_len("adamw g", g.len(), len)?;
         check_len("adamw m", m.len(), len)?;

@@ -1,6 +1,6 @@
 //! Wrapper of kernels/adamw.cu: one AdamW step over a parameter tensor.
 
-use super::{AdamWOp, AdamWStep, KERNEL_MODULE};
+use super::{AdamWIo, AdamWOp, AdamWStep, KERNEL_MODULE};
 use crate::backends::cost::Cost;
 use crate::backends::device::{Device, Kernel, KernelArgs};
 use crate::backends::kernel_backend::KernelBackend;
@@ -11,14 +11,8 @@ pub const UPDATE: Kernel = Kernel::new(KERNEL_MODULE, "adamw_update");
 
 impl<D: Device> AdamWOp for KernelBackend<D> {
     /// Update w, m and v in place from g (all of w's length) with the host values of `step`.
-    fn adamw_update(
-        &self,
-        step: &AdamWStep,
-        w: &mut D::Buffer<f32>,
-        g: &D::Buffer<f32>,
-        m: &mut D::Buffer<f32>,
-        v: &mut D::Buffer<f32>,
-    ) -> Result<()> {
+    fn adamw_update(&self, step: &AdamWStep, io: AdamWIo<'_, Self::Buf>) -> Result<()> {
+        let AdamWIo { w, g, m, v } = io;
         let dev = &self.dev;
         let len = dev.buffer_len(w);
         check_index_range("AdamW parameters", len)?;

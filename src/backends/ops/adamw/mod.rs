@@ -10,13 +10,6 @@ use super::to_i32;
 use crate::backends::Buffers;
 use crate::{shape_err, Result};
 
-op_folder! {
-    kernel_file: "adamw";
-    /// AdamW: updated weights and both moments after several steps.
-    TOLERANCE = "adamw", atol 1e-7, rtol 1e-5,
-        because "one sqrt and one divide per step in f32 like RMSProp (a GPU may fuse the multiply-adds, the emulator's sqrtf may round differently); m̂/(sqrt(v̂)+eps) is O(1) per step so lr bounds the per-step error, and rounding compounds over steps";
-}
-
 /// The AdamW update (Loshchilov & Hutter's decoupled weight decay) for one parameter tensor of `len`
 /// values, at update number t (1-based):
 ///
@@ -85,17 +78,26 @@ impl AdamWStep {
     }
 }
 
+/// The buffers of [`AdamWOp::adamw_update`], named, so that no call can pass two of them in
+/// each other's place.
+pub struct AdamWIo<'a, B> {
+    pub w: &'a mut B,
+    pub g: &'a B,
+    pub m: &'a mut B,
+    pub v: &'a mut B,
+}
+
 /// One AdamW update of a parameter tensor, in place.
 pub trait AdamWOp: Buffers {
     /// One AdamW update (see [`AdamWParams`]) of w from gradient g with first and second moments m
     /// and v, all of the same length; `step` holds the scheduled lr and the 1-based update number.
     /// Updates w, m and v in place.
-    fn adamw_update(
-        &self,
-        step: &AdamWStep,
-        w: &mut Self::Buf,
-        g: &Self::Buf,
-        m: &mut Self::Buf,
-        v: &mut Self::Buf,
-    ) -> Result<()>;
+    fn adamw_update(&self, step: &AdamWStep, io: AdamWIo<'_, Self::Buf>) -> Result<()>;
+}
+
+op_folder! {
+    kernel_file: "adamw";
+    /// AdamW: updated weights and both moments after several steps.
+    TOLERANCE = "adamw", atol 1e-7, rtol 1e-5,
+        because "one sqrt and one divide per step in f32 like RMSProp (a GPU may fuse the multiply-adds, the emulator's sqrtf may round differently); m̂/(sqrt(v̂)+eps) is O(1) per step so lr bounds the per-step error, and rounding compounds over steps";
 }

@@ -4,7 +4,7 @@
 
 use rayon::prelude::*;
 
-use super::{BatchNormGeom, BatchNormOp};
+use super::{BatchNormBackwardIo, BatchNormEvalIo, BatchNormGeom, BatchNormOp, BatchNormTrainIo};
 use crate::backends::cpu::{check_len, relu_mask, CpuBackend};
 use crate::tensor::Real;
 use crate::Result;
@@ -100,14 +100,17 @@ impl<T: Real> BatchNormOp for CpuBackend<T> {
     fn batchnorm_forward_train(
         &self,
         g: &BatchNormGeom,
-        x: &Vec<T>,
-        gamma: &Vec<T>,
-        beta: &Vec<T>,
-        y: &mut Vec<T>,
-        saved: &mut Vec<T>,
-        running_mean: &mut Vec<T>,
-        running_var: &mut Vec<T>,
+        io: BatchNormTrainIo<'_, Self::Buf>,
     ) -> Result<()> {
+        let BatchNormTrainIo {
+            x,
+            gamma,
+            beta,
+            y,
+            saved,
+            running_mean,
+            running_var,
+        } = io;
         let d = Dims::new(g)?;
         check_len("batch norm x", x.len(), d.len())?;
         check_len("batch norm y", y.len(), d.len())?;
@@ -139,13 +142,16 @@ impl<T: Real> BatchNormOp for CpuBackend<T> {
     fn batchnorm_forward_eval(
         &self,
         g: &BatchNormGeom,
-        x: &Vec<T>,
-        gamma: &Vec<T>,
-        beta: &Vec<T>,
-        running_mean: &Vec<T>,
-        running_var: &Vec<T>,
-        y: &mut Vec<T>,
+        io: BatchNormEvalIo<'_, Self::Buf>,
     ) -> Result<()> {
+        let BatchNormEvalIo {
+            x,
+            gamma,
+            beta,
+            running_mean,
+            running_var,
+            y,
+        } = io;
         let d = Dims::new(g)?;
         check_len("batch norm x", x.len(), d.len())?;
         check_len("batch norm y", y.len(), d.len())?;
@@ -169,15 +175,18 @@ impl<T: Real> BatchNormOp for CpuBackend<T> {
     fn batchnorm_backward(
         &self,
         g: &BatchNormGeom,
-        x: &Vec<T>,
-        gamma: &Vec<T>,
-        y: &Vec<T>,
-        saved: &Vec<T>,
-        dy: &mut Vec<T>,
-        dx: Option<&mut Vec<T>>,
-        dgamma: &mut Vec<T>,
-        dbeta: &mut Vec<T>,
+        io: BatchNormBackwardIo<'_, Self::Buf>,
     ) -> Result<()> {
+        let BatchNormBackwardIo {
+            x,
+            gamma,
+            y,
+            saved,
+            dy,
+            dx,
+            dgamma,
+            dbeta,
+        } = io;
         let dx = dx.map(|v| v.as_mut_slice());
         let d = Dims::new(g)?;
         check_len("batch norm x", x.len(), d.len())?;

@@ -1,6 +1,9 @@
 //! Wrapper of kernels/batchnorm.cu: batch normalisation (training and evaluation forward, backward).
 
-use super::{BatchNormGeom, BatchNormOp, KERNEL_MODULE};
+use super::{
+    BatchNormBackwardIo, BatchNormEvalIo, BatchNormGeom, BatchNormOp, BatchNormTrainIo,
+    KERNEL_MODULE,
+};
 use crate::backends::device::{Device, DevicePtr, Kernel, KernelArgs, LaunchConfig};
 use crate::backends::kernel_backend::KernelBackend;
 use crate::backends::kernels::{check_index_range, grid_stride, need};
@@ -30,25 +33,19 @@ impl<D: Device> BatchNormOp for KernelBackend<D> {
     fn batchnorm_forward_train(
         &self,
         g: &BatchNormGeom,
-        x: &D::Buffer<f32>,
-        gamma: &D::Buffer<f32>,
-        beta: &D::Buffer<f32>,
-        y: &mut D::Buffer<f32>,
-        saved: &mut D::Buffer<f32>,
-        running_mean: &mut D::Buffer<f32>,
-        running_var: &mut D::Buffer<f32>,
+        io: BatchNormTrainIo<'_, Self::Buf>,
     ) -> Result<()> {
         let dev = &self.dev;
         let (len, c) = check(g)?;
         let mut args = KernelArgs::new();
         args.push(*g)
-            .push(need(dev, x, len, "batch norm x")?)
-            .push(need(dev, gamma, c, "batch norm gamma")?)
-            .push(need(dev, beta, c, "batch norm beta")?)
-            .push(need(dev, y, len, "batch norm y")?)
-            .push(need(dev, saved, 2 * c, "batch norm saved statistics")?)
-            .push(need(dev, running_mean, c, "batch norm running mean")?)
-            .push(need(dev, running_var, c, "batch norm running variance")?);
+            .push(need(dev, io.x, len, "batch norm x")?)
+            .push(need(dev, io.gamma, c, "batch norm gamma")?)
+            .push(need(dev, io.beta, c, "batch norm beta")?)
+            .push(need(dev, io.y, len, "batch norm y")?)
+            .push(need(dev, io.saved, 2 * c, "batch norm saved statistics")?)
+            .push(need(dev, io.running_mean, c, "batch norm running mean")?)
+            .push(need(dev, io.running_var, c, "batch norm running variance")?);
         // SAFETY: batchnorm_forward_train(BatchNormGeom, const float* x, const float* gamma, const float*
         // beta, float* y, float* saved, float* running_mean, float* running_var), pushed in that order;
         // x and y hold N·C·H·W values, saved 2·C, the others C (checked above). Block c touches only
@@ -60,23 +57,18 @@ impl<D: Device> BatchNormOp for KernelBackend<D> {
     fn batchnorm_forward_eval(
         &self,
         g: &BatchNormGeom,
-        x: &D::Buffer<f32>,
-        gamma: &D::Buffer<f32>,
-        beta: &D::Buffer<f32>,
-        running_mean: &D::Buffer<f32>,
-        running_var: &D::Buffer<f32>,
-        y: &mut D::Buffer<f32>,
+        io: BatchNormEvalIo<'_, Self::Buf>,
     ) -> Result<()> {
         let dev = &self.dev;
         let (len, c) = check(g)?;
         let mut args = KernelArgs::new();
         args.push(*g)
-            .push(need(dev, x, len, "batch norm x")?)
-            .push(need(dev, gamma, c, "batch norm gamma")?)
-            .push(need(dev, beta, c, "batch norm beta")?)
-            .push(need(dev, running_mean, c, "batch norm running mean")?)
-            .push(need(dev, running_var, c, "batch norm running variance")?)
-            .push(need(dev, y, len, "batch norm y")?);
+            .push(need(dev, io.x, len, "batch norm x")?)
+            .push(need(dev, io.gamma, c, "batch norm gamma")?)
+            .push(need(dev, io.beta, c, "batch norm beta")?)
+            .push(need(dev, io.running_mean, c, "batch norm running mean")?)
+            .push(need(dev, io.running_var, c, "batch norm running variance")?)
+            .push(need(dev, io.y, len, "batch norm y")?);
         // SAFETY: batchnorm_forward_eval(BatchNormGeom, const float* x, const float* gamma, const float*
         // beta, const float* running_mean, const float* running_var, float* y), pushed in that order;
         // lengths checked above; the grid-stride loop stays below N·C·H·W and channel indices below C.
@@ -88,31 +80,24 @@ impl<D: Device> BatchNormOp for KernelBackend<D> {
     fn batchnorm_backward(
         &self,
         g: &BatchNormGeom,
-        x: &D::Buffer<f32>,
-        gamma: &D::Buffer<f32>,
-        y: &D::Buffer<f32>,
-        saved: &D::Buffer<f32>,
-        dy: &mut D::Buffer<f32>,
-        dx: Option<&mut D::Buffer<f32>>,
-        dgamma: &mut D::Buffer<f32>,
-        dbeta: &mut D::Buffer<f32>,
+        io: BatchNormBackwardIo<'_, Self::Buf>,
     ) -> Result<()> {
         let dev = &self.dev;
         let (len, c) = check(g)?;
-        let dx = match dx {
+        let dx = match io.dx {
             Some(dx) => need(dev, dx, len, "batch norm dx")?,
             None => DevicePtr(0),
         };
         let mut args = KernelArgs::new();
         args.push(*g)
-            .push(need(dev, x, len, "batch norm x")?)
-            .push(need(dev, gamma, c, "batch norm gamma")?)
-            .push(need(dev, y, len, "batch norm y")?)
-            .push(need(dev, saved, 2 * c, "batch norm saved statistics")?)
-            .push(need(dev, dy, len, "batch norm dy")?)
+            .push(need(dev, io.x, len, "batch norm x")?)
+            .push(need(dev, io.gamma, c, "batch norm gamma")?)
+            .push(need(dev, io.y, len, "batch norm y")?)
+            .push(need(dev, io.saved, 2 * c, "batch norm saved statistics")?)
+            .push(need(dev, io.dy, len, "batch norm dy")?)
             .push(dx)
-            .push(need(dev, dgamma, c, "batch norm dgamma")?)
-            .push(need(dev, dbeta, c, "batch norm dbeta")?);
+            .push(need(dev, io.dgamma, c, "batch norm dgamma")?)
+            .push(need(dev, io.dbeta, c, "batch norm dbeta")?);
         // SAFETY: batchnorm_backward(BatchNormGeom, const float* x, const float* gamma, const float* y,
         // const float* saved, float* dy, float* dx, float* dgamma, float* dbeta), pushed in that order;
         // x, y, dy (and dx unless null, which the kernel tests before any use) hold N·C·H·W values,

@@ -11,13 +11,6 @@ use crate::backends::Buffers;
 use crate::tensor::Shape;
 use crate::{shape_err, Result};
 
-op_folder! {
-    kernel_file: "batchnorm";
-    /// Batch normalisation (training and evaluation forward, running statistics, dx, dγ, dβ).
-    TOLERANCE = "batchnorm", atol 1e-5, rtol 1e-4,
-        because "per-channel f32 sums of N·H·W terms (up to a few thousand here) in tree order against the reference's image-by-image order, through a 1/sqrt; dx subtracts two such means from dy (cancellation), so atol is set at the scale of dy";
-}
-
 /// Batch normalisation per channel over (N, H, W) of x (N, C, H, W) -> y (N, C, H, W), with a per-channel
 /// scale γ (C) and shift β (C), optionally followed by ReLU:
 ///
@@ -85,6 +78,42 @@ impl BatchNormGeom {
     }
 }
 
+/// The buffers of [`BatchNormOp::batchnorm_forward_train`], named, so that no call can pass two of them in
+/// each other's place.
+pub struct BatchNormTrainIo<'a, B> {
+    pub x: &'a B,
+    pub gamma: &'a B,
+    pub beta: &'a B,
+    pub y: &'a mut B,
+    pub saved: &'a mut B,
+    pub running_mean: &'a mut B,
+    pub running_var: &'a mut B,
+}
+
+/// The buffers of [`BatchNormOp::batchnorm_forward_eval`], named, so that no call can pass two of them in
+/// each other's place.
+pub struct BatchNormEvalIo<'a, B> {
+    pub x: &'a B,
+    pub gamma: &'a B,
+    pub beta: &'a B,
+    pub running_mean: &'a B,
+    pub running_var: &'a B,
+    pub y: &'a mut B,
+}
+
+/// The buffers of [`BatchNormOp::batchnorm_backward`], named, so that no call can pass two of them in
+/// each other's place.
+pub struct BatchNormBackwardIo<'a, B> {
+    pub x: &'a B,
+    pub gamma: &'a B,
+    pub y: &'a B,
+    pub saved: &'a B,
+    pub dy: &'a mut B,
+    pub dx: Option<&'a mut B>,
+    pub dgamma: &'a mut B,
+    pub dbeta: &'a mut B,
+}
+
 /// The batch normalisation with optional fused ReLU, forward and backward (see [`crate::backends`]
 /// for which outputs are written and which are accumulated).
 pub trait BatchNormOp: Buffers {
@@ -95,13 +124,7 @@ pub trait BatchNormOp: Buffers {
     fn batchnorm_forward_train(
         &self,
         g: &BatchNormGeom,
-        x: &Self::Buf,
-        gamma: &Self::Buf,
-        beta: &Self::Buf,
-        y: &mut Self::Buf,
-        saved: &mut Self::Buf,
-        running_mean: &mut Self::Buf,
-        running_var: &mut Self::Buf,
+        io: BatchNormTrainIo<'_, Self::Buf>,
     ) -> Result<()>;
 
     /// Evaluation forward of [`BatchNormGeom`] with the running statistics. WRITES y.
@@ -109,12 +132,7 @@ pub trait BatchNormOp: Buffers {
     fn batchnorm_forward_eval(
         &self,
         g: &BatchNormGeom,
-        x: &Self::Buf,
-        gamma: &Self::Buf,
-        beta: &Self::Buf,
-        running_mean: &Self::Buf,
-        running_var: &Self::Buf,
-        y: &mut Self::Buf,
+        io: BatchNormEvalIo<'_, Self::Buf>,
     ) -> Result<()>;
 
     /// Backward of [`BatchNormOp::batchnorm_forward_train`] (y and saved from that call). With `g.relu`,
@@ -123,13 +141,13 @@ pub trait BatchNormOp: Buffers {
     fn batchnorm_backward(
         &self,
         g: &BatchNormGeom,
-        x: &Self::Buf,
-        gamma: &Self::Buf,
-        y: &Self::Buf,
-        saved: &Self::Buf,
-        dy: &mut Self::Buf,
-        dx: Option<&mut Self::Buf>,
-        dgamma: &mut Self::Buf,
-        dbeta: &mut Self::Buf,
+        io: BatchNormBackwardIo<'_, Self::Buf>,
     ) -> Result<()>;
+}
+
+op_folder! {
+    kernel_file: "batchnorm";
+    /// Batch normalisation (training and evaluation forward, running statistics, dx, dγ, dβ).
+    TOLERANCE = "batchnorm", atol 1e-5, rtol 1e-4,
+        because "per-channel f32 sums of N·H·W terms (up to a few thousand here) in tree order against the reference's image-by-image order, through a 1/sqrt; dx subtracts two such means from dy (cancellation), so atol is set at the scale of dy";
 }

@@ -1,14 +1,15 @@
 //! Row concatenation on the CPU: y (N, A + B) = [a (N, A), b (N, B)], and its backward, which hands
 //! each part its columns of dy.
 
-use super::{ConcatGeom, ConcatOp};
+use super::{ConcatBackwardIo, ConcatForwardIo, ConcatGeom, ConcatOp};
 use crate::backends::cpu::{check_len, CpuBackend};
 use crate::tensor::Real;
 use crate::Result;
 
 impl<T: Real> ConcatOp for CpuBackend<T> {
     /// WRITES y (N, A + B): row n is a's row n followed by b's row n.
-    fn concat_forward(&self, g: &ConcatGeom, a: &Vec<T>, b: &Vec<T>, y: &mut Vec<T>) -> Result<()> {
+    fn concat_forward(&self, g: &ConcatGeom, io: ConcatForwardIo<'_, Self::Buf>) -> Result<()> {
+        let ConcatForwardIo { a, b, y } = io;
         g.validate()?;
         let (wa, wb) = (g.a as usize, g.b as usize);
         let (la, lb, ly) = g.lens();
@@ -27,13 +28,8 @@ impl<T: Real> ConcatOp for CpuBackend<T> {
     }
 
     /// ACCUMULATES da (N, A) += dy[:, ..A] and db (N, B) += dy[:, A..], each when given.
-    fn concat_backward(
-        &self,
-        g: &ConcatGeom,
-        dy: &Vec<T>,
-        da: Option<&mut Vec<T>>,
-        db: Option<&mut Vec<T>>,
-    ) -> Result<()> {
+    fn concat_backward(&self, g: &ConcatGeom, io: ConcatBackwardIo<'_, Self::Buf>) -> Result<()> {
+        let ConcatBackwardIo { dy, da, db } = io;
         let da = da.map(|v| v.as_mut_slice());
         let db = db.map(|v| v.as_mut_slice());
         g.validate()?;

@@ -1,6 +1,6 @@
 //! Wrapper of kernels/concat.cu: row concatenation of two feature matrices and its backward.
 
-use super::{ConcatGeom, ConcatOp, KERNEL_MODULE};
+use super::{ConcatBackwardIo, ConcatForwardIo, ConcatGeom, ConcatOp, KERNEL_MODULE};
 use crate::backends::device::{Device, Kernel, KernelArgs};
 use crate::backends::kernel_backend::KernelBackend;
 use crate::backends::kernels::{grid_stride, need};
@@ -12,21 +12,15 @@ pub const BACKWARD_B: Kernel = Kernel::new(KERNEL_MODULE, "concat_backward_b");
 
 impl<D: Device> ConcatOp for KernelBackend<D> {
     /// WRITES y (N, A + B) = [a (N, A), b (N, B)].
-    fn concat_forward(
-        &self,
-        g: &ConcatGeom,
-        a: &D::Buffer<f32>,
-        b: &D::Buffer<f32>,
-        y: &mut D::Buffer<f32>,
-    ) -> Result<()> {
+    fn concat_forward(&self, g: &ConcatGeom, io: ConcatForwardIo<'_, Self::Buf>) -> Result<()> {
         let dev = &self.dev;
         g.validate()?;
         let (la, lb, ly) = g.lens();
         let mut args = KernelArgs::new();
         args.push(*g)
-            .push(need(dev, a, la, "concat a")?)
-            .push(need(dev, b, lb, "concat b")?)
-            .push(need(dev, y, ly, "concat y")?);
+            .push(need(dev, io.a, la, "concat a")?)
+            .push(need(dev, io.b, lb, "concat b")?)
+            .push(need(dev, io.y, ly, "concat y")?);
         // SAFETY: concat_forward(ConcatGeom, const float* a, const float* b, float* y), pushed in that
         // order; a, b and y hold N·A, N·B and N·(A+B) values (checked above), and the grid-stride loop
         // over N·(A+B) reads a[n·A + j] (j < A) or b[n·B + k] (k < B) only.
@@ -34,13 +28,8 @@ impl<D: Device> ConcatOp for KernelBackend<D> {
     }
 
     /// ACCUMULATES da (N, A) += dy[:, ..A] and db (N, B) += dy[:, A..], each when given.
-    fn concat_backward(
-        &self,
-        g: &ConcatGeom,
-        dy: &D::Buffer<f32>,
-        da: Option<&mut D::Buffer<f32>>,
-        db: Option<&mut D::Buffer<f32>>,
-    ) -> Result<()> {
+    fn concat_backward(&self, g: &ConcatGeom, io: ConcatBackwardIo<'_, Self::Buf>) -> Result<()> {
+        let ConcatBackwardIo { dy, da, db } = io;
         let dev = &self.dev;
         g.validate()?;
         let (la, lb, ly) = g.lens();

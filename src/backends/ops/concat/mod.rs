@@ -10,13 +10,6 @@ use super::to_i32;
 use crate::backends::Buffers;
 use crate::{shape_err, Result};
 
-op_folder! {
-    kernel_file: "concat";
-    /// Concatenation (forward, backward): copies, and one f32 add per gradient value.
-    TOLERANCE = "concat", atol 0.0, rtol 0.0,
-        because "forward copies values and backward adds one dy value into each gradient value: the same single f32 operation on every backend, so the results must be bit-exact";
-}
-
 /// Concatenation along the row: a (N, A) and b (N, B) -> y (N, A + B), y\[n\] = \[a\[n\], b\[n\]\]. The
 /// network appends a side input (the utterance vector) to its pooled features with it.
 #[repr(C)]
@@ -71,25 +64,36 @@ impl ConcatGeom {
     }
 }
 
+/// The buffers of [`ConcatOp::concat_forward`], named, so that no call can pass two of them in
+/// each other's place.
+pub struct ConcatForwardIo<'a, B> {
+    pub a: &'a B,
+    pub b: &'a B,
+    pub y: &'a mut B,
+}
+
+/// The buffers of [`ConcatOp::concat_backward`], named, so that no call can pass two of them in
+/// each other's place.
+pub struct ConcatBackwardIo<'a, B> {
+    pub dy: &'a B,
+    pub da: Option<&'a mut B>,
+    pub db: Option<&'a mut B>,
+}
+
 /// The row-wise concatenation of two matrices, forward and backward (see [`crate::backends`] for
 /// which outputs are written and which are accumulated).
 pub trait ConcatOp: Buffers {
     /// y (N, A + B) = \[a (N, A), b (N, B)\] row by row (see [`ConcatGeom`]). Writes y.
-    fn concat_forward(
-        &self,
-        g: &ConcatGeom,
-        a: &Self::Buf,
-        b: &Self::Buf,
-        y: &mut Self::Buf,
-    ) -> Result<()>;
+    fn concat_forward(&self, g: &ConcatGeom, io: ConcatForwardIo<'_, Self::Buf>) -> Result<()>;
 
     /// Backward of [`ConcatOp::concat_forward`]: ACCUMULATES da (N, A) += dy\[:, ..A\] and db (N, B)
     /// += dy\[:, A..\] from dy (N, A + B), each only when given (`None`: that part needs no gradient).
-    fn concat_backward(
-        &self,
-        g: &ConcatGeom,
-        dy: &Self::Buf,
-        da: Option<&mut Self::Buf>,
-        db: Option<&mut Self::Buf>,
-    ) -> Result<()>;
+    fn concat_backward(&self, g: &ConcatGeom, io: ConcatBackwardIo<'_, Self::Buf>) -> Result<()>;
+}
+
+op_folder! {
+    kernel_file: "concat";
+    /// Concatenation (forward, backward): copies, and one f32 add per gradient value.
+    TOLERANCE = "concat", atol 0.0, rtol 0.0,
+        because "forward copies values and backward adds one dy value into each gradient value: the same single f32 operation on every backend, so the results must be bit-exact";
 }

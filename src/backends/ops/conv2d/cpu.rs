@@ -17,7 +17,7 @@
 
 use rayon::prelude::*;
 
-use super::{Conv2dOp, ConvGeom};
+use super::{Conv2dOp, ConvBackwardIo, ConvForwardIo, ConvGeom};
 use crate::backends::cpu::gemm::{gemm, gemm_raw, Threads, View};
 use crate::backends::cpu::{check_len, CpuBackend, Scratch, SyncPtr};
 use crate::backends::InputGrad;
@@ -167,61 +167,64 @@ fn unpad_add<T: Real>(d: &Dims, padded: &[T], dx: &mut [T]) {
     }
 }
 
-/// Fill `col` (K × P_c, row-major, P_c = pixels of output rows [oh0, oh1)) from one zero-padded
-/// image (C_in, H_p, W_p) made by [`pad_image`]. Every element of `col[..K·P_c]` is written.
-fn im2col<T: Real>(d: &Dims, padded: &[T], (oh0, oh1): (usize, usize), col: &mut [T]) {
+/// Walks the patch matrix of output rows [oh0, oh1): for each row r = (ci, kh, kw) of the
+/// K × P_c matrix (P_c = pixels of those output rows) and each output row oh, calls
+/// `f(col_offset, padded_offset)`, where the W_out values at `col_offset` of the patch matrix are the
+/// padded image's values from `padded_offset` on, every `stride`-th (output (oh, ow) reads padded
+/// (oh·s + kh, ow·s + kw)). [`im2col`] and its adjoint [`col2im_add`] both walk it, so they cannot
+/// disagree on an index.
+fn for_each_patch_row(d: &Dims, (oh0, oh1): (usize, usize), mut f: impl FnMut(usize, usize)) {
     let pc = (oh1 - oh0) * d.w_out;
-    let (s, wo) = (d.stride, d.w_out);
     let (hp, wp) = d.padded_hw();
     for ci in 0..d.c_in {
         for kh in 0..d.k_h {
             for kw in 0..d.k_w {
                 let r = (ci * d.k_h + kh) * d.k_w + kw;
-                let row = &mut col[r * pc..][..pc];
                 for (j, oh) in (oh0..oh1).enumerate() {
-                    // output (oh, ow) reads padded (oh·s + kh, ow·s + kw)
-                    let src = &padded[(ci * hp + oh * s + kh) * wp + kw..];
-                    let dst = &mut row[j * wo..][..wo];
-                    if s == 1 {
-                        dst.copy_from_slice(&src[..wo]);
-                    } else {
-                        for (o, v) in dst.iter_mut().enumerate() {
-                            *v = src[o * s];
-                        }
-                    }
+                    f(
+                        r * pc + j * d.w_out,
+                        (ci * hp + oh * d.stride + kh) * wp + kw,
+                    );
                 }
             }
         }
     }
 }
 
-/// The adjoint of [`im2col`]: ADD every element of `col` (K × P_c for output rows [oh0, oh1)) into
-/// the padded position it was read from in `padded_dx` (C_in, H_p, W_p).
-fn col2im_add<T: Real>(d: &Dims, col: &[T], (oh0, oh1): (usize, usize), padded_dx: &mut [T]) {
-    let pc = (oh1 - oh0) * d.w_out;
+/// Fill `col` (K × P_c, row-major, P_c = pixels of output rows [oh0, oh1)) from one zero-padded
+/// image (C_in, H_p, W_p) made by [`pad_image`]. Every element of `col[..K·P_c]` is written.
+fn im2col<T: Real>(d: &Dims, padded: &[T], rows: (usize, usize), col: &mut [T]) {
     let (s, wo) = (d.stride, d.w_out);
-    let (hp, wp) = d.padded_hw();
-    for ci in 0..d.c_in {
-        for kh in 0..d.k_h {
-            for kw in 0..d.k_w {
-                let r = (ci * d.k_h + kh) * d.k_w + kw;
-                let row = &col[r * pc..][..pc];
-                for (j, oh) in (oh0..oh1).enumerate() {
-                    let dst = &mut padded_dx[(ci * hp + oh * s + kh) * wp + kw..];
-                    let src = &row[j * wo..][..wo];
-                    if s == 1 {
-                        for (o, v) in dst[..wo].iter_mut().zip(src) {
-                            *o += *v;
-                        }
-                    } else {
-                        for (o, v) in src.iter().enumerate() {
-                            dst[o * s] += *v;
-                        }
-                    }
-                }
+    for_each_patch_row(d, rows, |c, p| {
+        let dst = &mut col[c..][..wo];
+        let src = &padded[p..];
+        if s == 1 {
+            dst.copy_from_slice(&src[..wo]);
+        } else {
+            for (o, v) in dst.iter_mut().enumerate() {
+                *v = src[o * s];
             }
         }
-    }
+    });
+}
+
+/// The adjoint of [`im2col`]: ADD every element of `col` (K × P_c for output rows [oh0, oh1)) into
+/// the padded position it was read from in `padded_dx` (C_in, H_p, W_p).
+fn col2im_add<T: Real>(d: &Dims, col: &[T], rows: (usize, usize), padded_dx: &mut [T]) {
+    let (s, wo) = (d.stride, d.w_out);
+    for_each_patch_row(d, rows, |c, p| {
+        let src = &col[c..][..wo];
+        let dst = &mut padded_dx[p..];
+        if s == 1 {
+            for (o, v) in dst[..wo].iter_mut().zip(src) {
+                *o += *v;
+            }
+        } else {
+            for (o, v) in src.iter().enumerate() {
+                dst[o * s] += *v;
+            }
+        }
+    });
 }
 
 /// dst (cols × rows, row-major) = the transpose of the `rows` × `cols` matrix whose rows start
@@ -296,14 +299,8 @@ pub fn chunk_rows(g: &ConvGeom) -> Result<usize> {
 }
 
 impl<T: Real> Conv2dOp for CpuBackend<T> {
-    fn conv2d_forward(
-        &self,
-        g: &ConvGeom,
-        x: &Vec<T>,
-        w: &Vec<T>,
-        b: &Vec<T>,
-        y: &mut Vec<T>,
-    ) -> Result<()> {
+    fn conv2d_forward(&self, g: &ConvGeom, io: ConvForwardIo<'_, Self::Buf>) -> Result<()> {
+        let ConvForwardIo { x, w, b, y } = io;
         let scratch = &self.scratch;
         let d = Dims::new(g)?;
         check_len("conv2d x", x.len(), d.n * d.in_len())?;
@@ -353,17 +350,16 @@ impl<T: Real> Conv2dOp for CpuBackend<T> {
     }
 
     /// The backward pass; `dx` becomes `(dx, accumulate)`: added into when `accumulate`, else written.
-    fn conv2d_backward(
-        &self,
-        g: &ConvGeom,
-        x: &Vec<T>,
-        w: &Vec<T>,
-        y: &Vec<T>,
-        dy: &mut Vec<T>,
-        dx: InputGrad<'_, Vec<T>>,
-        dw: &mut Vec<T>,
-        db: Option<&mut Vec<T>>,
-    ) -> Result<()> {
+    fn conv2d_backward(&self, g: &ConvGeom, io: ConvBackwardIo<'_, Self::Buf>) -> Result<()> {
+        let ConvBackwardIo {
+            x,
+            w,
+            y,
+            dy,
+            dx,
+            dw,
+            db,
+        } = io;
         let scratch = &self.scratch;
         let dx = match dx {
             InputGrad::None => None,

@@ -1,7 +1,7 @@
 //! Wrapper of `kernels/conv2d.cu`: kernel names, argument order and launch configuration of the
 //! convolution, forward and backward, in one place. See the `.cu` header for each kernel's strategy.
 
-use super::{Conv2dOp, ConvGeom, KERNEL_MODULE};
+use super::{Conv2dOp, ConvBackwardIo, ConvForwardIo, ConvGeom, KERNEL_MODULE};
 use crate::backends::cost::Cost;
 use crate::backends::device::{Device, Kernel, KernelArgs, LaunchConfig};
 use crate::backends::kernel_backend::KernelBackend;
@@ -364,14 +364,8 @@ pub(in crate::backends) fn sum_partials<D: Device>(
 impl<D: Device> Conv2dOp for KernelBackend<D> {
     /// y (N, C_out, H_out, W_out) = \[ReLU\](conv(x (N, C_in, H_in, W_in), w (C_out, C_in, K_h, K_w)) + b (C_out)). Writes y.
     /// The gather's K table comes from `tables`.
-    fn conv2d_forward(
-        &self,
-        g: &ConvGeom,
-        x: &D::Buffer<f32>,
-        w: &D::Buffer<f32>,
-        b: &D::Buffer<f32>,
-        y: &mut D::Buffer<f32>,
-    ) -> Result<()> {
+    fn conv2d_forward(&self, g: &ConvGeom, io: ConvForwardIo<'_, Self::Buf>) -> Result<()> {
+        let ConvForwardIo { x, w, b, y } = io;
         let dev = &self.dev;
         let tables = &self.gather_tables;
         check_geometry(g)?;
@@ -412,22 +406,12 @@ impl<D: Device> Conv2dOp for KernelBackend<D> {
     /// (`None`: a fused pool backward already wrote it, and masked dy, so `g.relu` must be off). Partial
     /// sums live in `scratch`, the backward-data gather's K table in `tables`. Runs [`bias_grad`] (which masks dy, so it goes first), [`backward_data`]
     /// and [`backward_filter`].
-    fn conv2d_backward(
-        &self,
-        g: &ConvGeom,
-        x: &D::Buffer<f32>,
-        w: &D::Buffer<f32>,
-        y: &D::Buffer<f32>,
-        dy: &mut D::Buffer<f32>,
-        dx: InputGrad<'_, D::Buffer<f32>>,
-        dw: &mut D::Buffer<f32>,
-        db: Option<&mut D::Buffer<f32>>,
-    ) -> Result<()> {
+    fn conv2d_backward(&self, g: &ConvGeom, io: ConvBackwardIo<'_, Self::Buf>) -> Result<()> {
         let dev = &self.dev;
         let scratch = &self.gemm_scratch;
         let tables = &self.gather_tables;
-        match db {
-            Some(db) => bias_grad(dev, scratch, g, y, dy, db)?,
+        match io.db {
+            Some(db) => bias_grad(dev, scratch, g, io.y, io.dy, db)?,
             // The ReLU mask is applied by the bias-gradient pass: without it, nothing would mask dy.
             None if g.relu != 0 => {
                 return Err(shape_err!(
@@ -436,12 +420,12 @@ impl<D: Device> Conv2dOp for KernelBackend<D> {
             }
             None => {}
         }
-        match dx {
+        match io.dx {
             InputGrad::None => {}
-            InputGrad::Add(dx) => backward_data(dev, tables, g, w, dy, dx, true)?,
-            InputGrad::Write(dx) => backward_data(dev, tables, g, w, dy, dx, false)?,
+            InputGrad::Add(dx) => backward_data(dev, tables, g, io.w, io.dy, dx, true)?,
+            InputGrad::Write(dx) => backward_data(dev, tables, g, io.w, io.dy, dx, false)?,
         }
-        backward_filter(dev, scratch, g, x, dy, dw)
+        backward_filter(dev, scratch, g, io.x, io.dy, io.dw)
     }
 }
 

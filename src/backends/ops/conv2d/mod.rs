@@ -12,13 +12,6 @@ use crate::backends::{Buffers, InputGrad};
 use crate::tensor::Shape;
 use crate::{shape_err, Result};
 
-op_folder! {
-    kernel_file: "conv2d";
-    /// Convolution (forward, backward data, filter and bias gradients), for the conv2d kernels.
-    TOLERANCE = "conv2d", atol 1e-5, rtol 1e-4,
-        because "f32 dot products of C_in·K_h·K_w (or N·H·W for the filter gradient) terms, summed in tile order: error grows with √terms·ε";
-}
-
 /// Padding of a convolution.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Padding {
@@ -172,18 +165,32 @@ impl ConvGeom {
     }
 }
 
+/// The buffers of [`Conv2dOp::conv2d_forward`], named, so that no call can pass two of them in
+/// each other's place.
+pub struct ConvForwardIo<'a, B> {
+    pub x: &'a B,
+    pub w: &'a B,
+    pub b: &'a B,
+    pub y: &'a mut B,
+}
+
+/// The buffers of [`Conv2dOp::conv2d_backward`], named, so that no call can pass two of them in
+/// each other's place.
+pub struct ConvBackwardIo<'a, B> {
+    pub x: &'a B,
+    pub w: &'a B,
+    pub y: &'a B,
+    pub dy: &'a mut B,
+    pub dx: InputGrad<'a, B>,
+    pub dw: &'a mut B,
+    pub db: Option<&'a mut B>,
+}
+
 /// The 2-D convolution with optional fused ReLU, forward and backward (see [`crate::backends`] for
 /// which outputs are written and which are accumulated).
 pub trait Conv2dOp: Buffers {
     /// y (N, C_out, H_out, W_out) = \[ReLU\](x (N, C_in, H_in, W_in) ⋆ w (C_out, C_in, K_h, K_w) + b (C_out)). Writes y.
-    fn conv2d_forward(
-        &self,
-        g: &ConvGeom,
-        x: &Self::Buf,
-        w: &Self::Buf,
-        b: &Self::Buf,
-        y: &mut Self::Buf,
-    ) -> Result<()>;
+    fn conv2d_forward(&self, g: &ConvGeom, io: ConvForwardIo<'_, Self::Buf>) -> Result<()>;
 
     /// Backward of [`Conv2dOp::conv2d_forward`]. With `g.relu`, first masks `dy` in place by `y > 0`.
     /// ACCUMULATES or WRITES dx (N, C_in, H_in, W_in), as [`InputGrad`] says (`InputGrad::None` for
@@ -192,18 +199,14 @@ pub trait Conv2dOp: Buffers {
     /// that pool also applied the mask: an error otherwise). y is read only for the mask (with
     /// `g.relu`, or with db given); otherwise any buffer may stand in for it (the network passes x
     /// when y's buffer holds dy).
-    #[allow(clippy::too_many_arguments)]
-    fn conv2d_backward(
-        &self,
-        g: &ConvGeom,
-        x: &Self::Buf,
-        w: &Self::Buf,
-        y: &Self::Buf,
-        dy: &mut Self::Buf,
-        dx: InputGrad<'_, Self::Buf>,
-        dw: &mut Self::Buf,
-        db: Option<&mut Self::Buf>,
-    ) -> Result<()>;
+    fn conv2d_backward(&self, g: &ConvGeom, io: ConvBackwardIo<'_, Self::Buf>) -> Result<()>;
+}
+
+op_folder! {
+    kernel_file: "conv2d";
+    /// Convolution (forward, backward data, filter and bias gradients), for the conv2d kernels.
+    TOLERANCE = "conv2d", atol 1e-5, rtol 1e-4,
+        because "f32 dot products of C_in·K_h·K_w (or N·H·W for the filter gradient) terms, summed in tile order: error grows with √terms·ε";
 }
 
 #[cfg(test)]

@@ -3,7 +3,7 @@
 
 use rayon::prelude::*;
 
-use super::{DenseGeom, DenseOp};
+use super::{DenseBackwardIo, DenseForwardIo, DenseGeom, DenseOp};
 use crate::backends::cpu::gemm::{gemm, Threads, View};
 use crate::backends::cpu::{check_len, CpuBackend};
 use crate::tensor::Real;
@@ -20,14 +20,8 @@ fn dims(g: &DenseGeom) -> Result<(usize, usize, usize)> {
 
 impl<T: Real> DenseOp for CpuBackend<T> {
     /// WRITES y (N, OUT) = [ReLU](x (N, IN) · wᵀ + b).
-    fn dense_forward(
-        &self,
-        g: &DenseGeom,
-        x: &Vec<T>,
-        w: &Vec<T>,
-        b: &Vec<T>,
-        y: &mut Vec<T>,
-    ) -> Result<()> {
+    fn dense_forward(&self, g: &DenseGeom, io: DenseForwardIo<'_, Self::Buf>) -> Result<()> {
+        let DenseForwardIo { x, w, b, y } = io;
         let (n, fin, fout) = dims(g)?;
         check_len("dense x", x.len(), n * fin)?;
         check_len("dense w", w.len(), fout * fin)?;
@@ -55,17 +49,16 @@ impl<T: Real> DenseOp for CpuBackend<T> {
     }
 
     /// With ReLU first masks dy in place; WRITES dw = dyᵀ·x and db = Σ_rows dy; ACCUMULATES dx += dy·w.
-    fn dense_backward(
-        &self,
-        g: &DenseGeom,
-        x: &Vec<T>,
-        w: &Vec<T>,
-        y: &Vec<T>,
-        dy: &mut Vec<T>,
-        dx: Option<&mut Vec<T>>,
-        dw: &mut Vec<T>,
-        db: &mut Vec<T>,
-    ) -> Result<()> {
+    fn dense_backward(&self, g: &DenseGeom, io: DenseBackwardIo<'_, Self::Buf>) -> Result<()> {
+        let DenseBackwardIo {
+            x,
+            w,
+            y,
+            dy,
+            dx,
+            dw,
+            db,
+        } = io;
         let dx = dx.map(|v| v.as_mut_slice());
         let (n, fin, fout) = dims(g)?;
         check_len("dense x", x.len(), n * fin)?;

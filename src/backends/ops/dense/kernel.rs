@@ -1,7 +1,7 @@
 //! Wrapper of `kernels/dense.cu`: kernel names, argument order and launch configuration of the fully
 //! connected layer, forward and backward, in one place. See the `.cu` header for each kernel's strategy.
 
-use super::{DenseGeom, DenseOp, KERNEL_MODULE};
+use super::{DenseBackwardIo, DenseForwardIo, DenseGeom, DenseOp, KERNEL_MODULE};
 use crate::backends::cost::Cost;
 use crate::backends::device::{Device, Kernel, KernelArgs, LaunchConfig};
 use crate::backends::kernel_backend::KernelBackend;
@@ -203,14 +203,8 @@ pub fn scratch_len(g: &DenseGeom, with_dx: bool) -> usize {
 impl<D: Device> DenseOp for KernelBackend<D> {
     /// y (N, OUT) = \[ReLU\](x (N, IN) · wᵀ + b), w (OUT, IN), b (OUT). Writes y. Split-K partial sums live
     /// in `scratch`.
-    fn dense_forward(
-        &self,
-        g: &DenseGeom,
-        x: &D::Buffer<f32>,
-        w: &D::Buffer<f32>,
-        b: &D::Buffer<f32>,
-        y: &mut D::Buffer<f32>,
-    ) -> Result<()> {
+    fn dense_forward(&self, g: &DenseGeom, io: DenseForwardIo<'_, Self::Buf>) -> Result<()> {
+        let DenseForwardIo { x, w, b, y } = io;
         let dev = &self.dev;
         let scratch = &self.gemm_scratch;
         check_geometry(g)?;
@@ -262,23 +256,13 @@ impl<D: Device> DenseOp for KernelBackend<D> {
     /// Backward of [`forward`]. With `g.relu`, first zeroes dy in place where y <= 0. ACCUMULATES dx
     /// (N, IN) when given; WRITES dw (OUT, IN) and db (OUT). Runs [`bias_grad`] (which masks dy, so it goes
     /// first), [`backward_data`] and [`backward_filter`].
-    fn dense_backward(
-        &self,
-        g: &DenseGeom,
-        x: &D::Buffer<f32>,
-        w: &D::Buffer<f32>,
-        y: &D::Buffer<f32>,
-        dy: &mut D::Buffer<f32>,
-        dx: Option<&mut D::Buffer<f32>>,
-        dw: &mut D::Buffer<f32>,
-        db: &mut D::Buffer<f32>,
-    ) -> Result<()> {
+    fn dense_backward(&self, g: &DenseGeom, io: DenseBackwardIo<'_, Self::Buf>) -> Result<()> {
         let dev = &self.dev;
         let scratch = &self.gemm_scratch;
-        bias_grad(dev, g, y, dy, db)?;
-        if let Some(dx) = dx {
-            backward_data(dev, scratch, g, dy, w, dx)?;
+        bias_grad(dev, g, io.y, io.dy, io.db)?;
+        if let Some(dx) = io.dx {
+            backward_data(dev, scratch, g, io.dy, io.w, dx)?;
         }
-        backward_filter(dev, scratch, g, dy, x, dw)
+        backward_filter(dev, scratch, g, io.dy, io.x, io.dw)
     }
 }

@@ -10,13 +10,6 @@ use super::to_i32;
 use crate::backends::Buffers;
 use crate::{shape_err, Result};
 
-op_folder! {
-    kernel_file: "dense";
-    /// Dense layers (forward, backward), for the SGEMM kernels.
-    TOLERANCE = "dense", atol 1e-5, rtol 1e-4,
-        because "f32 dot products of IN (or N, for dw) terms summed in tile order: error grows with √terms·ε";
-}
-
 /// A fully connected layer: x (N, IN) · wᵀ, with w (OUT, IN) row-major, + b (OUT) -> y (N, OUT),
 /// optionally followed by ReLU.
 #[repr(C)]
@@ -59,31 +52,41 @@ impl DenseGeom {
     }
 }
 
+/// The buffers of [`DenseOp::dense_forward`], named, so that no call can pass two of them in
+/// each other's place.
+pub struct DenseForwardIo<'a, B> {
+    pub x: &'a B,
+    pub w: &'a B,
+    pub b: &'a B,
+    pub y: &'a mut B,
+}
+
+/// The buffers of [`DenseOp::dense_backward`], named, so that no call can pass two of them in
+/// each other's place.
+pub struct DenseBackwardIo<'a, B> {
+    pub x: &'a B,
+    pub w: &'a B,
+    pub y: &'a B,
+    pub dy: &'a mut B,
+    pub dx: Option<&'a mut B>,
+    pub dw: &'a mut B,
+    pub db: &'a mut B,
+}
+
 /// The fully connected layer with optional fused ReLU, forward and backward (see
 /// [`crate::backends`] for which outputs are written and which are accumulated).
 pub trait DenseOp: Buffers {
     /// y (N, OUT) = \[ReLU\](x (N, IN) · wᵀ + b), w (OUT, IN), b (OUT). Writes y.
-    fn dense_forward(
-        &self,
-        g: &DenseGeom,
-        x: &Self::Buf,
-        w: &Self::Buf,
-        b: &Self::Buf,
-        y: &mut Self::Buf,
-    ) -> Result<()>;
+    fn dense_forward(&self, g: &DenseGeom, io: DenseForwardIo<'_, Self::Buf>) -> Result<()>;
 
     /// Backward of [`DenseOp::dense_forward`]. With `g.relu`, first masks `dy` in place by `y > 0`.
     /// ACCUMULATES dx (N, IN) when given; WRITES dw (OUT, IN) and db (OUT).
-    #[allow(clippy::too_many_arguments)]
-    fn dense_backward(
-        &self,
-        g: &DenseGeom,
-        x: &Self::Buf,
-        w: &Self::Buf,
-        y: &Self::Buf,
-        dy: &mut Self::Buf,
-        dx: Option<&mut Self::Buf>,
-        dw: &mut Self::Buf,
-        db: &mut Self::Buf,
-    ) -> Result<()>;
+    fn dense_backward(&self, g: &DenseGeom, io: DenseBackwardIo<'_, Self::Buf>) -> Result<()>;
+}
+
+op_folder! {
+    kernel_file: "dense";
+    /// Dense layers (forward, backward), for the SGEMM kernels.
+    TOLERANCE = "dense", atol 1e-5, rtol 1e-4,
+        because "f32 dot products of IN (or N, for dw) terms summed in tile order: error grows with √terms·ε";
 }

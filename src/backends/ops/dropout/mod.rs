@@ -10,13 +10,6 @@ use super::to_i32;
 use crate::backends::Buffers;
 use crate::{shape_err, Result};
 
-op_folder! {
-    kernel_file: "dropout";
-    /// Dropout (forward, backward): the mask is bit-identical; only the scaling multiply remains.
-    TOLERANCE = "dropout", atol 0.0, rtol 1e-6,
-        because "the same mask on every backend and one f32 multiply per value; a GPU may fuse dx += dy·scale into one rounding";
-}
-
 /// Inverted dropout over `len` values: y = x / (1 − p) where the element is kept, 0 where dropped.
 /// Element i is kept iff `dropout_hash(i / group, key_lo, key_hi) ≥ threshold`, threshold = ⌊p · 2³²⌋
 /// (`group` consecutive elements share one draw: 1 drops elements, a sample's length whole samples): the
@@ -119,4 +112,11 @@ pub trait DropoutOp: Buffers {
     /// ACCUMULATES dx.
     fn dropout_backward(&self, p: &DropoutParams, dy: &Self::Buf, dx: &mut Self::Buf)
         -> Result<()>;
+}
+
+op_folder! {
+    kernel_file: "dropout";
+    /// Dropout (forward, backward): the mask is bit-identical; only the scaling multiply remains.
+    TOLERANCE = "dropout", atol 0.0, rtol 1e-6,
+        because "the same mask on every backend and one f32 multiply per value; a GPU may fuse dx += dy·scale into one rounding";
 }

@@ -3,7 +3,7 @@
 
 use rayon::prelude::*;
 
-use super::{MaxPoolOp, PoolGeom, ARGMAX_INDEX, ARGMAX_POSITIVE};
+use super::{MaxPoolOp, MaxPoolReluBackwardIo, PoolGeom, ARGMAX_INDEX, ARGMAX_POSITIVE};
 use crate::backends::cpu::{check_len, CpuBackend};
 use crate::tensor::Real;
 use crate::{shape_err, Result};
@@ -166,11 +166,9 @@ impl<T: Real> MaxPoolOp for CpuBackend<T> {
     fn maxpool_relu_backward(
         &self,
         g: &PoolGeom,
-        dy: &Vec<T>,
-        argmax: &Vec<u32>,
-        dx: &mut Vec<T>,
-        db: &mut Vec<T>,
+        io: MaxPoolReluBackwardIo<'_, Self::Buf, Self::Idx>,
     ) -> Result<()> {
+        let MaxPoolReluBackwardIo { dy, argmax, dx, db } = io;
         let d = Dims::new(g)?;
         let (ip, op) = (d.in_plane(), d.out_plane());
         check_len("max-pool dx", dx.len(), d.planes * ip)?;

@@ -2,7 +2,7 @@
 //! fused ReLU form also emits the producing convolution's bias-gradient partials, which the
 //! convolution's second stage, `conv2d_sum_partials`, adds).
 
-use super::{MaxPoolOp, PoolGeom, KERNEL_MODULE};
+use super::{MaxPoolOp, MaxPoolReluBackwardIo, PoolGeom, KERNEL_MODULE};
 use crate::backends::cost::Cost;
 use crate::backends::device::{Device, Kernel, KernelArgs, LaunchConfig};
 use crate::backends::kernel_backend::KernelBackend;
@@ -83,11 +83,9 @@ impl<D: Device> MaxPoolOp for KernelBackend<D> {
     fn maxpool_relu_backward(
         &self,
         g: &PoolGeom,
-        dy: &D::Buffer<f32>,
-        argmax: &D::Buffer<u32>,
-        dx: &mut D::Buffer<f32>,
-        db: &mut D::Buffer<f32>,
+        io: MaxPoolReluBackwardIo<'_, Self::Buf, Self::Idx>,
     ) -> Result<()> {
+        let MaxPoolReluBackwardIo { dy, argmax, dx, db } = io;
         let dev = &self.dev;
         let scratch = &self.gemm_scratch;
         check(g)?;

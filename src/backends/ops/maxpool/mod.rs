@@ -11,16 +11,6 @@ use crate::backends::Buffers;
 use crate::tensor::Shape;
 use crate::{shape_err, Result};
 
-op_folder! {
-    kernel_file: "maxpool";
-    /// Max-pool forward: the output is one of the inputs.
-    FORWARD_TOLERANCE = "maxpool_forward", atol 0.0, rtol 0.0,
-        because "max selects one input value: no arithmetic, so the result must be bit-exact";
-    /// Max-pool backward.
-    BACKWARD_TOLERANCE = "maxpool_backward", atol 1e-7, rtol 1e-6,
-        because "at most ⌈k/s⌉² routed gradients are added into dx; only the order of those few f32 additions may differ";
-}
-
 /// The top bit of a max-pool argmax: set when the window's maximum is > 0, the ReLU mask of the
 /// winner (mirrored in kernels/maxpool.cu). The fused ReLU backward reads the mask here, so the
 /// pool's input need not outlive the forward pass.
@@ -92,6 +82,15 @@ impl PoolGeom {
     }
 }
 
+/// The buffers of [`MaxPoolOp::maxpool_relu_backward`], named, so that no call can pass two of them in
+/// each other's place.
+pub struct MaxPoolReluBackwardIo<'a, B, I> {
+    pub dy: &'a B,
+    pub argmax: &'a I,
+    pub dx: &'a mut B,
+    pub db: &'a mut B,
+}
+
 /// The max-pooling (floor mode) with argmax, forward and backward (see [`crate::backends`] for
 /// which outputs are written and which are accumulated).
 pub trait MaxPoolOp: Buffers {
@@ -126,11 +125,18 @@ pub trait MaxPoolOp: Buffers {
     fn maxpool_relu_backward(
         &self,
         g: &PoolGeom,
-        dy: &Self::Buf,
-        argmax: &Self::Idx,
-        dx: &mut Self::Buf,
-        db: &mut Self::Buf,
+        io: MaxPoolReluBackwardIo<'_, Self::Buf, Self::Idx>,
     ) -> Result<()>;
+}
+
+op_folder! {
+    kernel_file: "maxpool";
+    /// Max-pool forward: the output is one of the inputs.
+    FORWARD_TOLERANCE = "maxpool_forward", atol 0.0, rtol 0.0,
+        because "max selects one input value: no arithmetic, so the result must be bit-exact";
+    /// Max-pool backward.
+    BACKWARD_TOLERANCE = "maxpool_backward", atol 1e-7, rtol 1e-6,
+        because "at most ⌈k/s⌉² routed gradients are added into dx; only the order of those few f32 additions may differ";
 }
 
 #[cfg(test)]

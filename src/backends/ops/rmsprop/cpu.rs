@@ -3,20 +3,15 @@
 
 use rayon::prelude::*;
 
-use super::{RmsPropOp, RmsPropStep};
+use super::{RmsPropIo, RmsPropOp, RmsPropStep};
 use crate::backends::cpu::{check_len, CpuBackend};
 use crate::tensor::Real;
 use crate::Result;
 
 impl<T: Real> RmsPropOp for CpuBackend<T> {
     /// Updates w and r in place (see [`super::RmsPropParams`] for the formulas).
-    fn rmsprop_update(
-        &self,
-        step: &RmsPropStep,
-        w: &mut Vec<T>,
-        g: &Vec<T>,
-        r: &mut Vec<T>,
-    ) -> Result<()> {
+    fn rmsprop_update(&self, step: &RmsPropStep, io: RmsPropIo<'_, Self::Buf>) -> Result<()> {
+        let RmsPropIo { w, g, r } = io;
         let len = w.len();
         check_len("rmsprop g", g.len(), len)?;
         check_len("rmsprop r", r.len(), len)?;

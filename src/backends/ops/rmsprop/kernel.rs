@@ -1,6 +1,6 @@
 //! Wrapper of kernels/rmsprop.cu: one RMSProp step over a parameter tensor.
 
-use super::{RmsPropOp, RmsPropStep, KERNEL_MODULE};
+use super::{RmsPropIo, RmsPropOp, RmsPropStep, KERNEL_MODULE};
 use crate::backends::cost::Cost;
 use crate::backends::device::{Device, Kernel, KernelArgs};
 use crate::backends::kernel_backend::KernelBackend;
@@ -11,13 +11,8 @@ pub const UPDATE: Kernel = Kernel::new(KERNEL_MODULE, "rmsprop_update");
 
 impl<D: Device> RmsPropOp for KernelBackend<D> {
     /// Update w and r in place from g (all of w's length).
-    fn rmsprop_update(
-        &self,
-        step: &RmsPropStep,
-        w: &mut D::Buffer<f32>,
-        g: &D::Buffer<f32>,
-        r: &mut D::Buffer<f32>,
-    ) -> Result<()> {
+    fn rmsprop_update(&self, step: &RmsPropStep, io: RmsPropIo<'_, Self::Buf>) -> Result<()> {
+        let RmsPropIo { w, g, r } = io;
         let dev = &self.dev;
         let len = dev.buffer_len(w);
         check_index_range("RMSProp parameters", len)?;

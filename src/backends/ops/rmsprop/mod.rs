@@ -10,13 +10,6 @@ use super::to_i32;
 use crate::backends::Buffers;
 use crate::Result;
 
-op_folder! {
-    kernel_file: "rmsprop";
-    /// RMSProp: updated weights and mean squares after several steps.
-    TOLERANCE = "rmsprop", atol 1e-7, rtol 1e-5,
-        because "one sqrt and one divide per step in f32 (a GPU may fuse the multiply-adds); rounding compounds over steps";
-}
-
 /// The RMSProp update of the paper's formulas (3) and (4), for one parameter tensor of `len` values:
 ///
 /// ```text
@@ -60,15 +53,24 @@ impl RmsPropStep {
     }
 }
 
+/// The buffers of [`RmsPropOp::rmsprop_update`], named, so that no call can pass two of them in
+/// each other's place.
+pub struct RmsPropIo<'a, B> {
+    pub w: &'a mut B,
+    pub g: &'a B,
+    pub r: &'a mut B,
+}
+
 /// One RMSProp update of a parameter tensor, in place.
 pub trait RmsPropOp: Buffers {
     /// One RMSProp update (see [`RmsPropParams`] for the formulas) of w from gradient g with running
     /// mean square r, all of the same length. Updates w and r in place.
-    fn rmsprop_update(
-        &self,
-        step: &RmsPropStep,
-        w: &mut Self::Buf,
-        g: &Self::Buf,
-        r: &mut Self::Buf,
-    ) -> Result<()>;
+    fn rmsprop_update(&self, step: &RmsPropStep, io: RmsPropIo<'_, Self::Buf>) -> Result<()>;
+}
+
+op_folder! {
+    kernel_file: "rmsprop";
+    /// RMSProp: updated weights and mean squares after several steps.
+    TOLERANCE = "rmsprop", atol 1e-7, rtol 1e-5,
+        because "one sqrt and one divide per step in f32 (a GPU may fuse the multiply-adds); rounding compounds over steps";
 }

@@ -11,13 +11,6 @@ use crate::backends::Buffers;
 use crate::tensor::Shape;
 use crate::{shape_err, Result};
 
-op_folder! {
-    kernel_file: "shortcut";
-    /// Shortcut forward and backward.
-    TOLERANCE = "shortcut", atol 1e-6, rtol 1e-5,
-        because "f32 sums of r² window values (forward) or C_dst/C_src channels (backward), times 1/r²; a GPU may fuse the multiply-add";
-}
-
 /// The paper's multi-level residual identity map: `dst[n,c,h,w] += mean over the r×r window at
 /// (h·r, w·r) of src[n, c mod C_src]`, where r = H_src/H_dst = W_src/W_dst is a whole number.
 /// src is (N, C_src, H_src, W_src), dst is (N, C_dst, H_dst, W_dst). Parameter-free.
@@ -103,6 +96,13 @@ pub trait ShortcutOp: Buffers {
         d_dst: &Self::Buf,
         d_src: &mut Self::Buf,
     ) -> Result<()>;
+}
+
+op_folder! {
+    kernel_file: "shortcut";
+    /// Shortcut forward and backward.
+    TOLERANCE = "shortcut", atol 1e-6, rtol 1e-5,
+        because "f32 sums of r² window values (forward) or C_dst/C_src channels (backward), times 1/r²; a GPU may fuse the multiply-add";
 }
 
 #[cfg(test)]

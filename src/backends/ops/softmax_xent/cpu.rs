@@ -1,7 +1,7 @@
 //! Fused softmax cross-entropy on the CPU, one row at a time. The row maximum is subtracted before
 //! exponentiating, so logits of any finite size give finite results.
 
-use super::{SoftmaxXentOp, XentGeom, XentStats};
+use super::{SoftXentIo, SoftmaxXentOp, XentGeom, XentIo, XentStats};
 use crate::backends::cpu::{check_len, CpuBackend};
 use crate::tensor::Real;
 use crate::{shape_err, Result};
@@ -12,11 +12,14 @@ impl<T: Real> SoftmaxXentOp for CpuBackend<T> {
     fn softmax_xent(
         &self,
         g: &XentGeom,
-        logits: &Vec<T>,
-        labels: &Vec<u32>,
-        losses: &mut Vec<T>,
-        d_logits: &mut Vec<T>,
+        io: XentIo<'_, Self::Buf, Self::Idx>,
     ) -> Result<XentStats> {
+        let XentIo {
+            logits,
+            labels,
+            losses,
+            d_logits,
+        } = io;
         g.validate()?;
         let (n, k) = (g.n as usize, g.classes as usize);
         check_len("softmax_xent logits", logits.len(), n * k)?;
@@ -61,15 +64,14 @@ impl<T: Real> SoftmaxXentOp for CpuBackend<T> {
 
     /// Soft-target softmax cross-entropy (see [`crate::backends::Backend::softmax_xent_soft`]): WRITES
     /// losses (N) = −Σ_j w_j t_j log p_j and d_logits = (p · Σ_j w_j t_j − w ⊙ t)/N.
-    fn softmax_xent_soft(
-        &self,
-        g: &XentGeom,
-        logits: &Vec<T>,
-        targets: &Vec<T>,
-        weights: Option<&Vec<T>>,
-        losses: &mut Vec<T>,
-        d_logits: &mut Vec<T>,
-    ) -> Result<XentStats> {
+    fn softmax_xent_soft(&self, g: &XentGeom, io: SoftXentIo<'_, Self::Buf>) -> Result<XentStats> {
+        let SoftXentIo {
+            logits,
+            targets,
+            class_weights: weights,
+            losses,
+            d_logits,
+        } = io;
         let weights = weights.map(|w| w.as_slice());
         g.validate()?;
         let (n, k) = (g.n as usize, g.classes as usize);

@@ -1,6 +1,6 @@
 //! Wrapper of kernels/softmax_xent.cu: fused softmax cross-entropy, one warp per row.
 
-use super::{SoftmaxXentOp, XentGeom, XentStats, KERNEL_MODULE};
+use super::{SoftXentIo, SoftmaxXentOp, XentGeom, XentIo, XentStats, KERNEL_MODULE};
 use crate::backends::cost::Cost;
 use crate::backends::device::{Device, DevicePtr, Kernel, KernelArgs, LaunchConfig};
 use crate::backends::kernel_backend::KernelBackend;
@@ -20,47 +20,66 @@ pub fn launch_config(g: &XentGeom) -> LaunchConfig {
     LaunchConfig::linear(blocks, ROWS_PER_BLOCK * 32)
 }
 
+/// What both cross-entropy kernels share around their launch: under the backend's counter lock,
+/// zeroes the counters, lets `launch` push its arguments and launch (given the counters, the
+/// losses, N and CLASSES), then reads back the counters and the mean of the N losses.
+fn launch_with_counters<D: Device>(
+    backend: &KernelBackend<D>,
+    g: &XentGeom,
+    losses: &mut D::Buffer<f32>,
+    launch: impl FnOnce(&mut D::Buffer<u32>, &mut D::Buffer<f32>, usize, usize) -> Result<()>,
+) -> Result<(Vec<u32>, f64)> {
+    let dev = &backend.dev;
+    let mut counters = backend
+        .xent_counters
+        .lock()
+        .unwrap_or_else(|p| p.into_inner());
+    let counters = &mut *counters;
+    g.validate()?;
+    let (n, k) = (g.n as usize, g.classes as usize);
+    check_index_range("softmax cross-entropy logits", n * k)?;
+    dev.memset_zero(counters)?;
+    launch(counters, losses, n, k)?;
+    let counts = dev.copy_to_host(counters)?;
+    let per_row = dev.copy_to_host(losses)?;
+    let total: f64 = per_row[..n].iter().map(|&l| l as f64).sum();
+    Ok((counts, total / n as f64))
+}
+
 impl<D: Device> SoftmaxXentOp for KernelBackend<D> {
     /// WRITES losses (N) and d_logits (N, CLASSES) from logits (N, CLASSES) and labels (N), and returns
     /// the mean loss and the number of correct rows. `counters` is scratch: 2 values, zeroed here.
     fn softmax_xent(
         &self,
         g: &XentGeom,
-        logits: &D::Buffer<f32>,
-        labels: &D::Buffer<u32>,
-        losses: &mut D::Buffer<f32>,
-        d_logits: &mut D::Buffer<f32>,
+        io: XentIo<'_, Self::Buf, Self::Idx>,
     ) -> Result<XentStats> {
         let dev = &self.dev;
-        let mut counters = self.xent_counters.lock().unwrap_or_else(|p| p.into_inner());
-        let counters = &mut *counters;
-        g.validate()?;
-        let (n, k) = (g.n as usize, g.classes as usize);
-        check_index_range("softmax cross-entropy logits", n * k)?;
-        dev.memset_zero(counters)?;
-        let mut args = KernelArgs::new();
-        args.push(*g)
-            .push(need(dev, logits, n * k, "softmax_xent logits")?)
-            .push(need(dev, labels, n, "softmax_xent labels")?)
-            .push(need(dev, losses, n, "softmax_xent losses")?)
-            .push(need(dev, d_logits, n * k, "softmax_xent d_logits")?)
-            .push(need(dev, counters, 2, "softmax_xent counters")?);
-        dev.note_cost(SOFTMAX_XENT, || Cost::memory(4 * (2 * n * k + 2 * n + 2)));
-        // SAFETY: softmax_xent(XentGeom, const float* logits, const unsigned* labels, float* losses,
-        // float* d_logits, unsigned* counters), pushed in that order; lengths checked above. Rows beyond N
-        // return at once, and a label ≥ CLASSES is never used as an index (it is counted instead).
-        unsafe { dev.launch(SOFTMAX_XENT, &launch_config(g), &mut args)? };
-        let counts = dev.copy_to_host(counters)?;
+        let (counts, mean_loss) =
+            launch_with_counters(self, g, io.losses, |counters, losses, n, k| {
+                let mut args = KernelArgs::new();
+                args.push(*g)
+                    .push(need(dev, io.logits, n * k, "softmax_xent logits")?)
+                    .push(need(dev, io.labels, n, "softmax_xent labels")?)
+                    .push(need(dev, losses, n, "softmax_xent losses")?)
+                    .push(need(dev, io.d_logits, n * k, "softmax_xent d_logits")?)
+                    .push(need(dev, counters, 2, "softmax_xent counters")?);
+                dev.note_cost(SOFTMAX_XENT, || Cost::memory(4 * (2 * n * k + 2 * n + 2)));
+                // SAFETY: softmax_xent(XentGeom, const float* logits, const unsigned* labels, float* losses,
+                // float* d_logits, unsigned* counters), pushed in that order; lengths checked above. Rows beyond N
+                // return at once, and a label ≥ CLASSES is never used as an index (it is counted instead).
+                unsafe { dev.launch(SOFTMAX_XENT, &launch_config(g), &mut args) }
+            })?;
         if counts[1] > 0 {
             return Err(shape_err!(
-                "{} of the {n} labels are not one of the {k} classes",
-                counts[1]
+                "{} of the {} labels are not one of the {} classes",
+                counts[1],
+                g.n,
+                g.classes
             ));
         }
-        let per_row = dev.copy_to_host(losses)?;
-        let total: f64 = per_row[..n].iter().map(|&l| l as f64).sum();
         Ok(XentStats {
-            mean_loss: total / n as f64,
+            mean_loss,
             correct: counts[0] as usize,
         })
     }
@@ -69,44 +88,30 @@ impl<D: Device> SoftmaxXentOp for KernelBackend<D> {
     /// (N, CLASSES) = (p · Σ_j w_j t_j − w ⊙ t)/N from logits and targets (N, CLASSES), with class weights
     /// w (CLASSES) or all 1; returns the mean loss and the rows whose first-maximum logit is their
     /// target's first maximum. `counters` is scratch (≥ 1 value), zeroed here.
-    fn softmax_xent_soft(
-        &self,
-        g: &XentGeom,
-        logits: &D::Buffer<f32>,
-        targets: &D::Buffer<f32>,
-        weights: Option<&D::Buffer<f32>>,
-        losses: &mut D::Buffer<f32>,
-        d_logits: &mut D::Buffer<f32>,
-    ) -> Result<XentStats> {
+    fn softmax_xent_soft(&self, g: &XentGeom, io: SoftXentIo<'_, Self::Buf>) -> Result<XentStats> {
         let dev = &self.dev;
-        let mut counters = self.xent_counters.lock().unwrap_or_else(|p| p.into_inner());
-        let counters = &mut *counters;
-        g.validate()?;
-        let (n, k) = (g.n as usize, g.classes as usize);
-        check_index_range("softmax cross-entropy logits", n * k)?;
-        dev.memset_zero(counters)?;
-        let weights = match weights {
-            Some(w) => need(dev, w, k, "softmax_xent_soft class weights")?,
-            None => DevicePtr(0),
-        };
-        let mut args = KernelArgs::new();
-        args.push(*g)
-            .push(need(dev, logits, n * k, "softmax_xent_soft logits")?)
-            .push(need(dev, targets, n * k, "softmax_xent_soft targets")?)
-            .push(weights)
-            .push(need(dev, losses, n, "softmax_xent_soft losses")?)
-            .push(need(dev, d_logits, n * k, "softmax_xent_soft d_logits")?)
-            .push(need(dev, counters, 1, "softmax_xent_soft counters")?);
-        // SAFETY: softmax_xent_soft(XentGeom, const float* logits, const float* targets, const float*
-        // weights, float* losses, float* d_logits, unsigned* counters), pushed in that order; logits,
-        // targets and d_logits hold N·CLASSES values, losses N, weights CLASSES (or null, which the kernel
-        // tests before reading), counters ≥ 1 (checked above). Rows beyond N return at once.
-        unsafe { dev.launch(SOFTMAX_XENT_SOFT, &launch_config(g), &mut args)? };
-        let counts = dev.copy_to_host(counters)?;
-        let per_row = dev.copy_to_host(losses)?;
-        let total: f64 = per_row[..n].iter().map(|&l| l as f64).sum();
+        let (counts, mean_loss) =
+            launch_with_counters(self, g, io.losses, |counters, losses, n, k| {
+                let weights = match io.class_weights {
+                    Some(w) => need(dev, w, k, "softmax_xent_soft class weights")?,
+                    None => DevicePtr(0),
+                };
+                let mut args = KernelArgs::new();
+                args.push(*g)
+                    .push(need(dev, io.logits, n * k, "softmax_xent_soft logits")?)
+                    .push(need(dev, io.targets, n * k, "softmax_xent_soft targets")?)
+                    .push(weights)
+                    .push(need(dev, losses, n, "softmax_xent_soft losses")?)
+                    .push(need(dev, io.d_logits, n * k, "softmax_xent_soft d_logits")?)
+                    .push(need(dev, counters, 1, "softmax_xent_soft counters")?);
+                // SAFETY: softmax_xent_soft(XentGeom, const float* logits, const float* targets, const float*
+                // weights, float* losses, float* d_logits, unsigned* counters), pushed in that order; logits,
+                // targets and d_logits hold N·CLASSES values, losses N, weights CLASSES (or null, which the kernel
+                // tests before reading), counters ≥ 1 (checked above). Rows beyond N return at once.
+                unsafe { dev.launch(SOFTMAX_XENT_SOFT, &launch_config(g), &mut args) }
+            })?;
         Ok(XentStats {
-            mean_loss: total / n as f64,
+            mean_loss,
             correct: counts[0] as usize,
         })
     }

@@ -1,7 +1,7 @@
 //! Statistics pooling on the CPU, one (image, channel) plane at a time, with the kernel's formulas:
 //! column means m_w over H, then their mean and sqrt(variance + eps) over W.
 
-use super::{StatsPoolGeom, StatsPoolOp};
+use super::{StatsPoolBackwardIo, StatsPoolGeom, StatsPoolOp};
 use crate::backends::cpu::{check_len, CpuBackend};
 use crate::tensor::Real;
 use crate::Result;
@@ -47,11 +47,9 @@ impl<T: Real> StatsPoolOp for CpuBackend<T> {
     fn statspool_backward(
         &self,
         g: &StatsPoolGeom,
-        x: &Vec<T>,
-        y: &Vec<T>,
-        dy: &Vec<T>,
-        dx: &mut Vec<T>,
+        io: StatsPoolBackwardIo<'_, Self::Buf>,
     ) -> Result<()> {
+        let StatsPoolBackwardIo { x, y, dy, dx } = io;
         let (n, c, h, w) = dims(g)?;
         check_len("statistics pooling x", x.len(), n * c * h * w)?;
         check_len("statistics pooling y", y.len(), n * 2 * c)?;

@@ -1,7 +1,7 @@
 //! Wrapper of kernels/statspool.cu: statistics pooling (mean and std over time of the frequency
 //! means), one warp per (image, channel) plane.
 
-use super::{StatsPoolGeom, StatsPoolOp, KERNEL_MODULE};
+use super::{StatsPoolBackwardIo, StatsPoolGeom, StatsPoolOp, KERNEL_MODULE};
 use crate::backends::device::{Device, Kernel, KernelArgs, LaunchConfig};
 use crate::backends::kernel_backend::KernelBackend;
 use crate::backends::kernels::{check_index_range, need};
@@ -51,19 +51,16 @@ impl<D: Device> StatsPoolOp for KernelBackend<D> {
     fn statspool_backward(
         &self,
         g: &StatsPoolGeom,
-        x: &D::Buffer<f32>,
-        y: &D::Buffer<f32>,
-        dy: &D::Buffer<f32>,
-        dx: &mut D::Buffer<f32>,
+        io: StatsPoolBackwardIo<'_, Self::Buf>,
     ) -> Result<()> {
         let dev = &self.dev;
         let (input, output) = check(g)?;
         let mut args = KernelArgs::new();
         args.push(*g)
-            .push(need(dev, x, input, "statistics pooling x")?)
-            .push(need(dev, y, output, "statistics pooling y")?)
-            .push(need(dev, dy, output, "statistics pooling dy")?)
-            .push(need(dev, dx, input, "statistics pooling dx")?);
+            .push(need(dev, io.x, input, "statistics pooling x")?)
+            .push(need(dev, io.y, output, "statistics pooling y")?)
+            .push(need(dev, io.dy, output, "statistics pooling dy")?)
+            .push(need(dev, io.dx, input, "statistics pooling dx")?);
         // SAFETY: statspool_backward(StatsPoolGeom, const float* x, const float* y, const float* dy,
         // float* dx), pushed in that order; lengths checked above; warps past the planes return at once.
         unsafe { dev.launch(BACKWARD, &launch_config(g), &mut args) }

@@ -10,13 +10,6 @@ use crate::backends::Buffers;
 use crate::tensor::Shape;
 use crate::{shape_err, Result};
 
-op_folder! {
-    kernel_file: "statspool";
-    /// Statistics pooling (forward, backward).
-    TOLERANCE = "statspool", atol 1e-6, rtol 1e-5,
-        because "f32 column sums over H, then a 32-lane butterfly over W instead of a left-to-right sum, and one sqrt";
-}
-
 /// Global statistics pooling of x (N, C, H, W) -> y (N, 2C): the mean over frequency (H) gives one
 /// value m_w per time step, then
 ///
@@ -73,6 +66,15 @@ impl StatsPoolGeom {
     }
 }
 
+/// The buffers of [`StatsPoolOp::statspool_backward`], named, so that no call can pass two of them in
+/// each other's place.
+pub struct StatsPoolBackwardIo<'a, B> {
+    pub x: &'a B,
+    pub y: &'a B,
+    pub dy: &'a B,
+    pub dx: &'a mut B,
+}
+
 /// The global statistics pooling, forward and backward (see [`crate::backends`] for which outputs
 /// are written and which are accumulated).
 pub trait StatsPoolOp: Buffers {
@@ -83,9 +85,13 @@ pub trait StatsPoolOp: Buffers {
     fn statspool_backward(
         &self,
         g: &StatsPoolGeom,
-        x: &Self::Buf,
-        y: &Self::Buf,
-        dy: &Self::Buf,
-        dx: &mut Self::Buf,
+        io: StatsPoolBackwardIo<'_, Self::Buf>,
     ) -> Result<()>;
+}
+
+op_folder! {
+    kernel_file: "statspool";
+    /// Statistics pooling (forward, backward).
+    TOLERANCE = "statspool", atol 1e-6, rtol 1e-5,
+        because "f32 column sums over H, then a 32-lane butterfly over W instead of a left-to-right sum, and one sqrt";
 }
