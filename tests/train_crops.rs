@@ -8,7 +8,7 @@ use rescnn::data::synth::{self, SynthConfig};
 use rescnn::data::{
     BatchConfig, Batcher, CacheOptions, FeatureStore, InputNormMode, Normalization,
 };
-use rescnn::evaluation::eval_mode::predict_over_crops;
+use rescnn::evaluation::eval_mode::{predict_over_crops, NetworkInputs};
 use rescnn::evaluation::predict::{predict_all, softmax};
 use rescnn::features::{ImageConfig, Region, Renderer, Spectrogram, StftConfig, TimeAxis};
 use rescnn::model::{ArchSpec, InputShape, Network};
@@ -58,7 +58,7 @@ fn crops_of_the_whole_width_are_the_plain_evaluation() {
     let cpu = CpuBackend::<f32>::new();
     let spec = ArchSpec::from_name_or_spec("c4k3 p2 fc8").unwrap();
     let mut net = Network::new(&cpu, &spec, InputShape::new(3, 16, frames_max), 7, 5, 3).unwrap();
-    let crops = predict_over_crops(&cpu, &mut net, &store, &img, &norm, &all, 10, None).unwrap();
+    let crops = predict_over_crops(&cpu, &mut net, shown(&store, &img, &norm), &all, 10).unwrap();
     let batcher =
         Batcher::new(&store, &img, &all, BatchConfig::evaluation(5), norm.clone()).unwrap();
     let plain = predict_all(&cpu, &mut net, &batcher).unwrap();
@@ -92,7 +92,7 @@ fn longer_utterances_average_their_crops() {
         planned.len() > 2 * all.len(),
         "utterances of ~1.2 s hold several 0.4 s crops"
     );
-    let got = predict_over_crops(&cpu, &mut net, &store, &img, &norm, &all, hop, None).unwrap();
+    let got = predict_over_crops(&cpu, &mut net, shown(&store, &img, &norm), &all, hop).unwrap();
     // By hand for three utterances: render every crop, classify it alone, average.
     let mut r = Renderer::new(&img).unwrap();
     let mut spec_buf = Spectrogram {
@@ -125,5 +125,18 @@ fn longer_utterances_average_their_crops() {
             p.iter().zip(&mean).all(|(a, b)| (a - b).abs() < 1e-6),
             "utterance {u}: {p:?} vs {mean:?}"
         );
+    }
+}
+
+fn shown<'a>(
+    store: &'a FeatureStore,
+    image: &'a ImageConfig,
+    norm: &'a Normalization,
+) -> NetworkInputs<'a> {
+    NetworkInputs {
+        store,
+        image,
+        norm,
+        side: None,
     }
 }

@@ -11,27 +11,33 @@ use crate::model::Network;
 use crate::{config_err, Result};
 use std::collections::{BTreeMap, HashMap};
 
+/// What a network is shown of each utterance: its features from `store`, rendered as `image` says
+/// and normalised by `norm`, and the side input of a network that takes one.
+#[derive(Clone, Copy)]
+pub struct NetworkInputs<'a> {
+    pub store: &'a FeatureStore,
+    pub image: &'a ImageConfig,
+    pub norm: &'a Normalization,
+    pub side: Option<SideInput<'a>>,
+}
+
 /// Class probabilities of every utterance of `indices` (in that order), each the mean over its
 /// crops of `image.width` frames every `hop` frames, run through `net` in batches of at most its
 /// maximum batch; a network with a side input gets its utterance's row with every crop.
-#[allow(clippy::too_many_arguments)]
 pub fn predict_over_crops<B: Backend<Elem = f32>>(
     backend: &B,
     net: &mut Network<B>,
-    store: &FeatureStore,
-    image: &ImageConfig,
-    norm: &Normalization,
+    inputs: NetworkInputs<'_>,
     indices: &[usize],
     hop: usize,
-    side: Option<SideInput<'_>>,
 ) -> Result<Predictions> {
-    let crops = plan_crops(store, image, indices, hop)?;
+    let crops = plan_crops(inputs.store, inputs.image, indices, hop)?;
     let classes = net.classes();
     let mut probs = Vec::with_capacity(crops.len());
     for chunk in crops.chunks(net.max_batch()) {
-        let x = render_crops(store, image, norm, chunk)?;
+        let x = render_crops(inputs.store, inputs.image, inputs.norm, chunk)?;
         let owners: Vec<usize> = chunk.iter().map(|c| c.utterance).collect();
-        let rows = side_rows(side, &owners);
+        let rows = side_rows(inputs.side, &owners);
         let logits =
             net.forward_logits_with_side(backend, &x.data, rows.as_deref(), chunk.len())?;
         probs.extend(logits.chunks_exact(classes).map(softmax));
@@ -61,41 +67,28 @@ impl EvalMode {
 
 /// Class probabilities of `indices` (in that order) evaluated as `mode` says, with the side input
 /// of a network that takes one.
-#[allow(clippy::too_many_arguments)]
 pub fn predict_with<B: Backend<Elem = f32>>(
     backend: &B,
     net: &mut Network<B>,
-    store: &FeatureStore,
-    image: &ImageConfig,
-    norm: &Normalization,
+    inputs: NetworkInputs<'_>,
     indices: &[usize],
     mode: &EvalMode,
-    side: Option<SideInput<'_>>,
 ) -> Result<Predictions> {
     match mode.time {
         EvalTime::First => {
             let batcher = Batcher::new(
-                store,
-                image,
+                inputs.store,
+                inputs.image,
                 indices,
                 BatchConfig::evaluation(mode.batch),
-                norm.clone(),
+                inputs.norm.clone(),
             )?;
-            predict_all_with_side(backend, net, &batcher, side)
+            predict_all_with_side(backend, net, &batcher, inputs.side)
         }
-        EvalTime::Crops => predict_over_crops(
-            backend,
-            net,
-            store,
-            image,
-            norm,
-            indices,
-            mode.hop_for(image),
-            side,
-        ),
-        EvalTime::Whole => {
-            predict_whole(backend, net, store, image, norm, indices, mode.batch, side)
+        EvalTime::Crops => {
+            predict_over_crops(backend, net, inputs, indices, mode.hop_for(inputs.image))
         }
+        EvalTime::Whole => predict_whole(backend, net, inputs, indices, mode.batch),
     }
 }
 
@@ -107,18 +100,14 @@ pub fn predict_with<B: Backend<Elem = f32>>(
 /// utterance it happened to be batched with, and its probabilities do not depend on which other
 /// files are evaluated beside it. The network goes back to its training width afterwards. Needs
 /// statistics pooling.
-#[allow(clippy::too_many_arguments)]
 pub fn predict_whole<B: Backend<Elem = f32>>(
     backend: &B,
     net: &mut Network<B>,
-    store: &FeatureStore,
-    image: &ImageConfig,
-    norm: &Normalization,
+    inputs: NetworkInputs<'_>,
     indices: &[usize],
     batch: usize,
-    side: Option<SideInput<'_>>,
 ) -> Result<Predictions> {
-    if image.time_axis != crate::features::TimeAxis::Fixed {
+    if inputs.image.time_axis != crate::features::TimeAxis::Fixed {
         return Err(config_err!(
             "eval_time = \"whole\" needs time_axis = \"fixed\" (with \"whole\" the utterance is \
              already stretched into one image: use eval_time = \"first\")"
@@ -128,7 +117,7 @@ pub fn predict_whole<B: Backend<Elem = f32>>(
     let mut by_width: BTreeMap<usize, Vec<usize>> = BTreeMap::new();
     for &u in indices {
         by_width
-            .entry(whole_width(store, image, &[u]))
+            .entry(whole_width(inputs.store, inputs.image, &[u]))
             .or_default()
             .push(u);
     }
@@ -139,16 +128,16 @@ pub fn predict_whole<B: Backend<Elem = f32>>(
             let width = fit_input_width(backend, net, frames)?;
             let wide = ImageConfig {
                 width,
-                ..image.clone()
+                ..inputs.image.clone()
             };
             let batcher = Batcher::new(
-                store,
+                inputs.store,
                 &wide,
                 group,
                 BatchConfig::evaluation(batch),
-                norm.clone(),
+                inputs.norm.clone(),
             )?;
-            probs.extend(predict_all_with_side(backend, net, &batcher, side)?);
+            probs.extend(predict_all_with_side(backend, net, &batcher, inputs.side)?);
         }
         Ok(())
     };

@@ -9,7 +9,7 @@ use crate::data::{
     CacheOptions, Corpus, FeatureStore, InputNormMode, Normalization, Source, SpeakerNorm,
     Utterance,
 };
-use crate::evaluation::eval_mode::{predict_with, EvalMode};
+use crate::evaluation::eval_mode::{predict_with, EvalMode, NetworkInputs};
 use crate::evaluation::model_file::{self, ModelFile, SpeakerStats, UtteranceModel};
 use crate::evaluation::predict::Predictions;
 use crate::evaluation::predict::SideInput;
@@ -441,16 +441,13 @@ impl TrainedModel {
         } else {
             None
         };
-        let network = predict_with(
-            backend,
-            net,
+        let shown = NetworkInputs {
             store,
-            &self.config.spectrogram.image,
-            &inputs.image,
-            indices,
-            &self.eval_mode(),
+            image: &self.config.spectrogram.image,
+            norm: &inputs.image,
             side,
-        )?;
+        };
+        let network = predict_with(backend, net, shown, indices, &self.eval_mode())?;
         self.finish(network, vectors, inputs, indices)
     }
 

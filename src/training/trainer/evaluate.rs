@@ -3,7 +3,7 @@
 
 use super::{TestProbabilities, Trainer};
 use crate::backends::Backend;
-use crate::evaluation::eval_mode::{predict_with, EvalMode};
+use crate::evaluation::eval_mode::{predict_with, EvalMode, NetworkInputs};
 use crate::evaluation::metrics::EvalReport;
 use crate::evaluation::predict::{score, Predictions, SideInput};
 use crate::prosody::branch::fuse;
@@ -33,16 +33,13 @@ impl<B: Backend<Elem = f32>> Trainer<'_, B> {
             (Some(store), Some(norm)) => Some(SideInput::given(store, norm)),
             _ => None,
         };
-        predict_with(
-            self.backend,
-            &mut self.net,
-            self.store,
-            &self.cfg.spectrogram.image,
-            &self.norm,
-            indices,
-            &mode,
+        let inputs = NetworkInputs {
+            store: self.store,
+            image: &self.cfg.spectrogram.image,
+            norm: &self.norm,
             side,
-        )
+        };
+        predict_with(self.backend, &mut self.net, inputs, indices, &mode)
     }
 
     /// The network's probabilities fused with the prosody branch's, when there is one.
