@@ -120,7 +120,6 @@ pub trait BatchNormOp: Buffers {
     /// Training forward of [`BatchNormGeom`]: y (N, C, H, W) = \[ReLU\](γ · x̂ + β) with the batch's
     /// per-channel statistics. WRITES y and saved (2, C) = (μ, 1/σ) for the backward pass; updates
     /// running_mean and running_var (C) in place by the momentum rule.
-    #[allow(clippy::too_many_arguments)]
     fn batchnorm_forward_train(
         &self,
         g: &BatchNormGeom,
@@ -128,7 +127,6 @@ pub trait BatchNormOp: Buffers {
     ) -> Result<()>;
 
     /// Evaluation forward of [`BatchNormGeom`] with the running statistics. WRITES y.
-    #[allow(clippy::too_many_arguments)]
     fn batchnorm_forward_eval(
         &self,
         g: &BatchNormGeom,
@@ -137,7 +135,6 @@ pub trait BatchNormOp: Buffers {
 
     /// Backward of [`BatchNormOp::batchnorm_forward_train`] (y and saved from that call). With `g.relu`,
     /// first masks `dy` in place by `y > 0`. ACCUMULATES dx when given; WRITES dgamma and dbeta (C).
-    #[allow(clippy::too_many_arguments)]
     fn batchnorm_backward(
         &self,
         g: &BatchNormGeom,
