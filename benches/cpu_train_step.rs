@@ -8,12 +8,12 @@
 //!
 //! `cargo bench --bench cpu_train_step` (set RESCNN_BENCH_STEPS to change the number of timed steps).
 
-use rescnn::backends::cpu::CpuBackend;
-use rescnn::backends::{ConvBackwardIo, ConvForwardIo, InputGrad};
 use std::time::Instant;
 
 use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
+use rescnn::backends::cpu::CpuBackend;
+use rescnn::backends::{ConvBackwardIo, ConvForwardIo, InputGrad};
 use rescnn::model::RmsPropConfig;
 use rescnn::model::{ArchSpec, InputShape, Network};
 

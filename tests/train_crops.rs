@@ -128,6 +128,7 @@ fn longer_utterances_average_their_crops() {
     }
 }
 
+/// What the network is shown: `store` rendered by `image`, normalised by `norm`, no side input.
 fn shown<'a>(
     store: &'a FeatureStore,
     image: &'a ImageConfig,

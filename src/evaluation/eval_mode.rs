@@ -22,8 +22,8 @@ pub struct NetworkInputs<'a> {
 }
 
 /// Class probabilities of every utterance of `indices` (in that order), each the mean over its
-/// crops of `image.width` frames every `hop` frames, run through `net` in batches of at most its
-/// maximum batch; a network with a side input gets its utterance's row with every crop.
+/// crops of `inputs.image.width` frames every `hop` frames, run through `net` in batches of at most
+/// its maximum batch; a network with a side input gets its utterance's row with every crop.
 pub fn predict_over_crops<B: Backend<Elem = f32>>(
     backend: &B,
     net: &mut Network<B>,

@@ -1,7 +1,8 @@
 //! One folder per op. Each holds the op's `#[repr(C)]` parameter struct (mirrored in
 //! `kernels/geometry.cuh`), its contract (a trait, `Conv2dOp`, `DenseOp`, …, whose sum is
-//! [`super::Backend`]), its named [`Tolerance`], the CPU reference implementing that trait for
-//! [`super::cpu::CpuBackend`] (`cpu.rs`) and the wrapper of `kernels/<op>.cu` implementing it for
+//! [`super::Backend`], and the `…Io` structs that name its methods' buffers), its named
+//! [`Tolerance`], the CPU reference implementing that trait for [`super::cpu::CpuBackend`]
+//! (`cpu.rs`) and the wrapper of `kernels/<op>.cu` implementing it for
 //! [`super::kernel_backend::KernelBackend`] (`kernel.rs`), the only code that knows the kernels'
 //! names, parameter order and launch configuration.
 //!
@@ -11,8 +12,9 @@
 //!    registers the entry points with the emulated device by itself and NVRTC compiles the file for
 //!    the CUDA device. A by-value parameter struct goes into `kernels/geometry.cuh`.
 //! 2. `src/backends/ops/foo/`: `mod.rs`, which declares its `cpu` and `kernel` modules and then,
-//!    in the order its module doc lists them, the parameter struct (`#[repr(C)]` + `Pod`), the trait
-//!    `FooOp: Buffers`, and an `op_folder!` naming the kernel file `"foo"` and the tolerance;
+//!    in the order its module doc lists them, the parameter struct (`#[repr(C)]` + `Pod`), the
+//!    contract (any `…Io` structs its methods take, then the trait `FooOp: Buffers`), and an
+//!    `op_folder!` naming the kernel file `"foo"` and the tolerance;
 //!    `cpu.rs` and `kernel.rs`. A method whose buffers include two of the same type and access
 //!    (two `&Buf`, two `&mut Buf`), which a call could swap without a type error, takes its
 //!    parameter struct and one `FooForwardIo`-style struct that names every buffer; a method that

@@ -78,8 +78,8 @@ impl BatchNormGeom {
     }
 }
 
-/// The buffers of [`BatchNormOp::batchnorm_forward_train`], named, so that no call can pass two of them in
-/// each other's place.
+/// The buffers of [`BatchNormOp::batchnorm_forward_train`], named, so that no call can pass two of
+/// them in each other's place.
 pub struct BatchNormTrainIo<'a, B> {
     pub x: &'a B,
     pub gamma: &'a B,
@@ -90,8 +90,8 @@ pub struct BatchNormTrainIo<'a, B> {
     pub running_var: &'a mut B,
 }
 
-/// The buffers of [`BatchNormOp::batchnorm_forward_eval`], named, so that no call can pass two of them in
-/// each other's place.
+/// The buffers of [`BatchNormOp::batchnorm_forward_eval`], named, so that no call can pass two of
+/// them in each other's place.
 pub struct BatchNormEvalIo<'a, B> {
     pub x: &'a B,
     pub gamma: &'a B,
@@ -101,8 +101,8 @@ pub struct BatchNormEvalIo<'a, B> {
     pub y: &'a mut B,
 }
 
-/// The buffers of [`BatchNormOp::batchnorm_backward`], named, so that no call can pass two of them in
-/// each other's place.
+/// The buffers of [`BatchNormOp::batchnorm_backward`], named, so that no call can pass two of them
+/// in each other's place.
 pub struct BatchNormBackwardIo<'a, B> {
     pub x: &'a B,
     pub gamma: &'a B,

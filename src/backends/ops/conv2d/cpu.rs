@@ -25,8 +25,8 @@ use crate::tensor::Real;
 use crate::{shape_err, Result};
 
 /// Target size (elements) of one chunk's im2col matrix: 512 KiB of f32, a quarter of a Zen 4 L2, so
-/// the matrix is still in cache when the GEMM reads it. (On the paper net, targets from 2^16 to 2^20
-/// were within the noise of the shared 2-core machine; this one sits in the middle.)
+/// the matrix is still in cache when the GEMM reads it. (On the paper net, targets from 2^16 to
+/// 2^20 were within the noise of the shared 2-core machine; this one sits in the middle.)
 const COL_TARGET_ELEMS: usize = 1 << 17;
 /// A chunk covers at least this many output pixels. The paper net's large-K layers (K = 2048, 6400)
 /// get exactly this many, the size at which the forward GEMM measured fastest (about 105 GFLOP per
@@ -167,12 +167,12 @@ fn unpad_add<T: Real>(d: &Dims, padded: &[T], dx: &mut [T]) {
     }
 }
 
-/// Walks the patch matrix of output rows [oh0, oh1): for each row r = (ci, kh, kw) of the
-/// K × P_c matrix (P_c = pixels of those output rows) and each output row oh, calls
-/// `f(col_offset, padded_offset)`, where the W_out values at `col_offset` of the patch matrix are the
-/// padded image's values from `padded_offset` on, every `stride`-th (output (oh, ow) reads padded
-/// (oh·s + kh, ow·s + kw)). [`im2col`] and its adjoint [`col2im_add`] both walk it, so they cannot
-/// disagree on an index.
+/// Walks the patch matrix of output rows [oh0, oh1): for each row r = (ci, kh, kw) of the K × P_c
+/// matrix (P_c = pixels of those output rows) and each output row oh, calls `f(col_offset,
+/// padded_offset)`, where the W_out values at `col_offset` of the patch matrix are the padded
+/// image's values from `padded_offset` on, every `stride`-th (output (oh, ow) reads padded (oh·s +
+/// kh, ow·s + kw)). [`im2col`] and its adjoint [`col2im_add`] both walk it, so they cannot disagree
+/// on an index.
 fn for_each_patch_row(d: &Dims, (oh0, oh1): (usize, usize), mut f: impl FnMut(usize, usize)) {
     let pc = (oh1 - oh0) * d.w_out;
     let (hp, wp) = d.padded_hw();
@@ -191,8 +191,9 @@ fn for_each_patch_row(d: &Dims, (oh0, oh1): (usize, usize), mut f: impl FnMut(us
     }
 }
 
-/// Fill `col` (K × P_c, row-major, P_c = pixels of output rows [oh0, oh1)) from one zero-padded
-/// image (C_in, H_p, W_p) made by [`pad_image`]. Every element of `col[..K·P_c]` is written.
+/// Fill `col` (K × P_c, row-major, P_c = pixels of the output rows `rows` = [oh0, oh1)) from one
+/// zero-padded image (C_in, H_p, W_p) made by [`pad_image`]. Every element of `col[..K·P_c]` is
+/// written.
 fn im2col<T: Real>(d: &Dims, padded: &[T], rows: (usize, usize), col: &mut [T]) {
     let (s, wo) = (d.stride, d.w_out);
     for_each_patch_row(d, rows, |c, p| {
@@ -208,8 +209,8 @@ fn im2col<T: Real>(d: &Dims, padded: &[T], rows: (usize, usize), col: &mut [T]) 
     });
 }
 
-/// The adjoint of [`im2col`]: ADD every element of `col` (K × P_c for output rows [oh0, oh1)) into
-/// the padded position it was read from in `padded_dx` (C_in, H_p, W_p).
+/// The adjoint of [`im2col`]: ADD every element of `col` (K × P_c for the output rows `rows` =
+/// [oh0, oh1)) into the padded position it was read from in `padded_dx` (C_in, H_p, W_p).
 fn col2im_add<T: Real>(d: &Dims, col: &[T], rows: (usize, usize), padded_dx: &mut [T]) {
     let (s, wo) = (d.stride, d.w_out);
     for_each_patch_row(d, rows, |c, p| {

@@ -82,8 +82,8 @@ impl PoolGeom {
     }
 }
 
-/// The buffers of [`MaxPoolOp::maxpool_relu_backward`], named, so that no call can pass two of them in
-/// each other's place.
+/// The buffers of [`MaxPoolOp::maxpool_relu_backward`], named, so that no call can pass two of them
+/// in each other's place.
 pub struct MaxPoolReluBackwardIo<'a, B, I> {
     pub dy: &'a B,
     pub argmax: &'a I,

@@ -22,13 +22,13 @@ pub fn launch_config(g: &XentGeom) -> LaunchConfig {
 
 /// What both cross-entropy kernels share around their launch: under the backend's counter lock,
 /// zeroes the counters, lets `launch` push its arguments and launch (given the counters, the
-/// losses, N and CLASSES), then reads back the counters and the mean of the N losses.
+/// losses, N and CLASSES), then returns the counters read back.
 fn launch_with_counters<D: Device>(
     backend: &KernelBackend<D>,
     g: &XentGeom,
     losses: &mut D::Buffer<f32>,
     launch: impl FnOnce(&mut D::Buffer<u32>, &mut D::Buffer<f32>, usize, usize) -> Result<()>,
-) -> Result<(Vec<u32>, f64)> {
+) -> Result<Vec<u32>> {
     let dev = &backend.dev;
     let mut counters = backend
         .xent_counters
@@ -40,36 +40,41 @@ fn launch_with_counters<D: Device>(
     check_index_range("softmax cross-entropy logits", n * k)?;
     dev.memset_zero(counters)?;
     launch(counters, losses, n, k)?;
-    let counts = dev.copy_to_host(counters)?;
+    dev.copy_to_host(counters)
+}
+
+/// The mean of the first N per-row losses, summed in f64 in row order.
+fn mean_loss<D: Device>(dev: &D, losses: &D::Buffer<f32>, n: usize) -> Result<f64> {
     let per_row = dev.copy_to_host(losses)?;
     let total: f64 = per_row[..n].iter().map(|&l| l as f64).sum();
-    Ok((counts, total / n as f64))
+    Ok(total / n as f64)
 }
 
 impl<D: Device> SoftmaxXentOp for KernelBackend<D> {
     /// WRITES losses (N) and d_logits (N, CLASSES) from logits (N, CLASSES) and labels (N), and returns
-    /// the mean loss and the number of correct rows. `counters` is scratch: 2 values, zeroed here.
+    /// the mean loss and the number of correct rows. The backend's counters (2 values) are zeroed
+    /// before the launch.
     fn softmax_xent(
         &self,
         g: &XentGeom,
         io: XentIo<'_, Self::Buf, Self::Idx>,
     ) -> Result<XentStats> {
         let dev = &self.dev;
-        let (counts, mean_loss) =
-            launch_with_counters(self, g, io.losses, |counters, losses, n, k| {
-                let mut args = KernelArgs::new();
-                args.push(*g)
-                    .push(need(dev, io.logits, n * k, "softmax_xent logits")?)
-                    .push(need(dev, io.labels, n, "softmax_xent labels")?)
-                    .push(need(dev, losses, n, "softmax_xent losses")?)
-                    .push(need(dev, io.d_logits, n * k, "softmax_xent d_logits")?)
-                    .push(need(dev, counters, 2, "softmax_xent counters")?);
-                dev.note_cost(SOFTMAX_XENT, || Cost::memory(4 * (2 * n * k + 2 * n + 2)));
-                // SAFETY: softmax_xent(XentGeom, const float* logits, const unsigned* labels, float* losses,
-                // float* d_logits, unsigned* counters), pushed in that order; lengths checked above. Rows beyond N
-                // return at once, and a label ≥ CLASSES is never used as an index (it is counted instead).
-                unsafe { dev.launch(SOFTMAX_XENT, &launch_config(g), &mut args) }
-            })?;
+        let counts = launch_with_counters(self, g, io.losses, |counters, losses, n, k| {
+            let mut args = KernelArgs::new();
+            args.push(*g)
+                .push(need(dev, io.logits, n * k, "softmax_xent logits")?)
+                .push(need(dev, io.labels, n, "softmax_xent labels")?)
+                .push(need(dev, losses, n, "softmax_xent losses")?)
+                .push(need(dev, io.d_logits, n * k, "softmax_xent d_logits")?)
+                .push(need(dev, counters, 2, "softmax_xent counters")?);
+            dev.note_cost(SOFTMAX_XENT, || Cost::memory(4 * (2 * n * k + 2 * n + 2)));
+            // SAFETY: softmax_xent(XentGeom, const float* logits, const unsigned* labels,
+            // float* losses, float* d_logits, unsigned* counters), pushed in that order; lengths
+            // checked above. Rows beyond N return at once, and a label ≥ CLASSES is never used
+            // as an index (it is counted instead).
+            unsafe { dev.launch(SOFTMAX_XENT, &launch_config(g), &mut args) }
+        })?;
         if counts[1] > 0 {
             return Err(shape_err!(
                 "{} of the {} labels are not one of the {} classes",
@@ -79,7 +84,7 @@ impl<D: Device> SoftmaxXentOp for KernelBackend<D> {
             ));
         }
         Ok(XentStats {
-            mean_loss,
+            mean_loss: mean_loss(dev, io.losses, g.n as usize)?,
             correct: counts[0] as usize,
         })
     }
@@ -87,31 +92,31 @@ impl<D: Device> SoftmaxXentOp for KernelBackend<D> {
     /// Soft-target softmax cross-entropy: WRITES losses (N) = −Σ_j w_j t_j log p_j and d_logits
     /// (N, CLASSES) = (p · Σ_j w_j t_j − w ⊙ t)/N from logits and targets (N, CLASSES), with class weights
     /// w (CLASSES) or all 1; returns the mean loss and the rows whose first-maximum logit is their
-    /// target's first maximum. `counters` is scratch (≥ 1 value), zeroed here.
+    /// target's first maximum. The backend's counters are zeroed before the launch.
     fn softmax_xent_soft(&self, g: &XentGeom, io: SoftXentIo<'_, Self::Buf>) -> Result<XentStats> {
         let dev = &self.dev;
-        let (counts, mean_loss) =
-            launch_with_counters(self, g, io.losses, |counters, losses, n, k| {
-                let weights = match io.class_weights {
-                    Some(w) => need(dev, w, k, "softmax_xent_soft class weights")?,
-                    None => DevicePtr(0),
-                };
-                let mut args = KernelArgs::new();
-                args.push(*g)
-                    .push(need(dev, io.logits, n * k, "softmax_xent_soft logits")?)
-                    .push(need(dev, io.targets, n * k, "softmax_xent_soft targets")?)
-                    .push(weights)
-                    .push(need(dev, losses, n, "softmax_xent_soft losses")?)
-                    .push(need(dev, io.d_logits, n * k, "softmax_xent_soft d_logits")?)
-                    .push(need(dev, counters, 1, "softmax_xent_soft counters")?);
-                // SAFETY: softmax_xent_soft(XentGeom, const float* logits, const float* targets, const float*
-                // weights, float* losses, float* d_logits, unsigned* counters), pushed in that order; logits,
-                // targets and d_logits hold N·CLASSES values, losses N, weights CLASSES (or null, which the kernel
-                // tests before reading), counters ≥ 1 (checked above). Rows beyond N return at once.
-                unsafe { dev.launch(SOFTMAX_XENT_SOFT, &launch_config(g), &mut args) }
-            })?;
+        let counts = launch_with_counters(self, g, io.losses, |counters, losses, n, k| {
+            let weights = match io.class_weights {
+                Some(w) => need(dev, w, k, "softmax_xent_soft class weights")?,
+                None => DevicePtr(0),
+            };
+            let mut args = KernelArgs::new();
+            args.push(*g)
+                .push(need(dev, io.logits, n * k, "softmax_xent_soft logits")?)
+                .push(need(dev, io.targets, n * k, "softmax_xent_soft targets")?)
+                .push(weights)
+                .push(need(dev, losses, n, "softmax_xent_soft losses")?)
+                .push(need(dev, io.d_logits, n * k, "softmax_xent_soft d_logits")?)
+                .push(need(dev, counters, 1, "softmax_xent_soft counters")?);
+            // SAFETY: softmax_xent_soft(XentGeom, const float* logits, const float* targets,
+            // const float* weights, float* losses, float* d_logits, unsigned* counters), pushed
+            // in that order; logits, targets and d_logits hold N·CLASSES values, losses N,
+            // weights CLASSES (or null, which the kernel tests before reading), counters ≥ 1
+            // (checked above). Rows beyond N return at once.
+            unsafe { dev.launch(SOFTMAX_XENT_SOFT, &launch_config(g), &mut args) }
+        })?;
         Ok(XentStats {
-            mean_loss,
+            mean_loss: mean_loss(dev, io.losses, g.n as usize)?,
             correct: counts[0] as usize,
         })
     }

@@ -55,8 +55,8 @@ pub struct XentIo<'a, B, I> {
     pub d_logits: &'a mut B,
 }
 
-/// The buffers of [`SoftmaxXentOp::softmax_xent_soft`], named, so that no call can pass two of them in
-/// each other's place.
+/// The buffers of [`SoftmaxXentOp::softmax_xent_soft`], named, so that no call can pass two of them
+/// in each other's place.
 pub struct SoftXentIo<'a, B> {
     pub logits: &'a B,
     pub targets: &'a B,

@@ -66,8 +66,8 @@ impl StatsPoolGeom {
     }
 }
 
-/// The buffers of [`StatsPoolOp::statspool_backward`], named, so that no call can pass two of them in
-/// each other's place.
+/// The buffers of [`StatsPoolOp::statspool_backward`], named, so that no call can pass two of them
+/// in each other's place.
 pub struct StatsPoolBackwardIo<'a, B> {
     pub x: &'a B,
     pub y: &'a B,
